@@ -1,0 +1,72 @@
+"""Shared pieces of the benchmarks: a result row, timing and peak-memory helpers.
+
+Each ``benchmarks/bench_*.py`` module exposes ``run(quick: bool) -> list[Row]``; ``python -m
+benchmarks`` runs them all and prints one table. Every figure is a ratio against an anchor
+measured in the same run on the same input.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
+
+
+@dataclass
+class Row:
+    """One benchmark figure: ours vs the anchor, with the goal stated as text."""
+
+    name: str
+    ours: float
+    anchor_name: str
+    anchor: float
+    unit: str = "s"
+    goal: str = ""
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.ours / self.anchor if self.anchor else float("nan")
+
+
+def best_of(fn: Callable[[], object], repeat: int = 3) -> float:
+    """Best wall time of ``repeat`` calls, in seconds."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def peak_rss_mib_of(code: str, env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Run ``code`` in a fresh interpreter; return (baseline MiB after imports, peak MiB).
+
+    The code must print ``BASELINE`` (a line with the RSS in KiB) once its imports are done;
+    the peak comes from the child's ``ru_maxrss`` as reported by ``resource``.
+    """
+    wrapper = (
+        "import resource, sys\n"
+        "def _baseline():\n"
+        "    print('BASELINE', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)\n"
+        f"{code}\n"
+        "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", wrapper],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=REPO,
+    ).stdout
+    values = {line.split()[0]: float(line.split()[1]) / 1024 for line in out.splitlines()
+              if line.startswith(("BASELINE", "PEAK"))}
+    return values["BASELINE"], values["PEAK"]
