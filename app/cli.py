@@ -1,0 +1,65 @@
+"""``medprint`` / ``python -m app``: the GUI by default, headless sub-commands otherwise.
+
+Each command group lives in ``app/commands/<name>.py`` with ``register(subparsers)``; the
+handlers call the same core functions as the GUI. A :class:`MedPrintError` becomes one line on
+stderr and exit status 2; nothing is printed as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from app import __version__
+from app.errors import MedPrintError
+from app.settings import DATA_DIR_ENV
+
+# Command modules in app/commands, in the order `medprint --help` lists them.
+COMMANDS = [
+    "vault",
+    "cases",
+    "audit",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medprint",
+        description="MedPrint: medical 3D printing workstation. Without a command, opens the GUI.",
+    )
+    parser.add_argument("--version", action="version", version=f"medprint {__version__}")
+    parser.add_argument(
+        "--data-dir",
+        help=f"folder for the vault, audit log, settings and logs (also ${DATA_DIR_ENV})",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"app.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.data_dir:
+        import os  # noqa: PLC0415
+
+        os.environ[DATA_DIR_ENV] = args.data_dir
+    if args.command is None:
+        return _start_gui()
+    try:
+        return int(args.func(args) or 0)
+    except MedPrintError as exc:
+        print(f"medprint: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("medprint: interrupted; nothing was changed", file=sys.stderr)
+        return 130
+
+
+def _start_gui() -> int:
+    # The GUI is the one place the entry point reaches into app.ui (see the import contract).
+    from app.ui.app import run_gui  # noqa: PLC0415
+
+    return run_gui()
