@@ -198,6 +198,7 @@ class Vault:
             msg = "the master key in the OS keystore does not open this vault; "
             msg += "restore it with 'medprint vault recovery-key --restore KEY'"
             raise VaultError(msg) from None
+        audit.record("vault.open", vault_id=meta["vault_id"])
         return cls(paths, meta, master)
 
     @classmethod
