@@ -1,0 +1,95 @@
+"""The ``medprint`` command: entry points and the foundation sub-commands, run as processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from app import __version__
+
+
+def medprint(*args: str, data_dir=None, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    if data_dir is not None:
+        env["MEDPRINT_DATA_DIR"] = str(data_dir)
+    proc = subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_version():
+    assert medprint("--version").stdout.strip() == f"medprint {__version__}"
+
+
+def test_vault_life_cycle_through_the_cli(data_dir, keystore_service):
+    init = medprint("vault", "init", data_dir=data_dir)
+    recovery = init.stdout.split("only once):")[1].split()[0]
+    assert recovery.startswith("MPRK-")
+    status = json.loads(medprint("vault", "status", "--json", data_dir=data_dir).stdout)
+    assert status["cases"] == 0 and status["key_generation"] == 1
+    medprint("vault", "rotate-key", data_dir=data_dir)
+    assert (
+        json.loads(medprint("vault", "status", "--json", data_dir=data_dir).stdout)[
+            "key_generation"
+        ]
+        == 2
+    )
+    assert medprint("vault", "recovery-key", data_dir=data_dir).stdout.strip() == recovery
+    assert medprint("cases", data_dir=data_dir).stdout.strip() == "no cases"
+    verify = medprint("audit", "verify", data_dir=data_dir)
+    assert "intact" in verify.stdout
+    actions = [
+        r["action"]
+        for r in json.loads(
+            medprint("audit", "export", "--format", "json", data_dir=data_dir).stdout
+        )
+    ]
+    assert actions[:3] == ["vault.init", "vault.open", "vault.open"]
+    assert "vault.rotate_key" in actions and "vault.recovery_key_shown" in actions
+
+
+def test_errors_are_one_line_with_exit_2(data_dir, keystore_service):
+    proc = medprint("vault", "status", data_dir=data_dir, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert "medprint vault init" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_tampered_audit_log_fails_verify(data_dir, keystore_service):
+    medprint("vault", "init", data_dir=data_dir)
+    log = data_dir / "audit" / "audit.jsonl"
+    log.write_bytes(log.read_bytes().replace(b"vault.init", b"vault.xxxx"))
+    proc = medprint("audit", "verify", data_dir=data_dir, check=False)
+    assert proc.returncode == 1 and "record 1" in proc.stdout
+
+
+@pytest.mark.parametrize("bad", ["{not json", '{"units": "furlong"}', '{"colour": 1}', "[]"])
+def test_bad_settings_file_is_a_clear_error(data_dir, bad):
+    from app.errors import MedPrintError
+    from app.settings import Settings, resolve_paths
+
+    paths = resolve_paths().ensure()
+    paths.settings_file.write_text(bad)
+    with pytest.raises(MedPrintError, match="setting"):
+        Settings.load(paths)
+
+
+def test_settings_round_trip(data_dir):
+    from app.settings import Settings, resolve_paths
+
+    paths = resolve_paths().ensure()
+    settings = Settings(units="cm", recent_cases=["C-AAAA-BB"])
+    settings.save(paths)
+    assert Settings.load(paths) == settings
