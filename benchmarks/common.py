@@ -49,13 +49,14 @@ def best_of(fn: Callable[[], object], repeat: int = 3) -> float:
 def peak_rss_mib_of(code: str, env: dict[str, str] | None = None) -> tuple[float, float]:
     """Run ``code`` in a fresh interpreter; return (baseline MiB after imports, peak MiB).
 
-    The code must print ``BASELINE`` (a line with the RSS in KiB) once its imports are done;
-    the peak comes from the child's ``ru_maxrss`` as reported by ``resource``.
+    The code calls ``_baseline()`` once its imports are done (current RSS then); the peak is
+    the child's ``ru_maxrss`` at the end. Imports that peak above the baseline can hide a
+    smaller working set, never inflate it.
     """
     wrapper = (
-        "import resource, sys\n"
+        "import resource, sys, psutil\n"
         "def _baseline():\n"
-        "    print('BASELINE', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)\n"
+        "    print('BASELINE', psutil.Process().memory_info().rss // 1024, flush=True)\n"
         f"{code}\n"
         "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)\n"
     )
@@ -67,6 +68,9 @@ def peak_rss_mib_of(code: str, env: dict[str, str] | None = None) -> tuple[float
         env={**os.environ, **(env or {})},
         cwd=REPO,
     ).stdout
-    values = {line.split()[0]: float(line.split()[1]) / 1024 for line in out.splitlines()
-              if line.startswith(("BASELINE", "PEAK"))}
+    values = {
+        line.split()[0]: float(line.split()[1]) / 1024
+        for line in out.splitlines()
+        if line.startswith(("BASELINE", "PEAK"))
+    }
     return values["BASELINE"], values["PEAK"]
