@@ -14,7 +14,9 @@ from benchmarks.common import Row
 
 def _modules(names: list[str]) -> list[str]:
     found = sorted(
-        m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]) if m.name.startswith("bench_")
+        m.name
+        for m in pkgutil.iter_modules([str(Path(__file__).parent)])
+        if m.name.startswith("bench_")
     )
     return [m for m in found if not names or any(n in m for n in names)]
 
@@ -32,7 +34,9 @@ def _print(rows: list[Row]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
-    parser.add_argument("names", nargs="*", help="run only benchmarks whose module name contains one of these")
+    parser.add_argument(
+        "names", nargs="*", help="run only benchmarks whose module name contains one of these"
+    )
     parser.add_argument("--quick", action="store_true", help="smaller inputs, for a smoke run")
     args = parser.parse_args()
     rows: list[Row] = []

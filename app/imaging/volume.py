@@ -76,7 +76,9 @@ class Volume:
     def bounds_lps(self) -> np.ndarray:
         """(2, 3) min/max LPS corner of the voxel-centre grid."""
         ni, nj, nk = self.size_ijk
-        corners = np.array([[i, j, k] for i in (0, ni - 1) for j in (0, nj - 1) for k in (0, nk - 1)])
+        corners = np.array(
+            [[i, j, k] for i in (0, ni - 1) for j in (0, nj - 1) for k in (0, nk - 1)]
+        )
         pts = self.index_to_lps(corners)
         return np.stack([pts.min(axis=0), pts.max(axis=0)])
 
