@@ -8,15 +8,21 @@ goes through the vault; nothing of a case is ever written to disk in the clear.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from app.errors import VaultError
+from app.errors import DicomError, VaultError
 from app.imaging.volume import Volume
+from app.progress import CancelToken, Progress, check_cancel, ensure
 from app.security import audit
 from app.security.vault import Vault
 
+if TYPE_CHECKING:
+    from app.imaging.scan import Series
+
 VOLUME_FILE = "volume.mpvol"
+SERIES_FILE = "series.json"
 
 
 @dataclass
@@ -66,3 +72,92 @@ def open_case(pseudonym: str, vault: Vault | None = None) -> Case:
     vault = vault or Vault.open()
     vault.case_entry(pseudonym)
     return Case(vault, pseudonym)
+
+
+def import_series(
+    series: Series,
+    *,
+    vault: Vault | None = None,
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
+) -> Case:
+    """Load ``series`` and store it as a new case: original DICOM, volume and series facts.
+
+    The patient's identity goes only into the encrypted case index. Cancelling or failing at any
+    point removes the half-made case, so a repeated import yields exactly one case.
+    """
+    from app.imaging.load import load_series  # noqa: PLC0415 (pydicom only when importing)
+
+    vault = vault or Vault.open()
+    progress = ensure(progress)
+    volume = load_series(series, progress=progress.sub(0.0, 0.6), cancel=cancel)
+    check_cancel(cancel)
+    pseudonym = vault.create_case(dict(series.identity))
+    case = Case(vault, pseudonym)
+    try:
+        _store_originals(case, series, progress.sub(0.6, 0.9), cancel)
+        progress.update(0.9, "storing the volume")
+        case.save_volume(volume)
+        facts = series.to_json() | {
+            "warnings": list(volume.warnings),
+            "geometry": volume.geometry(),
+        }
+        case.save_json(SERIES_FILE, facts)
+    except BaseException:
+        vault.delete_case(pseudonym)
+        raise
+    progress.update(1.0, "imported")
+    audit.record(
+        "case.import",
+        case=pseudonym,
+        modality=volume.modality,
+        slices=series.slice_count,
+        shape=list(volume.shape),
+        warnings=len(volume.warnings),
+    )
+    return case
+
+
+def _store_originals(
+    case: Case, series: Series, progress: Progress, cancel: CancelToken | None
+) -> None:
+    sources = series.sources
+    for number, source in enumerate(sources):
+        check_cancel(cancel)
+        with (
+            source.open() as src,
+            case.vault.write_file(case.pseudonym, f"dicom/{number:05d}.dcm") as out,
+        ):
+            shutil.copyfileobj(src, out, 1 << 20)
+        progress.update((number + 1) / len(sources), "storing the original DICOM (encrypted)")
+
+
+def import_path(
+    path: str,
+    series_key: str | None = None,
+    *,
+    vault: Vault | None = None,
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
+) -> Case:
+    """Scan ``path`` and import one series: ``series_key`` (key or UID), or the only / largest CT."""
+    from app.imaging.scan import scan  # noqa: PLC0415
+
+    progress = ensure(progress)
+    result = scan([path], progress=progress.sub(0.0, 0.2), cancel=cancel)
+    series = result.find(series_key) if series_key else _default_series(result.series)
+    return import_series(series, vault=vault, progress=progress.sub(0.2, 1.0), cancel=cancel)
+
+
+def _default_series(candidates: list[Series]) -> Series:
+    if not candidates:
+        msg = "no image series found there; 'medprint scan PATH' lists what was found and why"
+        raise DicomError(msg)
+    if len(candidates) == 1:
+        return candidates[0]
+    ct = [s for s in candidates if s.modality == "CT"]
+    if ct:
+        return max(ct, key=lambda s: s.slice_count)
+    keys = ", ".join(s.key for s in candidates)
+    msg = f"several series found ({keys}); choose one with --series"
+    raise DicomError(msg)

@@ -19,6 +19,7 @@ from app.settings import DATA_DIR_ENV
 COMMANDS = [
     "vault",
     "cases",
+    "importing",
     "audit",
 ]
 
