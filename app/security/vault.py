@@ -346,6 +346,17 @@ class Vault:
         audit.record("case.create", case=pseudonym)
         return pseudonym
 
+    def set_identity(self, pseudonym: str, identity: dict[str, str]) -> None:
+        """Replace the index fields of a case (corrections, or marking the sample case)."""
+        with self._lock:
+            index = self._load_index()
+            if pseudonym not in index:
+                msg = f"no case {pseudonym} in the vault; 'medprint cases' lists them"
+                raise VaultError(msg)
+            index[pseudonym]["identity"] = {str(k): str(v) for k, v in identity.items()}
+            self._save_index(index)
+        audit.record("case.identity_edited", case=pseudonym)
+
     def list_cases(self) -> list[CaseEntry]:
         index = self._load_index()
         return [
