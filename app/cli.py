@@ -13,7 +13,8 @@ import sys
 
 from app import __version__
 from app.errors import MedPrintError
-from app.settings import DATA_DIR_ENV
+from app.log import setup_logging
+from app.settings import DATA_DIR_ENV, resolve_paths
 
 # Command modules in app/commands, in the order `medprint --help` lists them.
 COMMANDS = [
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         import os  # noqa: PLC0415
 
         os.environ[DATA_DIR_ENV] = args.data_dir
+    setup_logging(resolve_paths().ensure())
     if args.command is None:
         return _start_gui()
     try:
