@@ -1,0 +1,78 @@
+"""GUI entry point: ``run_gui()`` creates the application, the main window and runs the loop."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from app import __version__
+from app.resources import resources_root
+from app.settings import DATA_DIR_ENV
+
+
+def style_sheet() -> str:
+    path = resources_root() / "style" / "medprint.qss"
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+
+
+def dark_palette() -> QtGui.QPalette:
+    palette = QtGui.QPalette()
+    role = QtGui.QPalette.ColorRole
+    colors = {
+        role.Window: (45, 47, 52),
+        role.WindowText: (222, 224, 228),
+        role.Base: (30, 31, 35),
+        role.AlternateBase: (40, 42, 47),
+        role.ToolTipBase: (55, 57, 63),
+        role.ToolTipText: (230, 230, 230),
+        role.Text: (222, 224, 228),
+        role.Button: (55, 57, 63),
+        role.ButtonText: (222, 224, 228),
+        role.BrightText: (255, 90, 90),
+        role.Highlight: (58, 120, 200),
+        role.HighlightedText: (255, 255, 255),
+        role.Link: (110, 170, 240),
+        role.PlaceholderText: (130, 133, 140),
+    }
+    for r, rgb in colors.items():
+        palette.setColor(r, QtGui.QColor(*rgb))
+    disabled = QtGui.QPalette.ColorGroup.Disabled
+    for r in (role.Text, role.ButtonText, role.WindowText):
+        palette.setColor(disabled, r, QtGui.QColor(120, 122, 128))
+    return palette
+
+
+def make_application(argv: list[str] | None = None) -> QtWidgets.QApplication:
+    """The QApplication with MedPrint's name, style and palette (reuses a running one)."""
+    app = QtWidgets.QApplication.instance()
+    if app is None:
+        app = QtWidgets.QApplication(argv if argv is not None else sys.argv[:1])
+    app.setApplicationName("MedPrint")
+    app.setOrganizationName("MedPrint")
+    app.setApplicationVersion(__version__)
+    app.setStyle("Fusion")
+    app.setPalette(dark_palette())
+    app.setStyleSheet(style_sheet())
+    return app
+
+
+def run_gui() -> int:
+    """Start the workstation window and run the event loop until it closes."""
+    from app.ui.settings_dialog import stored_data_dir  # noqa: PLC0415
+
+    app = make_application()
+    if not os.environ.get(DATA_DIR_ENV):
+        chosen = stored_data_dir()
+        if chosen:
+            os.environ[DATA_DIR_ENV] = chosen
+    from app.ui.main_window import MainWindow  # noqa: PLC0415 (after the data folder is settled)
+
+    window = MainWindow()
+    window.show()
+    QtCore.QTimer.singleShot(0, window.startup)
+    return app.exec()

@@ -1,0 +1,592 @@
+"""The main window: case browser, the four-up views, docked stage panels, menus and shortcuts."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from app import __version__
+from app.errors import MedPrintError
+from app.imaging.volume import Volume
+from app.security import audit
+from app.settings import Paths, Settings, resolve_paths
+from app.ui import jobs
+from app.ui.case_browser import CaseBrowser
+from app.ui.messages import show_error, show_info
+from app.ui.panels import STAGES, AuditPanel, DisplayPanel, StagePanel
+from app.ui.settings_dialog import DATA_DIR_KEY, SettingsDialog, qt_settings
+from app.ui.worker import Worker
+from app.viewers.layout import LAYOUTS, ViewArea
+from app.viewers.slice_view import TOOLS
+from app.viewers.windowing import PRESET_NAMES
+
+log = logging.getLogger(__name__)
+
+MAX_RECENT = 10
+
+SHORTCUTS_HELP = """
+<table>
+<tr><td><b>Left click / drag</b></td><td>move the crosshair (all views follow)</td></tr>
+<tr><td><b>Right drag</b></td><td>window (left-right) and level (up-down)</td></tr>
+<tr><td><b>Middle drag, Shift+left drag</b></td><td>pan</td></tr>
+<tr><td><b>Wheel, Up/Down, PgUp/PgDn</b></td><td>previous / next slice (PgUp/PgDn: 10)</td></tr>
+<tr><td><b>Ctrl+wheel, +/-</b></td><td>zoom; R resets the view</td></tr>
+<tr><td><b>Ctrl+1 … Ctrl+5</b></td><td>four-up, axial, coronal, sagittal, 3D layout</td></tr>
+<tr><td><b>F11</b></td><td>full screen</td></tr>
+<tr><td><b>M / A / N</b></td><td>ruler, angle, navigate tool</td></tr>
+</table>
+"""
+
+
+def sample_installed() -> bool:
+    try:
+        from app.sample import sample_folder  # noqa: PLC0415
+
+        return sample_folder().is_dir()
+    except MedPrintError:
+        return False
+
+
+class JobBar(QtWidgets.QWidget):
+    """Progress bar, message and Cancel for whichever tracked worker is running."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.label = QtWidgets.QLabel(self)
+        self.bar = QtWidgets.QProgressBar(self)
+        self.bar.setRange(0, 1000)
+        self.bar.setFixedWidth(180)
+        self.bar.setTextVisible(False)
+        self.cancel_button = QtWidgets.QToolButton(self)
+        self.cancel_button.setText("Cancel")
+        layout = QtWidgets.QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.label)
+        layout.addWidget(self.bar)
+        layout.addWidget(self.cancel_button)
+        self._worker: Worker | None = None
+        self.cancel_button.clicked.connect(self._cancel)
+        self.setVisible(False)
+
+    def track(self, worker: Worker) -> None:
+        worker.started.connect(lambda name, w=worker: self._started(w, name))
+        worker.progress.connect(lambda f, m, w=worker: self._progress(w, f, m))
+        worker.finished.connect(lambda w=worker: self._finished(w))
+
+    def _started(self, worker: Worker, name: str) -> None:
+        self._worker = worker
+        self.label.setText(name[:1].upper() + name[1:] + "…" if name else "Working…")
+        self.bar.setValue(0)
+        self.setVisible(True)
+
+    def _progress(self, worker: Worker, fraction: float, message: str) -> None:
+        if worker is self._worker:
+            self.bar.setValue(int(fraction * 1000))
+            if message:
+                self.label.setText(message[:1].upper() + message[1:])
+
+    def _finished(self, worker: Worker) -> None:
+        if worker is self._worker:
+            self._worker = None
+            self.setVisible(False)
+
+    def _cancel(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    """The workstation window. ``startup()`` opens the vault and, on a first start, the sample."""
+
+    caseOpened = QtCore.Signal(str)
+    volumeShown = QtCore.Signal()
+
+    def __init__(self, paths: Paths | None = None, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.paths = (paths or resolve_paths()).ensure()
+        self.settings = self._load_settings()
+        self.vault: Any = None
+        self.case: Any = None
+        self.case_title = ""
+        self.edit_target: Any = None  # an object with undo()/redo()/can_undo()/can_redo()
+        self.setWindowTitle("MedPrint")
+        self.setObjectName("mainWindow")
+        self.resize(1440, 900)
+        self.setDockNestingEnabled(True)
+
+        self.area = ViewArea(parent=self)
+        self.state = self.area.state
+        self.setCentralWidget(self.area)
+        self.jobs = Worker(self)  # case loading, sample loading
+        self.jobs.done.connect(self._on_loaded)
+        self.jobs.error.connect(lambda m: self.report_error("Could not open", m))
+        self.job_bar = JobBar(self)
+        self.job_bar.track(self.jobs)
+        self._build_docks()
+        self._build_actions()
+        self._build_menus()
+        self._build_toolbar()
+        self._build_status()
+        for view in self.area.slice_views.values():
+            view.readoutChanged.connect(self._readout.setText)
+            view.units = self.settings.units
+        self._sync_edit_actions()
+
+    # -- construction -------------------------------------------------------------------------
+    def _load_settings(self) -> Settings:
+        try:
+            return Settings.load(self.paths)
+        except MedPrintError as exc:
+            log.warning("settings ignored: %s", exc)
+            return Settings()
+
+    def _dock(
+        self, title: str, widget: QtWidgets.QWidget, area: QtCore.Qt.DockWidgetArea
+    ) -> QtWidgets.QDockWidget:
+        dock = QtWidgets.QDockWidget(title, self)
+        dock.setObjectName(f"{title.lower()}Dock")
+        dock.setWidget(widget)
+        dock.setFeatures(
+            QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetMovable
+            | QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetClosable
+            | QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetFloatable
+        )
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _build_docks(self) -> None:
+        left = QtCore.Qt.DockWidgetArea.LeftDockWidgetArea
+        right = QtCore.Qt.DockWidgetArea.RightDockWidgetArea
+        self.browser = CaseBrowser(self)
+        self.browser.openRequested.connect(self.open_case)
+        self.browser.importRequested.connect(self.import_dicom)
+        self.browser.refreshRequested.connect(self.refresh_cases)
+        self.browser.identityToggled.connect(self._identity_toggled)
+        self.cases_dock = self._dock("Cases", self.browser, left)
+        self.display = DisplayPanel(self.area, self)
+        self.display_dock = self._dock("Display", self.display, left)
+        self.stage_panels: dict[str, QtWidgets.QWidget] = {}
+        self.stage_docks: dict[str, QtWidgets.QDockWidget] = {}
+        previous = None
+        for title in STAGES:
+            panel = StagePanel(title, self)
+            dock = self._dock(title, panel, right)
+            if previous is not None:
+                self.tabifyDockWidget(previous, dock)
+            self.stage_panels[title], self.stage_docks[title] = panel, dock
+            previous = dock
+        self.audit_panel = AuditPanel(self.paths, self)
+        self.audit_dock = self._dock("Audit", self.audit_panel, right)
+        self.tabifyDockWidget(previous, self.audit_dock)
+        self.stage_docks["Segment"].raise_()
+        self.resizeDocks(
+            [self.cases_dock, self.stage_docks["Segment"]],
+            [330, 320],
+            QtCore.Qt.Orientation.Horizontal,
+        )
+        self.audit_dock.visibilityChanged.connect(
+            lambda shown: shown and self.audit_panel.refresh()
+        )
+
+    def _action(
+        self, text: str, slot: Any, shortcut: Any = None, tip: str = "", checkable: bool = False
+    ) -> QtGui.QAction:
+        action = QtGui.QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QtGui.QKeySequence(shortcut))
+        if tip:
+            action.setStatusTip(tip)
+            action.setToolTip(f"{tip} ({action.shortcut().toString()})" if shortcut else tip)
+        action.setCheckable(checkable)
+        action.triggered.connect(slot)
+        self.addAction(action)
+        return action
+
+    def _build_actions(self) -> None:
+        keys = QtGui.QKeySequence.StandardKey
+        self.act_import = self._action(
+            "&Import DICOM…", self.import_dicom, "Ctrl+I", "Import a DICOM folder or zip"
+        )
+        self.act_open = self._action(
+            "&Open case…", self._focus_cases, keys.Open, "Pick a case from the vault"
+        )
+        self.act_save = self._action(
+            "&Save", self.save, keys.Save, "Save the case's view state to the vault"
+        )
+        self.act_screenshot = self._action(
+            "Save s&creenshot…", self.screenshot_dialog, "Ctrl+Shift+S", "Save a PNG of the views"
+        )
+        self.act_screenshot3d = self._action(
+            "Save &3D screenshot…", self.screenshot3d_dialog, None, "Save a PNG of the 3D view"
+        )
+        self.act_settings = self._action(
+            "Se&ttings…", self.settings_dialog, keys.Preferences, "Data folder, presets, units"
+        )
+        self.act_quit = self._action("&Quit", self.close, keys.Quit)
+        self.act_undo = self._action("&Undo", self.undo, keys.Undo, "Undo the last edit")
+        self.act_redo = self._action("&Redo", self.redo, keys.Redo, "Redo the edit undone last")
+        self.act_full = self._action(
+            "&Full screen", self.toggle_full_screen, "F11", "Full screen", checkable=True
+        )
+        self.act_reset = self._action(
+            "&Reset views", self.area.reset_views, "Ctrl+R", "Fit the slices, reset the 3D camera"
+        )
+        self.layout_actions = {}
+        group = QtGui.QActionGroup(self)
+        titles = {
+            "four-up": "&Four-up",
+            "axial": "&Axial",
+            "coronal": "&Coronal",
+            "sagittal": "Sa&gittal",
+            "3d": "&3D",
+        }
+        for n, name in enumerate(LAYOUTS, start=1):
+            act = self._action(
+                titles[name],
+                lambda _=False, v=name: self.set_layout(v),
+                f"Ctrl+{n}",
+                f"{name} layout",
+                checkable=True,
+            )
+            group.addAction(act)
+            self.layout_actions[name] = act
+        self.layout_actions["four-up"].setChecked(True)
+        self.tool_actions = {}
+        tool_group = QtGui.QActionGroup(self)
+        for name, key in zip(TOOLS, ("N", "M", "A"), strict=True):
+            act = self._action(
+                name.capitalize(),
+                lambda _=False, v=name: self.area.set_tool(v),
+                key,
+                f"{name} tool",
+                checkable=True,
+            )
+            tool_group.addAction(act)
+            self.tool_actions[name] = act
+        self.tool_actions["navigate"].setChecked(True)
+        self.act_clear_measure = self._action(
+            "Clear measurements", self.area.clear_measurements, None, "Remove rulers and angles"
+        )
+        self.preset_actions = {
+            p: self._action(
+                p.title() if p != "auto" else "Auto",
+                lambda _=False, v=p: self.state.apply_preset(v),
+            )
+            for p in PRESET_NAMES
+        }
+        self.act_about = self._action("&About MedPrint", self.about)
+        self.act_shortcuts = self._action("&Mouse and keys", self.shortcuts_help, keys.HelpContents)
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        file_menu.addActions([self.act_import, self.act_open])
+        self.recent_menu = file_menu.addMenu("Recent cases")
+        self._rebuild_recent()
+        file_menu.addSeparator()
+        file_menu.addActions([self.act_save, self.act_screenshot, self.act_screenshot3d])
+        file_menu.addSeparator()
+        file_menu.addActions([self.act_settings, self.act_quit])
+        edit = bar.addMenu("&Edit")
+        edit.addActions([self.act_undo, self.act_redo])
+        view = bar.addMenu("&View")
+        layouts = view.addMenu("Layout")
+        layouts.addActions(list(self.layout_actions.values()))
+        presets = view.addMenu("Window preset")
+        presets.addActions(list(self.preset_actions.values()))
+        view.addActions([self.act_reset, self.act_full])
+        view.addSeparator()
+        panels = view.addMenu("Panels")
+        for dock in [
+            self.cases_dock,
+            self.display_dock,
+            *self.stage_docks.values(),
+            self.audit_dock,
+        ]:
+            panels.addAction(dock.toggleViewAction())
+        tools = bar.addMenu("&Tools")
+        tools.addActions(list(self.tool_actions.values()))
+        tools.addAction(self.act_clear_measure)
+        help_menu = bar.addMenu("&Help")
+        help_menu.addActions([self.act_shortcuts, self.act_about])
+
+    def _build_toolbar(self) -> None:
+        toolbar = self.addToolBar("Main")
+        toolbar.setObjectName("mainToolbar")
+        toolbar.setMovable(False)
+        toolbar.addActions([self.act_import, self.act_save, self.act_screenshot])
+        toolbar.addSeparator()
+        toolbar.addActions([self.act_undo, self.act_redo])
+        toolbar.addSeparator()
+        toolbar.addActions(list(self.layout_actions.values()))
+        toolbar.addSeparator()
+        toolbar.addActions(list(self.tool_actions.values()))
+        toolbar.addSeparator()
+        toolbar.addActions(list(self.preset_actions.values()))
+
+    def _build_status(self) -> None:
+        status = self.statusBar()
+        self._readout = QtWidgets.QLabel(self)
+        self._readout.setObjectName("readout")
+        status.addWidget(self._readout, 1)
+        status.addPermanentWidget(self.job_bar)
+
+    # -- start-up and cases ---------------------------------------------------------------------
+    def startup(self, open_sample: bool = True) -> None:
+        """Open (or create) the vault, list the cases; with none, show the bundled sample."""
+        entries = self.refresh_cases()
+        if open_sample and not entries and self.vault is not None:
+            if sample_installed():
+                self.open_sample()
+            else:
+                self.statusBar().showMessage(
+                    "No cases yet: import a DICOM folder (Ctrl+I) to start."
+                )
+
+    def _open_vault(self) -> Any:
+        from app.security.vault import Vault  # noqa: PLC0415 (keystore access only when needed)
+
+        if self.vault is None:
+            if Vault.exists(self.paths):
+                self.vault = Vault.open(self.paths)
+            else:
+                self.vault, recovery = Vault.init(self.paths)
+                show_info(
+                    self,
+                    "Vault created",
+                    "MedPrint created an encrypted vault for your cases.\n\n"
+                    f"Recovery key (write it down and keep it safe; it is shown only now):\n\n{recovery}",
+                )
+        return self.vault
+
+    def refresh_cases(self) -> list[Any]:
+        try:
+            entries = self._open_vault().list_cases()
+        except MedPrintError as exc:
+            self.browser.set_unavailable(f"Cases unavailable: {exc}")
+            self.statusBar().showMessage(f"Cases unavailable: {exc}", 8000)
+            return []
+        self.browser.set_entries(entries)
+        return entries
+
+    def open_case(self, pseudonym: str) -> None:
+        try:
+            vault = self._open_vault()
+        except MedPrintError as exc:
+            self.report_error("Could not open the vault", str(exc))
+            return
+        self.jobs.start(jobs.load_case, (vault, pseudonym), name=f"opening case {pseudonym}")
+
+    def open_sample(self) -> None:
+        """Open the bundled sample case (imported into the vault on first use)."""
+        try:
+            vault = self._open_vault()
+        except MedPrintError as exc:
+            self.report_error("Could not open the vault", str(exc))
+            return
+        self.jobs.start(jobs.load_sample, vault, name="opening the sample case")
+
+    def _on_loaded(self, result: jobs.Loaded) -> None:
+        self.case = result.case
+        self.case_title = result.title
+        self.show_volume(result.volume)
+        self.setWindowTitle(f"MedPrint — {result.title}")
+        if result.case is not None:
+            self._push_recent(result.case.pseudonym)
+            self.browser.select(result.case.pseudonym)
+            self.caseOpened.emit(result.case.pseudonym)
+        self._sync_edit_actions()
+
+    def show_volume(self, volume: Volume, window_preset: str | None = None) -> None:
+        preset = window_preset or self.settings.default_window_preset
+        if preset not in PRESET_NAMES:
+            preset = "auto"
+        self.area.show_volume(volume, preset)
+        for warning in volume.warnings:
+            self.statusBar().showMessage(warning, 10000)
+        self.volumeShown.emit()
+
+    def import_dicom(self) -> None:
+        from app.ui.import_dialog import ImportDialog, import_available  # noqa: PLC0415
+
+        problem = import_available()
+        if problem:
+            self.report_error("Import not available", problem)
+            return
+        try:
+            vault = self._open_vault()
+        except MedPrintError as exc:
+            self.report_error("Could not open the vault", str(exc))
+            return
+        dialog = ImportDialog(vault, self)
+        dialog.imported.connect(self._on_imported)
+        self.import_dialog = dialog
+        dialog.open()
+
+    def _on_imported(self, pseudonym: str) -> None:
+        self.refresh_cases()
+        self.open_case(pseudonym)
+
+    def _identity_toggled(self, shown: bool) -> None:
+        if shown:
+            try:
+                audit.record("cases.identity_shown", count=len(self.browser.entries))
+            except MedPrintError as exc:
+                self.browser.show_identity.setChecked(False)
+                self.report_error(
+                    "Identity stays hidden", f"the audit log refused the record: {exc}"
+                )
+
+    def _focus_cases(self) -> None:
+        self.cases_dock.show()
+        self.cases_dock.raise_()
+        self.browser.search.setFocus()
+
+    def _push_recent(self, pseudonym: str) -> None:
+        recent = [pseudonym, *[p for p in self.settings.recent_cases if p != pseudonym]][
+            :MAX_RECENT
+        ]
+        self.settings.recent_cases = recent
+        try:
+            self.settings.save(self.paths)
+        except (OSError, MedPrintError) as exc:
+            log.warning("recent cases not saved: %s", exc.__class__.__name__)
+        self._rebuild_recent()
+
+    def _rebuild_recent(self) -> None:
+        self.recent_menu.clear()
+        for pseudonym in self.settings.recent_cases:
+            self.recent_menu.addAction(pseudonym, lambda p=pseudonym: self.open_case(p))
+        self.recent_menu.setEnabled(bool(self.settings.recent_cases))
+
+    # -- commands -------------------------------------------------------------------------------
+    def save(self) -> None:
+        if self.case is None:
+            self.statusBar().showMessage("Nothing to save: open a case from the vault first.", 5000)
+            return
+        width, level = self.state.window
+        state = {
+            "window": [width, level],
+            "window_preset": self.state.window_preset,
+            "layout": self.area.layout_name,
+            "cursor_lps": [float(v) for v in self.state.cursor],
+        }
+        try:
+            self.case.save_json("viewer.json", state)
+            for panel in self.stage_panels.values():
+                saver = getattr(panel, "save", None)
+                if callable(saver):
+                    saver(self.case)
+        except MedPrintError as exc:
+            self.report_error("Could not save", str(exc))
+            return
+        self.statusBar().showMessage(f"Saved case {self.case.pseudonym}.", 4000)
+
+    def undo(self) -> None:
+        if self.edit_target is not None and self.edit_target.can_undo():
+            self.edit_target.undo()
+        self._sync_edit_actions()
+
+    def redo(self) -> None:
+        if self.edit_target is not None and self.edit_target.can_redo():
+            self.edit_target.redo()
+        self._sync_edit_actions()
+
+    def set_edit_target(self, target: Any) -> None:
+        """Route Undo/Redo to ``target`` (a panel's history); None disables them."""
+        self.edit_target = target
+        self._sync_edit_actions()
+
+    def _sync_edit_actions(self) -> None:
+        target = self.edit_target
+        self.act_undo.setEnabled(bool(target is not None and target.can_undo()))
+        self.act_redo.setEnabled(bool(target is not None and target.can_redo()))
+        self.act_save.setEnabled(self.case is not None)
+
+    def set_layout(self, name: str) -> None:
+        self.area.set_layout(name)
+        self.layout_actions[name].setChecked(True)
+
+    def toggle_full_screen(self) -> None:
+        if self.isFullScreen():
+            self.showNormal()
+        else:
+            self.showFullScreen()
+        self.act_full.setChecked(self.isFullScreen())
+
+    def save_screenshot(self, path: str | Path, whole_window: bool = False) -> Path:
+        """Save a PNG of the view area (or the whole window); returns the path."""
+        path = Path(path)
+        widget = self if whole_window else self.area
+        self.area.view3d.render()
+        if not widget.grab().save(str(path), "PNG"):
+            msg = f"could not write {path.name}; choose another folder"
+            raise MedPrintError(msg)
+        return path
+
+    def screenshot_dialog(self) -> None:
+        name = f"{self.case.pseudonym if self.case else 'medprint'}-views.png"
+        chosen, _ = QtWidgets.QFileDialog.getSaveFileName(
+            self, "Save screenshot", name, "PNG image (*.png)"
+        )
+        if chosen:
+            try:
+                self.save_screenshot(chosen)
+            except MedPrintError as exc:
+                self.report_error("Screenshot not saved", str(exc))
+
+    def screenshot3d_dialog(self) -> None:
+        name = f"{self.case.pseudonym if self.case else 'medprint'}-3d.png"
+        chosen, _ = QtWidgets.QFileDialog.getSaveFileName(
+            self, "Save 3D screenshot", name, "PNG image (*.png)"
+        )
+        if chosen:
+            self.area.view3d.screenshot(chosen)
+
+    def settings_dialog(self) -> None:
+        dialog = SettingsDialog(self.settings, self.paths, self)
+        if dialog.exec() != QtWidgets.QDialog.DialogCode.Accepted:
+            return
+        self.apply_settings(dialog.result_settings(), dialog.chosen_data_dir())
+
+    def apply_settings(self, settings: Settings, data_dir: str | None = None) -> None:
+        try:
+            settings.save(self.paths)
+        except MedPrintError as exc:
+            self.report_error("Settings not saved", str(exc))
+            return
+        self.settings = settings
+        self.area.set_units(settings.units)
+        if data_dir and Path(data_dir).expanduser().resolve() != self.paths.root:
+            qt_settings().setValue(DATA_DIR_KEY, data_dir)
+            self.statusBar().showMessage("The new data folder is used from the next start.", 8000)
+
+    def about(self) -> None:
+        QtWidgets.QMessageBox.about(
+            self,
+            "About MedPrint",
+            f"<b>MedPrint {__version__}</b><p>Medical 3D printing workstation: CT/MR DICOM to a "
+            "verified, de-identified print.</p><p>Not a diagnostic device.</p>",
+        )
+
+    def shortcuts_help(self) -> None:
+        show_info(self, "Mouse and keys", SHORTCUTS_HELP)
+
+    def report_error(self, title: str, message: str) -> None:
+        """The one place the window shows an error: status bar plus a non-blocking box."""
+        self.statusBar().showMessage(f"{title}: {message}", 10000)
+        self.last_error = message
+        show_error(self, title, message)
+
+    def track(self, worker: Worker) -> None:
+        """Show a panel's worker in the status-bar progress area."""
+        self.job_bar.track(worker)
+
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        self.jobs.cancel()
+        self.jobs.wait(3.0)
+        self.area.view3d.close()
+        super().closeEvent(event)

@@ -1,0 +1,234 @@
+"""Docked panels: the stage panels later issues fill, the display controls and the audit viewer.
+
+A stage panel whose core module has not landed yet says so plainly and offers no controls:
+no button does anything it cannot really do.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from PySide6 import QtCore, QtWidgets
+
+from app.security import audit
+from app.settings import Paths
+from app.ui.worker import Worker
+from app.viewers.layout import ViewArea
+from app.viewers.view3d import CAMERA_PRESETS, CLIP_AXES, VOLUME_PRESETS
+from app.viewers.windowing import PRESET_NAMES
+
+# Stage panels: (title, what it will do, the core module it needs).
+STAGES = {
+    "Segment": (
+        "Threshold presets, bone in one click, islands, smoothing, paint, region growing, "
+        "scissors, margin, hollow, logical operations, with undo.",
+        "app.tools.segmentation.tools",
+    ),
+    "Mesh": (
+        "Surface from a segment, volume-preserving smoothing, decimation, repair, editing, "
+        "case label, export and the QA report.",
+        "app.tools.mesh.qa",
+    ),
+    "Print": (
+        "Printer and material profiles, built-in and PrusaSlicer slicing, G-code preview, "
+        "printing over USB, OctoPrint or Moonraker.",
+        "app.printing.slicer",
+    ),
+    "Package": (
+        "Surgeon review and approval, the signed print package, export to a USB drive.",
+        "app.security.access",
+    ),
+}
+
+
+def module_available(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+class StagePanel(QtWidgets.QWidget):
+    """A panel for one workflow stage; empty (and labelled so) until its tools exist."""
+
+    def __init__(self, title: str, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.title = title
+        purpose, self.module = STAGES[title]
+        self.setObjectName(f"{title.lower()}Panel")
+        layout = QtWidgets.QVBoxLayout(self)
+        about = QtWidgets.QLabel(purpose, self)
+        about.setWordWrap(True)
+        self.status = QtWidgets.QLabel(self)
+        self.status.setObjectName("stageStatus")
+        self.status.setWordWrap(True)
+        layout.addWidget(about)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+        self.refresh()
+
+    @property
+    def available(self) -> bool:
+        return module_available(self.module)
+
+    def refresh(self) -> None:
+        if self.available:
+            self.status.setText(
+                f"The {self.title.lower()} tools are installed; their panel is not wired yet."
+            )
+        else:
+            self.status.setText(f"Not available in this build yet (needs {self.module}).")
+
+
+class DisplayPanel(QtWidgets.QWidget):
+    """Window presets, overlay style, 3D rendering preset, camera, clipping, layout."""
+
+    def __init__(self, area: ViewArea, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.area = area
+        state = area.state
+        form = QtWidgets.QFormLayout(self)
+        form.setFieldGrowthPolicy(QtWidgets.QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+
+        self.window_preset = QtWidgets.QComboBox(self)
+        self.window_preset.addItems([p.title() if p != "auto" else "Auto" for p in PRESET_NAMES])
+        self.window_preset.setCurrentIndex(-1)
+        self.window_preset.activated.connect(lambda i: state.apply_preset(PRESET_NAMES[i]))
+        form.addRow("Window", self.window_preset)
+
+        self.overlay_opacity = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal, self)
+        self.overlay_opacity.setRange(0, 100)
+        self.overlay_opacity.setValue(int(state.overlay_opacity * 100))
+        self.overlay_opacity.valueChanged.connect(
+            lambda v: state.set_overlay_style(opacity=v / 100)
+        )
+        form.addRow("Overlay opacity", self.overlay_opacity)
+        self.overlay_outline = QtWidgets.QCheckBox("Outline only", self)
+        self.overlay_outline.toggled.connect(lambda on: state.set_overlay_style(outline=on))
+        self.overlay_visible = QtWidgets.QCheckBox("Show segmentation", self)
+        self.overlay_visible.setChecked(True)
+        self.overlay_visible.toggled.connect(lambda on: state.set_overlay_style(visible=on))
+        form.addRow("", self.overlay_outline)
+        form.addRow("", self.overlay_visible)
+
+        self.volume_preset = QtWidgets.QComboBox(self)
+        self.volume_preset.addItems(VOLUME_PRESETS)
+        self.volume_preset.activated.connect(lambda i: area.view3d.set_preset(VOLUME_PRESETS[i]))
+        form.addRow("3D rendering", self.volume_preset)
+
+        cameras = QtWidgets.QWidget(self)
+        grid = QtWidgets.QGridLayout(cameras)
+        grid.setContentsMargins(0, 0, 0, 0)
+        for n, name in enumerate(CAMERA_PRESETS):
+            button = QtWidgets.QToolButton(cameras)
+            button.setText(name.capitalize())
+            button.clicked.connect(lambda _=False, v=name: area.view3d.camera_preset(v))
+            grid.addWidget(button, n // 3, n % 3)
+        form.addRow("3D camera", cameras)
+
+        self.clip_axis = QtWidgets.QComboBox(self)
+        self.clip_axis.addItems(["None", *[a.capitalize() for a in CLIP_AXES]])
+        self.clip_position = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal, self)
+        self.clip_position.setRange(0, 1000)
+        self.clip_position.setValue(500)
+        self.clip_flip = QtWidgets.QCheckBox("Flip side", self)
+        self.clip_axis.currentIndexChanged.connect(self._apply_clip)
+        self.clip_position.valueChanged.connect(self._apply_clip)
+        self.clip_flip.toggled.connect(self._apply_clip)
+        form.addRow("Clip plane", self.clip_axis)
+        form.addRow("Clip position", self.clip_position)
+        form.addRow("", self.clip_flip)
+        state.windowChanged.connect(self._sync_window)
+        state.volumeChanged.connect(self._on_volume)
+
+    def _sync_window(self) -> None:
+        preset = self.area.state.window_preset
+        self.window_preset.setCurrentIndex(
+            PRESET_NAMES.index(preset) if preset in PRESET_NAMES else -1
+        )
+
+    def _on_volume(self) -> None:
+        self._sync_window()
+        preset = self.area.view3d.preset
+        if preset in VOLUME_PRESETS:
+            self.volume_preset.setCurrentIndex(VOLUME_PRESETS.index(preset))
+        self._apply_clip()
+
+    def _apply_clip(self) -> None:
+        index = self.clip_axis.currentIndex()
+        view3d = self.area.view3d
+        if index <= 0 or view3d.volume is None:
+            view3d.set_clipping(None)
+            return
+        axis = list(CLIP_AXES)[index - 1]
+        bounds = view3d.scene_bounds()
+        p = list(CLIP_AXES).index(axis)
+        lo, hi = bounds[0, p], bounds[1, p]
+        position = lo + (hi - lo) * self.clip_position.value() / 1000
+        view3d.set_clipping(axis, position, flip=self.clip_flip.isChecked())
+
+
+class AuditPanel(QtWidgets.QWidget):
+    """Read-only view of the audit log with its verification status."""
+
+    COLUMNS = ("#", "Time (UTC)", "User", "Action", "Case", "Facts")
+
+    def __init__(self, paths: Paths, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.paths = paths
+        self.worker = Worker(self)
+        self.status = QtWidgets.QLabel("Not checked yet", self)
+        self.status.setObjectName("auditStatus")
+        self.status.setWordWrap(True)
+        self.refresh_button = QtWidgets.QPushButton("Refresh and verify", self)
+        self.table = QtWidgets.QTableWidget(0, len(self.COLUMNS), self)
+        self.table.setHorizontalHeaderLabels(self.COLUMNS)
+        self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        top = QtWidgets.QHBoxLayout()
+        top.addWidget(self.status, 1)
+        top.addWidget(self.refresh_button)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(top)
+        layout.addWidget(self.table, 1)
+        self.refresh_button.clicked.connect(self.refresh)
+        self.worker.done.connect(self._show)
+        self.worker.error.connect(lambda m: self.status.setText(f"Audit log unreadable: {m}"))
+
+    def refresh(self) -> None:
+        self.status.setText("Verifying the audit log…")
+        self.worker.start(_read_audit, self.paths, name="reading the audit log")
+
+    def _show(self, result: tuple[list[dict], audit.VerifyResult]) -> None:
+        records, verdict = result
+        mark = "✔" if verdict.ok else "✘"
+        self.status.setText(f"{mark} {verdict.message}")
+        self.status.setProperty("ok", verdict.ok)
+        self.status.style().unpolish(self.status)
+        self.status.style().polish(self.status)
+        self.table.setRowCount(len(records))
+        for row, rec in enumerate(reversed(records)):  # newest first
+            facts = ", ".join(f"{k}={v}" for k, v in sorted((rec.get("facts") or {}).items()))
+            values = (
+                rec.get("seq"),
+                rec.get("time"),
+                rec.get("user"),
+                rec.get("action"),
+                rec.get("case") or "",
+                facts,
+            )
+            for column, value in enumerate(values):
+                self.table.setItem(
+                    row, column, QtWidgets.QTableWidgetItem("" if value is None else str(value))
+                )
+        self.table.resizeColumnsToContents()
+
+
+def _read_audit(
+    paths: Paths, *, progress=None, cancel=None
+) -> tuple[list[dict], audit.VerifyResult]:
+    verdict = audit.verify(paths)
+    return audit.read_records(paths), verdict
