@@ -1,0 +1,432 @@
+"""Signed print packages: build, read back, verify, and every kind of tampering caught by its own
+message. Runs inside scripts/with-keyring.sh (the audit log keeps its key in the OS keystore)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import stat
+import warnings
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from app.errors import Cancelled, PackageError
+from app.progress import CancelToken, Progress
+from app.security import audit
+from app.security import package as pkg
+from app.security.package import PackageMeta, build_package, verify_package
+from app.security.signing import SigningKey, TrustStore
+from app.settings import resolve_paths
+
+APPROVAL = {
+    "type": "decision",
+    "decision": "approved",
+    "mesh_sha256": "ab" * 32,
+    "qa_sha256": "cd" * 32,
+    "reviewer": "surgeon",
+    "time_utc": "2026-01-01T00:00:00Z",
+}
+STL = b"solid m\n" + b"facet normal 0 0 1\n" * 2000 + b"endsolid m\n"
+
+
+@pytest.fixture
+def env(data_dir, keystore_service):
+    return resolve_paths()
+
+
+@pytest.fixture
+def signer() -> SigningKey:
+    return SigningKey.generate()
+
+
+@pytest.fixture
+def source_files(tmp_path: Path) -> dict[str, bytes | Path]:
+    gcode = tmp_path / "src" / "model.gcode"
+    gcode.parent.mkdir()
+    gcode.write_bytes(b"G28\n" + b"G1 X10 Y10 E0.5\n" * 50_000)
+    return {
+        "mesh/model.stl": STL,
+        "mesh/model.3mf": b"PK\x03\x04 not really a 3mf but bytes",
+        "gcode/model.gcode": gcode,
+        "qa/report.json": b'{"passed": true}\n',
+        "qa/report.html": b"<html><body>QA passed</body></html>",
+    }
+
+
+def _build(out: Path, files, signer, **kw) -> Path:
+    meta = PackageMeta(
+        case="C-7K3M-Q9",
+        printer={"name": "generic-marlin-220", "nozzle_mm": 0.4},
+        slicer={"name": "builtin", "layer_height_mm": 0.2},
+    )
+    return build_package(out, files=files, meta=meta, approval=APPROVAL, signer=signer, **kw)
+
+
+@pytest.fixture
+def built(env, tmp_path, source_files, signer) -> Path:
+    out = tmp_path / "drive"
+    out.mkdir()
+    return _build(out, source_files, signer, make_zip=True)
+
+
+def _verify(path: Path, signer: SigningKey, revoked=()) -> pkg.VerifyReport:
+    return verify_package(path, [signer.public_key], revoked)
+
+
+def test_build_writes_a_complete_manifest_and_verifies(built, signer, source_files):
+    report = _verify(built, signer)
+    assert report.ok, report.message
+    manifest = json.loads((built / "manifest.json").read_bytes())
+    assert manifest["format"] == pkg.FORMAT_NAME and manifest["format_version"] == 1
+    assert manifest["case"] == "C-7K3M-Q9"
+    assert manifest["signer_key_id"] == signer.key_id
+    assert manifest["created_utc"].endswith("Z")
+    assert manifest["printer"]["nozzle_mm"] == 0.4 and manifest["slicer"]["name"] == "builtin"
+    assert manifest["approval"]["mesh_sha256"] == APPROVAL["mesh_sha256"]
+    assert manifest["override"] is None
+    paths = [f["path"] for f in manifest["files"]]
+    assert paths == sorted(paths)
+    assert set(paths) == {*source_files, "approval.json"}
+    stl = next(f for f in manifest["files"] if f["path"] == "mesh/model.stl")
+    assert stl["size"] == len(STL)
+    assert (built / "mesh" / "model.stl").read_bytes() == STL
+    assert report.files_checked == len(paths)
+    # The zip holds the same package and verifies on its own.
+    zipped = built.parent / f"{built.name}.zip"
+    zreport = _verify(zipped, signer)
+    assert zreport.ok and zreport.container == "zip" and zreport.package_id == report.package_id
+    # Nothing half-written is left behind.
+    assert sorted(p.name for p in built.parent.iterdir()) == sorted([built.name, zipped.name])
+
+
+def test_build_and_verify_are_audited(built, signer):
+    _verify(built, signer)
+    actions = [r["action"] for r in audit.read_records()]
+    assert "package.build" in actions and "package.verify" in actions
+    last = audit.read_records()[-1]
+    assert last["facts"]["ok"] is True and last["case"] == "C-7K3M-Q9"
+    assert audit.verify().ok
+
+
+def test_override_is_shown_in_the_package(env, tmp_path, source_files, signer):
+    override = {"type": "override", "kind": "release-without-approval", "administrator": "admin"}
+    out = tmp_path / "drive"
+    out.mkdir()
+    meta = PackageMeta(case="C-7K3M-Q9")
+    path = build_package(
+        out, files=source_files, meta=meta, approval=None, override=override, signer=signer
+    )
+    manifest = json.loads((path / "manifest.json").read_bytes())
+    assert manifest["override"]["kind"] == "release-without-approval"
+    assert json.loads((path / "override.json").read_bytes())["administrator"] == "admin"
+    assert _verify(path, signer).ok
+
+
+def test_refuses_without_approval_unsafe_paths_and_case_clashes(env, tmp_path, signer):
+    meta = PackageMeta(case="C-7K3M-Q9")
+    tmp_path = tmp_path / "drive"
+    tmp_path.mkdir()
+    with pytest.raises(PackageError, match="approval"):
+        build_package(tmp_path, files={"a.stl": b"x"}, meta=meta, approval=None, signer=signer)
+    for bad in ("../a.stl", "/abs.stl", "manifest.json", "a\\b.stl", "a//b"):
+        with pytest.raises(PackageError, match="cannot be a package path"):
+            build_package(tmp_path, files={bad: b"x"}, meta=meta, approval=APPROVAL, signer=signer)
+    with pytest.raises(PackageError, match="letter case"):
+        files = {"Mesh.stl": b"x", "mesh.stl": b"y"}
+        build_package(tmp_path, files=files, meta=meta, approval=APPROVAL, signer=signer)
+    with pytest.raises(PackageError, match="pseudonym"):
+        build_package(
+            tmp_path,
+            files={"a": b"x"},
+            meta=PackageMeta(case="DOE^JANE"),
+            approval=APPROVAL,
+            signer=signer,
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cancel_leaves_nothing(env, tmp_path, source_files, signer):
+    out = tmp_path / "drive"
+    out.mkdir()
+    token = CancelToken()
+    seen = []
+
+    def on_progress(fraction: float, message: str) -> None:
+        seen.append(message)
+        if len(seen) == 3:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        _build(out, source_files, signer, progress=Progress(on_progress), cancel=token)
+    assert list(out.iterdir()) == []
+
+
+def test_not_enough_space_is_refused_up_front(env, tmp_path, source_files, signer, monkeypatch):
+    out = tmp_path / "drive"
+    out.mkdir()
+    monkeypatch.setattr(pkg.shutil, "disk_usage", lambda _p: shutil._ntuple_diskusage(10, 9, 1))
+    with pytest.raises(PackageError, match="not enough free space"):
+        _build(out, source_files, signer)
+    assert list(out.iterdir()) == []
+
+
+def test_revoked_signer_cannot_sign(env, tmp_path, source_files, signer):
+    TrustStore(env).revoke(signer.public_key, "lost laptop")
+    with pytest.raises(PackageError, match="revoked"):
+        _build(tmp_path, source_files, signer)
+
+
+# --- tampering with a folder package ---------------------------------------------------------
+
+
+def _resign(folder: Path, key: SigningKey, edit=None) -> None:
+    """Rewrite the manifest (optionally edited) and sign it with ``key``."""
+    manifest = json.loads((folder / "manifest.json").read_bytes())
+    if edit:
+        edit(manifest)
+    data = pkg.canonical_json(manifest)
+    (folder / "manifest.json").write_bytes(data)
+    (folder / "manifest.sig").write_bytes(pkg._signature_bytes(key, data))
+
+
+def _change_byte(p: Path) -> None:
+    target = p / "mesh" / "model.stl"
+    data = bytearray(target.read_bytes())
+    data[100] ^= 0x01
+    target.write_bytes(bytes(data))
+
+
+def _add_file(p: Path) -> None:
+    (p / "mesh" / "extra.stl").write_bytes(b"solid extra\nendsolid extra\n")
+
+
+def _remove_file(p: Path) -> None:
+    (p / "qa" / "report.html").unlink()
+
+
+def _rename_file(p: Path) -> None:
+    (p / "mesh" / "model.3mf").rename(p / "mesh" / "renamed.3mf")
+
+
+def _replace_signature(p: Path) -> None:
+    signed = json.loads((p / "manifest.sig").read_bytes())
+    raw = bytearray(pkg.base64.b64decode(signed["signature"]))
+    raw[0] ^= 0xFF
+    signed["signature"] = pkg.base64.b64encode(bytes(raw)).decode()
+    (p / "manifest.sig").write_bytes(json.dumps(signed).encode())
+
+
+def _edit_manifest(p: Path) -> None:
+    text = (p / "manifest.json").read_text().replace('"nozzle_mm": 0.4', '"nozzle_mm": 0.6')
+    (p / "manifest.json").write_text(text)
+
+
+def _other_key(p: Path) -> None:
+    _resign(p, SigningKey.generate(), lambda m: m.update(signer_key_id="ignored"))
+
+
+def _symlink(p: Path) -> None:
+    target = p / "qa" / "report.json"
+    outside = p.parent / "outside.json"
+    outside.write_bytes(target.read_bytes())
+    target.unlink()
+    target.symlink_to(outside)
+
+
+def _case_twin(p: Path) -> None:
+    (p / "mesh" / "Model.stl").write_bytes(STL)
+
+
+def _drop_signature(p: Path) -> None:
+    (p / "manifest.sig").unlink()
+
+
+FOLDER_TAMPERING = {
+    "changed byte": (_change_byte, pkg.HASH_MISMATCH),
+    "added file": (_add_file, pkg.UNLISTED),
+    "removed file": (_remove_file, pkg.MISSING),
+    "renamed file": (_rename_file, pkg.RENAMED),
+    "replaced signature": (_replace_signature, pkg.BAD_SIGNATURE),
+    "edited manifest": (_edit_manifest, pkg.BAD_SIGNATURE),
+    "other key": (_other_key, pkg.KEY_UNTRUSTED),
+    "symlink": (_symlink, pkg.SYMLINK),
+    "case-folded duplicate": (_case_twin, pkg.CASEFOLD_DUPLICATE),
+    "no signature": (_drop_signature, pkg.NO_SIGNATURE),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FOLDER_TAMPERING))
+def test_folder_tampering_is_rejected_with_its_own_message(built, signer, case):
+    tamper, code = FOLDER_TAMPERING[case]
+    tamper(built)
+    report = _verify(built, signer)
+    assert not report.ok
+    assert report.problems[0].code == code, report.message
+    with pytest.raises(PackageError, match="NOT valid"):
+        report.raise_if_invalid()
+
+
+def test_revoked_key_is_rejected_even_when_trusted(built, signer):
+    report = _verify(built, signer, revoked=[signer.public_key.fingerprint])
+    assert report.codes == [pkg.KEY_REVOKED]
+    assert "REVOKED" in report.message
+
+
+def test_key_is_checked_before_signature_and_signature_before_files(built, signer):
+    _change_byte(built)
+    _edit_manifest(built)
+    assert _verify(built, signer).codes == [pkg.BAD_SIGNATURE]
+    assert verify_package(built, [SigningKey.generate().public_key]).codes == [pkg.KEY_UNTRUSTED]
+
+
+def test_unknown_format_and_signer_mismatch(built, signer):
+    _resign(built, signer, lambda m: m.update(format_version=99))
+    assert _verify(built, signer).codes == [pkg.UNKNOWN_FORMAT]
+    _resign(built, signer, lambda m: m.update(format_version=1, signer_key_id="0" * 16))
+    assert _verify(built, signer).codes == [pkg.SIGNER_MISMATCH]
+
+
+def test_a_signed_manifest_listing_an_unsafe_path_is_refused(built, signer):
+    def edit(m):
+        m["files"].append({"path": "../escape", "size": 0, "sha256": "0" * 64})
+
+    _resign(built, signer, edit)
+    assert _verify(built, signer).codes == [pkg.UNSAFE_LISTED]
+
+
+# --- tampering with a zip package (checked without extracting anything) -----------------------
+
+
+def _rewrite_zip(src: Path, dst: Path, extra=(), drop=(), replace=None) -> None:
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            if info.filename in drop:
+                continue
+            data = zin.read(info)
+            if replace and info.filename in replace:
+                data = replace[info.filename]
+            zout.writestr(info, data)
+        for info, data in extra:
+            zout.writestr(info, data)
+
+
+def _symlink_info(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name)
+    info.create_system = 3
+    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    return info
+
+
+def _zip_cases(stl_in_zip: bytes) -> dict:
+    changed = bytearray(stl_in_zip)
+    changed[10] ^= 1
+    return {
+        "parent entry": ({"extra": [(zipfile.ZipInfo("../evil.sh"), b"rm -rf ~")]}, pkg.PARENT_REF),
+        "absolute entry": ({"extra": [(zipfile.ZipInfo("/tmp/evil.sh"), b"x")]}, pkg.ABSOLUTE),
+        "duplicate entry": (
+            {"extra": [(zipfile.ZipInfo("mesh/model.stl"), b"evil")]},
+            pkg.DUPLICATE,
+        ),
+        "case-folded duplicate": (
+            {"extra": [(zipfile.ZipInfo("MESH/model.stl"), stl_in_zip)]},
+            pkg.CASEFOLD_DUPLICATE,
+        ),
+        "symlink entry": (
+            {"extra": [(_symlink_info("mesh/link.stl"), b"/etc/passwd")]},
+            pkg.SYMLINK,
+        ),
+        "changed byte": ({"replace": {"mesh/model.stl": bytes(changed)}}, pkg.HASH_MISMATCH),
+        "removed file": ({"drop": ["qa/report.json"]}, pkg.MISSING),
+        "added file": ({"extra": [(zipfile.ZipInfo("notes.txt"), b"hi")]}, pkg.UNLISTED),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "parent entry",
+        "absolute entry",
+        "duplicate entry",
+        "case-folded duplicate",
+        "symlink entry",
+        "changed byte",
+        "removed file",
+        "added file",
+    ],
+)
+def test_zip_tampering_is_rejected_before_extraction(built, signer, tmp_path, case, monkeypatch):
+    zipped = built.parent / f"{built.name}.zip"
+    spec, code = _zip_cases(STL)[case]
+    bad = tmp_path / "bad.zip"
+    with pytest.warns(UserWarning) if case == "duplicate entry" else contextlib.nullcontext():
+        _rewrite_zip(zipped, bad, **spec)
+    monkeypatch.chdir(tmp_path)  # an extraction bug would write ../evil.sh next to tmp_path
+    report = _verify(bad, signer)
+    assert report.problems[0].code == code, report.message
+    assert not (tmp_path.parent / "evil.sh").exists()
+    with pytest.raises(PackageError, match="NOT valid"):
+        pkg.extract_package(bad, tmp_path / "out", [signer.public_key])
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_tampering_has_a_distinct_message(built, signer, tmp_path):
+    """Different kinds of failure never share a message, so a user can tell them apart."""
+    codes_to_messages: dict[str, set[str]] = {}
+    zipped = built.parent / f"{built.name}.zip"
+    for i, case in enumerate(_zip_cases(STL)):
+        spec, _ = _zip_cases(STL)[case]
+        bad = tmp_path / f"bad{i}.zip"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # zipfile warns about the duplicate on purpose
+            _rewrite_zip(zipped, bad, **spec)
+        problem = _verify(bad, signer).problems[0]
+        codes_to_messages.setdefault(problem.code, set()).add(_shape(problem.message))
+    for name, (tamper, _) in FOLDER_TAMPERING.items():
+        copy = tmp_path / f"copy-{name.replace(' ', '-')}"
+        shutil.copytree(built, copy, symlinks=True)
+        tamper(copy)
+        problem = _verify(copy, signer).problems[0]
+        codes_to_messages.setdefault(problem.code, set()).add(_shape(problem.message))
+    shapes = [next(iter(v)) for v in codes_to_messages.values()]
+    assert len(codes_to_messages) == 12
+    assert len(set(shapes)) == len(shapes)
+
+
+def _shape(message: str) -> str:
+    """A message with its quoted names removed: what stays is the kind of failure."""
+    return re.sub(r"'[^']*'", "''", message)
+
+
+def test_extract_verifies_then_writes_the_same_package(built, signer, tmp_path):
+    zipped = built.parent / f"{built.name}.zip"
+    out = pkg.extract_package(zipped, tmp_path / "received", [signer.public_key])
+    assert (out / "mesh" / "model.stl").read_bytes() == STL
+    assert _verify(out, signer).ok
+
+
+def test_not_a_package(env, tmp_path, signer):
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(os.urandom(100))
+    assert _verify(junk, signer).codes == [pkg.NOT_A_PACKAGE]
+    assert _verify(tmp_path / "absent", signer).codes == [pkg.NOT_A_PACKAGE]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _verify(empty, signer).codes == [pkg.NO_SIGNATURE]
+
+
+def test_remove_partials_cleans_leftovers_only(env, tmp_path):
+    tmp_path = tmp_path / "drive"
+    tmp_path.mkdir()
+    (tmp_path / ".C-1_abcd.partial-1234").mkdir()
+    (tmp_path / ".C-1_abcd.zip.partial-99").write_bytes(b"x")
+    (tmp_path / "keep").mkdir()
+    assert sorted(pkg.remove_partials(tmp_path)) == [
+        ".C-1_abcd.partial-1234",
+        ".C-1_abcd.zip.partial-99",
+    ]
+    assert [p.name for p in tmp_path.iterdir()] == ["keep"]
