@@ -20,6 +20,7 @@ from app.settings import DATA_DIR_ENV, resolve_paths
 COMMANDS = [
     "vault",
     "cases",
+    "imaging",
     "importing",
     "audit",
 ]

@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import struct
 import warnings
@@ -404,8 +405,8 @@ def scan(
             if header is not None:
                 headers.append(header)
             total = max(len(sources), 1)
-    result.files = len(sources)
-    _group(_dedupe(headers, result), result)
+        result.files = len(sources)
+        _group(_dedupe(headers, result), result)
     progress.update(1.0, f"found {len(result.series)} series")
     return result
 
@@ -486,7 +487,10 @@ def _open_source(source: SourceRef, archive: zipfile.ZipFile | None) -> Iterator
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """Silence pydicom's warnings: they can quote element values (PHI) on stderr."""
+    """Silence pydicom's warnings and log records: they can quote element values (PHI)."""
+    logger = logging.getLogger("pydicom")
+    logger.setLevel(logging.CRITICAL + 1)
+    logger.propagate = False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
@@ -556,7 +560,9 @@ def _read_header(handle: BinaryIO, source: SourceRef) -> tuple[object, tuple | N
             msg = "not a DICOM file"
             raise _Reject(msg)
         force = True
-    ds = pydicom.dcmread(handle, stop_before_pixels=True, defer_size=DEFER_SIZE, force=force)
+    # Deferred values are re-read from the path on access, which a zip member does not have.
+    defer = DEFER_SIZE if source.member is None else None
+    ds = pydicom.dcmread(handle, stop_before_pixels=True, defer_size=defer, force=force)
     if force and not any(k in ds for k in ("SOPClassUID", "Modality", "Rows", "StudyInstanceUID")):
         msg = "not a DICOM file"
         raise _Reject(msg)
@@ -661,7 +667,9 @@ def _resolve_reference(
 
 def _non_image_reason(ds) -> str:
     sop = ds.get("SOPClassUID")
-    name = getattr(sop, "name", None) or str(sop or "unknown object")
+    if not sop:
+        return "not an image: no SOP Class and no pixel data"
+    name = getattr(sop, "name", None) or str(sop)
     return f"not an image: {name}"
 
 

@@ -1,0 +1,129 @@
+"""``medprint scan PATH [--json] [--identity]`` and ``medprint convert PATH OUT [--series KEY]``.
+
+``scan`` lists patients → studies → series (and every rejected file with its reason) without
+reading pixel data. By default it prints no names, IDs, dates, descriptions or UIDs: a series
+is named by its key, which ``convert`` and ``import`` accept; ``--identity`` adds those fields
+for the person at the workstation. ``--json`` prints the stable format documented in
+:mod:`app.imaging.scan` (``medprint-scan/1``).
+
+``convert`` loads one series with its corrected geometry (sorted, de-sheared, uniform spacing)
+and writes it as NRRD or NIfTI, like dcm2niix does; a NIfTI/NRRD input is converted too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from app.commands.progressbar import cli_progress
+from app.errors import DicomError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    scan_parser = sub.add_parser("scan", help="list the patients, studies and series in a folder")
+    scan_parser.add_argument("path", nargs="+", help="folder, drive, DICOMDIR or zip file")
+    scan_parser.add_argument("--json", action="store_true", help="print the medprint-scan/1 JSON")
+    scan_parser.add_argument(
+        "--identity",
+        action="store_true",
+        help="also print names, IDs, dates, descriptions and UIDs (for the person importing)",
+    )
+    scan_parser.set_defaults(func=_scan)
+
+    convert = sub.add_parser("convert", help="write a series as NRRD or NIfTI with its geometry")
+    convert.add_argument("path", help="folder, DICOMDIR, zip, or a .nrrd/.nii.gz volume")
+    convert.add_argument("out", help="output file: .nrrd, .nii or .nii.gz")
+    convert.add_argument("--series", help="series key or UID from 'medprint scan'")
+    convert.set_defaults(func=_convert)
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from app.imaging.scan import scan  # noqa: PLC0415 (pydicom only for this command)
+
+    with cli_progress("scanning") as progress:
+        result = scan(args.path, progress=progress)
+    if args.json:
+        print(json.dumps(result.to_json(identity=args.identity), indent=2, ensure_ascii=False))
+        return 0
+    for line in format_scan(result, identity=args.identity):
+        print(line)
+    return 0
+
+
+def format_scan(result, *, identity: bool = False) -> list[str]:
+    """The human-readable listing: one line per patient, study, series and rejected file."""
+    lines: list[str] = []
+    for patient in result.patients:
+        who = ""
+        if identity:
+            p = patient.identity
+            who = f"  {p['patient_name']}  id={p['patient_id']}  born={p['birth_date']}  {p['sex']}"
+        lines.append(f"{patient.key}{who}")
+        for study in patient.studies:
+            what = ""
+            if identity:
+                what = f"  {study.identity['study_date']}  {study.identity['study_description']}"
+            lines.append(f"  {study.key}{what}")
+            for s in study.series:
+                lines.append("    " + _series_line(s, identity))
+                lines.extend(f"        note: {note}" for note in s.notes)
+    if not result.patients:
+        lines.append("no image series found")
+    if result.rejected:
+        lines.append(f"rejected ({len(result.rejected)}):")
+        lines.extend(f"  {r.file}: {r.reason}" for r in result.rejected)
+    return lines
+
+
+def _series_line(s, identity: bool) -> str:
+    col, row, step = s.spacing
+    spacing = "×".join("?" if v is None else f"{v:.3g}" for v in (col, row, step))
+    text = (
+        f"{s.key}  #{s.number if s.number is not None else '-'}  {s.modality:<3} "
+        f"{s.body_part or '':<10} {s.slice_count:>4} slices  {s.columns}×{s.rows}  {spacing} mm"
+    )
+    if identity:
+        text += f"  {s.identity.get('series_description', '')}  uid={s.series_uid}"
+    return text
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from app.imaging.load import (  # noqa: PLC0415
+        IMAGE_SUFFIXES,
+        load_image_file,
+        load_series,
+        write_image_file,
+    )
+    from app.imaging.scan import scan  # noqa: PLC0415
+
+    out = Path(args.out)
+    if not out.name.lower().endswith((".nrrd", ".nii", ".nii.gz")):
+        msg = "the output must end in .nrrd, .nii or .nii.gz"
+        raise DicomError(msg)
+    source = Path(args.path)
+    with cli_progress("converting") as progress:
+        if source.is_file() and source.name.lower().endswith(IMAGE_SUFFIXES):
+            volume = load_image_file(source)
+        else:
+            result = scan([source], progress=progress.sub(0.0, 0.2))
+            series = result.find(args.series) if args.series else _only(result.series)
+            volume = load_series(series, progress=progress.sub(0.2, 0.95))
+        write_image_file(volume, out)
+    for warning in volume.warnings:
+        print(f"warning: {warning}")
+    ni, nj, nk = volume.size_ijk
+    si, sj, sk = volume.spacing
+    print(f"wrote {out.name}: {ni}×{nj}×{nk} voxels, {si:.4g}×{sj:.4g}×{sk:.4g} mm, LPS geometry")
+    return 0
+
+
+def _only(series: list) -> object:
+    if len(series) == 1:
+        return series[0]
+    if not series:
+        msg = "no image series found there; 'medprint scan PATH' lists what was found and why"
+        raise DicomError(msg)
+    keys = ", ".join(s.key for s in series)
+    msg = f"several series found ({keys}); choose one with --series"
+    raise DicomError(msg)
