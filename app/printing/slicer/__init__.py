@@ -1,0 +1,69 @@
+"""Slicing engines: the built-in slicer (always there) and PrusaSlicer (when installed).
+
+The GUI and the CLI call one function::
+
+    result = slice_parts([Part("MP-7F3K skull", vertices, faces)], printer, material,
+                         SliceSettings(supports=True), engine="builtin",
+                         progress=progress, cancel=cancel)
+    result.summary.lines(); result.write(path)
+    segments_by_type = result.analysis.layer_segments_by_type(layer_index)
+
+:func:`engines` lists every engine with whether it is available and, if not, how to install it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.errors import PrintingError
+from app.printing.profiles import MaterialProfile, PrinterProfile
+from app.printing.slicer.result import SliceResult
+from app.printing.slicer.settings import Part, SliceSettings
+from app.progress import CancelToken, Progress
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """One slicing engine as the GUI lists it."""
+
+    name: str
+    label: str
+    available: bool
+    version: str = ""
+    hint: str = ""
+
+
+def engines() -> list[EngineInfo]:
+    """Every engine, available or not (with the install hint when not)."""
+    from app.printing.slicer import prusaslicer  # noqa: PLC0415
+
+    return [EngineInfo("builtin", "MedPrint built-in", True, "", ""), prusaslicer.engine_info()]
+
+
+def slice_parts(
+    parts: list[Part],
+    printer: PrinterProfile,
+    material: MaterialProfile,
+    settings: SliceSettings | None = None,
+    *,
+    engine: str = "builtin",
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
+) -> SliceResult:
+    """Slice ``parts`` with ``engine`` ("builtin" or "prusaslicer")."""
+    settings = settings or SliceSettings()
+    if engine == "builtin":
+        from app.printing.slicer.builtin import slice_builtin  # noqa: PLC0415
+
+        return slice_builtin(parts, printer, material, settings, progress=progress, cancel=cancel)
+    if engine == "prusaslicer":
+        from app.printing.slicer.prusaslicer import slice_prusaslicer  # noqa: PLC0415
+
+        return slice_prusaslicer(
+            parts, printer, material, settings, progress=progress, cancel=cancel
+        )
+    msg = f"unknown slicing engine '{engine}'; use 'builtin' or 'prusaslicer'"
+    raise PrintingError(msg)
+
+
+__all__ = ["EngineInfo", "Part", "SliceResult", "SliceSettings", "engines", "slice_parts"]

@@ -1,0 +1,248 @@
+"""Layer regions to print regions: perimeters, solid and sparse infill areas, supports, skirt.
+
+Every step works on numpy arrays of shapely geometries (one element per layer or per island), so
+GEOS loops in C instead of Python. Distances are in mm; ``spacing`` is the centre distance of two
+neighbouring extrusions, ``width - height * (1 - pi/4)`` as for a rounded-rectangle bead.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+
+from app.printing.slicer.settings import SliceSettings
+from app.progress import CancelToken, check_cancel
+
+EMPTY = shapely.MultiPolygon()
+_MITRE = {"join_style": "mitre", "mitre_limit": 3.0}
+
+
+def spacing_of(width: float, height: np.ndarray | float) -> np.ndarray:
+    """Centre distance of neighbouring beads of ``width`` x ``height``."""
+    return width - np.asarray(height, dtype=np.float64) * (1.0 - math.pi / 4.0)
+
+
+def bead_area(width: float, height: float) -> float:
+    """Cross-section (mm²) of one bead: a rectangle with semicircular sides."""
+    if width <= height:
+        return math.pi * (width / 2) ** 2
+    return (width - height) * height + math.pi * (height / 2) ** 2
+
+
+def _geoms(values: list[shapely.Geometry] | np.ndarray) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = list(values)
+    return out
+
+
+def _clean(geoms: np.ndarray, min_area: float = 1e-3) -> np.ndarray:
+    """Keep polygons only (offsets and booleans may return lines or points) and drop specks."""
+    out = np.empty(len(geoms), dtype=object)
+    for i, geom in enumerate(geoms):
+        if geom is None or geom.is_empty:
+            out[i] = EMPTY
+            continue
+        if geom.geom_type == "Polygon":
+            out[i] = geom if geom.area > min_area else EMPTY
+            continue
+        parts = [
+            p for p in shapely.get_parts(geom) if p.geom_type == "Polygon" and p.area > min_area
+        ]
+        if not parts:
+            parts = [
+                q
+                for p in shapely.get_parts(geom)
+                if p.geom_type == "MultiPolygon"
+                for q in p.geoms
+                if q.area > min_area
+            ]
+        out[i] = (
+            EMPTY if not parts else parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts)
+        )
+    return out
+
+
+def opening(geoms: np.ndarray, radius: np.ndarray | float) -> np.ndarray:
+    """Remove parts narrower than ``2 * radius`` (erode, then dilate back)."""
+    return _clean(shapely.buffer(shapely.buffer(geoms, -radius, **_MITRE), radius, **_MITRE))
+
+
+@dataclass
+class Islands:
+    """Every island (connected part of a layer) of every layer, flattened."""
+
+    geom: np.ndarray  # Polygon per island
+    layer: np.ndarray  # layer index per island
+    perimeters: list[np.ndarray]  # per wall k: the loops of wall k of each island
+    fill: np.ndarray  # area inside the walls, per island
+    solid: np.ndarray  # solid infill area (bottom/inner), per island
+    top: np.ndarray  # top solid area, per island
+    sparse: np.ndarray  # sparse infill area, per island
+
+
+def split_islands(regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    parts, index = shapely.get_parts(regions, return_index=True)
+    keep = shapely.area(parts) > 1e-4
+    return parts[keep], index[keep]
+
+
+def plan_islands(
+    regions: np.ndarray,
+    heights: np.ndarray,
+    width: float,
+    settings: SliceSettings,
+    cancel: CancelToken | None = None,
+) -> Islands:
+    """Walls, and solid/sparse infill areas for every island of every layer."""
+    n_layers = len(regions)
+    spacing = spacing_of(width, heights)
+    geom, layer = split_islands(regions)
+    s = spacing[layer]
+    walls = []
+    for k in range(settings.perimeters):
+        check_cancel(cancel)
+        walls.append(_clean(shapely.buffer(geom, -(width / 2 + k * s), **_MITRE)))
+    inner_offset = width / 2 + (settings.perimeters - 1) * spacing + spacing / 2
+    overlap = settings.infill_overlap / 100.0 * spacing
+    fill = _clean(shapely.buffer(geom, -(inner_offset[layer] - overlap[layer]), **_MITRE))
+    check_cancel(cancel)
+    interior = _clean(shapely.buffer(regions, -inner_offset, **_MITRE))
+    solid_layer, top_layer = _solid_areas(regions, interior, spacing, settings, cancel)
+    solid_i = _clean(shapely.intersection(fill, solid_layer[layer]))
+    top_i = _clean(shapely.intersection(solid_i, top_layer[layer]))
+    bottom_i = _clean(shapely.difference(solid_i, top_layer[layer]))
+    sparse_i = _clean(shapely.difference(fill, solid_layer[layer]))
+    if n_layers:
+        check_cancel(cancel)
+    return Islands(geom, layer, walls, fill, bottom_i, top_i, sparse_i)
+
+
+def _solid_areas(
+    regions: np.ndarray,
+    interior: np.ndarray,
+    spacing: np.ndarray,
+    settings: SliceSettings,
+    cancel: CancelToken | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per layer: the solid area (within top/bottom shells) and the top-exposed part of it."""
+    n = len(regions)
+    full = _covered(regions, settings.top_layers, +1, cancel)
+    below = _covered(regions, settings.bottom_layers, -1, cancel)
+    covered = shapely.intersection(full, below)
+    solid = _clean(shapely.difference(interior, covered))
+    solid = _clean(shapely.intersection(opening(solid, spacing / 2), interior))
+    above = np.empty(n, dtype=object)
+    above[: n - 1] = regions[1:]
+    above[n - 1 :] = EMPTY
+    top = _clean(shapely.difference(interior, above)) if n else above
+    top = opening(top, spacing / 2)
+    return solid, shapely.buffer(top, spacing, **_MITRE)
+
+
+def _covered(regions: np.ndarray, count: int, step: int, cancel: CancelToken | None) -> np.ndarray:
+    """Per layer: the area covered by every one of the next ``count`` layers in ``step`` direction."""
+    n = len(regions)
+    plane = shapely.box(-1e6, -1e6, 1e6, 1e6)
+    acc = np.empty(n, dtype=object)
+    acc[:] = plane
+    for k in range(1, count + 1):
+        check_cancel(cancel)
+        shifted = np.empty(n, dtype=object)
+        shifted[:] = EMPTY
+        if step > 0 and k < n:
+            shifted[: n - k] = regions[k:]
+        elif step < 0 and k < n:
+            shifted[k:] = regions[: n - k]
+        acc = shapely.intersection(acc, shifted)
+    return acc
+
+
+def plan_supports(
+    regions: np.ndarray,
+    heights: np.ndarray,
+    width: float,
+    settings: SliceSettings,
+    cancel: CancelToken | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Support areas per layer: ``(body, interface)``; interface is the dense top of a support.
+
+    A layer's overhang is what extends more than ``height * tan(support_angle)`` beyond the layer
+    below. Support grows down from each overhang, starting ``support_z_gap`` below it, kept
+    ``support_xy_distance`` away from the part, and stops where it meets the part (a z gap above
+    the part's surface again), so it never stands inside the part.
+    """
+    n = len(regions)
+    body = np.empty(n, dtype=object)
+    interface = np.empty(n, dtype=object)
+    body[:] = EMPTY
+    interface[:] = EMPTY
+    if n < 2:
+        return body, interface
+    reach = heights * math.tan(math.radians(settings.support_angle))
+    below = np.empty(n, dtype=object)
+    below[0] = EMPTY
+    below[1:] = shapely.buffer(regions[:-1], reach[1:], **_MITRE)
+    overhang = _clean(shapely.difference(regions, below))
+    overhang[0] = EMPTY
+    overhang = opening(overhang, width / 2)
+    layer_h = float(np.median(heights))
+    gap = max(0, round(settings.support_z_gap / layer_h))
+    keep_out = shapely.buffer(regions, settings.support_xy_distance + width / 2, **_MITRE)
+    # the part within the gap below a layer also keeps support away (bottom z gap)
+    blocked = keep_out.copy()
+    for g in range(1, gap + 1):
+        blocked[g:] = shapely.union(blocked[g:], keep_out[:-g])
+    carry = EMPTY
+    interface_sources: list[shapely.Geometry] = []
+    for i in range(n - 1, -1, -1):
+        if i % 32 == 0:
+            check_cancel(cancel)
+        source = overhang[i + 1 + gap] if i + 1 + gap < n else EMPTY
+        interface_sources.insert(0, source)
+        if len(interface_sources) > settings.support_interface_layers:
+            interface_sources.pop()
+        if carry.is_empty and source.is_empty:
+            continue
+        carry = shapely.difference(shapely.union(carry, source), blocked[i])
+        carry = _clean(np.array([carry], dtype=object), 0.05)[0]
+        body[i] = carry
+        if interface_sources and not carry.is_empty:
+            top = shapely.union_all([s for s in interface_sources if not s.is_empty])
+            interface[i] = _clean(np.array([shapely.intersection(carry, top)], dtype=object), 0.05)[
+                0
+            ]
+    body = _clean(shapely.difference(body, interface))
+    return body, interface
+
+
+def skirt_loops(
+    first_layer: shapely.Geometry, width: float, spacing: float, settings: SliceSettings
+) -> list[shapely.Geometry]:
+    """Closed rings of the skirt around the first layer's convex hull."""
+    if settings.skirt_loops == 0 or first_layer.is_empty:
+        return []
+    hull = shapely.convex_hull(first_layer)
+    base = settings.skirt_distance + width / 2 + max(settings.brim_width, 0.0)
+    rings = []
+    for k in range(settings.skirt_loops):
+        loop = shapely.buffer(hull, base + k * spacing, quad_segs=4)
+        rings.append(loop.exterior)
+    return rings
+
+
+def brim_loops(
+    first_layer: shapely.Geometry, width: float, spacing: float, settings: SliceSettings
+) -> list[shapely.Geometry]:
+    """Closed rings of the brim around every island's outside on the first layer (outermost first)."""
+    if settings.brim_width <= 0 or first_layer.is_empty:
+        return []
+    count = max(1, round(settings.brim_width / spacing))
+    rings = []
+    for k in range(count - 1, -1, -1):
+        grown = shapely.buffer(first_layer, width / 2 + k * spacing, quad_segs=4, **_MITRE)
+        for poly in shapely.get_parts(grown):
+            rings.append(poly.exterior)
+    return rings

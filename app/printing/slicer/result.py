@@ -1,0 +1,28 @@
+"""What a slicing engine returns: the G-code text, its analysis (layers, moves) and a summary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.printing.gcode import GcodeAnalysis, GcodeSummary
+from app.security.atomic import atomic_write_bytes
+
+
+@dataclass
+class SliceResult:
+    """G-code plus its analysis; ``analysis.layer_segments_by_type(i)`` draws layer ``i``."""
+
+    engine: str
+    gcode: str
+    analysis: GcodeAnalysis
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def summary(self) -> GcodeSummary:
+        return self.analysis.summary()
+
+    def write(self, path: Path) -> Path:
+        """Write the G-code atomically to ``path``."""
+        atomic_write_bytes(Path(path), self.gcode.encode("utf-8"))
+        return Path(path)
