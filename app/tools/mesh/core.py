@@ -1,0 +1,323 @@
+"""Mesh plumbing shared by the mesh tools: VTK <-> numpy, filters with progress, topology checks.
+
+Every mesh the tools pass around is a :class:`trimesh.Trimesh` in patient LPS millimetres with
+outward-facing triangles (counter-clockwise seen from outside). ``process=False`` everywhere: a
+tool never merges or reorders vertices behind the caller's back.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import trimesh
+import vtk
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from vtk.util import numpy_support
+
+from app.errors import Cancelled, MeshError
+from app.progress import CancelToken, Progress
+
+_SMP_LOCK = threading.Lock()
+_SMP_READY = False
+
+
+def enable_vtk_threads() -> None:
+    """Run VTK's SMP filters on threads (the pip wheel defaults to the sequential backend)."""
+    global _SMP_READY  # noqa: PLW0603 (one process-wide switch)
+    with _SMP_LOCK:
+        if not _SMP_READY:
+            vtk.vtkSMPTools.SetBackend("STDThread")
+            vtk.vtkSMPTools.Initialize(0)
+            _SMP_READY = True
+
+
+def make_mesh(vertices: np.ndarray, faces: np.ndarray) -> trimesh.Trimesh:
+    """A Trimesh over float64 vertices and int64 faces, without any processing."""
+    return trimesh.Trimesh(
+        vertices=np.asarray(vertices, dtype=np.float64),
+        faces=np.asarray(faces, dtype=np.int64).reshape(-1, 3),
+        process=False,
+        validate=False,
+    )
+
+
+def to_polydata(mesh: trimesh.Trimesh) -> vtk.vtkPolyData:
+    """A vtkPolyData of triangles sharing nothing mutable with ``mesh``."""
+    poly = vtk.vtkPolyData()
+    points = vtk.vtkPoints()
+    points.SetData(numpy_support.numpy_to_vtk(np.ascontiguousarray(mesh.vertices), deep=True))
+    poly.SetPoints(points)
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    offsets = np.arange(0, 3 * len(faces) + 1, 3, dtype=np.int64)
+    cells = vtk.vtkCellArray()
+    cells.SetData(
+        numpy_support.numpy_to_vtkIdTypeArray(offsets, deep=True),
+        numpy_support.numpy_to_vtkIdTypeArray(np.ascontiguousarray(faces.ravel()), deep=True),
+    )
+    poly.SetPolys(cells)
+    return poly
+
+
+def from_polydata(poly: vtk.vtkPolyData) -> trimesh.Trimesh:
+    """Triangles of ``poly`` as a Trimesh (polygons with more corners are triangulated first)."""
+    if poly.GetNumberOfPoints() == 0 or poly.GetNumberOfPolys() == 0:
+        return make_mesh(np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64))
+    polys = poly.GetPolys()
+    if polys.IsHomogeneous() != 3:
+        tri = vtk.vtkTriangleFilter()
+        tri.SetInputData(poly)
+        tri.PassLinesOff()
+        tri.PassVertsOff()
+        tri.Update()
+        poly = tri.GetOutput()
+        polys = poly.GetPolys()
+    vertices = numpy_support.vtk_to_numpy(poly.GetPoints().GetData()).astype(np.float64)
+    conn = numpy_support.vtk_to_numpy(polys.GetConnectivityArray()).astype(np.int64)
+    return make_mesh(vertices, conn.reshape(-1, 3))
+
+
+def run_filter(
+    algorithm: vtk.vtkAlgorithm,
+    *,
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
+    message: str = "",
+) -> None:
+    """``algorithm.Update()`` with VTK progress forwarded and the cancel token polled.
+
+    VTK errors become :class:`MeshError`; a cancel request aborts the filter and raises
+    :class:`Cancelled`.
+    """
+    errors: list[str] = []
+
+    def on_progress(caller, _event) -> None:
+        if progress is not None:
+            progress.update(caller.GetProgress(), message)
+        if cancel is not None and cancel.cancelled:
+            caller.SetAbortExecute(1)
+
+    def on_error(_caller, _event, text: str = "") -> None:
+        errors.append(str(text))
+
+    on_error.CallDataType = vtk.VTK_STRING  # type: ignore[attr-defined]
+    tags = [
+        algorithm.AddObserver(vtk.vtkCommand.ProgressEvent, on_progress),
+        algorithm.AddObserver(vtk.vtkCommand.ErrorEvent, on_error),
+    ]
+    try:
+        algorithm.Update()
+    finally:
+        for tag in tags:
+            algorithm.RemoveObserver(tag)
+    if cancel is not None and cancel.cancelled:
+        msg = "cancelled by the user; nothing was changed"
+        raise Cancelled(msg)
+    if errors:
+        msg = f"{algorithm.GetClassName()} failed: {errors[0].strip()}; check the input mesh"
+        raise MeshError(msg)
+
+
+# ---------------------------------------------------------------------------------------------
+# topology
+
+
+@dataclass
+class Topology:
+    """Closedness and manifoldness of a triangle mesh, counted after merging equal vertices."""
+
+    vertices: int
+    faces: int
+    components: int
+    boundary_edges: int
+    nonmanifold_edges: int
+    nonmanifold_vertices: int
+    inconsistent_edges: int
+    degenerate_faces: int
+
+    @property
+    def watertight(self) -> bool:
+        return self.boundary_edges == 0 and self.nonmanifold_edges == 0
+
+    @property
+    def manifold(self) -> bool:
+        return (
+            self.nonmanifold_edges == 0
+            and self.nonmanifold_vertices == 0
+            and self.inconsistent_edges == 0
+            and self.degenerate_faces == 0
+        )
+
+    @property
+    def closed_manifold(self) -> bool:
+        return self.watertight and self.manifold
+
+    def to_dict(self) -> dict:
+        return dict(asdict(self), watertight=self.watertight, manifold=self.manifold)
+
+
+def merge_float32(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Merge vertices that are equal once stored as float32, the way a slicer reads an STL."""
+    v32 = np.ascontiguousarray(np.asarray(vertices, dtype=np.float32))
+    keys = v32.view(np.dtype((np.void, 12))).ravel()
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    return v32[first].astype(np.float64), inverse.reshape(-1)[np.asarray(faces, dtype=np.int64)]
+
+
+def topology(mesh: trimesh.Trimesh, *, as_stl: bool = True) -> Topology:
+    """Count what keeps ``mesh`` from being a closed, oriented 2-manifold.
+
+    With ``as_stl`` the vertices are first merged as float32 positions, which is how PrusaSlicer,
+    Cura and every STL reader rebuild the connectivity: two vertices that coincide there are
+    one vertex, even if the mesh kept them apart.
+    """
+    vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.faces, dtype=np.int64)
+    if as_stl:
+        vertices, faces = merge_float32(vertices, faces)
+    n_faces = len(faces)
+    if n_faces == 0:
+        return Topology(len(vertices), 0, 0, 0, 0, 0, 0, 0)
+    degenerate = (
+        (faces[:, 0] == faces[:, 1]) | (faces[:, 1] == faces[:, 2]) | (faces[:, 0] == faces[:, 2])
+    )
+    faces = faces[~degenerate]
+    n_vertices = int(vertices.shape[0])
+    edges, directed_sign, face_of_edge = _half_edges(faces)
+    key = edges[:, 0] * n_vertices + edges[:, 1]
+    uniq, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+    edge_count = counts[inverse]
+    boundary = int(np.sum(counts == 1))
+    nonmanifold = int(np.sum(counts > 2))
+    # an interior edge is consistently oriented when its two half-edges run opposite ways
+    two = counts == 2
+    sign_sum = np.bincount(inverse, weights=directed_sign, minlength=len(uniq))
+    inconsistent = int(np.sum(two & (sign_sum != 0)))
+    components = _face_components(faces, inverse, len(uniq))
+    bad_vertices = len(_nonmanifold_vertices(faces, edges, inverse, edge_count, face_of_edge))
+    return Topology(
+        vertices=len(np.unique(faces)),
+        faces=int(n_faces),
+        components=components,
+        boundary_edges=boundary,
+        nonmanifold_edges=nonmanifold,
+        nonmanifold_vertices=bad_vertices,
+        inconsistent_edges=inconsistent,
+        degenerate_faces=int(np.sum(degenerate)),
+    )
+
+
+def _half_edges(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Undirected edges (sorted pairs) of each face corner, the direction sign and face index."""
+    directed = np.stack([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]], axis=1).reshape(
+        -1, 2
+    )
+    sign = np.where(directed[:, 0] < directed[:, 1], 1.0, -1.0)
+    face_of_edge = np.repeat(np.arange(len(faces)), 3)
+    return np.sort(directed, axis=1), sign, face_of_edge
+
+
+def _face_components(faces: np.ndarray, inverse: np.ndarray, n_edges: int) -> int:
+    """Connected components of faces joined through shared edges."""
+    face_of_edge = np.repeat(np.arange(len(faces)), 3)
+    graph = coo_matrix(
+        (np.ones(len(inverse)), (face_of_edge, inverse)), shape=(len(faces), n_edges)
+    ).tocsr()
+    adjacency = graph @ graph.T
+    n, _ = connected_components(adjacency, directed=False)
+    return int(n)
+
+
+def _nonmanifold_vertices(
+    faces: np.ndarray,
+    edges: np.ndarray,
+    inverse: np.ndarray,
+    edge_count: np.ndarray,
+    face_of_edge: np.ndarray,
+) -> np.ndarray:
+    """Vertices whose incident faces form more than one fan (pinch points, bow ties)."""
+    n_faces = len(faces)
+    # a corner is (face, vertex); corners around the same vertex join across a shared edge
+    corner = np.arange(3 * n_faces).reshape(n_faces, 3)
+    vertex_of_corner = faces.ravel()
+    order = np.argsort(inverse, kind="stable")
+    pairs = order[edge_count[order] == 2].reshape(-1, 2)  # the two half-edges of each edge
+    rows, cols = [], []
+    for end in (0, 1):
+        vertex = edges[pairs[:, 0], end]
+        f0, f1 = face_of_edge[pairs[:, 0]], face_of_edge[pairs[:, 1]]
+        c0 = corner[f0, np.argmax(faces[f0] == vertex[:, None], axis=1)]
+        c1 = corner[f1, np.argmax(faces[f1] == vertex[:, None], axis=1)]
+        rows.append(c0)
+        cols.append(c1)
+    rows_a, cols_a = np.concatenate(rows), np.concatenate(cols)
+    graph = coo_matrix((np.ones(len(rows_a)), (rows_a, cols_a)), shape=(3 * n_faces, 3 * n_faces))
+    _, labels = connected_components(graph, directed=False)
+    n_labels = int(labels.max()) + 1
+    fans = np.unique(vertex_of_corner * n_labels + labels)
+    fans_per_vertex = np.bincount(fans // n_labels)
+    return np.flatnonzero(fans_per_vertex > 1)
+
+
+def defect_vertices(faces: np.ndarray, *, boundary: bool = True) -> np.ndarray:
+    """Vertices on boundary, non-manifold or flipped edges, and pinch vertices (welded input)."""
+    faces = np.asarray(faces, dtype=np.int64)
+    if len(faces) == 0:
+        return np.zeros(0, dtype=np.int64)
+    n_vertices = int(faces.max()) + 1
+    edges, sign, face_of_edge = _half_edges(faces)
+    _, inverse, counts = np.unique(
+        edges[:, 0] * n_vertices + edges[:, 1], return_inverse=True, return_counts=True
+    )
+    sign_sum = np.bincount(inverse, weights=sign, minlength=len(counts))
+    bad_edge = (counts > 2) | ((counts == 2) & (sign_sum != 0))
+    if boundary:
+        bad_edge |= counts == 1
+    on_bad_edge = edges[bad_edge[inverse]].ravel()
+    pinch = _nonmanifold_vertices(faces, edges, inverse, counts[inverse], face_of_edge)
+    return np.unique(np.concatenate([on_bad_edge, pinch]))
+
+
+def signed_volume(mesh: trimesh.Trimesh) -> float:
+    """Enclosed volume in mm³ (positive when the triangles face outward)."""
+    v = np.asarray(mesh.vertices)[np.asarray(mesh.faces)]
+    return float(np.einsum("ij,ij->i", v[:, 0], np.cross(v[:, 1], v[:, 2])).sum() / 6.0)
+
+
+def surface_area(mesh: trimesh.Trimesh) -> float:
+    v = np.asarray(mesh.vertices)[np.asarray(mesh.faces)]
+    return float(0.5 * np.linalg.norm(np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]), axis=1).sum())
+
+
+def split_components(mesh: trimesh.Trimesh) -> list[trimesh.Trimesh]:
+    """Edge-connected components, each with its own compact vertex array."""
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    if len(faces) == 0:
+        return []
+    edges, _, face_of_edge = _half_edges(faces)
+    n_v = len(mesh.vertices)
+    _, inverse = np.unique(edges[:, 0] * n_v + edges[:, 1], return_inverse=True)
+    graph = coo_matrix(
+        (np.ones(len(inverse)), (face_of_edge, inverse)), shape=(len(faces), inverse.max() + 1)
+    ).tocsr()
+    n, labels = connected_components(graph @ graph.T, directed=False)
+    return [submesh(mesh, np.flatnonzero(labels == c)) for c in range(n)]
+
+
+def submesh(mesh: trimesh.Trimesh, face_index: np.ndarray) -> trimesh.Trimesh:
+    faces = np.asarray(mesh.faces)[face_index]
+    used, inverse = np.unique(faces, return_inverse=True)
+    return make_mesh(np.asarray(mesh.vertices)[used], inverse.reshape(-1, 3))
+
+
+def concatenate(meshes: list[trimesh.Trimesh]) -> trimesh.Trimesh:
+    """One mesh holding all of ``meshes`` (vertices not merged)."""
+    vertices, faces, offset = [], [], 0
+    for m in meshes:
+        vertices.append(np.asarray(m.vertices))
+        faces.append(np.asarray(m.faces, dtype=np.int64) + offset)
+        offset += len(m.vertices)
+    if not vertices:
+        return make_mesh(np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64))
+    return make_mesh(np.concatenate(vertices), np.concatenate(faces))

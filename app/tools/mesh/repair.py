@@ -1,0 +1,276 @@
+"""Make a mesh a closed, oriented 2-manifold as a slicer reads it, and decimate it safely.
+
+Repair works per connected component, so a spine of separate vertebrae keeps every vertebra:
+small components are dropped, and only the components that fail the check (as an STL reader
+would see them, vertices merged at float32) go through MeshFix, which fills holes, removes
+non-manifold parts and self-intersections. Inner shells (cavities) keep their inward normals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import fast_simplification
+import numpy as np
+import pymeshfix
+import trimesh
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from app.errors import MeshError
+from app.progress import CancelToken, Progress, check_cancel, ensure
+from app.tools.mesh.core import (
+    Topology,
+    concatenate,
+    defect_vertices,
+    make_mesh,
+    merge_float32,
+    signed_volume,
+    split_components,
+    submesh,
+    topology,
+)
+
+
+@dataclass
+class RepairReport:
+    """What :func:`repair_mesh` changed and the topology before and after."""
+
+    before: dict
+    after: dict
+    components_removed: int = 0
+    components_fixed: int = 0
+    faces_before: int = 0
+    faces_after: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def closed_manifold(self) -> bool:
+        return bool(self.after.get("watertight")) and bool(self.after.get("manifold"))
+
+    def to_dict(self) -> dict:
+        return dict(asdict(self), closed_manifold=self.closed_manifold)
+
+
+def count_self_intersections(mesh: trimesh.Trimesh) -> int:
+    """Number of triangles that cross another triangle (MeshFix's exact test)."""
+    if len(mesh.faces) == 0:
+        return 0
+    vertices, faces = merge_float32(mesh.vertices, mesh.faces)
+    tin = pymeshfix.PyTMesh()
+    tin.set_quiet(True)
+    tin.load_array(vertices, faces.astype(np.int32))
+    return len(tin.select_intersecting_triangles(justproper=True))
+
+
+def weld(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
+    """Merge float32-equal vertices and drop degenerate and duplicate triangles."""
+    vertices, faces = merge_float32(mesh.vertices, mesh.faces)
+    keep = (
+        (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
+    )
+    faces = faces[keep]
+    _, first = np.unique(np.sort(faces, axis=1), axis=0, return_index=True)
+    faces = faces[np.sort(first)]
+    used, inverse = np.unique(faces, return_inverse=True)
+    return make_mesh(vertices[used], inverse.reshape(-1, 3))
+
+
+def _local_fix(component: trimesh.Trimesh, rings: int = 1, rounds: int = 4) -> trimesh.Trimesh:
+    """Cut out the faces around each defect and fill the holes with refined patches.
+
+    Unlike a global clean this never removes a distant part of a large bone: only the
+    neighbourhood of a non-manifold edge, pinch vertex or boundary is rebuilt. Faces are cut
+    until the holes have simple boundaries, which MeshFix's hole filler needs.
+    """
+    mesh = weld(component)
+    for _ in range(rounds):
+        bad = defect_vertices(mesh.faces)
+        if len(bad) == 0:
+            return mesh
+        mesh = _cut_around(mesh, bad, rings)
+        for _ in range(10):  # holes must not touch at a vertex or share a bad edge
+            pinch = defect_vertices(mesh.faces, boundary=False)
+            if len(pinch) == 0 or len(mesh.faces) == 0:
+                break
+            mesh = _cut_around(mesh, pinch, 1)
+        if len(mesh.faces) == 0:
+            return mesh
+        tin = pymeshfix.PyTMesh()
+        tin.set_quiet(True)
+        tin.load_array(np.asarray(mesh.vertices), np.asarray(mesh.faces, dtype=np.int32))
+        tin.fill_small_boundaries(nbe=0, refine=True)
+        vertices, faces = tin.return_arrays()
+        mesh = weld(make_mesh(vertices, faces))
+    return mesh
+
+
+def _cut_around(mesh: trimesh.Trimesh, vertices: np.ndarray, rings: int) -> trimesh.Trimesh:
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    marked = np.zeros(len(mesh.vertices), dtype=bool)
+    marked[vertices] = True
+    drop = np.zeros(len(faces), dtype=bool)
+    for _ring in range(rings):
+        drop |= marked[faces].any(axis=1)
+        marked[faces[drop].ravel()] = True
+    return submesh(mesh, np.flatnonzero(~drop))
+
+
+def _fix_component(component: trimesh.Trimesh) -> trimesh.Trimesh:
+    """Local fix first; the global MeshFix clean only when that did not close the part."""
+    fixed = _local_fix(component)
+    if len(fixed.faces) and topology(fixed, as_stl=True).closed_manifold:
+        return fixed
+    return _meshfix(component)
+
+
+def _meshfix(component: trimesh.Trimesh) -> trimesh.Trimesh:
+    tin = pymeshfix.PyTMesh()
+    tin.set_quiet(True)
+    tin.load_array(np.asarray(component.vertices), np.asarray(component.faces, dtype=np.int32))
+    tin.fill_small_boundaries(nbe=0, refine=True)
+    tin.clean(max_iters=10, inner_loops=3)
+    vertices, faces = tin.return_arrays()
+    return make_mesh(vertices, faces)
+
+
+def repair_mesh(
+    mesh: trimesh.Trimesh,
+    *,
+    min_component_faces: int = 100,
+    min_component_mm3: float = 1.0,
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
+) -> tuple[trimesh.Trimesh, RepairReport]:
+    """Closed 2-manifold version of ``mesh`` (see the module notes); raises if one is impossible.
+
+    Parameters
+    ----------
+    min_component_faces, min_component_mm3
+        Components with fewer triangles or a smaller enclosed volume are removed.
+    """
+    progress = ensure(progress)
+    before = topology(mesh)
+    report = RepairReport(before=before.to_dict(), after={}, faces_before=len(mesh.faces))
+    welded = weld(mesh)
+    parts = split_components(welded)
+    kept: list[trimesh.Trimesh] = []
+
+    def small(part: trimesh.Trimesh) -> bool:
+        return len(part.faces) < min_component_faces or abs(signed_volume(part)) < min_component_mm3
+
+    for n, part in enumerate(parts):
+        check_cancel(cancel)
+        progress.update(n / max(len(parts), 1), "repairing components")
+        if small(part):
+            report.components_removed += 1
+            continue
+        if topology(part, as_stl=False).closed_manifold:
+            kept.append(part)
+            continue
+        volume = signed_volume(part)
+        fixed = _fix_component(part)
+        report.components_fixed += 1
+        if np.sign(signed_volume(fixed)) != np.sign(volume):
+            fixed = make_mesh(fixed.vertices, np.asarray(fixed.faces)[:, ::-1])
+        pieces = split_components(fixed)
+        report.components_removed += sum(small(p) for p in pieces)
+        kept.extend(p for p in pieces if not small(p))
+    if not kept:
+        msg = "nothing printable is left after removing small parts; check the segment"
+        raise MeshError(msg)
+    out = concatenate(kept)
+    if signed_volume(out) < 0:
+        out = make_mesh(out.vertices, np.asarray(out.faces)[:, ::-1])
+    after = topology(out)
+    if not after.closed_manifold:
+        out, after = _second_pass(out, after, report)
+    report.after = after.to_dict()
+    report.faces_after = len(out.faces)
+    progress.update(1.0, "repaired")
+    return out, report
+
+
+def _second_pass(
+    mesh: trimesh.Trimesh, after: Topology, report: RepairReport
+) -> tuple[trimesh.Trimesh, Topology]:
+    """Components that touch once merged as an STL reader does: fix each touching group."""
+    welded = weld(mesh)
+    faces = np.asarray(welded.faces)
+    incidence = coo_matrix(
+        (np.ones(faces.size), (np.repeat(np.arange(len(faces)), 3), faces.ravel())),
+        shape=(len(faces), len(welded.vertices)),
+    ).tocsr()
+    _, cluster = connected_components(incidence @ incidence.T, directed=False)
+    parts = []
+    for c in np.unique(cluster):
+        part = submesh(welded, np.flatnonzero(cluster == c))
+        if not topology(part, as_stl=False).closed_manifold:
+            fixed = _fix_component(part)
+            if len(fixed.faces):
+                if np.sign(signed_volume(fixed)) != np.sign(signed_volume(part)):
+                    fixed = make_mesh(fixed.vertices, np.asarray(fixed.faces)[:, ::-1])
+                part = fixed
+                report.components_fixed += 1
+        parts.append(part)
+    report.notes.append("parts touched each other once merged as STL; fixed each touching group")
+    out = concatenate(parts)
+    del after
+    return out, topology(out)
+
+
+@dataclass
+class DecimationReport:
+    faces_before: int
+    faces_after: int
+    target_reduction: float
+    repaired: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def decimate_mesh(
+    mesh: trimesh.Trimesh,
+    *,
+    reduction: float | None = None,
+    target_faces: int | None = None,
+    aggressiveness: float = 7.0,
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
+) -> tuple[trimesh.Trimesh, DecimationReport]:
+    """Quadric decimation (fast-simplification) that ends watertight.
+
+    Give either ``reduction`` (fraction of triangles removed: 0.8 keeps 20 %) or
+    ``target_faces``. The result is re-checked as an STL reader sees it and repaired when the
+    collapse pinched a thin region.
+    """
+    progress = ensure(progress)
+    n = len(mesh.faces)
+    if target_faces is not None:
+        if target_faces < 4:
+            msg = "a target of fewer than 4 triangles is not a solid; ask for more triangles"
+            raise MeshError(msg)
+        reduction = max(0.0, 1.0 - target_faces / max(n, 1))
+    if reduction is None or not 0.0 <= reduction < 1.0:
+        msg = f"decimation reduction {reduction} must be in 0..1 (0.8 keeps 20% of triangles)"
+        raise MeshError(msg)
+    if reduction == 0.0:
+        return mesh, DecimationReport(n, n, 0.0, False)
+    check_cancel(cancel)
+    progress.update(0.05, "decimating")
+    points, faces = fast_simplification.simplify(
+        np.asarray(mesh.vertices, dtype=np.float32),
+        np.asarray(mesh.faces, dtype=np.int32),
+        target_reduction=float(reduction),
+        agg=float(aggressiveness),
+    )
+    out = make_mesh(points, faces)
+    check_cancel(cancel)
+    repaired = False
+    if not topology(out).closed_manifold:
+        progress.update(0.7, "repairing after decimation")
+        out, _ = repair_mesh(out, cancel=cancel)
+        repaired = True
+    progress.update(1.0, "decimated")
+    return out, DecimationReport(n, len(out.faces), float(reduction), repaired)

@@ -1,0 +1,363 @@
+"""Segment mask -> surface in patient LPS millimetres, and volume-preserving smoothing.
+
+The surface is extracted in voxel index space (flying edges or surface nets on the label map)
+and mapped to LPS with the volume's full affine (origin + direction x spacing); a direction with
+a negative determinant mirrors space, so the triangles are flipped to keep normals outward.
+
+Small islands and cavities are removed from the mask *before* smoothing: the windowed-sinc
+filter shrinks a cavity of a few voxels onto a point, which becomes a non-manifold vertex or
+edge once an STL reader merges equal vertices (measured on the TCIA CT, see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import trimesh
+import vtk
+from scipy import ndimage
+from vtk.util import numpy_support
+
+from app.errors import MeshError
+from app.imaging.volume import Volume
+from app.progress import CancelToken, Progress, check_cancel, ensure
+from app.tools.mesh.core import (
+    enable_vtk_threads,
+    from_polydata,
+    make_mesh,
+    run_filter,
+    signed_volume,
+    to_polydata,
+)
+
+METHODS = ("flying_edges", "surface_nets")
+DEFAULT_SMOOTHING = 0.5  # 3D Slicer's default: passband 0.01
+DEFAULT_ITERATIONS = 20
+
+
+@dataclass
+class MaskCleanReport:
+    """What :func:`clean_mask` removed, in voxels and mm³."""
+
+    islands_removed: int = 0
+    island_voxels: int = 0
+    cavities_filled: int = 0
+    cavity_voxels: int = 0
+    voxel_volume_mm3: float = 1.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SmoothingReport:
+    """What smoothing did to the surface: volume change and deviation from the raw surface."""
+
+    factor: float
+    passband: float
+    iterations: int
+    volume_before_mm3: float
+    volume_after_mm3: float
+    volume_change_percent: float
+    mean_deviation_mm: float
+    max_deviation_mm: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def passband_for(factor: float) -> float:
+    """3D Slicer's mapping of a 0..1 smoothing factor to a windowed-sinc passband (1 .. 1e-4)."""
+    if not 0.0 <= factor <= 1.0:
+        msg = f"smoothing factor {factor} is outside 0..1; pick a value such as 0.5"
+        raise MeshError(msg)
+    return float(10.0 ** (-4.0 * factor))
+
+
+def clean_mask(
+    mask: np.ndarray,
+    *,
+    min_island_voxels: int = 64,
+    max_cavity_voxels: int = 64,
+    voxel_volume_mm3: float = 1.0,
+) -> tuple[np.ndarray, MaskCleanReport]:
+    """Drop face-connected islands and fill enclosed cavities smaller than the given sizes.
+
+    Parameters
+    ----------
+    mask
+        Boolean array ``[k, j, i]``.
+    min_island_voxels, max_cavity_voxels
+        Components strictly smaller than these are removed / filled (0 keeps everything).
+    voxel_volume_mm3
+        Only used to state the volumes in the report.
+    """
+    mask = np.asarray(mask).astype(bool, copy=True)
+    report = MaskCleanReport(voxel_volume_mm3=voxel_volume_mm3)
+    if min_island_voxels > 0:
+        labels, n = ndimage.label(mask)
+        if n > 0:
+            sizes = np.bincount(labels.ravel())
+            small = np.flatnonzero(sizes < min_island_voxels)
+            small = small[small > 0]
+            if len(small):
+                drop = np.isin(labels, small)
+                mask[drop] = False
+                report.islands_removed = len(small)
+                report.island_voxels = int(drop.sum())
+    if max_cavity_voxels > 0:
+        # background components that do not reach the border of the (padded) grid are cavities
+        padded = np.pad(~mask, 1, constant_values=True)
+        labels, n = ndimage.label(padded)
+        if n > 1:
+            sizes = np.bincount(labels.ravel())
+            outside = labels[0, 0, 0]
+            small = np.flatnonzero(sizes < max_cavity_voxels)
+            small = small[(small > 0) & (small != outside)]
+            if len(small):
+                fill = np.isin(labels[1:-1, 1:-1, 1:-1], small)
+                mask[fill] = True
+                report.cavities_filled = len(small)
+                report.cavity_voxels = int(fill.sum())
+    return mask, report
+
+
+def mask_bounds(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
+    """Tight ``[k, j, i]`` slices around the non-zero voxels, or None for an empty mask."""
+    nonzero = [np.flatnonzero(np.any(mask, axis=axes)) for axes in ((1, 2), (0, 2), (0, 1))]
+    if any(len(a) == 0 for a in nonzero):
+        return None
+    return tuple(slice(int(a[0]), int(a[-1]) + 1) for a in nonzero)  # type: ignore[return-value]
+
+
+def extract_surface(
+    mask: np.ndarray,
+    volume: Volume,
+    *,
+    method: str = "flying_edges",
+    clean: bool = True,
+    min_island_voxels: int = 64,
+    max_cavity_voxels: int = 64,
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
+) -> tuple[trimesh.Trimesh, MaskCleanReport]:
+    """The closed, unsmoothed boundary surface of ``mask`` in LPS mm.
+
+    Parameters
+    ----------
+    mask
+        Boolean/uint8 array ``[k, j, i]`` on ``volume``'s grid.
+    volume
+        Supplies the geometry (origin, spacing, direction); its pixels are not read.
+    method
+        ``"flying_edges"`` (discrete flying edges, as 3D Slicer) or ``"surface_nets"``.
+    clean
+        Remove islands / fill cavities below the given voxel counts first (see module notes).
+
+    Returns
+    -------
+    (mesh, report)
+        The surface with outward normals, and what the mask cleaning removed.
+    """
+    progress = ensure(progress)
+    enable_vtk_threads()
+    mask = np.asarray(mask)
+    if mask.shape != volume.shape:
+        msg = f"mask shape {mask.shape} does not match the volume {volume.shape}; resample it"
+        raise MeshError(msg)
+    if method not in METHODS:
+        msg = f"unknown surface method {method!r}; use one of {', '.join(METHODS)}"
+        raise MeshError(msg)
+    box = mask_bounds(mask)
+    if box is None:
+        msg = "the segment is empty; paint or threshold it before making a surface"
+        raise MeshError(msg)
+    crop = mask[box].astype(bool)
+    report = MaskCleanReport(voxel_volume_mm3=volume.voxel_volume_mm3())
+    if clean:
+        crop, report = clean_mask(
+            crop,
+            min_island_voxels=min_island_voxels,
+            max_cavity_voxels=max_cavity_voxels,
+            voxel_volume_mm3=volume.voxel_volume_mm3(),
+        )
+        if not crop.any():
+            msg = "the segment has only specks smaller than the island size; lower min_island"
+            raise MeshError(msg)
+    check_cancel(cancel)
+    progress.update(0.1, "extracting surface")
+    offset = np.array([box[2].start, box[1].start, box[0].start], dtype=np.float64) - 1.0
+    poly = _label_surface(np.pad(crop, 1).astype(np.uint8), method, progress.sub(0.1, 0.9), cancel)
+    mesh = from_polydata(poly)
+    if len(mesh.faces) == 0:
+        msg = "no surface could be extracted from the segment"
+        raise MeshError(msg)
+    mesh = index_to_lps(mesh, volume, offset)
+    if signed_volume(mesh) < 0:
+        mesh = make_mesh(mesh.vertices, np.asarray(mesh.faces)[:, ::-1])
+    progress.update(1.0, "surface extracted")
+    return mesh, report
+
+
+def _label_surface(
+    labels: np.ndarray, method: str, progress: Progress, cancel: CancelToken | None
+) -> vtk.vtkPolyData:
+    image = vtk.vtkImageData()
+    nk, nj, ni = labels.shape
+    image.SetDimensions(ni, nj, nk)
+    scalars = numpy_support.numpy_to_vtk(
+        labels.ravel(), deep=True, array_type=vtk.VTK_UNSIGNED_CHAR
+    )
+    image.GetPointData().SetScalars(scalars)
+    if method == "flying_edges":
+        algo = vtk.vtkDiscreteFlyingEdges3D()
+        algo.SetValue(0, 1)
+        algo.ComputeNormalsOff()
+        algo.ComputeGradientsOff()
+        algo.ComputeScalarsOff()
+    else:
+        algo = vtk.vtkSurfaceNets3D()
+        algo.SetLabel(0, 1)
+        algo.SetOutputMeshTypeToTriangles()
+        algo.SetOutputStyleToBoundary()
+        algo.SmoothingOff()
+    algo.SetInputData(image)
+    run_filter(algo, progress=progress, cancel=cancel, message="extracting surface")
+    return algo.GetOutput()
+
+
+def index_to_lps(mesh: trimesh.Trimesh, volume: Volume, offset: np.ndarray) -> trimesh.Trimesh:
+    """Map vertices from (cropped) index space to LPS; flip triangles if the map mirrors."""
+    affine = volume.affine
+    linear = affine[:3, :3]
+    vertices = (np.asarray(mesh.vertices) + offset) @ linear.T + affine[:3, 3]
+    faces = np.asarray(mesh.faces)
+    if np.linalg.det(linear) < 0:
+        faces = faces[:, ::-1]
+    return make_mesh(vertices, faces)
+
+
+def smooth_surface(
+    mesh: trimesh.Trimesh,
+    factor: float = DEFAULT_SMOOTHING,
+    *,
+    iterations: int = DEFAULT_ITERATIONS,
+    measure: bool = True,
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
+) -> tuple[trimesh.Trimesh, SmoothingReport]:
+    """Windowed-sinc smoothing (volume preserving), factor 0..1 mapped to the passband as 3D Slicer.
+
+    Returns the smoothed mesh (same connectivity) and a :class:`SmoothingReport` whose deviation
+    is the symmetric point-to-surface distance to the unsmoothed surface (``measure=False``
+    skips that measurement and reports NaN).
+    """
+    progress = ensure(progress)
+    enable_vtk_threads()
+    passband = passband_for(factor)
+    before = signed_volume(mesh)
+    if factor == 0.0:
+        out = make_mesh(mesh.vertices.copy(), np.asarray(mesh.faces).copy())
+    else:
+        algo = vtk.vtkWindowedSincPolyDataFilter()
+        algo.SetInputData(to_polydata(mesh))
+        algo.SetNumberOfIterations(int(iterations))
+        algo.SetPassBand(passband)
+        algo.BoundarySmoothingOff()
+        algo.FeatureEdgeSmoothingOff()
+        algo.NonManifoldSmoothingOn()
+        algo.NormalizeCoordinatesOn()
+        run_filter(algo, progress=progress.sub(0.0, 0.6), cancel=cancel, message="smoothing")
+        vertices = numpy_support.vtk_to_numpy(algo.GetOutput().GetPoints().GetData())
+        out = make_mesh(vertices.astype(np.float64), np.asarray(mesh.faces))
+    after = signed_volume(out)
+    mean_dev = max_dev = float("nan")
+    if measure:
+        progress.update(0.6, "measuring smoothing deviation")
+        dev = surface_deviation(out, mesh, cancel=cancel)
+        mean_dev, max_dev = dev.mean_mm, dev.max_mm
+    report = SmoothingReport(
+        factor=float(factor),
+        passband=passband,
+        iterations=int(iterations),
+        volume_before_mm3=before,
+        volume_after_mm3=after,
+        volume_change_percent=100.0 * (after - before) / before if before else 0.0,
+        mean_deviation_mm=mean_dev,
+        max_deviation_mm=max_dev,
+    )
+    progress.update(1.0, "smoothed")
+    return out, report
+
+
+@dataclass
+class Deviation:
+    """How far a mesh lies from a reference surface, in mm.
+
+    ``mean_mm`` and ``p95_mm`` are over points spread evenly (by area) on the mesh, each to the
+    nearest point of the reference: the numbers a deviation colour map on the mesh shows.
+    ``max_mm`` is the symmetric (Hausdorff) maximum, so a part of the reference that the mesh
+    lost (a removed component, a filled cavity) shows up there.
+    """
+
+    mean_mm: float
+    p95_mm: float
+    max_mm: float
+    samples: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def distances_to_surface(points: np.ndarray, surface: trimesh.Trimesh) -> np.ndarray:
+    """Unsigned distance (mm) from each point to the nearest point of ``surface``."""
+    enable_vtk_threads()
+    implicit = vtk.vtkImplicitPolyDataDistance()
+    implicit.SetInput(to_polydata(surface))
+    src = numpy_support.numpy_to_vtk(np.ascontiguousarray(points, dtype=np.float64), deep=True)
+    out = vtk.vtkDoubleArray()
+    out.SetNumberOfTuples(len(points))
+    implicit.FunctionValue(src, out)
+    return np.abs(numpy_support.vtk_to_numpy(out)).copy()
+
+
+def vertex_deviation(mesh: trimesh.Trimesh, reference: trimesh.Trimesh) -> np.ndarray:
+    """Distance (mm) of every vertex of ``mesh`` to ``reference``: the colour-map scalars."""
+    return distances_to_surface(np.asarray(mesh.vertices), reference)
+
+
+def surface_deviation(
+    mesh: trimesh.Trimesh,
+    reference: trimesh.Trimesh,
+    *,
+    samples: int = 100_000,
+    cancel: CancelToken | None = None,
+) -> Deviation:
+    """Deviation of ``mesh`` from ``reference`` (see :class:`Deviation`), seeded sampling."""
+    rng = np.random.default_rng(0)
+    on_mesh = _area_samples(mesh, samples, rng)
+    forward = distances_to_surface(on_mesh, reference)
+    check_cancel(cancel)
+    ref_points = np.asarray(reference.vertices)
+    if len(ref_points) > samples:
+        ref_points = ref_points[rng.choice(len(ref_points), samples, replace=False)]
+    backward = distances_to_surface(ref_points, mesh)
+    return Deviation(
+        mean_mm=float(forward.mean()),
+        p95_mm=float(np.percentile(forward, 95)),
+        max_mm=float(max(forward.max(), backward.max())),
+        samples=len(forward),
+    )
+
+
+def _area_samples(mesh: trimesh.Trimesh, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` points spread on the surface in proportion to triangle area."""
+    tri = np.asarray(mesh.vertices)[np.asarray(mesh.faces)]
+    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    face = rng.choice(len(tri), count, p=area / area.sum())
+    u, v = rng.random(count), rng.random(count)
+    flip = u + v > 1
+    u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
+    t = tri[face]
+    return t[:, 0] + u[:, None] * (t[:, 1] - t[:, 0]) + v[:, None] * (t[:, 2] - t[:, 0])
