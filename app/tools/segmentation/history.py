@@ -1,0 +1,152 @@
+"""Undo/redo for a segmentation: sparse, compressed diffs of the label array.
+
+A :class:`LabelDiff` keeps, for one box of the label array, which voxels changed (a bit mask)
+and their old and new values, all zlib-compressed: a 10 mm brush dab costs a few hundred bytes,
+a whole-volume threshold a few hundred KiB, never a full copy. One user action (a tool run or a
+whole brush stroke) is one :class:`Change`; the :class:`History` drops the oldest changes once
+their total size passes its bound (the newest change is always kept so it can be undone).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from app.tools.segmentation.grid import Box, box_shape, box_union, relative
+
+_LEVEL = 1  # zlib level: label data compresses well even at the fastest level
+
+
+@dataclass
+class LabelDiff:
+    """Changed voxels of one box: packed change mask plus old and new values."""
+
+    box: Box
+    dtype: str
+    count: int
+    changed: bytes
+    old: bytes
+    new: bytes
+
+    @classmethod
+    def between(cls, box: Box, old: np.ndarray, new: np.ndarray) -> LabelDiff | None:
+        """Diff of two crops of the label array at ``box``; None when they are equal."""
+        changed = old != new
+        count = int(np.count_nonzero(changed))
+        if count == 0:
+            return None
+        return cls(
+            box=box,
+            dtype=str(new.dtype),
+            count=count,
+            changed=zlib.compress(np.packbits(changed), _LEVEL),
+            old=zlib.compress(np.ascontiguousarray(old[changed]), _LEVEL),
+            new=zlib.compress(np.ascontiguousarray(new[changed]), _LEVEL),
+        )
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.changed) + len(self.old) + len(self.new) + 200
+
+    def mask(self) -> np.ndarray:
+        shape = box_shape(self.box)
+        bits = np.frombuffer(zlib.decompress(self.changed), dtype=np.uint8)
+        return np.unpackbits(bits, count=int(np.prod(shape))).view(bool).reshape(shape)
+
+    def values(self, forward: bool) -> np.ndarray:
+        return np.frombuffer(zlib.decompress(self.new if forward else self.old), dtype=self.dtype)
+
+    def apply_to(self, labels: np.ndarray, forward: bool, within: Box | None = None) -> None:
+        """Write the new (``forward``) or old values into ``labels``.
+
+        ``labels`` is the whole label array, or a crop of it at ``within``.
+        """
+        where = self.box if within is None else relative(self.box, within)
+        labels[where][self.mask()] = self.values(forward)
+
+
+@dataclass
+class Change:
+    """One undoable user action: label diffs plus the segment list before and after."""
+
+    description: str
+    diffs: list[LabelDiff] = field(default_factory=list)
+    segments_before: list[dict] | None = None
+    segments_after: list[dict] | None = None
+
+    @property
+    def nbytes(self) -> int:
+        meta = 0 if self.segments_before is None else 300 * (len(self.segments_before) + 1)
+        return sum(d.nbytes for d in self.diffs) + meta + 200
+
+    @property
+    def box(self) -> Box | None:
+        out = None
+        for diff in self.diffs:
+            out = box_union(out, diff.box)
+        return out
+
+    def merged(self, labels: np.ndarray) -> Change:
+        """The same change with all its diffs folded into one (``labels`` is the current array)."""
+        if len(self.diffs) < 2:
+            return self
+        union = self.box
+        assert union is not None
+        current = labels[union]
+        before = current.copy()
+        for diff in reversed(self.diffs):
+            diff.apply_to(before, forward=False, within=union)
+        diff = LabelDiff.between(union, before, current)
+        return Change(
+            self.description,
+            [] if diff is None else [diff],
+            self.segments_before,
+            self.segments_after,
+        )
+
+
+class History:
+    """Undo and redo stacks of :class:`Change` with a memory bound in bytes."""
+
+    def __init__(self, max_bytes: int = 256 << 20) -> None:
+        self.max_bytes = int(max_bytes)
+        self.undo_stack: list[Change] = []
+        self.redo_stack: list[Change] = []
+        self.dropped = 0
+
+    @property
+    def nbytes(self) -> int:
+        return sum(c.nbytes for c in self.undo_stack) + sum(c.nbytes for c in self.redo_stack)
+
+    def push(self, change: Change) -> None:
+        self.undo_stack.append(change)
+        self.redo_stack.clear()
+        self._trim()
+
+    def _trim(self) -> None:
+        total = self.nbytes
+        while total > self.max_bytes and len(self.undo_stack) > 1:
+            total -= self.undo_stack.pop(0).nbytes
+            self.dropped += 1
+
+    def clear(self) -> None:
+        self.undo_stack.clear()
+        self.redo_stack.clear()
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self.undo_stack)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self.redo_stack)
+
+    @property
+    def undo_description(self) -> str | None:
+        return self.undo_stack[-1].description if self.undo_stack else None
+
+    @property
+    def redo_description(self) -> str | None:
+        return self.redo_stack[-1].description if self.redo_stack else None
