@@ -60,7 +60,7 @@ from app import __version__
 from app.errors import PackageError
 from app.progress import CancelToken, Progress, check_cancel, ensure
 from app.security import audit
-from app.security.atomic import fsync_dir
+from app.security.atomic import atomic_write_bytes, fsync_dir
 from app.security.signing import (
     PublicKey,
     RecipientKey,
@@ -90,6 +90,7 @@ MAX_SIGNATURE_BYTES = 64 << 10
 _SPACE_MARGIN = 1 << 20
 _PSEUDONYM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,47}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_PACKAGE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,47}_[0-9a-f]{8}(\.zip|\.mpkg)?$")
 
 
 # --- problems and the report ----------------------------------------------------------------
@@ -375,38 +376,68 @@ class _Job:
 
 
 def _build_folder(job: _Job, make_zip: bool) -> Path:
-    out, name, signer, progress, cancel = job.out, job.name, job.signer, job.progress, job.cancel
+    """Folder (and zip) without a signature first; the signature is the commit point.
+
+    Until ``manifest.sig`` is in place nothing verifies: a write killed at any moment leaves a
+    hidden partial folder or an unsigned package, never something that verifies half-written.
+    """
+    out, name, progress, cancel = job.out, job.name, job.progress, job.cancel
     final = out / name
+    zip_final = out / f"{name}{ZIP_SUFFIX}" if make_zip else None
     tmp = out / f".{name}{PARTIAL_MARK}{secrets.token_hex(4)}"
     tmp.mkdir(mode=0o755)
     try:
         manifest = _write_tree(tmp, job.content, job.header, progress.sub(0.0, 0.6), cancel)
         _write_file(tmp / MANIFEST, manifest)
-        _write_file(tmp / SIGNATURE, _signature_bytes(signer, manifest))
         _fsync_tree(tmp)
+        if zip_final is not None:
+            _write_unsigned_zip(tmp, zip_final, progress.sub(0.6, 0.75), cancel)
         check_cancel(cancel)
-        if make_zip:
-            zip_tmp = out / f".{name}{ZIP_SUFFIX}{PARTIAL_MARK}{secrets.token_hex(4)}"
-            try:
-                with open(zip_tmp, "xb") as handle:
-                    _zip_folder(tmp, handle, progress.sub(0.6, 0.75), cancel)
-                    _sync_handle(handle)
-                os.replace(zip_tmp, out / f"{name}{ZIP_SUFFIX}")
-            finally:
-                zip_tmp.unlink(missing_ok=True)
         os.rename(tmp, final)
         fsync_dir(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if zip_final is not None:
+            zip_final.unlink(missing_ok=True)
         raise
-    trusted = [signer.public_key]
+    try:
+        signature = _signature_bytes(job.signer, manifest)
+        atomic_write_bytes(final / SIGNATURE, signature)
+        if zip_final is not None:
+            _append_to_zip(zip_final, SIGNATURE, signature)
+    except BaseException:
+        shutil.rmtree(final, ignore_errors=True)
+        if zip_final is not None:
+            zip_final.unlink(missing_ok=True)
+        raise
+    trusted = [job.signer.public_key]
     progress.sub(0.75, 1.0).update(0.0, "reading the package back from the drive")
-    verify_package(final, trusted, set(), audited=False).raise_if_invalid()
-    if make_zip:
-        verify_package(
-            out / f"{name}{ZIP_SUFFIX}", trusted, set(), audited=False
-        ).raise_if_invalid()
+    for written in (final, zip_final):
+        if written is not None:
+            verify_package(written, trusted, set(), audited=False).raise_if_invalid()
     return final
+
+
+def _write_unsigned_zip(
+    folder: Path, target: Path, progress: Progress, cancel: CancelToken | None
+) -> None:
+    tmp = target.with_name(f".{target.name}{PARTIAL_MARK}{secrets.token_hex(4)}")
+    try:
+        with open(tmp, "xb") as handle:
+            _zip_folder(folder, handle, progress, cancel)
+            _sync_handle(handle)
+        os.rename(tmp, target)
+        fsync_dir(target.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _append_to_zip(target: Path, name: str, data: bytes) -> None:
+    """Add one entry to a finished zip and make it durable (a cut-off append never verifies)."""
+    with open(target, "r+b") as handle:
+        with zipfile.ZipFile(handle, "a") as zf:
+            zf.writestr(_zip_info(name), data)
+        _sync_handle(handle)
 
 
 def _write_tree(
@@ -487,18 +518,42 @@ def _zip_folder(
 
 
 def remove_partials(out_dir: str | os.PathLike[str]) -> list[str]:
-    """Delete leftovers of interrupted writes (``.<name>.partial-*``) in ``out_dir``."""
+    """Delete what interrupted writes left in ``out_dir``; returns the names removed.
+
+    That is hidden ``.<name>.partial-*`` entries, and packages that never reached their commit
+    point: a package folder or zip without ``manifest.sig``, an ``.mpkg`` without its magic.
+    Nothing else is touched.
+    """
     removed = []
-    for entry in Path(out_dir).iterdir():
-        if entry.name.startswith(".") and PARTIAL_MARK in entry.name:
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-            removed.append(entry.name)
+    for entry in sorted(Path(out_dir).iterdir()):
+        hidden_partial = entry.name.startswith(".") and PARTIAL_MARK in entry.name
+        if not hidden_partial and not (
+            _PACKAGE_NAME_RE.match(entry.name) and _is_uncommitted(entry)
+        ):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+        removed.append(entry.name)
     if removed:
         fsync_dir(Path(out_dir))
     return removed
+
+
+def _is_uncommitted(entry: Path) -> bool:
+    if entry.is_symlink():
+        return False
+    if entry.is_dir():
+        return (entry / MANIFEST).is_file() and not (entry / SIGNATURE).exists()
+    if entry.name.endswith(ENCRYPTED_SUFFIX):
+        with open(entry, "rb") as handle:
+            return handle.read(len(ENC_MAGIC)) != ENC_MAGIC
+    try:
+        with zipfile.ZipFile(entry) as zf:
+            return SIGNATURE not in zf.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return True
 
 
 # --- containers: one view over a folder or a zip ---------------------------------------------
@@ -1202,15 +1257,20 @@ def _build_encrypted(job: _Job, recipient: RecipientPublicKey) -> Path:
     try:
         buffer.seek(0)
         with open(tmp, "xb") as raw:
-            _encrypt_to(buffer, raw, recipient, digest)
+            # The magic is written last (the commit point): until then the file is no package.
+            encrypt_stream(buffer, _HashingWriter(raw, digest, mask=len(ENC_MAGIC)), recipient)
             _sync_handle(raw)
         check_cancel(cancel)
         os.rename(tmp, final)
         fsync_dir(out)
     finally:
         tmp.unlink(missing_ok=True)
+    with open(final, "r+b") as raw:
+        raw.write(ENC_MAGIC)
+        _sync_handle(raw)
     progress.update(0.9, "reading the package back from the drive")
     if _file_sha256(final) != digest.hexdigest():
+        final.unlink(missing_ok=True)
         msg = "the package read back from the drive differs from what was written; "
         msg += "the drive may be failing: use another one"
         raise PackageError(msg)
@@ -1251,19 +1311,21 @@ def _zip_info(name: str) -> zipfile.ZipInfo:
 
 
 class _HashingWriter(io.RawIOBase):
-    def __init__(self, target: BinaryIO, digest: hashlib._Hash) -> None:
-        self.target, self.digest = target, digest
+    """Hashes what passes through; the first ``mask`` bytes reach the file as zeros."""
+
+    def __init__(self, target: BinaryIO, digest: hashlib._Hash, mask: int = 0) -> None:
+        self.target, self.digest, self.mask = target, digest, mask
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: bytes) -> int:  # type: ignore[override]
         self.digest.update(data)
+        if self.mask:
+            hidden = min(self.mask, len(data))
+            data = b"\0" * hidden + bytes(data[hidden:])
+            self.mask -= hidden
         return self.target.write(data)
-
-
-def _encrypt_to(src: BinaryIO, raw: BinaryIO, recipient: RecipientPublicKey, digest) -> None:
-    encrypt_stream(src, _HashingWriter(raw, digest), recipient)  # type: ignore[arg-type]
 
 
 def _file_sha256(path: Path) -> str:
