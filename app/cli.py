@@ -23,6 +23,7 @@ COMMANDS = [
     "imaging",
     "importing",
     "audit",
+    "segment",
 ]
 
 
