@@ -191,7 +191,7 @@ class TrustStore:
         self.folder = paths.config / TRUSTED_KEYS_DIR
         self.revoked_file = paths.config / REVOKED_KEYS_FILE
 
-    def keys(self) -> list[PublicKey]:
+    def trusted(self) -> list[PublicKey]:
         """Every readable key in the trust folder; an unreadable file is an error, not skipped."""
         if not self.folder.is_dir():
             return []
@@ -250,7 +250,7 @@ class TrustStore:
         if len(wanted) < 16:
             msg = "name a key by its key ID (16 hex digits) or its full fingerprint"
             raise PackageError(msg)
-        matches = [k for k in self.keys() if k.fingerprint.startswith(wanted)]
+        matches = [k for k in self.trusted() if k.fingerprint.startswith(wanted)]
         return matches[0] if len(matches) == 1 else None
 
 
