@@ -425,11 +425,10 @@ class Segmentation:
         segs = [self.segment(k) for k in masks]
         for seg in segs:
             self._refuse_locked(seg)
-        boxes = {self.check_mask(m, offset) for m in masks.values()}
-        if len(boxes) != 1:
+        if len({np.shape(m) for m in masks.values()}) != 1:
             msg = "all masks given together must have the same shape"
             raise SegmentationError(msg)
-        box = boxes.pop()
+        box = self.check_mask(next(iter(masks.values())), offset)
         new = self.labels[box].copy()
         for seg, mask in zip(segs, masks.values(), strict=True):
             bit = self._bit_value(seg)

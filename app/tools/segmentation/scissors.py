@@ -42,16 +42,27 @@ class ScissorsParams:
 
 
 def polygon_fill(poly: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Even-odd fill of a 2D polygon (N, 2) in (row, column) units, sampled at pixel centres."""
+    """Even-odd fill of a 2D polygon (N, 2) in (row, column) units, sampled at pixel centres.
+
+    Pixels whose centre lies on the outline count as inside.
+    """
     rows, cols = shape
     out = np.zeros(shape, dtype=bool)
-    a = poly
-    b = np.roll(poly, -1, axis=0)
-    r_lo = max(0, int(np.ceil(poly[:, 0].min())))
-    r_hi = min(rows - 1, int(np.floor(poly[:, 0].max())))
+    r_lo = max(0, int(np.ceil(poly[:, 0].min() - _EPS)))
+    r_hi = min(rows - 1, int(np.floor(poly[:, 0].max() + _EPS)))
     if r_hi < r_lo:
         return out
     y = np.arange(r_lo, r_hi + 1, dtype=float)[:, None]
+    out[r_lo : r_hi + 1] = _fill_rows(poly, y - _EPS, cols) | _fill_rows(poly, y + _EPS, cols)
+    return out
+
+
+_EPS = 1e-6
+
+
+def _fill_rows(poly: np.ndarray, y: np.ndarray, cols: int) -> np.ndarray:
+    a = poly
+    b = np.roll(poly, -1, axis=0)
     y0, y1 = a[:, 0][None, :], b[:, 0][None, :]
     crosses = (y0 <= y) != (y1 <= y)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -62,13 +73,12 @@ def polygon_fill(poly: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     diff = np.zeros((len(y), cols + 1), dtype=np.int32)
     for n in range(0, int(counts.max(initial=0)), 2):
         has = counts > n + 1
-        start = np.clip(np.ceil(x[has, n]), 0, cols).astype(int)
-        stop = np.clip(np.floor(x[has, n + 1]) + 1, 0, cols).astype(int)
+        start = np.clip(np.ceil(x[has, n] - 10 * _EPS), 0, cols).astype(int)
+        stop = np.clip(np.floor(x[has, n + 1] + 10 * _EPS) + 1, 0, cols).astype(int)
         rows_idx = np.flatnonzero(has)
         np.add.at(diff, (rows_idx, start), 1)
         np.add.at(diff, (rows_idx, stop), -1)
-    out[r_lo : r_hi + 1] = np.cumsum(diff[:, :cols], axis=1) > 0
-    return out
+    return np.cumsum(diff[:, :cols], axis=1) > 0
 
 
 def extruded_polygon(grid, polygon_lps: Any, direction_lps: Any) -> np.ndarray:

@@ -15,6 +15,7 @@ from app.tools.segmentation.model import Segmentation
 from app.tools.segmentation.params import param
 
 METHODS = ("median", "opening", "closing", "gaussian")
+FWHM_PER_SIGMA = 2.3548  # the Gaussian kernel size is its full width at half maximum
 
 
 @dataclass
@@ -25,7 +26,7 @@ class SmoothingParams:
         label="Method",
         choices=METHODS,
         help="median: removes small bumps and dents; opening: removes thin protrusions; "
-        "closing: fills small holes and gaps; gaussian: rounds the surface (kernel = standard deviation)",
+        "closing: fills small holes and gaps; gaussian: rounds the surface (kernel = full width at half maximum)",
     )
     kernel_mm: float = param(3.0, label="Kernel size", unit="mm", minimum=0.1, maximum=50)
 
@@ -69,7 +70,7 @@ class SmoothingTool(Tool):
         segment = seg.segment(params.segment)
         spacing = seg.grid.spacing_kji
         if params.method == "gaussian":
-            sigma_vox = tuple(params.kernel_mm / s for s in spacing)
+            sigma_vox = tuple(params.kernel_mm / FWHM_PER_SIGMA / s for s in spacing)
             pad = tuple(int(np.ceil(3 * v)) + 1 for v in sigma_vox)
         else:
             radius = kernel_radius(spacing, params.kernel_mm)
