@@ -228,7 +228,7 @@ def plan_geometry(slices: list[SliceInfo]) -> Geometry:
     positions = np.array([s.position for s in slices], dtype=float)
     dist = positions @ n
     order = list(np.argsort(dist, kind="stable"))
-    order, dropped = _drop_duplicates(order, dist)
+    order, dropped = _drop_duplicates(order, dist, [s.file.rank for s in slices])
     if dropped:
         warnings.append(f"{dropped} slice(s) at an already-used position were skipped")
     pos = positions[order]
@@ -274,11 +274,14 @@ def _unpositioned(slices: list[SliceInfo], du: float, dv: float, warnings: list[
     )
 
 
-def _drop_duplicates(order: list[int], dist: np.ndarray) -> tuple[list[int], int]:
+def _drop_duplicates(order: list[int], dist: np.ndarray, rank: list[int]) -> tuple[list[int], int]:
+    """One slice per position: the uncompressed copy before lossless before lossy."""
     kept = [order[0]]
     for i in order[1:]:
         if abs(dist[i] - dist[kept[-1]]) > 1e-3:
             kept.append(i)
+        elif rank[i] < rank[kept[-1]]:
+            kept[-1] = i
     return kept, len(order) - len(kept)
 
 
@@ -529,6 +532,9 @@ def _decode_file(
     values: _Values,
     opener: _Opener,
 ) -> None:
+    if info.source.member is None and os.path.getsize(info.source.path) != info.file_size:
+        msg = "the file changed since it was scanned; scan the folder again"
+        raise _Reject(msg)
     dtype = _native_dtype(info)
     fast = (
         info.native
@@ -588,6 +594,10 @@ def _decode_with_pydicom(
         )
     with opener.open(info.source) as handle:
         ds = pydicom.dcmread(handle, force=True)
+    declared = (ds.get("Rows"), ds.get("Columns"), int(ds.get("NumberOfFrames") or 1))
+    if declared != (info.rows, info.columns, info.frames):
+        msg = "the file changed since it was scanned; scan the folder again"
+        raise _Reject(msg)
     if not hasattr(ds, "file_meta") or "TransferSyntaxUID" not in ds.file_meta:
         ds.file_meta = getattr(ds, "file_meta", pydicom.dataset.FileMetaDataset())
         ds.file_meta.TransferSyntaxUID = info.transfer_syntax

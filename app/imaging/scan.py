@@ -168,6 +168,7 @@ class FileInfo:
     padding: float | None = None
     window: tuple[float, float] | None = None
     gantry_tilt: float | None = None
+    rank: int = 0  # 0 uncompressed, 1 lossless, 2 lossy: which copy of a slice to prefer
 
     @property
     def frame_bytes(self) -> int:
@@ -699,6 +700,7 @@ def _classify(source: SourceRef, ds, pixel: tuple | None, size: int) -> _Header:
     ts = info.transfer_syntax
     lossy = ts in _LOSSY_TS or str(ds.get("LossyImageCompression", "00")) == "01"
     rank = 0 if info.native else (2 if lossy else 1)
+    info.rank = rank
     return _Header(info, ds, slices, signature, rank)
 
 
