@@ -22,8 +22,10 @@ COMMANDS = [
     "cases",
     "imaging",
     "importing",
+    "deid",
     "audit",
     "segment",
+    "package",
 ]
 
 
