@@ -79,6 +79,7 @@ MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 APPROVAL_FILE = "approval.json"
 OVERRIDE_FILE = "override.json"
+FREE_TEXT_FIELDS = frozenset({"comment", "reason"})
 RESERVED = frozenset({MANIFEST, SIGNATURE})
 PARTIAL_MARK = ".partial-"
 ZIP_SUFFIX = ".zip"
@@ -251,7 +252,8 @@ def build_package(
         Case pseudonym, printer and slicer settings, software version.
     approval, override
         The approval record and/or the administrator override (from :mod:`app.security.access`);
-        a package needs at least one. Both are written as files and embedded in the manifest.
+        a package needs at least one. Both are written as files and embedded in the manifest,
+        without their free-text fields (comment, reason), which stay in the vault.
     signer
         The signing key; by default this workstation's key from the OS keystore.
     make_zip
@@ -283,6 +285,7 @@ def build_package(
             f"signing key {signer.key_id} is revoked; run 'medprint keys show' to create a new one"
         )
         raise PackageError(msg)
+    approval, override = _public_record(approval), _public_record(override)
     content = dict(files)
     content[APPROVAL_FILE] = canonical_json(approval or {})
     if override:
@@ -306,6 +309,18 @@ def build_package(
     )
     progress.update(1.0, "package written and verified; the drive is safe to remove")
     return result
+
+
+def _public_record(record: Mapping[str, object] | None) -> dict | None:
+    """An approval/override record as it leaves the workstation: free-text fields (a comment or
+    reason may name the patient) stay in the vault; everything else travels."""
+    if not record:
+        return None
+    public = {k: v for k, v in record.items() if k not in FREE_TEXT_FIELDS}
+    kept = sorted(k for k in record if k in FREE_TEXT_FIELDS)
+    if kept:
+        public["kept_in_vault"] = kept
+    return public
 
 
 def _manifest_header(

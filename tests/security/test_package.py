@@ -127,6 +127,28 @@ def test_override_is_shown_in_the_package(env, tmp_path, source_files, signer):
     assert _verify(path, signer).ok
 
 
+def test_free_text_of_the_review_stays_in_the_vault(env, tmp_path, source_files, signer):
+    """A reviewer's comment or an override reason may name the patient: it does not travel."""
+    out = tmp_path / "drive"
+    out.mkdir()
+    approval = {**APPROVAL, "comment": "Mrs DOE's left orbit fits"}
+    override = {"kind": "qa-failure", "administrator": "admin", "reason": "DOE urgent"}
+    path = build_package(
+        out,
+        files=source_files,
+        meta=PackageMeta(case="C-7K3M-Q9"),
+        approval=approval,
+        override=override,
+        signer=signer,
+    )
+    for file in path.rglob("*"):
+        assert file.is_dir() or b"DOE" not in file.read_bytes()
+    manifest = json.loads((path / "manifest.json").read_bytes())
+    assert manifest["approval"]["kept_in_vault"] == ["comment"]
+    assert manifest["approval"]["reviewer"] == "surgeon"
+    assert manifest["override"]["kept_in_vault"] == ["reason"]
+
+
 def test_refuses_without_approval_unsafe_paths_and_case_clashes(env, tmp_path, signer):
     meta = PackageMeta(case="C-7K3M-Q9")
     tmp_path = tmp_path / "drive"
