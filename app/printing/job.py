@@ -582,12 +582,13 @@ class PrintJob(LinkListener):
         self._done.set()
         self.backend.close()
 
-    def recover(self, *, back: int = 0) -> None:
+    def recover(self, *, back: int = 0, port: str | None = None) -> None:
         """Continue a job broken by a disconnect or a printer reset, on explicit request.
 
         Reconnects, heats, homes X and Y only, restores Z, position, fan and modes, and sends
         the G-code after the last acknowledged command (``back`` commands earlier, if the user
         wants to overlap a few moves that the printer may not have physically finished).
+        ``port`` names the port when the printer came back on another one.
         """
         point = self.resume_point
         if point is None or not self.usb:
@@ -597,9 +598,15 @@ class PrintJob(LinkListener):
         self._record("print.recover", resume_from=start, reason=point.reason)
         self._set_state(PrinterState.CONNECTING, "reconnecting to resume the job")
         self.backend.close()
-        self.backend.connect(self)
-        link = self.backend.link
+        if port:
+            self.backend.port = port
         self._done.clear()
+        try:
+            self.backend.connect(self)
+        except MedPrintError as exc:
+            self._end(PrinterState.DISCONNECTED, f"{exc} (the job can still resume)")
+            raise
+        link = self.backend.link
         self._ended_at = None
         self.resume_point = None
         self._machine = replace(point.machine, hotend=dict(point.machine.hotend))

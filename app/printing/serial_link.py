@@ -196,6 +196,7 @@ class SerialLink:
         self._idle = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._closing = False
         self._reset_link_state()
         self._stream: Iterator[tuple[str, object]] | None = None
         self._stream_paused = False
@@ -214,6 +215,7 @@ class SerialLink:
         port is busy or missing, the baud rate is wrong, or nothing answers.
         """
         self.failure = None
+        self._closing = False
         self._open()
         self.state = PrinterState.CONNECTING
         self._stop.clear()
@@ -242,6 +244,7 @@ class SerialLink:
 
     def close(self) -> None:
         """Stop the threads and close the port (safe to call twice)."""
+        self._closing = True
         self._stop.set()
         for thread in self._threads:
             if thread is not threading.current_thread():
@@ -688,6 +691,8 @@ class SerialLink:
             calls.append(call)
 
     def _lost(self, message: str) -> None:
+        if self._closing:  # we closed the port ourselves
+            return
         with self._lock:
             if self.failure is not None and self.state == PrinterState.DISCONNECTED:
                 return
