@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import warnings
 import zlib
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -89,7 +90,7 @@ def pack_layers(seg: Segmentation) -> tuple[np.ndarray, list[tuple[Segment, int,
 
 # ------------------------------------------------------------ .seg.nrrd
 def _vec(values: Any) -> str:
-    return "(" + ",".join(f"{float(v):.17g}" for v in values) + ")"
+    return "(" + ",".join(repr(float(v)) for v in values) + ")"
 
 
 def write_seg_nrrd(seg: Segmentation, stream: BinaryIO) -> None:
@@ -468,7 +469,19 @@ def write_dicom_seg(
         )
         for n, segment in enumerate(segments, start=1)
     ]
-    result = hd.seg.Segmentation(
+    with warnings.catch_warnings():
+        # highdicom warns about odd patient names and quotes them: keep PHI out of the logs
+        warnings.simplefilter("ignore", UserWarning)
+        result = _build_dicom_seg(
+            hd, sources, pixels, descriptions, series_number, series_description
+        )
+    result.save_as(stream)
+
+
+def _build_dicom_seg(hd, sources, pixels, descriptions, series_number, series_description):  # noqa: PLR0917
+    from app import __version__  # noqa: PLC0415
+
+    return hd.seg.Segmentation(
         source_images=[ds for _, ds in sources],
         pixel_array=pixels,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
@@ -483,7 +496,6 @@ def write_dicom_seg(
         device_serial_number="0",
         series_description=series_description,
     )
-    result.save_as(stream)
 
 
 def read_dicom_seg(source: BinaryIO | str | Path, grid: Any) -> Segmentation:

@@ -38,10 +38,10 @@ class RegionGrowParams:
     lower: float = param(226.0, label="Lower", unit="HU", minimum=-32768, maximum=65535)
     upper: float = param(3071.0, label="Upper", unit="HU", minimum=-32768, maximum=65535)
     multiplier: float = param(
-        2.5, label="Multiplier", minimum=0.1, maximum=10, help="confidence-connected"
+        2.0, label="Multiplier", minimum=0.1, maximum=10, help="confidence-connected"
     )
     iterations: int = param(
-        4, label="Iterations", minimum=0, maximum=50, help="confidence-connected"
+        2, label="Iterations", minimum=0, maximum=50, help="confidence-connected"
     )
     neighborhood: int = param(1, label="Seed neighbourhood", unit="voxels", minimum=0, maximum=10)
     mode: str = param("set", label="Mode", choices=("set", "add"))
