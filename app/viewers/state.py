@@ -51,10 +51,10 @@ class ViewerState(QtCore.QObject):
 
     # -- crosshair ----------------------------------------------------------------------------
     def set_cursor(self, lps: np.ndarray) -> None:
-        """Move the crosshair to an LPS point, clamped to the volume's voxel grid."""
+        """Move the crosshair to the centre of the voxel containing an LPS point (clamped)."""
         lps = np.asarray(lps, dtype=float)
         if self.volume is not None:
-            ijk = self.volume.lps_to_index(lps)
+            ijk = np.rint(self.volume.lps_to_index(lps))
             upper = np.array(self.volume.size_ijk) - 1
             ijk = np.clip(ijk, 0, upper)
             lps = self.volume.index_to_lps(ijk)
