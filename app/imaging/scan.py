@@ -79,6 +79,21 @@ JSON_FORMAT = "medprint-scan/1"
 DEFER_SIZE = 64 * 1024  # values larger than this are skipped, not read, during a header scan
 MAX_MEMBER_BYTES = 4 << 30  # zip members larger than this are not opened
 
+# The only elements a scan reads; the others are skipped with a seek, not parsed.
+HEADER_TAGS = [
+    "AccessionNumber", "AcquisitionNumber", "BitsAllocated", "BitsStored", "BodyPartExamined",
+    "Columns", "DirectoryRecordSequence", "EchoNumbers", "FrameIncrementPointer",
+    "GantryDetectorTilt", "HighBit", "ImageOrientationPatient", "ImagePositionPatient",
+    "ImageType", "ImagerPixelSpacing", "InstanceNumber", "InstitutionName",
+    "LossyImageCompression", "Modality", "ModalityLUTSequence", "NumberOfFrames",
+    "PatientBirthDate", "PatientID", "PatientName", "PatientSex",
+    "PerFrameFunctionalGroupsSequence", "PhotometricInterpretation", "PixelPaddingValue",
+    "PixelRepresentation", "PixelSpacing", "RescaleIntercept", "RescaleSlope", "Rows",
+    "SOPClassUID", "SOPInstanceUID", "SamplesPerPixel", "SeriesDate", "SeriesDescription",
+    "SeriesInstanceUID", "SeriesNumber", "SharedFunctionalGroupsSequence", "SliceThickness",
+    "SpacingBetweenSlices", "StudyDate", "StudyDescription", "StudyInstanceUID",
+    "TemporalPositionIdentifier", "WindowCenter", "WindowWidth",
+]  # fmt: skip
 _DIRECTORY_SOP = "1.2.840.10008.1.3.10"
 _SEG_SOP = "1.2.840.10008.5.1.4.1.1.66.4"
 _RTDOSE_SOP = "1.2.840.10008.5.1.4.1.1.481.2"
@@ -517,7 +532,7 @@ def _read_one(
         result.rejected.append(Rejected(source.label, f"unreadable DICOM ({_brief(exc)})"))
         return None
     try:
-        sop = str(ds.get("SOPClassUID", ""))
+        sop = str(_get(ds, "SOPClassUID", ""))
         if sop == _DIRECTORY_SOP or "DirectoryRecordSequence" in ds:
             _follow_dicomdir(source, archive, ds, result, sources)
             return None
@@ -563,7 +578,9 @@ def _read_header(handle: BinaryIO, source: SourceRef) -> tuple[object, tuple | N
         force = True
     # Deferred values are re-read from the path on access, which a zip member does not have.
     defer = DEFER_SIZE if source.member is None else None
-    ds = pydicom.dcmread(handle, stop_before_pixels=True, defer_size=defer, force=force)
+    ds = pydicom.dcmread(
+        handle, stop_before_pixels=True, defer_size=defer, force=force, specific_tags=HEADER_TAGS
+    )
     if force and not any(k in ds for k in ("SOPClassUID", "Modality", "Rows", "StudyInstanceUID")):
         msg = "not a DICOM file"
         raise _Reject(msg)
@@ -676,14 +693,14 @@ def _non_image_reason(ds) -> str:
 
 def _classify(source: SourceRef, ds, pixel: tuple | None, size: int) -> _Header:
     """Turn one header into slices, or raise _Reject with the reason."""
-    sop = str(ds.get("SOPClassUID", ""))
+    sop = str(_get(ds, "SOPClassUID", ""))
     has_pixels = pixel is not None or any(t in ds for t in _PIXEL_TAGS)
     if not has_pixels or "Rows" not in ds:
         raise _Reject(_non_image_reason(ds))
     if sop == _SEG_SOP:
         msg = "segmentation object (SEG), not a source image"
         raise _Reject(msg)
-    if sop == _RTDOSE_SOP or ds.get("Modality") == "RTDOSE":
+    if sop == _RTDOSE_SOP or _get(ds, "Modality") == "RTDOSE":
         msg = "RT dose grid, not an anatomical image"
         raise _Reject(msg)
     info = _file_info(source, ds, pixel, size)
@@ -693,19 +710,19 @@ def _classify(source: SourceRef, ds, pixel: tuple | None, size: int) -> _Header:
         _orientation_key(slices[0].orientation),
         info.rows,
         info.columns,
-        str(ds.get("EchoNumbers", "")),
-        str(ds.get("TemporalPositionIdentifier", "")),
-        str(ds.get("AcquisitionNumber", "")) if "LOCALIZER" in _image_type(ds) else "",
+        str(_get(ds, "EchoNumbers", "")),
+        str(_get(ds, "TemporalPositionIdentifier", "")),
+        str(_get(ds, "AcquisitionNumber", "")) if "LOCALIZER" in _image_type(ds) else "",
     )
     ts = info.transfer_syntax
-    lossy = ts in _LOSSY_TS or str(ds.get("LossyImageCompression", "00")) == "01"
+    lossy = ts in _LOSSY_TS or str(_get(ds, "LossyImageCompression", "00")) == "01"
     rank = 0 if info.native else (2 if lossy else 1)
     info.rank = rank
     return _Header(info, ds, slices, signature, rank)
 
 
 def _image_type(ds) -> str:
-    value = ds.get("ImageType", "")
+    value = _get(ds, "ImageType", "")
     return "\\".join(value) if not isinstance(value, str) else value
 
 
@@ -718,34 +735,36 @@ def _file_info(source: SourceRef, ds, pixel: tuple | None, size: int) -> FileInf
             if implicit
             else ("1.2.840.10008.1.2.1" if little else "1.2.840.10008.1.2.2")
         )
-    bits_allocated = int(ds.get("BitsAllocated") or 0)
+    bits_allocated = int(_get(ds, "BitsAllocated") or 0)
     if pixel is not None and pixel[0] == 0x7FE00008:
         bits_allocated = 32
     elif pixel is not None and pixel[0] == 0x7FE00009:
         bits_allocated = 64
-    bits_stored = int(ds.get("BitsStored") or bits_allocated)
-    frames = _int_or_reject(ds.get("NumberOfFrames", 1) or 1, "Number of Frames")
+    bits_stored = int(_get(ds, "BitsStored") or bits_allocated)
+    frames = _int_or_reject(_get(ds, "NumberOfFrames", 1) or 1, "Number of Frames")
     window = None
     with contextlib.suppress(Exception):
-        center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
+        center, width = _get(ds, "WindowCenter"), _get(ds, "WindowWidth")
         if center is not None and width is not None:
             center = center[0] if not isinstance(center, (int, float)) else center
             width = width[0] if not isinstance(width, (int, float)) else width
             window = (float(center), float(width))
-    padding = ds.get("PixelPaddingValue")
+    padding = _get(ds, "PixelPaddingValue")
     return FileInfo(
         source=source,
         transfer_syntax=ts,
-        rows=_int_or_reject(ds.get("Rows", 0), "Rows"),
-        columns=_int_or_reject(ds.get("Columns", 0), "Columns"),
-        samples=_int_or_reject(ds.get("SamplesPerPixel", 1) or 1, "Samples per Pixel"),
+        rows=_int_or_reject(_get(ds, "Rows", 0), "Rows"),
+        columns=_int_or_reject(_get(ds, "Columns", 0), "Columns"),
+        samples=_int_or_reject(_get(ds, "SamplesPerPixel", 1) or 1, "Samples per Pixel"),
         bits_allocated=bits_allocated,
         bits_stored=bits_stored,
         high_bit=int(
-            ds.get("HighBit", bits_stored - 1) if ds.get("HighBit") is not None else bits_stored - 1
+            _get(ds, "HighBit", bits_stored - 1)
+            if _get(ds, "HighBit") is not None
+            else bits_stored - 1
         ),
-        signed=int(ds.get("PixelRepresentation", 0) or 0) == 1,
-        photometric=str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper(),
+        signed=int(_get(ds, "PixelRepresentation", 0) or 0) == 1,
+        photometric=str(_get(ds, "PhotometricInterpretation", "MONOCHROME2")).strip().upper(),
         frames=frames,
         file_size=size,
         pixel_tag=pixel[0] if pixel else None,
@@ -755,7 +774,7 @@ def _file_info(source: SourceRef, ds, pixel: tuple | None, size: int) -> FileInf
         modality_lut="ModalityLUTSequence" in ds,
         padding=float(padding) if isinstance(padding, (int, float)) else None,
         window=window,
-        gantry_tilt=_float(ds.get("GantryDetectorTilt"), None),
+        gantry_tilt=_float(_get(ds, "GantryDetectorTilt"), None),
     )
 
 
@@ -842,21 +861,21 @@ def _orientation_key(iop: tuple[float, ...] | None) -> tuple | None:
 def _slices(ds, info: FileInfo) -> list[SliceInfo]:
     if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
         return _enhanced_slices(ds, info)
-    iop = _floats(ds.get("ImageOrientationPatient"), 6)
-    ipp = _floats(ds.get("ImagePositionPatient"), 3)
-    spacing = _floats(ds.get("PixelSpacing"), 2) or _floats(ds.get("ImagerPixelSpacing"), 2)
+    iop = _floats(_get(ds, "ImageOrientationPatient"), 6)
+    ipp = _floats(_get(ds, "ImagePositionPatient"), 3)
+    spacing = _floats(_get(ds, "PixelSpacing"), 2) or _floats(_get(ds, "ImagerPixelSpacing"), 2)
     common = {
         "orientation": iop,
         "pixel_spacing": spacing,
-        "slope": _float(ds.get("RescaleSlope"), 1.0) or 1.0,
-        "intercept": _float(ds.get("RescaleIntercept"), 0.0),
-        "instance": _maybe_int(ds.get("InstanceNumber")),
-        "thickness": _float(ds.get("SliceThickness"), None),
-        "spacing_between": _float(ds.get("SpacingBetweenSlices"), None),
+        "slope": _float(_get(ds, "RescaleSlope"), 1.0) or 1.0,
+        "intercept": _float(_get(ds, "RescaleIntercept"), 0.0),
+        "instance": _maybe_int(_get(ds, "InstanceNumber")),
+        "thickness": _float(_get(ds, "SliceThickness"), None),
+        "spacing_between": _float(_get(ds, "SpacingBetweenSlices"), None),
     }
     if info.frames == 1:
         return [SliceInfo(info, None, ipp, **common)]
-    pointers = ds.get("FrameIncrementPointer")
+    pointers = _get(ds, "FrameIncrementPointer")
     pointers = (
         []
         if pointers is None
@@ -946,7 +965,7 @@ def _dedupe(headers: list[_Header], result: ScanResult) -> list[_Header]:
     order: list[tuple] = []
     for h in headers:
         key = (
-            str(h.ds.get("SOPInstanceUID", "")) or id(h),
+            str(_get(h.ds, "SOPInstanceUID", "")) or id(h),
             h.slices[0].position,
             h.info.rows,
             h.info.columns,
@@ -965,6 +984,73 @@ def _dedupe(headers: list[_Header], result: ScanResult) -> list[_Header]:
             )
         )
     return [best[k] for k in order]
+
+
+_STRUCT = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d"}
+_TEXT_VRS = {"CS", "UI", "DA", "TM", "SH", "AS", "DS", "IS"}
+_TAGS: dict[str, tuple[int, str]] = {}
+
+
+def _tag_vr(keyword: str) -> tuple[int, str]:
+    entry = _TAGS.get(keyword)
+    if entry is None:
+        from pydicom.datadict import dictionary_VR, tag_for_keyword  # noqa: PLC0415
+
+        tag = tag_for_keyword(keyword)
+        entry = _TAGS[keyword] = (tag, dictionary_VR(tag))
+    return entry
+
+
+def _get(ds, keyword: str, default=None):
+    """``ds.get`` for the plain numeric and ASCII elements a scan reads, without pydicom's
+    per-element conversion machinery (the bulk of a header scan); anything else goes to pydicom.
+    """
+    from pydicom.dataelem import RawDataElement  # noqa: PLC0415
+
+    tag, vr = _tag_vr(keyword)
+    elem = ds.get_item(tag, keep_deferred=True)
+    if elem is None:
+        return default
+    if not isinstance(elem, RawDataElement):
+        return default if elem.value is None or elem.value == "" else elem.value
+    raw = elem.value
+    if raw is None and elem.length:
+        return ds.get(keyword, default)  # deferred: pydicom re-reads it
+    if not raw:
+        return default
+    if elem.VR not in (None, "UN"):
+        vr = elem.VR
+    try:
+        if vr in _STRUCT:
+            code = _STRUCT[vr]
+            count = len(raw) // struct.calcsize(code)
+            order = "<" if elem.is_little_endian else ">"
+            values = struct.unpack(order + code * count, raw[: count * struct.calcsize(code)])
+            return values[0] if count == 1 else list(values)
+        if vr in _TEXT_VRS:
+            parts = [p.strip(" \0") for p in raw.decode("ascii").split("\\")]
+            if vr == "DS":
+                values = [float(p) for p in parts]
+            elif vr == "IS":
+                values = [int(p) for p in parts]
+            else:
+                values = parts
+            return values[0] if len(values) == 1 else values
+    except (ValueError, UnicodeDecodeError):
+        pass
+    return ds.get(keyword, default)
+
+
+def _raw_text(ds, keyword: str) -> str:
+    """An element's bytes as text, undecoded: good for grouping, not for display."""
+    from pydicom.dataelem import RawDataElement  # noqa: PLC0415
+
+    elem = ds.get_item(_tag_vr(keyword)[0], keep_deferred=True)
+    if elem is None:
+        return ""
+    if isinstance(elem, RawDataElement):
+        return (elem.value or b"").decode("latin-1").strip(" \0")
+    return str(elem.value or "").strip()
 
 
 def _text(ds, name: str) -> str:
@@ -992,14 +1078,25 @@ def _identity(ds) -> dict[str, str]:
     }
 
 
+_GROUPING = (
+    "PatientID",
+    "PatientName",
+    "PatientBirthDate",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+)
+
+
 def _group(headers: list[_Header], result: ScanResult) -> None:
     patients: dict[tuple, Patient] = {}
     studies: dict[str, Study] = {}
     stacks: dict[tuple, Series] = {}
     for h in headers:
-        ident = _identity(h.ds)
-        pkey = (ident["patient_id"], ident["patient_name"], ident["birth_date"])
+        keys = {name: _raw_text(h.ds, name) for name in _GROUPING}
+        pkey = (keys["PatientID"], keys["PatientName"], keys["PatientBirthDate"])
         patient = patients.get(pkey)
+        if patient is None or keys["StudyInstanceUID"] not in studies:
+            ident = _identity(h.ds)  # read the rest only for the first file of a study
         if patient is None:
             patient = Patient(
                 f"P{len(patients) + 1}",
@@ -1007,7 +1104,7 @@ def _group(headers: list[_Header], result: ScanResult) -> None:
             )
             patients[pkey] = patient
             result.patients.append(patient)
-        study_uid = ident["study_instance_uid"] or f"no-study:{h.info.source.label}"
+        study_uid = keys["StudyInstanceUID"] or f"no-study:{h.info.source.label}"
         study = studies.get(study_uid)
         if study is None:
             study = Study(
@@ -1020,24 +1117,22 @@ def _group(headers: list[_Header], result: ScanResult) -> None:
             )
             studies[study_uid] = study
             patient.studies.append(study)
-        series_uid = ident["series_instance_uid"] or f"no-series:{h.info.source.label}"
+        series_uid = keys["SeriesInstanceUID"] or f"no-series:{h.info.source.label}"
         for sub, sub_slices in _split_frames(h).items():
             skey = (study_uid, series_uid, h.signature, sub)
             series = stacks.get(skey)
             if series is None:
-                digest = hashlib.sha256(repr((series_uid, h.signature, sub)).encode()).hexdigest()[
-                    :12
-                ]
+                digest = hashlib.sha256(repr((series_uid, h.signature, sub)).encode())
                 series = Series(
-                    key=digest,
+                    key=digest.hexdigest()[:12],
                     series_uid=series_uid,
                     modality=_text(h.ds, "Modality") or "OT",
-                    number=_maybe_int(h.ds.get("SeriesNumber")),
+                    number=_maybe_int(_get(h.ds, "SeriesNumber")),
                     body_part=_text(h.ds, "BodyPartExamined") or None,
                     rows=h.info.rows,
                     columns=h.info.columns,
                     slices=[],
-                    identity=ident,
+                    identity=_identity(h.ds),
                     study_key=study.key,
                     patient_key=patient.key,
                 )
