@@ -791,9 +791,15 @@ class PrintJob(LinkListener):
             self.on_temperature(dict(remote.temperatures))
         if remote.state in (PrinterState.PRINTING, PrinterState.PAUSED):
             seen_active = True
-            if state == PrinterState.PRINTING and remote.state == PrinterState.PAUSED:
+            if remote.state == PrinterState.PAUSED and state in (
+                PrinterState.PRINTING,
+                PrinterState.PAUSING,
+            ):
                 self._paused_state()
-            elif state in (PrinterState.PAUSED,) and remote.state == PrinterState.PRINTING:
+            elif remote.state == PrinterState.PRINTING and state in (
+                PrinterState.PAUSED,
+                PrinterState.RESUMING,
+            ):
                 self._resumed_state()
         elif seen_active and remote.state == PrinterState.FINISHED and state.active:
             if state != PrinterState.CANCELLING:
