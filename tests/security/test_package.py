@@ -197,6 +197,26 @@ def test_not_enough_space_is_refused_up_front(env, tmp_path, source_files, signe
     assert list(out.iterdir()) == []
 
 
+def test_a_bad_read_back_removes_the_package(env, tmp_path, source_files, signer, monkeypatch):
+    """What the drive returns is verified; a package that reads back wrong is not left behind."""
+    out = tmp_path / "drive"
+    out.mkdir()
+    real_write = pkg._write_file
+
+    def flaky_drive(target, source, cancel=None):
+        size, digest = real_write(target, source, cancel)
+        if target.name == "model.stl":  # the drive silently corrupts one block
+            with open(target, "r+b") as handle:
+                handle.seek(4096)
+                handle.write(b"\0" * 16)
+        return size, digest
+
+    monkeypatch.setattr(pkg, "_write_file", flaky_drive)
+    with pytest.raises(PackageError, match="read back from the drive is wrong"):
+        _build(out, source_files, signer, make_zip=True)
+    assert list(out.iterdir()) == []
+
+
 def test_revoked_signer_cannot_sign(env, tmp_path, source_files, signer):
     TrustStore(env).revoke(signer.public_key, "lost laptop")
     with pytest.raises(PackageError, match="revoked"):
