@@ -582,6 +582,28 @@ class PrintJob(LinkListener):
         self._done.set()
         self.backend.close()
 
+    def resume_after(self, index: int) -> None:
+        """Start this job part-way, after command ``index`` (counted from 0, comments skipped).
+
+        For a print whose host went away (the app or the computer crashed): the machine state
+        at that command is rebuilt by replaying the G-code, then :meth:`recover` runs.
+        """
+        if self._state != PrinterState.IDLE or not self.usb:
+            msg = "only a new USB job can be resumed part-way"
+            raise PrintingError(msg)
+        self.summary = self.source.summarize()
+        if not 0 <= index < self.summary.commands - 1:
+            msg = f"command {index} is not inside this G-code (0..{self.summary.commands - 2})"
+            raise PrintingError(msg)
+        machine = GcodeState()
+        for command, (position, _) in self.source.commands():
+            if position > index:
+                break
+            machine.apply(command)
+        self._audit_or_refuse("print.start")
+        self.resume_point = ResumePoint(index, machine, "resumed part-way by the user")
+        self.recover()
+
     def recover(self, *, back: int = 0, port: str | None = None) -> None:
         """Continue a job broken by a disconnect or a printer reset, on explicit request.
 
@@ -608,6 +630,7 @@ class PrintJob(LinkListener):
             raise
         link = self.backend.link
         self._ended_at = None
+        self._started_at = self._started_at or time.monotonic()
         self.resume_point = None
         self._machine = replace(point.machine, hotend=dict(point.machine.hotend))
         self._executed_index = start - 1

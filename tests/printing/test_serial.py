@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import subprocess
 import sys
 import threading
 import time
@@ -373,3 +375,68 @@ def test_port_discovery_puts_printers_first(monkeypatch):
     )
     with pytest.raises(PrinterConnectionError, match="no printer-like"):
         serial_link.auto_port()
+
+
+def _keystore_or_skip():
+    from app.errors import KeystoreError
+    from app.security.keystore import Keystore
+
+    try:
+        Keystore()
+    except KeystoreError as exc:
+        pytest.skip(f"needs the OS keystore (run inside scripts/with-keyring.sh): {exc}")
+
+
+def run_cli(*args, timeout=120):
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_cli_prints_over_usb_and_audits_the_job(marlin, tmp_path, data_dir, keystore_service):
+    _keystore_or_skip()
+    from app.security import audit
+    from app.settings import resolve_paths
+
+    path = synthetic_gcode(tmp_path / "cli.gcode", lines=800)
+    sim = marlin()
+    proc = run_cli(
+        "print",
+        str(path),
+        "--printer",
+        "generic-marlin-220",
+        "--port",
+        sim.port,
+        "--case",
+        "C-TEST-07",
+        "--mesh-version",
+        "2",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "finished" in proc.stdout
+    assert strip_host_lines(sim.accepted) == commands_of(path)
+    records = [
+        r for r in audit.read_records(resolve_paths(data_dir)) if r["action"].startswith("print.")
+    ]
+    assert [r["action"] for r in records] == ["print.start", "print.finish"]
+    facts = records[0]["facts"]
+    assert records[0]["case"] == "C-TEST-07" and facts["mesh_version"] == "2"
+    assert facts["gcode_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert facts["profile"] == "generic-marlin-220" and facts["transport"] == "usb"
+    assert audit.verify(resolve_paths(data_dir)).ok
+
+
+def test_cli_missing_port_is_one_clear_line(tmp_path, data_dir, keystore_service):
+    _keystore_or_skip()
+    path = synthetic_gcode(tmp_path / "cli.gcode", lines=50)
+    proc = run_cli(
+        "print", str(path), "--printer", "generic-marlin-220", "--port", "/dev/ttyMEDPRINT-NONE"
+    )
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("medprint: error: port /dev/ttyMEDPRINT-NONE does not exist")
+    assert "Traceback" not in proc.stderr
