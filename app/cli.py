@@ -22,9 +22,11 @@ COMMANDS = [
     "cases",
     "imaging",
     "importing",
+    "deid",
     "audit",
     "segment",
     "package",
+    "print",
 ]
 
 
