@@ -22,7 +22,6 @@ COMMANDS = [
     "cases",
     "imaging",
     "importing",
-    "deid",
     "audit",
     "segment",
     "package",
