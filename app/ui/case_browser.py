@@ -145,7 +145,8 @@ class CaseBrowser(QtWidgets.QWidget):
             self.table.setRowHidden(row, not visible)
             shown += visible
         total = len(self.entries)
-        self.status.setText(f"{shown} of {total} cases" if text else f"{total} cases")
+        noun = "case" if total == 1 else "cases"
+        self.status.setText(f"{shown} of {total} {noun}" if text else f"{total} {noun}")
         self._sync_buttons()
 
     def _on_identity_toggled(self, shown: bool) -> None:

@@ -182,7 +182,10 @@ class Worker(QtCore.QObject):
         ``on_done`` / ``on_error`` are called for this task only, on the GUI thread.
         """
         self.cancel()
-        task = Task(name or getattr(fn, "__name__", "job"), self)
+        # No Qt parent: a task lives as long as Python references it (this worker until it
+        # finishes, the pool thread while it runs). Parenting plus deleteLater crashes PySide
+        # when the worker goes first.
+        task = Task(name or getattr(fn, "__name__", "job"))
         task.progress.connect(lambda f, m, t=task: self._relay(t, self.progress, f, m))
         task.done.connect(lambda r, t=task: self._relay(t, self.done, r))
         task.error.connect(lambda m, t=task: self._relay(t, self.error, m))
@@ -220,7 +223,7 @@ class Worker(QtCore.QObject):
     def _forget(self, task: Task) -> None:
         if task in self._all:
             self._all.remove(task)
+        task.result = None  # the owner got it through ``done``; do not keep big results alive
         if task is self.task:
             self.task = None
             self.finished.emit()
-        task.deleteLater()

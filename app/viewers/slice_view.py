@@ -75,7 +75,7 @@ class SliceView(QtWidgets.QWidget):
         self.orientation = orientation
         self.geometry_: SliceGeometry | None = None
         self.slice_index = 0
-        self.zoom = 1.0  # screen pixels per mm
+        self.zoom_factor = 1.0  # 1 = the slice fits the widget; see ``zoom``
         self.center_mm = QtCore.QPointF(0.0, 0.0)  # display-mm point at the widget centre
         self.tool = "navigate"
         self.units = "mm"
@@ -92,7 +92,6 @@ class SliceView(QtWidgets.QWidget):
         self._drag: tuple[str, QtCore.QPointF, tuple] | None = None
         self._hover: QtCore.QPointF | None = None
         self._readout = ""
-        self._fitted = False
         self.setMouseTracking(True)
         self.setFocusPolicy(QtCore.Qt.FocusPolicy.StrongFocus)
         self.setMinimumSize(160, 160)
@@ -149,13 +148,24 @@ class SliceView(QtWidgets.QWidget):
         if self.geometry_ is None:
             return
         sx, sy = self.geometry_.pixel_mm
-        width_mm, height_mm = self.geometry_.width * sx, self.geometry_.height * sy
-        self.zoom = 0.97 * min(self.width() / width_mm, self.height() / height_mm)
+        self.zoom_factor = 1.0
         self.center_mm = QtCore.QPointF(
             (self.geometry_.width - 1) * sx / 2, (self.geometry_.height - 1) * sy / 2
         )
-        self._fitted = True
         self.update()
+
+    @property
+    def zoom(self) -> float:
+        """Screen pixels per mm: the fit-to-widget scale times :attr:`zoom_factor`.
+
+        Kept relative to the fit, so layout changes and window resizes keep the framing.
+        """
+        if self.geometry_ is None:
+            return 1.0
+        sx, sy = self.geometry_.pixel_mm
+        width_mm, height_mm = self.geometry_.width * sx, self.geometry_.height * sy
+        fit = 0.97 * min(max(self.width(), 1) / width_mm, max(self.height(), 1) / height_mm)
+        return fit * self.zoom_factor
 
     def zoom_by(self, factor: float, anchor: QtCore.QPointF | None = None) -> None:
         """Zoom around ``anchor`` (widget pixels; the centre when None)."""
@@ -163,7 +173,7 @@ class SliceView(QtWidgets.QWidget):
             anchor if anchor is not None else QtCore.QPointF(self.width() / 2, self.height() / 2)
         )
         before = self.screen_to_mm(anchor)
-        self.zoom = float(np.clip(self.zoom * factor, 0.05, 200.0))
+        self.zoom_factor = float(np.clip(self.zoom_factor * factor, 0.05, 100.0))
         after = self.screen_to_mm(anchor)
         self.center_mm += before - after
         self.update()
@@ -478,11 +488,6 @@ class SliceView(QtWidgets.QWidget):
     # -- events -------------------------------------------------------------------------------
     def resizeEvent(self, event: QtGui.QResizeEvent) -> None:
         super().resizeEvent(event)
-        if self.geometry_ is not None and (not self._fitted or event.oldSize().width() <= 0):
-            self.reset_view()
-        elif self.geometry_ is not None and event.oldSize().width() > 0:
-            old, new = event.oldSize(), event.size()
-            self.zoom *= min(new.width() / old.width(), new.height() / max(old.height(), 1))
         self._invalidate()
 
     def wheelEvent(self, event: QtGui.QWheelEvent) -> None:

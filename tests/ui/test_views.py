@@ -310,9 +310,15 @@ def test_ruler_and_angle_measure_in_mm_and_degrees(fresh, qtbot, ct_volume):
 
 
 def test_layouts(fresh):
+    axial = fresh.slice_views["axial"]
+    four_up_zoom = axial.zoom
     fresh.set_layout("axial")
+    QtWidgets.QApplication.processEvents()
+    assert axial.zoom > four_up_zoom  # the single view is larger and the slice fills it
     assert fresh.panels["axial"].isVisible() and not fresh.view3d.isVisible()
     fresh.set_layout("3d")
     assert fresh.view3d.isVisible() and not fresh.panels["axial"].isVisible()
     fresh.set_layout("four-up")
+    QtWidgets.QApplication.processEvents()
     assert all(p.isVisible() for p in fresh.panels.values()) and fresh.view3d.isVisible()
+    assert axial.zoom == pytest.approx(four_up_zoom)  # back to the same framing

@@ -1,0 +1,169 @@
+"""The main window on a private vault and a real keystore: first start, import through the
+dialog with cancel, the case browser, opening a case, saving, settings, audit, screenshots.
+
+Needs ``scripts/with-keyring.sh`` (a real Secret Service) and a display.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PySide6 import QtWidgets
+
+from tests.ui.conftest import grab_array
+
+
+@pytest.fixture
+def window(styled_app, qtbot, data_dir, keystore_service):
+    from app.settings import resolve_paths
+    from app.ui.main_window import MainWindow
+
+    win = MainWindow(resolve_paths())
+    win.resize(1500, 920)
+    win.show()
+    qtbot.addWidget(win)
+    yield win
+    for box in win.findChildren(QtWidgets.QMessageBox):
+        box.close()
+
+
+def _close_boxes(win) -> list[str]:
+    texts = []
+    for box in win.findChildren(QtWidgets.QMessageBox):
+        if box.isVisible():
+            texts.append(box.text())
+            box.close()
+    return texts
+
+
+def test_first_start_creates_the_vault_and_offers_the_sample_or_import(window, qtbot):
+    from app.ui.main_window import sample_installed
+
+    window.startup()
+    assert window.vault is not None
+    shown = _close_boxes(window)
+    assert any("Recovery key" in text for text in shown)  # shown once, at creation
+    if sample_installed():
+        qtbot.waitUntil(lambda: window.state.volume is not None, timeout=60_000)
+        assert window.case is not None and "(sample)" in window.windowTitle()
+    else:
+        assert "import a DICOM folder" in window.statusBar().currentMessage()
+        assert window.state.volume is None
+
+
+def test_import_cancel_then_import_again_gives_one_case(window, qtbot, ct_dir, artifacts):
+    window.startup(open_sample=False)
+    _close_boxes(window)
+    window.import_dicom()
+    dialog = window.import_dialog
+    with qtbot.waitSignal(dialog.worker.done, timeout=60_000):
+        dialog.start_scan(str(ct_dir))
+    assert dialog.selected_series() is not None and dialog.selected_series().slice_count == 134
+    dialog.grab().save(str(artifacts / "import-dialog.png"))
+
+    # Cancel once the import is past loading, while it stores the originals in the vault.
+    seen: list[float] = []
+
+    def cancel_late(fraction: float, _message: str) -> None:
+        seen.append(fraction)
+        if fraction >= 0.65 and dialog.cancel_button.isEnabled():
+            dialog.cancel_button.click()
+
+    dialog.worker.progress.connect(cancel_late)
+    with qtbot.waitSignal(dialog.worker.cancelled, timeout=120_000):
+        dialog.start_import()
+    dialog.worker.progress.disconnect(cancel_late)
+    assert max(seen) >= 0.65
+    assert "Cancelled" in dialog.status.text()
+    assert window.vault.list_cases() == []
+
+    with qtbot.waitSignal(window.caseOpened, timeout=120_000) as opened:
+        dialog.start_import()
+    pseudonym = opened.args[0]
+    cases = window.vault.list_cases()
+    assert [c.pseudonym for c in cases] == [pseudonym]
+    assert window.browser.visible_pseudonyms() == [pseudonym]
+    assert pseudonym in window.windowTitle()
+    assert window.state.volume is not None and window.state.volume.shape == (134, 512, 512)
+
+    # Search by a patient field finds the case; the identity columns stay hidden by default.
+    name = cases[0].identity["patient_name"]
+    assert name
+    window.browser.search.setText(name[:6])
+    assert window.browser.visible_pseudonyms() == [pseudonym]
+    window.browser.search.setText("no-such-patient-zz")
+    assert window.browser.visible_pseudonyms() == []
+    window.browser.search.clear()
+    assert all(window.browser.table.isColumnHidden(c) for c in range(1, 7))
+    visible_text = [
+        window.browser.table.item(r, c).text()
+        for r in range(window.browser.table.rowCount())
+        for c in range(window.browser.table.columnCount())
+        if not window.browser.table.isColumnHidden(c)
+    ]
+    assert name not in " ".join(visible_text)
+
+    window.save_screenshot(artifacts / "main-window-ct.png", whole_window=True)
+    image = grab_array(window.area)
+    assert image.std() > 20
+
+
+def test_open_save_and_audit(window, qtbot, ct_volume, artifacts):
+    from app.case import Case
+
+    window.startup(open_sample=False)
+    _close_boxes(window)
+    pseudonym = window.vault.create_case({"patient_name": "TEST^PATIENT"})
+    Case(window.vault, pseudonym).save_volume(ct_volume)
+    window.refresh_cases()
+    with qtbot.waitSignal(window.caseOpened, timeout=60_000):
+        window.open_case(pseudonym)
+    assert window.settings.recent_cases[0] == pseudonym
+    assert window.recent_menu.actions()[0].text() == pseudonym
+
+    window.state.apply_preset("lung")
+    window.set_layout("axial")
+    window.save()
+    saved = Case(window.vault, pseudonym).load_json("viewer.json")
+    assert saved["window_preset"] == "lung" and saved["layout"] == "axial"
+    window.set_layout("four-up")
+
+    window.audit_dock.show()
+    window.audit_dock.raise_()
+    with qtbot.waitSignal(window.audit_panel.worker.done, timeout=30_000):
+        window.audit_panel.refresh()
+    assert window.audit_panel.status.text().startswith("✔")
+    actions = {
+        window.audit_panel.table.item(r, 3).text()
+        for r in range(window.audit_panel.table.rowCount())
+    }
+    assert {"case.create", "case.open"} <= actions
+    assert "TEST^PATIENT" not in json.dumps(
+        [
+            [window.audit_panel.table.item(r, c).text() for c in range(6)]
+            for r in range(window.audit_panel.table.rowCount())
+        ]
+    )
+    window.save_screenshot(artifacts / "main-window-audit.png", whole_window=True)
+
+
+def test_open_missing_case_is_a_readable_error(window, qtbot):
+    window.startup(open_sample=False)
+    _close_boxes(window)
+    with qtbot.waitSignal(window.jobs.error, timeout=30_000) as error:
+        window.open_case("C-ZZZZ-ZZ")
+    assert "no case C-ZZZZ-ZZ" in error.args[0]
+    assert any("no case" in t.lower() for t in _close_boxes(window))
+
+
+def test_settings_change_units_and_presets(window):
+    from dataclasses import replace
+
+    from app.settings import Settings
+
+    window.apply_settings(replace(window.settings, units="cm", default_window_preset="brain"))
+    assert Settings.load(window.paths).units == "cm"
+    assert all(v.units == "cm" for v in window.area.slice_views.values())
+    assert window.area.slice_views["axial"]._format_length(25.0) == "2.50 cm"
+    assert Settings.load(window.paths).default_window_preset == "brain"
