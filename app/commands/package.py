@@ -109,6 +109,7 @@ def _report_dict(report: pkg.VerifyReport) -> dict:
         "files_checked": report.files_checked,
         "bytes_checked": report.bytes_checked,
         "problems": [vars(p) for p in report.problems],
+        "ignored": report.ignored,
         "message": report.message,
     }
 
@@ -120,6 +121,8 @@ def _print_report(report: pkg.VerifyReport) -> None:
         print(f"    case {report.case}, created {manifest.get('created_utc')}")
         if manifest.get("override"):
             print(f"    ADMINISTRATOR OVERRIDE: {manifest['override'].get('kind')}")
+        if report.ignored:
+            print(f"    ignored desktop metadata files: {', '.join(report.ignored)}")
         return
     print(f"INVALID  {report.path.name}")
     for problem in report.problems:

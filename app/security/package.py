@@ -150,6 +150,7 @@ class VerifyReport:
     files_checked: int = 0
     bytes_checked: int = 0
     container: str = "folder"
+    ignored: list[str] = field(default_factory=list)  # OS metadata files in a folder
 
     @property
     def ok(self) -> bool:
@@ -1011,6 +1012,9 @@ def _check_entries(listing: _Listing, listed: dict[str, dict], report: VerifyRep
             group.append(name.rstrip("/"))
     reported_dup: set[str] = set()
     for entry in listing.entries:
+        if report.container == "folder" and _is_os_metadata(entry, listed, allowed_dirs):
+            report.ignored.append(entry.name)
+            continue
         problem = _entry_problem(entry, listing, listed, allowed_dirs, folded)
         if problem is not None and problem.code == DUPLICATE:
             if entry.name in reported_dup:
@@ -1018,6 +1022,26 @@ def _check_entries(listing: _Listing, listed: dict[str, dict], report: VerifyRep
             reported_dup.add(entry.name)
         if problem is not None:
             report.problems.append(problem)
+
+
+_OS_METADATA = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
+
+
+def _is_os_metadata(entry: _Entry, listed: dict[str, dict], allowed_dirs: set[str]) -> bool:
+    """Files a desktop drops into any folder it shows (Finder, Explorer): ignored in folders.
+
+    ``.DS_Store``, ``Thumbs.db``, ``desktop.ini`` and AppleDouble ``._<name>`` of a listed file
+    or folder. They are never read or used, and never accepted inside a zip.
+    """
+    if entry.kind != "file":
+        return False
+    folder, _, base = entry.name.rpartition("/")
+    if base in _OS_METADATA:
+        return True
+    if base.startswith("._") and len(base) > 2:
+        twin = f"{folder}/{base[2:]}" if folder else base[2:]
+        return twin in listed or f"{twin}/" in allowed_dirs
+    return False
 
 
 def _entry_problem(
