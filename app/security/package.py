@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import hashlib
 import io
 import itertools
@@ -93,6 +94,10 @@ MAX_SIGNATURE_BYTES = 64 << 10
 _SPACE_MARGIN = 1 << 20
 _PSEUDONYM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,47}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_PART_RE = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9_-])?$")
+_WINDOWS_DEVICES = frozenset(
+    {"CON", "PRN", "AUX", "NUL"} | {f"{d}{i}" for d in ("COM", "LPT") for i in range(1, 10)}
+)
 _PACKAGE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,47}_[0-9a-f]{8}(\.zip|\.mpkg)?$")
 
 
@@ -213,11 +218,19 @@ def check_entry_path(path: str) -> str | None:
 
 
 def _validate_files(files: Mapping[str, bytes | os.PathLike[str]]) -> None:
+    """Package paths every file system takes as they are: plain ASCII parts, no Windows device
+    names, no case-only differences (FAT, NTFS, APFS and ext4 all hold the same package)."""
     folded: dict[str, str] = {}
     for name in files:
-        if check_entry_path(name) is not None or name in RESERVED:
-            msg = f"'{name}' cannot be a package path: use a plain relative path such as "
-            msg += "'mesh/model.stl' (no '..', no leading '/', not manifest.json/.sig)"
+        parts = name.split("/")
+        if (
+            check_entry_path(name) is not None
+            or name in RESERVED
+            or not all(_PART_RE.match(p) for p in parts)
+            or any(p.split(".")[0].upper() in _WINDOWS_DEVICES for p in parts)
+        ):
+            msg = f"'{name}' cannot be a package path: use plain relative names such as "
+            msg += "'mesh/model.stl' (letters, digits, '.', '_', '-'; no '..' or leading '/')"
             raise PackageError(msg)
         key = name.casefold()
         if key in folded:
@@ -298,7 +311,10 @@ def build_package(
     name = f"{meta.case}_{package_id[:8]}"
     header = _manifest_header(meta, package_id, signer, approval, override)
     job = _Job(out, name, content, header, signer, progress, cancel)
-    result = _build_encrypted(job, recipient) if recipient else _build_folder(job, make_zip)
+    try:
+        result = _build_encrypted(job, recipient) if recipient else _build_folder(job, make_zip)
+    except OSError as exc:
+        raise PackageError(_write_error(exc)) from None
     audit.record(
         "package.build",
         case=meta.case,
@@ -314,6 +330,23 @@ def build_package(
     )
     progress.update(1.0, "package written and verified; the drive is safe to remove")
     return result
+
+
+def _write_error(exc: OSError) -> str:
+    """What a failed write to the target means for the user, without echoing paths."""
+    reasons = {
+        errno.ENOSPC: "the drive is full; free some space or use a larger drive",
+        errno.EFBIG: "a file is too large for this drive's file system (FAT32 holds at most "
+        "4 GiB per file); reformat the drive as exFAT or use another drive",
+        errno.EROFS: "the drive is write-protected; unlock it or use another drive",
+        errno.EACCES: "MedPrint may not write to this folder; choose another",
+    }
+    reason = reasons.get(exc.errno or 0)
+    if reason is None:
+        code = errno.errorcode.get(exc.errno or 0, "unknown error")
+        reason = f"the drive was removed or failed while writing ({code}); nothing usable was "
+        reason += "left on it: insert it again and write the package again"
+    return f"writing the package failed: {reason}"
 
 
 def _public_record(record: Mapping[str, object] | None) -> dict | None:
@@ -1147,6 +1180,7 @@ ENC_FORMAT = "medprint-encrypted-package"
 ENC_CIPHER = "X25519-HKDF-SHA256-AES-256-GCM-STREAM"
 _HKDF_INFO = b"medprint package encryption v1"
 _MAX_HEADER = 64 << 10
+_MAX_CHUNK = 64 << 20
 
 
 def encrypt_stream(
@@ -1201,7 +1235,8 @@ def read_encryption_header(src: BinaryIO) -> tuple[dict, bytes]:
     if magic != ENC_MAGIC:
         msg = "not an encrypted MedPrint package (.mpkg)"
         raise PackageError(msg)
-    (length,) = struct.unpack(">I", src.read(4))
+    prefix = src.read(4)
+    length = struct.unpack(">I", prefix)[0] if len(prefix) == 4 else _MAX_HEADER + 1
     if length > _MAX_HEADER:
         msg = "the encrypted package header is damaged; copy the package again"
         raise PackageError(msg)
@@ -1209,6 +1244,8 @@ def read_encryption_header(src: BinaryIO) -> tuple[dict, bytes]:
     try:
         header = json.loads(raw)
         if header["format"] != ENC_FORMAT or header["cipher"] != ENC_CIPHER:
+            raise ValueError
+        if not 1 <= int(header["chunk_size"]) <= _MAX_CHUNK:
             raise ValueError
     except (ValueError, KeyError, TypeError):
         msg = "the encrypted package header is damaged or of an unknown kind; update MedPrint"

@@ -4,6 +4,7 @@ message. Runs inside scripts/with-keyring.sh (the audit log keeps its key in the
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -65,6 +66,14 @@ def _build(out: Path, files, signer, **kw) -> Path:
         slicer={"name": "builtin", "layer_height_mm": 0.2},
     )
     return build_package(out, files=files, meta=meta, approval=APPROVAL, signer=signer, **kw)
+
+
+@pytest.fixture
+def drive(env, tmp_path) -> Path:
+    """An empty folder standing for the removable drive."""
+    out = tmp_path / "drive"
+    out.mkdir()
+    return out
 
 
 @pytest.fixture
@@ -155,7 +164,10 @@ def test_refuses_without_approval_unsafe_paths_and_case_clashes(env, tmp_path, s
     tmp_path.mkdir()
     with pytest.raises(PackageError, match="approval"):
         build_package(tmp_path, files={"a.stl": b"x"}, meta=meta, approval=None, signer=signer)
-    for bad in ("../a.stl", "/abs.stl", "manifest.json", "a\\b.stl", "a//b"):
+    for bad in (
+        "../a.stl", "/abs.stl", "manifest.json", "a\\b.stl", "a//b", "mesh/.hidden",
+        "mesh/model.", "aux.stl", "mesh/CON", "mesh/modèle.stl", "a b.stl",
+    ):  # fmt: skip
         with pytest.raises(PackageError, match="cannot be a package path"):
             build_package(tmp_path, files={bad: b"x"}, meta=meta, approval=APPROVAL, signer=signer)
     with pytest.raises(PackageError, match="letter case"):
@@ -170,6 +182,33 @@ def test_refuses_without_approval_unsafe_paths_and_case_clashes(env, tmp_path, s
             signer=signer,
         )
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        (errno.ENOSPC, "drive is full"),
+        (errno.EFBIG, "FAT32"),
+        (errno.EROFS, "write-protected"),
+        (errno.EIO, "removed or failed while writing (EIO)"),
+    ],
+)
+def test_write_failures_say_what_to_do(drive, source_files, signer, monkeypatch, failure):
+    err, text = failure
+    out = drive
+    real = pkg._write_file
+    calls = []
+
+    def failing(target, source, cancel=None):
+        calls.append(target)
+        if len(calls) == 3:
+            raise OSError(err, os.strerror(err))
+        return real(target, source, cancel)
+
+    monkeypatch.setattr(pkg, "_write_file", failing)
+    with pytest.raises(PackageError, match=re.escape(text)):
+        _build(out, source_files, signer)
+    assert list(out.iterdir()) == []
 
 
 def test_cancel_leaves_nothing(env, tmp_path, source_files, signer):
