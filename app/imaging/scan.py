@@ -279,7 +279,7 @@ class Series:
             "rows": self.rows,
             "columns": self.columns,
             "spacing": [None if v is None else round(v, 6) for v in self.spacing],
-            "thickness": self.thickness,
+            "thickness": None if self.thickness is None else round(self.thickness, 6),
             "transfer_syntaxes": self.transfer_syntaxes,
             "notes": list(self.notes),
         }
@@ -706,10 +706,12 @@ def _classify(source: SourceRef, ds, pixel: tuple | None, size: int) -> _Header:
     info = _file_info(source, ds, pixel, size)
     _check_format(info)
     slices = _slices(ds, info)
+    spacing = slices[0].pixel_spacing
     signature = (
         _orientation_key(slices[0].orientation),
         info.rows,
         info.columns,
+        None if spacing is None else tuple(round(v, 4) for v in spacing),
         str(_get(ds, "EchoNumbers", "")),
         str(_get(ds, "TemporalPositionIdentifier", "")),
         str(_get(ds, "AcquisitionNumber", "")) if "LOCALIZER" in _image_type(ds) else "",
@@ -1070,6 +1072,7 @@ def _identity(ds) -> dict[str, str]:
         "study_date": _text(ds, "StudyDate"),
         "study_description": _text(ds, "StudyDescription"),
         "series_description": _text(ds, "SeriesDescription"),
+        "description": _text(ds, "SeriesDescription") or _text(ds, "StudyDescription"),
         "series_date": _text(ds, "SeriesDate") or _text(ds, "StudyDate"),
         "institution": _text(ds, "InstitutionName"),
         "accession_number": _text(ds, "AccessionNumber"),
