@@ -44,6 +44,7 @@ import secrets
 import shutil
 import stat
 import struct
+import unicodedata
 import uuid
 import zipfile
 import zlib
@@ -201,6 +202,11 @@ class PackageMeta:
 def canonical_json(obj: object) -> bytes:
     """Deterministic, readable JSON bytes (sorted keys, ASCII, trailing newline)."""
     return (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=True) + "\n").encode("ascii")
+
+
+def _fold(name: str) -> str:
+    """The name as a case-insensitive, normalising file system (NTFS, APFS, FAT) sees it."""
+    return unicodedata.normalize("NFC", name).casefold()
 
 
 def check_entry_path(path: str) -> str | None:
@@ -939,7 +945,7 @@ def _check_listed_paths(files: list[dict], report: VerifyReport) -> None:
         if check_entry_path(name) is not None or name in RESERVED:
             msg = f"the manifest lists an unsafe path '{name}'; do not use this package"
             raise _fail(report, UNSAFE_LISTED, msg, name)
-        folded = name.casefold()
+        folded = _fold(name)
         if folded in seen:
             msg = f"the manifest lists '{name}' and '{seen[folded]}', which clash on "
             msg += "case-insensitive drives; do not use this package"
@@ -1040,7 +1046,7 @@ def _check_entries(listing: _Listing, listed: dict[str, dict], report: VerifyRep
     }
     folded: dict[str, list[str]] = {}
     for name in listing.by_name:
-        group = folded.setdefault(name.rstrip("/").casefold(), [])
+        group = folded.setdefault(_fold(name.rstrip("/")), [])
         if name.rstrip("/") not in group:
             group.append(name.rstrip("/"))
     reported_dup: set[str] = set()
@@ -1107,7 +1113,7 @@ def _entry_problem(
         if name in allowed_dirs:
             return None
         return Problem(UNLISTED, f"folder '{name}' is not part of the signed package", name)
-    twins = [n for n in folded.get(name.casefold(), []) if n != name]
+    twins = [n for n in folded.get(_fold(name), []) if n != name]
     if twins and name not in listed and name not in RESERVED:
         msg = f"entries '{twins[0]}' and '{name}' differ only in letter case; on Windows or "
         msg += "macOS one would overwrite the other"

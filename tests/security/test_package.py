@@ -381,6 +381,15 @@ def test_key_is_checked_before_signature_and_signature_before_files(built, signe
     assert verify_package(built, [SigningKey.generate().public_key]).codes == [pkg.KEY_UNTRUSTED]
 
 
+def test_unicode_normalisation_twins_count_as_case_folded_duplicates(built, signer, tmp_path):
+    """'é' composed and decomposed are one name on macOS: a zip holding both is refused."""
+    zipped = built.parent / f"{built.name}.zip"
+    bad = tmp_path / "bad.zip"
+    extra = [(zipfile.ZipInfo("caf\u00e9.txt"), b"a"), (zipfile.ZipInfo("cafe\u0301.txt"), b"b")]
+    _rewrite_zip(zipped, bad, extra=extra)
+    assert pkg.CASEFOLD_DUPLICATE in _verify(bad, signer).codes
+
+
 def test_unknown_format_and_signer_mismatch(built, signer):
     _resign(built, signer, lambda m: m.update(format_version=99))
     assert _verify(built, signer).codes == [pkg.UNKNOWN_FORMAT]
