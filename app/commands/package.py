@@ -288,6 +288,9 @@ def _register_users(sub: argparse._SubParsersAction) -> None:
     remove.add_argument("user")
     remove.add_argument("role", nargs="?", choices=access.ROLES)
     remove.set_defaults(func=_users_remove)
+    actions.add_parser(
+        "bootstrap", help="make yourself the first administrator (only while no roles exist)"
+    ).set_defaults(func=_users_bootstrap)
 
 
 def _users_list(args: argparse.Namespace) -> int:
@@ -298,6 +301,16 @@ def _users_list(args: argparse.Namespace) -> int:
         print(f"{user:24} {', '.join(sorted(held))}")
     if not roles:
         print("no roles assigned")
+    return 0
+
+
+def _users_bootstrap(args: argparse.Namespace) -> int:
+    from app.security.vault import Vault  # noqa: PLC0415
+
+    vault = Vault.open()
+    access.load_roles(vault)  # the vault's creator, when the audit log names them, comes first
+    access.bootstrap(vault, access.current_user())
+    print(f"{access.current_user()} is now the administrator")
     return 0
 
 

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from app.errors import AccessDenied, MedPrintError, VaultError
+from app.errors import AccessDenied, AuditError, MedPrintError, VaultError
 from app.security import audit
 from app.security.signing import utc_now
 
@@ -143,8 +143,10 @@ def _vault_init_user(store: RecordStore) -> str | None:
     vault_id = getattr(store, "vault_id", None)
     if vault_id is None:
         return None
-    result = audit.verify()
-    if not result.ok:
+    try:
+        if not audit.verify().ok:
+            return None
+    except AuditError:
         return None
     for rec in audit.read_records():
         if rec.get("action") == "vault.init" and rec.get("facts", {}).get("vault_id") == vault_id:
@@ -193,6 +195,10 @@ def require(user: str, action: str, vault: RecordStore | None = None) -> None:
     have = ", ".join(sorted(held)) if held else "no role"
     msg = f"user '{user}' ({have}) may not {action.replace('.', ' ')}: it needs the {needed} "
     msg += "role; ask an administrator ('medprint users add USER ROLE')"
+    if not load_roles(store):
+        msg += (
+            "; no roles exist yet: the user who created the vault runs 'medprint users bootstrap'"
+        )
     raise AccessDenied(msg)
 
 

@@ -224,3 +224,15 @@ def test_qa_verdicts():
     assert not access.qa_passed({"status": "fail"})
     assert not access.qa_passed({"watertight": True})  # silent reports have not passed
     assert access.qa_report_sha256({"b": 1, "a": 2}) == access.qa_report_sha256({"a": 2, "b": 1})
+
+
+def test_without_an_audit_record_of_vault_init_the_user_bootstraps_explicitly(vault, data_dir):
+    for name in ("audit/audit.jsonl", "config/audit-head.json"):
+        (data_dir / name).unlink()
+    assert access.load_roles(vault) == {}
+    with pytest.raises(AccessDenied, match="users bootstrap"):
+        access.require("someone", "users.manage", vault)
+    access.bootstrap(vault, "founder")
+    assert access.roles_of("founder", vault) == {access.ADMINISTRATOR}
+    with pytest.raises(AccessDenied, match="already set up"):
+        access.bootstrap(vault, "someone")
