@@ -21,50 +21,74 @@ _LEVEL = 1  # zlib level: label data compresses well even at the fastest level
 
 @dataclass
 class LabelDiff:
-    """Changed voxels of one box: packed change mask plus old and new values."""
+    """Changed bits of one box of the label field, one packed bit plane per segment bit.
+
+    The label array is a bit field (see the model), so a change is its XOR with the old values;
+    applying the same XOR again undoes it. Each bit that changed anywhere in the box is stored as
+    a zlib-compressed packed bit plane: a brush dab costs a few hundred bytes, a whole-volume
+    threshold a few hundred KiB, and no values are gathered or copied.
+    """
 
     box: Box
-    dtype: str
     count: int
-    changed: bytes
-    old: bytes
-    new: bytes
+    planes: dict[int, bytes]
 
     @classmethod
-    def between(cls, box: Box, old: np.ndarray, new: np.ndarray) -> LabelDiff | None:
-        """Diff of two crops of the label array at ``box``; None when they are equal."""
-        changed = old != new
-        count = int(np.count_nonzero(changed))
-        if count == 0:
+    def between(
+        cls, box: Box, old: np.ndarray, new: np.ndarray, bits: tuple[int, ...] | None = None
+    ) -> LabelDiff | None:
+        """Diff of two crops of the label array at ``box``; None when they are equal.
+
+        ``bits`` may name the only bits that can differ (saves a pass over the crop).
+        """
+        xor = np.bitwise_xor(old, new)
+        if bits is None:
+            bits = _bits_set(int(np.bitwise_or.reduce(xor, axis=None)))
+        planes = {}
+        count = 0
+        for bit in bits:
+            if bits == (0,) and xor.dtype == np.uint8:
+                plane = xor.view(bool)  # only bit 0 can differ: the XOR is 0 or 1
+            else:
+                plane = (xor & xor.dtype.type(1 << bit)) != 0
+            packed = np.packbits(plane)
+            if not packed.any():
+                continue
+            planes[bit] = zlib.compress(packed, _LEVEL)
+            if len(bits) == 1:
+                count = int(np.count_nonzero(plane))
+        if not planes:
             return None
-        return cls(
-            box=box,
-            dtype=str(new.dtype),
-            count=count,
-            changed=zlib.compress(np.packbits(changed), _LEVEL),
-            old=zlib.compress(np.ascontiguousarray(old[changed]), _LEVEL),
-            new=zlib.compress(np.ascontiguousarray(new[changed]), _LEVEL),
-        )
+        if len(bits) > 1:
+            count = int(np.count_nonzero(xor))
+        return cls(box=box, count=count, planes=planes)
 
     @property
     def nbytes(self) -> int:
-        return len(self.changed) + len(self.old) + len(self.new) + 200
+        return sum(len(p) for p in self.planes.values()) + 200
 
-    def mask(self) -> np.ndarray:
+    def _plane(self, bit: int) -> np.ndarray:
         shape = box_shape(self.box)
-        bits = np.frombuffer(zlib.decompress(self.changed), dtype=np.uint8)
-        return np.unpackbits(bits, count=int(np.prod(shape))).view(bool).reshape(shape)
+        packed = np.frombuffer(zlib.decompress(self.planes[bit]), dtype=np.uint8)
+        return np.unpackbits(packed, count=int(np.prod(shape))).reshape(shape)
 
-    def values(self, forward: bool) -> np.ndarray:
-        return np.frombuffer(zlib.decompress(self.new if forward else self.old), dtype=self.dtype)
+    def apply_to(self, labels: np.ndarray, forward: bool = True, within: Box | None = None) -> None:
+        """Apply (or, the same XOR, revert) this diff on ``labels``.
 
-    def apply_to(self, labels: np.ndarray, forward: bool, within: Box | None = None) -> None:
-        """Write the new (``forward``) or old values into ``labels``.
-
-        ``labels`` is the whole label array, or a crop of it at ``within``.
+        ``labels`` is the whole label array, or a crop of it at ``within``. ``forward`` is kept
+        for readability at the call sites: undo and redo are the same operation.
         """
         where = self.box if within is None else relative(self.box, within)
-        labels[where][self.mask()] = self.values(forward)
+        target = labels[where]
+        for bit in self.planes:
+            plane = self._plane(bit)
+            if bit:
+                plane = plane.astype(labels.dtype) << labels.dtype.type(bit)
+            np.bitwise_xor(target, plane, out=target, casting="unsafe")
+
+
+def _bits_set(value: int) -> tuple[int, ...]:
+    return tuple(b for b in range(value.bit_length()) if value >> b & 1)
 
 
 @dataclass

@@ -64,33 +64,37 @@ class IslandsTool(Tool):
         box = seg.bbox(segment)
         assert box is not None
         offset = (box[0].start, box[1].start, box[2].start)
-        labels, sizes = ops.components(seg.mask(segment, box), full=params.full_connectivity)
+        mask = seg.mask(segment, box)
+        full = params.full_connectivity
+        if params.operation in ("keep-largest", "remove-small"):
+            count = params.count if params.operation == "keep-largest" else 0
+            minimum = params.min_voxels if params.operation == "remove-small" else 0
+            kept_mask, kept, found = ops.largest_components(mask, count, minimum, full=full)
+            check_cancel(cancel)
+            changed = seg.modify(
+                segment, kept_mask, "set", offset=offset, description=f"islands {params.operation}"
+            )
+            return ToolResult(
+                changed, [segment.id], f"{segment.name}: kept {kept} of {found} islands"
+            )
+        labels, sizes = ops.components(mask, full=full)
         check_cancel(cancel)
         progress.update(0.6, f"{len(sizes)} islands")
         sizes_arr = np.asarray([0, *sizes])
         if params.operation == "split":
             return self._split(seg, segment, labels, sizes_arr, offset, params)
-        keep = np.zeros(len(sizes_arr), dtype=bool)
-        if params.operation == "keep-largest":
-            keep[1 : params.count + 1] = True
-        elif params.operation == "remove-small":
-            keep[1:] = sizes_arr[1:] >= params.min_voxels
-        else:
-            i, j, k = seed_indices(seg, [params.point], "point")[0]
-            local = (k - offset[0], j - offset[1], i - offset[2])
-            inside = all(0 <= v < n for v, n in zip(local, labels.shape, strict=True))
-            hit = int(labels[local]) if inside else 0
-            if hit == 0:
-                msg = "the point is not on the segment; click on the island to keep"
-                raise SegmentationError(msg)
-            keep[hit] = True
-        check_cancel(cancel)
+        i, j, k = seed_indices(seg, [params.point], "point")[0]
+        local = (k - offset[0], j - offset[1], i - offset[2])
+        inside = all(0 <= v < n for v, n in zip(local, labels.shape, strict=True))
+        hit = int(labels[local]) if inside else 0
+        if hit == 0:
+            msg = "the point is not on the segment; click on the island to keep"
+            raise SegmentationError(msg)
         changed = seg.modify(
-            segment, keep[labels], "set", offset=offset, description=f"islands {params.operation}"
+            segment, labels == hit, "set", offset=offset, description="islands keep-selected"
         )
-        kept = int(np.count_nonzero(keep))
         return ToolResult(
-            changed, [segment.id], f"{segment.name}: kept {kept} of {len(sizes)} islands"
+            changed, [segment.id], f"{segment.name}: kept the selected island of {len(sizes)}"
         )
 
     def _split(self, seg, segment, labels, sizes, offset, params) -> ToolResult:  # noqa: PLR0917

@@ -221,7 +221,7 @@ class Segmentation:
             if box is not None:
                 old = self.labels[box]
                 new = old & ~self._bit_value(seg)
-                self._commit(box, new, (seg.id,))
+                self._commit(box, new, (seg.id,), (seg.bit,))
             self._segments.remove(seg)
             self._boxes.pop(seg.id, None)
         self._emit("segments", (seg.id,))
@@ -378,23 +378,22 @@ class Segmentation:
                 bigger[relative(box, grown)] = mask
                 box, mask = grown, bigger
         with self.group(description or f"{mode} {seg.name}"):
-            new = self._new_values(seg, box, mask, mode, exclusive)
-            changed = self._commit(box, new, (seg.id,))
+            new, bits = self._new_values(seg, box, mask, mode, exclusive)
+            changed = self._commit(box, new, (seg.id,), bits)
         if mode == "set":
             self._boxes[seg.id] = mask_box(mask, (box[0].start, box[1].start, box[2].start))
         return changed
 
     def _new_values(
         self, seg: Segment, box: Box, mask: np.ndarray, mode: Mode, exclusive: bool | None
-    ) -> np.ndarray:
+    ) -> tuple[np.ndarray, tuple[int, ...] | None]:
+        """The new label values in ``box`` and the bits that may change (None: any)."""
         old = self.labels[box]
         dtype = old.dtype
         bit = self._bit_value(seg)
-        if mode == "remove":
-            return old & ~(mask.astype(dtype) * bit)
         exclusive = self.overwrite_other_segments if exclusive is None else exclusive
         others = locked = 0
-        if exclusive:
+        if exclusive and mode != "remove":
             for other in self._segments:
                 if other is not seg:
                     if other.locked:
@@ -403,12 +402,18 @@ class Segmentation:
                         others |= 1 << other.bit
         if locked:
             mask = mask & ((old & dtype.type(locked)) == 0)
-        stamp = mask.astype(dtype)
-        new = old & ~bit if mode == "set" else old.copy()
+        stamp = mask.view(np.uint8) if dtype == np.uint8 else mask.astype(dtype)
+        shifted = np.left_shift(stamp, dtype.type(seg.bit)) if seg.bit else stamp
+        if mode == "remove":
+            new = old & ~shifted
+        elif mode == "add":
+            new = old | shifted
+        else:
+            new = old & ~bit
+            new |= shifted
         if others:
             new &= ~(stamp * dtype.type(others))
-        new |= stamp * bit
-        return new
+        return new, (None if others else (seg.bit,))
 
     def write_masks(
         self,
@@ -435,11 +440,13 @@ class Segmentation:
             new &= ~bit
             new |= np.asarray(mask, dtype=bool).astype(new.dtype) * bit
         with self.group(description or "edit segments"):
-            return self._commit(box, new, tuple(s.id for s in segs))
+            return self._commit(box, new, tuple(s.id for s in segs), tuple(s.bit for s in segs))
 
-    def _commit(self, box: Box, new: np.ndarray, ids: tuple[str, ...]) -> int:
+    def _commit(
+        self, box: Box, new: np.ndarray, ids: tuple[str, ...], bits: tuple[int, ...] | None = None
+    ) -> int:
         old = self.labels[box]
-        diff = LabelDiff.between(box, old, new)
+        diff = LabelDiff.between(box, old, new, bits)
         if diff is None:
             return 0
         self.labels[box] = new
