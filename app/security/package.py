@@ -182,6 +182,19 @@ class VerifyReport:
             raise PackageError(self.message)
 
 
+# What reading one entry of a damaged or odd archive can raise (CRC, inflate, encrypted entry,
+# unsupported compression method, truncated data).
+_READ_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    RuntimeError,
+    NotImplementedError,
+    ValueError,
+)
+
+
 class _Failed(Exception):
     """Internal: a step failed and verification stops (the problem is already recorded)."""
 
@@ -822,7 +835,11 @@ def _verify_container(
     signed = _read_signature(container, sig_entry, report)
     key = _check_key(signed, report, trust)
     manifest_entry = _single_reserved(listing, MANIFEST, report)
-    manifest_bytes = container.read_small(manifest_entry, MAX_MANIFEST_BYTES)
+    try:
+        manifest_bytes = container.read_small(manifest_entry, MAX_MANIFEST_BYTES)
+    except _READ_ERRORS as exc:
+        msg = f"manifest.json cannot be read ({exc.__class__.__name__}); copy the package again"
+        raise _fail(report, BAD_MANIFEST, msg) from None
     if manifest_bytes is None:
         raise _fail(report, BAD_MANIFEST, "manifest.json is too large to be a package manifest")
     if not key.verify(signed["signature"], manifest_bytes):
@@ -868,14 +885,14 @@ def _single_reserved(listing: _Listing, name: str, report: VerifyReport) -> _Ent
 
 
 def _read_signature(container: _Container, entry: _Entry, report: VerifyReport) -> dict:
-    data = container.read_small(entry, MAX_SIGNATURE_BYTES)
     try:
+        data = container.read_small(entry, MAX_SIGNATURE_BYTES)
         signed = json.loads(data or b"")
         if signed["format"] != SIGNATURE_FORMAT or signed["algorithm"] != "Ed25519":
             raise ValueError
         public = PublicKey(base64.b64decode(signed["public_key"], validate=True))
         signature = base64.b64decode(signed["signature"], validate=True)
-    except (ValueError, KeyError, TypeError, PackageError):
+    except (*_READ_ERRORS, KeyError, TypeError, PackageError):
         msg = "manifest.sig is not a MedPrint Ed25519 signature file; ask the sender to re-export"
         raise _fail(report, BAD_SIGNATURE_FILE, msg, SIGNATURE) from None
     report.key_id = public.key_id
@@ -1003,7 +1020,7 @@ def _check_file(container: _Container, entry: _Entry, item: dict, report: Verify
         return
     try:
         size, digest = _hash_entry(container, entry, item["size"])
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+    except _READ_ERRORS as exc:
         msg = f"file '{name}' is damaged in the archive ({exc.__class__.__name__})"
         report.problems.append(Problem(CORRUPT_ENTRY, msg, name))
         return
@@ -1033,7 +1050,7 @@ def _hash_entry(container: _Container, entry: _Entry, limit: int) -> tuple[int, 
 def _find_renamed(container: _Container, item: dict, candidates: list[_Entry]) -> _Entry | None:
     for entry in candidates:
         if entry.size == item["size"]:
-            with contextlib.suppress(zipfile.BadZipFile, zlib.error, OSError):
+            with contextlib.suppress(*_READ_ERRORS):
                 if _hash_entry(container, entry, item["size"])[1] == item["sha256"]:
                     return entry
     return None

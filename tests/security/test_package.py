@@ -480,6 +480,32 @@ def test_zip_tampering_is_rejected_before_extraction(built, signer, tmp_path, ca
     assert not (tmp_path / "out").exists()
 
 
+def _set_method(zip_path: Path, name: str, method: int) -> None:
+    """Patch the compression method of ``name`` in the central directory (as a foreign tool
+    or a damaged copy might leave it)."""
+    with zipfile.ZipFile(zip_path) as zf:
+        at = zf.start_dir  # offset of the central directory
+    raw = bytearray(zip_path.read_bytes())
+    while raw[at : at + 4] == b"PK\x01\x02":
+        name_len = int.from_bytes(raw[at + 28 : at + 30], "little")
+        if raw[at + 46 : at + 46 + name_len] == name.encode():
+            raw[at + 10 : at + 12] = method.to_bytes(2, "little")
+        extra, comment = (int.from_bytes(raw[at + i : at + i + 2], "little") for i in (30, 32))
+        at += 46 + name_len + extra + comment
+    zip_path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize(("name", "code"), [("mesh/model.stl", pkg.CORRUPT_ENTRY),
+                                            ("manifest.json", pkg.BAD_MANIFEST),
+                                            ("manifest.sig", pkg.BAD_SIGNATURE_FILE)])  # fmt: skip
+def test_unreadable_zip_entries_are_reported_not_raised(built, signer, tmp_path, name, code):
+    zipped = tmp_path / "odd.zip"
+    shutil.copy(built.parent / f"{built.name}.zip", zipped)
+    _set_method(zipped, name, 99)  # a compression method nobody supports
+    report = _verify(zipped, signer)
+    assert report.codes == [code], report.message
+
+
 def test_every_tampering_has_a_distinct_message(built, signer, tmp_path):
     """Different kinds of failure never share a message, so a user can tell them apart."""
     codes_to_messages: dict[str, set[str]] = {}
