@@ -118,3 +118,24 @@ def test_threshold_presets_on_ct(ct_volume, ct_bone, preset):
     lower, upper = result.values["lower"], result.values["upper"]
     mask = ct_bone.mask(preset if preset != "bone" else result.segments[0])
     assert np.array_equal(mask, (ct_volume.array >= lower) & (ct_volume.array <= upper))
+
+
+def test_mr_percentile_and_otsu_thresholds(dicom_dir):
+    from app.tools.segmentation import Segmentation
+
+    from .conftest import load_ct
+
+    volume = load_ct(dicom_dir / "mr-brain-t1-sagittal-philips-170")
+    seg = Segmentation(volume)
+    tool = get_tool("threshold")
+    result = tool.apply(
+        seg, volume, tool.default_params(segment="bright", method="percentile", percentile_low=90)
+    )
+    lower = result.values["lower"]
+    foreground = volume.array > volume.array.min()
+    share = seg.voxel_count("bright") / np.count_nonzero(foreground)
+    assert 0.05 < share < 0.2  # about the top 10 % of the non-background voxels
+    assert (volume.array[seg.mask("bright")] >= lower).all()
+    tool.apply(seg, volume, tool.default_params(segment="head", method="otsu"))
+    head = seg.voxel_count("head") / volume.array.size
+    assert 0.1 < head < 0.7  # the head, not the air around it

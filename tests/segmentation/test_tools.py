@@ -358,3 +358,23 @@ def test_bad_input_and_cancel_change_nothing(small_volume):
         )
     assert np.array_equal(seg.labels, before)
     assert [s.name for s in seg.segments] == names
+
+
+@pytest.mark.parametrize(
+    "radius", [(1, 1, 0), (1, 2, 2), (2, 3, 5), (0, 0, 3), (4, 0, 0), (5, 6, 6)]
+)
+def test_grow_by_rows_and_by_distance_equal_the_ellipsoid_dilation(radius):
+    from scipy import ndimage as ndi
+
+    from app.tools.segmentation import ops
+
+    mask = np.random.default_rng(3).random((24, 26, 30)) > 0.985
+    rows = ops.ellipsoid_rows(radius)
+    kernel = np.zeros([2 * r + 1 for r in radius], dtype=bool)
+    for dk, dj, w in rows:
+        kernel[dk + radius[0], dj + radius[1], radius[2] - w : radius[2] + w + 1] = True
+    expected = ndi.binary_dilation(mask, kernel)
+    assert np.array_equal(ops._grow_by_rows(mask, rows), expected)
+    if all(radius):
+        assert np.array_equal(ops._grow_by_distance(mask, radius), expected)
+    assert np.array_equal(ops.shrink(~expected, radius), ~ops.grow(expected, radius))

@@ -15,14 +15,17 @@ Edits
     compute their whole result first and commit it in one call, so an error or a cancel leaves
     the segmentation untouched.
 
-Events
+Events and threads
     ``subscribe(callback)`` registers ``callback(event: SegmentationEvent)``; it runs on the thread
-    that made the change (a GUI must hand it over to its own thread).
+    that made the change (a GUI must hand it over to its own thread). Tools may run in a worker
+    thread: label writes happen under ``seg.lock``, so a view that copies a slice under
+    ``with seg.lock:`` never sees half an edit. Run one tool at a time per segmentation.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, BinaryIO, Literal
@@ -138,6 +141,8 @@ class Segmentation:
         self._listeners: list[Callable[[SegmentationEvent], None]] = []
         self._open: Change | None = None
         self._depth = 0
+        self.lock = threading.RLock()
+        """Held while labels are written; a view on another thread reads under ``with seg.lock``."""
 
     # ----------------------------------------------------------------- events
     def subscribe(self, callback: Callable[[SegmentationEvent], None]) -> Callable[[], None]:
@@ -284,7 +289,8 @@ class Segmentation:
     def _ensure_bits(self, bits_needed: int) -> None:
         dtype = _dtype_for(bits_needed)
         if dtype.itemsize > self.labels.dtype.itemsize:
-            self.labels = self.labels.astype(dtype)
+            with self.lock:
+                self.labels = self.labels.astype(dtype)
 
     def _bit_value(self, seg: Segment) -> np.generic:
         return self.labels.dtype.type(1 << seg.bit)
@@ -449,7 +455,8 @@ class Segmentation:
         diff = LabelDiff.between(box, old, new, bits)
         if diff is None:
             return 0
-        self.labels[box] = new
+        with self.lock:
+            self.labels[box] = new
         assert self._open is not None, "commits happen inside a group"
         self._open.diffs.append(diff)
         for seg_id in ids:
@@ -522,8 +529,9 @@ class Segmentation:
         change, self._open = self._open, None
         if change is None:
             return
-        for diff in reversed(change.diffs):
-            diff.apply_to(self.labels, forward=False)
+        with self.lock:
+            for diff in reversed(change.diffs):
+                diff.apply_to(self.labels, forward=False)
         if change.segments_before is not None:
             self._restore_segments(change.segments_before)
         self._touch(change)
@@ -545,8 +553,9 @@ class Segmentation:
         if not self.history.undo_stack:
             return False
         change = self.history.undo_stack.pop()
-        for diff in reversed(change.diffs):
-            diff.apply_to(self.labels, forward=False)
+        with self.lock:
+            for diff in reversed(change.diffs):
+                diff.apply_to(self.labels, forward=False)
         if change.segments_before is not None:
             self._restore_segments(change.segments_before)
         self.history.redo_stack.append(change)
@@ -564,8 +573,9 @@ class Segmentation:
         change = self.history.redo_stack.pop()
         if change.segments_after is not None:
             self._ensure_bits(max((d["bit"] for d in change.segments_after[:-1]), default=0) + 1)
-        for diff in change.diffs:
-            diff.apply_to(self.labels, forward=True)
+        with self.lock:
+            for diff in change.diffs:
+                diff.apply_to(self.labels, forward=True)
         if change.segments_after is not None:
             self._restore_segments(change.segments_after)
         self.history.undo_stack.append(change)
