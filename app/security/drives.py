@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,3 +179,51 @@ def _partition_of(folder: Path) -> object | None:
 def free_bytes(path: str | os.PathLike[str]) -> int:
     """Free bytes on the volume holding ``path``."""
     return shutil.disk_usage(path).free
+
+
+def eject(
+    drive: Drive,
+    *,
+    run: Callable[..., subprocess.CompletedProcess] = subprocess.run,
+    sysfs: Path = SYSFS,
+    platform: str = sys.platform,
+) -> str:
+    """Unmount a removable drive (and power it off where the OS allows); returns what was done.
+
+    Linux uses ``udisksctl`` (no root needed), macOS ``diskutil eject``. Elsewhere, or when the
+    tool is missing, a :class:`PackageError` says to use the desktop's eject button: everything
+    MedPrint wrote is already fsynced, so that is safe.
+    """
+    if not drive.removable or not drive.device:
+        msg = "only a removable drive can be ejected; a folder target needs no ejecting"
+        raise PackageError(msg)
+    if platform.startswith("linux"):
+        commands = [["udisksctl", "unmount", "--no-user-interaction", "-b", drive.device]]
+        disk = _disk_device(drive.device, sysfs)
+        if disk:
+            commands.append(["udisksctl", "power-off", "--no-user-interaction", "-b", disk])
+    elif platform == "darwin":
+        commands = [["diskutil", "eject", str(drive.path)]]
+    else:
+        msg = "use the system's 'safely remove' button; the package is already fully written"
+        raise PackageError(msg)
+    if shutil.which(commands[0][0]) is None and run is subprocess.run:
+        msg = f"{commands[0][0]} is not installed; eject the drive with the desktop's eject "
+        msg += "button (the package is already fully written)"
+        raise PackageError(msg)
+    for i, command in enumerate(commands):
+        done = run(command, capture_output=True, text=True, timeout=60, check=False)
+        if done.returncode != 0 and i == 0:
+            msg = f"the drive could not be ejected ({command[0]} {command[1]} failed); close "
+            msg += "any window showing it and try again"
+            raise PackageError(msg)
+    return f"{drive.label} can be removed safely"
+
+
+def _disk_device(device: str, sysfs: Path) -> str | None:
+    """``/dev/sdb1`` -> ``/dev/sdb`` (the whole disk, for power-off), via /sys."""
+    block = sysfs / "class" / "block" / Path(device).name
+    if not block.exists():
+        return None
+    path = block.resolve()
+    return f"/dev/{path.parent.name}" if (path / "partition").exists() else f"/dev/{path.name}"

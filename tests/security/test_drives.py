@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections import namedtuple
 from pathlib import Path
 
@@ -109,3 +110,37 @@ def test_any_folder_is_a_target(tmp_path):
     assert target.free == pytest.approx(drives.free_bytes(tmp_path), rel=0.05)
     with pytest.raises(PackageError, match="not a folder"):
         drives.target_for(tmp_path / "missing")
+
+
+def _drive(mounts, removable=True, device="/dev/sdb1") -> drives.Drive:
+    return drives.Drive(mounts["usb-ssd"], "STICK", device, "exfat", 10, 5, removable, True)
+
+
+def test_eject_unmounts_then_powers_off_the_whole_disk(fake_sys, mounts):
+    ran = []
+
+    def run(command, **kw):
+        ran.append(command)
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    message = drives.eject(_drive(mounts), run=run, sysfs=fake_sys, platform="linux")
+    assert message == "STICK can be removed safely"
+    assert ran == [
+        ["udisksctl", "unmount", "--no-user-interaction", "-b", "/dev/sdb1"],
+        ["udisksctl", "power-off", "--no-user-interaction", "-b", "/dev/sdb"],
+    ]
+    ran.clear()
+    drives.eject(_drive(mounts), run=run, platform="darwin")
+    assert ran == [["diskutil", "eject", str(mounts["usb-ssd"])]]
+
+
+def test_eject_refusals_are_clear(fake_sys, mounts):
+    def busy(command, **kw):
+        return subprocess.CompletedProcess(command, 1, "", "target is busy")
+
+    with pytest.raises(PackageError, match="close any window"):
+        drives.eject(_drive(mounts), run=busy, sysfs=fake_sys, platform="linux")
+    with pytest.raises(PackageError, match="only a removable drive"):
+        drives.eject(_drive(mounts, removable=False), run=busy, platform="linux")
+    with pytest.raises(PackageError, match="safely remove"):
+        drives.eject(_drive(mounts), run=busy, platform="win32")
