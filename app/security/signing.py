@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from app.errors import KeystoreError, PackageError
 from app.security.atomic import atomic_write_bytes
 from app.security.keystore import Keystore
-from app.settings import Paths
+from app.settings import Paths, resolve_paths
 
 SIGNING_KEY_NAME = "package-signing-key-ed25519"
 RECIPIENT_KEY_NAME = "package-recipient-key-x25519"
@@ -154,7 +154,8 @@ class SigningKey:
     def load_or_create(
         cls, keystore: Keystore | None = None, paths: Paths | None = None
     ) -> SigningKey:
-        """The stored key, created (and added to the trust store of ``paths``) on first use."""
+        """The stored key, created on first use and then added to this workstation's trust store
+        (of ``paths``, by default the current data folder)."""
         keystore = keystore or Keystore()
         key = cls.load(keystore)
         if key is not None:
@@ -166,8 +167,7 @@ class SigningKey:
             serialization.NoEncryption(),
         )
         keystore.set(SIGNING_KEY_NAME, raw)
-        if paths is not None:
-            TrustStore(paths).add(key.public_key, name="this-workstation")
+        TrustStore(paths or resolve_paths()).add(key.public_key, name="this-workstation")
         return key
 
 
