@@ -377,11 +377,17 @@ class ScanResult:
 
 @dataclass
 class _Header:
+    """What the grouping needs from one file; the dataset itself is not kept (memory)."""
+
     info: FileInfo
-    ds: object  # pydicom Dataset (header only)
     slices: list[SliceInfo]
     signature: tuple
     rank: int  # 0 native, 1 lossless compressed, 2 lossy: which duplicate to keep
+    keys: dict[str, str] = field(default_factory=dict)  # grouping keys, raw text
+    modality: str = "OT"
+    number: int | None = None
+    body_part: str | None = None
+    identity: dict[str, str] | None = None  # only for the first file of each series UID
 
 
 def scan(
@@ -412,12 +418,13 @@ def scan(
     sources = _list_sources([Path(p) for p in paths], result, cancel)
     headers: list[_Header] = []
     total = max(len(sources), 1)
+    identified: set[str] = set()
     with _quiet():
         for i, (source, handle_zip) in enumerate(sources):
             check_cancel(cancel)
             if i % 16 == 0:
                 progress.update(i / total, f"reading headers ({i}/{len(sources)})")
-            header = _read_one(source, handle_zip, result, sources)
+            header = _read_one(source, handle_zip, result, sources, identified)
             if header is not None:
                 headers.append(header)
             total = max(len(sources), 1)
@@ -517,6 +524,7 @@ def _read_one(
     archive: zipfile.ZipFile | None,
     result: ScanResult,
     sources: list[tuple[SourceRef, zipfile.ZipFile | None]],
+    identified: set[str],
 ) -> _Header | None:
     try:
         with _open_source(source, archive) as handle:
@@ -536,7 +544,9 @@ def _read_one(
         if sop == _DIRECTORY_SOP or "DirectoryRecordSequence" in ds:
             _follow_dicomdir(source, archive, ds, result, sources)
             return None
-        return _classify(source, ds, pixel, size)
+        header = _classify(source, ds, pixel, size)
+        _summarise(header, ds, identified)
+        return header
     except _Reject as exc:
         result.rejected.append(Rejected(source.label, str(exc)))
     except RecursionError:
@@ -720,7 +730,20 @@ def _classify(source: SourceRef, ds, pixel: tuple | None, size: int) -> _Header:
     lossy = ts in _LOSSY_TS or str(_get(ds, "LossyImageCompression", "00")) == "01"
     rank = 0 if info.native else (2 if lossy else 1)
     info.rank = rank
-    return _Header(info, ds, slices, signature, rank)
+    return _Header(info, slices, signature, rank)
+
+
+def _summarise(header: _Header, ds, identified: set[str]) -> None:
+    """Copy what grouping needs out of the dataset, so the dataset can be dropped."""
+    header.keys = {name: _raw_text(ds, name) for name in _GROUPING}
+    header.keys["SOPInstanceUID"] = _raw_text(ds, "SOPInstanceUID")
+    header.modality = _text(ds, "Modality") or "OT"
+    header.number = _maybe_int(_get(ds, "SeriesNumber"))
+    header.body_part = _text(ds, "BodyPartExamined") or None
+    series_uid = header.keys["SeriesInstanceUID"]
+    if series_uid not in identified:
+        identified.add(series_uid)
+        header.identity = _identity(ds)
 
 
 def _image_type(ds) -> str:
@@ -967,7 +990,7 @@ def _dedupe(headers: list[_Header], result: ScanResult) -> list[_Header]:
     order: list[tuple] = []
     for h in headers:
         key = (
-            str(_get(h.ds, "SOPInstanceUID", "")) or id(h),
+            h.keys["SOPInstanceUID"] or id(h),
             h.slices[0].position,
             h.info.rows,
             h.info.columns,
@@ -978,6 +1001,7 @@ def _dedupe(headers: list[_Header], result: ScanResult) -> list[_Header]:
             order.append(key)
             continue
         keep, drop = (h, best[key]) if h.rank < best[key].rank else (best[key], h)
+        keep.identity = keep.identity or drop.identity
         best[key] = keep
         result.rejected.append(
             Rejected(
@@ -1094,16 +1118,17 @@ def _group(headers: list[_Header], result: ScanResult) -> None:
     patients: dict[tuple, Patient] = {}
     studies: dict[str, Study] = {}
     stacks: dict[tuple, Series] = {}
+    series_ident: dict[str, dict[str, str]] = {}
     for h in headers:
-        keys = {name: _raw_text(h.ds, name) for name in _GROUPING}
+        keys = h.keys
         pkey = (keys["PatientID"], keys["PatientName"], keys["PatientBirthDate"])
         patient = patients.get(pkey)
-        if patient is None or keys["StudyInstanceUID"] not in studies:
-            ident = _identity(h.ds)  # read the rest only for the first file of a study
+        series_ident.setdefault(keys["SeriesInstanceUID"], h.identity or {})
+        ident = series_ident[keys["SeriesInstanceUID"]]
         if patient is None:
             patient = Patient(
                 f"P{len(patients) + 1}",
-                {k: ident[k] for k in ("patient_name", "patient_id", "birth_date", "sex")},
+                {k: ident.get(k, "") for k in ("patient_name", "patient_id", "birth_date", "sex")},
             )
             patients[pkey] = patient
             result.patients.append(patient)
@@ -1114,7 +1139,7 @@ def _group(headers: list[_Header], result: ScanResult) -> None:
                 f"{patient.key}.S{len(patient.studies) + 1}",
                 study_uid,
                 {
-                    k: ident[k]
+                    k: ident.get(k, "")
                     for k in ("study_date", "study_description", "accession_number", "institution")
                 },
             )
@@ -1129,13 +1154,13 @@ def _group(headers: list[_Header], result: ScanResult) -> None:
                 series = Series(
                     key=digest.hexdigest()[:12],
                     series_uid=series_uid,
-                    modality=_text(h.ds, "Modality") or "OT",
-                    number=_maybe_int(_get(h.ds, "SeriesNumber")),
-                    body_part=_text(h.ds, "BodyPartExamined") or None,
+                    modality=h.modality,
+                    number=h.number,
+                    body_part=h.body_part,
                     rows=h.info.rows,
                     columns=h.info.columns,
                     slices=[],
-                    identity=_identity(h.ds),
+                    identity=dict(ident),
                     study_key=study.key,
                     patient_key=patient.key,
                 )
