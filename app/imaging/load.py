@@ -50,6 +50,7 @@ from app.imaging.scan import (
 from app.imaging.volume import Volume
 from app.progress import CancelToken, Progress, check_cancel, ensure
 
+_MODALITY_KEY = "medprint_modality"
 IMAGE_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
 
 
@@ -152,7 +153,9 @@ def write_image_file(volume: Volume, path: str | os.PathLike) -> None:
     suffix = ".nii.gz" if name.endswith(".nii.gz") else path.suffix
     tmp = path.with_name(f".{os.getpid()}.partial{suffix}")
     try:
-        sitk.WriteImage(volume.to_sitk(), str(tmp), useCompression=True)
+        image = volume.to_sitk()
+        image.SetMetaData(_MODALITY_KEY, volume.modality)  # kept by NRRD; NIfTI has no slot
+        sitk.WriteImage(image, str(tmp), useCompression=True)
         os.replace(tmp, path)
     except RuntimeError:
         msg = "the volume file cannot be written; check the folder exists and is writable"
@@ -688,6 +691,11 @@ def _store(values: np.ndarray, out: np.ndarray) -> None:
 
 
 def _guess_modality(image) -> str:
+    """The modality MedPrint wrote into an NRRD header, else "OT" (unknown)."""
+    if image.HasMetaDataKey(_MODALITY_KEY):
+        value = image.GetMetaData(_MODALITY_KEY).strip().upper()
+        if value.isalnum() and len(value) <= 16:
+            return value
     return "OT"
 
 

@@ -31,6 +31,7 @@ def test_round_trip_keeps_values_and_lps_geometry(
     corner = np.array([[255, 255, 169]])
     assert np.allclose(back.index_to_lps(corner), oblique.index_to_lps(corner), atol=1e-3)
     assert list(tmp_path.iterdir()) == [path]  # no temp file left behind
+    assert back.modality == ("MR" if suffix == ".nrrd" else "OT")
 
 
 def test_nifti_header_holds_ras_so_other_tools_agree(oblique: Volume, tmp_path: Path) -> None:
