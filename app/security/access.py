@@ -245,8 +245,17 @@ def sha256_hex(data: bytes) -> str:
 
 def qa_report_bytes(report: Mapping[str, Any]) -> bytes:
     """The canonical bytes of a QA report: what its hash (and the package copy) is made of."""
-    text = json.dumps(report, indent=2, sort_keys=True, ensure_ascii=True, default=str)
+    text = json.dumps(report, indent=2, sort_keys=True, ensure_ascii=True, default=_plain)
     return (text + "\n").encode("ascii")
+
+
+def _plain(value: object) -> object:
+    """NumPy scalars and arrays as plain numbers and lists (the same bytes as after a JSON
+    round trip, so a report hashes the same in memory and when loaded back from the case)."""
+    if hasattr(value, "tolist"):
+        return value.tolist()  # type: ignore[union-attr]
+    msg = f"a QA report holds a {type(value).__name__}, which is not JSON; fix the QA step"
+    raise MedPrintError(msg)
 
 
 def qa_report_sha256(report: Mapping[str, Any]) -> str:

@@ -218,6 +218,17 @@ def test_approvals_live_encrypted_in_the_case(case, data_dir):
             assert b'"decision"' not in path.read_bytes()
 
 
+def test_qa_hash_is_the_same_in_memory_and_after_a_json_round_trip():
+    import numpy as np
+
+    report = {"passed": True, "wall": {"min_mm": np.float32(1.1), "n": np.int64(3)},
+              "size_mm": np.array([1.5, 2.0]), "checks": [{"value": np.float64(0.1)}]}  # fmt: skip
+    loaded = json.loads(access.qa_report_bytes(report))
+    assert access.qa_report_sha256(loaded) == access.qa_report_sha256(report)
+    with pytest.raises(MedPrintError, match="not JSON"):
+        access.qa_report_bytes({"bad": object()})
+
+
 def test_qa_verdicts():
     assert access.qa_passed({"passed": True})
     assert access.qa_passed({"status": "PASS"})
