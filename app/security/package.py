@@ -9,11 +9,14 @@ named recipient) holding the de-identified print files plus
 - ``manifest.sig``: the Ed25519 signature over the exact bytes of ``manifest.json``, with the
   signer's public key and key ID.
 
-**Writing** is atomic: everything goes into a hidden temporary folder on the target drive, every
-file and folder is fsynced, the manifest and signature are written last, the folder is renamed to
-its final name and the parent folder is fsynced. The package is then read back from the drive and
-verified. A write killed or a drive pulled at any moment leaves at most a ``.<name>.partial-*``
-folder, which lacks a valid manifest/signature until it is complete (see :func:`remove_partials`).
+**Writing** is atomic, and the signature is the commit point. The files and the manifest go into
+a hidden ``.<name>.partial-*`` folder on the target drive; every file and folder is fsynced; the
+folder is renamed to its final name and the parent fsynced; the zip (when asked for) is written
+the same way; only then is ``manifest.sig`` put in place (temporary name, fsync, rename). The
+package is finally read back from the drive (cached pages dropped) and verified. A write killed or
+a drive pulled at any moment therefore leaves a hidden partial folder or an unsigned package,
+never a half-written one that verifies; :func:`remove_partials` clears such leftovers. An
+encrypted ``.mpkg`` gets its magic bytes last, for the same reason.
 
 **Verifying** (:func:`verify_package`) checks, in this order, and stops at the first failed step:
 
