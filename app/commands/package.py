@@ -420,30 +420,26 @@ def _package(args: argparse.Namespace) -> int:
     if args.list_drives:
         for drive in drives.list_drives():
             print(drive.display)
-    case, mesh_sha, qa = _case_mesh_and_qa(args)
-    qa_sha = access.qa_report_sha256(qa) if qa is not None else None
-    release = access.release(case, mesh_sha, access.current_user(), "package", qa_sha)
-    files: dict[str, bytes | Path] = {f"mesh/{Path(args.mesh).name}": case.load_bytes(args.mesh)}
-    if qa is not None:
-        files["qa/report.json"] = access.qa_report_bytes(qa)
+    from app.case import open_case  # noqa: PLC0415
+
+    case = open_case(args.case)
+    settings = case.load_json(args.settings) if args.settings else {}
+    extra = {}
     for spec in args.file:
         name, _, target = spec.partition("=")
-        files[target or name] = case.load_bytes(name)
-    settings = case.load_json(args.settings) if args.settings else {}
-    meta = pkg.PackageMeta(
-        case=args.case, printer=settings.get("printer", {}), slicer=settings.get("slicer", {})
-    )
-    paths = resolve_paths()
-    recipient = RecipientBook(paths).get(args.recipient) if args.recipient else None
+        extra[name] = target or name
+    recipient = RecipientBook(resolve_paths()).get(args.recipient) if args.recipient else None
     target = drives.target_for(args.out)
     with cli_progress("packaging") as progress:
-        result = pkg.build_package(
+        result, release = pkg.package_case(
+            case,
             target.path,
-            files=files,
-            meta=meta,
-            approval=release.approval,
-            override=release.override,
-            paths=paths,
+            mesh=args.mesh,
+            user=access.current_user(),
+            qa=args.qa,
+            extra=extra,
+            printer=settings.get("printer"),
+            slicer=settings.get("slicer"),
             make_zip=args.zip,
             recipient=recipient,
             progress=progress,

@@ -65,7 +65,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from app import __version__
 from app.errors import PackageError
 from app.progress import CancelToken, Progress, check_cancel, ensure
-from app.security import audit
+from app.security import access, audit
 from app.security.atomic import atomic_write_bytes, fsync_dir
 from app.security.signing import (
     PublicKey,
@@ -369,6 +369,53 @@ def _write_error(exc: OSError) -> str:
         reason = f"the drive was removed or failed while writing ({code}); nothing usable was "
         reason += "left on it: insert it again and write the package again"
     return f"writing the package failed: {reason}"
+
+
+def package_case(
+    case: access.CaseStore,
+    out_dir: str | os.PathLike[str],
+    *,
+    mesh: str,
+    user: str,
+    qa: str | None = None,
+    extra: Mapping[str, str] | None = None,
+    printer: Mapping[str, object] | None = None,
+    slicer: Mapping[str, object] | None = None,
+    make_zip: bool = False,
+    recipient: RecipientPublicKey | None = None,
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
+) -> tuple[Path, access.Release]:
+    """Package one mesh version of a case: what the Package panel and ``medprint package`` do.
+
+    Checks that ``user`` may package this exact mesh version (approved, or an administrator's
+    override; see :func:`app.security.access.release`), then builds the package from the case's
+    files: the mesh as ``mesh/<name>``, the QA report (canonical JSON) as ``qa/report.json`` and
+    each ``extra`` case file under its package path (e.g. ``{"gcode/v3.gcode":
+    "gcode/model.gcode"}``). Returns the package path and the release it relied on.
+    """
+    mesh_bytes = case.load_bytes(mesh)
+    report = case.load_json(qa) if qa else None
+    qa_sha = access.qa_report_sha256(report) if report is not None else None
+    release = access.release(case, access.sha256_hex(mesh_bytes), user, "package", qa_sha)
+    files: dict[str, bytes | os.PathLike[str]] = {f"mesh/{PurePosixPath(mesh).name}": mesh_bytes}
+    if report is not None:
+        files["qa/report.json"] = access.qa_report_bytes(report)
+    for name, target in (extra or {}).items():
+        files[target] = case.load_bytes(name)
+    meta = PackageMeta(case=case.pseudonym, printer=printer or {}, slicer=slicer or {})
+    path = build_package(
+        out_dir,
+        files=files,
+        meta=meta,
+        approval=release.approval,
+        override=release.override,
+        make_zip=make_zip,
+        recipient=recipient,
+        progress=progress,
+        cancel=cancel,
+    )
+    return path, release
 
 
 def _public_record(record: Mapping[str, object] | None) -> dict | None:
