@@ -1203,6 +1203,9 @@ def extract_package(
     recipient_key: RecipientKey | None = None,
 ) -> Path:
     """Verify a zip (or ``.mpkg``) package, then extract it into a new folder ``dest``."""
+    if Path(zip_path).is_dir():
+        msg = "this package is a folder already; use it where it is (nothing to extract)"
+        raise PackageError(msg)
     trusted_keys = list(trusted_keys)
     report = verify_package(zip_path, trusted_keys, revoked, recipient_key=recipient_key)
     report.raise_if_invalid()

@@ -539,6 +539,10 @@ def test_extract_verifies_then_writes_the_same_package(built, signer, tmp_path):
     out = pkg.extract_package(zipped, tmp_path / "received", [signer.public_key])
     assert (out / "mesh" / "model.stl").read_bytes() == STL
     assert _verify(out, signer).ok
+    with pytest.raises(PackageError, match="already exists"):
+        pkg.extract_package(zipped, out, [signer.public_key])
+    with pytest.raises(PackageError, match="folder already"):
+        pkg.extract_package(built, tmp_path / "again", [signer.public_key])
 
 
 def test_not_a_package(env, tmp_path, signer):
