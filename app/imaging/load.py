@@ -51,6 +51,7 @@ from app.imaging.volume import Volume
 from app.progress import CancelToken, Progress, check_cancel, ensure
 
 _MODALITY_KEY = "medprint_modality"
+RLE_LOSSLESS = "1.2.840.10008.1.2.5"
 IMAGE_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
 
 
@@ -398,7 +399,7 @@ def _to_output(raw: np.ndarray, s: SliceInfo, values: _Values, out: np.ndarray) 
         if info.photometric == "MONOCHROME1":
             smin, smax = _stored_range(info)
             np.subtract(int(smin + smax), work, out=work)
-        if values.integer:
+        if values.integer and float(s.slope).is_integer() and float(s.intercept).is_integer():
             if s.slope != 1:
                 work *= int(s.slope)
             if s.intercept:
@@ -422,26 +423,26 @@ def _to_output(raw: np.ndarray, s: SliceInfo, values: _Values, out: np.ndarray) 
 
 
 def _mask_bits(raw: np.ndarray, info: FileInfo) -> np.ndarray:
-    """Keep Bits Stored of each value (sign-extended when signed); unused high bits are junk."""
+    """Keep Bits Stored of each value (sign-extended when signed); unused high bits are junk.
+
+    Only for uncompressed and RLE data: a JPEG-family codestream carries its own precision,
+    which pydicom's decoders already honour.
+    """
+    if raw.dtype.byteorder not in ("=", "|"):
+        raw = raw.astype(raw.dtype.newbyteorder("="))
     width = raw.dtype.itemsize * 8
     bits = info.bits_stored
-    if not 0 < bits < width:
+    if not 0 < bits < width or not (info.native or info.transfer_syntax == RLE_LOSSLESS):
         return raw
-    shift = info.high_bit + 1 - bits if info.high_bit >= bits - 1 else 0
-    unsigned = (
-        raw.view(raw.dtype.newbyteorder("=").str.replace("i", "u"))
-        if raw.dtype.kind == "i"
-        else raw
-    )
-    unsigned = unsigned.astype(unsigned.dtype.newbyteorder("="), copy=False)
+    unsigned = raw.view(np.dtype(f"u{raw.dtype.itemsize}"))
+    shift = max(0, info.high_bit + 1 - bits)
     if shift:
         unsigned = unsigned >> shift
-    mask = (1 << bits) - 1
-    masked = unsigned & np.array(mask, dtype=unsigned.dtype)
+    masked = unsigned & np.array((1 << bits) - 1, dtype=unsigned.dtype)
     if not info.signed:
         return masked
-    signed = masked.view(masked.dtype.str.replace("u", "i"))
     up = width - bits
+    signed = masked.view(np.dtype(f"i{raw.dtype.itemsize}"))
     return (signed << up) >> up
 
 

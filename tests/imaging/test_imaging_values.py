@@ -144,3 +144,56 @@ def test_enhanced_ct_rescale_comes_from_functional_groups(odd: Path) -> None:
     raw = ds.pixel_array.astype(np.float64) * slope + intercept
     assert volume.shape[0] == 2
     assert any(np.allclose(volume.array[0], frame) for frame in raw)
+
+
+def _synthetic(wheel: Path, target: Path, **changes) -> Path:
+    """CT_small with changed pixel module elements and the given stored values."""
+    ds = pydicom.dcmread(wheel / "CT_small.dcm")
+    stored = changes.pop("stored")
+    little = changes.pop("little_endian", True)
+    for key, value in changes.items():
+        setattr(ds, key, value)
+    ds.PixelData = stored.astype("<u2" if little else ">u2").tobytes()
+    ds.file_meta.TransferSyntaxUID = (
+        pydicom.uid.ExplicitVRLittleEndian if little else pydicom.uid.ExplicitVRBigEndian
+    )
+    pydicom.dcmwrite(target, ds, implicit_vr=False, little_endian=little, force_encoding=True)
+    return target
+
+
+def test_signed_12bit_big_endian_with_junk_bits(odd: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    values = rng.integers(-2048, 2048, size=(128, 128))
+    junk = rng.integers(0, 16, size=values.shape) << 12
+    stored = (values & 0x0FFF) | junk
+    path = _synthetic(
+        odd / "pydicom-wheel-test_files",
+        tmp_path / "be12.dcm",
+        stored=stored,
+        little_endian=False,
+        BitsStored=12,
+        HighBit=11,
+        PixelRepresentation=1,
+        RescaleSlope=1,
+        RescaleIntercept=0,
+    )
+    volume = load_series(path)
+    assert volume.array.dtype == np.int16
+    assert np.array_equal(volume.array[0], values)
+
+
+def test_ct_with_a_fractional_slope_is_rounded_hounsfield(odd: Path, tmp_path: Path) -> None:
+    stored = np.arange(128 * 128).reshape(128, 128) % 4096
+    path = _synthetic(
+        odd / "pydicom-wheel-test_files",
+        tmp_path / "slope.dcm",
+        stored=stored,
+        BitsStored=12,
+        HighBit=11,
+        PixelRepresentation=0,
+        RescaleSlope=0.5,
+        RescaleIntercept=-1024,
+    )
+    volume = load_series(path)
+    assert volume.array.dtype == np.int16
+    assert np.array_equal(volume.array[0], np.rint(stored * 0.5 - 1024).astype(np.int16))
