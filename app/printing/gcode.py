@@ -156,6 +156,12 @@ class Moves:
     def __len__(self) -> int:
         return len(self.kind)
 
+    @property
+    def kind_is_print(self) -> np.ndarray:
+        """Mask of moves that extrude (not travel, retraction or custom G-code)."""
+        k = self.kind
+        return (k != MoveType.TRAVEL) & (k != MoveType.RETRACT) & (k != MoveType.CUSTOM)
+
     @classmethod
     def empty(cls) -> Moves:
         return cls(

@@ -67,16 +67,25 @@ def slice_builtin(
     width = settings.width(printer.nozzle_diameter)
     islands = plan_islands(regions, heights, width, settings, cancel)
     progress.update(0.45, "planning supports")
-    support_body = support_top = None
+    supports = None
     if settings.supports:
-        support_body, support_top = plan_supports(regions, heights, width, settings, cancel)
+        supports = plan_supports(regions, heights, width, settings, cancel)
     progress.update(0.55, "filling")
-    fills = _fills(islands, heights, width, settings, support_body, support_top)
+    fills = _fills(islands, heights, width, settings, supports)
     warnings: list[str] = []
     writer = GcodeWriter(printer, material, settings, [p.safe_name for p in parts])
-    planner = _LayerPlanner(printer, material, settings, width, islands, fills, regions, heights)
-    if support_body is not None:
-        planner.first_support = shapely.union(support_body[0], support_top[0])
+    planner = _LayerPlanner(
+        printer,
+        material,
+        settings,
+        width,
+        islands=islands,
+        fills=fills,
+        regions=regions,
+        heights=heights,
+    )
+    if supports is not None:
+        planner.first_support = shapely.union(supports[0][0], supports[1][0])
     write_progress = progress.sub(0.6, 1.0)
     for index in range(len(tops)):
         if index % 8 == 0:
@@ -122,16 +131,21 @@ def _check_volume(moves: object, printer: PrinterProfile) -> None:
 
 
 class _Fills:
-    """Ordered fill segments per island (solid, top, sparse) and per layer (support)."""
+    """Ordered fill polylines per island (solid, top, sparse) and per layer (support)."""
 
     def __init__(self) -> None:
-        self.solid: list[np.ndarray] = []
-        self.top: list[np.ndarray] = []
+        self.solid: list[list[np.ndarray]] = []
+        self.top: list[list[np.ndarray]] = []
         self.sparse: list[list[np.ndarray]] = []
-        self.support: list[np.ndarray] = []
-        self.interface: list[np.ndarray] = []
+        self.support: list[list[np.ndarray]] = []
+        self.interface: list[list[np.ndarray]] = []
         self.solid_spacing = np.zeros(0)
         self.sparse_spacing = 0.0
+
+
+def _filled(areas: np.ndarray, spacing: np.ndarray, angles: np.ndarray) -> list[list[np.ndarray]]:
+    """Zig-zag lines in every area, linked along the boundary where possible."""
+    return fill_lines(areas, spacing, angles, max_link=2.5 * np.asarray(spacing))
 
 
 def _fills(
@@ -139,16 +153,15 @@ def _fills(
     heights: np.ndarray,
     width: float,
     settings: SliceSettings,
-    support_body: np.ndarray | None,
-    support_top: np.ndarray | None,
+    supports: tuple[np.ndarray, np.ndarray] | None,
 ) -> _Fills:
     fills = _Fills()
     layer = islands.layer
     spacing = spacing_of(width, heights)
     solid_spacing = spacing[layer]
     angles = layer_angles(layer, settings.infill_angle, alternate=True)
-    fills.solid = fill_lines(islands.solid, solid_spacing, angles)
-    fills.top = fill_lines(islands.top, solid_spacing, angles)
+    fills.solid = _filled(islands.solid, solid_spacing, angles)
+    fills.top = _filled(islands.top, solid_spacing, angles)
     sparse_sp = infill_spacing(
         float(np.median(spacing)), settings.infill_density, settings.infill_pattern
     )
@@ -156,19 +169,18 @@ def _fills(
     sparse_spacing = np.full(len(layer), sparse_sp)
     if settings.infill_pattern == "grid":
         base = np.full(len(layer), settings.infill_angle)
-        first = fill_lines(islands.sparse, sparse_spacing, base)
-        second = fill_lines(islands.sparse, sparse_spacing, base + 90.0)
-        fills.sparse = [[a, b] for a, b in zip(first, second, strict=True)]
+        first = _filled(islands.sparse, sparse_spacing, base)
+        second = _filled(islands.sparse, sparse_spacing, base + 90.0)
+        fills.sparse = [a + b for a, b in zip(first, second, strict=True)]
     else:
-        fills.sparse = [[a] for a in fill_lines(islands.sparse, sparse_spacing, angles)]
+        fills.sparse = _filled(islands.sparse, sparse_spacing, angles)
     fills.solid_spacing = solid_spacing
-    if support_body is not None and support_top is not None:
-        n = len(support_body)
-        fills.support = fill_lines(
-            support_body, np.full(n, settings.support_spacing + width), np.zeros(n)
-        )
-        fills.interface = fill_lines(
-            support_top, np.full(n, settings.support_interface_spacing + width), np.full(n, 90.0)
+    if supports is not None:
+        body, top = supports
+        n = len(body)
+        fills.support = _filled(body, np.full(n, settings.support_spacing + width), np.zeros(n))
+        fills.interface = _filled(
+            top, np.full(n, settings.support_interface_spacing + width), np.full(n, 90.0)
         )
     return fills
 
@@ -182,6 +194,7 @@ class _LayerPlanner:
         material: MaterialProfile,
         settings: SliceSettings,
         width: float,
+        *,
         islands: Islands,
         fills: _Fills,
         regions: np.ndarray,
@@ -263,8 +276,13 @@ class _LayerPlanner:
             e_mm,
             spacing,
         )
-        for segs in self.fills.sparse[island]:
-            out += _lines(segs, MoveType.INFILL, speed(sp.infill), e_mm, self.fills.sparse_spacing)
+        out += _lines(
+            self.fills.sparse[island],
+            MoveType.INFILL,
+            speed(sp.infill),
+            e_mm,
+            self.fills.sparse_spacing,
+        )
         return out
 
     def _loops_first_layer(self, e_mm: float, warnings: list[str]) -> list[Path]:
@@ -313,10 +331,10 @@ def _seam(ring: np.ndarray, pos: np.ndarray) -> np.ndarray:
 
 
 def _lines(
-    segs: np.ndarray, kind: MoveType, speed: float, e_mm: float, spacing: float
+    polylines: list[np.ndarray], kind: MoveType, speed: float, e_mm: float, spacing: float
 ) -> list[Path]:
     link = 1.5 * spacing
-    out = [Path(kind, seg, speed, e_mm, link) for seg in segs]
+    out = [Path(kind, line, speed, e_mm, link) for line in polylines]
     if out:
         out[0].link = 0.0
     return out

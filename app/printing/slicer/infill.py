@@ -1,8 +1,11 @@
-"""Straight-line fills (rectilinear, grid, solid, support) clipped to areas, all areas at once.
+"""Straight-line fills (rectilinear, grid, solid, support) for many areas at once, by scanlines.
 
-Lines lie on a global grid (offset ``k * spacing`` along the normal of the angle), so sparse infill
-of consecutive layers stacks; the clipped pieces of each area are ordered as a zig-zag: by line,
-alternating direction, which keeps travel between neighbouring lines short.
+Lines lie on a global grid (offset ``k * spacing`` across the fill angle), so sparse infill of
+consecutive layers stacks. Instead of clipping lines polygon by polygon, every boundary edge of
+every area is crossed with the scanlines it spans (numpy, one pass for all areas); the crossings
+of one scanline sorted along it pair up into inside intervals (even-odd rule). The pieces of an
+area are ordered as a zig-zag, and consecutive pieces are linked into one polyline when the link
+is short and inside the area (like PrusaSlicer's infill anchors), otherwise the nozzle travels.
 """
 
 from __future__ import annotations
@@ -11,72 +14,127 @@ import numpy as np
 import shapely
 
 
+def _edges(areas: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All boundary edges: start (e, 2), end (e, 2) and owning area index (e,)."""
+    polys, poly_owner = shapely.get_parts(areas, return_index=True)
+    rings, ring_poly = shapely.get_rings(polys, return_index=True)
+    coords, ring_of = shapely.get_coordinates(rings, return_index=True)
+    same = ring_of[1:] == ring_of[:-1]
+    a, b = coords[:-1][same], coords[1:][same]
+    owner = poly_owner[ring_poly[ring_of[:-1][same]]]
+    return a, b, owner
+
+
 def fill_lines(
     areas: np.ndarray,
     spacing: np.ndarray,
     angle_deg: np.ndarray,
-) -> list[np.ndarray]:
-    """Clip parallel lines to each area; return per area an ordered (m, 2, 2) array of segments.
+    *,
+    max_link: np.ndarray | None = None,
+) -> list[list[np.ndarray]]:
+    """Fill every area with parallel lines; return per area a list of (n, 2) polylines in order.
 
-    ``spacing`` and ``angle_deg`` are per area; a spacing of 0 or an empty area gives no lines.
+    ``spacing``, ``angle_deg`` and ``max_link`` (longest extruded link between neighbouring lines,
+    default 0: no links) are per area. A spacing of 0 or an empty area gives no lines.
     """
     n = len(areas)
-    out: list[np.ndarray] = [np.zeros((0, 2, 2))] * n
-    valid = ~shapely.is_empty(areas) & (np.asarray(spacing) > 0)
-    which = np.flatnonzero(valid)
-    if which.size == 0:
+    out: list[list[np.ndarray]] = [[] for _ in range(n)]
+    spacing = np.asarray(spacing, dtype=np.float64)
+    valid = (spacing > 0) & ~shapely.is_empty(areas)
+    if not valid.any():
         return out
-    bounds = shapely.bounds(areas[which])
-    theta = np.radians(np.asarray(angle_deg, dtype=np.float64)[which])
-    sp = np.asarray(spacing, dtype=np.float64)[which]
-    u = np.stack([np.cos(theta), np.sin(theta)], axis=1)  # line direction
-    nrm = np.stack([-np.sin(theta), np.cos(theta)], axis=1)  # across the lines
-    corners = np.stack(
-        [bounds[:, [0, 1]], bounds[:, [2, 1]], bounds[:, [2, 3]], bounds[:, [0, 3]]], axis=1
-    )  # (a, 4, 2)
-    along = np.einsum("acd,ad->ac", corners, u)
-    across = np.einsum("acd,ad->ac", corners, nrm)
-    k_lo = np.floor(across.min(axis=1) / sp).astype(np.int64)
-    k_hi = np.ceil(across.max(axis=1) / sp).astype(np.int64)
-    t_lo = along.min(axis=1) - 1.0
-    t_hi = along.max(axis=1) + 1.0
-    count = np.maximum(k_hi - k_lo + 1, 0)
-    owner = np.repeat(np.arange(len(which)), count)
-    k = np.repeat(k_lo, count) + (
-        np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
-    )
-    off = k * sp[owner]
-    p0 = off[:, None] * nrm[owner] + t_lo[owner, None] * u[owner]
-    p1 = off[:, None] * nrm[owner] + t_hi[owner, None] * u[owner]
-    lines = shapely.linestrings(np.stack([p0, p1], axis=1))
-    bundles = shapely.multilinestrings(lines, indices=owner)
-    clipped = shapely.intersection(bundles, areas[which])
-    parts, part_owner = shapely.get_parts(clipped, return_index=True)
-    parts_ok = shapely.get_type_id(parts) == 1  # LineString
-    parts, part_owner = parts[parts_ok], part_owner[parts_ok]
-    if not len(parts):
+    a, b, owner = _edges(np.where(valid, areas, shapely.MultiPolygon()))
+    if not len(owner):
         return out
-    coords, idx = shapely.get_coordinates(parts, return_index=True)
-    first = np.searchsorted(idx, np.arange(len(parts)))
-    last = np.searchsorted(idx, np.arange(len(parts)), side="right") - 1
-    segs = np.stack([coords[first], coords[last]], axis=1)  # (p, 2, 2)
-    seg_len = np.linalg.norm(segs[:, 1] - segs[:, 0], axis=1)
-    keep = seg_len > 1e-3
-    segs, part_owner = segs[keep], part_owner[keep]
-    mid = segs.mean(axis=1)
-    line_no = np.round(np.einsum("pd,pd->p", mid, nrm[part_owner]) / sp[part_owner]).astype(
-        np.int64
-    )
-    pos = np.einsum("pd,pd->p", mid, u[part_owner])
-    odd = (line_no % 2) == 1
-    # zig-zag: even lines run along +u, odd lines along -u, pieces of a line in walking order
-    order = np.lexsort((np.where(odd, -pos, pos), line_no, part_owner))
-    segs, part_owner, odd = segs[order], part_owner[order], odd[order]
-    forward = np.einsum("pd,pd->p", segs[:, 1] - segs[:, 0], u[part_owner]) >= 0
-    segs = np.where((forward == odd)[:, None, None], segs[:, ::-1], segs)
-    splits = np.searchsorted(part_owner, np.arange(len(which) + 1))
-    for j, area_index in enumerate(which):
-        out[area_index] = segs[splits[j] : splits[j + 1]]
+    theta = np.radians(np.asarray(angle_deg, dtype=np.float64))
+    d = np.stack([np.cos(theta), np.sin(theta)], axis=1)  # along the lines
+    nv = np.stack([-np.sin(theta), np.cos(theta)], axis=1)  # across the lines
+    da, na = d[owner], nv[owner]
+    sp = spacing[owner]
+    u0, u1 = (a * da).sum(axis=1), (b * da).sum(axis=1)
+    v0, v1 = (a * na).sum(axis=1) / sp, (b * na).sum(axis=1) / sp  # in line units
+    lo, hi = np.minimum(v0, v1), np.maximum(v0, v1)
+    k_first = np.ceil(lo).astype(np.int64)
+    count = np.ceil(hi).astype(np.int64) - k_first  # lines with lo <= k < hi
+    count = np.maximum(count, 0)
+    total = int(count.sum())
+    if total == 0:
+        return out
+    edge = np.repeat(np.arange(len(owner)), count)
+    k = np.repeat(k_first, count) + (np.arange(total) - np.repeat(np.cumsum(count) - count, count))
+    t = (k - v0[edge]) / (v1[edge] - v0[edge])
+    u = u0[edge] + t * (u1[edge] - u0[edge])
+    area = owner[edge]
+    order = np.lexsort((u, k, area))
+    u, k, area = u[order], k[order], area[order]
+    # crossings pair up per (area, line): even positions enter, odd ones leave
+    group = np.flatnonzero((np.diff(k) != 0) | (np.diff(area) != 0)) + 1
+    starts = np.concatenate([[0], group])
+    pos_in_group = np.arange(total) - np.repeat(starts, np.diff(np.concatenate([starts, [total]])))
+    enter = np.flatnonzero(pos_in_group % 2 == 0)
+    enter = enter[enter + 1 < total]
+    leave = enter + 1
+    ok = (k[leave] == k[enter]) & (area[leave] == area[enter]) & (u[leave] - u[enter] > 1e-3)
+    enter, leave = enter[ok], leave[ok]
+    seg_area, seg_k = area[enter], k[enter]
+    ua, ub = u[enter], u[leave]
+    odd = (seg_k % 2) == 1
+    # zig-zag: even lines run along +d, odd lines along -d, pieces in walking order
+    zz = np.lexsort((np.where(odd, -ua, ua), seg_k, seg_area))
+    seg_area, seg_k, ua, ub, odd = seg_area[zz], seg_k[zz], ua[zz], ub[zz], odd[zz]
+    u_start = np.where(odd, ub, ua)
+    u_end = np.where(odd, ua, ub)
+    v = seg_k * spacing[seg_area]
+    dd, nn = d[seg_area], nv[seg_area]
+    p_start = u_start[:, None] * dd + v[:, None] * nn
+    p_end = u_end[:, None] * dd + v[:, None] * nn
+    links = max_link if max_link is not None else np.zeros(n)
+    joined = _links_inside(areas, p_start, p_end, seg_area, np.asarray(links, dtype=np.float64))
+    return _polylines(p_start, p_end, seg_area, joined, out)
+
+
+def _links_inside(
+    areas: np.ndarray,
+    p_start: np.ndarray,
+    p_end: np.ndarray,
+    seg_area: np.ndarray,
+    max_link: np.ndarray,
+) -> np.ndarray:
+    """Which consecutive pieces to join: same area, short link, link inside the area."""
+    same = seg_area[1:] == seg_area[:-1]
+    a, b = p_end[:-1], p_start[1:]
+    gap = np.linalg.norm(b - a, axis=1)
+    candidate = np.flatnonzero(same & (gap <= max_link[seg_area[:-1]]))
+    joined = np.zeros(len(a), dtype=bool)
+    if candidate.size:
+        # test a point just inside of the link's middle, towards the two pieces it joins
+        mid = (a[candidate] + b[candidate]) / 2
+        inner = (
+            p_start[candidate] + p_end[candidate] + p_start[candidate + 1] + p_end[candidate + 1]
+        ) / 4
+        towards = inner - mid
+        norm = np.linalg.norm(towards, axis=1, keepdims=True)
+        probe = mid + 0.02 * towards / np.maximum(norm, 1e-9)
+        inside = shapely.intersects_xy(areas[seg_area[candidate]], probe[:, 0], probe[:, 1])
+        joined[candidate[inside]] = True
+    return joined
+
+
+def _polylines(
+    p_start: np.ndarray,
+    p_end: np.ndarray,
+    seg_area: np.ndarray,
+    joined: np.ndarray,
+    out: list[list[np.ndarray]],
+) -> list[list[np.ndarray]]:
+    pts = np.empty((2 * len(p_start), 2))
+    pts[0::2] = p_start
+    pts[1::2] = p_end
+    breaks = np.flatnonzero(~joined) + 1
+    first = np.concatenate([[0], breaks])
+    last = np.concatenate([breaks, [len(p_start)]])
+    for lo, hi in zip(first.tolist(), last.tolist(), strict=True):
+        out[int(seg_area[lo])].append(pts[2 * lo : 2 * hi])
     return out
 
 
@@ -95,6 +153,3 @@ def layer_angles(layer: np.ndarray, base: float, alternate: bool) -> np.ndarray:
     if alternate:
         angles = angles + 90.0 * (np.asarray(layer) % 2)
     return angles
-
-
-__all__ = ["fill_lines", "infill_spacing", "layer_angles"]

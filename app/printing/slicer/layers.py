@@ -91,7 +91,11 @@ def slice_mesh(
         ids = tri_ids[:upto][sel]
         lo = np.maximum(tri_first[:upto][sel], block)
         hi = np.minimum(tri_end[:upto][sel], stop)
-        regions.extend(_slice_block(vertices, faces, ids, lo, hi, slice_z, block, stop))
+        regions.extend(
+            _slice_block(
+                vertices, faces, ids, lo=lo, hi=hi, slice_z=slice_z, block=block, stop=stop
+            )
+        )
     progress.update(1.0, "slicing layers")
     return regions
 
@@ -100,6 +104,7 @@ def _slice_block(
     vertices: np.ndarray,
     faces: np.ndarray,
     ids: np.ndarray,
+    *,
     lo: np.ndarray,
     hi: np.ndarray,
     slice_z: np.ndarray,
@@ -135,7 +140,9 @@ def _slice_block(
     start_key = start_key + layer * span
     end_key = end_key + layer * span
     chain_of, order, closed = _chain(start_key, end_key)
-    return _rings_to_regions(start_pt[order], chain_of, closed, layer[order], block, stop)
+    return _rings_to_regions(
+        start_pt[order], chain_of, closed, layer=layer[order], block=block, stop=stop
+    )
 
 
 def _cut(vertices: np.ndarray, a: np.ndarray, b: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -187,6 +194,7 @@ def _rings_to_regions(
     points: np.ndarray,
     chain_of: np.ndarray,
     closed: np.ndarray,
+    *,
     layer: np.ndarray,
     block: int,
     stop: int,
@@ -227,7 +235,7 @@ def _rings_to_regions(
     parent = np.full(len(polys), -1)
     direct = depth[poly_idx] == depth[pt_idx] - 1
     parent[pt_idx[direct]] = poly_idx[direct]
-    return _assemble(polys, depth, parent, ring_layer, block, stop)
+    return _assemble(polys, depth, parent, ring_layer=ring_layer, block=block, stop=stop)
 
 
 def _shift_x(geoms: np.ndarray, shift: np.ndarray) -> np.ndarray:
@@ -241,6 +249,7 @@ def _assemble(
     polys: np.ndarray,
     depth: np.ndarray,
     parent: np.ndarray,
+    *,
     ring_layer: np.ndarray,
     block: int,
     stop: int,

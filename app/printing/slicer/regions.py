@@ -96,8 +96,13 @@ def plan_islands(
     settings: SliceSettings,
     cancel: CancelToken | None = None,
 ) -> Islands:
-    """Walls, and solid/sparse infill areas for every island of every layer."""
-    n_layers = len(regions)
+    """Walls, and solid/sparse infill areas for every island of every layer.
+
+    Solid: the part of an island's fill area that is not covered by all of the next
+    ``top_layers`` layers or all of the previous ``bottom_layers`` layers; the top-exposed part of
+    it (not covered by the next layer) prints as top solid infill.
+    """
+    n = len(regions)
     spacing = spacing_of(width, heights)
     geom, layer = split_islands(regions)
     s = spacing[layer]
@@ -105,59 +110,98 @@ def plan_islands(
     for k in range(settings.perimeters):
         check_cancel(cancel)
         walls.append(_clean(shapely.buffer(geom, -(width / 2 + k * s), **_MITRE)))
-    inner_offset = width / 2 + (settings.perimeters - 1) * spacing + spacing / 2
-    overlap = settings.infill_overlap / 100.0 * spacing
-    fill = _clean(shapely.buffer(geom, -(inner_offset[layer] - overlap[layer]), **_MITRE))
+    inner = width / 2 + (settings.perimeters - 1) * s + s / 2
+    overlap = settings.infill_overlap / 100.0 * s
+    fill = _clean(shapely.buffer(geom, -(inner - overlap), **_MITRE))
     check_cancel(cancel)
-    interior = _clean(shapely.buffer(regions, -inner_offset, **_MITRE))
-    solid_layer, top_layer = _solid_areas(regions, interior, spacing, settings, cancel)
-    solid_i = _clean(shapely.intersection(fill, solid_layer[layer]))
-    top_i = _clean(shapely.intersection(solid_i, top_layer[layer]))
-    bottom_i = _clean(shapely.difference(solid_i, top_layer[layer]))
-    sparse_i = _clean(shapely.difference(fill, solid_layer[layer]))
-    if n_layers:
+    table = _sparse_table(regions, max(settings.top_layers, settings.bottom_layers), cancel)
+    above = _covered(table, settings.top_layers, +1)
+    below = _covered(table, settings.bottom_layers, -1)
+    del table
+    covered = _both(above, below)
+    check_cancel(cancel)
+    solid = opening(_clean(_minus(fill, covered[layer])), s / 2)
+    next_layer = np.empty(n, dtype=object)
+    next_layer[: n - 1] = regions[1:]
+    next_layer[n - 1 :] = EMPTY
+    top = opening(_clean(shapely.difference(solid, next_layer[layer])), s / 2)
+    bottom = _clean(shapely.difference(solid, top))
+    sparse = _clean(shapely.difference(fill, solid))
+    return Islands(geom, layer, walls, fill, bottom, top, sparse)
+
+
+def _both(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Elementwise intersection where ``None`` means "no constraint" (the whole plane)."""
+    out = np.empty(len(a), dtype=object)
+    for i, (x, y) in enumerate(zip(a, b, strict=True)):
+        out[i] = y if x is None else x if y is None else None
+    pairs = np.array(
+        [x is not None and y is not None for x, y in zip(a, b, strict=True)], dtype=bool
+    )
+    if pairs.any():
+        out[pairs] = shapely.intersection(a[pairs], b[pairs])
+    return out
+
+
+def _minus(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a - b`` elementwise, where a ``None`` in ``b`` removes everything."""
+    out = np.empty(len(a), dtype=object)
+    out[:] = EMPTY
+    has = np.array([x is not None for x in b], dtype=bool)
+    if has.any():
+        out[has] = shapely.difference(a[has], b[has])
+    return out
+
+
+def _shift(values: np.ndarray, k: int) -> np.ndarray:
+    """``out[i] = values[i + k]``, EMPTY where ``i + k`` is outside the layers."""
+    n = len(values)
+    out = np.empty(n, dtype=object)
+    out[:] = EMPTY
+    if 0 <= k < n:
+        out[: n - k] = values[k:]
+    elif -n < k < 0:
+        out[-k:] = values[: n + k]
+    return out
+
+
+def _meet(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    out = np.empty(len(a), dtype=object)
+    out[:] = EMPTY
+    live = ~shapely.is_empty(a) & ~shapely.is_empty(b)
+    if live.any():
+        out[live] = shapely.intersection(a[live], b[live])
+    return out
+
+
+def _sparse_table(
+    regions: np.ndarray, longest: int, cancel: CancelToken | None
+) -> list[np.ndarray]:
+    """``table[j][i]`` = intersection of layers ``i .. i + 2**j - 1`` (for ``2**j <= longest``)."""
+    table = [regions]
+    while 2 ** len(table) <= longest:
         check_cancel(cancel)
-    return Islands(geom, layer, walls, fill, bottom_i, top_i, sparse_i)
+        half = 2 ** (len(table) - 1)
+        table.append(_meet(table[-1], _shift(table[-1], half)))
+    return table
 
 
-def _solid_areas(
-    regions: np.ndarray,
-    interior: np.ndarray,
-    spacing: np.ndarray,
-    settings: SliceSettings,
-    cancel: CancelToken | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per layer: the solid area (within top/bottom shells) and the top-exposed part of it."""
-    n = len(regions)
-    full = _covered(regions, settings.top_layers, +1, cancel)
-    below = _covered(regions, settings.bottom_layers, -1, cancel)
-    covered = shapely.intersection(full, below)
-    solid = _clean(shapely.difference(interior, covered))
-    solid = _clean(shapely.intersection(opening(solid, spacing / 2), interior))
-    above = np.empty(n, dtype=object)
-    above[: n - 1] = regions[1:]
-    above[n - 1 :] = EMPTY
-    top = _clean(shapely.difference(interior, above)) if n else above
-    top = opening(top, spacing / 2)
-    return solid, shapely.buffer(top, spacing, **_MITRE)
-
-
-def _covered(regions: np.ndarray, count: int, step: int, cancel: CancelToken | None) -> np.ndarray:
-    """Per layer: the area covered by every one of the next ``count`` layers in ``step`` direction."""
-    n = len(regions)
-    plane = shapely.box(-1e6, -1e6, 1e6, 1e6)
-    acc = np.empty(n, dtype=object)
-    acc[:] = plane
-    for k in range(1, count + 1):
-        check_cancel(cancel)
-        shifted = np.empty(n, dtype=object)
-        shifted[:] = EMPTY
-        if step > 0 and k < n:
-            shifted[: n - k] = regions[k:]
-        elif step < 0 and k < n:
-            shifted[k:] = regions[: n - k]
-        acc = shapely.intersection(acc, shifted)
-    return acc
+def _covered(table: list[np.ndarray], count: int, step: int) -> np.ndarray:
+    """Per layer: the area covered by every one of the next ``count`` layers in ``step``
+    direction (``None``: no constraint, when ``count`` is 0). A window of any length is the
+    intersection of two overlapping power-of-two windows of the sparse table."""
+    n = len(table[0])
+    if count == 0:
+        out = np.empty(n, dtype=object)
+        out[:] = None
+        return out
+    level = count.bit_length() - 1
+    power = 2**level
+    first = 1 if step > 0 else -count  # window [i + first, i + first + count - 1]
+    window = _shift(table[level], first)
+    if power < count:
+        window = _meet(window, _shift(table[level], first + count - power))
+    return window
 
 
 def plan_supports(

@@ -8,7 +8,6 @@ absolute (``M82``, reset with ``G92 E0`` at every layer) or relative (``M83``).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,20 +130,21 @@ class GcodeWriter:
 
     def layer(self, index: int, z: float, height: float, paths: list[Path]) -> float:
         """Write one layer; return its estimated time in seconds."""
-        start_pos = self.pos.copy()
-        ops = self._plan_ops(z, paths)
-        moves = self._ops_to_moves(ops, start_pos, 1.0)
+        rows = self._rows(z, paths)
+        moves = self._moves(rows)
         times = estimate_move_times(moves, self.limits)
         total = float(times.sum())
-        factor = 1.0
         target = self.settings.min_layer_time
         if target > 0 and total < target and len(moves):
-            printing = (moves.kind != MoveType.TRAVEL) & (moves.kind != MoveType.RETRACT)
+            printing = moves.kind_is_print
             t_ext = float(times[printing].sum())
             t_other = total - t_ext
             if t_ext > 0 and target > t_other:
                 factor = max(t_ext / (target - t_other), 0.05)
-                moves = self._ops_to_moves(ops, start_pos, factor)
+                extrude = rows.code == _EXTRUDE
+                slowed = np.maximum(rows.feed * factor, np.minimum(MIN_PRINT_SPEED, rows.feed))
+                rows.feed = np.where(extrude | (rows.code == _HEADER), slowed, rows.feed)
+                moves = self._moves(rows)
                 total = float(estimate_move_times(moves, self.limits).sum())
         self.moves.append(moves)
         header = [";LAYER_CHANGE", f";Z:{z:.3f}", f";HEIGHT:{height:.3f}"]
@@ -159,7 +159,9 @@ class GcodeWriter:
             header.append("M107" if fan == 0 else f"M106 S{fan}")
             self.fan = fan
         self.chunks.append("\n".join(header) + "\n")
-        self.chunks.append(self._ops_to_text(ops, factor))
+        self.chunks.append(self._text(rows, paths))
+        self.pos = np.array([rows.x[-1], rows.y[-1], rows.z[-1]])
+        self.retracted = not paths
         return total
 
     def _fan_for(self, index: int, layer_time: float) -> int:
@@ -175,138 +177,209 @@ class GcodeWriter:
                 percent = m.fan_max - (m.fan_max - m.fan_min) * (layer_time - slow) / (below - slow)
         return round(255 * percent / 100.0)
 
-    def _plan_ops(self, z: float, paths: list[Path]) -> list[tuple]:
-        """A layer as operations: ('retract'|'unretract'|'reset_e'|'z'|'travel'|'path', ...)."""
+    def _rows(self, z: float, paths: list[Path]) -> _Rows:
+        """Every G-code line of the layer as parallel arrays, in order (see ``_Rows``)."""
         r = self.printer.retraction
-        ops: list[tuple] = []
-        retracted = self.retracted
-        if not retracted:
-            ops.append(("retract",))
-            retracted = True
-        ops.append(("reset_e",))
-        ops.append(("z", z))
-        pos = self.pos
-        for i, path in enumerate(paths):
-            start = path.points[0]
-            dist = math.hypot(start[0] - pos[0], start[1] - pos[1])
-            if dist > 1e-6:
-                needs_retract = i == 0 or (dist > r.min_travel and dist > path.link)
-                lift = needs_retract and r.lift > 0
-                if needs_retract and not retracted:
-                    ops.append(("retract",))
-                    retracted = True
-                if lift:
-                    ops.append(("z", z + r.lift))
-                ops.append(("travel", start))
-                if lift:
-                    ops.append(("z", z))
-            if retracted:
-                ops.append(("unretract",))
-                retracted = False
-            ops.append(("path", path))
-            pos = np.array([path.points[-1][0], path.points[-1][1], z])
-        self.pos = pos if paths else np.array([pos[0], pos[1], z])
-        return ops
+        sp = self.printer.speeds
+        has_len = r.length > 0
+        prefix_codes = ([_RETRACT] if not self.retracted and has_len else []) + [_RESET, _Z]
+        n_pre = len(prefix_codes)
+        n = len(paths)
+        lengths = np.array([len(p.points) for p in paths], dtype=np.int64)
+        pts = np.concatenate([p.points for p in paths]) if n else np.zeros((0, 2))
+        first_pt = np.cumsum(lengths) - lengths
+        last_pt = first_pt + lengths - 1
+        start = pts[first_pt]
+        prev_end = np.vstack([self.pos[None, :2], pts[last_pt[:-1]]]) if n else np.zeros((0, 2))
+        dist = np.linalg.norm(start - prev_end, axis=1)
+        link = np.array([p.link for p in paths])
+        moving = dist > 1e-6
+        retract = moving & ((dist > r.min_travel) & (dist > link))
+        if n:
+            retract[0] = True  # the layer change left the filament retracted
+        lift = retract & moving & (r.lift > 0)
+        retract_row = retract & has_len & (np.arange(n) > 0)
+        unretract_row = retract & has_len
+        count = retract_row + 2 * lift + moving + unretract_row + 1 + (lengths - 1)
+        off = n_pre + np.cumsum(count) - count
+        total = n_pre + int(count.sum())
+        rows = _Rows.empty(total)
+        rows.code[:n_pre] = prefix_codes
+        rows.x[:n_pre], rows.y[:n_pre] = self.pos[0], self.pos[1]
+        rows.z[:n_pre] = z
+        rows.z[: n_pre - 1] = self.pos[2]
+        rows.feed[:n_pre] = sp.z_travel
+        if not self.retracted and has_len:
+            rows.e[0], rows.feed[0] = -r.length, r.speed
+        heads = self._put_moves(
+            rows, z, off, start, prev_end, retract_row, lift, moving, unretract_row
+        )
+        self._put_paths(rows, z, paths, pts, first_pt, lengths, heads)
+        return rows
 
-    def _ops_to_moves(self, ops: list[tuple], start_pos: np.ndarray, factor: float) -> Moves:
-        """Replay ``ops`` from the layer's starting position into move arrays."""
+    def _put_moves(
+        self,
+        rows: _Rows,
+        z: float,
+        off: np.ndarray,
+        start: np.ndarray,
+        prev_end: np.ndarray,
+        *flags: np.ndarray,
+    ) -> np.ndarray:
+        """Retract, lift, travel, lower and unretract rows before each path; return the rows
+        where each path starts (its header row)."""
         r = self.printer.retraction
-        xyz = start_pos.astype(np.float64).copy()
-        starts, ends, es, feeds, kinds = [], [], [], [], []
-        travel_f = self.printer.speeds.travel
-        for op in ops:
-            if op[0] in ("retract", "unretract"):
-                if r.length > 0:
-                    starts.append(xyz[None])
-                    ends.append(xyz[None])
-                    es.append([-r.length if op[0] == "retract" else r.length])
-                    feeds.append([r.speed])
-                    kinds.append([MoveType.RETRACT])
-            elif op[0] == "reset_e":
-                continue
-            elif op[0] in ("z", "travel"):
-                new = xyz.copy()
-                if op[0] == "z":
-                    new[2] = op[1]
-                    feed = self.printer.speeds.z_travel
-                else:
-                    new[:2] = op[1]
-                    feed = travel_f
-                starts.append(xyz[None])
-                ends.append(new[None])
-                es.append([0.0])
-                feeds.append([feed])
-                kinds.append([MoveType.TRAVEL])
-                xyz = new
-            else:
-                path: Path = op[1]
-                pts = np.empty((len(path.points), 3))
-                pts[:, :2] = path.points
-                pts[:, 2] = xyz[2]
-                seg = np.linalg.norm(np.diff(path.points, axis=0), axis=1)
-                starts.append(pts[:-1])
-                ends.append(pts[1:])
-                es.append(seg * path.e_per_mm)
-                speed = path.speed * factor if factor < 1.0 else path.speed
-                speed = max(speed, min(MIN_PRINT_SPEED, path.speed))
-                feeds.append(np.full(len(seg), speed))
-                kinds.append(np.full(len(seg), int(path.kind)))
-                xyz = pts[-1].copy()
-        if not starts:
-            return Moves.empty()
-        start = np.concatenate(starts).astype(np.float32)
+        sp = self.printer.speeds
+        retract_row, lift, moving, unretract_row = flags
+        p_up = off + retract_row
+        p_trav = p_up + lift
+        p_down = p_trav + moving
+        p_unret = p_down + lift
+        heads = p_unret + unretract_row
+        lifted = np.where(lift, z + r.lift, z)
+        _put(
+            rows, off[retract_row], _RETRACT, prev_end[retract_row], z=z, e=-r.length, feed=r.speed
+        )
+        _put(rows, p_up[lift], _Z, prev_end[lift], z=z + r.lift, e=0.0, feed=sp.z_travel)
+        _put(rows, p_trav[moving], _TRAVEL, start[moving], z=lifted[moving], e=0.0, feed=sp.travel)
+        _put(rows, p_down[lift], _Z, start[lift], z=z, e=0.0, feed=sp.z_travel)
+        _put(
+            rows,
+            p_unret[unretract_row],
+            _UNRETRACT,
+            start[unretract_row],
+            z=z,
+            e=r.length,
+            feed=r.speed,
+        )
+        return heads
+
+    @staticmethod
+    def _put_paths(
+        rows: _Rows,
+        z: float,
+        paths: list[Path],
+        pts: np.ndarray,
+        *index: np.ndarray,
+    ) -> None:
+        """A header row (type, feed) and one extrusion row per segment of every path."""
+        first_pt, lengths, heads = index
+        n = len(paths)
+        speed = np.array([p.speed for p in paths])
+        kinds = np.array([int(p.kind) for p in paths], dtype=np.int8)
+        _put(rows, heads, _HEADER, pts[first_pt], z=z, e=0.0, feed=speed)
+        rows.kind[heads] = kinds
+        seg_count = lengths - 1
+        owner = np.repeat(np.arange(n), seg_count)
+        local = np.arange(int(seg_count.sum())) - np.repeat(
+            np.cumsum(seg_count) - seg_count, seg_count
+        )
+        src = first_pt[owner] + local + 1
+        dst = heads[owner] + 1 + local
+        seg_len = np.linalg.norm(pts[src] - pts[src - 1], axis=1)
+        e_mm = np.array([p.e_per_mm for p in paths])
+        _put(rows, dst, _EXTRUDE, pts[src], z=z, e=seg_len * e_mm[owner], feed=speed[owner])
+        rows.kind[dst] = kinds[owner]
+
+    def _moves(self, rows: _Rows) -> Moves:
+        moving = rows.code != _HEADER
+        moving &= rows.code != _RESET
+        end = np.stack([rows.x, rows.y, rows.z], axis=1)[moving]
+        start = np.vstack([self.pos[None, :], end[:-1]]) if len(end) else end
+        code = rows.code[moving]
+        kind = np.where(code == _EXTRUDE, rows.kind[moving], np.int8(MoveType.TRAVEL))
+        kind = np.where((code == _RETRACT) | (code == _UNRETRACT), np.int8(MoveType.RETRACT), kind)
         return Moves(
-            start=start,
-            end=np.concatenate(ends).astype(np.float32),
-            e=np.concatenate([np.asarray(e, dtype=np.float64) for e in es]).astype(np.float32),
-            feed=np.concatenate([np.asarray(f, dtype=np.float64) for f in feeds]).astype(
-                np.float32
-            ),
-            kind=np.concatenate([np.asarray(k, dtype=np.int8) for k in kinds]),
-            accel=np.zeros(len(start), np.float32),
+            start=start.astype(np.float32),
+            end=end.astype(np.float32),
+            e=rows.e[moving].astype(np.float32),
+            feed=rows.feed[moving].astype(np.float32),
+            kind=kind.astype(np.int8),
+            accel=np.zeros(len(end), np.float32),
         )
 
-    def _ops_to_text(self, ops: list[tuple], factor: float) -> str:
+    def _text(self, rows: _Rows, paths: list[Path]) -> str:
+        sp = self.printer.speeds
+        r = self.printer.retraction
+        travel_f = f" F{sp.travel * 60:.0f}"
+        z_f = f" F{sp.z_travel * 60:.0f}"
+        ret_f = f" F{r.speed * 60:.0f}"
+        if self.relative:
+            e_out = rows.e
+        else:
+            reset_at = int(np.flatnonzero(rows.code == _RESET)[0])
+            e_out = np.empty(len(rows.e))
+            e_out[:reset_at] = self.e + np.cumsum(rows.e[:reset_at])
+            e_out[reset_at:] = np.cumsum(rows.e[reset_at:])
+            self.e = float(e_out[-1]) if len(e_out) else self.e
         lines: list[str] = []
-        travel_f = f"F{self.printer.speeds.travel * 60:.0f}"
-        z_f = f"F{self.printer.speeds.z_travel * 60:.0f}"
-        for op in ops:
-            name = op[0]
-            if name == "retract":
-                lines.append(self._retract_text())
-            elif name == "unretract":
-                lines.append(self._unretract_text())
-            elif name == "reset_e":
-                if not self.relative:
-                    lines.append("G92 E0")
-                    self.e = 0.0
-            elif name == "z":
-                lines.append(f"G1 Z{op[1]:.3f} {z_f}")
-            elif name == "travel":
-                lines.append(f"G1 X{op[1][0]:.3f} Y{op[1][1]:.3f} {travel_f}")
+        add = lines.append
+        kind = self.kind
+        labels = {int(k): k.label for k in MoveType}
+        for code, x, y, z, e, feed, k in zip(
+            rows.code.tolist(),
+            rows.x.tolist(),
+            rows.y.tolist(),
+            rows.z.tolist(),
+            e_out.tolist(),
+            rows.feed.tolist(),
+            rows.kind.tolist(),
+            strict=True,
+        ):
+            if code == _EXTRUDE:
+                add(f"G1 X{x:.3f} Y{y:.3f} E{e:.5f}")
+            elif code == _TRAVEL:
+                add(f"G1 X{x:.3f} Y{y:.3f}{travel_f}")
+            elif code == _HEADER:
+                if k != kind:
+                    add(f";TYPE:{labels[k]}")
+                    kind = k
+                add(f"G1 F{feed * 60:.0f}")
+            elif code in (_RETRACT, _UNRETRACT):
+                add(f"G1 E{e:.5f}{ret_f}")
+            elif code == _Z:
+                add(f"G1 Z{z:.3f}{z_f}")
             else:
-                self._path_text(op[1], factor, lines)
+                add("G92 E0" if not self.relative else "")
+        self.kind = kind
         return "\n".join(line for line in lines if line) + "\n"
 
-    def _path_text(self, path: Path, factor: float, lines: list[str]) -> None:
-        if path.kind != self.kind:
-            lines.append(f";TYPE:{path.kind.label}")
-            self.kind = path.kind
-        speed = path.speed * factor if factor < 1.0 else path.speed
-        speed = max(speed, min(MIN_PRINT_SPEED, path.speed))
-        lines.append(f"G1 F{speed * 60:.0f}")
-        pts = path.points
-        seg_e = np.linalg.norm(np.diff(pts, axis=0), axis=1) * path.e_per_mm
-        if self.relative:
-            e_values = seg_e
-        else:
-            e_values = self.e + np.cumsum(seg_e)
-            self.e = float(e_values[-1]) if len(e_values) else self.e
-        xs = pts[1:, 0].tolist()
-        ys = pts[1:, 1].tolist()
-        lines.extend(
-            [
-                f"G1 X{x:.3f} Y{y:.3f} E{e:.5f}"
-                for x, y, e in zip(xs, ys, e_values.tolist(), strict=True)
-            ]
+
+_EXTRUDE, _TRAVEL, _RETRACT, _UNRETRACT, _Z, _HEADER, _RESET = range(7)
+
+
+@dataclass
+class _Rows:
+    """One layer's G-code lines as arrays: code (_EXTRUDE, _TRAVEL, ...), end position, E delta,
+    feed (mm/s) and move kind."""
+
+    code: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    z: np.ndarray
+    e: np.ndarray
+    feed: np.ndarray
+    kind: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int) -> _Rows:
+        return cls(
+            np.zeros(n, np.int8),
+            np.zeros(n),
+            np.zeros(n),
+            np.zeros(n),
+            np.zeros(n),
+            np.zeros(n),
+            np.zeros(n, np.int8),
         )
+
+
+def _put(
+    rows: _Rows, at: np.ndarray, code: int, xy: np.ndarray, *, z: object, e: object, feed: object
+) -> None:
+    rows.code[at] = code
+    rows.x[at] = xy[:, 0]
+    rows.y[at] = xy[:, 1]
+    rows.z[at] = z
+    rows.e[at] = e
+    rows.feed[at] = feed
