@@ -522,7 +522,7 @@ class MainWindow(QtWidgets.QMainWindow):
         path = Path(path)
         widget = self if whole_window else self.area
         self.area.view3d.render()
-        if not widget.grab().save(str(path), "PNG"):
+        if not self.area.snapshot(widget).save(str(path), "PNG"):
             msg = f"could not write {path.name}; choose another folder"
             raise MedPrintError(msg)
         return path

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.imaging.volume import Volume
 from app.viewers.geometry import ORIENTATIONS
@@ -67,6 +67,12 @@ class ViewArea(QtWidgets.QWidget):
             view.reset_view()
         if self.state.volume is not None:
             self.view3d.camera_preset("anterior")
+
+    def snapshot(self, widget: QtWidgets.QWidget | None = None) -> QtGui.QPixmap:
+        """A picture of ``widget`` (this area by default, or the window holding it), with the
+        3D view freshly rendered into it."""
+        self.view3d.render()
+        return (widget or self).grab()
 
     def show_volume(self, volume: Volume | None, window_preset: str = "auto") -> None:
         """Show a volume in all four views (the 3D view downsamples it)."""

@@ -103,6 +103,10 @@ class View3D(QtWidgets.QWidget):
     ) -> None:
         super().__init__(parent)
         self.max_voxels_per_side = max_voxels_per_side
+        # The QtInteractor is a QOpenGLWidget: with it in the window, Qt composes the whole
+        # window with OpenGL on every repaint (on Mesa's llvmpipe that is most of a slice-scroll
+        # step; see benchmarks/bench_ui.py). Hosting it in its own native window through a
+        # window container avoided that but crashed VTK on re-render, so it stays embedded.
         self.plotter = QtInteractor(self, auto_update=False)
         self.plotter.set_background((0.10, 0.11, 0.14), top=(0.28, 0.30, 0.36))
         self.plotter.add_axes(xlabel="L", ylabel="P", zlabel="S", line_width=2)

@@ -87,7 +87,7 @@ def test_slice_views_render_bone_where_bone_is(fresh, ct_volume, artifacts):
         image = grab_array(view)
         assert image.std() > 20, f"{orientation} view looks blank"
         assert view.geometry_ is not None and view.n_slices > 1
-    fresh.grab().save(str(artifacts / "views-four-up.png"))
+    fresh.snapshot().save(str(artifacts / "views-four-up.png"))
 
 
 def test_three_d_view_renders_bone(fresh, artifacts):
