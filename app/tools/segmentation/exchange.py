@@ -156,9 +156,9 @@ def _clean(text: str) -> str:
     return text.replace("\n", " ").replace("\r", " ")
 
 
-def _parse_nrrd(stream: BinaryIO) -> tuple[dict[str, str], dict[str, str], np.ndarray]:
-    magic = stream.readline()
-    if not magic.startswith(b"NRRD000"):
+def _read_header(stream: BinaryIO) -> tuple[dict[str, str], dict[str, str]]:
+    """NRRD fields (lower-case keys) and key/value pairs, up to the blank line."""
+    if not stream.readline().startswith(b"NRRD000"):
         msg = "not a NRRD file (no NRRD magic); export it from Slicer as .seg.nrrd or .nrrd"
         raise SegmentationError(msg)
     fields: dict[str, str] = {}
@@ -170,7 +170,7 @@ def _parse_nrrd(stream: BinaryIO) -> tuple[dict[str, str], dict[str, str], np.nd
             raise SegmentationError(msg)
         line = raw.decode("utf-8", "replace").rstrip("\r\n")
         if line == "":
-            break
+            return fields, keyvalues
         if line.startswith("#"):
             continue
         if ":=" in line:
@@ -179,6 +179,10 @@ def _parse_nrrd(stream: BinaryIO) -> tuple[dict[str, str], dict[str, str], np.nd
         elif ": " in line:
             key, value = line.split(": ", 1)
             fields[key.strip().lower()] = value.strip()
+
+
+def _parse_nrrd(stream: BinaryIO) -> tuple[dict[str, str], dict[str, str], np.ndarray]:
+    fields, keyvalues = _read_header(stream)
     if "data file" in fields or "datafile" in fields:
         msg = "detached NRRD data files are not supported; save the segmentation as one .seg.nrrd"
         raise SegmentationError(msg)
@@ -188,32 +192,36 @@ def _parse_nrrd(stream: BinaryIO) -> tuple[dict[str, str], dict[str, str], np.nd
             f"NRRD type {fields.get('type')!r} is not a label type; save the label map as integers"
         )
         raise SegmentationError(msg)
-    sizes = [int(v) for v in fields["sizes"].split()]
-    encoding = fields.get("encoding", "raw").lower()
-    payload = stream.read()
-    if encoding in ("gzip", "gz"):
-        try:
-            payload = gzip.decompress(payload)
-        except (OSError, EOFError, zlib.error) as exc:
-            msg = "NRRD data is damaged (gzip); export the file again"
-            raise SegmentationError(msg) from exc
-    elif encoding != "raw":
-        msg = f"NRRD encoding {encoding!r} is not supported; use raw or gzip"
-        raise SegmentationError(msg)
-    count = int(np.prod(sizes))
+    try:
+        sizes = [int(v) for v in fields["sizes"].split()]
+    except (KeyError, ValueError):
+        msg = "the NRRD header has no valid 'sizes' field; export the file again"
+        raise SegmentationError(msg) from None
+    payload = _read_payload(stream, fields.get("encoding", "raw").lower())
     itemsize = np.dtype(dtype).itemsize
+    count = int(np.prod(sizes))
     if len(payload) < count * itemsize:
         msg = "NRRD data is shorter than its sizes; the file is truncated"
         raise SegmentationError(msg)
-    payload = (
-        payload[len(payload) - count * itemsize :] if len(payload) > count * itemsize else payload
-    )
     endian = "<" if fields.get("endian", "little") == "little" else ">"
-    array = np.frombuffer(
-        payload, dtype=np.dtype(dtype).newbyteorder(endian) if itemsize > 1 else dtype
-    )
+    stored = np.dtype(dtype).newbyteorder(endian) if itemsize > 1 else np.dtype(dtype)
+    array = np.frombuffer(payload[: count * itemsize], dtype=stored)
     array = array.astype(np.dtype(dtype).newbyteorder("="), copy=False).reshape(sizes[::-1])
     return fields, keyvalues, array
+
+
+def _read_payload(stream: BinaryIO, encoding: str) -> bytes:
+    payload = stream.read()
+    if encoding in ("gzip", "gz"):
+        try:
+            return gzip.decompress(payload)
+        except (OSError, EOFError, zlib.error) as exc:
+            msg = "NRRD data is damaged (gzip); export the file again"
+            raise SegmentationError(msg) from exc
+    if encoding != "raw":
+        msg = f"NRRD encoding {encoding!r} is not supported; use raw or gzip"
+        raise SegmentationError(msg)
+    return payload
 
 
 def _nrrd_geometry(fields: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
@@ -222,13 +230,16 @@ def _nrrd_geometry(fields: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
     if len(vectors) != 3:
         msg = "the NRRD has no 3D space directions; it is not a volume label map"
         raise SegmentationError(msg)
-    axes = np.array([[float(x) for x in v.split(",")] for v in vectors]).T
-    origin = np.array(
-        [
-            float(x)
-            for x in re.findall(r"\(([^)]*)\)", fields.get("space origin", "(0,0,0)"))[0].split(",")
-        ]
-    )
+    try:
+        axes = np.array([[float(x) for x in v.split(",")] for v in vectors]).T
+        found = re.findall(r"\(([^)]*)\)", fields.get("space origin", "(0,0,0)"))
+        origin = np.array([float(x) for x in found[0].split(",")])
+    except (ValueError, IndexError):
+        msg = "the NRRD space directions or origin are not numbers; export the file again"
+        raise SegmentationError(msg) from None
+    if axes.shape != (3, 3) or origin.shape != (3,) or abs(np.linalg.det(axes)) < 1e-12:
+        msg = "the NRRD geometry is not a 3D grid; export the file again"
+        raise SegmentationError(msg)
     space = fields.get("space", "left-posterior-superior").lower()
     if space in ("right-anterior-superior", "ras"):
         flip = np.diag([-1.0, -1.0, 1.0])
