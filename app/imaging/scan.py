@@ -536,6 +536,10 @@ def _read_one(
     except RecursionError:
         result.rejected.append(Rejected(source.label, "sequences nested too deeply to read safely"))
         return None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        result.rejected.append(Rejected(source.label, f"cannot be read ({reason})"))
+        return None
     except Exception as exc:  # any parse failure of a bad file becomes a rejection
         result.rejected.append(Rejected(source.label, f"unreadable DICOM ({_brief(exc)})"))
         return None

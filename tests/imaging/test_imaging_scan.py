@@ -161,3 +161,20 @@ def test_identity_fields_read_from_the_header(dicom_dir: Path) -> None:
     assert series.identity["birth_date"] == str(ds.get("PatientBirthDate", ""))
     assert series.identity["sex"] == str(ds.get("PatientSex", ""))
     assert series.identity["series_instance_uid"] == ds.SeriesInstanceUID
+
+
+def test_unreadable_and_missing_paths_are_listed_not_fatal(tmp_path: Path) -> None:
+    import os
+
+    locked = tmp_path / "locked.dcm"
+    locked.write_bytes(b"\0" * 128 + b"DICM")
+    locked.chmod(0)
+    try:
+        result = scan([tmp_path, tmp_path / "absent"])
+    finally:
+        locked.chmod(0o600)
+    reasons = {Path(r.file).name: r.reason for r in result.rejected}
+    assert reasons["absent"] == "does not exist"
+    if os.geteuid() != 0:  # root reads anything
+        assert reasons["locked.dcm"].startswith("cannot be read")
+    assert result.series == []
