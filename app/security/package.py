@@ -734,20 +734,27 @@ class _Folder(_Container):
         return os.fdopen(fd, "rb")
 
 
-def _walk_folder(root: Path, prefix: str = "") -> Iterator[_Entry]:
-    with os.scandir(root) as it:
-        items = sorted(it, key=lambda e: e.name)
-    for item in items:
-        name = f"{prefix}{item.name}"
-        if item.is_symlink():
-            yield _Entry(name, "symlink")
-        elif item.is_dir(follow_symlinks=False):
-            yield _Entry(f"{name}/", "dir")
-            yield from _walk_folder(Path(item.path), f"{name}/")
-        elif item.is_file(follow_symlinks=False):
-            yield _Entry(name, "file", item.stat(follow_symlinks=False).st_size)
-        else:
-            yield _Entry(name, "special")
+def _walk_folder(root: Path) -> Iterator[_Entry]:
+    """Every entry under ``root`` (links not followed), depth-first in name order; iterative,
+    so a maliciously deep tree cannot exhaust the stack."""
+    pending: list[tuple[Path, str]] = [(root, "")]
+    while pending:
+        folder, prefix = pending.pop()
+        with os.scandir(folder) as it:
+            items = sorted(it, key=lambda e: e.name)
+        below: list[tuple[Path, str]] = []
+        for item in items:
+            name = f"{prefix}{item.name}"
+            if item.is_symlink():
+                yield _Entry(name, "symlink")
+            elif item.is_dir(follow_symlinks=False):
+                yield _Entry(f"{name}/", "dir")
+                below.append((Path(item.path), f"{name}/"))
+            elif item.is_file(follow_symlinks=False):
+                yield _Entry(name, "file", item.stat(follow_symlinks=False).st_size)
+            else:
+                yield _Entry(name, "special")
+        pending.extend(reversed(below))
 
 
 class _Zip(_Container):

@@ -545,6 +545,20 @@ def test_extract_verifies_then_writes_the_same_package(built, signer, tmp_path):
         pkg.extract_package(built, tmp_path / "again", [signer.public_key])
 
 
+def test_a_very_deep_folder_is_reported_not_a_crash(built, signer):
+    levels = [built / "x"]
+    for _ in range(1100):  # deeper than Python's recursion limit
+        levels.append(levels[-1] / "d")
+    for level in levels:
+        level.mkdir()
+    try:
+        report = _verify(built, signer)
+        assert report.problems[0].code == pkg.UNLISTED and report.problems[0].path == "x/"
+    finally:
+        for level in reversed(levels):  # shutil.rmtree would recurse as deep
+            level.rmdir()
+
+
 def test_not_a_package(env, tmp_path, signer):
     junk = tmp_path / "junk.bin"
     junk.write_bytes(os.urandom(100))
