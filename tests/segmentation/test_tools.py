@@ -56,9 +56,25 @@ def test_threshold_preview_matches_apply(small_volume):
     from app.tools.segmentation.threshold import ThresholdParams, preview
 
     params = ThresholdParams(preset="bone")
-    plane = preview(small_volume, params, k=20)
+    plane = preview(small_volume, params, 20)
     assert plane.shape == small_volume.shape[1:]
     assert np.array_equal(plane, small_volume.array[20] >= 226)
+    coronal = preview(small_volume, params, 25, axis="j")
+    assert np.array_equal(coronal, small_volume.array[:, 25] >= 226)
+
+
+def test_overlay_slice_colours_visible_segments(small_volume):
+    from app.tools.segmentation.overlay import overlay_slice
+
+    seg = Segmentation(small_volume)
+    run(seg, small_volume, "threshold", preset="compact-bone")
+    rgba = overlay_slice(seg, "k", 20, opacity=0.5)
+    ball = small_volume.array[20] == 700
+    assert rgba.shape == (*small_volume.shape[1:], 4)
+    assert (rgba[ball, 3] == 128).all() and (rgba[~ball, 3] == 0).all()
+    assert overlay_slice(seg, "i", 30, outline=True)[..., 3].sum() < rgba[..., 3].sum()
+    seg.update_segment("compact-bone", visible=False)
+    assert not overlay_slice(seg, "k", 20).any()
 
 
 def test_margin_grows_and_shrinks_by_whole_voxels_per_axis(small_volume):

@@ -124,11 +124,18 @@ def threshold_mask(array: np.ndarray, lower: float, upper: float) -> np.ndarray:
     return mask
 
 
-def preview(volume: Any, params: ThresholdParams, k: int | None = None) -> np.ndarray:
-    """The mask a threshold would give, for one axial slice ``k`` or the whole volume (for live preview)."""
+def preview(
+    volume: Any, params: ThresholdParams, index: int | None = None, axis: str = "k"
+) -> np.ndarray:
+    """The mask a threshold would give on one slice (for the live preview), or on the volume.
+
+    ``axis`` "k" is an axial slice (rows j, columns i), "j" coronal, "i" sagittal.
+    """
     low, high = resolve_range(volume, params)
     array = hu_array(volume)
-    return threshold_mask(array if k is None else array[k], low, high)
+    if index is not None:
+        array = np.take(array, int(index), axis={"k": 0, "j": 1, "i": 2}[axis])
+    return threshold_mask(array, low, high)
 
 
 class ThresholdTool(Tool):
