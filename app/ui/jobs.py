@@ -16,7 +16,19 @@ class Loaded:
 
     volume: Volume
     title: str
-    case: Any = None  # app.case.Case, or None for a volume outside the vault (the sample)
+    case: Any = None  # app.case.Case, or None for a volume outside the vault
+    segmentation: Any = None  # the case's saved Segmentation, if any
+
+
+SEGMENTATION_FILE = "segmentation.seg"
+
+
+def _saved_segmentation(case: Any) -> Any:
+    if not case.has(SEGMENTATION_FILE):
+        return None
+    from app.tools.segmentation import Segmentation  # noqa: PLC0415
+
+    return Segmentation.from_bytes(case.load_bytes(SEGMENTATION_FILE))
 
 
 def load_case(
@@ -33,9 +45,11 @@ def load_case(
     progress.update(0.2, "decrypting the image")
     volume = case.load_volume()
     check_cancel(cancel)
+    progress.update(0.8, "reading the segmentation")
+    segmentation = _saved_segmentation(case)
     audit.record("case.open", case=pseudonym, shape=list(volume.shape))
     progress.update(1.0, "case open")
-    return Loaded(volume, pseudonym, case)
+    return Loaded(volume, pseudonym, case, segmentation)
 
 
 def load_sample(
@@ -49,9 +63,10 @@ def load_sample(
     check_cancel(cancel)
     progress.update(0.85, "decrypting the image")
     volume = case.load_volume()
+    segmentation = _saved_segmentation(case)
     audit.record("case.open", case=case.pseudonym, shape=list(volume.shape), sample=True)
     progress.update(1.0, "sample case open")
-    return Loaded(volume, f"{case.pseudonym} (sample)", case)
+    return Loaded(volume, f"{case.pseudonym} (sample)", case, segmentation)
 
 
 @dataclass

@@ -16,11 +16,10 @@ from app.settings import Paths, Settings, resolve_paths
 from app.ui import jobs
 from app.ui.case_browser import CaseBrowser
 from app.ui.messages import show_error, show_info
-from app.ui.panels import STAGES, AuditPanel, DisplayPanel, StagePanel
+from app.ui.panels import STAGES, AuditPanel, DisplayPanel, StagePanel, module_available
 from app.ui.settings_dialog import DATA_DIR_KEY, SettingsDialog, qt_settings
 from app.ui.worker import Worker
 from app.viewers.layout import LAYOUTS, ViewArea
-from app.viewers.slice_view import TOOLS
 from app.viewers.windowing import PRESET_NAMES
 
 log = logging.getLogger(__name__)
@@ -112,6 +111,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.case: Any = None
         self.case_title = ""
         self.edit_target: Any = None  # an object with undo()/redo()/can_undo()/can_redo()
+        self.segment_panel: Any = None
         self.setWindowTitle("MedPrint")
         self.setObjectName("mainWindow")
         self.resize(1440, 900)
@@ -172,7 +172,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.stage_docks: dict[str, QtWidgets.QDockWidget] = {}
         previous = None
         for title in STAGES:
-            panel = StagePanel(title, self)
+            panel = self._stage_panel(title)
             dock = self._dock(title, panel, right)
             if previous is not None:
                 self.tabifyDockWidget(previous, dock)
@@ -190,6 +190,19 @@ class MainWindow(QtWidgets.QMainWindow):
         self.audit_dock.visibilityChanged.connect(
             lambda shown: shown and self.audit_panel.refresh()
         )
+
+    def _stage_panel(self, title: str) -> QtWidgets.QWidget:
+        """The real panel when its core module is in this build, else a labelled empty one."""
+        if title == "Segment" and module_available("app.tools.segmentation.base"):
+            from app.ui.segment_panel import SegmentPanel  # noqa: PLC0415
+
+            panel = SegmentPanel(self.state, self)
+            panel.connect_views(list(self.area.slice_views.values()))
+            panel.historyChanged.connect(self._sync_edit_actions)
+            self.segment_panel = panel
+            self.edit_target = panel
+            return panel
+        return StagePanel(title, self)
 
     def _action(
         self, text: str, slot: Any, shortcut: Any = None, tip: str = "", checkable: bool = False
@@ -256,7 +269,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.layout_actions["four-up"].setChecked(True)
         self.tool_actions = {}
         tool_group = QtGui.QActionGroup(self)
-        for name, key in zip(TOOLS, ("N", "M", "A"), strict=True):
+        for name, key in zip(("navigate", "ruler", "angle"), ("N", "M", "A"), strict=True):
             act = self._action(
                 name.capitalize(),
                 lambda _=False, v=name: self.area.set_tool(v),
@@ -393,6 +406,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.case = result.case
         self.case_title = result.title
         self.show_volume(result.volume)
+        panel = getattr(self, "segment_panel", None)
+        if panel is not None:
+            panel.attach(result.volume, result.segmentation)
         self.setWindowTitle(f"MedPrint — {result.title}")
         if result.case is not None:
             self._push_recent(result.case.pseudonym)

@@ -22,7 +22,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.viewers.geometry import SliceGeometry
 from app.viewers.state import ViewerState
-from app.viewers.windowing import WindowLut, label_colors, overlay_rgba
+from app.viewers.windowing import WindowLut, overlay_rgba
 
 # 3D Slicer's view colours: axial red, coronal green, sagittal yellow.
 VIEW_COLORS = {
@@ -30,7 +30,7 @@ VIEW_COLORS = {
     "coronal": QtGui.QColor(110, 200, 110),
     "sagittal": QtGui.QColor(237, 213, 84),
 }
-TOOLS = ("navigate", "ruler", "angle")
+TOOLS = ("navigate", "ruler", "angle", "stroke")  # stroke: a drag handed to an editing tool
 _TEXT = QtGui.QColor(230, 230, 230)
 _MEASURE = QtGui.QColor(80, 220, 255)
 
@@ -66,6 +66,9 @@ class SliceView(QtWidgets.QWidget):
     readoutChanged = QtCore.Signal(str)
     measurementAdded = QtCore.Signal(object)
     viewClicked = QtCore.Signal(object)  # LPS point of a left click, for editing tools
+    strokeStarted = QtCore.Signal(object)  # LPS point; "stroke" tool only
+    strokeMoved = QtCore.Signal(object)
+    strokeEnded = QtCore.Signal()
 
     def __init__(
         self, state: ViewerState, orientation: str, parent: QtWidgets.QWidget | None = None
@@ -288,13 +291,7 @@ class SliceView(QtWidgets.QWidget):
         if not plane.any():
             self._invalidate()
             return
-        n_labels = int(plane.max())
-        opacity = 1.0 if self.state.overlay_outline else self.state.overlay_opacity
-        colors = {label: self.state.color_of(label) for label in range(1, n_labels + 1)}
-        table = label_colors(n_labels, colors, opacity)
-        for label, visible in self.state.segment_visible.items():
-            if not visible and label <= n_labels:
-                table[label, 3] = 0
+        table = self.state.overlay_table(int(plane.max()))
         rgba = overlay_rgba(plane, table, outline=self.state.overlay_outline)
         alpha = rgba[..., 3:4].astype(np.uint16)
         rgba[..., :3] = (rgba[..., :3].astype(np.uint16) * alpha // 255).astype(np.uint8)
@@ -480,7 +477,7 @@ class SliceView(QtWidgets.QWidget):
             )
             label = ""
             if self.state.labels is not None and self.state.labels[k, j, i]:
-                label = f"  segment {int(self.state.labels[k, j, i])}"
+                label = f"  {self.state.label_name(int(self.state.labels[k, j, i]))}"
             x, y, z = lps
             self._readout = f"{number}{unit}  at ({x:.1f}, {y:.1f}, {z:.1f}) mm LPS{label}"
         self.readoutChanged.emit(self._readout)
@@ -539,6 +536,9 @@ class SliceView(QtWidgets.QWidget):
                 self._drag = ("cursor", pos, ())
                 self.state.set_cursor(lps)
                 self.viewClicked.emit(lps)
+            elif self.tool == "stroke":
+                self._drag = ("stroke", pos, ())
+                self.strokeStarted.emit(lps)
             else:
                 self._tool_press(lps)
 
@@ -566,12 +566,17 @@ class SliceView(QtWidgets.QWidget):
             self.state.set_window(width + delta.x() * rate, level - delta.y() * rate)
         elif kind == "cursor":
             self.state.set_cursor(self.screen_to_lps(pos))
+        elif kind == "stroke":
+            self.strokeMoved.emit(self.screen_to_lps(pos))
         else:
             self.update()
 
     def mouseReleaseEvent(self, event: QtGui.QMouseEvent) -> None:
         if self._drag is not None and self._drag[0] == "measure" and self._pending is not None:
             self._finish_ruler()
+        if self._drag is not None and self._drag[0] == "stroke":
+            self._drag = None
+            self.strokeEnded.emit()
         self._drag = None
 
     def leaveEvent(self, event: QtCore.QEvent) -> None:

@@ -34,6 +34,9 @@ class ViewerState(QtCore.QObject):
         self.overlay_opacity = 0.5
         self.overlay_outline = False
         self.overlay_visible = True
+        self.label_table: np.ndarray | None = None  # (N, 3) uint8 RGB per label value
+        self.label_shown: np.ndarray | None = None  # (N,) bool per label value
+        self.label_names: dict[int, str] = {}
 
     # -- volume -------------------------------------------------------------------------------
     def set_volume(self, volume: Volume | None, preset: str = "auto") -> None:
@@ -42,6 +45,8 @@ class ViewerState(QtCore.QObject):
         self.labels = None
         self.segment_colors = {}
         self.segment_visible = {}
+        self.label_table = self.label_shown = None
+        self.label_names = {}
         if volume is not None:
             ni, nj, nk = volume.size_ijk
             self.cursor = volume.index_to_lps(np.array([(ni - 1) / 2, (nj - 1) / 2, (nk - 1) / 2]))
@@ -83,9 +88,48 @@ class ViewerState(QtCore.QObject):
             msg = f"label map shape {labels.shape} differs from the volume's {self.volume.shape}"
             raise ValueError(msg)
         self.labels = labels
+        if labels is None:
+            self.label_table = self.label_shown = None
+            self.label_names = {}
         if colors is not None:
             self.segment_colors = dict(colors)
         self.overlayChanged.emit()
+
+    def set_label_table(
+        self,
+        labels: np.ndarray | None,
+        table: np.ndarray,
+        shown: np.ndarray | None = None,
+        names: dict[int, str] | None = None,
+    ) -> None:
+        """Show ``labels`` coloured by an explicit table: value v is drawn ``table[v]`` (RGB)
+        when ``shown[v]``. Used for bit-field segmentations, where a value is a set of segments."""
+        table = np.asarray(table, dtype=np.uint8).reshape(-1, 3)
+        self.label_table = table
+        self.label_shown = (
+            np.ones(len(table), dtype=bool) if shown is None else np.asarray(shown, dtype=bool)
+        )
+        self.label_names = dict(names or {})
+        self.set_labels(labels)
+
+    def overlay_table(self, max_value: int) -> np.ndarray:
+        """(max_value + 1, 4) RGBA uint8 for label values 0..max_value with the current style."""
+        opacity = 1.0 if self.overlay_outline else self.overlay_opacity
+        alpha = round(float(np.clip(opacity, 0.0, 1.0)) * 255)
+        out = np.zeros((max_value + 1, 4), dtype=np.uint8)
+        if self.label_table is not None:
+            n = min(len(self.label_table), max_value + 1)
+            out[:n, :3] = self.label_table[:n]
+            out[:n, 3] = np.where(self.label_shown[:n], alpha, 0)
+        else:
+            for value in range(1, max_value + 1):
+                out[value, :3] = self.color_of(value)
+                out[value, 3] = alpha if self.segment_visible.get(value, True) else 0
+        out[0, 3] = 0
+        return out
+
+    def label_name(self, value: int) -> str:
+        return self.label_names.get(value, f"segment {value}")
 
     def set_segment_color(self, label: int, rgb: tuple[int, int, int]) -> None:
         self.segment_colors[label] = tuple(int(c) for c in rgb)

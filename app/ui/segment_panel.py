@@ -1,0 +1,581 @@
+"""The Segment panel: segments list, the registered tools with forms built from their
+parameter specs, paint/erase strokes in the slice views, undo/redo, save with the case.
+
+The tools are the Qt-free ones of ``app.tools.segmentation``; they run through the worker
+adapter. The overlay shows the segmentation's bit-field labels directly (no label-map copy per
+edit): a colour table maps every bit combination to the colour of its top visible segment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from app.errors import MedPrintError
+from app.ui.jobs import SEGMENTATION_FILE
+from app.ui.messages import show_error
+from app.ui.worker import Worker
+from app.viewers.state import ViewerState
+
+_AXIS_NAMES = {0: "i", 1: "j", 2: "k"}
+_MAX_TABLE_BITS = 16
+
+
+def bitfield_table(seg: Any, bits: int) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    """RGB table, shown flags and names for every value of a ``bits``-bit label field."""
+    values = np.arange(1 << bits, dtype=np.int64)
+    table = np.zeros((len(values), 3), dtype=np.uint8)
+    shown = np.zeros(len(values), dtype=bool)
+    names: dict[int, str] = {}
+    for segment in seg.segments:
+        has = ((values >> segment.bit) & 1).astype(bool)
+        rgb = np.clip(np.asarray(segment.color, dtype=float) * 255, 0, 255).astype(np.uint8)
+        if segment.visible:
+            table[has] = rgb
+            shown |= has
+        names[1 << segment.bit] = segment.name
+    return table, shown, names
+
+
+class _Bridge(QtCore.QObject):
+    """Carries model events (possibly from a worker thread) to the GUI thread."""
+
+    changed = QtCore.Signal(str)
+
+
+class ParamForm(QtWidgets.QWidget):
+    """Widgets for one tool's parameters, built from its :class:`ParamSpec` list."""
+
+    def __init__(
+        self, tool: Any, segment_names: list[str], parent: QtWidgets.QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.tool = tool
+        self.widgets: dict[str, tuple[Any, QtWidgets.QWidget]] = {}
+        form = QtWidgets.QFormLayout(self)
+        form.setContentsMargins(0, 0, 0, 0)
+        for spec in tool.specs():
+            widget = self._widget_for(spec, segment_names)
+            if widget is None:
+                continue
+            label = spec.label + (f" ({spec.unit})" if spec.unit else "")
+            widget.setToolTip(spec.help)
+            form.addRow(label, widget)
+            self.widgets[spec.name] = (spec, widget)
+
+    def _widget_for(self, spec: Any, segment_names: list[str]) -> QtWidgets.QWidget | None:
+        kind = spec.kind
+        if kind == "bool":
+            box = QtWidgets.QCheckBox(self)
+            box.setChecked(bool(spec.default))
+            return box
+        if kind in ("int", "float"):
+            spin = QtWidgets.QSpinBox(self) if kind == "int" else QtWidgets.QDoubleSpinBox(self)
+            if kind == "float":
+                spin.setDecimals(2)
+            low = spec.minimum if spec.minimum is not None else -1e9
+            high = spec.maximum if spec.maximum is not None else 1e9
+            if kind == "int":
+                low, high = int(max(low, -(2**31))), int(min(high, 2**31 - 1))
+            spin.setRange(low, high)
+            spin.setValue(spec.default)
+            return spin
+        if kind == "choice":
+            combo = QtWidgets.QComboBox(self)
+            combo.addItems([str(c) for c in spec.choices])
+            combo.setCurrentText(str(spec.default))
+            return combo
+        if kind == "segment":
+            combo = QtWidgets.QComboBox(self)
+            combo.setEditable(True)
+            combo.addItems(segment_names)
+            combo.setCurrentText(
+                str(spec.default) if spec.default else (segment_names[0] if segment_names else "")
+            )
+            return combo
+        if kind == "segments":
+            edit = QtWidgets.QLineEdit(", ".join(segment_names[:2]), self)
+            edit.setPlaceholderText("segment names, comma separated")
+            return edit
+        if kind == "optional-float":
+            edit = QtWidgets.QLineEdit("" if spec.default is None else str(spec.default), self)
+            edit.setPlaceholderText("none")
+            edit.setValidator(QtGui.QDoubleValidator(edit))
+            return edit
+        if kind == "points":
+            label = QtWidgets.QLabel("the crosshair position", self)
+            label.setObjectName("hint")
+            return label
+        edit = QtWidgets.QLineEdit(str(spec.default or ""), self)
+        return edit
+
+    def values(self, crosshair_ijk: tuple[float, float, float]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, (spec, widget) in self.widgets.items():
+            kind = spec.kind
+            if kind == "bool":
+                out[name] = widget.isChecked()
+            elif kind in ("int", "float"):
+                out[name] = widget.value()
+            elif kind in ("choice", "segment"):
+                text = widget.currentText()
+                out[name] = (
+                    type(spec.default)(text)
+                    if spec.default is not None and kind == "choice"
+                    else text
+                )
+            elif kind == "segments":
+                out[name] = [s.strip() for s in widget.text().split(",") if s.strip()]
+            elif kind == "optional-float":
+                text = widget.text().strip()
+                out[name] = float(text) if text else None
+            elif kind == "points":
+                out[name] = [tuple(float(v) for v in crosshair_ijk)]
+            else:
+                out[name] = widget.text()
+        return out
+
+
+class SegmentPanel(QtWidgets.QWidget):
+    """Edits the segmentation of the volume shown in the views."""
+
+    historyChanged = QtCore.Signal()
+
+    def __init__(self, state: ViewerState, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("segmentPanel")
+        self.state = state
+        self.seg: Any = None
+        self.volume: Any = None
+        self.views: list[Any] = []
+        self.worker = Worker(self)
+        self.worker.done.connect(self._tool_done)
+        self.worker.error.connect(self._tool_failed)
+        self.worker.cancelled.connect(
+            lambda: self.message.setText("Cancelled; nothing was changed.")
+        )
+        self._bridge = _Bridge(self)
+        self._bridge.changed.connect(self._on_model_event)
+        self._unsubscribe = None
+        self._stroke_last: np.ndarray | None = None
+        self._stats_timer = QtCore.QTimer(self)
+        self._stats_timer.setSingleShot(True)
+        self._stats_timer.setInterval(250)
+        self._stats_timer.timeout.connect(self._refresh_table)
+        self._tools = self._load_tools()
+        self._build()
+        self._set_enabled(False)
+
+    # -- construction -------------------------------------------------------------------------
+    @staticmethod
+    def _load_tools() -> dict[str, Any]:
+        from app.tools.segmentation import registry  # noqa: PLC0415
+
+        reg = registry()
+        return {name: tool for name, tool in reg.tools.items() if not tool.interactive}
+
+    def _build(self) -> None:
+        self.table = QtWidgets.QTableWidget(0, 4, self)
+        self.table.setHorizontalHeaderLabels(["", "Segment", "Show", "Volume (ml)"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setColumnWidth(0, 22)
+        self.table.setMaximumHeight(150)
+        self.table.itemChanged.connect(self._item_changed)
+        self.table.cellDoubleClicked.connect(self._pick_color)
+        self.add_button = QtWidgets.QPushButton("Add", self)
+        self.remove_button = QtWidgets.QPushButton("Remove", self)
+        self.add_button.clicked.connect(self.add_segment)
+        self.remove_button.clicked.connect(self.remove_selected)
+
+        self.tool_combo = QtWidgets.QComboBox(self)
+        for name, tool in self._tools.items():
+            self.tool_combo.addItem(tool.title, name)
+        self.tool_combo.currentIndexChanged.connect(self._rebuild_form)
+        self.tool_help = QtWidgets.QLabel(self)
+        self.tool_help.setWordWrap(True)
+        self.tool_help.setObjectName("hint")
+        self.form_host = QtWidgets.QWidget(self)
+        QtWidgets.QVBoxLayout(self.form_host).setContentsMargins(0, 0, 0, 0)
+        self.form: ParamForm | None = None
+        self.apply_button = QtWidgets.QPushButton("Apply", self)
+        self.apply_button.setDefault(True)
+        self.apply_button.clicked.connect(self.apply_current)
+        self.cancel_button = QtWidgets.QPushButton("Cancel", self)
+        self.cancel_button.clicked.connect(self.worker.cancel)
+        self.progress = QtWidgets.QProgressBar(self)
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(False)
+        self.worker.progress.connect(lambda f, _m: self.progress.setValue(int(f * 1000)))
+        self.message = QtWidgets.QLabel(self)
+        self.message.setWordWrap(True)
+        self._build_paint()
+        self._lay_out()
+        self._rebuild_form()
+
+    def _build_paint(self) -> None:
+        self.paint = QtWidgets.QCheckBox("Paint in the slice views", self)
+        self.paint.toggled.connect(self._paint_toggled)
+        self.erase = QtWidgets.QCheckBox("Erase", self)
+        self.sphere = QtWidgets.QCheckBox("3D sphere", self)
+        self.radius = QtWidgets.QDoubleSpinBox(self)
+        self.radius.setRange(0.5, 100.0)
+        self.radius.setValue(5.0)
+        self.radius.setSuffix(" mm")
+
+    def _lay_out(self) -> None:
+        buttons = QtWidgets.QHBoxLayout()
+        buttons.addWidget(self.add_button)
+        buttons.addWidget(self.remove_button)
+        buttons.addStretch(1)
+        brush = QtWidgets.QHBoxLayout()
+        brush.addWidget(QtWidgets.QLabel("Radius", self))
+        brush.addWidget(self.radius)
+        brush.addWidget(self.sphere)
+        brush.addWidget(self.erase)
+        run = QtWidgets.QHBoxLayout()
+        run.addWidget(self.progress, 1)
+        run.addWidget(self.apply_button)
+        run.addWidget(self.cancel_button)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addWidget(self.table)
+        layout.addLayout(buttons)
+        layout.addWidget(self._rule())
+        layout.addWidget(self.paint)
+        layout.addLayout(brush)
+        layout.addWidget(self._rule())
+        layout.addWidget(self.tool_combo)
+        layout.addWidget(self.tool_help)
+        layout.addWidget(self.form_host)
+        layout.addLayout(run)
+        layout.addWidget(self.message)
+        layout.addStretch(1)
+
+    def _rule(self) -> QtWidgets.QFrame:
+        line = QtWidgets.QFrame(self)
+        line.setFrameShape(QtWidgets.QFrame.Shape.HLine)
+        line.setFrameShadow(QtWidgets.QFrame.Shadow.Sunken)
+        return line
+
+    def connect_views(self, views: list[Any]) -> None:
+        """Receive paint strokes from these slice views."""
+        self.views = list(views)
+        for view in self.views:
+            view.strokeStarted.connect(lambda lps, v=view: self._stroke(v, lps, start=True))
+            view.strokeMoved.connect(lambda lps, v=view: self._stroke(v, lps, start=False))
+            view.strokeEnded.connect(self._stroke_end)
+
+    # -- model --------------------------------------------------------------------------------
+    def attach(self, volume: Any, seg: Any = None) -> None:
+        """Edit ``seg`` (a new empty segmentation when None) on ``volume``'s grid."""
+        from app.tools.segmentation import Segmentation  # noqa: PLC0415
+
+        self.worker.cancel()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        self.volume = volume
+        self.seg = seg if seg is not None else Segmentation(volume)
+        self._unsubscribe = self.seg.subscribe(lambda event: self._bridge.changed.emit(event.kind))
+        self._set_enabled(True)
+        self._show_overlay()
+        self._refresh_table()
+        self._rebuild_form()
+        self.historyChanged.emit()
+
+    def detach(self) -> None:
+        self.worker.cancel()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self.seg = self.volume = None
+        self._set_enabled(False)
+        self.table.setRowCount(0)
+        self.historyChanged.emit()
+
+    def _set_enabled(self, enabled: bool) -> None:
+        for widget in (
+            self.table,
+            self.add_button,
+            self.remove_button,
+            self.tool_combo,
+            self.apply_button,
+            self.paint,
+            self.form_host,
+        ):
+            widget.setEnabled(enabled)
+        self.cancel_button.setEnabled(False)
+        if not enabled:
+            self.message.setText("Open a case to segment it.")
+
+    def _on_model_event(self, kind: str) -> None:
+        if kind in ("segments", "history"):
+            self._show_overlay()
+            self._stats_timer.start()
+            self.historyChanged.emit()
+        else:
+            self.state.labelsEdited.emit()
+            self._stats_timer.start()
+
+    def _show_overlay(self) -> None:
+        if self.seg is None:
+            return
+        bits = self.seg.labels.dtype.itemsize * 8
+        if bits <= _MAX_TABLE_BITS:
+            table, shown, names = bitfield_table(self.seg, bits)
+            self.state.set_label_table(self.seg.labels, table, shown, names)
+        else:  # more than 16 segments: fall back to an exclusive label map copy
+            labels, segments = self.seg.label_map()
+            colors = {
+                n: tuple(int(c * 255) for c in s.color) for n, s in enumerate(segments, start=1)
+            }
+            self.state.set_labels(labels, colors)
+
+    def _refresh_table(self) -> None:
+        if self.seg is None:
+            return
+        self.table.blockSignals(True)
+        segments = self.seg.segments
+        voxel_ml = float(np.prod(self.seg.grid.spacing)) / 1000.0
+        self.table.setRowCount(len(segments))
+        for row, segment in enumerate(segments):
+            swatch = QtWidgets.QTableWidgetItem()
+            swatch.setBackground(QtGui.QColor.fromRgbF(*segment.color))
+            swatch.setFlags(QtCore.Qt.ItemFlag.ItemIsEnabled | QtCore.Qt.ItemFlag.ItemIsSelectable)
+            swatch.setToolTip("double-click to change the colour")
+            name = QtWidgets.QTableWidgetItem(segment.name)
+            name.setData(QtCore.Qt.ItemDataRole.UserRole, segment.id)
+            shown = QtWidgets.QTableWidgetItem()
+            shown.setFlags(
+                QtCore.Qt.ItemFlag.ItemIsEnabled | QtCore.Qt.ItemFlag.ItemIsUserCheckable
+            )
+            shown.setCheckState(
+                QtCore.Qt.CheckState.Checked if segment.visible else QtCore.Qt.CheckState.Unchecked
+            )
+            volume = QtWidgets.QTableWidgetItem(f"{self.seg.voxel_count(segment) * voxel_ml:.1f}")
+            volume.setFlags(QtCore.Qt.ItemFlag.ItemIsEnabled)
+            for column, item in enumerate((swatch, name, shown, volume)):
+                self.table.setItem(row, column, item)
+        self.table.blockSignals(False)
+        if segments and not self.table.selectionModel().selectedRows():
+            self.table.selectRow(len(segments) - 1)
+        self._rebuild_form_segments()
+
+    def segment_names(self) -> list[str]:
+        return [] if self.seg is None else [s.name for s in self.seg.segments]
+
+    def selected_segment(self) -> str | None:
+        rows = self.table.selectionModel().selectedRows()
+        if not rows or self.seg is None:
+            return None
+        return self.table.item(rows[0].row(), 1).data(QtCore.Qt.ItemDataRole.UserRole)
+
+    def add_segment(self) -> None:
+        if self.seg is None:
+            return
+        try:
+            segment = self.seg.add_segment()
+        except MedPrintError as exc:
+            self.message.setText(str(exc))
+            return
+        self._refresh_table()
+        self.table.selectRow(len(self.seg.segments) - 1)
+        self.message.setText(f"Added {segment.name}.")
+
+    def remove_selected(self) -> None:
+        key = self.selected_segment()
+        if key is None:
+            return
+        try:
+            self.seg.remove_segment(key)
+        except MedPrintError as exc:
+            self.message.setText(str(exc))
+
+    def _item_changed(self, item: QtWidgets.QTableWidgetItem) -> None:
+        if self.seg is None:
+            return
+        key = self.table.item(item.row(), 1).data(QtCore.Qt.ItemDataRole.UserRole)
+        try:
+            if item.column() == 1 and item.text().strip():
+                self.seg.update_segment(key, name=item.text().strip())
+            elif item.column() == 2:
+                self.seg.update_segment(
+                    key, visible=item.checkState() == QtCore.Qt.CheckState.Checked
+                )
+        except MedPrintError as exc:
+            self.message.setText(str(exc))
+            self._refresh_table()
+
+    def _pick_color(self, row: int, column: int) -> None:
+        if column != 0 or self.seg is None:
+            return
+        key = self.table.item(row, 1).data(QtCore.Qt.ItemDataRole.UserRole)
+        current = QtGui.QColor.fromRgbF(*self.seg.segment(key).color)
+        color = QtWidgets.QColorDialog.getColor(current, self, "Segment colour")
+        if color.isValid():
+            self.seg.update_segment(key, color=(color.redF(), color.greenF(), color.blueF()))
+
+    # -- tools --------------------------------------------------------------------------------
+    def current_tool(self) -> Any:
+        return self._tools.get(self.tool_combo.currentData())
+
+    def select_tool(self, name: str) -> None:
+        index = self.tool_combo.findData(name)
+        if index < 0:
+            msg = f"no segmentation tool {name!r} in this build"
+            raise ValueError(msg)
+        self.tool_combo.setCurrentIndex(index)
+
+    def _rebuild_form(self) -> None:
+        tool = self.current_tool()
+        layout = self.form_host.layout()
+        if self.form is not None:
+            layout.removeWidget(self.form)
+            self.form.deleteLater()
+            self.form = None
+        if tool is None:
+            self.tool_help.setText("No segmentation tools are available in this build.")
+            return
+        first_line = (tool.help or "").strip().splitlines()[0] if tool.help else ""
+        self.tool_help.setText(first_line)
+        self.form = ParamForm(tool, self.segment_names(), self.form_host)
+        layout.addWidget(self.form)
+
+    def _rebuild_form_segments(self) -> None:
+        if self.form is None:
+            return
+        names = self.segment_names()
+        for spec, widget in self.form.widgets.values():
+            if spec.kind == "segment":
+                text = widget.currentText()
+                widget.blockSignals(True)
+                widget.clear()
+                widget.addItems(names)
+                widget.setCurrentText(text)
+                widget.blockSignals(False)
+
+    def params_for(self, tool: Any, **overrides: Any) -> Any:
+        values = {}
+        if self.form is not None and self.form.tool is tool:
+            values = self.form.values(self._crosshair_ijk())
+        values.update(overrides)
+        fields = {f.name for f in dataclasses.fields(tool.Params)}
+        return tool.default_params(**{k: v for k, v in values.items() if k in fields})
+
+    def _crosshair_ijk(self) -> tuple[float, float, float]:
+        if self.volume is None:
+            return (0.0, 0.0, 0.0)
+        return tuple(float(v) for v in np.rint(self.volume.lps_to_index(self.state.cursor)))
+
+    def apply_current(self, **overrides: Any) -> None:
+        """Run the selected tool with the form's values (``overrides`` win) in the worker."""
+        tool = self.current_tool()
+        if tool is None or self.seg is None:
+            return
+        try:
+            params = self.params_for(tool, **overrides)
+        except MedPrintError as exc:
+            self.message.setText(str(exc))
+            return
+        seg, volume = self.seg, self.volume
+        self.message.setText(f"{tool.title}…")
+        self.progress.setValue(0)
+        self.cancel_button.setEnabled(True)
+        self.apply_button.setEnabled(False)
+        self.worker.start(
+            lambda _inputs, progress=None, cancel=None: tool.apply(
+                seg, volume, params, progress=progress, cancel=cancel
+            ),
+            None,
+            name=tool.title.lower(),
+        )
+
+    def _tool_done(self, result: Any) -> None:
+        self.cancel_button.setEnabled(False)
+        self.apply_button.setEnabled(True)
+        self.progress.setValue(1000)
+        self.message.setText(result.message or "Done.")
+        self._refresh_table()
+
+    def _tool_failed(self, message: str) -> None:
+        self.cancel_button.setEnabled(False)
+        self.apply_button.setEnabled(True)
+        self.progress.setValue(0)
+        self.message.setText(message)
+
+    # -- painting -----------------------------------------------------------------------------
+    def _paint_toggled(self, on: bool) -> None:
+        for view in self.views:
+            view.set_tool("stroke" if on else "navigate")
+        if on and self.seg is not None and not self.seg.segments:
+            self.add_segment()
+
+    def _stroke(self, view: Any, lps: np.ndarray, start: bool) -> None:
+        if self.seg is None or self.volume is None:
+            return
+        key = self.selected_segment()
+        if key is None:
+            self.message.setText("Add or select a segment to paint into.")
+            return
+        from app.tools.segmentation import get_tool  # noqa: PLC0415
+
+        ijk = self.volume.lps_to_index(lps)
+        points = (
+            [tuple(ijk)]
+            if start or self._stroke_last is None
+            else [tuple(self._stroke_last), tuple(ijk)]
+        )
+        self._stroke_last = ijk
+        tool = get_tool("paint")
+        try:
+            if start:
+                self.seg.begin_stroke("erase" if self.erase.isChecked() else "paint")
+            params = tool.default_params(
+                segment=key,
+                points=points,
+                radius_mm=self.radius.value(),
+                shape="sphere" if self.sphere.isChecked() else "circle",
+                axis=_AXIS_NAMES[view.geometry_.n_axis],
+                erase=self.erase.isChecked(),
+            )
+            tool.apply(self.seg, self.volume, params)
+        except MedPrintError as exc:
+            self.message.setText(str(exc))
+
+    def _stroke_end(self) -> None:
+        self._stroke_last = None
+        if self.seg is not None:
+            try:
+                self.seg.end_stroke()
+            except MedPrintError as exc:
+                self.message.setText(str(exc))
+        self.historyChanged.emit()
+
+    # -- undo, save ---------------------------------------------------------------------------
+    def can_undo(self) -> bool:
+        return self.seg is not None and bool(self.seg.history.undo_stack) and not self.worker.busy
+
+    def can_redo(self) -> bool:
+        return self.seg is not None and bool(self.seg.history.redo_stack) and not self.worker.busy
+
+    def undo(self) -> None:
+        try:
+            self.seg.undo()
+        except MedPrintError as exc:
+            show_error(self, "Cannot undo", str(exc))
+
+    def redo(self) -> None:
+        try:
+            self.seg.redo()
+        except MedPrintError as exc:
+            show_error(self, "Cannot redo", str(exc))
+
+    def save(self, case: Any) -> None:
+        """Store the segmentation in the case (vault), if there is one with segments."""
+        if self.seg is not None and self.seg.segments:
+            case.save_bytes(SEGMENTATION_FILE, self.seg.to_bytes())
