@@ -145,6 +145,7 @@ class LinkOptions:
     hello_interval: float = 1.0
     command_timeout: float = marlin.DEFAULT_TIMEOUT
     window: int | None = None  # None: 4 for Marlin (BUFSIZE), 1 (ping-pong) for others
+    rx_buffer: int = 127  # Marlin: bytes that may wait in its serial buffer beyond the window
     history: int = 512
     temperature_interval: float = 2.0
     max_retries: int = 3
@@ -297,6 +298,8 @@ class SerialLink:
             self.firmware = marlin.firmware_info(self._hello["lines"])
             self._reset_link_state(first_free=2)
             self._window = self.options.window or (4 if self.firmware.is_marlin else 1)
+            automatic = self.options.window is None and self.firmware.is_marlin
+            self._rx_budget = self.options.rx_buffer if automatic else 0
             self._autoreport = self.firmware.has("AUTOREPORT_TEMP")
             self.state = PrinterState.IDLE
             self._hello = {}
@@ -427,7 +430,9 @@ class SerialLink:
         self._last_progress = time.monotonic()
         self._last_poll = 0.0
         self._poll_outstanding = False
+        self._highest_sent = first_free - 1
         self._window = getattr(self, "_window", 1)
+        self._rx_budget = getattr(self, "_rx_budget", 0)
         self._autoreport = getattr(self, "_autoreport", False)
 
     def _assign(self, command: str, tag: object) -> int:
@@ -473,30 +478,43 @@ class SerialLink:
         return None
 
     def _pump(self) -> None:
-        """Put lines on the wire while the window allows (called with the lock held)."""
+        """Put lines on the wire while the printer has room (called with the lock held)."""
         if self._serial is None or self.state not in (PrinterState.IDLE, PrinterState.PRINTING):
             return
-        limit = self._executed + self._window
-        while self._send_ptr <= limit:
-            if self._send_ptr < self._next_new:
-                if self._send_ptr not in self._history:
-                    self._fatal(
-                        f"the printer asked for line {self._send_ptr} again, which the "
-                        "host no longer holds; the print was stopped"
-                    )
+        while True:
+            if self._send_ptr >= self._next_new:
+                item = self._next_command()
+                if item is None:
                     return
-                self.counters["resent"] += 1
-                self._write_entry(self._send_ptr)
-                self._send_ptr += 1
-                continue
-            item = self._next_command()
-            if item is None:
+                self._assign(*item)
+                if marlin.command_code(item[0]) == "M105":
+                    self._poll_outstanding = True
+            if not self._fits(self._send_ptr):
                 return
-            number = self._assign(*item)
-            self._write_entry(number)
-            self._send_ptr = number + 1
-            if marlin.command_code(item[0]) == "M105":
-                self._poll_outstanding = True
+            if self._send_ptr not in self._history:
+                self._fatal(
+                    f"the printer asked for line {self._send_ptr} again, which the "
+                    "host no longer holds; the print was stopped"
+                )
+                return
+            if self._send_ptr <= self._highest_sent:
+                self.counters["resent"] += 1
+            self._write_entry(self._send_ptr)
+            self._highest_sent = max(self._highest_sent, self._send_ptr)
+            self._send_ptr += 1
+
+    def _fits(self, number: int) -> bool:
+        """Whether line ``number`` fits: in the command buffer, or else in the RX buffer."""
+        first_extra = self._executed + self._window + 1
+        if number < first_extra:
+            return True
+        if not self._rx_budget:
+            return False
+        extra = 0
+        for m in range(first_extra, number + 1):
+            entry = self._history.get(m)
+            extra += len(entry.data) if entry else 0
+        return extra <= self._rx_budget
 
     # -- receiving ---------------------------------------------------------------------------
 
@@ -517,7 +535,8 @@ class SerialLink:
                 return
             if not chunk:
                 continue
-            self._count_bytes(chunk)
+            if self._hello:  # telling noise from text matters only while shaking hands
+                self._count_bytes(chunk)
             pending += chunk
             if b"\n" not in pending:
                 if len(pending) > 4096:
@@ -534,7 +553,7 @@ class SerialLink:
     def _dispatch(self, line: str) -> None:
         if not line:
             return
-        if marlin.looks_like_text(line.encode("ascii", errors="replace")) and "\ufffd" not in line:
+        if self._hello and "\ufffd" not in line and marlin.looks_like_text(line.encode("ascii")):
             self._text_lines += 1
         calls: list = []
         with self._lock:

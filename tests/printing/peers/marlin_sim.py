@@ -100,7 +100,8 @@ class SimulatedMarlin:
         self.steppers_on = False
         self.killed = False
         self._last_n = 0
-        self._buffer: queue.Queue[tuple[str, int]] = queue.Queue(maxsize=bufsize)
+        # one slot is the command being executed, as in Marlin's ring buffer
+        self._buffer: queue.Queue[tuple[str, int]] = queue.Queue(maxsize=max(1, bufsize - 1))
         self._write_lock = threading.Lock()
         self._stall_until = 0.0
         self._break_wait = threading.Event()
@@ -227,8 +228,11 @@ class SimulatedMarlin:
         while not self._stop.is_set():
             if self._master < 0:
                 return
-            ready, _, _ = select.select([self._master], [], [], 0.05)
-            if not ready:
+            ready, _, _ = select.select([self._master], [], [], 0.02)
+            if not ready:  # quiet but no EIO: the host has the port open
+                if not connected:
+                    connected = True
+                    threading.Thread(target=self._boot, daemon=True).start()
                 continue
             try:
                 chunk = os.read(self._master, 4096)
@@ -449,3 +453,37 @@ def frame(number: int, command: str) -> str:
     """What a host sends for line ``number`` (helper for tests that talk to the simulator)."""
     payload = f"N{number} {command}"
     return f"{payload}*{checksum(payload)}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one simulator in its own process (so its timing does not share a GIL with the host).
+
+    Prints the port, runs until a line (or EOF) arrives on stdin, then writes what it accepted
+    and executed to ``--record`` as JSON.
+    """
+    import argparse
+    import json
+    import sys
+    from dataclasses import asdict
+
+    parser = argparse.ArgumentParser(prog="marlin_sim")
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--error-rate", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--bufsize", type=int, default=4)
+    parser.add_argument("--record", required=True)
+    args = parser.parse_args(argv)
+    sim = SimulatedMarlin(
+        delay=args.delay, error_rate=args.error_rate, seed=args.seed, bufsize=args.bufsize
+    ).start()
+    print(sim.port, flush=True)
+    sys.stdin.readline()
+    record = {"accepted": sim.accepted, "executed": sim.executed, "stats": asdict(sim.stats)}
+    sim.stop()
+    with open(args.record, "w", encoding="utf-8") as handle:
+        json.dump(record, handle)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

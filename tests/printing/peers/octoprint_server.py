@@ -190,7 +190,7 @@ def write_config(basedir: Path, api_key: str) -> None:
             "baudrate": 115200,
             "autoconnect": True,
             "log": False,
-            "additionalPorts": [],
+            "additionalPorts": ["/dev/pts/*"],
         },
         "webcam": {"webcamEnabled": False},
         "temperature": {"cutoff": 30},
