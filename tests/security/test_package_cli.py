@@ -109,12 +109,30 @@ def test_keys_export_trust_and_revoke(case_id, tmp_path, capsys):
     assert code == 0 and "trusted key" in out
 
 
-def test_recipients_from_the_command_line(case_id, tmp_path, capsys):
+def test_encrypted_package_for_a_named_recipient(case_id, tmp_path, capsys):
+    """This workstation plays both sides: its receiving key is the named recipient."""
+    me = access.current_user()
+    _run(capsys, "users", "add", me, "reviewer")
+    _run(capsys, "users", "add", me, "technician")
+    _run(capsys, "review", "approve", case_id, "--mesh", "mesh/v1.stl", "--qa", "qa/v1.json")
     key_file = tmp_path / "room.pub"
     assert _run(capsys, "keys", "recipient-key", "--out", str(key_file))[0] == 0
     assert _run(capsys, "keys", "recipient-add", "print-room", str(key_file))[0] == 0
     code, out, _ = _run(capsys, "keys", "recipients")
     assert code == 0 and out.startswith("print-room")
+    drive = tmp_path / "usb"
+    drive.mkdir()
+    code, out, err = _run(
+        capsys, "package", case_id, "--out", str(drive), "--mesh", "mesh/v1.stl",
+        "--qa", "qa/v1.json", "--recipient", "print-room",
+    )  # fmt: skip
+    assert code == 0, err
+    (sealed,) = drive.iterdir()
+    assert sealed.suffix == ".mpkg" and b"solid mesh" not in sealed.read_bytes()
+    received = tmp_path / "received"
+    code, out, _ = _run(capsys, "verify", str(sealed), "--extract", str(received))
+    assert code == 0 and "extracted to" in out
+    assert (received / "mesh" / "v1.stl").read_bytes() == b"solid mesh\nendsolid mesh\n"
 
 
 def test_verify_a_missing_package_is_a_clear_failure(data_dir, keystore_service, capsys):
