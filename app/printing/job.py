@@ -563,8 +563,11 @@ class PrintJob(LinkListener):
 
     def emergency_stop(self) -> None:
         """M112: the printer halts at once and must be reset. Use only in an emergency."""
-        if self.usb and self.backend.link is not None:
-            self.backend.link.send_emergency("M112")
+        if self.usb:
+            if self.backend.link is not None:
+                self.backend.link.send_emergency("M112")
+        else:
+            self.backend.emergency_stop()
         self._record("print.emergency_stop")
         self._end(PrinterState.ERROR, "emergency stop: reset the printer before using it again")
 
@@ -1005,3 +1008,23 @@ def open_backend(
     from app.printing.moonraker import MoonrakerClient  # noqa: PLC0415
 
     return MoonrakerClient(settings.url, settings.api_key)
+
+
+def check_connection(settings: ConnectionSettings, *, options: LinkOptions | None = None) -> str:
+    """Reach the printer once and say what answered (for the profile dialog's Test button).
+
+    USB: opens the port, shakes hands and reads the firmware name, then closes. OctoPrint and
+    Moonraker: checks the URL, the API key and that the printer behind them is ready. Raises
+    :class:`PrinterConnectionError` with the reason otherwise.
+    """
+    backend = open_backend(settings, options=options)
+    if isinstance(backend, UsbBackend):
+        try:
+            backend.connect()
+            link = backend.link
+            firmware = link.firmware
+            heaters = ", ".join(sorted(link.temperatures)) or "no temperatures yet"
+            return f"{firmware.name} on {link.port} ({heaters})"
+        finally:
+            backend.close()
+    return backend.test_connection()

@@ -168,6 +168,10 @@ class MoonrakerClient:
     def cancel(self) -> None:
         self._call("POST", "/printer/print/cancel")
 
+    def emergency_stop(self) -> None:
+        """Moonraker's emergency stop: Klipper halts at once (M112 via G-code would queue)."""
+        self._call("POST", "/printer/emergency_stop")
+
 
 def _temperatures(status: dict) -> dict[str, Temperature]:
     found = {}

@@ -326,5 +326,9 @@ class OctoPrintClient:
     def cancel(self) -> None:
         self.http.request("POST", "/api/job", body={"command": "cancel"})
 
+    def emergency_stop(self) -> None:
+        """M112 through OctoPrint (it sends emergency commands without waiting for an ok)."""
+        self.http.request("POST", "/api/printer/command", body={"commands": ["M112"]})
+
     def delete(self, name: str) -> None:
         self.http.request("DELETE", "/api/files/local/" + urllib.parse.quote(name))

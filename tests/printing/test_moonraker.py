@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # for tests.printi
 
 from app.errors import PrinterConnectionError
 from app.printing.job import ConnectionSettings, PrintJob, open_backend
+from app.printing.job import check_connection as check_printer
 from app.printing.marlin import PrinterState
 from app.printing.moonraker import MoonrakerClient
 from tests.printing.peers.octoprint_server import free_port
@@ -168,3 +169,16 @@ def test_server_down_is_a_clear_error():
     client = MoonrakerClient(f"http://127.0.0.1:{free_port()}", KEY, timeout=2)
     with pytest.raises(PrinterConnectionError, match=r"Moonraker at .* does not answer"):
         client.test_connection()
+
+
+def test_connection_test_and_emergency_stop(moonraker):
+    settings = ConnectionSettings(kind="moonraker", url=moonraker.url, api_key=KEY)
+    assert check_printer(settings) == "Moonraker v0.9.3-contract, Klipper ready"
+    recorder = Recorder()
+    moonraker.lines_per_second = 50
+    job = make_job(moonraker, gcode(layers=20), recorder)
+    job.start()
+    job.emergency_stop()
+    assert job.wait(5) == PrinterState.ERROR
+    assert moonraker.klippy_state == "shutdown"
+    assert recorder.actions == ["print.start", "print.emergency_stop"]

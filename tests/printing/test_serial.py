@@ -440,3 +440,21 @@ def test_cli_missing_port_is_one_clear_line(tmp_path, data_dir, keystore_service
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("medprint: error: port /dev/ttyMEDPRINT-NONE does not exist")
     assert "Traceback" not in proc.stderr
+
+
+def test_connection_check_names_the_firmware(marlin):
+    from app.printing.job import ConnectionSettings, check_connection
+
+    sim = marlin()
+    answer = check_connection(
+        ConnectionSettings(kind="usb", port=sim.port), options=LinkOptions(**FAST)
+    )
+    assert answer.startswith("Marlin 2.1.2.1 (MedPrint simulator) on /dev/pts/")
+    busy = serial.Serial(sim.port, 115200, exclusive=True)
+    try:
+        with pytest.raises(PrinterConnectionError, match="in use"):
+            check_connection(
+                ConnectionSettings(kind="usb", port=sim.port), options=LinkOptions(**FAST)
+            )
+    finally:
+        busy.close()

@@ -243,6 +243,7 @@ def _handler(contract: MoonrakerContract) -> type[BaseHTTPRequestHandler]:
                 ("POST", "/printer/print/pause"): lambda: self._command("pause"),
                 ("POST", "/printer/print/resume"): lambda: self._command("resume"),
                 ("POST", "/printer/print/cancel"): lambda: self._command("cancel"),
+                ("POST", "/printer/emergency_stop"): self._emergency_stop,
             }
             handler = routes.get((method, url.path))
             if handler is None:
@@ -358,6 +359,12 @@ def _handler(contract: MoonrakerContract) -> type[BaseHTTPRequestHandler]:
             if status != 200:
                 self._error(status, str(message))
                 return
+            self._reply(200, {"result": "ok"})
+
+        def _emergency_stop(self) -> None:
+            contract.klippy_state = "shutdown"
+            contract.state = "error"
+            contract.message = "Shutdown due to M112 command"
             self._reply(200, {"result": "ok"})
 
         def _command(self, action: str) -> None:
