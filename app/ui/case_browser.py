@@ -98,7 +98,7 @@ class CaseBrowser(QtWidgets.QWidget):
             values = [
                 entry.pseudonym,
                 *[entry.identity.get(k, "") for k, _ in IDENTITY_COLUMNS],
-                entry.created,
+                entry.created.replace("T", " ")[:16],
             ]
             for column, value in enumerate(values):
                 item = QtWidgets.QTableWidgetItem(str(value))

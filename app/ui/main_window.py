@@ -411,6 +411,8 @@ class MainWindow(QtWidgets.QMainWindow):
             panel.attach(result.volume, result.segmentation)
         self.setWindowTitle(f"MedPrint — {result.title}")
         if result.case is not None:
+            if result.case.pseudonym not in {e.pseudonym for e in self.browser.entries}:
+                self.refresh_cases()  # a case the job created (the sample on first start)
             self._push_recent(result.case.pseudonym)
             self.browser.select(result.case.pseudonym)
             self.caseOpened.emit(result.case.pseudonym)

@@ -22,7 +22,7 @@ STAGES = {
     "Segment": (
         "Threshold presets, bone in one click, islands, smoothing, paint, region growing, "
         "scissors, margin, hollow, logical operations, with undo.",
-        "app.tools.segmentation.tools",
+        "app.tools.segmentation.base",
     ),
     "Mesh": (
         "Surface from a segment, volume-preserving smoothing, decimation, repair, editing, "
@@ -32,11 +32,11 @@ STAGES = {
     "Print": (
         "Printer and material profiles, built-in and PrusaSlicer slicing, G-code preview, "
         "printing over USB, OctoPrint or Moonraker.",
-        "app.printing.slicer",
+        "app.printing.slicer.builtin",
     ),
     "Package": (
         "Surgeon review and approval, the signed print package, export to a USB drive.",
-        "app.security.access",
+        "app.security.package",
     ),
 }
 

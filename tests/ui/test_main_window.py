@@ -37,7 +37,7 @@ def _close_boxes(win) -> list[str]:
     return texts
 
 
-def test_first_start_creates_the_vault_and_offers_the_sample_or_import(window, qtbot):
+def test_first_start_creates_the_vault_and_offers_the_sample_or_import(window, qtbot, artifacts):
     from app.ui.main_window import sample_installed
 
     window.startup()
@@ -47,6 +47,11 @@ def test_first_start_creates_the_vault_and_offers_the_sample_or_import(window, q
     if sample_installed():
         qtbot.waitUntil(lambda: window.state.volume is not None, timeout=60_000)
         assert window.case is not None and "(sample)" in window.windowTitle()
+        assert [c.pseudonym for c in window.vault.list_cases()] == [window.case.pseudonym]
+        qtbot.waitUntil(lambda: window.browser.visible_pseudonyms() == [window.case.pseudonym])
+        window.save_screenshot(artifacts / "main-window-sample.png", whole_window=True)
+        for orientation, view in window.area.slice_views.items():
+            view.grab().save(str(artifacts / f"sample-{orientation}.png"))
     else:
         assert "import a DICOM folder" in window.statusBar().currentMessage()
         assert window.state.volume is None
