@@ -8,6 +8,7 @@ import sys
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app import __version__
+from app.errors import MedPrintError
 from app.resources import resources_root
 from app.settings import DATA_DIR_ENV
 
@@ -61,6 +62,27 @@ def make_application(argv: list[str] | None = None) -> QtWidgets.QApplication:
     return app
 
 
+def install_error_hook(window: QtWidgets.QMainWindow) -> None:
+    """Exceptions escaping a slot: logged (by the hook already installed) and shown as one
+    line in the window, never as a traceback dialog; the application keeps running."""
+    previous = sys.excepthook
+
+    def hook(exc_type, exc, tb) -> None:
+        previous(exc_type, exc, tb)
+        if issubclass(exc_type, MedPrintError):
+            text = str(exc)
+        else:
+            text = (
+                f"unexpected error ({exc_type.__name__}); nothing was saved by it. "
+                "The details are in the log; please report them"
+            )
+        report = getattr(window, "report_error", None)
+        if report is not None:
+            report("Error", text)
+
+    sys.excepthook = hook
+
+
 def run_gui() -> int:
     """Start the workstation window and run the event loop until it closes."""
     from app.ui.settings_dialog import stored_data_dir  # noqa: PLC0415
@@ -73,6 +95,7 @@ def run_gui() -> int:
     from app.ui.main_window import MainWindow  # noqa: PLC0415 (after the data folder is settled)
 
     window = MainWindow()
+    install_error_hook(window)
     window.show()
     QtCore.QTimer.singleShot(0, window.startup)
     return app.exec()

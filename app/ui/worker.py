@@ -19,6 +19,7 @@ from typing import Any
 from PySide6 import QtCore
 
 from app.errors import Cancelled, MedPrintError
+from app.log import crash_summary
 from app.progress import CancelToken, Progress
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,8 @@ class Task(QtCore.QObject):
         except MedPrintError as exc:
             self._result_from_thread.emit("error", error_message(exc, self.name))
         except Exception as exc:  # the one boundary where any failure becomes a message
-            log.exception("job '%s' failed", self.name)
+            # Type and our own frames only: exception text from readers can quote header values.
+            log.error("job '%s' failed: %s", self.name, crash_summary(type(exc), exc.__traceback__))
             self._result_from_thread.emit("error", error_message(exc, self.name))
         else:
             self._result_from_thread.emit("cancelled" if self.token.cancelled else "done", result)

@@ -93,3 +93,35 @@ def test_errors_become_one_readable_line(styled_app, qtbot, job, expected):
     message = error.args[0]
     assert message.startswith(expected)
     assert "Traceback" not in message and "\n" not in message
+
+
+def test_unexpected_errors_are_logged_without_their_text(styled_app, qtbot, caplog):
+    worker = Worker()
+
+    def leaks(inputs, *, progress=None, cancel=None):
+        msg = "PatientName=DOE^JANE"  # a reader quoting a header value
+        raise ValueError(msg)
+
+    with caplog.at_level("ERROR"), qtbot.waitSignal(worker.error, timeout=5_000) as error:
+        worker.start(leaks, None, name="reading")
+    assert "DOE^JANE" not in error.args[0]
+    assert "DOE^JANE" not in caplog.text and "ValueError" in caplog.text
+
+
+def test_exceptions_escaping_slots_become_a_message(styled_app, monkeypatch):
+    import sys
+
+    from PySide6 import QtWidgets
+
+    from app.ui.app import install_error_hook
+
+    shown: list[tuple[str, str]] = []
+    window = QtWidgets.QMainWindow()
+    window.report_error = lambda title, text: shown.append((title, text))
+    monkeypatch.setattr(sys, "excepthook", lambda *a: None)
+    install_error_hook(window)
+    try:
+        raise KeyError("PatientID=123")
+    except KeyError:
+        sys.excepthook(*sys.exc_info())
+    assert shown and "KeyError" in shown[0][1] and "123" not in shown[0][1]
