@@ -136,7 +136,8 @@ class Segmentation:
         self.history = History(int(history_mib * (1 << 20)))
         self.overwrite_other_segments = False
         self._segments: list[Segment] = []
-        self._boxes: dict[str, Box | None] = {}
+        self._boxes: dict[str, Box | None] = {}  # a box holding each segment's voxels
+        self._exact: set[str] = set()  # segments whose box above is tight
         self._next_id = 1
         self._listeners: list[Callable[[SegmentationEvent], None]] = []
         self._open: Change | None = None
@@ -204,6 +205,7 @@ class Segmentation:
             segment = Segment(seg_id, self._unique_name(name), bit, color)  # type: ignore[arg-type]
             self._segments.append(segment)
             self._boxes[seg_id] = None
+            self._exact.add(seg_id)
         self._emit("segments", (seg_id,))
         return segment
 
@@ -229,6 +231,7 @@ class Segmentation:
                 self._commit(box, new, (seg.id,), (seg.bit,))
             self._segments.remove(seg)
             self._boxes.pop(seg.id, None)
+            self._exact.discard(seg.id)
         self._emit("segments", (seg.id,))
 
     def update_segment(
@@ -277,6 +280,7 @@ class Segmentation:
         self._segments = [Segment.from_dict(d) for d in state[:-1]]
         for seg in self._segments:
             self._boxes.setdefault(seg.id, self.grid.full_box())
+        self._exact.clear()
         for seg_id in list(self._boxes):
             if not any(s.id == seg_id for s in self._segments):
                 del self._boxes[seg_id]
@@ -305,18 +309,21 @@ class Segmentation:
         """Boolean mask of a segment, on the whole grid or on ``box`` of it."""
         seg = self.segment(key)
         crop = self.labels if box is None else self.labels[box]
-        return (crop & self._bit_value(seg)).astype(bool)
+        if seg.bit == 0 and crop.dtype == np.uint8:
+            return (crop & np.uint8(1)).view(bool)
+        return (crop & self._bit_value(seg)) != 0
 
     def bbox(self, key: str | Segment) -> Box | None:
         """Tight box ``(k, j, i)`` slices of a segment's voxels, None when it is empty."""
         seg = self.segment(key)
         cached = self._boxes.get(seg.id, self.grid.full_box())
-        if cached is None:
-            return None
+        if cached is None or seg.id in self._exact:
+            return cached
         exact = mask_box(
             self.mask(seg, cached), (cached[0].start, cached[1].start, cached[2].start)
         )
         self._boxes[seg.id] = exact
+        self._exact.add(seg.id)
         return exact
 
     def is_empty(self, key: str | Segment) -> bool:
@@ -387,7 +394,7 @@ class Segmentation:
             new, bits = self._new_values(seg, box, mask, mode, exclusive)
             changed = self._commit(box, new, (seg.id,), bits)
         if mode == "set":
-            self._boxes[seg.id] = mask_box(mask, (box[0].start, box[1].start, box[2].start))
+            self._boxes[seg.id] = box  # holds the new voxels; made tight on the next bbox()
         return changed
 
     def _new_values(
@@ -462,6 +469,10 @@ class Segmentation:
         for seg_id in ids:
             if seg_id in self._boxes:
                 self._boxes[seg_id] = box_union(self._boxes[seg_id], box)
+        if bits is None:  # other segments may have lost voxels too
+            self._exact.clear()
+        else:
+            self._exact.difference_update(ids)
         self._emit("labels", ids, box)
         return diff.count
 
@@ -540,6 +551,7 @@ class Segmentation:
         box = change.box
         for seg in self._segments:
             self._boxes[seg.id] = box_union(self._boxes.get(seg.id), box)
+        self._exact.clear()
         if change.segments_before is not None:
             self._emit("segments")
         if box is not None:
@@ -632,6 +644,7 @@ class Segmentation:
         self._segments = list(segments)
         self._next_id = next_id
         self._boxes = {s.id: self.grid.full_box() for s in segments}
+        self._exact.clear()
         self.history.clear()
         self._emit("segments")
         self._emit("labels", tuple(s.id for s in segments), self.grid.full_box())
