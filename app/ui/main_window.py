@@ -267,6 +267,7 @@ class MainWindow(QtWidgets.QMainWindow):
             group.addAction(act)
             self.layout_actions[name] = act
         self.layout_actions["four-up"].setChecked(True)
+        self.area.layoutChanged.connect(lambda name: self.layout_actions[name].setChecked(True))
         self.tool_actions = {}
         tool_group = QtGui.QActionGroup(self)
         for name, key in zip(("navigate", "ruler", "angle"), ("N", "M", "A"), strict=True):

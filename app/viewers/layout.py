@@ -34,6 +34,8 @@ class ViewArea(QtWidgets.QWidget):
         grid.addWidget(self.panels["sagittal"], 1, 1)
         self.layout_name = "four-up"
         self.state.volumeChanged.connect(self._on_volume)
+        for view in self.slice_views.values():
+            view.maximizeRequested.connect(self.toggle_maximized)
 
     @property
     def slice_views(self) -> dict[str, SliceView]:
@@ -48,6 +50,10 @@ class ViewArea(QtWidgets.QWidget):
         self.view3d.setVisible(name in ("four-up", "3d"))
         self.layout_name = name
         self.layoutChanged.emit(name)
+
+    def toggle_maximized(self, name: str) -> None:
+        """Show ``name`` alone, or go back to four-up when it already is."""
+        self.set_layout("four-up" if self.layout_name == name else name)
 
     def set_tool(self, tool: str) -> None:
         for view in self.slice_views.values():

@@ -69,6 +69,7 @@ class SliceView(QtWidgets.QWidget):
     strokeStarted = QtCore.Signal(object)  # LPS point; "stroke" tool only
     strokeMoved = QtCore.Signal(object)
     strokeEnded = QtCore.Signal()
+    maximizeRequested = QtCore.Signal(str)  # double-click: this view alone, or back to four-up
 
     def __init__(
         self, state: ViewerState, orientation: str, parent: QtWidgets.QWidget | None = None
@@ -578,6 +579,10 @@ class SliceView(QtWidgets.QWidget):
             self._drag = None
             self.strokeEnded.emit()
         self._drag = None
+
+    def mouseDoubleClickEvent(self, event: QtGui.QMouseEvent) -> None:
+        if event.button() == QtCore.Qt.MouseButton.LeftButton and self.tool == "navigate":
+            self.maximizeRequested.emit(self.orientation)
 
     def leaveEvent(self, event: QtCore.QEvent) -> None:
         self._hover = None

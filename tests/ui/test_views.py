@@ -309,7 +309,7 @@ def test_ruler_and_angle_measure_in_mm_and_degrees(fresh, qtbot, ct_volume):
     fresh.set_tool("navigate")
 
 
-def test_layouts(fresh):
+def test_layouts(fresh, qtbot):
     axial = fresh.slice_views["axial"]
     four_up_zoom = axial.zoom
     fresh.set_layout("axial")
@@ -322,3 +322,8 @@ def test_layouts(fresh):
     QtWidgets.QApplication.processEvents()
     assert all(p.isVisible() for p in fresh.panels.values()) and fresh.view3d.isVisible()
     assert axial.zoom == pytest.approx(four_up_zoom)  # back to the same framing
+    coronal = fresh.slice_views["coronal"]
+    qtbot.mouseDClick(coronal, QtCore.Qt.MouseButton.LeftButton, pos=QtCore.QPoint(100, 100))
+    assert fresh.layout_name == "coronal" and not fresh.panels["axial"].isVisible()
+    qtbot.mouseDClick(coronal, QtCore.Qt.MouseButton.LeftButton, pos=QtCore.QPoint(100, 100))
+    assert fresh.layout_name == "four-up"
