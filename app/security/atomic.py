@@ -14,7 +14,10 @@ from typing import BinaryIO
 
 
 def fsync_dir(folder: Path) -> None:
-    """Make a rename or unlink in ``folder`` durable."""
+    """Make a rename or unlink in ``folder`` durable (Windows has no directory fsync; NTFS
+    journals the rename itself)."""
+    if os.name == "nt":
+        return
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
