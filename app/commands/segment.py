@@ -23,8 +23,6 @@ from typing import Any
 from app.commands.progressbar import cli_progress
 from app.errors import SegmentationError
 
-SEGMENTATION_FILE = "segmentation.seg"
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     from app.tools.segmentation.threshold import CT_PRESETS  # noqa: PLC0415
@@ -134,14 +132,12 @@ def _segment(args: argparse.Namespace) -> int:
         volume = load_image_file(Path(args.volume))
     else:
         from app.case import open_case  # noqa: PLC0415
+        from app.tools.segmentation.storage import load_from_case  # noqa: PLC0415
 
         case = open_case(args.case)
         volume = case.load_volume()
-        if not args.new and case.has(SEGMENTATION_FILE):
-            seg = Segmentation.from_bytes(case.load_bytes(SEGMENTATION_FILE))
-            if not seg.grid.matches(volume):
-                msg = "the saved segmentation is not on the case's volume grid; use --new"
-                raise SegmentationError(msg)
+        if not args.new:
+            seg = load_from_case(case, volume)
     seg = seg or Segmentation(volume)
     runs = []
     if args.preset:
@@ -158,7 +154,9 @@ def _segment(args: argparse.Namespace) -> int:
         with cli_progress(tool.title) as progress:
             messages.append(tool.apply(seg, volume, params, progress=progress).message)
     if case is not None and runs and not args.no_save:
-        case.save_bytes(SEGMENTATION_FILE, seg.to_bytes())
+        from app.tools.segmentation.storage import save_to_case  # noqa: PLC0415
+
+        save_to_case(case, seg)
         _audit(case.pseudonym, runs, seg)
     if args.export:
         _export(seg, args.export, case)

@@ -61,6 +61,8 @@ def test_segment_case_saves_into_the_vault_and_prints_statistics(case_with_volum
     actions = [r for r in audit.read_records() if r["action"] == "segmentation.apply"]
     assert [r["facts"]["tool"] for r in actions] == ["threshold", "margin"]
     assert all(r["case"] == pseudonym for r in actions)
+    saves = [r for r in audit.read_records() if r["action"] == "segmentation.save"]
+    assert len(saves) == 2 and saves[-1]["facts"]["segments"] == 1
 
 
 def test_segment_errors_are_one_line(case_with_volume, capsys):

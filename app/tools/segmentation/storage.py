@@ -109,3 +109,36 @@ def _exact(stream: BinaryIO, size: int) -> bytes:
         msg = "segmentation file is truncated; restore it from a backup"
         raise SegmentationError(msg)
     return data
+
+
+SEGMENTATION_FILE = "segmentation.seg"
+
+
+def save_to_case(case, seg: Segmentation, name: str = SEGMENTATION_FILE) -> None:
+    """Write the segmentation into the case's vault (streamed, encrypted, atomic) and audit it."""
+    from app.security import audit  # noqa: PLC0415
+
+    with case.vault.write_file(case.pseudonym, name) as out:
+        write_segmentation(seg, out)
+    audit.record(
+        "segmentation.save",
+        case=case.pseudonym,
+        file=name,
+        segments=len(seg.segments),
+        voxels=int(sum(seg.voxel_count(s) for s in seg.segments)),
+    )
+
+
+def load_from_case(case, volume=None, name: str = SEGMENTATION_FILE) -> Segmentation | None:
+    """The case's saved segmentation, or None when it has none yet.
+
+    With ``volume`` the grid is checked, so a segmentation never lands on another image.
+    """
+    if not case.has(name):
+        return None
+    with case.vault.read_file(case.pseudonym, name) as src:
+        seg = read_segmentation(src)
+    if volume is not None and not seg.grid.matches(volume):
+        msg = "the saved segmentation is not on this case's volume grid; start a new one"
+        raise SegmentationError(msg)
+    return seg
