@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.security import audit
 from app.settings import Paths
@@ -138,8 +138,71 @@ class DisplayPanel(QtWidgets.QWidget):
         form.addRow("Clip plane", self.clip_axis)
         form.addRow("Clip position", self.clip_position)
         form.addRow("", self.clip_flip)
+        self._build_meshes(form)
         state.windowChanged.connect(self._sync_window)
         state.volumeChanged.connect(self._on_volume)
+
+    def _build_meshes(self, form: QtWidgets.QFormLayout) -> None:
+        self.meshes = QtWidgets.QListWidget(self)
+        self.meshes.setMaximumHeight(90)
+        self.meshes.setToolTip("Meshes in the 3D view; untick to hide")
+        self.mesh_opacity = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal, self)
+        self.mesh_opacity.setRange(0, 100)
+        self.mesh_color = QtWidgets.QPushButton("Colour…", self)
+        form.addRow("Meshes", self.meshes)
+        form.addRow("Mesh opacity", self.mesh_opacity)
+        form.addRow("", self.mesh_color)
+        view3d = self.area.view3d
+        view3d.meshesChanged.connect(self._sync_meshes)
+        self.meshes.itemChanged.connect(
+            lambda item: view3d.set_mesh_style(
+                item.text(), visible=item.checkState() == QtCore.Qt.CheckState.Checked
+            )
+        )
+        self.meshes.currentTextChanged.connect(self._select_mesh)
+        self.mesh_opacity.valueChanged.connect(self._mesh_opacity)
+        self.mesh_color.clicked.connect(self._mesh_colour)
+        self._sync_meshes()
+
+    def _sync_meshes(self) -> None:
+        view3d = self.area.view3d
+        self.meshes.blockSignals(True)
+        self.meshes.clear()
+        for name in view3d.mesh_names():
+            item = QtWidgets.QListWidgetItem(name, self.meshes)
+            item.setFlags(item.flags() | QtCore.Qt.ItemFlag.ItemIsUserCheckable)
+            visible = view3d.mesh_style(name)[2]
+            item.setCheckState(
+                QtCore.Qt.CheckState.Checked if visible else QtCore.Qt.CheckState.Unchecked
+            )
+        self.meshes.blockSignals(False)
+        has = bool(view3d.mesh_names())
+        self.mesh_opacity.setEnabled(has)
+        self.mesh_color.setEnabled(has)
+        if has:
+            self.meshes.setCurrentRow(0)
+
+    def _select_mesh(self, name: str) -> None:
+        if name in self.area.view3d.mesh_names():
+            self.mesh_opacity.blockSignals(True)
+            self.mesh_opacity.setValue(round(self.area.view3d.mesh_style(name)[1] * 100))
+            self.mesh_opacity.blockSignals(False)
+
+    def _mesh_opacity(self, value: int) -> None:
+        item = self.meshes.currentItem()
+        if item is not None:
+            self.area.view3d.set_mesh_style(item.text(), opacity=value / 100)
+
+    def _mesh_colour(self) -> None:
+        item = self.meshes.currentItem()
+        if item is None:
+            return
+        rgb = self.area.view3d.mesh_style(item.text())[0]
+        colour = QtWidgets.QColorDialog.getColor(QtGui.QColor.fromRgbF(*rgb), self, "Mesh colour")
+        if colour.isValid():
+            self.area.view3d.set_mesh_style(
+                item.text(), color=(colour.redF(), colour.greenF(), colour.blueF())
+            )
 
     def _sync_window(self) -> None:
         preset = self.area.state.window_preset

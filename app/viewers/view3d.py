@@ -97,6 +97,7 @@ class View3D(QtWidgets.QWidget):
     """pyvistaqt-based 3D view of the current volume and any number of named meshes."""
 
     rendered = QtCore.Signal()
+    meshesChanged = QtCore.Signal()
 
     def __init__(
         self, parent: QtWidgets.QWidget | None = None, max_voxels_per_side: int = 160
@@ -205,6 +206,7 @@ class View3D(QtWidgets.QWidget):
             actor.GetMapper().AddClippingPlane(self._clip)
         self._meshes[name] = actor
         self.render()
+        self.meshesChanged.emit()
 
     def set_mesh_style(
         self,
@@ -227,9 +229,16 @@ class View3D(QtWidgets.QWidget):
         if actor is not None:
             self.plotter.remove_actor(actor, render=False)
             self.render()
+            self.meshesChanged.emit()
 
     def mesh_names(self) -> list[str]:
         return list(self._meshes)
+
+    def mesh_style(self, name: str) -> tuple[tuple[float, float, float], float, bool]:
+        """(colour, opacity, visible) of a named mesh."""
+        actor = self._meshes[name]
+        prop = actor.GetProperty()
+        return tuple(prop.GetColor()), float(prop.GetOpacity()), bool(actor.GetVisibility())
 
     # -- clipping -----------------------------------------------------------------------------
     def set_clipping(self, axis: str | None, position_mm: float = 0.0, flip: bool = False) -> None:

@@ -146,6 +146,10 @@ def test_three_d_shows_a_mesh(fresh):
     view3d.add_mesh("ball", pv.Sphere(radius=60, center=centre), color=(0.9, 0.2, 0.2), opacity=1.0)
     after = view3d.image()
     assert "ball" in view3d.mesh_names()
+    view3d.set_mesh_style("ball", opacity=0.4)
+    colour, opacity, visible = view3d.mesh_style("ball")
+    assert opacity == pytest.approx(0.4) and visible and colour[0] > 0.8
+    view3d.set_mesh_style("ball", opacity=1.0)
     reddish = (after[..., 0].astype(int) > 150) & (after[..., 1] < 100)
     assert reddish.sum() > 1000 and not np.array_equal(before, after)
     view3d.remove_mesh("ball")
