@@ -321,3 +321,124 @@ def concatenate(meshes: list[trimesh.Trimesh]) -> trimesh.Trimesh:
     if not vertices:
         return make_mesh(np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64))
     return make_mesh(np.concatenate(vertices), np.concatenate(faces))
+
+
+# ---------------------------------------------------------------------------------------------
+# self-intersections
+
+
+def self_intersecting_faces(mesh: trimesh.Trimesh, chunk: int = 500_000) -> np.ndarray:
+    """Indices of triangles that properly cross another triangle (sharing no vertex with it).
+
+    Candidate pairs come from a uniform grid over the triangles' bounding boxes (pairs that
+    share a cell and whose boxes overlap); each pair gets the exact interval-overlap test of
+    Möller (1997). Touching or coplanar contacts are not counted.
+    """
+    vertices, faces = merge_float32(mesh.vertices, mesh.faces)
+    if len(faces) < 2:
+        return np.zeros(0, dtype=np.int64)
+    tri = vertices[faces]
+    pairs = _box_pairs(tri.min(axis=1), tri.max(axis=1))
+    if len(pairs) == 0:
+        return np.zeros(0, dtype=np.int64)
+    shared = (faces[pairs[:, 0]][:, :, None] == faces[pairs[:, 1]][:, None, :]).any(axis=(1, 2))
+    pairs = pairs[~shared]
+    hits = []
+    for start in range(0, len(pairs), chunk):
+        part = pairs[start : start + chunk]
+        hits.append(part[_tri_tri(tri[part[:, 0]], tri[part[:, 1]])])
+    return _sorted_unique(np.concatenate(hits).ravel()) if hits else np.zeros(0, dtype=np.int64)
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (plain sort; numpy's hash-based unique is slow on big int64)."""
+    values = np.sort(values)
+    if len(values) == 0:
+        return values
+    return values[np.concatenate([[True], values[1:] != values[:-1]])]
+
+
+def _box_pairs(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Index pairs (i < j) of boxes that overlap, found through a uniform grid."""
+    n = len(lo)
+    cell = float(np.median(np.max(hi - lo, axis=1))) * 2.0 or 1.0
+    first = np.floor((lo - lo.min(axis=0)) / cell).astype(np.int64)
+    last = np.floor((hi - lo.min(axis=0)) / cell).astype(np.int64)
+    span = last - first
+    dims = last.max(axis=0) + 1
+    small = np.all(span <= 2, axis=1)
+    entries_cell, entries_box = [], []
+    ids = np.flatnonzero(small)
+    for dx in range(3):
+        for dy in range(3):
+            for dz in range(3):
+                off = np.array([dx, dy, dz])
+                inside = np.all(off <= span[ids], axis=1)
+                c = first[ids[inside]] + off
+                entries_cell.append((c[:, 0] * dims[1] + c[:, 1]) * dims[2] + c[:, 2])
+                entries_box.append(ids[inside])
+    cells = np.concatenate(entries_cell)
+    boxes = np.concatenate(entries_box)
+    order = np.argsort(cells, kind="stable")
+    cells, boxes = cells[order], boxes[order]
+    found = []
+    for d in range(1, len(cells)):
+        same = cells[d:] == cells[:-d]
+        if not same.any():
+            break
+        found.append(np.column_stack([boxes[:-d][same], boxes[d:][same]]))
+    big = np.flatnonzero(~small)
+    for b in big:  # the few large triangles: test their box against every box
+        hit = np.flatnonzero(np.all(lo <= hi[b], axis=1) & np.all(hi >= lo[b], axis=1))
+        found.append(np.column_stack([np.full(len(hit), b), hit]))
+    if not found:
+        return np.zeros((0, 2), dtype=np.int64)
+    pairs = np.sort(np.concatenate(found), axis=1)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    key = _sorted_unique(pairs[:, 0] * n + pairs[:, 1])
+    pairs = np.column_stack([key // n, key % n])
+    overlap = np.all(lo[pairs[:, 0]] <= hi[pairs[:, 1]], axis=1) & np.all(
+        hi[pairs[:, 0]] >= lo[pairs[:, 1]], axis=1
+    )
+    return pairs[overlap]
+
+
+def _tri_tri(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Vectorised triangle-triangle crossing test for pairs ``a[n]``, ``b[n]`` (n, 3, 3)."""
+    na = np.cross(a[:, 1] - a[:, 0], a[:, 2] - a[:, 0])
+    nb = np.cross(b[:, 1] - b[:, 0], b[:, 2] - b[:, 0])
+    db = np.einsum("nij,nj->ni", b - a[:, :1], na)  # b's corners vs a's plane
+    da = np.einsum("nij,nj->ni", a - b[:, :1], nb)
+    scale_a = np.linalg.norm(na, axis=1)[:, None] * 1e-9
+    scale_b = np.linalg.norm(nb, axis=1)[:, None] * 1e-9
+    db = np.where(np.abs(db) < scale_a, 0.0, db)
+    da = np.where(np.abs(da) < scale_b, 0.0, da)
+    straddle_b = ~(np.all(db > 0, axis=1) | np.all(db < 0, axis=1))
+    straddle_a = ~(np.all(da > 0, axis=1) | np.all(da < 0, axis=1))
+    coplanar = np.all(db == 0, axis=1)
+    ok = straddle_a & straddle_b & ~coplanar
+    line = np.cross(na, nb)
+    ia = _interval(a, da, line)
+    ib = _interval(b, db, line)
+    overlap = (np.minimum(ia[:, 1], ib[:, 1]) - np.maximum(ia[:, 0], ib[:, 0])) > 1e-9 * (
+        np.abs(ia).max(axis=1) + np.abs(ib).max(axis=1) + 1.0
+    )
+    return ok & overlap
+
+
+def _interval(t: np.ndarray, d: np.ndarray, line: np.ndarray) -> np.ndarray:
+    """Where triangle ``t`` (signed corner distances ``d`` to the other plane) meets the line."""
+    p = np.einsum("nij,nj->ni", t, line)
+    out = np.full((len(t), 2), np.nan)
+    points = []
+    for i, j in ((0, 1), (1, 2), (2, 0)):
+        cross = d[:, i] * d[:, j] < 0
+        s = np.divide(d[:, i], d[:, i] - d[:, j], out=np.zeros(len(t)), where=cross)
+        points.append(np.where(cross, p[:, i] + s * (p[:, j] - p[:, i]), np.nan))
+    for i in range(3):
+        points.append(np.where(d[:, i] == 0, p[:, i], np.nan))
+    stack = np.stack(points, axis=1)
+    with np.errstate(all="ignore"):
+        out[:, 0] = np.nanmin(np.where(np.isnan(stack), np.inf, stack), axis=1)
+        out[:, 1] = np.nanmax(np.where(np.isnan(stack), -np.inf, stack), axis=1)
+    return out

@@ -25,6 +25,7 @@ from app.tools.mesh.core import (
     defect_vertices,
     make_mesh,
     merge_float32,
+    self_intersecting_faces,
     signed_volume,
     split_components,
     submesh,
@@ -42,6 +43,7 @@ class RepairReport:
     components_fixed: int = 0
     faces_before: int = 0
     faces_after: int = 0
+    self_intersections_left: int = 0
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -54,13 +56,32 @@ class RepairReport:
 
 def count_self_intersections(mesh: trimesh.Trimesh) -> int:
     """Number of triangles that cross another triangle (MeshFix's exact test)."""
-    if len(mesh.faces) == 0:
-        return 0
-    vertices, faces = merge_float32(mesh.vertices, mesh.faces)
-    tin = pymeshfix.PyTMesh()
-    tin.set_quiet(True)
-    tin.load_array(vertices, faces.astype(np.int32))
-    return len(tin.select_intersecting_triangles(justproper=True))
+    return len(_intersecting_vertices(weld(mesh))[1])
+
+
+def _intersecting_vertices(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray]:
+    """(vertex ids of intersecting triangles, those triangles) on a welded mesh."""
+    tris = self_intersecting_faces(mesh)
+    return np.unique(np.asarray(mesh.faces)[tris]), tris
+
+
+def remove_self_intersections(
+    mesh: trimesh.Trimesh, rounds: int = 3
+) -> tuple[trimesh.Trimesh, int]:
+    """Cut out the triangles that cross each other (and their neighbours) and refill the holes.
+
+    Returns the mesh and the number of intersecting triangles left (0 when it worked).
+    """
+    mesh = weld(mesh)
+    for _ in range(rounds):
+        bad, tris = _intersecting_vertices(mesh)
+        if len(tris) == 0:
+            return mesh, 0
+        fixed = _local_fix(_cut_around(mesh, bad, 1), rounds=3)
+        if not topology(fixed, as_stl=False).closed_manifold:
+            break
+        mesh = fixed
+    return mesh, len(_intersecting_vertices(mesh)[1])
 
 
 def weld(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
@@ -139,6 +160,7 @@ def repair_mesh(
     *,
     min_component_faces: int = 100,
     min_component_mm3: float = 1.0,
+    fix_intersections: bool = True,
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
 ) -> tuple[trimesh.Trimesh, RepairReport]:
@@ -185,6 +207,12 @@ def repair_mesh(
     after = topology(out)
     if not after.closed_manifold:
         out, after = _second_pass(out, after, report)
+    if fix_intersections:
+        check_cancel(cancel)
+        progress.update(0.9, "removing self-intersections")
+        out, left = remove_self_intersections(out)
+        after = topology(out)
+        report.self_intersections_left = left
     report.after = after.to_dict()
     report.faces_after = len(out.faces)
     progress.update(1.0, "repaired")
@@ -270,7 +298,7 @@ def decimate_mesh(
     repaired = False
     if not topology(out).closed_manifold:
         progress.update(0.7, "repairing after decimation")
-        out, _ = repair_mesh(out, cancel=cancel)
+        out, _ = repair_mesh(out, fix_intersections=False, cancel=cancel)
         repaired = True
     progress.update(1.0, "decimated")
     return out, DecimationReport(n, len(out.faces), float(reduction), repaired)
