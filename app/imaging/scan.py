@@ -65,6 +65,7 @@ import os
 import struct
 import warnings
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +95,7 @@ HEADER_TAGS = [
     "SpacingBetweenSlices", "StudyDate", "StudyDescription", "StudyInstanceUID",
     "TemporalPositionIdentifier", "WindowCenter", "WindowWidth",
 ]  # fmt: skip
+_DEFLATED = b"1.2.840.10008.1.2.1.99"
 _DIRECTORY_SOP = "1.2.840.10008.1.3.10"
 _SEG_SOP = "1.2.840.10008.5.1.4.1.1.66.4"
 _RTDOSE_SOP = "1.2.840.10008.5.1.4.1.1.481.2"
@@ -590,6 +592,8 @@ def _read_header(handle: BinaryIO, source: SourceRef) -> tuple[object, tuple | N
             msg = "not a DICOM file"
             raise _Reject(msg)
         force = True
+    if _DEFLATED in _meta_bytes(handle, head):
+        return _read_deflated(handle, source), None
     # Deferred values are re-read from the path on access, which a zip member does not have.
     defer = DEFER_SIZE if source.member is None else None
     ds = pydicom.dcmread(
@@ -598,18 +602,54 @@ def _read_header(handle: BinaryIO, source: SourceRef) -> tuple[object, tuple | N
     if force and not any(k in ds for k in ("SOPClassUID", "Modality", "Rows", "StudyInstanceUID")):
         msg = "not a DICOM file"
         raise _Reject(msg)
-    ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
-    if ts == "1.2.840.10008.1.2.1.99":
-        return _read_deflated(handle, source), None
     return ds, _pixel_element(handle, ds)
 
 
+def _meta_bytes(handle: BinaryIO, head: bytes) -> bytes:
+    """The file meta group's bytes (empty without a standard meta group); rewinds."""
+    if head[128:132] != b"DICM":
+        return b""
+    handle.seek(132)
+    first = handle.read(12)
+    data = b""
+    if len(first) == 12 and first[:4] == b"\x02\x00\x00\x00":
+        (length,) = struct.unpack("<L", first[8:12])
+        data = first + handle.read(min(length, 1 << 16))
+    handle.seek(0)
+    return data
+
+
 def _read_deflated(handle: BinaryIO, source: SourceRef) -> object:
-    """Deflated datasets are inflated in memory by pydicom; read them whole (they are small)."""
+    """Deflated datasets are inflated in memory by pydicom; measure the inflated size first."""
     import pydicom  # noqa: PLC0415
 
     handle.seek(0)
+    _check_inflated_size(handle)
+    handle.seek(0)
     return pydicom.dcmread(handle)
+
+
+def _check_inflated_size(handle: BinaryIO) -> None:
+    """Refuse a deflate bomb: inflate in bounded chunks, counting, before pydicom inflates it all."""
+    import psutil  # noqa: PLC0415
+
+    head = handle.read(144)
+    if head[128:132] != b"DICM" or head[132:136] != b"\x02\x00\x00\x00":
+        return  # no standard meta group: let pydicom decide
+    (meta_length,) = struct.unpack("<L", head[140:144])
+    handle.seek(144 + meta_length)
+    limit = min(psutil.virtual_memory().available // 4, 2 << 30)
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    total = 0
+    while chunk := handle.read(1 << 16):
+        data = inflater.decompress(chunk, 1 << 20)
+        total += len(data)
+        while inflater.unconsumed_tail and total <= limit:
+            data = inflater.decompress(inflater.unconsumed_tail, 1 << 20)
+            total += len(data)
+        if total > limit:
+            msg = f"deflated data expands beyond {_size(limit)}"
+            raise _Reject(msg)
 
 
 def _pixel_element(handle: BinaryIO, ds) -> tuple | None:

@@ -169,3 +169,41 @@ def test_progress_runs_from_zero_to_one(dicom_dir: Path) -> None:
     assert seen[0] <= 0.1 and seen[-1] == 1.0
     assert all(b >= a - 1e-9 for a, b in itertools.pairwise(seen))
     assert np.isfinite(seen).all()
+
+
+def test_a_deflate_bomb_is_refused_before_it_is_inflated(
+    wheel: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import zlib
+
+    import psutil
+
+    real = psutil.virtual_memory()
+
+    class Small:
+        available = 64 << 20  # so the limit is 16 MiB and the test stays quick
+        total = real.total
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: Small)
+    good = pydicom.dcmread(wheel / "image_dfl.dcm")
+    meta = (wheel / "image_dfl.dcm").read_bytes()
+    (meta_length,) = struct.unpack("<L", meta[140:144])
+    header = meta[: 144 + meta_length]
+    assert good.file_meta.TransferSyntaxUID == pydicom.uid.DeflatedExplicitVRLittleEndian
+    size = 100 << 20
+    body = struct.pack("<HH", 0x0008, 0x0016) + b"UI" + struct.pack("<H", 26)
+    body += b"1.2.840.10008.5.1.4.1.1.7\0"
+    body += struct.pack("<HH", 0x7FE0, 0x0010) + b"OB\0\0" + struct.pack("<L", size)
+    packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    chunks = [packer.compress(body)]
+    zeros = bytes(1 << 20)
+    chunks += [packer.compress(zeros) for _ in range(size >> 20)]
+    chunks.append(packer.flush())
+    path = tmp_path / "bomb.dcm"
+    path.write_bytes(header + b"".join(chunks))
+    assert path.stat().st_size < 1 << 20
+    peak = _peak_bytes(lambda: scan(path))
+    reason = scan(path).rejected[0].reason
+    assert reason.startswith("deflated data expands beyond")
+    assert peak < 40 << 20
+    assert load_series(wheel / "image_dfl.dcm").shape == (1, 512, 512)  # a real one still loads
