@@ -87,10 +87,11 @@ def test_monochrome1_is_inverted_before_rescale(odd: Path) -> None:
 
 
 def test_ct_is_int16_hounsfield_and_mr_with_fractional_slope_is_float32(dicom_dir: Path) -> None:
-    ct = load_series(dicom_dir / "ct-abdomen-tcia-pancreas-134")
+    folder = dicom_dir / "ct-abdomen-tcia-pancreas-134"
+    ct = load_series([folder / f"1-{n:03d}.dcm" for n in (60, 61, 62)])
     assert ct.array.dtype == np.int16
     assert ct.array.min() == -1000  # intercept -1000 applied to stored 0
-    assert ct.array.max() > 1500  # cortical bone
+    assert ct.array.max() > 1000  # cortical bone of the spine
     mr_path = dicom_dir / "mr-brain-t1-sagittal-philips-170"
     mr = load_series(mr_path)
     assert mr.array.dtype == np.float32
