@@ -321,11 +321,10 @@ class SegmentPanel(QtWidgets.QWidget):
     def _on_model_event(self, kind: str) -> None:
         if kind in ("segments", "history"):
             self._show_overlay()
-            self._stats_timer.start()
-            self.historyChanged.emit()
         else:
             self.state.labelsEdited.emit()
-            self._stats_timer.start()
+        self._stats_timer.start()
+        self.historyChanged.emit()
 
     def _show_overlay(self) -> None:
         if self.seg is None:
@@ -506,6 +505,7 @@ class SegmentPanel(QtWidgets.QWidget):
         self.progress.setValue(1000)
         self.message.setText(result.message or "Done.")
         self._refresh_table()
+        self.historyChanged.emit()
 
     def _tool_failed(self, message: str) -> None:
         self.cancel_button.setEnabled(False)

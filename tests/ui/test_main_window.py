@@ -109,6 +109,15 @@ def test_import_cancel_then_import_again_gives_one_case(window, qtbot, ct_dir, a
     ]
     assert name not in " ".join(visible_text)
 
+    # Showing identity is possible, and audited.
+    window.browser.show_identity.setChecked(True)
+    assert not window.browser.table.isColumnHidden(1)
+    assert window.browser.table.item(0, 1).text() == name
+    from app.security import audit
+
+    assert audit.read_records(window.paths)[-1]["action"] == "cases.identity_shown"
+    window.browser.show_identity.setChecked(False)
+
     window.save_screenshot(artifacts / "main-window-ct.png", whole_window=True)
     image = grab_array(window.area)
     assert image.std() > 20
@@ -160,6 +169,43 @@ def test_open_missing_case_is_a_readable_error(window, qtbot):
         window.open_case("C-ZZZZ-ZZ")
     assert "no case C-ZZZZ-ZZ" in error.args[0]
     assert any("no case" in t.lower() for t in _close_boxes(window))
+
+
+def test_settings_dialog_edits_a_copy(window):
+    from app.ui.settings_dialog import SettingsDialog
+
+    dialog = SettingsDialog(window.settings, window.paths, window)
+    assert dialog.data_dir.text() == str(window.paths.root)
+    dialog.units.setCurrentText("in")
+    dialog.window_preset.setCurrentText("lung")
+    edited = dialog.result_settings()
+    assert edited.units == "in" and edited.default_window_preset == "lung"
+    assert window.settings.units == "mm"  # unchanged until applied
+    assert dialog.printer.count() >= 1
+
+
+def test_undo_follows_the_segment_panel(window, qtbot, ct_volume):
+    from app.case import Case
+
+    window.startup(open_sample=False)
+    _close_boxes(window)
+    pseudonym = window.vault.create_case({})
+    Case(window.vault, pseudonym).save_volume(ct_volume)
+    with qtbot.waitSignal(window.caseOpened, timeout=60_000):
+        window.open_case(pseudonym)
+    panel = window.segment_panel
+    assert not window.act_undo.isEnabled()
+    panel.select_tool("threshold")
+    with qtbot.waitSignal(panel.worker.done, timeout=60_000):
+        panel.apply_current(preset="bone", segment="")
+    assert window.act_undo.isEnabled()
+    window.act_undo.trigger()
+    assert not panel.seg.segments and window.act_redo.isEnabled()
+    window.act_redo.trigger()
+    assert panel.seg.segments
+    window.save()
+    saved = Case(window.vault, pseudonym)
+    assert saved.has("segmentation.seg")
 
 
 def test_settings_change_units_and_presets(window):
