@@ -477,6 +477,12 @@ def _fill(
             except _Reject as exc:
                 msg = f"slice {items[0][0] + 1} of {total}: {exc}"
                 raise DicomError(msg) from None
+            except OSError as exc:
+                msg = (
+                    f"slice {items[0][0] + 1} of {total} cannot be read "
+                    f"({exc.strerror or type(exc).__name__}); is the drive still connected?"
+                )
+                raise DicomError(msg) from None
             except Exception as exc:
                 msg = (
                     f"slice {items[0][0] + 1} of {total} cannot be decoded "

@@ -207,3 +207,13 @@ def test_a_deflate_bomb_is_refused_before_it_is_inflated(
     assert reason.startswith("deflated data expands beyond")
     assert peak < 40 << 20
     assert load_series(wheel / "image_dfl.dcm").shape == (1, 512, 512)  # a real one still loads
+
+
+def test_a_vanished_file_gives_a_clear_error(dicom_dir: Path, tmp_path: Path) -> None:
+    source = dicom_dir / "ct-abdomen-tcia-pancreas-134"
+    for n in (1, 2, 3):
+        shutil.copy(source / f"1-00{n}.dcm", tmp_path / f"{n}.dcm")
+    series = scan(tmp_path).series[0]
+    (tmp_path / "2.dcm").unlink()
+    with pytest.raises(DicomError, match="drive still connected"):
+        load_series(series)
