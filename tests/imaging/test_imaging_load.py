@@ -174,3 +174,37 @@ def test_plan_geometry_reads_no_pixels_and_sorts_descending_files(dicom_dir: Pat
     assert geometry.regular and not geometry.sheared
     assert np.all(np.diff(geometry.d) > 0)
     assert geometry.step == pytest.approx(3.0)
+
+
+def test_legacy_multiframe_with_spacing_between_slices(dicom_dir: Path, tmp_path: Path) -> None:
+    ds = pydicom.dcmread(dicom_dir / "odd" / "pydicom-wheel-test_files" / "MR_small.dcm")
+    frames = np.stack([ds.pixel_array + k * 100 for k in range(3)]).astype(np.int16)
+    ds.NumberOfFrames = 3
+    ds.SpacingBetweenSlices = 2.5
+    ds.FrameIncrementPointer = pydicom.tag.Tag("SpacingBetweenSlices")
+    ds.PixelData = frames.tobytes()
+    path = tmp_path / "multi.dcm"
+    ds.save_as(path)
+    volume = load_series(path)
+    assert volume.shape == (3, 64, 64)
+    assert volume.spacing[2] == pytest.approx(2.5)
+    assert volume.origin == pytest.approx([float(v) for v in ds.ImagePositionPatient])
+    assert np.array_equal(volume.array, frames)
+
+
+def test_dicomdir_inside_a_zip(dicom_dir: Path, tmp_path: Path) -> None:
+    folder = dicom_dir / "odd" / "pydicom-wheel-test_files" / "dicomdirtests"
+    archive = tmp_path / "cd.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                out.write(path, f"CD/{path.relative_to(folder)}")
+    zipped = scan(archive)
+    plain = scan(folder)
+    assert f"{archive}!CD/DICOMDIR" in zipped.dicomdirs
+    assert len(zipped.series) == len(plain.series)
+    assert sorted(s.slice_count for s in zipped.series) == sorted(
+        s.slice_count for s in plain.series
+    )
+    volume = load_series(max(zipped.series, key=lambda s: s.slice_count))
+    assert volume.shape[0] > 1
