@@ -184,7 +184,7 @@ def test_settings_dialog_edits_a_copy(window):
     assert dialog.printer.count() >= 1
 
 
-def test_undo_follows_the_segment_panel(window, qtbot, ct_volume):
+def test_undo_follows_the_segment_panel(window, qtbot, ct_volume, artifacts):
     from app.case import Case
 
     window.startup(open_sample=False)
@@ -203,6 +203,7 @@ def test_undo_follows_the_segment_panel(window, qtbot, ct_volume):
     assert not panel.seg.segments and window.act_redo.isEnabled()
     window.act_redo.trigger()
     assert panel.seg.segments
+    window.save_screenshot(artifacts / "main-window-segmentation.png", whole_window=True)
     window.save()
     saved = Case(window.vault, pseudonym)
     assert saved.has("segmentation.seg")
