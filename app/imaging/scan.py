@@ -1,6 +1,7 @@
 """Scan folders, DICOMDIRs and zip files for DICOM images; group them patient → study → series.
 
-Only headers are read (``stop_before_pixels`` plus ``defer_size``): pixel data is never touched,
+Only headers are read (``stop_before_pixels``, ``defer_size`` and only the elements grouping
+needs): pixel data is never touched,
 but the position and length of its element are noted, so the loader can check a declared frame
 size against the bytes really present before it allocates anything, and can read uncompressed
 frames straight into the output array.
@@ -18,15 +19,20 @@ JSON (``ScanResult.to_json()``, ``medprint scan --json``), format ``medprint-sca
 
     {
       "format": "medprint-scan/1",
-      "summary": {"files": 311, "images": 240, "series": 41, "rejected": 70, "dicomdirs": 3},
+      "summary": {"files": 311,         # files looked at (zip members count one each)
+                  "images": 240,        # 2D images in all series (frames of multi-frame count)
+                  "series": 41, "rejected": 70, "dicomdirs": 3},
       "patients": [
         {
           "key": "P1",                       # order of discovery, stable for the same input
-          "identity": {...},                  # only with identity=True (patient fields)
+          "identity": {...},                  # identity=True only: patient_name, patient_id,
+                                              #   birth_date, sex
           "studies": [
             {
               "key": "P1.S1",
-              "identity": {...},              # only with identity=True (study fields)
+              "identity": {...},              # identity=True only: study_date,
+                                              #   study_description, accession_number,
+                                              #   institution, uid
               "series": [
                 {
                   "key": "3fa9c2d01b7e",      # stable: hash of series UID + stack signature
@@ -37,10 +43,11 @@ JSON (``ScanResult.to_json()``, ``medprint scan --json``), format ``medprint-sca
                   "files": 134,
                   "rows": 512, "columns": 512,
                   "spacing": [0.742, 0.742, 3.0],   # mm: column, row, median slice step
+                                                    #   (null when unknown)
                   "thickness": 3.0,           # SliceThickness or null
                   "transfer_syntaxes": ["Implicit VR Little Endian"],
                   "notes": ["..."],           # e.g. uneven spacing, gantry tilt
-                  "identity": {...}           # only with identity=True: uid, description, date
+                  "identity": {...}           # identity=True only: uid, description, date
                 }
               ]
             }
@@ -52,8 +59,12 @@ JSON (``ScanResult.to_json()``, ``medprint scan --json``), format ``medprint-sca
     }
 
 Identity fields (names, IDs, dates, descriptions, institution, UIDs) are left out unless asked
-for: they go to the encrypted case index (:attr:`Series.identity`), never to logs.
-Keys and numbers are ordered by the sorted file paths, so the same input gives the same JSON.
+for: they go to the encrypted case index (:attr:`Series.identity`: patient_name, patient_id,
+birth_date, sex, study_date, study_description, series_description, series_date, description,
+institution, accession_number, study_instance_uid, series_instance_uid), never to logs.
+Patient and study keys follow the sorted file paths, series keys are content hashes, and lists
+are sorted, so the same input gives byte-identical JSON. New fields may be added to objects;
+existing ones keep their meaning while the format string stays ``medprint-scan/1``.
 """
 
 from __future__ import annotations
