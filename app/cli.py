@@ -24,6 +24,7 @@ COMMANDS = [
     "importing",
     "audit",
     "segment",
+    "mesh",
     "package",
     "print",
 ]

@@ -204,28 +204,25 @@ def format_of(path: Path) -> str:
 
 def read_mesh_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Vertices (mm) and triangles of a mesh file, vertices merged where they coincide."""
-    data = Path(path).read_bytes()
-    fmt = format_of(path)
+    return read_mesh_bytes(Path(path).read_bytes(), format_of(path))
+
+
+def read_mesh_bytes(data: bytes, fmt: str) -> tuple[np.ndarray, np.ndarray]:
+    """Like :func:`read_mesh_file` for file content already in memory (e.g. from the vault)."""
+    readers = {"stl": _read_stl, "obj": _read_obj, "ply": _read_ply, "3mf": _read_3mf}
     try:
-        if fmt == "stl":
-            vertices, faces = _read_stl(data)
-        elif fmt == "obj":
-            vertices, faces = _read_obj(data)
-        elif fmt == "ply":
-            vertices, faces = _read_ply(data)
-        else:
-            vertices, faces = _read_3mf(data)
+        return readers[fmt](data)
     except (
         ValueError,
         KeyError,
         IndexError,
+        StopIteration,
         struct.error,
         zipfile.BadZipFile,
         ET.ParseError,
     ) as exc:
         msg = f"cannot read the {fmt.upper()} file ({type(exc).__name__}); export it again from its program"
         raise MeshError(msg) from exc
-    return vertices, faces
 
 
 def _is_binary_stl(data: bytes) -> bool:

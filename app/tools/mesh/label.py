@@ -12,6 +12,7 @@ engraved text is cut ``depth_mm`` below the lowest surface point under it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
@@ -239,3 +240,24 @@ def label_match(mesh: trimesh.Trimesh, info: LabelInfo, text: str | None = None)
     inter = (found ^ expected).area()
     union = (found + expected).area()
     return float(inter / union) if union else 0.0
+
+
+def label_region(info: LabelInfo, margin_mm: float = 1.0) -> Callable[[np.ndarray], np.ndarray]:
+    """``points -> bool mask`` of the points inside the label's block (plus ``margin_mm``)."""
+    rotation = info.rotation
+    origin = np.asarray(info.point)
+    half_w = info.width_mm / 2.0 + margin_mm
+    half_h = info.height_mm + margin_mm  # descenders reach below the cap height
+    z_low = min(info.surface_low_mm, info.text_plane_mm) - 1.0 - margin_mm
+    z_high = max(info.surface_high_mm, info.text_plane_mm) + margin_mm
+
+    def inside(points: np.ndarray) -> np.ndarray:
+        local = (np.asarray(points) - origin) @ rotation
+        return (
+            (np.abs(local[:, 0]) <= half_w)
+            & (np.abs(local[:, 1]) <= half_h)
+            & (local[:, 2] >= z_low)
+            & (local[:, 2] <= z_high)
+        )
+
+    return inside

@@ -19,6 +19,7 @@ from app.progress import CancelToken, Progress, check_cancel, ensure
 from app.tools.mesh.core import signed_volume, surface_area, topology
 from app.tools.mesh.edit import to_manifold
 from app.tools.mesh.export import ORIENTATION
+from app.tools.mesh.label import LabelInfo, label_region
 from app.tools.mesh.repair import count_self_intersections
 from app.tools.mesh.surface import surface_deviation
 
@@ -144,6 +145,7 @@ def qa_report(
     min_wall_mm: float = DEFAULT_MIN_WALL_MM,
     max_thin_fraction: float = 0.02,
     wall_samples: int = 1000,
+    label: LabelInfo | None = None,
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
 ) -> QAReport:
@@ -152,7 +154,8 @@ def qa_report(
     Pass rules: watertight and manifold as an STL reader sees the mesh; no self-intersections;
     fits the build volume in some axis-aligned orientation; at most ``max_thin_fraction`` of
     the sampled walls thinner than ``min_wall_mm``; the 95th percentile deviation from the
-    segmentation surface within ``tolerance_mm`` (mean and max are reported alongside).
+    segmentation surface within ``tolerance_mm`` (mean and max are reported alongside); the
+    region of ``label`` (an embossed/engraved pseudonym) is left out of the deviation.
     """
     progress = ensure(progress)
     checks: list[Check] = []
@@ -214,7 +217,8 @@ def qa_report(
     if reference is not None:
         check_cancel(cancel)
         progress.update(0.7, "measuring deviation from the segmentation")
-        dev = surface_deviation(mesh, reference, cancel=cancel)
+        exclude = label_region(label) if label is not None else None
+        dev = surface_deviation(mesh, reference, exclude=exclude, cancel=cancel)
         deviation = dev.to_dict()
         checks.append(
             Check("deviation from segmentation", dev.p95_mm <= tolerance_mm, dev.p95_mm,

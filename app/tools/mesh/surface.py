@@ -11,6 +11,7 @@ edge once an STL reader merges equal vertices (measured on the TCIA CT, see DESI
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -332,16 +333,24 @@ def surface_deviation(
     reference: trimesh.Trimesh,
     *,
     samples: int = 100_000,
+    exclude: Callable[[np.ndarray], np.ndarray] | None = None,
     cancel: CancelToken | None = None,
 ) -> Deviation:
-    """Deviation of ``mesh`` from ``reference`` (see :class:`Deviation`), seeded sampling."""
+    """Deviation of ``mesh`` from ``reference`` (see :class:`Deviation`), seeded sampling.
+
+    ``exclude(points) -> bool mask`` drops points from both directions, e.g. the region of
+    an embossed label, which is meant to differ from the segmentation.
+    """
     rng = np.random.default_rng(0)
     on_mesh = _area_samples(mesh, samples, rng)
-    forward = distances_to_surface(on_mesh, reference)
-    check_cancel(cancel)
     ref_points = np.asarray(reference.vertices)
     if len(ref_points) > samples:
         ref_points = ref_points[rng.choice(len(ref_points), samples, replace=False)]
+    if exclude is not None:
+        on_mesh = on_mesh[~exclude(on_mesh)]
+        ref_points = ref_points[~exclude(ref_points)]
+    forward = distances_to_surface(on_mesh, reference)
+    check_cancel(cancel)
     backward = distances_to_surface(ref_points, mesh)
     return Deviation(
         mean_mm=float(forward.mean()),
