@@ -266,23 +266,16 @@ class _LayerPlanner:
                 out.append(Path(kind, ring, v, e_mm))
                 pos = ring[-1]
         spacing = float(self.fills.solid_spacing[island])
-        out += _lines(
-            self.fills.solid[island], MoveType.SOLID_INFILL, speed(sp.solid_infill), e_mm, spacing
+        groups = (
+            (self.fills.solid[island], MoveType.SOLID_INFILL, sp.solid_infill, spacing),
+            (self.fills.top[island], MoveType.TOP_SOLID_INFILL, sp.top_solid_infill, spacing),
+            (self.fills.sparse[island], MoveType.INFILL, sp.infill, self.fills.sparse_spacing),
         )
-        out += _lines(
-            self.fills.top[island],
-            MoveType.TOP_SOLID_INFILL,
-            speed(sp.top_solid_infill),
-            e_mm,
-            spacing,
-        )
-        out += _lines(
-            self.fills.sparse[island],
-            MoveType.INFILL,
-            speed(sp.infill),
-            e_mm,
-            self.fills.sparse_spacing,
-        )
+        for lines, kind, v, gap in groups:
+            paths = _lines(lines, kind, speed(v), e_mm, gap, pos)
+            if paths:
+                out += paths
+                pos = paths[-1].points[-1]
         return out
 
     def _loops_first_layer(self, e_mm: float, warnings: list[str]) -> list[Path]:
@@ -310,7 +303,9 @@ class _LayerPlanner:
 def _rings_per_owner(walls: np.ndarray, count: int) -> list[list[np.ndarray]]:
     """Closed coordinate rings of every wall geometry, grouped by island."""
     out: list[list[np.ndarray]] = [[] for _ in range(count)]
-    rings, owner = shapely.get_rings(walls, return_index=True)
+    parts, part_owner = shapely.get_parts(walls, return_index=True)
+    rings, ring_part = shapely.get_rings(parts, return_index=True)
+    owner = part_owner[ring_part]
     if not len(rings):
         return out
     coords, ring_idx = shapely.get_coordinates(rings, return_index=True)
@@ -331,10 +326,37 @@ def _seam(ring: np.ndarray, pos: np.ndarray) -> np.ndarray:
 
 
 def _lines(
-    polylines: list[np.ndarray], kind: MoveType, speed: float, e_mm: float, spacing: float
+    polylines: list[np.ndarray],
+    kind: MoveType,
+    speed: float,
+    e_mm: float,
+    spacing: float,
+    pos: np.ndarray | None = None,
 ) -> list[Path]:
+    """Paths for fill polylines, ordered nearest-first from ``pos`` (reversed when shorter)."""
+    if pos is not None and len(polylines) > 1:
+        polylines = _nearest_order(polylines, pos)
     link = 1.5 * spacing
     out = [Path(kind, line, speed, e_mm, link) for line in polylines]
     if out:
         out[0].link = 0.0
+    return out
+
+
+def _nearest_order(polylines: list[np.ndarray], pos: np.ndarray) -> list[np.ndarray]:
+    """Greedy nearest-neighbour order of polylines, each entered at its nearer end."""
+    starts = np.array([p[0] for p in polylines])
+    ends = np.array([p[-1] for p in polylines])
+    left = np.ones(len(polylines), dtype=bool)
+    here = np.asarray(pos, dtype=np.float64)
+    out = []
+    for _ in range(len(polylines)):
+        d_start = ((starts - here) ** 2).sum(axis=1)
+        d_end = ((ends - here) ** 2).sum(axis=1)
+        d = np.where(left, np.minimum(d_start, d_end), np.inf)
+        j = int(np.argmin(d))
+        left[j] = False
+        line = polylines[j] if d_start[j] <= d_end[j] else polylines[j][::-1]
+        out.append(line)
+        here = line[-1]
     return out

@@ -79,8 +79,16 @@ def fill_lines(
     seg_area, seg_k = area[enter], k[enter]
     ua, ub = u[enter], u[leave]
     odd = (seg_k % 2) == 1
-    # zig-zag: even lines run along +d, odd lines along -d, pieces in walking order
-    zz = np.lexsort((np.where(odd, -ua, ua), seg_k, seg_area))
+    # columns: the j-th piece of every line belongs to column j, so a ring-shaped area is filled
+    # one side after the other instead of jumping across its hole on every line
+    line_start = np.flatnonzero(
+        np.concatenate([[True], (np.diff(seg_k) != 0) | (np.diff(seg_area) != 0)])
+    )
+    column = np.arange(len(seg_k)) - np.repeat(
+        line_start, np.diff(np.append(line_start, len(seg_k)))
+    )
+    # zig-zag: even lines run along +d, odd lines along -d
+    zz = np.lexsort((seg_k, column, seg_area))
     seg_area, seg_k, ua, ub, odd = seg_area[zz], seg_k[zz], ua[zz], ub[zz], odd[zz]
     u_start = np.where(odd, ub, ua)
     u_end = np.where(odd, ua, ub)

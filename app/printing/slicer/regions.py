@@ -121,13 +121,43 @@ def plan_islands(
     covered = _both(above, below)
     check_cancel(cancel)
     solid = opening(_clean(_minus(fill, covered[layer])), s / 2)
+    if settings.solid_margin > 0:
+        # grow the shells into the sparse area so they anchor (PrusaSlicer's external infill margin)
+        live = ~shapely.is_empty(solid)
+        solid[live] = _clean(
+            shapely.intersection(
+                shapely.buffer(solid[live], settings.solid_margin, **_MITRE), fill[live]
+            )
+        )
     next_layer = np.empty(n, dtype=object)
     next_layer[: n - 1] = regions[1:]
     next_layer[n - 1 :] = EMPTY
     top = opening(_clean(shapely.difference(solid, next_layer[layer])), s / 2)
     bottom = _clean(shapely.difference(solid, top))
     sparse = _clean(shapely.difference(fill, solid))
+    # like PrusaSlicer's solid_infill_below_area: small sparse pockets print solid
+    parts, owner = shapely.get_parts(sparse, return_index=True)
+    small = shapely.area(parts) < settings.solid_below_area
+    if small.any():
+        sparse = regroup(parts[~small], owner[~small], len(geom))
+        b_parts, b_owner = shapely.get_parts(bottom, return_index=True)
+        bottom = regroup(
+            np.concatenate([b_parts, parts[small]]),
+            np.concatenate([b_owner, owner[small]]),
+            len(geom),
+        )
     return Islands(geom, layer, walls, fill, bottom, top, sparse)
+
+
+def regroup(parts: np.ndarray, owner: np.ndarray, count: int) -> np.ndarray:
+    """One MultiPolygon per owner index ``0..count-1`` (EMPTY where an owner has no part)."""
+    out = np.empty(count, dtype=object)
+    out[:] = EMPTY
+    if len(parts):
+        order = np.argsort(owner, kind="stable")
+        owners, dense = np.unique(owner[order], return_inverse=True)
+        out[owners] = shapely.multipolygons(parts[order], indices=dense)
+    return out
 
 
 def _both(a: np.ndarray, b: np.ndarray) -> np.ndarray:

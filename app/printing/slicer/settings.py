@@ -34,6 +34,8 @@ class SliceSettings:
     infill_pattern: str = "grid"
     infill_angle: float = 45.0
     infill_overlap: float = 25.0
+    solid_below_area: float = 70.0
+    solid_margin: float = 3.0
     skirt_loops: int = 1
     skirt_distance: float = 6.0
     brim_width: float = 0.0
@@ -59,6 +61,8 @@ class SliceSettings:
             "infill_density": (0.0, 100.0),
             "infill_angle": (-360.0, 360.0),
             "infill_overlap": (0.0, 50.0),
+            "solid_below_area": (0.0, 10000.0),
+            "solid_margin": (0.0, 20.0),
             "skirt_loops": (0, 20),
             "skirt_distance": (0.0, 50.0),
             "brim_width": (0.0, 50.0),
