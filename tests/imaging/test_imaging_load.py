@@ -208,3 +208,57 @@ def test_dicomdir_inside_a_zip(dicom_dir: Path, tmp_path: Path) -> None:
     )
     volume = load_series(max(zipped.series, key=lambda s: s.slice_count))
     assert volume.shape[0] > 1
+
+
+def _phantom_slice(ipp, u, v, *, shape, spacing, centre, radius) -> np.ndarray:
+    """A ball of 1000 HU (linear 2 mm edge) sampled at a slice's true pixel positions."""
+    j, i = np.mgrid[0 : shape[0], 0 : shape[1]]
+    points = ipp + i[..., None] * spacing * u + j[..., None] * spacing * v
+    distance = np.linalg.norm(points - centre, axis=-1)
+    return (np.clip((radius + 1 - distance) / 2, 0, 1) * 1000).astype(np.int16)
+
+
+def test_synthetic_tilted_irregular_ball_comes_out_round_and_in_place(
+    dicom_dir: Path, tmp_path: Path
+) -> None:
+    template = pydicom.dcmread(dicom_dir / "odd" / "pydicom-wheel-test_files" / "CT_small.dcm")
+    tilt = np.radians(-12.0)
+    u = np.array([1.0, 0.0, 0.0])
+    v = np.array([0.0, np.cos(tilt), -np.sin(tilt)])
+    centre, radius, spacing, shape = np.array([5.0, -3.0, 22.0]), 12.0, 1.5, (64, 64)
+    heights = [0, 3, 6, 9, 10.5, 13.5, 16.5, 19.5, 22.5, 25.5, 28.5, 35.5, 38.5, 41.5, 44.5]
+    for number, z in enumerate(heights):
+        ipp = np.array([-48.0, -48.0, z])
+        ds = template.copy()
+        ds.ImageOrientationPatient = [*u, *v]
+        ds.ImagePositionPatient = list(ipp)
+        ds.PixelSpacing = [spacing, spacing]
+        ds.RescaleSlope, ds.RescaleIntercept = 1, 0
+        ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 15, 1
+        ds.SOPInstanceUID = pydicom.uid.generate_uid()
+        ds.Rows, ds.Columns = shape
+        ds.PixelData = _phantom_slice(
+            ipp, u, v, shape=shape, spacing=spacing, centre=centre, radius=radius
+        ).tobytes()
+        ds.save_as(tmp_path / f"{number:02d}.dcm")
+    volume = load_series(tmp_path)
+    assert np.allclose(volume.direction.T @ volume.direction, np.eye(3), atol=1e-9)
+    assert any("gantry tilt of 12.0°" in w for w in volume.warnings)
+    # steps along the slice normal are the table steps × cos(tilt): 1.5, 3 and 7 mm
+    assert any(
+        "1.47 mm ×1" in w and "2.93 mm ×12" in w and "6.85 mm ×1" in w for w in volume.warnings
+    )
+    offset, roundness = _ball_fit(volume, centre)
+    assert offset < 0.5  # in place (mm)
+    assert roundness < 1.1  # round, not skewed into an ellipsoid
+    # ITK's series reader ignores the shear and the uneven steps: the ball moves and deforms
+    naive_offset, naive_roundness = _ball_fit(Volume.from_sitk(_sitk_volume(tmp_path)), centre)
+    assert naive_offset > 2 and naive_roundness > 1.15
+
+
+def _ball_fit(volume: Volume, centre: np.ndarray) -> tuple[float, float]:
+    """(distance of the bright blob's centroid from ``centre`` in mm, longest/shortest axis)."""
+    k, j, i = np.nonzero(volume.array > 500)
+    points = volume.index_to_lps(np.column_stack([i, j, k]))
+    extent = np.sqrt(np.linalg.eigvalsh(np.cov(points.T)))
+    return float(np.linalg.norm(points.mean(axis=0) - centre)), float(extent.max() / extent.min())
