@@ -58,12 +58,16 @@ def format_scan(result, *, identity: bool = False) -> list[str]:
         who = ""
         if identity:
             p = patient.identity
-            who = f"  {p['patient_name']}  id={p['patient_id']}  born={p['birth_date']}  {p['sex']}"
+            who = (
+                f"  {p.get('patient_name', '')}  id={p.get('patient_id', '')}  "
+                f"born={p.get('birth_date', '')}  {p.get('sex', '')}"
+            )
         lines.append(f"{patient.key}{who}")
         for study in patient.studies:
             what = ""
             if identity:
-                what = f"  {study.identity['study_date']}  {study.identity['study_description']}"
+                st = study.identity
+                what = f"  {st.get('study_date', '')}  {st.get('study_description', '')}"
             lines.append(f"  {study.key}{what}")
             for s in study.series:
                 lines.append("    " + _series_line(s, identity))
