@@ -204,6 +204,9 @@ class SegmentPanel(QtWidgets.QWidget):
         self.tool_help = QtWidgets.QLabel(self)
         self.tool_help.setWordWrap(True)
         self.tool_help.setObjectName("hint")
+        self.preview = QtWidgets.QCheckBox("Preview the range in the views", self)
+        self.preview.setChecked(False)  # switched on by the first edit of a range
+        self.preview.toggled.connect(self._update_preview)
         self.form_host = QtWidgets.QWidget(self)
         QtWidgets.QVBoxLayout(self.form_host).setContentsMargins(0, 0, 0, 0)
         self.form: ParamForm | None = None
@@ -257,6 +260,7 @@ class SegmentPanel(QtWidgets.QWidget):
         layout.addWidget(self.tool_combo)
         layout.addWidget(self.tool_help)
         layout.addWidget(self.form_host)
+        layout.addWidget(self.preview)
         layout.addLayout(run)
         layout.addWidget(self.message)
         layout.addStretch(1)
@@ -288,6 +292,7 @@ class SegmentPanel(QtWidgets.QWidget):
         self._unsubscribe = self.seg.subscribe(lambda event: self._bridge.changed.emit(event.kind))
         self._set_enabled(True)
         self.message.setText("Pick a tool and Apply, or paint in the slice views.")
+        self._update_preview()
         self._show_overlay()
         self._refresh_table()
         self._rebuild_form()
@@ -449,6 +454,43 @@ class SegmentPanel(QtWidgets.QWidget):
         self.tool_help.setText(first_line)
         self.form = ParamForm(tool, self.segment_names(), self.form_host)
         layout.addWidget(self.form)
+        for name in ("lower", "upper", "preset", "method"):
+            if name in self.form.widgets:
+                widget = self.form.widgets[name][1]
+                signal = getattr(widget, "valueChanged", None) or widget.currentTextChanged
+                signal.connect(self._range_edited)
+        self._update_preview()
+
+    def preview_range(self) -> tuple[float, float] | None:
+        """The intensity range the current tool's form selects, when it has one."""
+        if (
+            self.form is None
+            or "lower" not in self.form.widgets
+            or "upper" not in self.form.widgets
+        ):
+            return None
+        widgets = self.form.widgets
+        if "method" in widgets and widgets["method"][1].currentText() != "range":
+            return None
+        if "preset" in widgets and widgets["preset"][1].currentText() != "custom":
+            from app.tools.segmentation.threshold import CT_PRESETS  # noqa: PLC0415
+
+            return CT_PRESETS.get(widgets["preset"][1].currentText())
+        return widgets["lower"][1].value(), widgets["upper"][1].value()
+
+    def _range_edited(self) -> None:
+        if not self.preview.isChecked():
+            self.preview.setChecked(True)  # toggled → _update_preview
+        else:
+            self._update_preview()
+
+    def _update_preview(self) -> None:
+        span = self.preview_range() if self.seg is not None else None
+        self.preview.setEnabled(span is not None)
+        if span is None or not self.preview.isChecked():
+            self.state.set_threshold_preview(None)
+        else:
+            self.state.set_threshold_preview(*span)
 
     def _rebuild_form_segments(self) -> None:
         if self.form is None:
@@ -500,6 +542,7 @@ class SegmentPanel(QtWidgets.QWidget):
         )
 
     def _tool_done(self, result: Any) -> None:
+        self.state.set_threshold_preview(None)
         self.cancel_button.setEnabled(False)
         self.apply_button.setEnabled(True)
         self.progress.setValue(1000)

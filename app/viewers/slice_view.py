@@ -108,6 +108,7 @@ class SliceView(QtWidgets.QWidget):
         state.windowChanged.connect(self._on_window)
         state.overlayChanged.connect(self._on_overlay)
         state.labelsEdited.connect(self._on_overlay)
+        state.previewChanged.connect(self._on_overlay)
         if state.volume is not None:
             self._on_volume()
 
@@ -283,26 +284,45 @@ class SliceView(QtWidgets.QWidget):
         self._invalidate()
 
     def _rebuild_overlay(self) -> None:
+        """The segmentation (and threshold preview) layer of the displayed slice."""
         self._overlay = None
-        labels = self.state.labels
-        if self.geometry_ is None or labels is None or not self.state.overlay_visible:
+        rgba = self._labels_rgba()
+        preview = self._preview_rgba()
+        if preview is not None:
+            rgba = preview if rgba is None else np.where(preview[..., 3:4] > 0, preview, rgba)
+        if rgba is None:
             self._invalidate()
             return
-        plane = self.geometry_.slice_of(labels, self.slice_index)
-        if not plane.any():
-            self._invalidate()
-            return
-        table = self.state.overlay_table(int(plane.max()))
-        rgba = overlay_rgba(plane, table, outline=self.state.overlay_outline)
         alpha = rgba[..., 3:4].astype(np.uint16)
         rgba[..., :3] = (rgba[..., :3].astype(np.uint16) * alpha // 255).astype(np.uint8)
         rgba = np.ascontiguousarray(rgba)
         self._overlay_buf = rgba
-        rows, cols = plane.shape
+        rows, cols = rgba.shape[:2]
         self._overlay = QtGui.QImage(
             rgba.data, cols, rows, cols * 4, QtGui.QImage.Format.Format_RGBA8888_Premultiplied
         )
         self._invalidate()
+
+    def _labels_rgba(self) -> np.ndarray | None:
+        labels = self.state.labels
+        if self.geometry_ is None or labels is None or not self.state.overlay_visible:
+            return None
+        plane = self.geometry_.slice_of(labels, self.slice_index)
+        if not plane.any():
+            return None
+        table = self.state.overlay_table(int(plane.max()))
+        return overlay_rgba(plane, table, outline=self.state.overlay_outline)
+
+    def _preview_rgba(self) -> np.ndarray | None:
+        preview = self.state.preview
+        if self.geometry_ is None or preview is None or self.state.volume is None:
+            return None
+        lower, upper, rgb = preview
+        plane = self.geometry_.slice_of(self.state.volume.array, self.slice_index)
+        inside = (plane >= lower) & (plane <= upper)
+        out = np.zeros((*plane.shape, 4), dtype=np.uint8)
+        out[inside] = (*rgb, 150)
+        return out
 
     def _scaled_pixmap(self) -> tuple[QtGui.QPixmap, QtCore.QPointF] | None:
         """The slice (and overlay) scaled to the screen, cached until image or view changes."""

@@ -21,6 +21,7 @@ class ViewerState(QtCore.QObject):
     windowChanged = QtCore.Signal(float, float)  # width, level
     overlayChanged = QtCore.Signal()
     labelsEdited = QtCore.Signal()  # the label array's contents changed in place
+    previewChanged = QtCore.Signal()
 
     def __init__(self, parent: QtCore.QObject | None = None) -> None:
         super().__init__(parent)
@@ -37,6 +38,7 @@ class ViewerState(QtCore.QObject):
         self.label_table: np.ndarray | None = None  # (N, 3) uint8 RGB per label value
         self.label_shown: np.ndarray | None = None  # (N,) bool per label value
         self.label_names: dict[int, str] = {}
+        self.preview: tuple[float, float, tuple[int, int, int]] | None = None
 
     # -- volume -------------------------------------------------------------------------------
     def set_volume(self, volume: Volume | None, preset: str = "auto") -> None:
@@ -47,6 +49,7 @@ class ViewerState(QtCore.QObject):
         self.segment_visible = {}
         self.label_table = self.label_shown = None
         self.label_names = {}
+        self.preview = None
         if volume is not None:
             ni, nj, nk = volume.size_ijk
             self.cursor = volume.index_to_lps(np.array([(ni - 1) / 2, (nj - 1) / 2, (nk - 1) / 2]))
@@ -130,6 +133,24 @@ class ViewerState(QtCore.QObject):
 
     def label_name(self, value: int) -> str:
         return self.label_names.get(value, f"segment {value}")
+
+    def set_threshold_preview(
+        self,
+        lower: float | None,
+        upper: float | None = None,
+        rgb: tuple[int, int, int] = (80, 200, 255),
+    ) -> None:
+        """Tint voxels with ``lower <= value <= upper`` in the slice views (a live preview while
+        a threshold is dragged); ``None`` removes it. Computed per displayed slice only."""
+        if lower is None or upper is None:
+            self.preview = None
+        else:
+            self.preview = (
+                float(min(lower, upper)),
+                float(max(lower, upper)),
+                tuple(int(c) for c in rgb),
+            )
+        self.previewChanged.emit()
 
     def set_segment_color(self, label: int, rgb: tuple[int, int, int]) -> None:
         self.segment_colors[label] = tuple(int(c) for c in rgb)

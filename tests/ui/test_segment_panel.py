@@ -135,3 +135,28 @@ def test_save_and_reload_through_bytes(editor, qtbot):
     restored = Segmentation.from_bytes(case.saved["segmentation.seg"])
     assert np.array_equal(restored.labels, panel.seg.labels)
     assert [s.name for s in restored.segments] == [s.name for s in panel.seg.segments]
+
+
+def test_threshold_preview_follows_the_form(editor, ct_volume):
+    panel, axial, state = editor
+    panel.select_tool("threshold")
+    assert state.preview is None  # nothing tinted until a range is touched
+    widgets = panel.form.widgets
+    widgets["preset"][1].setCurrentText("compact-bone")
+    assert state.preview[:2] == (662.0, 1988.0)
+    widgets["preset"][1].setCurrentText("custom")
+    widgets["lower"][1].setValue(-100.0)
+    widgets["upper"][1].setValue(100.0)
+    assert state.preview[:2] == (-100.0, 100.0)
+    k = axial.slice_index
+    from scipy import ndimage
+
+    inside = ndimage.binary_erosion(
+        (ct_volume.array[k] >= -100) & (ct_volume.array[k] <= 100), iterations=3
+    )
+    j, i = np.argwhere(inside)[len(np.argwhere(inside)) // 2]
+    tinted = _rgb_at(axial, (i, j, k), ct_volume)
+    panel.preview.setChecked(False)
+    assert state.preview is None
+    plain = _rgb_at(axial, (i, j, k), ct_volume)
+    assert tinted[2] > plain[2] + 40  # the preview colour is blue-ish
