@@ -27,6 +27,7 @@ COMMANDS = [
     "mesh",
     "package",
     "print",
+    "slice",
 ]
 
 
