@@ -105,3 +105,30 @@ def test_overlay_colours_and_outline():
     assert tuple(rgba[3, 3]) == (255, 0, 0, 128) and rgba[0, 0, 3] == 0
     edge = outline_of(labels)
     assert edge[3, 3] == 0 and edge[2, 2] == 1 and edge[2, 3] == 1
+
+
+def test_real_sagittal_mr_is_shown_in_anatomical_orientation(styled_app, dicom_dir):
+    """The Philips MR is stored sagittally (columns run A→P, rows S→I, slices R→L); the views
+    still show radiological axial/coronal/sagittal planes with the right letters."""
+    from app.imaging.load import load_series
+    from app.viewers.slice_view import SliceView
+    from app.viewers.state import ViewerState
+
+    folder = dicom_dir / "mr-brain-t1-sagittal-philips-170"
+    if not folder.is_dir():
+        pytest.skip("MR series not in the shared data")
+    volume = load_series(folder)
+    state = ViewerState()
+    views = {o: SliceView(state, o) for o in ("axial", "coronal", "sagittal")}
+    state.set_volume(volume, "auto")
+    expected = {
+        "axial": {"left": "R", "right": "L", "top": "A", "bottom": "P"},
+        "coronal": {"left": "R", "right": "L", "top": "S", "bottom": "I"},
+        "sagittal": {"left": "A", "right": "P", "top": "S", "bottom": "I"},
+    }
+    for orientation, view in views.items():
+        assert view.geometry_.edge_letters() == expected[orientation]
+    # The sagittal view scrolls through the acquired slices, the others through rows/columns.
+    assert views["sagittal"].n_slices == volume.shape[0]
+    low, high = views["axial"].displayed_range()
+    assert low < high and state.window_preset == "auto"
