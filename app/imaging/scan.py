@@ -441,7 +441,8 @@ def scan(
             if header is not None:
                 headers.append(header)
             total = max(len(sources), 1)
-        result.files = len(sources)
+        archives = {s.path for s, _ in sources if s.member is not None}
+        result.files = sum(1 for s, _ in sources if s.member is not None or s.path not in archives)
         _group(_dedupe(headers, result), result)
     progress.update(1.0, f"found {len(result.series)} series")
     return result
@@ -463,25 +464,21 @@ def _list_sources(
         else:
             result.rejected.append(Rejected(str(root), "does not exist"))
     out: list[tuple[SourceRef, zipfile.ZipFile | None]] = []
-    seen: set[str] = set()
+    seen: set = set()
     for name in files:
-        real = os.path.realpath(name)
-        if real in seen:
-            continue
-        seen.add(real)
-        if _is_zip(name):
-            out.extend(_zip_members(name, result))
-        else:
+        try:
+            stat = os.stat(name)
+            identity: object = (stat.st_dev, stat.st_ino)
+        except OSError:
+            identity = name
+        if identity not in seen:  # the same file reached twice (links, overlapping roots)
+            seen.add(identity)
             out.append((SourceRef(name), None))
     return out
 
 
-def _is_zip(path: str) -> bool:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(4) == b"PK\x03\x04"
-    except OSError:
-        return False
+class _IsZip(Exception):  # a signal: this "file" is a zip archive to expand
+    pass
 
 
 def _zip_members(path: str, result: ScanResult) -> list[tuple[SourceRef, zipfile.ZipFile | None]]:
@@ -542,7 +539,18 @@ def _read_one(
     try:
         with _open_source(source, archive) as handle:
             ds, pixel = _read_header(handle, source)
-            size = source.size() if archive is None else archive.getinfo(source.member).file_size
+            if archive is None:
+                size = os.fstat(handle.fileno()).st_size
+            else:
+                size = archive.getinfo(source.member).file_size
+    except _IsZip:
+        if source.member is None:
+            sources.extend(_zip_members(source.path, result))
+        else:
+            result.rejected.append(
+                Rejected(source.label, "zip inside a zip is not followed; extract it first")
+            )
+        return None
     except _Reject as exc:
         result.rejected.append(Rejected(source.label, str(exc)))
         return None
@@ -597,6 +605,8 @@ def _read_header(handle: BinaryIO, source: SourceRef) -> tuple[object, tuple | N
 
     head = handle.read(132)
     handle.seek(0)
+    if head[:4] == b"PK\x03\x04":
+        raise _IsZip
     force = False
     if head[128:132] != b"DICM":
         if not _looks_headerless(head):
@@ -608,12 +618,24 @@ def _read_header(handle: BinaryIO, source: SourceRef) -> tuple[object, tuple | N
     # Deferred values are re-read from the path on access, which a zip member does not have.
     defer = DEFER_SIZE if source.member is None else None
     ds = pydicom.dcmread(
-        handle, stop_before_pixels=True, defer_size=defer, force=force, specific_tags=HEADER_TAGS
+        handle, stop_before_pixels=True, defer_size=defer, force=force, specific_tags=_header_tags()
     )
     if force and not any(k in ds for k in ("SOPClassUID", "Modality", "Rows", "StudyInstanceUID")):
         msg = "not a DICOM file"
         raise _Reject(msg)
     return ds, _pixel_element(handle, ds)
+
+
+_HEADER_TAG_CACHE: list = []
+
+
+def _header_tags() -> list:
+    """HEADER_TAGS as pydicom tags, converted once (dcmread converts keywords on every call)."""
+    if not _HEADER_TAG_CACHE:
+        from pydicom.tag import Tag  # noqa: PLC0415
+
+        _HEADER_TAG_CACHE.extend(Tag(k) for k in HEADER_TAGS)
+    return _HEADER_TAG_CACHE
 
 
 def _meta_bytes(handle: BinaryIO, head: bytes) -> bytes:
