@@ -59,6 +59,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import (
     UID,
+    DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -559,8 +560,8 @@ def _add_method(ds: Dataset, codes: Sequence[str], descriptions: Sequence[str] =
         item.CodeMeaning = CID_7050[code]
         items.append(item)
     ds.DeidentificationMethodCodeSequence = DicomSequence(items)
-    method = ds.get("DeidentificationMethod")
-    texts = [str(v) for v in (method if isinstance(method, (list, tuple)) else [method]) if v]
+    method = ds.get(Tag(0x0012, 0x0063))  # the element, not its value
+    texts = _text_values(method) if method is not None else []
     texts += [t for t in descriptions if t not in texts]
     ds.DeidentificationMethod = texts[0] if len(texts) == 1 else texts
 
@@ -650,6 +651,8 @@ def _deidentify_meta(ds: Dataset, worker: _Deidentifier) -> None:
             meta[keyword] = old[keyword]
     if "TransferSyntaxUID" not in meta:
         meta.TransferSyntaxUID = _transfer_syntax_of(ds)
+    if meta.TransferSyntaxUID == DeflatedExplicitVRLittleEndian:
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian  # so the output can be verified as is
     if "SOPClassUID" in ds:
         meta.MediaStorageSOPClassUID = ds.SOPClassUID
     if "SOPInstanceUID" in ds:
@@ -1010,7 +1013,7 @@ def deid_folder(
     try:
         job = _Job(staging, report, options, uid_key, names, date_shift_days, masks)
         _write_all(job, headers, progress.sub(0.15, 0.85), cancel)
-        _verify(report, job.leaks, progress.sub(0.85, 1.0), cancel)
+        _verify(report, job, progress.sub(0.85, 1.0), cancel)
         _make_durable(staging, report.written)
         if out_dir.exists():
             out_dir.rmdir()
@@ -1173,7 +1176,9 @@ class _Job:
     names: Mapping[tuple[str, str, str], str]
     date_shift_days: int | None
     masks: Mapping[str, Sequence[Rect]]
-    leaks: dict[bytes, str] = field(default_factory=dict)
+    leaks: dict[Path, dict[str, str]] = field(default_factory=dict)  # per output file
+    shared: dict[str, str] = field(default_factory=dict)  # names and IDs of every input
+    kept: set[str] = field(default_factory=set)
 
 
 def _write_all(
@@ -1194,32 +1199,35 @@ def _write_all(
         deface = job.options.deface and group[0].head
         if job.options.deface and not deface and group[0].modality in ("CT", "MR"):
             job.report.notes.append(f"series-{series_n:02d}: not a head series, not defaced")
-        held: list[tuple[Path, Dataset]] = []
+        held: list[tuple[Path, str, Dataset, dict[str, str]]] = []
         for n, h in enumerate(group, start=1):
             check_cancel(cancel)
             done += 1
             progress.update(done / max(len(headers), 1), "de-identifying")
-            ds = _deidentify_file(job, h, rects)
-            if ds is None:
+            result = _deidentify_file(job, h, rects)
+            if result is None:
                 continue
             if deface:
-                held.append((folder / f"{n:04d}.dcm", ds))
+                held.append((folder / f"{n:04d}.dcm", h.rel, *result))
             else:
-                _write(folder / f"{n:04d}.dcm", ds, job.report)
+                _write(job, folder / f"{n:04d}.dcm", h.rel, *result)
         if held:
-            _deface_stack([ds for _, ds in held])
+            _deface_stack([ds for _, _, ds, _ in held])
             job.report.defaced_series += 1
-            for path, ds in held:
-                _write(path, ds, job.report)
+            for path, rel, ds, own in held:
+                _write(job, path, rel, ds, own)
         job.report.series += 1 if any(folder.glob("*.dcm")) else 0
     job.report.studies = len({p.parent.parent for p in job.report.written})
 
 
-def _deidentify_file(job: _Job, h: _Header, rects: Sequence[Rect]) -> Dataset | None:
-    """One input file de-identified (and masked), or None with the reason in the report."""
+def _deidentify_file(
+    job: _Job, h: _Header, rects: Sequence[Rect]
+) -> tuple[Dataset, dict[str, str]] | None:
+    """One input file de-identified (and masked) with its identifiers, or None (reason in the
+    report)."""
     try:
         ds = _read(h.path)
-        _collect_leaks(ds, job.leaks, job.report, job.uid_key)
+        own = _collect_leaks(ds, job)
         shift = job.date_shift_days
         if job.options.retain_longitudinal_temporal and shift is None:
             shift = date_shift_for(job.uid_key, h.patient[0] or h.patient[1])
@@ -1240,20 +1248,25 @@ def _deidentify_file(job: _Job, h: _Header, rects: Sequence[Rect]) -> Dataset | 
     except RecursionError:
         job.report.rejected.append((h.rel, "sequences nested too deeply to process"))
         return None
-    return ds
+    return ds, own
 
 
-def _write(path: Path, ds: Dataset, report: DeidReport) -> None:
+def _write(job: _Job, path: Path, rel: str, ds: Dataset, own: dict[str, str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     buffer = io.BytesIO()
     try:
         ds.save_as(buffer, enforce_file_format=True)
     except Exception as exc:  # an element pydicom cannot encode
-        report.rejected.append((path.name, f"cannot be written ({type(exc).__name__})"))
+        syntax = ds.file_meta.get("TransferSyntaxUID")
+        reason = f"cannot be written ({type(exc).__name__})"
+        if syntax is not None and not UID(syntax).is_transfer_syntax:
+            reason = "transfer syntax unknown to pydicom; cannot be re-encoded"
+        job.report.rejected.append((rel, reason))
         return
     with open(path, "xb") as handle:
         handle.write(buffer.getvalue())
-    report.written.append(path)
+    job.report.written.append(path)
+    job.leaks[path] = own
 
 
 def _make_durable(staging: Path, files: Sequence[Path]) -> None:
@@ -1271,7 +1284,7 @@ def _make_durable(staging: Path, files: Sequence[Path]) -> None:
 _MIN_CHECKED = 6
 # Values MedPrint itself writes: an input value equal to one of them is no leak.
 _OWN_VALUES = {
-    v.encode()
+    v
     for v in (
         DUMMY_TEXT, "ANONYMOUS", "REMOVED", "MODIFIED", "UNMODIFIED", "YES", "NO", "DCM",
         *(str(v) for v in DUMMY_VALUES.values()), *CID_7050.values(), *CID_7050,
@@ -1280,78 +1293,134 @@ _OWN_VALUES = {
 }  # fmt: skip
 
 
-def _collect_leaks(
-    ds: Dataset, leaks: dict[bytes, str], report: DeidReport, uid_key: bytes
-) -> None:
-    """Values of identifying attributes (names, IDs, dates, institution, UIDs) of an input."""
-    profile = _profile(DeidOptions())
+def _collect_leaks(ds: Dataset, job: _Job) -> dict[str, str]:
+    """Values of the identifying attributes (names, IDs, dates, institution, UIDs) of an input
+    that the profile removes or replaces, and the values it keeps (an identifier equal to a kept
+    value, such as an institution named like the manufacturer, is no leak)."""
+    profile = _profile(job.options)
+    own: dict[str, str] = {}
     for elem in _walk(ds):
-        if elem.VR == "SQ" or (elem.tag.is_private and elem.VR not in ("PN", "DA", "DT", "UI")):
-            continue
+        if elem.VR == "SQ" or (elem.tag.group == 0x0002 and elem.tag != 0x00020003):
+            continue  # file meta: only the instance UID is about the patient
         action = profile.action(elem.tag, elem.VR)
-        if action == "K" and elem.VR not in ("UI", "DA", "DT", "PN"):
+        values = _text_values(elem)
+        if action == "K":
+            job.kept.update(values)
             continue
-        keyword = elem.keyword or keyword_for_tag(elem.tag) or "private element"
-        for value in _text_values(elem):
+        keyword = elem.keyword or keyword_for_tag(elem.tag) or "unknown element"
+        for value in values:
             for candidate in _leak_candidates(elem.VR, keyword, value):
                 if elem.VR == "UI":
-                    report.uid_map[candidate] = remap_uid(candidate, uid_key)
-                leaks.setdefault(candidate.encode("utf-8", "replace"), keyword)
+                    job.report.uid_map[candidate] = remap_uid(candidate, job.uid_key)
+                elif elem.VR not in ("DA", "DT"):
+                    job.shared.setdefault(candidate, keyword)
+                own.setdefault(candidate, keyword)
+    return own
 
 
 def _leak_candidates(vr: str, keyword: str, value: str) -> list[str]:
+    """The strings of one value worth searching for (long and varied enough to be specific)."""
     if vr == "UI":
-        return [value] if len(value) >= 10 and not value.startswith(DICOM_ROOT) else []
-    if vr == "DA":
-        return [value] if len(value) == 8 and value.isdigit() and value != "19000101" else []
-    if vr == "DT":
-        return [value[:8]] if len(value) >= 8 and value[:8].isdigit() else []
-    if vr == "PN":
-        parts = [p for p in re.split(r"[\^=]+", value) if len(p.strip()) >= _MIN_CHECKED]
-        return [value, *parts] if len(value) >= 4 else parts
-    if _is_identifier_keyword(keyword) and len(value) >= _MIN_CHECKED:
-        return [value]
-    return []
+        found = [value] if len(value) >= 10 and not value.startswith(DICOM_ROOT) else []
+    elif vr in ("DA", "DT"):
+        found = [value[:8]] if shift_date(value[:8], 0) not in (None, "19000101") else []
+    elif vr == "PN":
+        parts = [p.strip() for p in re.split(r"[\^=]+", value)]
+        found = [value, *(p for p in parts if len(p) >= _MIN_CHECKED)]
+        found = [f for f in found if len(f) >= 4 and any(c.isalpha() for c in f)]
+    elif _is_identifier_keyword(keyword) and len(value) >= _MIN_CHECKED:
+        found = [value]
+    else:
+        found = []
+    return [f for f in found if len(set(f)) >= 3]
 
 
-def _verify(
-    report: DeidReport,
-    leaks: Mapping[bytes, str],
-    progress: Progress,
-    cancel: CancelToken | None,
-) -> None:
-    """Re-read every output file and search all of its bytes for the input identifiers."""
-    ignore = {p.encode() for p in report.pseudonyms} | _OWN_VALUES
-    needles = {v: k for v, k in leaks.items() if v not in ignore and v.strip()}
-    long_pattern = _pattern([v for v in needles if len(v) >= 8])
-    short_pattern = _pattern([v for v in needles if len(v) < 8])
+def _verify(report: DeidReport, job: _Job, progress: Progress, cancel: CancelToken | None) -> None:
+    """Re-read every output file and search it for the input identifiers.
+
+    Each file is searched for the identifiers of its own input (names, IDs, dates, UIDs) and
+    for the names and IDs of every input, in every byte outside the pixel values; compressed
+    pixel data (where a JPEG may carry text) is searched too. Numbers only match as whole
+    numbers, not inside a longer number or UID.
+    """
+    ignore = set(report.pseudonyms) | _OWN_VALUES | job.kept
+    shared = {v: k for v, k in job.shared.items() if v not in ignore}
     found: dict[str, int] = {}
+    checked: set[str] = set(shared)
     for n, path in enumerate(report.written):
         check_cancel(cancel)
         progress.update(n / max(len(report.written), 1), "verifying the output")
-        data = path.read_bytes()
-        outside_pixels = _reread(data)
-        hits = set(long_pattern.findall(data)) if long_pattern else set()
-        if short_pattern:
-            for span in outside_pixels:
-                hits |= set(short_pattern.findall(data[span]))
-        for hit in hits:
-            found[needles[hit]] = found.get(needles[hit], 0) + 1
-    report.checked_values = len(needles)
+        needles = shared | {v: k for v, k in job.leaks.get(path, {}).items() if v not in ignore}
+        checked.update(needles)
+        for keyword in _hits(path.read_bytes(), needles):
+            found[keyword] = found.get(keyword, 0) + 1
+    report.checked_values = len(checked)
     if found:
         where = ", ".join(f"{k} ({n} files)" for k, n in sorted(found.items()))
         msg = f"input identifiers remain in the de-identified output: {where}; nothing was written"
         raise IdentifierLeak(msg)
 
 
-def _pattern(values: list[bytes]) -> re.Pattern[bytes] | None:
-    if not values:
-        return None
-    return re.compile(b"|".join(re.escape(v) for v in sorted(values, key=len, reverse=True)))
+_TEXT_RUN = re.compile(rb"[\x20-\x7e\x80-\xff]{4,}")
 
 
-def _reread(data: bytes) -> list[slice]:
-    """Parse an output file again; return the byte ranges outside the pixel data values."""
+def _hits(data: bytes, needles: Mapping[str, str]) -> set[str]:
+    """Keywords of the ``needles`` found in one output file.
+
+    Every run of text bytes outside the pixel values is cut into all its substrings of each
+    needle length and intersected with the needles (fast for thousands of needles); a number
+    only counts as a whole number.
+    """
+    if not needles:
+        return set()
+    by_length: dict[int, dict[bytes, str]] = {}
+    for value, keyword in needles.items():
+        encoded = value.encode("utf-8", "replace")
+        by_length.setdefault(len(encoded), {})[encoded] = keyword
+    spans, compressed_pixels = _reread(data)
+    found: set[str] = set()
+    for span in spans:
+        for match in _TEXT_RUN.finditer(data, span.start, span.stop or len(data)):
+            run = match.group(0)
+            if len(run) > 4096:  # long text (a document, a LUT): one fast search per needle
+                found.update(
+                    k
+                    for g in by_length.values()
+                    for v, k in g.items()
+                    if v in run and _whole(run, v)
+                )
+                continue
+            for length, group in by_length.items():
+                if length > len(run):
+                    continue
+                subs = {run[i : i + length] for i in range(len(run) - length + 1)}
+                found.update(group[sub] for sub in subs & group.keys() if _whole(run, sub))
+    if compressed_pixels is not None:
+        pixels = data[compressed_pixels]
+        found.update(k for v, k in needles.items() if len(v) >= 8 and v.encode() in pixels)
+    return found
+
+
+def _whole(run: bytes, sub: bytes) -> bool:
+    """Whether ``sub`` occurs in ``run`` not glued to a longer number (a date may be followed
+    by a time)."""
+    digits = b"0123456789."
+    date_like = len(sub) == 8 and sub.isdigit()
+    start = run.find(sub)
+    while start >= 0:
+        before = run[start - 1 : start] if start else b""
+        after = run[start + len(sub) : start + len(sub) + 1]
+        clear_before = not (sub[:1].isdigit() and before and before in digits)
+        clear_after = date_like or not (sub[-1:].isdigit() and after and after in digits)
+        if clear_before and clear_after:
+            return True
+        start = run.find(sub, start + 1)
+    return False
+
+
+def _reread(data: bytes) -> tuple[list[slice], slice | None]:
+    """Parse an output file again; return the byte ranges outside the pixel data values, and
+    the range of the pixel data when it is compressed (encapsulated)."""
     try:
         handle = io.BytesIO(data)
         ds = pydicom.dcmread(handle, stop_before_pixels=True)
@@ -1359,17 +1428,20 @@ def _reread(data: bytes) -> list[slice]:
     except Exception as exc:  # the file we just wrote must read back
         msg = f"an output file does not read back ({type(exc).__name__}); nothing was written"
         raise DeidError(msg) from None
-    if start >= len(data) or ds.file_meta.TransferSyntaxUID != ExplicitVRLittleEndian:
-        return (
-            [slice(0, len(data))] if start >= len(data) else [slice(0, start), slice(start, None)]
-        )
-    length = int.from_bytes(data[start + 8 : start + 12], "little")
-    if length == 0xFFFFFFFF:
-        end = data.rfind(b"\xfe\xff\xdd\xe0\x00\x00\x00\x00")
-        end = len(data) if end < 0 else end + 8
+    syntax = ds.file_meta.TransferSyntaxUID
+    if start >= len(data):
+        return [slice(0, len(data))], None
+    if syntax.is_encapsulated:
+        return [slice(0, start)], slice(start, None)
+    if syntax == ImplicitVRLittleEndian:
+        header, length = 8, int.from_bytes(data[start + 4 : start + 8], "little")
+    elif syntax == ExplicitVRLittleEndian:
+        header, length = 12, int.from_bytes(data[start + 8 : start + 12], "little")
+    elif syntax == ExplicitVRBigEndian:
+        header, length = 12, int.from_bytes(data[start + 8 : start + 12], "big")
     else:
-        end = start + 12 + length
-    return [slice(0, start + 12), slice(end, None)]
+        return [slice(0, len(data))], None  # any other encoding: search everything
+    return [slice(0, start + header), slice(start + header + length, None)], None
 
 
 def uid_key_from_keystore(keystore: object | None = None) -> bytes:
