@@ -12,7 +12,7 @@ apt_packages=(
   gnome-keyring dbus
 )
 if [ "$mode" = test ]; then
-  apt_packages+=(xvfb xauth prusa-slicer)
+  apt_packages+=(xvfb xauth prusa-slicer binutils desktop-file-utils)
 fi
 
 missing=()
