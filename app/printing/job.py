@@ -511,7 +511,11 @@ class PrintJob(LinkListener):
         return isinstance(self.backend, UsbBackend)
 
     def start(self) -> None:
-        """Check and hash the G-code, audit the start, connect, and begin printing."""
+        """Check and hash the G-code, audit the start, connect, and begin printing.
+
+        Blocks while it connects and (for OctoPrint/Moonraker) uploads: seconds, so a GUI calls
+        it from its worker. Raises the connection's error; the job is then in ``ERROR``.
+        """
         if self._state != PrinterState.IDLE:
             msg = f"this job is already {self._state.value}; start a new job to print again"
             raise PrintingError(msg)
@@ -553,9 +557,11 @@ class PrintJob(LinkListener):
         with self._lock:
             if self._state.done or self._state == PrinterState.CANCELLING:
                 return
-            if self._state in (PrinterState.DISCONNECTED, PrinterState.IDLE):
-                self._end(PrinterState.CANCELLED, "cancelled")
+            link = getattr(self.backend, "link", None) if self.usb else None
+            unreachable = self.usb and (link is None or link.failure is not None)
+            if self._state in (PrinterState.DISCONNECTED, PrinterState.IDLE) or unreachable:
                 self._record("print.cancel")
+                self._end(PrinterState.CANCELLED, "cancelled (the printer was not reachable)")
                 return
             self._set_state(PrinterState.CANCELLING, "cancelling: heaters off, parking")
         self._record("print.cancel")

@@ -55,6 +55,7 @@ class SimStats:
     resets: int = 0
     boots: int = 0
     emergency: list[str] = field(default_factory=list)
+    starved: int = 0  # times the executor found no command waiting (the host kept it idle)
 
 
 class SimulatedMarlin:
@@ -246,9 +247,10 @@ class SimulatedMarlin:
                 connected = True
                 threading.Thread(target=self._boot, daemon=True).start()
             pending += chunk
-            while b"\n" in pending:
-                raw, pending = pending.split(b"\n", 1)
-                self._receive(raw)
+            if b"\n" in pending:
+                *lines, pending = pending.split(b"\n")
+                for raw in lines:
+                    self._receive(raw)
 
     def _receive(self, raw: bytes) -> None:
         if self._stop.is_set() or self._booting:
@@ -335,9 +337,13 @@ class SimulatedMarlin:
     def _exec_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                command, generation = self._buffer.get(timeout=0.1)
+                command, generation = self._buffer.get_nowait()
             except queue.Empty:
-                continue
+                try:
+                    command, generation = self._buffer.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                self.stats.starved += 1  # this command had kept the firmware waiting
             if generation != self._generation or self.killed:
                 continue
             reply = self._execute(command)
@@ -455,6 +461,22 @@ def frame(number: int, command: str) -> str:
     return f"{payload}*{checksum(payload)}"
 
 
+def execution_ceiling(commands: list[str], delay: float) -> float:
+    """Commands/s of the executor alone: buffer always full, replies discarded."""
+    sim = SimulatedMarlin(delay=delay, bufsize=len(commands) + 1, silent=True)
+    for command in commands:
+        sim._buffer.put((command, sim._generation))
+    executor = threading.Thread(target=sim._exec_loop, daemon=True)
+    start = time.perf_counter()
+    executor.start()
+    while len(sim.executed) < len(commands):
+        time.sleep(0.001)
+    elapsed = time.perf_counter() - start
+    sim._stop.set()
+    sim._close_master()
+    return len(commands) / elapsed
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one simulator in its own process (so its timing does not share a GIL with the host).
 
@@ -472,7 +494,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--bufsize", type=int, default=4)
     parser.add_argument("--record", required=True)
+    parser.add_argument(
+        "--ceiling",
+        metavar="COMMANDS_FILE",
+        help="measure how fast the firmware executes these with a never-empty "
+        "buffer and no serial I/O, write {'rate': ...} and exit",
+    )
     args = parser.parse_args(argv)
+    if args.ceiling:
+        with open(args.ceiling, encoding="ascii") as handle:
+            commands = handle.read().splitlines()
+        rate = execution_ceiling(commands, args.delay)
+        with open(args.record, "w", encoding="utf-8") as handle:
+            json.dump({"rate": rate}, handle)
+        return 0
     sim = SimulatedMarlin(
         delay=args.delay, error_rate=args.error_rate, seed=args.seed, bufsize=args.bufsize
     ).start()
