@@ -58,6 +58,10 @@ class ImportDialog(QtWidgets.QDialog):
         self.path.setPlaceholderText("A folder, drive or .zip file with DICOM images")
         self.folder_button = QtWidgets.QPushButton("Folder…", self)
         self.zip_button = QtWidgets.QPushButton("Zip…", self)
+        self.drive_button = QtWidgets.QPushButton("Drive", self)
+        self.drive_button.setToolTip("Removable drives (CD/DVD, USB) mounted on this computer")
+        self.drive_menu = QtWidgets.QMenu(self.drive_button)
+        self.drive_button.setMenu(self.drive_menu)
         self.scan_button = QtWidgets.QPushButton("Scan", self)
         self.show_identity = QtWidgets.QCheckBox("Show identity", self)
         self.tree = QtWidgets.QTreeWidget(self)
@@ -77,7 +81,7 @@ class ImportDialog(QtWidgets.QDialog):
 
         top = QtWidgets.QHBoxLayout()
         top.addWidget(self.path, 1)
-        for widget in (self.folder_button, self.zip_button, self.scan_button):
+        for widget in (self.folder_button, self.zip_button, self.drive_button, self.scan_button):
             top.addWidget(widget)
         bottom = QtWidgets.QHBoxLayout()
         bottom.addWidget(self.bar, 1)
@@ -94,6 +98,7 @@ class ImportDialog(QtWidgets.QDialog):
     def _connect(self) -> None:
         self.folder_button.clicked.connect(self._choose_folder)
         self.zip_button.clicked.connect(self._choose_zip)
+        self.drive_menu.aboutToShow.connect(self._fill_drives)
         self.scan_button.clicked.connect(self.start_scan)
         self.path.returnPressed.connect(self.start_scan)
         self.import_button.clicked.connect(self.start_import)
@@ -121,6 +126,21 @@ class ImportDialog(QtWidgets.QDialog):
         if chosen:
             self.path.setText(chosen)
             self.start_scan()
+
+    def _fill_drives(self) -> None:
+        self.drive_menu.clear()
+        try:
+            from app.security.drives import list_drives  # noqa: PLC0415
+
+            drives = list_drives()
+        except Exception:  # listing drives is a convenience; the folder button still works
+            drives = []
+        if not drives:
+            self.drive_menu.addAction("No removable drive found").setEnabled(False)
+            return
+        for drive in drives:
+            text = f"{drive.label or drive.path.name or drive.path}  ({drive.path})"
+            self.drive_menu.addAction(text, lambda p=str(drive.path): self.start_scan(p))
 
     def start_scan(self, path: str | None = None) -> None:
         if path:

@@ -66,6 +66,8 @@ def test_import_cancel_then_import_again_gives_one_case(window, qtbot, ct_dir, a
         dialog.start_scan(str(ct_dir))
     assert dialog.selected_series() is not None and dialog.selected_series().slice_count == 134
     dialog.grab().save(str(artifacts / "import-dialog.png"))
+    dialog._fill_drives()  # removable drives, or one disabled line saying there are none
+    assert dialog.drive_menu.actions()
 
     # Cancel once the import is past loading, while it stores the originals in the vault.
     seen: list[float] = []
