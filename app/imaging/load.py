@@ -10,8 +10,9 @@ What the loader guarantees:
   intercept are integers (int16, uint16 or int32, whichever holds the range) and become float32
   when a non-integer slope is present. Work is done slice by slice: there is no float64 copy of
   the volume.
-* Geometry: ``origin`` is the first slice's ImagePositionPatient, ``direction`` the columns
-  (row direction, column direction, normal) and ``spacing`` (column, row, slice step), in LPS mm.
+* Geometry: ``origin`` is the first slice's ImagePositionPatient (moved to the new corner
+  when a sheared stack is de-sheared onto a larger grid), ``direction`` the columns (row
+  direction, column direction, normal) and ``spacing`` (column, row, slice step), in LPS mm.
   Uneven steps and missing slices are resampled to a uniform grid by linear interpolation along
   the normal; sheared stacks (gantry tilt) are de-sheared by shifting each slice in its plane, so
   the direction stays orthonormal; each correction adds a warning to ``Volume.warnings`` that
