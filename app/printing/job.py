@@ -31,6 +31,7 @@ import bisect
 import contextlib
 import hashlib
 import io
+import logging
 import threading
 import time
 import uuid
@@ -56,6 +57,17 @@ TemperatureCallback = Callable[[dict[str, Temperature]], None]
 
 MAX_LINE = 95  # Marlin's MAX_CMD_SIZE is 96 including the terminator
 CONNECTION_KINDS = ("usb", "octoprint", "moonraker")
+
+
+_log = logging.getLogger(__name__)
+
+
+def _safe(callback: Callable[..., None], *args: object) -> None:
+    """Call a listener; its bug is logged and never stops the print."""
+    try:
+        callback(*args)
+    except Exception:
+        _log.exception("print job listener failed")
 
 
 def default_audit(action: str, case: str | None = None, **facts: object) -> None:
@@ -730,7 +742,7 @@ class PrintJob(LinkListener):
         with self._lock:
             self._temperatures.update(temperatures)
         if self.on_temperature is not None:
-            self.on_temperature(dict(temperatures))
+            _safe(self.on_temperature, dict(temperatures))
 
     def on_message(self, line: str) -> None:
         if line.startswith("//action:"):
@@ -820,7 +832,7 @@ class PrintJob(LinkListener):
             self._temperatures.update(remote.temperatures)
             state = self._state
         if remote.temperatures and self.on_temperature is not None:
-            self.on_temperature(dict(remote.temperatures))
+            _safe(self.on_temperature, dict(remote.temperatures))
         if remote.state in (PrinterState.PRINTING, PrinterState.PAUSED):
             seen_active = True
             if remote.state == PrinterState.PAUSED and state in (
@@ -885,7 +897,7 @@ class PrintJob(LinkListener):
             self._state = state
             self._message = message
         if self.on_state is not None:
-            self.on_state(state, message)
+            _safe(self.on_state, state, message)
 
     def _end(self, state: PrinterState, message: str) -> None:
         with self._lock:
@@ -917,7 +929,7 @@ class PrintJob(LinkListener):
     def _notify_progress(self) -> None:
         status = self.status()
         if self.on_progress is not None:
-            self.on_progress(status)
+            _safe(self.on_progress, status)
 
     def _elapsed(self) -> float:
         if self._started_at is None:

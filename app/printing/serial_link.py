@@ -32,6 +32,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -43,6 +44,8 @@ import serial.tools.list_ports
 from app.errors import PrinterConnectionError
 from app.printing import marlin
 from app.printing.marlin import FirmwareInfo, PrinterState, Temperature
+
+_log = logging.getLogger(__name__)
 
 # USB vendor ids of the serial chips and boards 3D printers use, with a short label.
 _PRINTER_VIDS = {
@@ -563,7 +566,10 @@ class SerialLink:
                 self._protocol_line(line, calls)
             self._idle.notify_all()
         for call in calls:
-            call()
+            try:
+                call()
+            except Exception:  # a listener's bug must never stop the stream to the printer
+                _log.exception("printer listener failed")
 
     def _handshake_line(self, line: str) -> None:
         if marlin.parse_ok(line) is not None:

@@ -458,3 +458,18 @@ def test_connection_check_names_the_firmware(marlin):
             )
     finally:
         busy.close()
+
+
+def test_a_failing_listener_does_not_stop_the_print(marlin, tmp_path):
+    path = synthetic_gcode(tmp_path / "bug.gcode", lines=600)
+    sim = marlin()
+
+    def broken(*args):
+        raise RuntimeError("a bug in the panel")
+
+    job = make_job(
+        path, sim, Recorder(), on_progress=broken, on_state=broken, on_temperature=broken
+    )
+    job.start()
+    assert job.wait(30) == PrinterState.FINISHED
+    assert strip_host_lines(sim.accepted) == commands_of(path)
