@@ -221,7 +221,6 @@ def _label_surface(
         algo = vtk.vtkSurfaceNets3D()
         algo.SetLabel(0, 1)
         algo.SetOutputMeshTypeToTriangles()
-        algo.SetOutputStyleToBoundary()
         algo.SmoothingOff()
     algo.SetInputData(image)
     run_filter(algo, progress=progress, cancel=cancel, message="extracting surface")

@@ -1,0 +1,158 @@
+"""Surface extraction and smoothing: phantoms at true scale and position, real CT bone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.errors import Cancelled, MeshError
+from app.progress import CancelToken
+from app.tools.mesh.core import signed_volume, topology
+from app.tools.mesh.surface import (
+    clean_mask,
+    extract_surface,
+    passband_for,
+    smooth_surface,
+    surface_deviation,
+)
+
+from .conftest import oblique_mirrored_direction, phantom_volume, voxel_lps
+
+
+def test_passband_follows_slicer_mapping():
+    assert passband_for(0.0) == pytest.approx(1.0)
+    assert passband_for(0.5) == pytest.approx(0.01)
+    assert passband_for(1.0) == pytest.approx(1e-4)
+    with pytest.raises(MeshError):
+        passband_for(1.5)
+
+
+def test_sphere_phantom_true_size_and_lps_position():
+    direction = oblique_mirrored_direction()
+    assert np.linalg.det(direction) < 0
+    volume = phantom_volume((100, 110, 120), (0.6, 0.55, 0.7), direction, (12.0, -40.0, 85.0))
+    centre = volume.index_to_lps(np.array([60.0, 55.0, 50.0]))
+    mask = np.linalg.norm(voxel_lps(volume) - centre, axis=-1) <= 30.0
+    raw, _ = extract_surface(mask, volume)
+    mesh, report = smooth_surface(raw, 0.5)
+    radius = np.linalg.norm(mesh.vertices - centre, axis=1)
+    assert abs(radius.mean() - 30.0) < 0.1
+    assert np.sqrt(np.mean((radius - 30.0) ** 2)) < 0.1
+    assert np.linalg.norm(mesh.vertices.mean(axis=0) - centre) < 0.1
+    assert signed_volume(mesh) > 0  # outward normals despite the mirrored direction
+    assert signed_volume(mesh) == pytest.approx(4 / 3 * np.pi * 30.0**3, rel=0.01)
+    assert topology(mesh).closed_manifold
+    assert abs(report.volume_change_percent) < 0.1
+
+
+def test_cube_phantom_faces_in_place():
+    direction = oblique_mirrored_direction()
+    spacing = (0.5, 0.5, 0.5)
+    volume = phantom_volume((100, 100, 100), spacing, direction, (-20.0, 30.0, 140.0))
+    # 80 voxels per side: the boundary sits exactly 20 mm from the centre along each grid axis
+    mask = np.zeros(volume.shape, dtype=bool)
+    mask[10:90, 10:90, 10:90] = True
+    centre = volume.index_to_lps(np.array([49.5, 49.5, 49.5]))
+    raw, _ = extract_surface(mask, volume)
+    mesh, _ = smooth_surface(raw, 0.5)
+    local = (mesh.vertices - centre) @ direction  # cube axes = grid axes
+    assert np.allclose(local.max(axis=0), 20.0, atol=0.1)
+    assert np.allclose(local.min(axis=0), -20.0, atol=0.1)
+    # points on the flat faces (away from the rounded edges) lie on the true planes
+    face = np.abs(local).max(axis=1)
+    flat = np.sort(np.abs(local), axis=1)[:, 1] < 15.0
+    assert np.abs(face[flat] - 20.0).max() < 0.1
+    assert signed_volume(mesh) == pytest.approx(40.0**3, rel=0.01)
+
+
+def test_clean_mask_drops_islands_and_fills_cavities():
+    mask = np.zeros((30, 30, 30), dtype=bool)
+    mask[5:25, 5:25, 5:25] = True
+    mask[14:16, 14:16, 14:16] = False  # 8-voxel cavity
+    mask[1, 1, 1] = True  # 1-voxel island
+    cleaned, report = clean_mask(mask, min_island_voxels=10, max_cavity_voxels=10)
+    assert report.islands_removed == 1 and report.cavities_filled == 1
+    assert cleaned[15, 15, 15] and not cleaned[1, 1, 1]
+
+
+def test_extract_refuses_wrong_grid_and_empty():
+    volume = phantom_volume((10, 10, 10), (1, 1, 1), np.eye(3), (0, 0, 0))
+    with pytest.raises(MeshError):
+        extract_surface(np.zeros((5, 5, 5), bool), volume)
+    with pytest.raises(MeshError):
+        extract_surface(np.zeros((10, 10, 10), bool), volume)
+
+
+def test_cancel_stops_extraction():
+    volume = phantom_volume((40, 40, 40), (1, 1, 1), np.eye(3), (0, 0, 0))
+    mask = np.zeros(volume.shape, bool)
+    mask[5:35, 5:35, 5:35] = True
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        extract_surface(mask, volume, cancel=token)
+
+
+def test_surface_nets_matches_flying_edges():
+    volume = phantom_volume((60, 60, 60), (0.7, 0.7, 0.7), np.eye(3), (0, 0, 0))
+    centre = volume.index_to_lps(np.array([30.0, 30.0, 30.0]))
+    mask = np.linalg.norm(voxel_lps(volume) - centre, axis=-1) <= 15.0
+    fe, _ = extract_surface(mask, volume)
+    sn, _ = extract_surface(mask, volume, method="surface_nets")
+    assert topology(sn).closed_manifold
+    assert signed_volume(sn) == pytest.approx(signed_volume(fe), rel=0.02)
+
+
+# ------------------------------------------------------------------------------ real CT
+
+
+def test_lumbar_bone_mesh_closed_manifold_and_true_volume(lumbar, lumbar_build):
+    mask, volume = lumbar
+    mesh = lumbar_build.mesh
+    topo = topology(mesh)  # as an STL reader sees it: float32 positions merged
+    assert topo.closed_manifold, topo
+    voxel_volume = mask.sum() * volume.voxel_volume_mm3()
+    assert signed_volume(mesh) == pytest.approx(voxel_volume, rel=0.02)
+
+
+def test_default_smoothing_keeps_volume_and_shape(lumbar_build):
+    report = lumbar_build.smoothing
+    assert report.factor == 0.5 and report.passband == pytest.approx(0.01)
+    assert abs(report.volume_change_percent) < 1.0
+    assert report.mean_deviation_mm < 0.2
+    assert 0 < report.max_deviation_mm < 3.0
+
+
+def test_decimation_to_20_percent_stays_close(lumbar_build):
+    from app.tools.mesh.repair import decimate_mesh
+
+    smoothed = lumbar_build.mesh
+    decimated, report = decimate_mesh(smoothed, reduction=0.8)
+    assert report.faces_after <= 0.21 * report.faces_before
+    assert topology(decimated).closed_manifold
+    deviation = surface_deviation(decimated, smoothed)
+    assert deviation.mean_mm < 0.2
+    assert signed_volume(decimated) == pytest.approx(signed_volume(smoothed), rel=0.01)
+
+
+@pytest.mark.slow
+def test_tilted_head_skull_watertight_through_stl(ge_skull, tmp_path):
+    from app.security.strip import read_mesh_file
+    from app.tools.mesh.core import make_mesh
+    from app.tools.mesh.export import export_mesh
+    from app.tools.mesh.pipeline import build_mesh
+
+    mask, volume = ge_skull
+    assert not np.allclose(volume.direction, np.eye(3))
+    built = build_mesh(mask, volume, reduction=0.8)
+    path = export_mesh(built.mesh, tmp_path / "C-7K3M-Q9_skull.stl")
+    vertices, faces = read_mesh_file(path)
+    reread = make_mesh(vertices, faces)
+    assert topology(reread, as_stl=False).closed_manifold
+    # the skull sits where the scanner put it: inside the tilted volume's LPS bounds
+    lo, hi = volume.bounds_lps()
+    assert np.all(reread.vertices.min(axis=0) >= lo - 2) and np.all(
+        reread.vertices.max(axis=0) <= hi + 2
+    )
+    voxel_volume = mask.sum() * volume.voxel_volume_mm3()
+    assert signed_volume(reread) == pytest.approx(voxel_volume, rel=0.02)
