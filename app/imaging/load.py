@@ -122,10 +122,16 @@ def load_image_file(path: str | os.PathLike) -> Volume:
         msg = f"unsupported volume file type '{path.suffix}'; use .nrrd, .nii or .nii.gz"
         raise DicomError(msg)
     try:
-        image = sitk.ReadImage(str(path))
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        _check_volume_budget(reader.GetSize(), reader.GetNumberOfComponents())
+        image = reader.Execute()
     except RuntimeError:
         msg = "the volume file cannot be read; check that it is a valid NIfTI or NRRD file"
         raise DicomError(msg) from None
+    if image.GetPixelID() == sitk.sitkFloat64:
+        image = sitk.Cast(image, sitk.sitkFloat32)  # MedPrint volumes are never float64
     if image.GetNumberOfComponentsPerPixel() != 1:
         msg = "the volume has vector or colour pixels; MedPrint needs one value per voxel"
         raise DicomError(msg)
@@ -137,6 +143,18 @@ def load_image_file(path: str | os.PathLike) -> Volume:
         msg = f"expected a 3D volume, the file holds {image.GetDimension()}D data"
         raise DicomError(msg)
     return Volume.from_sitk(image, modality=_guess_modality(image))
+
+
+def _check_volume_budget(size: tuple[int, ...], components: int) -> None:
+    """Refuse a header that declares more voxels than half the free memory could hold."""
+    import psutil  # noqa: PLC0415
+
+    declared = math.prod(size) * max(components, 1) * 8  # up to 8 bytes per value
+    budget = psutil.virtual_memory().available // 2
+    if declared > budget:
+        dims = "×".join(str(n) for n in size)
+        msg = f"the volume declares {dims} voxels, more than the free memory can hold"
+        raise DicomError(msg)
 
 
 def write_image_file(volume: Volume, path: str | os.PathLike) -> None:

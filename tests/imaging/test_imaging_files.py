@@ -56,3 +56,24 @@ def test_unsupported_and_unreadable_files_raise_dicom_error(
         load_image_file(bad)
     with pytest.raises(DicomError):
         load_image_file(tmp_path / "brain.png")
+
+
+def test_a_volume_header_declaring_absurd_size_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "huge.nrrd"
+    path.write_bytes(
+        b"NRRD0004\ntype: short\ndimension: 3\nsizes: 65535 65535 65535\n"
+        b"space: left-posterior-superior\nspace directions: (1,0,0) (0,1,0) (0,0,1)\n"
+        b"space origin: (0,0,0)\nencoding: raw\nendian: little\n\n" + b"\0" * 64
+    )
+    with pytest.raises(DicomError, match="declares 65535×65535×65535"):
+        load_image_file(path)
+
+
+def test_float64_research_volumes_come_in_as_float32(tmp_path: Path) -> None:
+    image = sitk.GetImageFromArray(np.linspace(0, 1, 24, dtype=np.float64).reshape(2, 3, 4))
+    image.SetSpacing((0.5, 0.6, 0.7))
+    path = tmp_path / "f64.nii.gz"
+    sitk.WriteImage(image, str(path))
+    volume = load_image_file(path)
+    assert volume.array.dtype == np.float32
+    assert volume.spacing == pytest.approx((0.5, 0.6, 0.7))
