@@ -37,6 +37,7 @@ from app.printing.slicer.writer import GcodeWriter, Path
 from app.progress import CancelToken, Progress, check_cancel, ensure
 
 ENGINE = "builtin"
+SPARSE_LINK_MAX = 3.0  # mm: longest extruded link between sparse infill lines (an anchor)
 
 
 def slice_builtin(
@@ -143,9 +144,12 @@ class _Fills:
         self.sparse_spacing = 0.0
 
 
-def _filled(areas: np.ndarray, spacing: np.ndarray, angles: np.ndarray) -> list[list[np.ndarray]]:
-    """Zig-zag lines in every area, linked along the boundary where possible."""
-    return fill_lines(areas, spacing, angles, max_link=2.5 * np.asarray(spacing))
+def _filled(
+    areas: np.ndarray, spacing: np.ndarray, angles: np.ndarray, link_max: float = np.inf
+) -> list[list[np.ndarray]]:
+    """Zig-zag lines in every area, linked along the boundary where the link is short."""
+    links = np.minimum(2.5 * np.asarray(spacing, dtype=np.float64), link_max)
+    return fill_lines(areas, spacing, angles, max_link=links)
 
 
 def _fills(
@@ -169,11 +173,11 @@ def _fills(
     sparse_spacing = np.full(len(layer), sparse_sp)
     if settings.infill_pattern == "grid":
         base = np.full(len(layer), settings.infill_angle)
-        first = _filled(islands.sparse, sparse_spacing, base)
-        second = _filled(islands.sparse, sparse_spacing, base + 90.0)
+        first = _filled(islands.sparse, sparse_spacing, base, SPARSE_LINK_MAX)
+        second = _filled(islands.sparse, sparse_spacing, base + 90.0, SPARSE_LINK_MAX)
         fills.sparse = [a + b for a, b in zip(first, second, strict=True)]
     else:
-        fills.sparse = _filled(islands.sparse, sparse_spacing, angles)
+        fills.sparse = _filled(islands.sparse, sparse_spacing, angles, SPARSE_LINK_MAX)
     fills.solid_spacing = solid_spacing
     if supports is not None:
         body, top = supports
