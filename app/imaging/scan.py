@@ -747,6 +747,8 @@ def _follow_dicomdir(
 def _resolve_reference(
     source: SourceRef, archive: zipfile.ZipFile | None, base: str, parts: list[str]
 ) -> SourceRef | None:
+    if any(not p or p in (".", "..") or "/" in p or "\\" in p or ":" in p for p in parts):
+        return None  # a DICOMDIR may only point below its own folder
     if source.member is not None and archive is not None:
         wanted = "/".join([base, *parts]).strip("/").lower() if base else "/".join(parts).lower()
         for name in archive.namelist():

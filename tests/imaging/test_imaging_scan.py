@@ -178,3 +178,19 @@ def test_unreadable_and_missing_paths_are_listed_not_fatal(tmp_path: Path) -> No
     if os.geteuid() != 0:  # root reads anything
         assert reasons["locked.dcm"].startswith("cannot be read")
     assert result.series == []
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR CS")  # the test writes '..' on purpose
+def test_a_dicomdir_cannot_point_outside_its_folder(dicom_dir: Path, tmp_path: Path) -> None:
+    source = dicom_dir / "odd" / "pydicom-wheel-test_files" / "dicomdirtests" / "DICOMDIR"
+    media = tmp_path / "media"
+    media.mkdir()
+    shutil.copy(dicom_dir / "ct-abdomen-tcia-pancreas-134" / "1-001.dcm", tmp_path / "outside.dcm")
+    ds = pydicom.dcmread(source)
+    for record in ds.DirectoryRecordSequence:
+        if "ReferencedFileID" in record:
+            record.ReferencedFileID = ["..", "outside.dcm"]
+    ds.save_as(media / "DICOMDIR")
+    result = scan(media / "DICOMDIR")
+    assert result.series == []
+    assert any("not on the media" in r.reason for r in result.rejected)
