@@ -196,7 +196,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if title == "Segment" and module_available("app.tools.segmentation.base"):
             from app.ui.segment_panel import SegmentPanel  # noqa: PLC0415
 
-            panel = SegmentPanel(self.state, self)
+            panel = SegmentPanel(self.state, self, view3d=self.area.view3d)
             panel.connect_views(list(self.area.slice_views.values()))
             panel.historyChanged.connect(self._sync_edit_actions)
             self.segment_panel = panel

@@ -114,6 +114,9 @@ class DisplayPanel(QtWidgets.QWidget):
         self.volume_preset = QtWidgets.QComboBox(self)
         self.volume_preset.addItems(VOLUME_PRESETS)
         self.volume_preset.activated.connect(lambda i: area.view3d.set_preset(VOLUME_PRESETS[i]))
+        area.view3d.presetChanged.connect(
+            lambda name: self.volume_preset.setCurrentIndex(VOLUME_PRESETS.index(name))
+        )
         form.addRow("3D rendering", self.volume_preset)
 
         cameras = QtWidgets.QWidget(self)

@@ -144,10 +144,13 @@ class SegmentPanel(QtWidgets.QWidget):
 
     historyChanged = QtCore.Signal()
 
-    def __init__(self, state: ViewerState, parent: QtWidgets.QWidget | None = None) -> None:
+    def __init__(
+        self, state: ViewerState, parent: QtWidgets.QWidget | None = None, view3d: Any = None
+    ) -> None:
         super().__init__(parent)
         self.setObjectName("segmentPanel")
         self.state = state
+        self.view3d = view3d
         self.seg: Any = None
         self.volume: Any = None
         self.views: list[Any] = []
@@ -165,6 +168,7 @@ class SegmentPanel(QtWidgets.QWidget):
         self._stats_timer.setSingleShot(True)
         self._stats_timer.setInterval(250)
         self._stats_timer.timeout.connect(self._refresh_table)
+        self._stats_timer.timeout.connect(self._refresh_3d)
         self._tools = self._load_tools()
         self._build()
         self._set_enabled(False)
@@ -226,6 +230,12 @@ class SegmentPanel(QtWidgets.QWidget):
         self._rebuild_form()
 
     def _build_paint(self) -> None:
+        self.show3d = QtWidgets.QCheckBox("Show segments in 3D", self)
+        self.show3d.setToolTip(
+            "A quick display surface per segment (the printable mesh is made in the Mesh panel)"
+        )
+        self.show3d.setVisible(self.view3d is not None)
+        self.show3d.toggled.connect(self._refresh_3d)
         self.paint = QtWidgets.QCheckBox("Paint in the slice views", self)
         self.paint.toggled.connect(self._paint_toggled)
         self.erase = QtWidgets.QCheckBox("Erase", self)
@@ -253,6 +263,7 @@ class SegmentPanel(QtWidgets.QWidget):
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(self.table)
         layout.addLayout(buttons)
+        layout.addWidget(self.show3d)
         layout.addWidget(self._rule())
         layout.addWidget(self.paint)
         layout.addLayout(brush)
@@ -374,6 +385,19 @@ class SegmentPanel(QtWidgets.QWidget):
         if segments and not self.table.selectionModel().selectedRows():
             self.table.selectRow(len(segments) - 1)
         self._rebuild_form_segments()
+
+    def _refresh_3d(self) -> None:
+        """Update (or clear) the segments' display surfaces in the 3D view."""
+        if self.view3d is None:
+            return
+        wanted = {}
+        if self.show3d.isChecked() and self.seg is not None and self.view3d.volume is not None:
+            wanted = {f"segment:{s.name}": s for s in self.seg.segments if s.visible}
+        for name in self.view3d.mesh_names():
+            if name.startswith("segment:") and name not in wanted:
+                self.view3d.remove_mesh(name)
+        for name, segment in wanted.items():
+            self.view3d.show_mask_surface(name, self.seg.mask(segment), tuple(segment.color))
 
     def segment_names(self) -> list[str]:
         return [] if self.seg is None else [s.name for s in self.seg.segments]

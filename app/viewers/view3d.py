@@ -98,6 +98,7 @@ class View3D(QtWidgets.QWidget):
 
     rendered = QtCore.Signal()
     meshesChanged = QtCore.Signal()
+    presetChanged = QtCore.Signal(str)
 
     def __init__(
         self, parent: QtWidgets.QWidget | None = None, max_voxels_per_side: int = 160
@@ -132,6 +133,8 @@ class View3D(QtWidgets.QWidget):
             self._image = None
             self.render()
             return
+        for name in list(self._meshes):
+            self.remove_mesh(name)  # meshes belong to the previous volume
         self._image, self._placement = downsampled_image(volume, self.max_voxels_per_side)
         if preset is None:
             preset = "CT bone" if volume.modality == "CT" else "MR"
@@ -143,6 +146,7 @@ class View3D(QtWidgets.QWidget):
             msg = f"unknown volume rendering preset '{preset}'; use one of {', '.join(VOLUME_PRESETS)}"
             raise ValueError(msg)
         self.preset = preset
+        self.presetChanged.emit(preset)
         self._remove_volume_actor()
         if self._image is None or preset == "off":
             self.render()
@@ -207,6 +211,33 @@ class View3D(QtWidgets.QWidget):
         self._meshes[name] = actor
         self.render()
         self.meshesChanged.emit()
+
+    def show_mask_surface(
+        self,
+        name: str,
+        mask: np.ndarray,
+        color: tuple[float, float, float],
+        opacity: float = 1.0,
+    ) -> int:
+        """Show a quick display surface of a voxel mask on the volume's grid (downsampled like
+        the volume rendering; a preview, not the printable mesh). Returns its triangle count;
+        an empty mask removes the surface."""
+        if self.volume is None or mask.shape != self.volume.shape:
+            msg = "the mask is not on the shown volume's grid"
+            raise ValueError(msg)
+        fi, fj, fk = downsample_factors(self.volume, self.max_voxels_per_side)
+        sub = np.ascontiguousarray(mask[::fk, ::fj, ::fi], dtype=np.uint8)
+        if not sub.any():
+            self.remove_mesh(name)
+            return 0
+        nk, nj, ni = sub.shape
+        si, sj, sk = self.volume.spacing
+        image = pv.ImageData(dimensions=(ni, nj, nk), spacing=(si * fi, sj * fj, sk * fk))
+        image.point_data["mask"] = sub.reshape(-1)
+        surface = image.contour([0.5], scalars="mask").smooth_taubin(n_iter=20, pass_band=0.1)
+        surface = surface.transform(self._placement, inplace=False)
+        self.add_mesh(name, surface, color=color, opacity=opacity)
+        return int(surface.n_cells)
 
     def set_mesh_style(
         self,
