@@ -276,7 +276,7 @@ class _LayerPlanner:
             (self.fills.sparse[island], MoveType.INFILL, sp.infill, self.fills.sparse_spacing),
         )
         for lines, kind, v, gap in groups:
-            paths = _lines(lines, kind, speed(v), e_mm, gap, pos)
+            paths = _lines(lines, kind, speed(v), e_mm, gap, pos=pos)
             if paths:
                 out += paths
                 pos = paths[-1].points[-1]
@@ -335,6 +335,7 @@ def _lines(
     speed: float,
     e_mm: float,
     spacing: float,
+    *,
     pos: np.ndarray | None = None,
 ) -> list[Path]:
     """Paths for fill polylines, ordered nearest-first from ``pos`` (reversed when shorter)."""

@@ -76,8 +76,23 @@ def fill_lines(
     leave = enter + 1
     ok = (k[leave] == k[enter]) & (area[leave] == area[enter]) & (u[leave] - u[enter] > 1e-3)
     enter, leave = enter[ok], leave[ok]
-    seg_area, seg_k = area[enter], k[enter]
-    ua, ub = u[enter], u[leave]
+    p_start, p_end, seg_area = _order_pieces(
+        area[enter], k[enter], u[enter], u[leave], spacing, d, nv
+    )
+    links = max_link if max_link is not None else np.zeros(n)
+    joined = _links_inside(areas, p_start, p_end, seg_area, np.asarray(links, dtype=np.float64))
+    return _polylines(p_start, p_end, seg_area, joined, out)
+
+
+def _order_pieces(
+    seg_area: np.ndarray,
+    seg_k: np.ndarray,
+    ua: np.ndarray,
+    ub: np.ndarray,
+    *frame: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pieces (area, line, from u, to u) in printing order, as start and end points."""
+    spacing, d, nv = frame
     odd = (seg_k % 2) == 1
     # columns: the j-th piece of every line belongs to column j, so a ring-shaped area is filled
     # one side after the other instead of jumping across its hole on every line
@@ -96,9 +111,7 @@ def fill_lines(
     dd, nn = d[seg_area], nv[seg_area]
     p_start = u_start[:, None] * dd + v[:, None] * nn
     p_end = u_end[:, None] * dd + v[:, None] * nn
-    links = max_link if max_link is not None else np.zeros(n)
-    joined = _links_inside(areas, p_start, p_end, seg_area, np.asarray(links, dtype=np.float64))
-    return _polylines(p_start, p_end, seg_area, joined, out)
+    return p_start, p_end, seg_area
 
 
 def _links_inside(
