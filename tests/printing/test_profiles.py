@@ -112,7 +112,7 @@ def test_broken_user_file_names_the_file(data_dir: Path) -> None:
     folder = resolve_paths().printers
     folder.mkdir(parents=True)
     (folder / "broken.json").write_text("{ not json")
-    with pytest.raises(PrintingError, match="broken.json is unreadable"):
+    with pytest.raises(PrintingError, match=r"broken\.json is unreadable"):
         load_printers()
 
 
