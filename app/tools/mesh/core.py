@@ -197,7 +197,7 @@ def topology(mesh: trimesh.Trimesh, *, as_stl: bool = True) -> Topology:
     components = _face_components(faces, inverse, len(uniq))
     bad_vertices = len(_nonmanifold_vertices(faces, edges, inverse, edge_count, face_of_edge))
     return Topology(
-        vertices=len(np.unique(faces)),
+        vertices=int(np.count_nonzero(np.bincount(faces.ravel()))),
         faces=int(n_faces),
         components=components,
         boundary_edges=boundary,
@@ -255,7 +255,7 @@ def _nonmanifold_vertices(
     graph = coo_matrix((np.ones(len(rows_a)), (rows_a, cols_a)), shape=(3 * n_faces, 3 * n_faces))
     _, labels = connected_components(graph, directed=False)
     n_labels = int(labels.max()) + 1
-    fans = np.unique(vertex_of_corner * n_labels + labels)
+    fans = _sorted_unique(vertex_of_corner * n_labels + labels)
     fans_per_vertex = np.bincount(fans // n_labels)
     return np.flatnonzero(fans_per_vertex > 1)
 
@@ -276,7 +276,7 @@ def defect_vertices(faces: np.ndarray, *, boundary: bool = True) -> np.ndarray:
         bad_edge |= counts == 1
     on_bad_edge = edges[bad_edge[inverse]].ravel()
     pinch = _nonmanifold_vertices(faces, edges, inverse, counts[inverse], face_of_edge)
-    return np.unique(np.concatenate([on_bad_edge, pinch]))
+    return _sorted_unique(np.concatenate([on_bad_edge, pinch]))
 
 
 def signed_volume(mesh: trimesh.Trimesh) -> float:
@@ -388,9 +388,17 @@ def _box_pairs(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
             break
         found.append(np.column_stack([boxes[:-d][same], boxes[d:][same]]))
     big = np.flatnonzero(~small)
-    for b in big:  # the few large triangles: test their box against every box
-        hit = np.flatnonzero(np.all(lo <= hi[b], axis=1) & np.all(hi >= lo[b], axis=1))
-        found.append(np.column_stack([np.full(len(hit), b), hit]))
+    if len(big):  # the few large triangles: a k-d tree on box centres finds their neighbours
+        from scipy.spatial import cKDTree  # noqa: PLC0415
+
+        centre = (lo + hi) / 2.0
+        half = np.linalg.norm(hi - lo, axis=1) / 2.0
+        tree = cKDTree(centre)
+        reach = half[big] + (half[small].max() if small.any() else 0.0)
+        for b, near in zip(big, tree.query_ball_point(centre[big], reach), strict=True):
+            found.append(np.column_stack([np.full(len(near), b), np.asarray(near, dtype=np.int64)]))
+        ii, jj = np.triu_indices(len(big), 1)
+        found.append(np.column_stack([big[ii], big[jj]]))
     if not found:
         return np.zeros((0, 2), dtype=np.int64)
     pairs = np.sort(np.concatenate(found), axis=1)
@@ -442,3 +450,17 @@ def _interval(t: np.ndarray, d: np.ndarray, line: np.ndarray) -> np.ndarray:
         out[:, 0] = np.nanmin(np.where(np.isnan(stack), np.inf, stack), axis=1)
         out[:, 1] = np.nanmax(np.where(np.isnan(stack), -np.inf, stack), axis=1)
     return out
+
+
+def first_unique_rows(rows: np.ndarray) -> np.ndarray:
+    """Indices of the first occurrence of each distinct row (sorted by index)."""
+    if len(rows) == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.lexsort(rows.T[::-1])
+    ordered = rows[order]
+    new = np.concatenate([[True], np.any(ordered[1:] != ordered[:-1], axis=1)])
+    # among equal rows keep the smallest original index
+    group = np.cumsum(new) - 1
+    first = np.full(group[-1] + 1, len(rows), dtype=np.int64)
+    np.minimum.at(first, group, order)
+    return np.sort(first)

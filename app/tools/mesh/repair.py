@@ -23,6 +23,7 @@ from app.tools.mesh.core import (
     Topology,
     concatenate,
     defect_vertices,
+    first_unique_rows,
     make_mesh,
     merge_float32,
     self_intersecting_faces,
@@ -91,8 +92,7 @@ def weld(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
         (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
     )
     faces = faces[keep]
-    _, first = np.unique(np.sort(faces, axis=1), axis=0, return_index=True)
-    faces = faces[np.sort(first)]
+    faces = faces[first_unique_rows(np.sort(faces, axis=1))]
     used, inverse = np.unique(faces, return_inverse=True)
     return make_mesh(vertices[used], inverse.reshape(-1, 3))
 

@@ -1,0 +1,100 @@
+"""Topology checks and repair: holes, pinch points, specks, self-intersections."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import trimesh
+
+from app.errors import MeshError
+from app.tools.mesh.core import (
+    concatenate,
+    make_mesh,
+    self_intersecting_faces,
+    signed_volume,
+    split_components,
+    submesh,
+    topology,
+)
+from app.tools.mesh.repair import decimate_mesh, remove_self_intersections, repair_mesh
+
+
+def sphere(radius=10.0, centre=(0, 0, 0), subdivisions=4):
+    s = trimesh.creation.icosphere(subdivisions, radius=radius)
+    return make_mesh(s.vertices + np.asarray(centre), s.faces)
+
+
+def box(size=(10, 10, 10), centre=(0, 0, 0)):
+    b = trimesh.creation.box(size)
+    return make_mesh(b.vertices + np.asarray(centre), b.faces)
+
+
+def test_topology_counts_defects():
+    closed = sphere()
+    assert topology(closed).closed_manifold
+    holed = submesh(closed, np.arange(5, len(closed.faces)))
+    t = topology(holed)
+    assert not t.watertight and t.boundary_edges > 0
+    # two cubes sharing one corner: closed, but the shared vertex is a pinch point
+    bow = concatenate([box(centre=(0, 0, 0)), box(centre=(10, 10, 10))])
+    t = topology(bow)
+    assert t.watertight and t.nonmanifold_vertices == 1 and not t.manifold
+    flipped = make_mesh(closed.vertices, np.vstack([closed.faces[:1, ::-1], closed.faces[1:]]))
+    assert topology(flipped).inconsistent_edges == 3
+
+
+def test_topology_sees_vertices_merged_as_stl():
+    a = sphere(centre=(0, 0, 0))
+    b = sphere(centre=(20, 0, 0))  # touches a at one point; separate vertices in memory
+    both = concatenate([a, b])
+    assert topology(both, as_stl=False).manifold
+    assert not topology(both).manifold  # a slicer merges the touching vertices
+
+
+def test_repair_fills_holes_and_keeps_every_real_part():
+    a = sphere(centre=(0, 0, 0))
+    b = sphere(centre=(40, 0, 0))
+    holed = submesh(a, np.arange(12, len(a.faces)))
+    speck = sphere(radius=0.3, centre=(80, 0, 0), subdivisions=1)
+    fixed, report = repair_mesh(concatenate([holed, b, speck]))
+    assert report.closed_manifold and topology(fixed).closed_manifold
+    assert len(split_components(fixed)) == 2  # both spheres kept, the speck dropped
+    assert report.components_removed >= 1 and report.components_fixed >= 1
+    assert signed_volume(fixed) == pytest.approx(2 * signed_volume(a), rel=0.01)
+
+
+def test_repair_splits_pinch_points():
+    bow = concatenate([box(centre=(0, 0, 0)), box(centre=(10, 10, 10))])
+    fixed, _ = repair_mesh(bow, min_component_faces=4)
+    assert topology(fixed).closed_manifold
+
+
+def test_repair_keeps_cavity_shells_inward():
+    outer = sphere(radius=20.0)
+    inner = sphere(radius=10.0)
+    shell = concatenate([outer, make_mesh(inner.vertices, inner.faces[:, ::-1])])
+    fixed, _ = repair_mesh(shell)
+    assert signed_volume(fixed) == pytest.approx(
+        signed_volume(outer) - signed_volume(inner), rel=1e-6
+    )
+
+
+def test_self_intersections_found_and_removed():
+    a = sphere(radius=10.0, subdivisions=3)
+    b = sphere(radius=10.0, centre=(12, 0, 0), subdivisions=3)
+    crossing = concatenate([a, b])
+    assert len(self_intersecting_faces(crossing)) > 0
+    assert len(self_intersecting_faces(concatenate([a, sphere(centre=(25, 0, 0))]))) == 0
+    cleaned, left = remove_self_intersections(crossing)
+    assert left == 0 and topology(cleaned).closed_manifold
+
+
+def test_decimation_target_count_and_refusals():
+    s = sphere(subdivisions=5)
+    out, report = decimate_mesh(s, target_faces=2000)
+    assert abs(report.faces_after - 2000) < 200
+    assert topology(out).closed_manifold
+    with pytest.raises(MeshError):
+        decimate_mesh(s, reduction=1.2)
+    with pytest.raises(MeshError):
+        repair_mesh(sphere(radius=0.1, subdivisions=1))
