@@ -29,11 +29,9 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
@@ -42,7 +40,7 @@ from app.imaging.scan import (
     FileInfo,
     Series,
     SliceInfo,
-    SourceRef,
+    SourceOpener,
     _quiet,
     _Reject,
     check_declared_size,
@@ -482,7 +480,7 @@ def _fill(
         by_file.setdefault(id(s.file), []).append((k, s))
         files[id(s.file)] = s.file
     done, total = 0, len(slices)
-    with _quiet(), _Opener() as opener:
+    with _quiet(), SourceOpener() as opener:
         for key, items in by_file.items():
             check_cancel(cancel)
             info = files[key]
@@ -520,32 +518,6 @@ def _ts_label(info: FileInfo) -> str:
     return UID(info.transfer_syntax).name or "unknown transfer syntax"
 
 
-class _Opener:
-    """Opens sources, keeping each zip archive open for the whole load."""
-
-    def __init__(self) -> None:
-        self._archives: dict[str, zipfile.ZipFile] = {}
-
-    def __enter__(self) -> _Opener:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for archive in self._archives.values():
-            archive.close()
-
-    @contextlib.contextmanager
-    def open(self, source: SourceRef) -> Iterator[BinaryIO]:
-        if source.member is None:
-            with open(source.path, "rb") as handle:
-                yield handle
-            return
-        archive = self._archives.get(source.path)
-        if archive is None:
-            archive = self._archives[source.path] = zipfile.ZipFile(source.path)
-        with archive.open(source.member) as handle:
-            yield handle  # type: ignore[misc]
-
-
 def _native_dtype(info: FileInfo) -> np.dtype | None:
     if info.bits_allocated not in (8, 16, 32):
         return None
@@ -559,7 +531,7 @@ def _decode_file(
     items: list[tuple[int, SliceInfo]],
     array: np.ndarray,
     values: _Values,
-    opener: _Opener,
+    opener: SourceOpener,
 ) -> None:
     if info.source.member is None and os.path.getsize(info.source.path) != info.file_size:
         msg = "the file changed since it was scanned; scan the folder again"
@@ -583,7 +555,7 @@ def _decode_native(  # noqa: PLR0917 (internal, called once)
     items: list[tuple[int, SliceInfo]],
     array: np.ndarray,
     values: _Values,
-    opener: _Opener,
+    opener: SourceOpener,
     dtype: np.dtype,
 ) -> None:
     """Read uncompressed frames straight from the file into a reused buffer."""
@@ -607,7 +579,7 @@ def _decode_with_pydicom(
     items: list[tuple[int, SliceInfo]],
     array: np.ndarray,
     values: _Values,
-    opener: _Opener,
+    opener: SourceOpener,
 ) -> None:
     """Compressed, deflated, bit-packed or float pixel data: pydicom's decoders, frame by frame."""
     import pydicom  # noqa: PLC0415

@@ -1345,17 +1345,40 @@ def _slice_sort_key(series: Series):
     return lambda s: lookup[id(s)]
 
 
-def read_member_bytes(source: SourceRef) -> bytes:
-    """All bytes of a source file (used to copy originals into the vault)."""
-    with source.open() as handle:
-        return handle.read()
+class SourceOpener:
+    """Opens many sources, keeping each zip archive open until the block ends.
 
+    ``SourceRef.open()`` re-reads a zip's central directory on every call; copying the
+    originals of a 5000-member archive should use this instead::
 
-def iter_source_chunks(source: SourceRef, chunk: int = 1 << 20) -> Iterator[bytes]:
-    """Stream a source file in chunks (for hashing or encrypting the original)."""
-    with source.open() as handle:
-        while block := handle.read(chunk):
-            yield block
+        with SourceOpener() as opener:
+            for source in series.sources:
+                with opener.open(source) as stream:
+                    shutil.copyfileobj(stream, out)
+    """
+
+    def __init__(self) -> None:
+        self._archives: dict[str, zipfile.ZipFile] = {}
+
+    def __enter__(self) -> SourceOpener:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for archive in self._archives.values():
+            archive.close()
+        self._archives.clear()
+
+    @contextlib.contextmanager
+    def open(self, source: SourceRef) -> Iterator[BinaryIO]:
+        if source.member is None:
+            with open(source.path, "rb") as handle:
+                yield handle
+            return
+        archive = self._archives.get(source.path)
+        if archive is None:
+            archive = self._archives[source.path] = zipfile.ZipFile(source.path)
+        with archive.open(source.member) as handle:
+            yield handle  # type: ignore[misc]
 
 
 __all__ = [
@@ -1366,11 +1389,10 @@ __all__ = [
     "ScanResult",
     "Series",
     "SliceInfo",
+    "SourceOpener",
     "SourceRef",
     "Study",
     "check_declared_size",
-    "iter_source_chunks",
-    "read_member_bytes",
     "scan",
     "thumbnail",
 ]

@@ -262,3 +262,25 @@ def _ball_fit(volume: Volume, centre: np.ndarray) -> tuple[float, float]:
     points = volume.index_to_lps(np.column_stack([i, j, k]))
     extent = np.sqrt(np.linalg.eigvalsh(np.cov(points.T)))
     return float(np.linalg.norm(points.mean(axis=0) - centre)), float(extent.max() / extent.min())
+
+
+def test_source_opener_reads_zip_members_and_files(dicom_dir: Path, tmp_path: Path) -> None:
+    from app.imaging.scan import SourceOpener, SourceRef
+
+    source = dicom_dir / "ct-abdomen-tcia-pancreas-134" / "1-001.dcm"
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        out.write(source, "x/1.dcm")
+        out.write(source, "x/2.dcm")
+    result = scan([archive, source])
+    assert len(result.series) == 1 and result.series[0].slice_count == 1
+    assert sum(r.reason.startswith("duplicate") for r in result.rejected) == 2
+    refs = [
+        SourceRef(str(archive), "x/1.dcm"),
+        SourceRef(str(archive), "x/2.dcm"),
+        SourceRef(str(source)),
+    ]
+    with SourceOpener() as opener:
+        for ref in refs:
+            with opener.open(ref) as stream:
+                assert stream.read() == source.read_bytes()
