@@ -63,6 +63,15 @@ class LabelDiff:
             count = int(np.count_nonzero(xor))
         return cls(box=box, count=count, planes=planes)
 
+    @classmethod
+    def of_plane(cls, box: Box, bit: int, flips: np.ndarray) -> LabelDiff | None:
+        """The diff that flips ``bit`` wherever ``flips`` (bool, shape of ``box``) is set."""
+        packed = np.packbits(flips)
+        count = int(np.bitwise_count(packed).sum(dtype=np.int64))
+        if count == 0:
+            return None
+        return cls(box=box, count=count, planes={bit: zlib.compress(packed, _LEVEL)})
+
     @property
     def nbytes(self) -> int:
         return sum(len(p) for p in self.planes.values()) + 200

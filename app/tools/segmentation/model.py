@@ -390,43 +390,68 @@ class Segmentation:
                 bigger = np.zeros(tuple(s.stop - s.start for s in grown), dtype=bool)
                 bigger[relative(box, grown)] = mask
                 box, mask = grown, bigger
+        exclusive = self.overwrite_other_segments if exclusive is None else exclusive
         with self.group(description or f"{mode} {seg.name}"):
-            new, bits = self._new_values(seg, box, mask, mode, exclusive)
-            changed = self._commit(box, new, (seg.id,), bits)
+            if exclusive and mode != "remove" and len(self._segments) > 1:
+                new, bits = self._new_values(seg, box, mask, mode)
+                changed = self._commit(box, new, (seg.id,), bits)
+            else:
+                changed = self._commit_bit(seg, box, self._flips(seg, box, mask, mode))
         if mode == "set":
             self._boxes[seg.id] = box  # holds the new voxels; made tight on the next bbox()
         return changed
 
+    def _flips(self, seg: Segment, box: Box, mask: np.ndarray, mode: Mode) -> np.ndarray:
+        """Where the segment's bit must flip in ``box`` for this edit (one segment only)."""
+        old = self.labels[box]
+        if seg.bit == 0 and old.dtype == np.uint8:
+            current = (old & np.uint8(1)).view(bool)
+        else:
+            current = (old & self._bit_value(seg)) != 0
+        if mode == "set":
+            return np.not_equal(current, mask, out=current)
+        if mode == "add":
+            return np.greater(mask, current, out=current)
+        return np.logical_and(mask, current, out=current)
+
+    def _commit_bit(self, seg: Segment, box: Box, flips: np.ndarray) -> int:
+        """Flip one segment's bit where ``flips`` is set: three passes, no full new crop."""
+        diff = LabelDiff.of_plane(box, seg.bit, flips)
+        if diff is None:
+            return 0
+        with self.lock:
+            target = self.labels[box]
+            if seg.bit == 0 and target.dtype == np.uint8:
+                np.bitwise_xor(target, flips.view(np.uint8), out=target)
+            else:
+                stamp = flips.astype(target.dtype)
+                if seg.bit:
+                    np.left_shift(stamp, target.dtype.type(seg.bit), out=stamp)
+                np.bitwise_xor(target, stamp, out=target)
+        self._record(diff, box, (seg.id,), (seg.bit,))
+        return diff.count
+
     def _new_values(
-        self, seg: Segment, box: Box, mask: np.ndarray, mode: Mode, exclusive: bool | None
+        self, seg: Segment, box: Box, mask: np.ndarray, mode: Mode
     ) -> tuple[np.ndarray, tuple[int, ...] | None]:
-        """The new label values in ``box`` and the bits that may change (None: any)."""
+        """New label values in ``box`` for an exclusive set/add (other segments lose the voxels)."""
         old = self.labels[box]
         dtype = old.dtype
         bit = self._bit_value(seg)
-        exclusive = self.overwrite_other_segments if exclusive is None else exclusive
         others = locked = 0
-        if exclusive and mode != "remove":
-            for other in self._segments:
-                if other is not seg:
-                    if other.locked:
-                        locked |= 1 << other.bit
-                    else:
-                        others |= 1 << other.bit
+        for other in self._segments:
+            if other is not seg:
+                if other.locked:
+                    locked |= 1 << other.bit
+                else:
+                    others |= 1 << other.bit
         if locked:
             mask = mask & ((old & dtype.type(locked)) == 0)
-        stamp = mask.view(np.uint8) if dtype == np.uint8 else mask.astype(dtype)
-        shifted = np.left_shift(stamp, dtype.type(seg.bit)) if seg.bit else stamp
-        if mode == "remove":
-            new = old & ~shifted
-        elif mode == "add":
-            new = old | shifted
-        else:
-            new = old & ~bit
-            new |= shifted
-        if others:
-            new &= ~(stamp * dtype.type(others))
-        return new, (None if others else (seg.bit,))
+        stamp = mask.astype(dtype)
+        new = old & ~bit if mode == "set" else old.copy()
+        new &= ~(stamp * dtype.type(others))
+        new |= np.left_shift(stamp, dtype.type(seg.bit))
+        return new, None
 
     def write_masks(
         self,
@@ -464,6 +489,12 @@ class Segmentation:
             return 0
         with self.lock:
             self.labels[box] = new
+        self._record(diff, box, ids, bits)
+        return diff.count
+
+    def _record(
+        self, diff: LabelDiff, box: Box, ids: tuple[str, ...], bits: tuple[int, ...] | None
+    ) -> None:
         assert self._open is not None, "commits happen inside a group"
         self._open.diffs.append(diff)
         for seg_id in ids:
@@ -474,7 +505,6 @@ class Segmentation:
         else:
             self._exact.difference_update(ids)
         self._emit("labels", ids, box)
-        return diff.count
 
     # --------------------------------------------------------------- history
     @contextlib.contextmanager
