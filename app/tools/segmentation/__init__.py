@@ -10,9 +10,25 @@ Quick use::
     seg.statistics(volume)                           # volume ml, surface mm², box, HU
     seg.undo()
 
-Tools: ``registry().names()``; each has ``specs()`` (parameters with ranges and help) for panels.
-Formats: :mod:`.exchange` (3D Slicer .seg.nrrd, NIfTI label map, DICOM SEG); the vault format is
-``Segmentation.write`` / ``Segmentation.read``.
+Driving it from a panel (everything here is Qt-free):
+
+* ``registry().tools`` -> {name: Tool}; ``tool.title``, ``tool.help``, ``tool.interactive``;
+  ``tool.specs()`` -> [ParamSpec(name, kind, default, label, help, unit, minimum, maximum,
+  choices, advanced)]; ``tool.default_params(**values)`` builds the dataclass; ``registry().errors``
+  lists tools that failed to load.
+* ``tool.apply(seg, volume, params, progress=..., cancel=...)`` in the worker; it raises
+  :class:`~app.errors.SegmentationError` (bad input, nothing changed) or ``Cancelled``.
+* Brush: ``seg.begin_stroke()``, ``get_tool("paint").apply(...)`` per mouse move with the new
+  points (voxel (i, j, k)), ``seg.end_stroke()`` (or ``cancel_stroke()``): one undo step.
+* Live threshold preview: ``threshold.preview(volume, params, index, axis)``; overlays:
+  ``overlay.overlay_slice(seg, axis, index, opacity)``; brush outline: ``paint.brush_mask``.
+* ``seg.subscribe(callback)`` -> events ("labels" with the changed box, "segments", "history");
+  ``seg.undo()``, ``seg.redo()``, ``seg.history.undo_description``.
+* Segments: ``add_segment``, ``remove_segment``, ``update_segment(name=, color=, visible=,
+  locked=)``, ``move_segment``, ``mask(key, box)``, ``bbox(key)``, ``overwrite_other_segments``.
+* Case: ``storage.save_to_case(case, seg)``, ``storage.load_from_case(case, volume)``.
+* Exchange: ``exchange.export_seg_nrrd / import_seg_nrrd / export_nifti / import_nifti /
+  write_dicom_seg / read_dicom_seg``.
 """
 
 from app.tools.segmentation.base import Registry, Tool, ToolResult, get_tool, load_tools, registry
