@@ -22,6 +22,7 @@ COMMANDS = [
     "cases",
     "imaging",
     "importing",
+    "deid",
     "audit",
     "segment",
     "mesh",

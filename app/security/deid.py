@@ -768,8 +768,9 @@ def deface_mask(
     Rays run from the front of the head backwards along the volume axis closest to the
     anterior–posterior direction. On each ray the tissue between the skin and the first voxel
     that is not soft tissue (bone or air on CT; the dark band of cortical bone, air or CSF on MR)
-    is marked, when that depth is at most ``max_depth_mm``; so the skull, and the brain behind
-    it, are never marked, and soft tissue far from bone (the neck) is left alone.
+    is marked, when that voxel lies inside the head (tissue behind it) at most ``max_depth_mm``
+    deep; so the skull, and the brain behind it, are never marked, and soft tissue far from
+    bone or air is left alone. Neighbouring rays share a median cut depth, so the cut is smooth.
 
     Parameters
     ----------
@@ -806,7 +807,12 @@ def deface_mask(
     has_barrier = barrier.any(axis=-1)
     first_barrier = np.where(has_barrier, np.argmax(barrier, axis=-1), n)
     depth_mm = (first_barrier - entry) * step
-    keep_ray = has_head & has_barrier & (depth_mm <= max_depth_mm) & (first_barrier > entry)
+    # The barrier must be inside the head (tissue behind it): where a thin slice through the
+    # vertex misses the skull, the ray leaving the back of the head is no barrier.
+    last_tissue = n - 1 - np.argmax(tissue[..., ::-1], axis=-1)
+    inside = first_barrier < last_tissue
+    keep_ray = has_head & has_barrier & inside & (depth_mm <= max_depth_mm)
+    keep_ray &= first_barrier > entry
     # Neighbouring rays agree (median of the stop index over 5x5 rays) so the cut has no
     # streaks; never past a ray's own first bone/air voxel, so the skull is never touched.
     stop = np.where(keep_ray, first_barrier, 0)
@@ -824,9 +830,16 @@ def _tissue_classes(rays: np.ndarray, modality: str) -> tuple[np.ndarray, np.nda
         tissue = rays > -400
         return tissue, tissue & (rays < 250)
     threshold = _otsu(rays)
-    smooth = ndimage.median_filter(rays, size=(1,) * (rays.ndim - 1) + (3,))
-    bright = smooth > 0.5 * threshold
+    bright = _median3(np.asarray(rays, dtype=np.float32)) > 0.5 * threshold
     return bright, bright
+
+
+def _median3(rays: np.ndarray) -> np.ndarray:
+    """Median of each voxel and its two neighbours along the last axis (edges kept)."""
+    out = rays.copy()
+    a, b, c = rays[..., :-2], rays[..., 1:-1], rays[..., 2:]
+    out[..., 1:-1] = np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
+    return out
 
 
 def _otsu(values: np.ndarray) -> float:
@@ -1361,60 +1374,37 @@ def _verify(report: DeidReport, job: _Job, progress: Progress, cancel: CancelTok
         raise IdentifierLeak(msg)
 
 
-_TEXT_RUN = re.compile(rb"[\x20-\x7e\x80-\xff]{4,}")
-
-
 def _hits(data: bytes, needles: Mapping[str, str]) -> set[str]:
-    """Keywords of the ``needles`` found in one output file.
-
-    Every run of text bytes outside the pixel values is cut into all its substrings of each
-    needle length and intersected with the needles (fast for thousands of needles); a number
-    only counts as a whole number.
-    """
+    """Keywords of the ``needles`` found in one output file (outside the uncompressed pixel
+    values; compressed pixel data is searched too). A number only counts as a whole number."""
     if not needles:
         return set()
-    by_length: dict[int, dict[bytes, str]] = {}
-    for value, keyword in needles.items():
-        encoded = value.encode("utf-8", "replace")
-        by_length.setdefault(len(encoded), {})[encoded] = keyword
     spans, compressed_pixels = _reread(data)
-    found: set[str] = set()
-    for span in spans:
-        for match in _TEXT_RUN.finditer(data, span.start, span.stop or len(data)):
-            run = match.group(0)
-            if len(run) > 4096:  # long text (a document, a LUT): one fast search per needle
-                found.update(
-                    k
-                    for g in by_length.values()
-                    for v, k in g.items()
-                    if v in run and _whole(run, v)
-                )
-                continue
-            for length, group in by_length.items():
-                if length > len(run):
-                    continue
-                subs = {run[i : i + length] for i in range(len(run) - length + 1)}
-                found.update(group[sub] for sub in subs & group.keys() if _whole(run, sub))
     if compressed_pixels is not None:
-        pixels = data[compressed_pixels]
-        found.update(k for v, k in needles.items() if len(v) >= 8 and v.encode() in pixels)
+        spans = [*spans, compressed_pixels]
+    found: set[str] = set()
+    for value, keyword in needles.items():
+        needle = value.encode("utf-8", "replace")
+        if any(_found_whole(data, needle, span) for span in spans):
+            found.add(keyword)
     return found
 
 
-def _whole(run: bytes, sub: bytes) -> bool:
-    """Whether ``sub`` occurs in ``run`` not glued to a longer number (a date may be followed
-    by a time)."""
+def _found_whole(data: bytes, needle: bytes, span: slice) -> bool:
+    """Whether ``needle`` occurs in ``data[span]`` not glued to a longer number (a date may be
+    followed by a time)."""
     digits = b"0123456789."
-    date_like = len(sub) == 8 and sub.isdigit()
-    start = run.find(sub)
-    while start >= 0:
-        before = run[start - 1 : start] if start else b""
-        after = run[start + len(sub) : start + len(sub) + 1]
-        clear_before = not (sub[:1].isdigit() and before and before in digits)
-        clear_after = date_like or not (sub[-1:].isdigit() and after and after in digits)
+    date_like = len(needle) == 8 and needle.isdigit()
+    stop = len(data) if span.stop is None else min(span.stop, len(data))
+    at = data.find(needle, span.start, stop)
+    while at >= 0:
+        before = data[at - 1 : at] if at else b""
+        after = data[at + len(needle) : at + len(needle) + 1]
+        clear_before = not (needle[:1].isdigit() and before and before in digits)
+        clear_after = date_like or not (needle[-1:].isdigit() and after and after in digits)
         if clear_before and clear_after:
             return True
-        start = run.find(sub, start + 1)
+        at = data.find(needle, at + 1, stop)
     return False
 
 
