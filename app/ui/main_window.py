@@ -112,6 +112,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.case_title = ""
         self.edit_target: Any = None  # an object with undo()/redo()/can_undo()/can_redo()
         self.segment_panel: Any = None
+        self.mesh_panel: Any = None
         self.setWindowTitle("MedPrint")
         self.setObjectName("mainWindow")
         self.resize(1440, 900)
@@ -202,6 +203,16 @@ class MainWindow(QtWidgets.QMainWindow):
             self.segment_panel = panel
             self.edit_target = panel
             return panel
+        if (
+            title == "Mesh"
+            and self.segment_panel is not None
+            and module_available("app.tools.mesh.pipeline")
+        ):
+            from app.ui.mesh_panel import MeshPanel  # noqa: PLC0415
+
+            self.mesh_panel = MeshPanel(self.segment_panel, self.area.view3d, self)
+            self.track(self.mesh_panel.worker)
+            return self.mesh_panel
         return StagePanel(title, self)
 
     def _action(
@@ -407,9 +418,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.case = result.case
         self.case_title = result.title
         self.show_volume(result.volume)
-        panel = getattr(self, "segment_panel", None)
-        if panel is not None:
-            panel.attach(result.volume, result.segmentation)
+        if self.segment_panel is not None:
+            self.segment_panel.attach(result.volume, result.segmentation)
+        if self.mesh_panel is not None:
+            self.mesh_panel.set_case(result.case, self._printer_volume())
         self.setWindowTitle(f"MedPrint — {result.title}")
         if result.case is not None:
             if result.case.pseudonym not in {e.pseudonym for e in self.browser.entries}:
@@ -418,6 +430,15 @@ class MainWindow(QtWidgets.QMainWindow):
             self.browser.select(result.case.pseudonym)
             self.caseOpened.emit(result.case.pseudonym)
         self._sync_edit_actions()
+
+    def _printer_volume(self) -> tuple[float, float, float] | None:
+        """Build volume of the default printer, for the mesh QA's fit check."""
+        try:
+            from app.printing.profiles import get_printer  # noqa: PLC0415
+
+            return tuple(get_printer(self.settings.default_printer, self.paths).build_volume)
+        except Exception:  # no profile: the QA report just skips the fit check
+            return None
 
     def show_volume(self, volume: Volume, window_preset: str | None = None) -> None:
         preset = window_preset or self.settings.default_window_preset

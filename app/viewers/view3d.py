@@ -205,6 +205,19 @@ class View3D(QtWidgets.QWidget):
             name=f"mesh:{name}",
             reset_camera=False,
             render=False,
+            show_scalar_bar=bool(scalars),
+            scalar_bar_args={
+                "title": scalars or "",
+                "fmt": "%.2f",
+                "n_labels": 3,
+                "vertical": True,
+                "position_x": 0.86,
+                "position_y": 0.25,
+                "height": 0.5,
+                "width": 0.06,
+                "title_font_size": 12,
+                "label_font_size": 11,
+            },
         )
         if self._clip is not None:
             actor.GetMapper().AddClippingPlane(self._clip)
@@ -261,6 +274,20 @@ class View3D(QtWidgets.QWidget):
             self.plotter.remove_actor(actor, render=False)
             self.render()
             self.meshesChanged.emit()
+
+    def frame_mesh(self, name: str, margin: float = 1.4) -> None:
+        """Point the camera at one mesh (keeping the viewing direction)."""
+        bounds = np.array(self._meshes[name].GetBounds()).reshape(3, 2).T
+        centre = bounds.mean(axis=0)
+        radius = max(float(np.linalg.norm(bounds[1] - bounds[0])) / 2, 1.0) * margin
+        camera = self.plotter.camera
+        direction = np.array(camera.position) - np.array(camera.focal_point)
+        direction /= max(np.linalg.norm(direction), 1e-9)
+        camera.focal_point = tuple(centre)
+        distance = radius / np.tan(np.radians(camera.view_angle) / 2)
+        camera.position = tuple(centre + direction * distance)
+        self.plotter.renderer.ResetCameraClippingRange()
+        self.render()
 
     def mesh_names(self) -> list[str]:
         return list(self._meshes)

@@ -1,0 +1,84 @@
+"""The Mesh panel: a segment of the real CT's grid → mesh in the worker → QA report shown
+check by check → the mesh in the 3D view (with the deviation colour map)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6 import QtWidgets
+
+pytest.importorskip("app.tools.mesh.pipeline")
+
+
+@pytest.fixture
+def panels(styled_app, qtbot, ct_volume):
+    from app.ui.mesh_panel import MeshPanel
+    from app.ui.segment_panel import SegmentPanel
+    from app.viewers.state import ViewerState
+    from app.viewers.view3d import View3D
+
+    host = QtWidgets.QWidget()
+    state = ViewerState(host)
+    view3d = View3D(host)
+    segments = SegmentPanel(state, host, view3d=view3d)
+    mesh = MeshPanel(segments, view3d, host)
+    layout = QtWidgets.QHBoxLayout(host)
+    for widget in (view3d, segments, mesh):
+        layout.addWidget(widget)
+    host.resize(1300, 700)
+    host.show()
+    qtbot.addWidget(host)
+    state.set_volume(ct_volume, "bone")
+    view3d.set_volume(ct_volume, "off")
+    segments.attach(ct_volume)
+    mesh.set_case(None, (220.0, 220.0, 250.0))
+    yield segments, mesh, view3d
+    mesh.worker.cancel()
+    mesh.worker.wait(30.0)
+    view3d.close()
+    host.close()
+
+
+def _ball(volume, radius_mm: float) -> np.ndarray:
+    """A sphere mask around the volume centre, on its grid."""
+    nk, nj, ni = volume.shape
+    si, sj, sk = volume.spacing
+    k, j, i = np.ogrid[:nk, :nj, :ni]
+    ck, cj, ci = (nk - 1) / 2, (nj - 1) / 2, (ni - 1) / 2
+    return ((i - ci) * si) ** 2 + ((j - cj) * sj) ** 2 + ((k - ck) * sk) ** 2 <= radius_mm**2
+
+
+def test_build_a_mesh_from_a_segment_and_show_its_qa(panels, qtbot, ct_volume, artifacts):
+    segments, mesh_panel, view3d = panels
+    seg = segments.seg
+    ball = seg.add_segment("ball")
+    seg.modify(ball, _ball(ct_volume, 30.0), "set")
+    qtbot.waitUntil(lambda: mesh_panel.segment.currentText() == "ball")
+    assert mesh_panel.build_button.isEnabled()
+    mesh_panel.deviation.setChecked(True)
+    with qtbot.waitSignal(mesh_panel.meshBuilt, timeout=120_000) as built:
+        mesh_panel.build()
+    result = built.args[0]
+    assert result.stored is None  # no case: nothing stored
+    assert (
+        result.qa.check("watertight").passed
+        if any(c.name == "watertight" for c in result.qa.checks)
+        else result.mesh.is_watertight
+    )
+    sphere_ml = 4 / 3 * np.pi * 30.0**3 / 1000
+    assert abs(result.qa.volume_mm3 / 1000 - sphere_ml) / sphere_ml < 0.05
+    assert mesh_panel.checks.rowCount() == len(result.qa.checks) > 3
+    shown = {
+        mesh_panel.checks.item(r, 0).text(): mesh_panel.checks.item(r, 1).text()
+        for r in range(mesh_panel.checks.rowCount())
+    }
+    assert all(v in ("pass", "FAIL") for v in shown.values())
+    assert shown["watertight"] == "pass" and shown["manifold"] == "pass"  # a ball is closed
+    assert mesh_panel.verdict.text().startswith("✔" if result.qa.passed else "✘")
+    assert "mesh" in view3d.mesh_names()
+    assert result.deviation is not None and len(result.deviation) == len(result.mesh.vertices)
+    assert float(np.mean(result.deviation)) < 0.5
+    image = view3d.image()
+    assert image.std() > 20  # the camera is on the mesh, not a dot in the distance
+    view3d.screenshot(artifacts / "mesh-panel-ball-deviation.png")
+    mesh_panel.grab().save(str(artifacts / "mesh-panel.png"))
