@@ -585,6 +585,10 @@ def _decode_with_pydicom(
     import pydicom  # noqa: PLC0415
     from pydicom.pixels import apply_modality_lut, iter_pixels  # noqa: PLC0415
 
+    from app.imaging import codecs  # noqa: PLC0415
+
+    codecs.register()  # 12-bit JPEG Extended fallback after pydicom's own plugins
+
     if info.pixel_length is None and info.pixel_offset is not None:
         check_declared_size(
             info.rows,

@@ -198,3 +198,15 @@ def test_ct_with_a_fractional_slope_is_rounded_hounsfield(odd: Path, tmp_path: P
     volume = load_series(path)
     assert volume.array.dtype == np.int16
     assert np.array_equal(volume.array[0], np.rint(stored * 0.5 - 1024).astype(np.int16))
+
+
+def test_12bit_jpeg_extended_decodes_through_the_fallback_plugin(odd: Path) -> None:
+    root = odd / "nema-wg04-compsamples" / "IMAGES"
+    lossy = load_series(root / "JPLY" / "MR1_JPLY").array.astype(np.float64).ravel()
+    reference = load_series(root / "REF" / "MR1_UNC").array.astype(np.float64).ravel()
+    assert np.corrcoef(lossy, reference)[0, 1] > 0.999
+    assert np.abs(lossy - reference).mean() < 20  # lossy, 12-bit range 0..4000
+    wheel = odd / "pydicom-wheel-test_files"
+    strict = load_series(wheel / "JPGExtended.dcm").array.astype(np.int32)  # libjpeg decodes it
+    fallback = load_series(wheel / "JPEG-lossy.dcm").array.astype(np.int32)  # libjpeg refuses
+    assert np.abs(strict - fallback).max() <= 1  # the same image, IDCT rounding apart
