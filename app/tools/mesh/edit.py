@@ -232,7 +232,8 @@ def hollow(
     """Hollow the solid leaving a wall of ``wall_mm``, plus drain holes.
 
     The inner surface is the ``wall_mm`` iso-surface of the distance to the outer surface,
-    computed on a grid of ``voxel_mm`` (default ``wall_mm / 4``, coarser for big models).
+    computed on a grid of ``voxel_mm`` (default ``wall_mm / 4``, at least 0.25 mm and coarser for
+    big models; the grid values near the inner surface are exact distances).
     Each drain hole is ``(point on the surface, outward direction)``.
     """
     progress = ensure(progress)
@@ -242,7 +243,7 @@ def hollow(
         raise MeshError(msg)
     outer = to_manifold(mesh)
     lo, hi = mesh.bounds
-    pitch = voxel_mm or max(wall_mm / 4.0, float(np.max(hi - lo)) / 400.0)
+    pitch = voxel_mm or max(wall_mm / 4.0, float(np.max(hi - lo)) / 250.0, 0.25)
     inside, origin = _voxelize(mesh, pitch, pad=2, progress=progress.sub(0.0, 0.4), cancel=cancel)
     check_cancel(cancel)
     progress.update(0.5, "distance to the surface")
