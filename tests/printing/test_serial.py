@@ -178,8 +178,8 @@ def test_lost_ok_is_recovered_without_duplicating_a_line(marlin, tmp_path):
 
 def test_busy_keepalive_is_alive_and_a_stall_recovers(marlin, tmp_path):
     path = synthetic_gcode(tmp_path / "p.gcode", lines=600)
-    sim = marlin(delays={"M17": 1.2}, busy_interval=0.1)
-    link = SerialLink(sim.port, LinkOptions(**{**FAST, "command_timeout": 0.5}))
+    sim = marlin(delays={"M17": 1.2}, busy_interval=0.1, delay=0.002)
+    link = SerialLink(sim.port, LinkOptions(**{**FAST, "command_timeout": 0.5, "max_retries": 8}))
     link.connect()
     try:
         link.send("M17")  # 1.2 s of work, with busy: keepalives every 0.1 s
@@ -187,9 +187,9 @@ def test_busy_keepalive_is_alive_and_a_stall_recovers(marlin, tmp_path):
         assert link.counters["timeouts"] == 0 and link.counters["busy"] >= 5
         commands = commands_of(path)
         link.start_stream((c, i) for i, c in enumerate(commands))
-        time.sleep(0.05)
+        assert wait_for(lambda: len(sim.accepted) > 50, 5)
         sim.stall(1.5)  # the firmware hangs for longer than the timeout, then recovers
-        assert link.wait_idle(30)
+        assert link.wait_idle(30), link.failure
         assert link.counters["timeouts"] >= 1
         assert strip_host_lines(sim.accepted) == ["M17", *commands]
     finally:
