@@ -48,10 +48,10 @@ def test_qa_thin_wall_and_deviation_fail():
     report = qa_report(thin, wall_samples=300, min_wall_mm=1.0)
     assert not report.check("minimum wall thickness").passed
     assert report.wall["median_mm"] == pytest.approx(0.6, abs=0.15)
-    moved = make_mesh(sphere.vertices * 1.05, sphere.faces)
+    moved = make_mesh(sphere.vertices * 1.08, sphere.faces)
     report = qa_report(moved, reference=sphere, wall_samples=50, tolerance_mm=0.5)
     check = report.check("deviation from segmentation")
-    assert not check.passed and check.value == pytest.approx(0.5, abs=0.05)
+    assert not check.passed and check.value == pytest.approx(0.8, abs=0.05)
 
 
 def test_qa_on_real_bone(lumbar_build):
