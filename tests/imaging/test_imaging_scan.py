@@ -194,3 +194,20 @@ def test_a_dicomdir_cannot_point_outside_its_folder(dicom_dir: Path, tmp_path: P
     result = scan(media / "DICOMDIR")
     assert result.series == []
     assert any("not on the media" in r.reason for r in result.rejected)
+
+
+def test_a_scout_in_the_same_series_becomes_its_own_stack(dicom_dir: Path, tmp_path: Path) -> None:
+    source = dicom_dir / "ct-abdomen-tcia-pancreas-134"
+    for n in (1, 2, 3):
+        shutil.copy(source / f"1-00{n}.dcm", tmp_path / f"ax{n}.dcm")
+    scout = pydicom.dcmread(source / "1-004.dcm")
+    scout.ImageOrientationPatient = [0, 1, 0, 0, 0, -1]  # sagittal localizer
+    scout.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    scout.SOPInstanceUID = pydicom.uid.generate_uid()
+    scout.save_as(tmp_path / "scout.dcm")
+    result = scan(tmp_path)
+    assert sorted(s.slice_count for s in result.series) == [1, 3]
+    assert len({s.series_uid for s in result.series}) == 1
+    axial = next(s for s in result.series if s.slice_count == 3)
+    volume = load_series(axial)
+    assert volume.warnings == [] and volume.shape == (3, 512, 512)
