@@ -204,7 +204,8 @@ def format_of(path: Path) -> str:
 
 def read_mesh_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Vertices (mm) and triangles of a mesh file, vertices merged where they coincide."""
-    return read_mesh_bytes(Path(path).read_bytes(), format_of(path))
+    fmt = format_of(path)
+    return read_mesh_bytes(Path(path).read_bytes(), fmt)
 
 
 def read_mesh_bytes(data: bytes, fmt: str) -> tuple[np.ndarray, np.ndarray]:
