@@ -28,6 +28,7 @@ Nothing is resumed silently.
 from __future__ import annotations
 
 import bisect
+import collections
 import contextlib
 import hashlib
 import io
@@ -55,6 +56,7 @@ StateCallback = Callable[[PrinterState, str], None]
 ProgressCallback = Callable[["JobStatus"], None]
 TemperatureCallback = Callable[[dict[str, Temperature]], None]
 
+HISTORY_SAMPLES = 1800  # temperature reports kept for the plot (an hour at one per 2 s)
 MAX_LINE = 95  # Marlin's MAX_CMD_SIZE is 96 including the terminator
 CONNECTION_KINDS = ("usb", "octoprint", "moonraker")
 
@@ -511,6 +513,9 @@ class PrintJob(LinkListener):
         self._ended_at: float | None = None
         self._saved: GcodeState | None = None
         self._monitor: threading.Thread | None = None
+        self._history: collections.deque[tuple[float, dict[str, Temperature]]] = collections.deque(
+            maxlen=HISTORY_SAMPLES
+        )
 
     # -- public API --------------------------------------------------------------------------
 
@@ -543,16 +548,23 @@ class PrintJob(LinkListener):
             self._fail(str(exc))
             raise
 
-    def pause(self) -> None:
-        """Pause: USB lifts and parks the head; a networked printer uses its own pause."""
+    def pause(self, *, cool_down: bool = False) -> None:
+        """Pause: USB lifts and parks the head; a networked printer uses its own pause.
+
+        ``cool_down`` (USB) also turns the hot end off for a long pause (the bed stays warm so
+        the part stays attached); resuming heats it back up before the head returns.
+        """
         with self._lock:
             if self._state != PrinterState.PRINTING:
                 msg = f"cannot pause: the job is {self._state.value}"
                 raise PrintingError(msg)
             self._set_state(PrinterState.PAUSING, "pausing: finishing the current moves")
             self._paused_at = time.monotonic()
-        self._record("print.pause")
-        self._background(self._pause_usb if self.usb else self._pause_remote)
+        self._record("print.pause", cool_down=cool_down)
+        if self.usb:
+            self._background(lambda: self._pause_usb(cool_down))
+        else:
+            self._background(self._pause_remote)
 
     def resume(self) -> None:
         """Resume a paused job at the same position and temperatures."""
@@ -597,6 +609,11 @@ class PrintJob(LinkListener):
     def status(self) -> JobStatus:
         with self._lock:
             return self._status()
+
+    def temperature_history(self) -> list[tuple[float, dict[str, Temperature]]]:
+        """(seconds of printing, readings) for the live plot; the last ~hour of reports."""
+        with self._lock:
+            return list(self._history)
 
     def close(self) -> None:
         """Release the connection (a running USB job stops being fed: cancel it first)."""
@@ -678,7 +695,7 @@ class PrintJob(LinkListener):
             self._set_state(PrinterState.PRINTING, "printing")
         link.start_stream(self.source.commands(start))
 
-    def _pause_usb(self) -> None:
+    def _pause_usb(self, cool_down: bool = False) -> None:
         link = self.backend.link
         link.pause_stream()
         if not link.wait_idle():
@@ -687,7 +704,10 @@ class PrintJob(LinkListener):
             if self._state != PrinterState.PAUSING:  # finished or cancelled meanwhile
                 return
             self._saved = replace(self._machine, hotend=dict(self._machine.hotend))
-        for command in pause_script(self._saved, self.backend.pause_settings):
+        script = pause_script(self._saved, self.backend.pause_settings)
+        if cool_down:
+            script += [f"M104 S0 T{tool}" if tool else "M104 S0" for tool in self._saved.hotend]
+        for command in script:
             link.send(command)
         if link.wait_idle() and self._state == PrinterState.PAUSING:
             self._paused_state()
@@ -741,6 +761,7 @@ class PrintJob(LinkListener):
     def on_temperatures(self, temperatures: dict[str, Temperature]) -> None:
         with self._lock:
             self._temperatures.update(temperatures)
+            self._history.append((self._elapsed(), dict(temperatures)))
         if self.on_temperature is not None:
             _safe(self.on_temperature, dict(temperatures))
 
@@ -830,6 +851,8 @@ class PrintJob(LinkListener):
         with self._lock:
             self._remote = remote
             self._temperatures.update(remote.temperatures)
+            if remote.temperatures:
+                self._history.append((self._elapsed(), dict(remote.temperatures)))
             state = self._state
         if remote.temperatures and self.on_temperature is not None:
             _safe(self.on_temperature, dict(remote.temperatures))

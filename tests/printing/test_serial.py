@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import subprocess
 import sys
 import threading
@@ -473,3 +474,21 @@ def test_a_failing_listener_does_not_stop_the_print(marlin, tmp_path):
     job.start()
     assert job.wait(30) == PrinterState.FINISHED
     assert strip_host_lines(sim.accepted) == commands_of(path)
+
+
+def test_long_pause_cools_the_hot_end_and_resume_reheats(marlin, tmp_path):
+    path = synthetic_gcode(tmp_path / "cool.gcode", lines=2000)
+    sim = marlin(delay=0.0005)
+    job = make_job(path, sim, Recorder(), options={"temperature_interval": 0.2})
+    job.start()
+    assert wait_for(lambda: (job.status().line or 0) > 300, 20)
+    job.pause(cool_down=True)
+    assert wait_for(lambda: job.state == PrinterState.PAUSED, 10)
+    assert sim.targets == {"T0": 0.0, "B": 60.0}  # the part stays on a warm bed
+    time.sleep(1.2)  # one auto-report (M155 S1) while paused
+    job.resume()
+    assert wait_for(lambda: sim.targets["T0"] == 210.0, 10)
+    assert job.wait(60) == PrinterState.FINISHED
+    history = job.temperature_history()
+    assert history and all(a <= b for (a, _), (b, _) in itertools.pairwise(history))
+    assert any(reading.get("T0") and reading["T0"].target == 0.0 for _, reading in history)
