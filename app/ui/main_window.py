@@ -113,6 +113,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.edit_target: Any = None  # an object with undo()/redo()/can_undo()/can_redo()
         self.segment_panel: Any = None
         self.mesh_panel: Any = None
+        self.print_panel: Any = None
         self.setWindowTitle("MedPrint")
         self.setObjectName("mainWindow")
         self.resize(1440, 900)
@@ -213,6 +214,17 @@ class MainWindow(QtWidgets.QMainWindow):
             self.mesh_panel = MeshPanel(self.segment_panel, self.area.view3d, self)
             self.track(self.mesh_panel.worker)
             return self.mesh_panel
+        if (
+            title == "Print"
+            and self.mesh_panel is not None
+            and module_available("app.printing.slicer.builtin")
+        ):
+            from app.ui.print_panel import PrintPanel  # noqa: PLC0415
+
+            self.print_panel = PrintPanel(self.mesh_panel, self)
+            self.print_panel.load_profiles(self.paths, self.settings.default_printer)
+            self.track(self.print_panel.worker)
+            return self.print_panel
         return StagePanel(title, self)
 
     def _action(
@@ -422,6 +434,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self.segment_panel.attach(result.volume, result.segmentation)
         if self.mesh_panel is not None:
             self.mesh_panel.set_case(result.case, self._printer_volume())
+        if self.print_panel is not None:
+            self.print_panel.set_case(result.case.pseudonym if result.case else "")
         self.setWindowTitle(f"MedPrint — {result.title}")
         if result.case is not None:
             if result.case.pseudonym not in {e.pseudonym for e in self.browser.entries}:

@@ -92,6 +92,7 @@ class MeshPanel(QtWidgets.QWidget):
     """Builds, checks and shows meshes of the Segment panel's segments."""
 
     meshBuilt = QtCore.Signal(object)  # MeshResult
+    meshChanged = QtCore.Signal()  # current_mesh changed (built, or a stored version shown)
 
     def __init__(
         self, segment_panel: Any, view3d: Any, parent: QtWidgets.QWidget | None = None
@@ -103,6 +104,8 @@ class MeshPanel(QtWidgets.QWidget):
         self.case: Any = None
         self.printer_volume: tuple[float, float, float] | None = None
         self.result: MeshResult | None = None
+        self.current_mesh: Any = None  # what the Print panel slices
+        self.current_part = ""
         self.worker = Worker(self)
         self.worker.done.connect(self._built)
         self.worker.error.connect(self._failed)
@@ -191,6 +194,8 @@ class MeshPanel(QtWidgets.QWidget):
     # -- inputs -------------------------------------------------------------------------------
     def set_case(self, case: Any, printer_volume: tuple[float, float, float] | None) -> None:
         self.case = case
+        self.current_mesh, self.current_part = None, ""
+        self.meshChanged.emit()
         self.printer_volume = printer_volume
         self._sync_versions()
 
@@ -254,6 +259,8 @@ class MeshPanel(QtWidgets.QWidget):
             f"{s.get('volume_change_percent', 0):+.2f}%; {where}."
         )
         self._sync_versions()
+        self.current_mesh, self.current_part = result.mesh, result.info.get("part", "")
+        self.meshChanged.emit()
         self.meshBuilt.emit(result)
 
     def _failed(self, message: str) -> None:
@@ -310,4 +317,6 @@ class MeshPanel(QtWidgets.QWidget):
         number = int(self.versions.currentText()[1:])
         mesh, qa = load_mesh_version(self.case, number)
         self._show(mesh, qa, None)
+        self.current_mesh, self.current_part = mesh, f"v{number}"
+        self.meshChanged.emit()
         self.message.setText(f"Showing stored version v{number}.")

@@ -82,3 +82,41 @@ def test_build_a_mesh_from_a_segment_and_show_its_qa(panels, qtbot, ct_volume, a
     assert image.std() > 20  # the camera is on the mesh, not a dot in the distance
     view3d.screenshot(artifacts / "mesh-panel-ball-deviation.png")
     mesh_panel.grab().save(str(artifacts / "mesh-panel.png"))
+
+
+@pytest.mark.slow
+def test_slice_the_mesh_and_preview_a_layer(panels, qtbot, ct_volume, data_dir, artifacts):
+    pytest.importorskip("app.printing.slicer.builtin")
+    from app.settings import resolve_paths
+    from app.ui.print_panel import PrintPanel
+
+    segments, mesh_panel, _view3d = panels
+    ball = segments.seg.add_segment("ball")
+    segments.seg.modify(ball, _ball(ct_volume, 12.0), "set")
+    qtbot.waitUntil(lambda: mesh_panel.segment.currentText() == "ball")
+    printer = PrintPanel(mesh_panel)
+    printer.resize(420, 700)
+    printer.show()
+    qtbot.addWidget(printer)
+    printer.load_profiles(resolve_paths(), "generic-marlin-220")
+    assert printer.printer.count() >= 1 and printer.material.count() >= 1
+    assert not printer.slice_button.isEnabled()  # no mesh yet
+    with qtbot.waitSignal(mesh_panel.meshBuilt, timeout=120_000):
+        mesh_panel.build()
+    assert printer.slice_button.isEnabled()
+    printer.set_case("C-TEST-01")
+    printer.layer_height.setValue(0.3)
+    with qtbot.waitSignal(printer.sliced, timeout=300_000) as sliced:
+        printer.slice()
+    result = sliced.args[0]
+    layers = result.analysis.layer_count
+    assert abs(layers - round(24.0 / 0.3)) <= 2  # a 24 mm ball at 0.3 mm layers
+    assert "layers:" in printer.summary.text()
+    assert printer.layer.maximum() == layers - 1
+    printer.layer.setValue(layers // 2)
+    assert (
+        printer.toolpaths.segments and sum(len(v) for v in printer.toolpaths.segments.values()) > 10
+    )
+    out = printer.save_gcode(data_dir.parent / "ball.gcode")
+    assert out.stat().st_size > 1000 and "C-TEST-01 ball" in out.read_text()
+    printer.grab().save(str(artifacts / "print-panel.png"))

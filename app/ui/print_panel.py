@@ -1,0 +1,329 @@
+"""The Print panel: the current mesh → G-code with the built-in slicer or PrusaSlicer
+(``app.printing.slicer.slice_parts``), its summary, a layer slider with that layer's toolpaths
+coloured by type, and Save G-code.
+
+Sending the G-code to a printer (USB, OctoPrint, Moonraker) is ``medprint print`` for now;
+the job view is not wired in this panel yet, and it says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from app.progress import CancelToken, Progress
+from app.ui.worker import Worker
+
+# Toolpath colours by move type value (PrusaSlicer's palette, roughly).
+TYPE_COLORS = {
+    0: (120, 120, 140),  # travel
+    1: (255, 140, 40),  # external perimeter
+    2: (255, 200, 60),  # perimeter
+    3: (60, 60, 255),  # overhang perimeter
+    4: (180, 40, 40),  # infill
+    5: (210, 70, 200),  # solid infill
+    6: (255, 80, 80),  # top solid infill
+    7: (90, 130, 255),  # bridge infill
+    8: (255, 255, 255),  # gap fill
+    9: (0, 200, 200),  # skirt
+    10: (60, 220, 60),  # support
+    11: (0, 140, 0),  # support interface
+}
+
+
+@dataclass
+class SliceJob:
+    name: str
+    vertices: np.ndarray
+    faces: np.ndarray
+    printer: Any
+    material: Any
+    settings: Any
+    engine: str
+
+
+def slice_job(
+    job: SliceJob, *, progress: Progress | None = None, cancel: CancelToken | None = None
+) -> Any:
+    """Slice one part; Qt-free."""
+    from app.printing.slicer import Part, slice_parts  # noqa: PLC0415
+
+    part = Part(job.name, job.vertices, job.faces)
+    return slice_parts(
+        [part],
+        job.printer,
+        job.material,
+        job.settings,
+        engine=job.engine,
+        progress=progress,
+        cancel=cancel,
+    )
+
+
+class ToolpathView(QtWidgets.QWidget):
+    """One layer of toolpaths seen from above, on the printer's bed."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setMinimumHeight(220)
+        self.bed = (220.0, 220.0)
+        self.segments: dict[int, np.ndarray] = {}
+
+    def set_layer(self, segments: dict[int, np.ndarray], bed: tuple[float, float]) -> None:
+        self.segments = {int(k): v for k, v in segments.items()}
+        self.bed = bed
+        self.update()
+
+    def paintEvent(self, event: QtGui.QPaintEvent) -> None:
+        painter = QtGui.QPainter(self)
+        painter.fillRect(self.rect(), QtGui.QColor(24, 25, 29))
+        margin = 8
+        scale = min(
+            (self.width() - 2 * margin) / self.bed[0], (self.height() - 2 * margin) / self.bed[1]
+        )
+        ox = (self.width() - self.bed[0] * scale) / 2
+        oy = (self.height() + self.bed[1] * scale) / 2  # bed y up, screen y down
+        painter.setPen(QtGui.QPen(QtGui.QColor(70, 72, 80), 1))
+        painter.drawRect(
+            QtCore.QRectF(ox, oy - self.bed[1] * scale, self.bed[0] * scale, self.bed[1] * scale)
+        )
+        painter.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing, True)
+        for kind, segs in sorted(self.segments.items()):
+            if not len(segs):
+                continue
+            painter.setPen(QtGui.QPen(QtGui.QColor(*TYPE_COLORS.get(kind, (200, 200, 200))), 1.2))
+            x = ox + segs[:, :, 0] * scale
+            y = oy - segs[:, :, 1] * scale
+            lines = [
+                QtCore.QLineF(a, b, c, d)
+                for a, b, c, d in zip(x[:, 0], y[:, 0], x[:, 1], y[:, 1], strict=True)
+            ]
+            painter.drawLines(lines)
+        painter.end()
+
+
+class PrintPanel(QtWidgets.QWidget):
+    """Slices the Mesh panel's current mesh and previews the toolpaths layer by layer."""
+
+    sliced = QtCore.Signal(object)  # SliceResult
+
+    def __init__(self, mesh_panel: Any, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("printPanel")
+        self.mesh_panel = mesh_panel
+        self.pseudonym = ""
+        self.result: Any = None
+        self.printers: dict[str, Any] = {}
+        self.materials: dict[str, Any] = {}
+        self.worker = Worker(self)
+        self.worker.done.connect(self._sliced)
+        self.worker.error.connect(self._finish)
+        self.worker.cancelled.connect(lambda: self._finish("Cancelled; no G-code was made."))
+        self._build()
+        mesh_panel.meshChanged.connect(self._sync_source)
+        self._sync_source()
+
+    def _build(self) -> None:
+        self.source = QtWidgets.QLabel(self)
+        self.source.setWordWrap(True)
+        self.printer = QtWidgets.QComboBox(self)
+        self.material = QtWidgets.QComboBox(self)
+        self.engine = QtWidgets.QComboBox(self)
+        self.layer_height = QtWidgets.QDoubleSpinBox(self)
+        self.layer_height.setRange(0.05, 0.6)
+        self.layer_height.setSingleStep(0.05)
+        self.layer_height.setValue(0.2)
+        self.layer_height.setSuffix(" mm")
+        self.infill = QtWidgets.QSpinBox(self)
+        self.infill.setRange(0, 100)
+        self.infill.setValue(15)
+        self.infill.setSuffix(" %")
+        self.supports = QtWidgets.QCheckBox("Supports", self)
+        self._build_outputs()
+
+    def _build_outputs(self) -> None:
+        self.slice_button = QtWidgets.QPushButton("Slice", self)
+        self.slice_button.setDefault(True)
+        self.cancel_button = QtWidgets.QPushButton("Cancel", self)
+        self.cancel_button.setEnabled(False)
+        self.progress = QtWidgets.QProgressBar(self)
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(False)
+        self.summary = QtWidgets.QLabel(self)
+        self.summary.setWordWrap(True)
+        self.summary.setMinimumHeight(QtGui.QFontMetrics(self.summary.font()).lineSpacing() * 4)
+        self.summary.setAlignment(
+            QtCore.Qt.AlignmentFlag.AlignTop | QtCore.Qt.AlignmentFlag.AlignLeft
+        )
+        self.layer = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal, self)
+        self.layer.setEnabled(False)
+        self.layer_label = QtWidgets.QLabel(self)
+        self.toolpaths = ToolpathView(self)
+        self.save_button = QtWidgets.QPushButton("Save G-code…", self)
+        self.save_button.setEnabled(False)
+        self._lay_out()
+
+    def _lay_out(self) -> None:
+        note = QtWidgets.QLabel(
+            "Sending to a printer: `medprint print` (the job view is not wired here yet).", self
+        )
+        note.setObjectName("hint")
+        note.setWordWrap(True)
+        form = QtWidgets.QFormLayout()
+        form.addRow("Printer", self.printer)
+        form.addRow("Material", self.material)
+        form.addRow("Engine", self.engine)
+        form.addRow("Layer height", self.layer_height)
+        form.addRow("Infill", self.infill)
+        form.addRow("", self.supports)
+        run = QtWidgets.QHBoxLayout()
+        run.addWidget(self.progress, 1)
+        run.addWidget(self.slice_button)
+        run.addWidget(self.cancel_button)
+        layer_row = QtWidgets.QVBoxLayout()
+        layer_row.addWidget(self.layer)
+        layer_row.addWidget(self.layer_label)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addWidget(self.source)
+        layout.addLayout(form)
+        layout.addLayout(run)
+        layout.addWidget(self.summary)
+        layout.addLayout(layer_row)
+        layout.addWidget(self.toolpaths, 1)
+        layout.addWidget(self.save_button)
+        layout.addWidget(note)
+        self.slice_button.clicked.connect(self.slice)
+        self.cancel_button.clicked.connect(self.worker.cancel)
+        self.worker.progress.connect(lambda f, _m: self.progress.setValue(int(f * 1000)))
+        self.layer.valueChanged.connect(self.show_layer)
+        self.save_button.clicked.connect(self._save_dialog)
+
+    def load_profiles(self, paths: Any, default_printer: str) -> None:
+        """Fill the printer, material and engine lists (errors leave them empty, with a note)."""
+        from app.printing.profiles import load_materials, load_printers  # noqa: PLC0415
+        from app.printing.slicer import engines  # noqa: PLC0415
+
+        try:
+            self.printers = load_printers(paths)
+            self.materials = load_materials(paths)
+        except Exception as exc:  # a broken profile file: say so, keep the panel usable
+            self.summary.setText(f"Printer profiles unreadable: {exc}")
+            self.printers, self.materials = {}, {}
+        self.printer.clear()
+        for key, profile in sorted(self.printers.items()):
+            self.printer.addItem(profile.name, key)
+        self.material.clear()
+        for key, material in sorted(self.materials.items()):
+            self.material.addItem(material.name, key)
+        self.printer.currentIndexChanged.connect(self._printer_changed)
+        index = self.printer.findData(default_printer)
+        self.printer.setCurrentIndex(max(index, 0))
+        self._printer_changed()
+        self.engine.clear()
+        for info in engines():
+            self.engine.addItem(
+                info.label + ("" if info.available else " (not installed)"), info.name
+            )
+            if not info.available:
+                item = self.engine.model().item(self.engine.count() - 1)
+                item.setEnabled(False)
+                item.setToolTip(info.hint)
+        self._sync_source()
+
+    def _printer_changed(self) -> None:
+        """Select the printer's default material."""
+        printer = self.printers.get(self.printer.currentData())
+        if printer is not None:
+            index = self.material.findData(printer.default_material)
+            if index >= 0:
+                self.material.setCurrentIndex(index)
+
+    def set_case(self, pseudonym: str) -> None:
+        self.pseudonym = pseudonym
+
+    def _sync_source(self) -> None:
+        mesh = self.mesh_panel.current_mesh
+        if mesh is None:
+            self.source.setText("Build or show a mesh in the Mesh panel to slice it.")
+        else:
+            self.source.setText(
+                f"Mesh: {self.mesh_panel.current_part} ({len(mesh.faces)} triangles)"
+            )
+        self.slice_button.setEnabled(
+            mesh is not None and self.printer.count() > 0 and not self.worker.busy
+        )
+
+    def slice(self) -> None:
+        from app.printing.slicer import SliceSettings  # noqa: PLC0415
+
+        mesh = self.mesh_panel.current_mesh
+        if mesh is None or not self.printers or not self.materials:
+            return
+        name = " ".join(p for p in (self.pseudonym, self.mesh_panel.current_part) if p) or "part"
+        job = SliceJob(
+            name=name,
+            vertices=np.asarray(mesh.vertices),
+            faces=np.asarray(mesh.faces),
+            printer=self.printers[self.printer.currentData()],
+            material=self.materials[self.material.currentData()],
+            settings=SliceSettings(
+                layer_height=self.layer_height.value(),
+                infill_density=float(self.infill.value()),
+                supports=self.supports.isChecked(),
+            ),
+            engine=self.engine.currentData(),
+        )
+        self.summary.setText("Slicing…")
+        self.progress.setValue(0)
+        self.slice_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.worker.start(slice_job, job, name=f"slicing {name}")
+
+    def _sliced(self, result: Any) -> None:
+        self.result = result
+        summary = result.summary
+        lines = summary.lines() if callable(getattr(summary, "lines", None)) else [str(summary)]
+        self._finish("\n".join(lines + list(result.warnings)))
+        count = result.analysis.layer_count
+        self.layer.setEnabled(count > 0)
+        self.layer.setRange(0, max(count - 1, 0))
+        self.layer.setValue(min(count // 2, max(count - 1, 0)))
+        self.show_layer(self.layer.value())
+        self.save_button.setEnabled(True)
+        self.sliced.emit(result)
+
+    def _finish(self, message: str) -> None:
+        self.summary.setText(message)
+        self.cancel_button.setEnabled(False)
+        self.progress.setValue(1000 if self.result is not None else 0)
+        self._sync_source()
+
+    def show_layer(self, index: int) -> None:
+        if self.result is None:
+            return
+        analysis = self.result.analysis
+        segments = analysis.layer_segments_by_type(index)
+        printer = self.printers.get(self.printer.currentData())
+        bed = tuple(printer.build_volume[:2]) if printer is not None else (220.0, 220.0)
+        self.toolpaths.set_layer(segments, bed)
+        self.layer_label.setText(
+            f"layer {index + 1}/{analysis.layer_count}  z {analysis.layer_z[index]:.2f} mm"
+        )
+
+    def save_gcode(self, path: str | Path) -> Path:
+        return self.result.write(Path(path))
+
+    def _save_dialog(self) -> None:
+        if self.result is None:
+            return
+        name = "-".join(p for p in (self.pseudonym, self.mesh_panel.current_part) if p) or "print"
+        chosen, _ = QtWidgets.QFileDialog.getSaveFileName(
+            self, "Save G-code", f"{name}.gcode", "G-code (*.gcode)"
+        )
+        if chosen:
+            self.save_gcode(chosen)
