@@ -645,6 +645,10 @@ class SerialLink:
             self._on_resend(number, calls)
             return
         self._wire = max(0, self._wire - 1)
+        if ok.line is not None and self._executed + 1 < ok.line < self._next_new:
+            # ADVANCED_OK names the line: oks were lost on the wire; catch up without waiting
+            self.counters["lost_oks"] += ok.line - self._executed - 1
+            self._mark_executed_through(ok.line - 1, calls)
         if self._executed + 1 >= self._next_new:
             self.counters["unexpected_ok"] += 1
             return

@@ -492,3 +492,15 @@ def test_long_pause_cools_the_hot_end_and_resume_reheats(marlin, tmp_path):
     history = job.temperature_history()
     assert history and all(a <= b for (a, _), (b, _) in itertools.pairwise(history))
     assert any(reading.get("T0") and reading["T0"].target == 0.0 for _, reading in history)
+
+
+def test_advanced_ok_line_numbers_repair_lost_oks_at_once(marlin, tmp_path):
+    path = synthetic_gcode(tmp_path / "adv.gcode", lines=800)
+    sim = marlin(advanced_ok=True, drop_ok_every=7)
+    job = make_job(path, sim, Recorder(), options={"command_timeout": 0.3})
+    job.start()
+    assert job.wait(60) == PrinterState.FINISHED
+    assert strip_host_lines(sim.accepted) == commands_of(path)
+    link = job.backend.link
+    assert link.counters["lost_oks"] >= sim.stats.dropped_oks - 1 > 50
+    assert link.counters["timeouts"] <= 1  # only a lost last ok needs the timeout

@@ -16,6 +16,7 @@ would open ``/dev/ttyUSB0``. The simulator behaves like Marlin 2 where it matter
 - M105 answers ``ok T:.. /.. B:.. /..``; M155 S<n> auto-reports temperatures; M109/M190 wait
   for the (fast) simulated heaters and print temperatures while waiting; M115 reports the
   firmware name and capabilities; M112/M108/M410 act on receipt (emergency parser).
+- ``advanced_ok``: replies ``ok N<line> P<planner> B<buffer>`` as Marlin with ADVANCED_OK.
 - Faults on demand: :meth:`reset` (prints ``start`` mid-print), :meth:`stall` (the next reply
   is held back), ``drop_ok_every`` (an ``ok`` lost on the wire), :meth:`unplug` (the cable is
   pulled: the pty master closes), ``silent`` (a board that never answers) and a ``baud`` other
@@ -76,6 +77,7 @@ class SimulatedMarlin:
         emergency_parser: bool = True,
         silent: bool = False,
         drop_ok_every: int = 0,
+        advanced_ok: bool = False,
         heat_rate: float = 2000.0,
         firmware_name: str = "Marlin 2.1.2.1 (MedPrint simulator)",
     ) -> None:
@@ -90,6 +92,7 @@ class SimulatedMarlin:
         self.emergency_parser = emergency_parser
         self.silent = silent
         self.drop_ok_every = drop_ok_every
+        self.advanced_ok = advanced_ok
         self.heat_rate = heat_rate
         self.firmware_name = firmware_name
         self.rng = random.Random(seed)
@@ -180,11 +183,15 @@ class SimulatedMarlin:
             with contextlib.suppress(OSError):
                 os.write(self._master, data)
 
-    def _ok(self, extra: str = "") -> None:
+    def _ok(self, extra: str = "", number: int | None = None) -> None:
         self._ok_count += 1
         if self.drop_ok_every and self._ok_count % self.drop_ok_every == 0:
             self.stats.dropped_oks += 1
             return
+        if self.advanced_ok:  # Marlin's ADVANCED_OK: ok N<line> P<planner free> B<buffer free>
+            line = self._last_n if number is None else number
+            free = self._buffer.maxsize - self._buffer.qsize()
+            extra = f"N{line} P15 B{free}" + (" " + extra if extra else "")
         self.send("ok" + (" " + extra if extra else ""))
 
     def _host_baud(self) -> int | None:
@@ -314,7 +321,7 @@ class SimulatedMarlin:
             self.accepted.append(command)
         while not self._stop.is_set():
             try:
-                self._buffer.put((command, generation), timeout=0.1)
+                self._buffer.put((command, generation, number), timeout=0.1)
                 return
             except queue.Full:
                 if generation != self._generation:
@@ -337,10 +344,10 @@ class SimulatedMarlin:
     def _exec_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                command, generation = self._buffer.get_nowait()
+                command, generation, number = self._buffer.get_nowait()
             except queue.Empty:
                 try:
-                    command, generation = self._buffer.get(timeout=0.1)
+                    command, generation, number = self._buffer.get(timeout=0.1)
                 except queue.Empty:
                     continue
                 self.stats.starved += 1  # this command had kept the firmware waiting
@@ -350,7 +357,7 @@ class SimulatedMarlin:
             if generation != self._generation or self.killed:
                 continue
             self.executed.append(command)
-            self._ok(reply)
+            self._ok(reply, number)
 
     def _execute(self, command: str) -> str:
         code = command_code(command)
@@ -465,7 +472,7 @@ def execution_ceiling(commands: list[str], delay: float) -> float:
     """Commands/s of the executor alone: buffer always full, replies discarded."""
     sim = SimulatedMarlin(delay=delay, bufsize=len(commands) + 1, silent=True)
     for command in commands:
-        sim._buffer.put((command, sim._generation))
+        sim._buffer.put((command, sim._generation, None))
     executor = threading.Thread(target=sim._exec_loop, daemon=True)
     start = time.perf_counter()
     executor.start()
