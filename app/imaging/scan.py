@@ -74,6 +74,7 @@ import hashlib
 import logging
 import os
 import struct
+import threading
 import warnings
 import zipfile
 import zlib
@@ -520,10 +521,19 @@ def _open_source(source: SourceRef, archive: zipfile.ZipFile | None) -> Iterator
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """Silence pydicom's warnings and log records: they can quote element values (PHI)."""
+    """Silence pydicom's warnings and log records: they can quote element values (PHI).
+
+    ``warnings.catch_warnings`` saves and restores process-wide state, which is only safe on
+    the main thread; a worker thread (the GUI runs scans in one) gets a permanent filter for
+    pydicom's modules instead.
+    """
     logger = logging.getLogger("pydicom")
     logger.setLevel(logging.CRITICAL + 1)
     logger.propagate = False
+    if threading.current_thread() is not threading.main_thread():
+        warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
+        yield
+        return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
