@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "deid",
         help="write de-identified DICOM copies (PS3.15 Annex E) and verify them",
-        description=__doc__.split("\n\n")[0],
+        description="Write de-identified DICOM copies (PS3.15 Annex E), verified after writing.",
     )
     parser.add_argument("input", type=Path, metavar="IN", help="folder of DICOM files")
     parser.add_argument("output", type=Path, metavar="OUT", help="new or empty output folder")

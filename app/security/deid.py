@@ -127,7 +127,6 @@ _NUMBER_VRS = {"US", "SS", "UL", "SL", "FL", "FD", "UV", "SV", "AT"}
 _BINARY_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN"}
 _MAX_LENGTH = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "ST": 1024, "LT": 10240}
 _META_KEEP = ("FileMetaInformationVersion", "MediaStorageSOPClassUID", "TransferSyntaxUID")
-_PIXEL_DATA = 0x7FE00010
 _DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 _SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
 _HEAD_WORDS = (
@@ -795,43 +794,53 @@ def deface_mask(
     if posterior_first:
         rays = rays[..., ::-1]
     step = float(volume.spacing[ap_axis])
-    tissue, soft = _tissue_classes(rays, modality)
+    tissue, stops, fallback = _tissue_classes(rays, modality)
     run = max(1, round(2.0 / step))
     line = np.ones((1,) * (rays.ndim - 1) + (run,), dtype=bool)
     tissue = ndimage.binary_opening(tissue, structure=line)
     n = rays.shape[-1]
     index = np.arange(n)
-    has_head = tissue.any(axis=-1)
-    entry = np.argmax(tissue, axis=-1)
-    barrier = ~soft & (index >= entry[..., None])
-    has_barrier = barrier.any(axis=-1)
-    first_barrier = np.where(has_barrier, np.argmax(barrier, axis=-1), n)
-    depth_mm = (first_barrier - entry) * step
-    # The barrier must be inside the head (tissue behind it): where a thin slice through the
-    # vertex misses the skull, the ray leaving the back of the head is no barrier.
+    entry = np.where(tissue.any(axis=-1), np.argmax(tissue, axis=-1), n)
+    # The stop must be inside the head (tissue behind it): where a thin slice through the
+    # vertex misses the skull, the ray leaving the back of the head is no stop.
     last_tissue = n - 1 - np.argmax(tissue[..., ::-1], axis=-1)
-    inside = first_barrier < last_tissue
-    keep_ray = has_head & has_barrier & inside & (depth_mm <= max_depth_mm)
-    keep_ray &= first_barrier > entry
+
+    def first_stop(kind: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        hit = kind & (index >= entry[..., None])
+        first = np.where(hit.any(axis=-1), np.argmax(hit, axis=-1), n)
+        usable = (first > entry) & (first < last_tissue) & ((first - entry) * step <= max_depth_mm)
+        return first, usable & (entry < n)
+
+    first, usable = first_stop(stops)
+    if fallback is not None:  # CT: no bone within reach, so stop at air inside the face
+        second, usable_second = first_stop(fallback)
+        first = np.where(usable, first, np.where(usable_second, second, first))
+        usable |= usable_second
     # Neighbouring rays agree (median of the stop index over 5x5 rays) so the cut has no
-    # streaks; never past a ray's own first bone/air voxel, so the skull is never touched.
-    stop = np.where(keep_ray, first_barrier, 0)
-    stop = ndimage.median_filter(stop, size=(5,) * stop.ndim)
-    stop = np.minimum(stop, np.where(has_barrier, first_barrier, 0))
+    # streaks; never past a ray's own stop, so the skull is never touched.
+    stop = ndimage.median_filter(np.where(usable, first, 0), size=(5,) * first.ndim)
+    stop = np.minimum(stop, np.where(first < n, first, 0))
     mask = index < stop[..., None]
     if posterior_first:
         mask = mask[..., ::-1]
     return np.ascontiguousarray(np.moveaxis(mask, -1, np_axis))
 
 
-def _tissue_classes(rays: np.ndarray, modality: str) -> tuple[np.ndarray, np.ndarray]:
-    """(anything not air, soft tissue) masks for CT (HU) or MR (relative intensity)."""
+def _tissue_classes(
+    rays: np.ndarray, modality: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(anything not air, where the cut stops, where it stops when the first is out of reach).
+
+    CT stops at bone, so the nose, lips and eyes go whole (air in the nose does not stop the
+    cut), or at air inside the face where no bone is within reach; MR stops at the first dark
+    voxel (cortical bone, air and CSF look alike on T1).
+    """
     if modality == "CT":
         tissue = rays > -400
-        return tissue, tissue & (rays < 250)
+        return tissue, rays >= 250, ~tissue | (rays >= 250)
     threshold = _otsu(rays)
     bright = _median3(np.asarray(rays, dtype=np.float32)) > 0.5 * threshold
-    return bright, bright
+    return bright, ~bright, None
 
 
 def _median3(rays: np.ndarray) -> np.ndarray:
@@ -1081,7 +1090,7 @@ def _read(path: Path, *, header_only: bool = False) -> Dataset:
     """
     try:
         if header_only:
-            ds = pydicom.dcmread(path, specific_tags=_HEADER_TAGS, force=True)
+            ds = pydicom.dcmread(path, specific_tags=_HEADER_TAGS, defer_size=256, force=True)
         else:
             ds = pydicom.dcmread(path, force=True)
         if "SOPInstanceUID" not in ds and "DirectoryRecordSequence" not in ds:
