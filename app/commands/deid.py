@@ -10,7 +10,9 @@ output folder appears only when none is found. ``--json`` prints::
      "notes": ["..."]}
 
 The UID key comes from the OS keystore (``deid-uid-key``, created on first use), so the same
-input UID gives the same output UID on every run of this installation.
+input UID gives the same output UID on every run of this installation. When the case vault
+exists, the map of original to new UIDs is added to its encrypted record ``deid-uid-map``
+(JSON object); it is never written anywhere else.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from app.commands.progressbar import cli_progress
 from app.errors import MedPrintError
 from app.security import audit
 from app.security.deid import DeidOptions, Rect, deid_folder, uid_key_from_keystore
+from app.security.vault import Vault
+
+UID_MAP_RECORD = "deid-uid-map"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -109,6 +114,7 @@ def _deid(args: argparse.Namespace) -> int:
             confirm_burned_in=args.confirm_burned_in,
             progress=progress,
         )
+    stored = _keep_uid_map(report.uid_map)
     for pseudonym in report.pseudonyms:
         audit.record(
             "deid.export",
@@ -119,6 +125,7 @@ def _deid(args: argparse.Namespace) -> int:
             masked_files=report.masked_files,
             defaced_series=report.defaced_series,
             burned_in_confirmed=bool(args.confirm_burned_in),
+            uid_map_in_vault=stored,
         )
     summary = {
         "out": str(report.out_dir),
@@ -132,6 +139,7 @@ def _deid(args: argparse.Namespace) -> int:
         "options": codes,
         "rejected": [{"file": f, "reason": r} for f, r in report.rejected],
         "notes": report.notes,
+        "uid_map_in_vault": stored,
     }
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -147,3 +155,14 @@ def _deid(args: argparse.Namespace) -> int:
     for note in report.notes:
         print(f"note: {note}")
     return 0
+
+
+def _keep_uid_map(uid_map: dict[str, str]) -> bool:
+    """Merge the original-to-new UID map into the vault's encrypted record, if there is a vault."""
+    if not uid_map or not Vault.exists():
+        return False
+    vault = Vault.open()
+    known = json.loads(vault.get_record(UID_MAP_RECORD) or b"{}")
+    known.update(uid_map)
+    vault.put_record(UID_MAP_RECORD, json.dumps(known, sort_keys=True).encode())
+    return True
