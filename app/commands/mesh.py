@@ -171,6 +171,18 @@ def _mesh(args: argparse.Namespace) -> int:
     out = export_mesh(mesh, _out_path(args, pseudonym, part))
     info = built.to_dict() | {"label": label.to_dict() if label else None, "part": part}
     stored = None
+    if case is not None:
+        import hashlib  # noqa: PLC0415
+
+        from app.security import audit  # noqa: PLC0415
+
+        audit.record(
+            "mesh.export",
+            case=case.pseudonym,
+            file=out.name,
+            sha256=hashlib.sha256(out.read_bytes()).hexdigest(),
+            qa_passed=qa.passed,
+        )
     if case is not None and not args.no_save:
         from app.tools.mesh.store import save_mesh_version  # noqa: PLC0415
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import trimesh
 
 from app.errors import MeshError
-from app.security.strip import export_name, write_mesh_file
-from app.tools.mesh.core import concatenate
+from app.security.strip import export_name, read_mesh_file, write_mesh_file
+from app.tools.mesh.core import concatenate, make_mesh
 
 ORIENTATION = (
     "units: millimetre; frame: patient LPS as scanned "
@@ -49,3 +49,16 @@ def export_parts(
         msg = "two parts would get the same file name; rename one of the segments"
         raise MeshError(msg)
     return [export_mesh(m, folder / n, fmt) for m, n in zip(parts.values(), names, strict=True)]
+
+
+def import_mesh(path: Path) -> trimesh.Trimesh:
+    """Geometry of an STL/OBJ/PLY/3MF file for editing (vertices in mm, merged as STL readers do).
+
+    Only vertices and triangles are read; names, comments, metadata and thumbnails are never
+    kept, so whatever is written back from it is clean.
+    """
+    vertices, faces = read_mesh_file(Path(path))
+    if len(faces) == 0:
+        msg = "the file holds no triangles; export the model again with its surface"
+        raise MeshError(msg)
+    return make_mesh(vertices, faces)
