@@ -56,7 +56,7 @@ def test_vault_life_cycle_through_the_cli(data_dir, keystore_service):
             medprint("audit", "export", "--format", "json", data_dir=data_dir).stdout
         )
     ]
-    assert actions[:3] == ["vault.init", "vault.open", "vault.open"]
+    assert actions[:4] == ["vault.init", "users.bootstrap", "vault.open", "vault.open"]
     assert "vault.rotate_key" in actions and "vault.recovery_key_shown" in actions
 
 

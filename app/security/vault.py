@@ -155,6 +155,9 @@ class Vault:
         vault._save_meta()
         vault._save_index({})
         audit.record("vault.init", vault_id=vault_id)
+        from app.security import access  # noqa: PLC0415 (access reads roles through the vault)
+
+        access.bootstrap(vault, access.current_user())
         return vault, recovery_text
 
     @staticmethod
