@@ -114,6 +114,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.segment_panel: Any = None
         self.mesh_panel: Any = None
         self.print_panel: Any = None
+        self.package_panel: Any = None
         self.setWindowTitle("MedPrint")
         self.setObjectName("mainWindow")
         self.resize(1440, 900)
@@ -225,6 +226,17 @@ class MainWindow(QtWidgets.QMainWindow):
             self.print_panel.load_profiles(self.paths, self.settings.default_printer)
             self.track(self.print_panel.worker)
             return self.print_panel
+        if (
+            title == "Package"
+            and self.mesh_panel is not None
+            and module_available("app.security.package")
+        ):
+            from app.ui.package_panel import PackagePanel  # noqa: PLC0415
+
+            self.package_panel = PackagePanel(self)
+            self.mesh_panel.meshBuilt.connect(lambda _r: self.package_panel.refresh_versions())
+            self.track(self.package_panel.worker)
+            return self.package_panel
         return StagePanel(title, self)
 
     def _action(
@@ -436,6 +448,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self.mesh_panel.set_case(result.case, self._printer_volume())
         if self.print_panel is not None:
             self.print_panel.set_case(result.case.pseudonym if result.case else "")
+        if self.package_panel is not None:
+            self.package_panel.set_case(result.case)
         self.setWindowTitle(f"MedPrint — {result.title}")
         if result.case is not None:
             if result.case.pseudonym not in {e.pseudonym for e in self.browser.entries}:

@@ -226,3 +226,44 @@ def test_settings_change_units_and_presets(window):
     assert all(v.units == "cm" for v in window.area.slice_views.values())
     assert window.area.slice_views["axial"]._format_length(25.0) == "2.50 cm"
     assert Settings.load(window.paths).default_window_preset == "brain"
+
+
+def test_review_and_package_a_stored_mesh_version(window, qtbot, ct_volume, data_dir, artifacts):
+    pytest.importorskip("app.security.package")
+    import trimesh
+
+    from app.case import Case
+    from app.security import access
+    from app.tools.mesh.qa import qa_report
+    from app.tools.mesh.store import save_mesh_version
+
+    window.startup(open_sample=False)
+    _close_boxes(window)
+    vault = window.vault
+    user = access.current_user()
+    if "administrator" not in access.roles_of(user, vault):
+        access.bootstrap(vault, user)
+    for role in ("technician", "reviewer"):
+        access.assign_role(user, user, role, vault)
+    pseudonym = vault.create_case({})
+    case = Case(vault, pseudonym)
+    case.save_volume(ct_volume)
+    ball = trimesh.creation.icosphere(subdivisions=3, radius=20.0)
+    save_mesh_version(case, ball, qa_report(ball), {"part": "ball"})
+    with qtbot.waitSignal(window.caseOpened, timeout=60_000):
+        window.open_case(pseudonym)
+    panel = window.package_panel
+    window.stage_docks["Package"].raise_()
+    assert panel.version.currentText() == "v1"
+    assert panel.status.text().lower().startswith("none")
+    panel.approve_button.click()
+    assert panel.status.text().lower().startswith("approved"), panel.message.text()
+    target = data_dir.parent / "usb-stick"
+    target.mkdir()
+    panel.destination.setCurrentText(str(target))
+    with qtbot.waitSignal(panel.packaged, timeout=120_000) as done:
+        panel.package_button.click()
+    path = done.args[0]
+    assert path.exists() and target in path.parents
+    assert "verified" in panel.message.text()
+    window.save_screenshot(artifacts / "main-window-package.png", whole_window=True)
