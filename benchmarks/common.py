@@ -50,15 +50,20 @@ def peak_rss_mib_of(code: str, env: dict[str, str] | None = None) -> tuple[float
     """Run ``code`` in a fresh interpreter; return (baseline MiB after imports, peak MiB).
 
     The code calls ``_baseline()`` once its imports are done (current RSS then); the peak is
-    the child's ``ru_maxrss`` at the end. Imports that peak above the baseline can hide a
+    the child's own ``VmHWM`` (``ru_maxrss`` would carry the parent's high-water mark across
+    fork/exec on Linux). Imports that peak above the baseline can hide a
     smaller working set, never inflate it.
     """
     wrapper = (
-        "import resource, sys, psutil\n"
+        "import psutil\n"
+        "def _hwm_kib():\n"
+        "    for line in open('/proc/self/status'):\n"
+        "        if line.startswith('VmHWM:'):\n"
+        "            return int(line.split()[1])\n"
         "def _baseline():\n"
         "    print('BASELINE', psutil.Process().memory_info().rss // 1024, flush=True)\n"
         f"{code}\n"
-        "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)\n"
+        "print('PEAK', _hwm_kib(), flush=True)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", wrapper],
