@@ -121,15 +121,16 @@ def import_series(
 def _store_originals(
     case: Case, series: Series, progress: Progress, cancel: CancelToken | None
 ) -> None:
+    from app.imaging.scan import SourceOpener  # noqa: PLC0415 (opens each zip archive once)
+
     sources = series.sources
-    for number, source in enumerate(sources):
-        check_cancel(cancel)
-        with (
-            source.open() as src,
-            case.vault.write_file(case.pseudonym, f"dicom/{number:05d}.dcm") as out,
-        ):
-            shutil.copyfileobj(src, out, 1 << 20)
-        progress.update((number + 1) / len(sources), "storing the original DICOM (encrypted)")
+    with SourceOpener() as opener:
+        for number, source in enumerate(sources):
+            check_cancel(cancel)
+            name = f"dicom/{number:05d}.dcm"
+            with opener.open(source) as src, case.vault.write_file(case.pseudonym, name) as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+            progress.update((number + 1) / len(sources), "storing the original DICOM (encrypted)")
 
 
 def import_path(
