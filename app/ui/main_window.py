@@ -279,6 +279,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self.act_full = self._action(
             "&Full screen", self.toggle_full_screen, "F11", "Full screen", checkable=True
         )
+        self.act_review = self._action(
+            "Re&view mode",
+            self.set_review_mode,
+            "Ctrl+Shift+R",
+            "For the surgeon: the latest mesh version in 3D over the slices, its QA report, "
+            "measuring tools, Approve / Reject",
+            checkable=True,
+        )
         self.act_reset = self._action(
             "&Reset views", self.area.reset_views, "Ctrl+R", "Fit the slices, reset the 3D camera"
         )
@@ -346,7 +354,7 @@ class MainWindow(QtWidgets.QMainWindow):
         layouts.addActions(list(self.layout_actions.values()))
         presets = view.addMenu("Window preset")
         presets.addActions(list(self.preset_actions.values()))
-        view.addActions([self.act_reset, self.act_full])
+        view.addActions([self.act_reset, self.act_full, self.act_review])
         view.addSeparator()
         panels = view.addMenu("Panels")
         for dock in [
@@ -577,6 +585,37 @@ class MainWindow(QtWidgets.QMainWindow):
     def set_layout(self, name: str) -> None:
         self.area.set_layout(name)
         self.layout_actions[name].setChecked(True)
+
+    def set_review_mode(self, on: bool) -> None:
+        """Review layout: Mesh (QA) and Package (approve/reject) docks, the latest stored mesh
+        version in the 3D view; the editing docks are hidden until review mode ends."""
+        self.act_review.setChecked(on)
+        editing = [self.stage_docks[t] for t in ("Segment", "Print") if t in self.stage_docks]
+        for dock in editing:
+            dock.setVisible(not on)
+        if not on:
+            self.statusBar().showMessage("Review mode ended.", 4000)
+            return
+        self.set_layout("four-up")
+        self.area.set_tool("navigate")
+        for title in ("Mesh", "Package"):
+            if title in self.stage_docks:
+                self.stage_docks[title].show()
+        if "Package" in self.stage_docks:
+            self.stage_docks["Package"].raise_()
+        panel = self.mesh_panel
+        if panel is not None and panel.versions.count():
+            panel.versions.setCurrentIndex(0)  # the newest version
+            panel._show_stored()
+            self.statusBar().showMessage(
+                f"Review mode: mesh {panel.versions.currentText()} of {self.case_title}. "
+                "Measure with the ruler (M) and angle (A) tools.",
+                8000,
+            )
+        else:
+            self.statusBar().showMessage(
+                "Review mode: this case has no stored mesh version yet.", 8000
+            )
 
     def toggle_full_screen(self) -> None:
         if self.isFullScreen():

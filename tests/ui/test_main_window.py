@@ -253,7 +253,10 @@ def test_review_and_package_a_stored_mesh_version(window, qtbot, ct_volume, data
     with qtbot.waitSignal(window.caseOpened, timeout=60_000):
         window.open_case(pseudonym)
     panel = window.package_panel
-    window.stage_docks["Package"].raise_()
+    window.set_review_mode(True)
+    assert not window.stage_docks["Segment"].isVisible()
+    assert window.area.view3d.mesh_names() == ["mesh"]  # the stored version, in 3D
+    assert window.mesh_panel.checks.rowCount() > 3  # with its QA report
     assert panel.version.currentText() == "v1"
     assert panel.status.text().lower().startswith("none")
     panel.approve_button.click()
@@ -266,4 +269,6 @@ def test_review_and_package_a_stored_mesh_version(window, qtbot, ct_volume, data
     path = done.args[0]
     assert path.exists() and target in path.parents
     assert "verified" in panel.message.text()
-    window.save_screenshot(artifacts / "main-window-package.png", whole_window=True)
+    window.save_screenshot(artifacts / "main-window-review.png", whole_window=True)
+    window.set_review_mode(False)
+    assert window.stage_docks["Segment"].isVisible()
