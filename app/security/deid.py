@@ -820,10 +820,34 @@ def deface_mask(
     # streaks; never past a ray's own stop, so the skull is never touched.
     stop = ndimage.median_filter(np.where(usable, first, 0), size=(5,) * first.ndim)
     stop = np.minimum(stop, np.where(first < n, first, 0))
+    if fallback is None:  # MR: the nose stops at its own nostril air; cut it to the cheeks
+        grid = tuple(float(volume.spacing[a]) for a in (2, 1, 0) if a != ap_axis)
+        stop = _fill_narrow_pits(
+            stop, entry, grid_spacing=grid, step=step, max_depth_mm=max_depth_mm
+        )
     mask = index < stop[..., None]
     if posterior_first:
         mask = mask[..., ::-1]
     return np.ascontiguousarray(np.moveaxis(mask, -1, np_axis))
+
+
+def _fill_narrow_pits(
+    stop: np.ndarray,
+    entry: np.ndarray,
+    *,
+    grid_spacing: tuple[float, ...],
+    step: float,
+    max_depth_mm: float,
+    width_mm: float = 40.0,
+) -> np.ndarray:
+    """Raise cut depths in pits narrower than ``width_mm`` (the nose among the cheeks) to the
+    level around them (a grey closing of the depth map), never more than ``max_depth_mm`` of
+    tissue on any ray. Broad plateaus (the forehead over the brain) are left as they are."""
+    size = tuple(max(3, round(width_mm / spacing) | 1) for spacing in grid_spacing)
+    closed = ndimage.grey_closing(stop, size=size)
+    limit = entry + int(max_depth_mm / step)
+    raised = np.where((stop > 0) & (entry < limit), np.minimum(closed, limit), stop)
+    return np.maximum(stop, raised)
 
 
 def _tissue_classes(
