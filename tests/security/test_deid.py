@@ -611,3 +611,49 @@ def test_cli_deid_uses_the_keystore_key(
     uid_map = json.loads(vault.get_record("deid-uid-map"))
     assert uid_map[f"{UID_ROOT}.3.0"] == one[0].SOPInstanceUID
     assert uid_map[f"{UID_ROOT}.1"] == one[0].StudyInstanceUID
+
+
+def test_output_loads_like_the_input_in_medprint(dicom_dir: Path, tmp_path: Path) -> None:
+    """The tilted, irregular GE head CT loads to the same Volume before and after deid."""
+    from app.imaging.load import load_series
+
+    source = tmp_path / "head"
+    source.mkdir()
+    for path in dicom_files(dicom_dir / "ct-head-ge-gantry-tilt-28", 28):
+        shutil.copy(path, source / path.name)
+    deid_folder(source, tmp_path / "out", options=DeidOptions(), uid_key=KEY, pseudonym="C-L")
+    before = load_series(source)
+    after = load_series(tmp_path / "out" / "study-01" / "series-01")
+    assert np.array_equal(before.array, after.array)
+    assert np.allclose(before.origin, after.origin, atol=1e-6)
+    assert np.allclose(before.spacing, after.spacing, atol=1e-6)
+    assert np.allclose(before.direction, after.direction, atol=1e-9)
+    assert before.warnings == after.warnings
+
+
+def test_progress_and_cancel_leave_nothing_behind(planted: dict[str, Path], tmp_path: Path) -> None:
+    from app.errors import Cancelled
+    from app.progress import CancelToken, Progress
+
+    seen: list[float] = []
+    token = CancelToken()
+
+    def on_progress(fraction: float, message: str) -> None:
+        seen.append(fraction)
+        if message == "de-identifying" and fraction > 0.3:
+            token.cancel()
+
+    out = tmp_path / "cancelled"
+    with pytest.raises(Cancelled):
+        deid_folder(
+            planted["mr"], out, options=DeidOptions(), uid_key=KEY, pseudonym="C-P",
+            progress=Progress(on_progress), cancel=token,
+        )  # fmt: skip
+    assert not out.exists() and not list(tmp_path.glob(".deid-*"))
+    assert seen and seen == sorted(seen)
+    done: list[float] = []
+    deid_folder(
+        planted["mr"], out, options=DeidOptions(), uid_key=KEY, pseudonym="C-P",
+        progress=Progress(lambda f, m: done.append(f)),
+    )  # fmt: skip
+    assert done[-1] == 1.0 and len(output_files(out)) == 3
