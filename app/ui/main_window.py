@@ -200,6 +200,7 @@ class MainWindow(QtWidgets.QMainWindow):
             from app.ui.segment_panel import SegmentPanel  # noqa: PLC0415
 
             panel = SegmentPanel(self.state, self, view3d=self.area.view3d)
+            panel.default_threshold_preset = self.settings.default_threshold_preset
             panel.connect_views(list(self.area.slice_views.values()))
             panel.historyChanged.connect(self._sync_edit_actions)
             self.segment_panel = panel
@@ -667,6 +668,8 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.settings = settings
         self.area.set_units(settings.units)
+        if self.segment_panel is not None:
+            self.segment_panel.default_threshold_preset = settings.default_threshold_preset
         if data_dir and Path(data_dir).expanduser().resolve() != self.paths.root:
             qt_settings().setValue(DATA_DIR_KEY, data_dir)
             self.statusBar().showMessage("The new data folder is used from the next start.", 8000)
@@ -693,7 +696,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.job_bar.track(worker)
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
-        self.jobs.cancel()
-        self.jobs.wait(3.0)
+        workers = [self.jobs, self.audit_panel.worker]
+        for panel in (self.segment_panel, self.mesh_panel, self.print_panel, self.package_panel):
+            if panel is not None:
+                workers.append(panel.worker)
+        for worker in workers:
+            worker.cancel()
+        for worker in workers:
+            worker.wait(3.0)
         self.area.view3d.close()
         super().closeEvent(event)

@@ -151,6 +151,7 @@ class SegmentPanel(QtWidgets.QWidget):
         self.setObjectName("segmentPanel")
         self.state = state
         self.view3d = view3d
+        self.default_threshold_preset = "bone"
         self.seg: Any = None
         self.volume: Any = None
         self.views: list[Any] = []
@@ -478,6 +479,10 @@ class SegmentPanel(QtWidgets.QWidget):
         self.tool_help.setText(first_line)
         self.form = ParamForm(tool, self.segment_names(), self.form_host)
         layout.addWidget(self.form)
+        if "preset" in self.form.widgets:
+            combo = self.form.widgets["preset"][1]
+            if combo.findText(self.default_threshold_preset) >= 0:
+                combo.setCurrentText(self.default_threshold_preset)
         for name in ("lower", "upper", "preset", "method"):
             if name in self.form.widgets:
                 widget = self.form.widgets[name][1]

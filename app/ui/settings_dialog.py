@@ -14,7 +14,17 @@ from PySide6 import QtCore, QtWidgets
 from app.settings import Paths, Settings
 from app.viewers.windowing import PRESET_NAMES
 
-THRESHOLD_PRESETS = ("bone", "compact bone", "spongial bone", "enamel", "soft tissue", "skin")
+
+def threshold_presets() -> tuple[str, ...]:
+    """The CT threshold presets of the segmentation tools (InVesalius' table)."""
+    try:
+        from app.tools.segmentation.threshold import CT_PRESETS  # noqa: PLC0415
+
+        return tuple(CT_PRESETS)
+    except ImportError:
+        return ("bone",)
+
+
 UNITS = ("mm", "cm", "in")
 DATA_DIR_KEY = "data_dir"
 
@@ -60,7 +70,7 @@ class SettingsDialog(QtWidgets.QDialog):
         self.window_preset.addItems(PRESET_NAMES)
         self.window_preset.setCurrentText(settings.default_window_preset)
         self.threshold_preset = QtWidgets.QComboBox(self)
-        self.threshold_preset.addItems(THRESHOLD_PRESETS)
+        self.threshold_preset.addItems(threshold_presets())
         self.threshold_preset.setCurrentText(settings.default_threshold_preset)
         self.printer = QtWidgets.QComboBox(self)
         self.printer.setEditable(True)
