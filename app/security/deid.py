@@ -26,7 +26,8 @@ How the table's action codes are applied
   or shifted under the longitudinal option), person names are removed, other UIDs are remapped,
   public tags unknown to the data dictionary are removed (nothing can be said of their content),
   group lengths are removed; everything else is kept.
-- Overlay (60xx) and curve (50xx) groups are removed whole when their data is removed.
+- Overlay (60xx) and curve (50xx) groups are removed whole (their data is ``X``; their labels
+  and descriptions are free text).
 
 Burned-in annotation (:func:`burned_in_risk`) blocks export in :func:`deid_folder` until pixel
 rectangles are blanked (:func:`mask_rectangles`, code 113101) or the caller confirms. Defacing of
@@ -307,7 +308,8 @@ class Profile:
     def _unlisted(self, tag: BaseTag, vr: str) -> str:
         group = tag.group
         if 0x5000 <= group <= 0x50FF or 0x6000 <= group <= 0x60FF:
-            return "K"  # handled with their group (see _drop_removed_groups)
+            return "X"  # curves and overlays go whole: their data is removed (X), and their
+            # descriptions and labels are free text
         if not dictionary_has_tag(tag):
             return "X"
         if vr in ("DA", "DT"):
@@ -370,9 +372,13 @@ class Identity:
     @classmethod
     def of(cls, ds: Dataset) -> Identity:
         found = cls()
+        basic = _profile(DeidOptions())
+        descriptors = _descriptor_tags()
         for elem in _walk(ds):
-            if elem.tag.is_private or elem.VR == "SQ":
+            if elem.tag.is_private or elem.VR == "SQ" or int(elem.tag) in descriptors:
                 continue
+            if basic.action(elem.tag, elem.VR) == "K":
+                continue  # not identifying (manufacturer, model, ...)
             for value in _text_values(elem):
                 found._add(elem, value)
         return found
@@ -409,6 +415,14 @@ _ID_WORDS = (
     "ID", "Number", "Institution", "Address", "Telephone", "Telecom", "Physician", "Operator",
     "Name", "Location", "Accession", "Issuer", "Station", "Performer", "Observer", "Author",
 )  # fmt: skip
+
+
+@cache
+def _descriptor_tags() -> frozenset[int]:
+    """Tags the Clean Descriptors option cleans: descriptions, not identifiers."""
+    rows = load_table()
+    found = (_tag_pattern(r.tag) for r in rows if r.actions["clean_descriptors"] == "C")
+    return frozenset(value for mask, value in filter(None, found) if mask == 0xFFFFFFFF)
 
 
 def _is_identifier_keyword(keyword: str) -> bool:
@@ -461,16 +475,12 @@ class _Deidentifier:
         self.longitudinal = profile.options.retain_longitudinal_temporal
 
     def dataset(self, ds: Dataset) -> None:
-        removed_groups: set[int] = set()
         for elem in list(ds):
             action = self.profile.action(elem.tag, elem.VR)
             if action == "X":
-                if elem.tag.group in range(0x5000, 0x6100) and not elem.tag.is_private:
-                    removed_groups.add(elem.tag.group)
                 del ds[elem.tag]
             else:
                 self.element(elem, action)
-        _drop_removed_groups(ds, removed_groups)
 
     def element(self, elem: DataElement, action: str) -> None:
         if elem.VR == "SQ":
@@ -534,15 +544,6 @@ class _Deidentifier:
             return value
         moved = shift_date(value, self.shift) if vr == "DA" else shift_datetime(value, self.shift)
         return moved if moved is not None else str(DUMMY_VALUES[vr])
-
-
-def _drop_removed_groups(ds: Dataset, groups: set[int]) -> None:
-    """An overlay or curve whose data was removed goes whole (its other elements are useless)."""
-    if not groups:
-        return
-    for elem in list(ds):
-        if elem.tag.group in groups:
-            del ds[elem.tag]
 
 
 def _add_method(ds: Dataset, codes: Sequence[str], descriptions: Sequence[str] = ()) -> None:
@@ -1353,6 +1354,8 @@ def _collect_leaks(ds: Dataset, job: _Job) -> dict[str, str]:
         if action == "K":
             job.kept.update(values)
             continue
+        if int(elem.tag) in _descriptor_tags():
+            continue  # descriptions are cleaned or removed, but they are not identifiers
         keyword = elem.keyword or keyword_for_tag(elem.tag) or "unknown element"
         for value in values:
             for candidate in _leak_candidates(elem.VR, keyword, value):

@@ -657,3 +657,26 @@ def test_progress_and_cancel_leave_nothing_behind(planted: dict[str, Path], tmp_
         progress=Progress(lambda f, m: done.append(f)),
     )  # fmt: skip
     assert done[-1] == 1.0 and len(output_files(out)) == 3
+
+
+def test_clean_descriptors_keep_descriptions_without_names(
+    planted: dict[str, Path], tmp_path: Path
+) -> None:
+    source = tmp_path / "in"
+    source.mkdir()
+    for n, path in enumerate(sorted(planted["mr"].glob("*.dcm"))):
+        ds = pydicom.dcmread(path)
+        ds.SeriesDescription = ds.ProtocolName = "T1 MPRAGE MKRPATNAME sag"
+        ds.StudyDescription = f"Head {DATES['StudyDate']} for MKRGIVEN"
+        ds.save_as(source / f"{n}.dcm")
+    options = DeidOptions(clean_descriptors=True)
+    deid_folder(source, tmp_path / "out", options=options, uid_key=KEY, pseudonym="C-D")
+    for path in output_files(tmp_path / "out"):
+        ds = pydicom.dcmread(path)
+        assert ds.SeriesDescription == ds.ProtocolName == "T1 MPRAGE sag"
+        assert ds.StudyDescription == "Head for"
+        assert "113105" in [i.CodeValue for i in ds.DeidentificationMethodCodeSequence]
+        data = path.read_bytes()
+        for identifier in ("MKRPATNAME", "MKRGIVEN", DATES["StudyDate"], TEXT["PatientID"]):
+            assert identifier.encode() not in data
+        assert b"MKRIMAGECOMMENT" in data  # a description with no identifier in it stays
