@@ -247,6 +247,11 @@ class AuditPanel(QtWidgets.QWidget):
         self.status.setObjectName("auditStatus")
         self.status.setWordWrap(True)
         self.refresh_button = QtWidgets.QPushButton("Refresh and verify", self)
+        self.export_button = QtWidgets.QPushButton("Export…", self)
+        self.export_button.setToolTip(
+            "Save the records as CSV or JSON (they carry no patient data)"
+        )
+        self.records: list[dict] = []
         self.table = QtWidgets.QTableWidget(0, len(self.COLUMNS), self)
         self.table.setHorizontalHeaderLabels(self.COLUMNS)
         self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -256,11 +261,13 @@ class AuditPanel(QtWidgets.QWidget):
         top = QtWidgets.QHBoxLayout()
         top.addWidget(self.status, 1)
         top.addWidget(self.refresh_button)
+        top.addWidget(self.export_button)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(top)
         layout.addWidget(self.table, 1)
         self.refresh_button.clicked.connect(self.refresh)
+        self.export_button.clicked.connect(self._export_dialog)
         self.worker.done.connect(self._show)
         self.worker.error.connect(lambda m: self.status.setText(f"Audit log unreadable: {m}"))
 
@@ -270,6 +277,7 @@ class AuditPanel(QtWidgets.QWidget):
 
     def _show(self, result: tuple[list[dict], audit.VerifyResult]) -> None:
         records, verdict = result
+        self.records = records
         mark = "✔" if verdict.ok else "✘"
         self.status.setText(f"{mark} {verdict.message}")
         self.status.setProperty("ok", verdict.ok)
@@ -291,6 +299,20 @@ class AuditPanel(QtWidgets.QWidget):
                     row, column, QtWidgets.QTableWidgetItem("" if value is None else str(value))
                 )
         self.table.resizeColumnsToContents()
+
+    def export(self, path: str) -> None:
+        """Write the records shown to ``path`` as CSV or JSON (by its extension)."""
+        from pathlib import Path  # noqa: PLC0415
+
+        fmt = "json" if path.lower().endswith(".json") else "csv"
+        Path(path).write_text(audit.export(self.records, fmt), encoding="utf-8")
+
+    def _export_dialog(self) -> None:
+        chosen, _ = QtWidgets.QFileDialog.getSaveFileName(
+            self, "Export the audit log", "audit.csv", "CSV (*.csv);;JSON (*.json)"
+        )
+        if chosen:
+            self.export(chosen)
 
 
 def _read_audit(

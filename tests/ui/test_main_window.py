@@ -125,7 +125,7 @@ def test_import_cancel_then_import_again_gives_one_case(window, qtbot, ct_dir, a
     assert image.std() > 20
 
 
-def test_open_save_and_audit(window, qtbot, ct_volume, artifacts):
+def test_open_save_and_audit(window, qtbot, ct_volume, artifacts, data_dir):
     from app.case import Case
 
     window.startup(open_sample=False)
@@ -162,6 +162,9 @@ def test_open_save_and_audit(window, qtbot, ct_volume, artifacts):
         ]
     )
     window.save_screenshot(artifacts / "main-window-audit.png", whole_window=True)
+    exported = data_dir.parent / "audit.json"
+    window.audit_panel.export(str(exported))
+    assert {r["action"] for r in json.loads(exported.read_text())} >= {"case.create", "case.open"}
 
 
 def test_open_missing_case_is_a_readable_error(window, qtbot):
