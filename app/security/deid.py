@@ -608,15 +608,7 @@ def deidentify(
         its Code Sequence) and Longitudinal Temporal Information Modified set. Defacing and pixel
         masking are separate steps (:func:`deface_mask`, :func:`mask_rectangles`).
     """
-    if len(uid_key) < 16:
-        msg = "the UID key is too short (need 16 bytes or more); use the key from the keystore"
-        raise DeidError(msg)
-    if options.retain_longitudinal_temporal and date_shift_days == 0:
-        msg = "modified dates need a non-zero date shift; pass date_shift_days (see date_shift_for)"
-        raise DeidError(msg)
-    if not pseudonym or len(pseudonym) > 64:
-        msg = "the pseudonym must be 1 to 64 characters; use the case pseudonym from the vault"
-        raise DeidError(msg)
+    _check_arguments(options, uid_key, pseudonym, date_shift_days)
     ds = dataset if in_place else _copy(dataset)
     profile = _profile(options)
     worker = _Deidentifier(profile, uid_key, pseudonym, date_shift_days, Identity.of(ds))
@@ -629,6 +621,20 @@ def deidentify(
         "MODIFIED" if options.retain_longitudinal_temporal else "REMOVED"
     )
     return ds
+
+
+def _check_arguments(
+    options: DeidOptions, uid_key: bytes, pseudonym: str | None, date_shift_days: int | None
+) -> None:
+    if len(uid_key) < 16:
+        msg = "the UID key is too short (need 16 bytes or more); use the key from the keystore"
+        raise DeidError(msg)
+    if options.retain_longitudinal_temporal and date_shift_days == 0:
+        msg = "modified dates need a non-zero date shift; pass date_shift_days (see date_shift_for)"
+        raise DeidError(msg)
+    if pseudonym is not None and not 0 < len(pseudonym) <= 64:
+        msg = "the pseudonym must be 1 to 64 characters; use the case pseudonym from the vault"
+        raise DeidError(msg)
 
 
 @cache
@@ -674,8 +680,9 @@ def _transfer_syntax_of(ds: Dataset) -> UID:
 def burned_in_risk(ds: Dataset) -> str | None:
     """Why ``ds`` may show identifying text in its pixels, or None.
 
-    Flagged: Burned In Annotation YES; ultrasound, secondary capture, endoscopy/photo, document
-    and screen-capture images, and X-ray angiography, unless they say Burned In Annotation NO.
+    Flagged: Burned In Annotation YES; unless Burned In Annotation is NO, ultrasound,
+    secondary capture, photographic, document and screen-capture images, and projection X-ray
+    (XA, RF, DX, CR, MG), which often carry labels. CT and MR are not flagged.
     """
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         return None
@@ -934,8 +941,12 @@ def _deface_stack(datasets: list[Dataset]) -> None:
         positions = [np.dot([float(v) for v in d.ImagePositionPatient], normal) for d in order]
         spacing_rc = [float(v) for v in first.PixelSpacing]
         stored = np.stack([_decoded_pixels(d) for d in order])
+        if stored.ndim != 3 or not np.issubdtype(stored.dtype, np.integer):
+            msg = "multi-frame, colour or float pixel data"
+            raise ValueError(msg)
     except (AttributeError, ValueError, TypeError, DeidError) as exc:
-        msg = f"this head series cannot be defaced ({type(exc).__name__}: no usable slice geometry)"
+        msg = "a head series cannot be defaced (no usable single-frame slice geometry, "
+        msg += f"{type(exc).__name__}); export it without defacing, or deface the loaded volume"
         raise DeidError(msg) from None
     gap = float(np.median(np.diff(positions))) if len(positions) > 1 else 1.0
     slopes = np.array([float(d.get("RescaleSlope", 1) or 1) for d in order], np.float32)
@@ -950,12 +961,12 @@ def _deface_stack(datasets: list[Dataset]) -> None:
         modality=modality,
     )
     mask = deface_mask(volume, modality=modality)
+    info = np.iinfo(stored.dtype)
     for k, ds in enumerate(order):
         if modality == "CT":
             blank = round((-1000.0 - intercepts[k]) / slopes[k])
         else:
-            blank = int(stored[k].min())
-        info = np.iinfo(stored.dtype)
+            blank = int(stored.min())
         plane = stored[k].copy()
         plane[mask[k]] = min(max(blank, info.min), info.max)
         _store_pixels(ds, plane)
@@ -1043,6 +1054,7 @@ def deid_folder(
         The verification found an input identifier in the output; nothing written.
     """
     progress = ensure(progress)
+    _check_arguments(options, uid_key, pseudonym, date_shift_days)
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     if not in_dir.is_dir():
         msg = "the input folder does not exist; check the path"
