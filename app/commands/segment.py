@@ -35,7 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--preset", choices=sorted(CT_PRESETS), help="threshold with an InVesalius CT preset"
     )
-    parser.add_argument("--tool", help="tool name (see --list-tools), e.g. bone, islands, margin")
+    parser.add_argument(
+        "--tool",
+        help="tool name (see --list-tools), e.g. bone (bone in one click), islands, margin",
+    )
     parser.add_argument(
         "--param",
         action="append",
@@ -44,6 +47,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="tool parameter; repeat for several (lists as JSON, e.g. seeds=[[256,260,30]])",
     )
     parser.add_argument("--new", action="store_true", help="start from an empty segmentation")
+    parser.add_argument(
+        "--import",
+        dest="import_file",
+        metavar="FILE",
+        help="start from a .seg.nrrd/.nrrd, .nii/.nii.gz or DICOM SEG (.dcm) file",
+    )
     parser.add_argument("--export", help="also write .seg.nrrd, .nii/.nii.gz or .dcm (DICOM SEG)")
     parser.add_argument("--no-save", action="store_true", help="do not save into the case")
     parser.add_argument("--json", action="store_true", help="print statistics as JSON")
@@ -138,6 +147,8 @@ def _segment(args: argparse.Namespace) -> int:
         volume = case.load_volume()
         if not args.new:
             seg = load_from_case(case, volume)
+    if args.import_file:
+        seg = _import(args.import_file, volume)
     seg = seg or Segmentation(volume)
     runs = []
     if args.preset:
@@ -153,7 +164,7 @@ def _segment(args: argparse.Namespace) -> int:
     for tool, params in runs:
         with cli_progress(tool.title) as progress:
             messages.append(tool.apply(seg, volume, params, progress=progress).message)
-    if case is not None and runs and not args.no_save:
+    if case is not None and (runs or args.import_file) and not args.no_save:
         from app.tools.segmentation.storage import save_to_case  # noqa: PLC0415
 
         save_to_case(case, seg)
@@ -185,6 +196,19 @@ def _audit(pseudonym: str, runs: list, seg: Any) -> None:
             params=json.dumps(asdict(params), default=str, sort_keys=True),
             segments=len(seg.segments),
         )
+
+
+def _import(path: str, volume: Any) -> Any:
+    from app.tools.segmentation import exchange  # noqa: PLC0415
+
+    if path.endswith(".nrrd"):
+        return exchange.import_seg_nrrd(path, volume)
+    if path.endswith((".nii", ".nii.gz")):
+        return exchange.import_nifti(path, volume)
+    if path.endswith(".dcm"):
+        return exchange.read_dicom_seg(path, volume)
+    msg = "import a .seg.nrrd/.nrrd, .nii/.nii.gz or .dcm (DICOM SEG) file"
+    raise SegmentationError(msg)
 
 
 def _export(seg: Any, target: str, case: Any) -> None:

@@ -99,6 +99,24 @@ def test_segment_volume_file_and_export(tmp_path, capsys):
     )
     assert "bone" in capsys.readouterr().out
     assert out.read_bytes().startswith(b"NRRD0004")
+    again = tmp_path / "again.nii.gz"
+    assert (
+        main(
+            [
+                "segment",
+                "--volume",
+                str(path),
+                "--import",
+                str(out),
+                "--export",
+                str(again),
+                "--json",
+            ]
+        )
+        == 0
+    )
+    [stats] = json.loads(capsys.readouterr().out)["segments"]
+    assert stats["name"] == "bone" and stats["hu_min"] == 700
     assert main(["segment", "--list-tools"]) == 0
     listing = capsys.readouterr().out
     assert "hollow" in listing and "thickness_mm" in listing
