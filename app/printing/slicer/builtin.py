@@ -350,6 +350,30 @@ def _lines(
 
 def _nearest_order(polylines: list[np.ndarray], pos: np.ndarray) -> list[np.ndarray]:
     """Greedy nearest-neighbour order of polylines, each entered at its nearer end."""
+    if len(polylines) > 48:
+        return _nearest_order_numpy(polylines, pos)
+    ends = [(p[0][0], p[0][1], p[-1][0], p[-1][1]) for p in polylines]
+    left = list(range(len(polylines)))
+    hx, hy = float(pos[0]), float(pos[1])
+    out = []
+    while left:
+        best, best_d, flip = 0, math.inf, False
+        for slot, j in enumerate(left):
+            sx, sy, ex, ey = ends[j]
+            d0 = (sx - hx) ** 2 + (sy - hy) ** 2
+            d1 = (ex - hx) ** 2 + (ey - hy) ** 2
+            if d0 < best_d:
+                best, best_d, flip = slot, d0, False
+            if d1 < best_d:
+                best, best_d, flip = slot, d1, True
+        j = left.pop(best)
+        line = polylines[j][::-1] if flip else polylines[j]
+        out.append(line)
+        hx, hy = float(line[-1][0]), float(line[-1][1])
+    return out
+
+
+def _nearest_order_numpy(polylines: list[np.ndarray], pos: np.ndarray) -> list[np.ndarray]:
     starts = np.array([p[0] for p in polylines])
     ends = np.array([p[-1] for p in polylines])
     left = np.ones(len(polylines), dtype=bool)

@@ -162,8 +162,17 @@ def _chain(start_key: np.ndarray, end_key: np.ndarray) -> tuple[np.ndarray, np.n
     idx = np.arange(n)
     by_start = np.argsort(start_key, kind="stable")
     sorted_start = start_key[by_start]
-    pos = np.minimum(np.searchsorted(sorted_start, end_key), n - 1)
-    found = sorted_start[pos] == end_key
+    # the r-th segment ending on an edge continues with the r-th one starting on it, so a
+    # non-manifold edge (shared by 4 triangles) still gives each start exactly one predecessor
+    by_end = np.argsort(end_key, kind="stable")
+    sorted_end = end_key[by_end]
+    group_first = np.searchsorted(sorted_end, sorted_end, side="left")
+    rank = np.empty(n, dtype=np.int64)
+    rank[by_end] = np.arange(n) - group_first
+    pos = np.searchsorted(sorted_start, end_key, side="left") + rank
+    pos_ok = pos < n
+    pos = np.minimum(pos, n - 1)
+    found = pos_ok & (sorted_start[pos] == end_key)
     succ = np.where(found, by_start[pos], idx)
     steps = max(1, math.ceil(math.log2(n + 1)) + 1)
     # smallest index reachable forward: equal for all members of a cycle

@@ -312,37 +312,31 @@ class GcodeWriter:
             e_out[:reset_at] = self.e + np.cumsum(rows.e[:reset_at])
             e_out[reset_at:] = np.cumsum(rows.e[reset_at:])
             self.e = float(e_out[-1]) if len(e_out) else self.e
-        lines: list[str] = []
-        add = lines.append
-        kind = self.kind
-        labels = {int(k): k.label for k in MoveType}
-        for code, x, y, z, e, feed, k in zip(
-            rows.code.tolist(),
-            rows.x.tolist(),
-            rows.y.tolist(),
-            rows.z.tolist(),
-            e_out.tolist(),
-            rows.feed.tolist(),
-            rows.kind.tolist(),
-            strict=True,
-        ):
-            if code == _EXTRUDE:
-                add(f"G1 X{x:.3f} Y{y:.3f} E{e:.5f}")
-            elif code == _TRAVEL:
-                add(f"G1 X{x:.3f} Y{y:.3f}{travel_f}")
-            elif code == _HEADER:
-                if k != kind:
-                    add(f";TYPE:{labels[k]}")
-                    kind = k
-                add(f"G1 F{feed * 60:.0f}")
-            elif code in (_RETRACT, _UNRETRACT):
-                add(f"G1 E{e:.5f}{ret_f}")
-            elif code == _Z:
-                add(f"G1 Z{z:.3f}{z_f}")
-            else:
-                add("G92 E0" if not self.relative else "")
-        self.kind = kind
-        return "\n".join(line for line in lines if line) + "\n"
+        code = rows.code
+        out = np.empty(len(code), dtype=object)
+        x, y = rows.x, rows.y
+
+        def fill(mask: np.ndarray, template: str, *columns: np.ndarray) -> None:
+            if mask.any():
+                out[mask] = list(map(template.format, *(c[mask].tolist() for c in columns)))
+
+        fill(code == _EXTRUDE, "G1 X{:.3f} Y{:.3f} E{:.5f}", x, y, e_out)
+        fill(code == _TRAVEL, "G1 X{:.3f} Y{:.3f}" + travel_f, x, y)
+        fill((code == _RETRACT) | (code == _UNRETRACT), "G1 E{:.5f}" + ret_f, e_out)
+        fill(code == _Z, "G1 Z{:.3f}" + z_f, rows.z)
+        out[code == _RESET] = "" if self.relative else "G92 E0"
+        heads = np.flatnonzero(code == _HEADER)
+        if heads.size:
+            kinds = rows.kind[heads]
+            previous = np.concatenate([[-1 if self.kind is None else int(self.kind)], kinds[:-1]])
+            labels = {int(k): k.label for k in MoveType}
+            feeds = (rows.feed[heads] * 60).tolist()
+            out[heads] = [
+                (f";TYPE:{labels[k]}\nG1 F{f:.0f}" if k != p else f"G1 F{f:.0f}")
+                for k, p, f in zip(kinds.tolist(), previous.tolist(), feeds, strict=True)
+            ]
+            self.kind = MoveType(int(kinds[-1]))
+        return "\n".join(line for line in out.tolist() if line) + "\n"
 
 
 _EXTRUDE, _TRAVEL, _RETRACT, _UNRETRACT, _Z, _HEADER, _RESET = range(7)
