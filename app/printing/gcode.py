@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.errors import Cancelled, PrintingError
+from app.errors import PrintingError
 from app.progress import CancelToken, Progress, check_cancel, ensure
 
 
@@ -661,7 +661,6 @@ def check_inside_volume(
 
 __all__ = [
     "MOVE_COLORS",
-    "Cancelled",
     "GcodeAnalysis",
     "GcodeSummary",
     "MotionLimits",

@@ -35,6 +35,7 @@ def test_cube_layers_perimeter_volume_and_bounds(cube_part, generic_printer, pla
     analysis = result.analysis
     assert analysis.layer_count == 100
     assert np.allclose(analysis.layer_z[[0, -1]], [0.2, 20.0], atol=1e-4)
+    assert np.allclose(result.placements[0], [110.0, 110.0, 10.0])  # mesh -> bed coordinates
     _extrusion_bounds_ok(result, generic_printer.build_volume)
 
     # the outer wall of every layer is within half a line width of the cube's cross-section

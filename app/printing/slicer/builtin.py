@@ -54,7 +54,7 @@ def slice_builtin(
     progress = ensure(progress)
     settings.check_against(printer.nozzle_diameter)
     check_pair(printer, material)
-    vertices, faces = _place(parts, printer, settings)
+    vertices, faces, placements = _place(parts, printer, settings)
     height = float(vertices[:, 2].max())
     tops, heights = layer_heights(height, settings.first_layer_height, settings.layer_height)
     check_cancel(cancel)
@@ -104,19 +104,19 @@ def slice_builtin(
     )
     _check_volume(moves, printer)
     progress.update(1.0, "done")
-    return SliceResult(ENGINE, text, analysis, warnings)
+    return SliceResult(ENGINE, text, analysis, warnings, placements)
 
 
 def _place(
     parts: list[Part], printer: PrinterProfile, settings: SliceSettings
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     offsets = arrange(parts, printer, settings.part_spacing)
     vertices, faces, base = [], [], 0
     for part, offset in zip(parts, offsets, strict=True):
         vertices.append(part.vertices + offset)
         faces.append(part.faces + base)
         base += len(part.vertices)
-    return np.concatenate(vertices), np.concatenate(faces)
+    return np.concatenate(vertices), np.concatenate(faces), offsets
 
 
 def _check_volume(moves: object, printer: PrinterProfile) -> None:

@@ -287,7 +287,7 @@ def slice_prusaslicer(
         cancel=cancel,
     )
     progress.update(1.0, "done")
-    return SliceResult(ENGINE, text, analysis, [])
+    return SliceResult(ENGINE, text, analysis, [], offsets)
 
 
 def _run(

@@ -32,12 +32,6 @@ def bead_area(width: float, height: float) -> float:
     return (width - height) * height + math.pi * (height / 2) ** 2
 
 
-def _geoms(values: list[shapely.Geometry] | np.ndarray) -> np.ndarray:
-    out = np.empty(len(values), dtype=object)
-    out[:] = list(values)
-    return out
-
-
 def _clean(geoms: np.ndarray, min_area: float = 1e-3) -> np.ndarray:
     """Keep polygons only (offsets and booleans may return lines or points) and drop specks."""
     out = np.empty(len(geoms), dtype=object)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from app.printing.gcode import GcodeAnalysis, GcodeSummary
 from app.security.atomic import atomic_write_bytes
 
@@ -17,6 +19,9 @@ class SliceResult:
     gcode: str
     analysis: GcodeAnalysis
     warnings: list[str] = field(default_factory=list)
+    #: per part, the (3,) translation in mm from mesh to bed coordinates (toolpaths are on the
+    #: bed): add it to a part's vertices to draw the mesh under its toolpaths
+    placements: list[np.ndarray] = field(default_factory=list)
 
     @property
     def summary(self) -> GcodeSummary:

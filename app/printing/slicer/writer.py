@@ -236,11 +236,12 @@ class GcodeWriter:
         p_down = p_trav + moving
         p_unret = p_down + lift
         heads = p_unret + unretract_row
-        lifted = np.where(lift, z + r.lift, z)
+        z_up = min(z + r.lift, self.printer.build_volume[2])  # never above the build volume
+        lifted = np.where(lift, z_up, z)
         _put(
             rows, off[retract_row], _RETRACT, prev_end[retract_row], z=z, e=-r.length, feed=r.speed
         )
-        _put(rows, p_up[lift], _Z, prev_end[lift], z=z + r.lift, e=0.0, feed=sp.z_travel)
+        _put(rows, p_up[lift], _Z, prev_end[lift], z=z_up, e=0.0, feed=sp.z_travel)
         _put(rows, p_trav[moving], _TRAVEL, start[moving], z=lifted[moving], e=0.0, feed=sp.travel)
         _put(rows, p_down[lift], _Z, start[lift], z=z, e=0.0, feed=sp.z_travel)
         _put(
