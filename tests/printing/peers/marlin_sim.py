@@ -114,6 +114,7 @@ class SimulatedMarlin:
         self._ok_count = 0
         self._generation = 0
         self._booting = False
+        self._baud_ok = True
         self._stop = threading.Event()
         self._master, slave = os.openpty()
         tty.setraw(slave)
@@ -175,7 +176,7 @@ class SimulatedMarlin:
         if wait > 0:
             time.sleep(wait)
         data = (text + "\n").encode("ascii")
-        if not self._baud_matches():
+        if not self._baud_ok:
             data = bytes(self.rng.randrange(128, 256) for _ in data)
         with self._write_lock:
             if self._master < 0:
@@ -223,6 +224,7 @@ class SimulatedMarlin:
             except queue.Empty:
                 break
         time.sleep(self.boot_delay)  # bytes that arrive while the board boots are lost
+        self._baud_ok = self._baud_matches()
         self._booting = False
         self._break_wait.clear()
         self.send("start")
@@ -253,6 +255,7 @@ class SimulatedMarlin:
             if not connected:
                 connected = True
                 threading.Thread(target=self._boot, daemon=True).start()
+            self._baud_ok = self._baud_matches()  # once per chunk: an ioctl per line is costly
             pending += chunk
             if b"\n" in pending:
                 *lines, pending = pending.split(b"\n")
@@ -262,14 +265,14 @@ class SimulatedMarlin:
     def _receive(self, raw: bytes) -> None:
         if self._stop.is_set() or self._booting:
             return
-        if not self._baud_matches():
+        if not self._baud_ok:
             self.send("start")  # scrambled by send(): the host hears noise
             return
         text = raw.decode("ascii", errors="replace").strip("\r ")
         if not text:
             return
         self.stats.received += 1
-        if self.emergency_parser:
+        if self.emergency_parser and ("M11" in text or "M10" in text or "M41" in text):
             self._emergency(text)
         if self.killed:
             return
@@ -469,16 +472,28 @@ def frame(number: int, command: str) -> str:
 
 
 def execution_ceiling(commands: list[str], delay: float) -> float:
-    """Commands/s of the executor alone: buffer always full, replies discarded."""
-    sim = SimulatedMarlin(delay=delay, bufsize=len(commands) + 1, silent=True)
+    """Commands/s of the executor alone: buffer always full, replies written to /dev/null."""
+    sim = SimulatedMarlin(delay=delay, bufsize=len(commands) + 1)
+    os.close(sim._master)
+    sim._master = os.open(os.devnull, os.O_WRONLY)
     for command in commands:
         sim._buffer.put((command, sim._generation, None))
+    done = threading.Event()
+    finish = [0.0]
+    reply = sim._ok
+
+    def ok(extra: str = "", number: int | None = None) -> None:
+        reply(extra, number)
+        if len(sim.executed) >= len(commands):
+            finish[0] = time.perf_counter()
+            done.set()
+
+    sim._ok = ok
     executor = threading.Thread(target=sim._exec_loop, daemon=True)
     start = time.perf_counter()
     executor.start()
-    while len(sim.executed) < len(commands):
-        time.sleep(0.001)
-    elapsed = time.perf_counter() - start
+    done.wait(3600)
+    elapsed = finish[0] - start
     sim._stop.set()
     sim._close_master()
     return len(commands) / elapsed
