@@ -530,11 +530,17 @@ class _ParserState:
 
     def feed_line(self, raw: str, buf: _MoveBuffer) -> bool | None:
         """Apply one line; None for blank/comment, False for garbage, True otherwise."""
+        if raw.startswith(("G1 ", "G0 ")) and ";" not in raw and "*" not in raw and raw.isupper():
+            try:  # the common case: a plain move without comment or checksum
+                self._move(raw.split(), buf, raw[1] == "0")
+            except ValueError:
+                return False
+            return True
         code, _, comment = raw.partition(";")
         if comment.startswith("TYPE:"):
             self.kind = _TYPE_NAMES.get(comment[5:].strip().lower(), MoveType.EXTRUDE)
             self.typed = True
-        code = code.strip()
+        code = code.strip().upper()
         if not code:
             return None
         words = code.split()
@@ -572,7 +578,7 @@ class _ParserState:
         x, y, z = self.pos
         de = 0.0
         for w in words[1:]:
-            letter = w[0].upper()
+            letter = w[0]
             if letter == "X":
                 x = float(w[1:]) + (0.0 if self.abs_xyz else x)
             elif letter == "Y":
