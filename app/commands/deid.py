@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="write de-identified DICOM copies (PS3.15 Annex E) and verify them",
         description="Write de-identified DICOM copies (PS3.15 Annex E), verified after writing.",
     )
-    parser.add_argument("input", type=Path, metavar="IN", help="folder of DICOM files")
+    parser.add_argument("input", type=Path, metavar="IN", help="folder of DICOM files, or one file")
     parser.add_argument("output", type=Path, metavar="OUT", help="new or empty output folder")
     parser.add_argument(
         "--pseudonym", help="pseudonym of the one patient (default: new per patient)"

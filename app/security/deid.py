@@ -1033,7 +1033,7 @@ def deid_folder(
     Parameters
     ----------
     in_dir, out_dir
-        Input folder; output folder, which must not exist or be empty.
+        Input folder (or one file); output folder, which must not exist or be empty.
     options, uid_key
         As for :func:`deidentify`.
     pseudonym
@@ -1056,7 +1056,7 @@ def deid_folder(
     progress = ensure(progress)
     _check_arguments(options, uid_key, pseudonym, date_shift_days)
     in_dir, out_dir = Path(in_dir), Path(out_dir)
-    if not in_dir.is_dir():
+    if not in_dir.exists():
         msg = "the input folder does not exist; check the path"
         raise DeidError(msg)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
@@ -1089,12 +1089,15 @@ def deid_folder(
 def _scan_headers(
     in_dir: Path, report: DeidReport, progress: Progress, cancel: CancelToken | None
 ) -> list[_Header]:
-    files = sorted(p for p in in_dir.rglob("*") if p.is_file())
+    if in_dir.is_file():
+        files, root = [in_dir], in_dir.parent
+    else:
+        files, root = sorted(p for p in in_dir.rglob("*") if p.is_file()), in_dir
     headers: list[_Header] = []
     for n, path in enumerate(files):
         check_cancel(cancel)
         progress.update(n / max(len(files), 1), "reading headers")
-        rel = str(path.relative_to(in_dir))
+        rel = str(path.relative_to(root))
         try:
             ds = _read(path, header_only=True)
         except DeidError as exc:

@@ -452,8 +452,12 @@ def test_burned_in_blocks_until_masked_or_confirmed(tmp_path: Path) -> None:
     outside = np.ones(pixels.shape[:2], bool)
     outside[2:10, 4:40] = False
     assert np.array_equal(pixels[outside], original[outside])
-    report = deid_folder(
-        source, tmp_path / "confirmed", options=DeidOptions(), uid_key=KEY, confirm_burned_in=True
+    report = deid_folder(  # one file as input works too
+        source / "us.dcm",
+        tmp_path / "confirmed",
+        options=DeidOptions(),
+        uid_key=KEY,
+        confirm_burned_in=True,
     )
     (kept_path,) = output_files(tmp_path / "confirmed")
     assert np.array_equal(pydicom.dcmread(kept_path).pixel_array, original)
