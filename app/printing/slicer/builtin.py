@@ -87,6 +87,10 @@ def slice_builtin(
     )
     if supports is not None:
         planner.first_support = shapely.union(supports[0][0], supports[1][0])
+    # the areas are no longer needed once filled (bounded memory: only lines and rings remain)
+    islands.fill = islands.solid = islands.top = islands.sparse = None
+    islands.perimeters = []
+    del supports
     write_progress = progress.sub(0.6, 1.0)
     for index in range(len(tops)):
         if index % 8 == 0:
@@ -228,21 +232,22 @@ class _LayerPlanner:
             out += self._loops_first_layer(e_mm, warnings)
         pos = out[-1].points[-1] if out else pos
         if self.fills.support:
-            out += _lines(
-                self.fills.support[index],
-                MoveType.SUPPORT,
-                speed(sp.support),
-                e_mm,
-                self.settings.support_spacing + self.width,
+            groups = (
+                (self.fills.support, MoveType.SUPPORT, self.settings.support_spacing),
+                (
+                    self.fills.interface,
+                    MoveType.SUPPORT_INTERFACE,
+                    self.settings.support_interface_spacing,
+                ),
             )
-            out += _lines(
-                self.fills.interface[index],
-                MoveType.SUPPORT_INTERFACE,
-                speed(sp.support),
-                e_mm,
-                self.settings.support_interface_spacing + self.width,
-            )
-            pos = out[-1].points[-1] if out else pos
+            for lines, kind, gap in groups:
+                paths = _lines(
+                    lines[index], kind, speed(sp.support), e_mm, gap + self.width, pos=pos
+                )
+                lines[index] = []
+                if paths:
+                    out += paths
+                    pos = paths[-1].points[-1]
         lo, hi = self.by_layer[index], self.by_layer[index + 1]
         remaining = list(range(lo, hi))
         while remaining:
@@ -275,6 +280,7 @@ class _LayerPlanner:
             (self.fills.top[island], MoveType.TOP_SOLID_INFILL, sp.top_solid_infill, spacing),
             (self.fills.sparse[island], MoveType.INFILL, sp.infill, self.fills.sparse_spacing),
         )
+        self.fills.solid[island] = self.fills.top[island] = self.fills.sparse[island] = []
         for lines, kind, v, gap in groups:
             paths = _lines(lines, kind, speed(v), e_mm, gap, pos=pos)
             if paths:
