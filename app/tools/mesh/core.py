@@ -327,18 +327,25 @@ def concatenate(meshes: list[trimesh.Trimesh]) -> trimesh.Trimesh:
 # self-intersections
 
 
-def self_intersecting_faces(mesh: trimesh.Trimesh, chunk: int = 500_000) -> np.ndarray:
+def self_intersecting_faces(
+    mesh: trimesh.Trimesh, *, only: np.ndarray | None = None, chunk: int = 500_000
+) -> np.ndarray:
     """Indices of triangles that properly cross another triangle (sharing no vertex with it).
 
     Candidate pairs come from a uniform grid over the triangles' bounding boxes (pairs that
     share a cell and whose boxes overlap); each pair gets the exact interval-overlap test of
-    Möller (1997). Touching or coplanar contacts are not counted.
+    Möller (1997). Touching or coplanar contacts are not counted. ``only`` (face indices)
+    restricts the search to crossings involving those faces, e.g. just after a local edit.
     """
     vertices, faces = merge_float32(mesh.vertices, mesh.faces)
     if len(faces) < 2:
         return np.zeros(0, dtype=np.int64)
     tri = vertices[faces]
-    pairs = _box_pairs(tri.min(axis=1), tri.max(axis=1))
+    lo, hi = tri.min(axis=1), tri.max(axis=1)
+    if only is None:
+        pairs = _box_pairs(lo, hi)
+    else:
+        pairs = _pairs_near(lo, hi, np.asarray(only, dtype=np.int64))
     if len(pairs) == 0:
         return np.zeros(0, dtype=np.int64)
     shared = (faces[pairs[:, 0]][:, :, None] == faces[pairs[:, 1]][:, None, :]).any(axis=(1, 2))
@@ -356,6 +363,22 @@ def _sorted_unique(values: np.ndarray) -> np.ndarray:
     if len(values) == 0:
         return values
     return values[np.concatenate([[True], values[1:] != values[:-1]])]
+
+
+def _pairs_near(lo: np.ndarray, hi: np.ndarray, only: np.ndarray) -> np.ndarray:
+    """Overlapping box pairs with at least one box in ``only``."""
+    if len(only) == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    from scipy.spatial import cKDTree  # noqa: PLC0415
+
+    centre = (lo + hi) / 2.0
+    half = np.linalg.norm(hi - lo, axis=1) / 2.0
+    near = cKDTree(centre).query_ball_point(centre[only], half[only] + half.max())
+    subset = _sorted_unique(np.concatenate([only, *[np.asarray(n, dtype=np.int64) for n in near]]))
+    pairs = subset[_box_pairs(lo[subset], hi[subset])]
+    focus = np.zeros(len(lo), dtype=bool)
+    focus[only] = True
+    return pairs[focus[pairs[:, 0]] | focus[pairs[:, 1]]]
 
 
 def _box_pairs(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -382,11 +405,13 @@ def _box_pairs(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     order = np.argsort(cells, kind="stable")
     cells, boxes = cells[order], boxes[order]
     found = []
-    for d in range(1, len(cells)):
-        same = cells[d:] == cells[:-d]
-        if not same.any():
-            break
-        found.append(np.column_stack([boxes[:-d][same], boxes[d:][same]]))
+    active = np.arange(len(cells) - 1)  # entries whose cell continues d places further on
+    d = 1
+    while len(active):
+        active = active[active + d < len(cells)]
+        active = active[cells[active + d] == cells[active]]
+        found.append(np.column_stack([boxes[active], boxes[active + d]]))
+        d += 1
     big = np.flatnonzero(~small)
     if len(big):  # the few large triangles: a k-d tree on box centres finds their neighbours
         from scipy.spatial import cKDTree  # noqa: PLC0415

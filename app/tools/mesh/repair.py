@@ -71,18 +71,34 @@ def remove_self_intersections(
 ) -> tuple[trimesh.Trimesh, int]:
     """Cut out the triangles that cross each other (and their neighbours) and refill the holes.
 
-    Returns the mesh and the number of intersecting triangles left (0 when it worked).
+    Returns the mesh and the number of intersecting triangles left (0 when it worked). After
+    the first full search only the rebuilt patches are searched again.
     """
     mesh = weld(mesh)
+    tris = self_intersecting_faces(mesh)
     for _ in range(rounds):
-        bad, tris = _intersecting_vertices(mesh)
         if len(tris) == 0:
             return mesh, 0
+        bad = np.unique(np.asarray(mesh.faces)[tris])
         fixed = _local_fix(_cut_around(mesh, bad, 1), rounds=3)
         if not topology(fixed, as_stl=False).closed_manifold:
             break
+        new = _new_faces(fixed, mesh)
         mesh = fixed
-    return mesh, len(_intersecting_vertices(mesh)[1])
+        tris = self_intersecting_faces(mesh, only=new)
+    return mesh, len(tris)
+
+
+def _new_faces(mesh: trimesh.Trimesh, before: trimesh.Trimesh) -> np.ndarray:
+    """Indices of faces of ``mesh`` whose corner positions are not a face of ``before``."""
+
+    def keys(m: trimesh.Trimesh) -> np.ndarray:
+        corners = np.asarray(m.vertices, dtype=np.float32)[np.asarray(m.faces)]
+        rows = np.sort(corners.view(np.dtype((np.void, 12))).reshape(-1, 3), axis=1)
+        return np.ascontiguousarray(rows).view(np.dtype((np.void, 36))).ravel()
+
+    old = set(keys(before).tolist())
+    return np.flatnonzero([k not in old for k in keys(mesh).tolist()])
 
 
 def weld(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
@@ -98,11 +114,11 @@ def weld(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
 
 
 def _local_fix(component: trimesh.Trimesh, rings: int = 1, rounds: int = 4) -> trimesh.Trimesh:
-    """Cut out the faces around each defect and fill the holes with refined patches.
+    """Cut out the faces around each defect and fill the holes again.
 
     Unlike a global clean this never removes a distant part of a large bone: only the
     neighbourhood of a non-manifold edge, pinch vertex or boundary is rebuilt. Faces are cut
-    until the holes have simple boundaries, which MeshFix's hole filler needs.
+    until the holes have simple boundaries (see :func:`_fill_holes`).
     """
     mesh = weld(component)
     for _ in range(rounds):
@@ -117,13 +133,61 @@ def _local_fix(component: trimesh.Trimesh, rings: int = 1, rounds: int = 4) -> t
             mesh = _cut_around(mesh, pinch, 1)
         if len(mesh.faces) == 0:
             return mesh
+        mesh = weld(_fill_holes(mesh))
+    return mesh
+
+
+def _fill_holes(mesh: trimesh.Trimesh, max_fan_edges: int = 64) -> trimesh.Trimesh:
+    """Close every boundary loop: small ones with a fan around their centroid (fast, exact
+    orientation), large ones with MeshFix's refined, faired patches."""
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    loops = _boundary_loops(faces)
+    if not loops:
+        return mesh
+    if max(len(loop) for loop in loops) > max_fan_edges:
         tin = pymeshfix.PyTMesh()
         tin.set_quiet(True)
-        tin.load_array(np.asarray(mesh.vertices), np.asarray(mesh.faces, dtype=np.int32))
+        tin.load_array(np.asarray(mesh.vertices), faces.astype(np.int32))
         tin.fill_small_boundaries(nbe=0, refine=True)
-        vertices, faces = tin.return_arrays()
-        mesh = weld(make_mesh(vertices, faces))
-    return mesh
+        vertices, new_faces = tin.return_arrays()
+        return make_mesh(vertices, new_faces)
+    vertices = [np.asarray(mesh.vertices)]
+    added = [faces]
+    next_id = len(mesh.vertices)
+    for loop in loops:
+        ring = np.asarray(loop)
+        if len(ring) == 3:
+            added.append(ring[::-1][None, :])
+            continue
+        vertices.append(np.asarray(mesh.vertices)[ring].mean(axis=0)[None, :])
+        # the existing faces run u -> v along the loop; the patch runs v -> u
+        added.append(np.column_stack([np.roll(ring, -1), ring, np.full(len(ring), next_id)]))
+        next_id += 1
+    return make_mesh(np.concatenate(vertices), np.concatenate(added))
+
+
+def _boundary_loops(faces: np.ndarray) -> list[list[int]]:
+    """Boundary loops as vertex lists in the direction the faces run along them."""
+    directed = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    n = int(faces.max()) + 1 if len(faces) else 0
+    key = np.minimum(directed[:, 0], directed[:, 1]) * n + np.maximum(
+        directed[:, 0], directed[:, 1]
+    )
+    _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+    boundary = directed[counts[inverse] == 1]
+    following = dict(zip(boundary[:, 0].tolist(), boundary[:, 1].tolist(), strict=True))
+    loops, seen = [], set()
+    for start in following:
+        if start in seen:
+            continue
+        loop, v = [], start
+        while v not in seen and v in following:
+            seen.add(v)
+            loop.append(v)
+            v = following[v]
+        if len(loop) >= 3 and v == start:
+            loops.append(loop)
+    return loops
 
 
 def _cut_around(mesh: trimesh.Trimesh, vertices: np.ndarray, rings: int) -> trimesh.Trimesh:
@@ -187,7 +251,7 @@ def repair_mesh(
         if small(part):
             report.components_removed += 1
             continue
-        if topology(part, as_stl=False).closed_manifold:
+        if before.closed_manifold or topology(part, as_stl=False).closed_manifold:
             kept.append(part)
             continue
         volume = signed_volume(part)
