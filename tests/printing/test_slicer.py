@@ -221,3 +221,22 @@ def test_cli_slice_and_printers(tmp_path: Path, data_dir: Path, capsys) -> None:
         )
         == 2
     )
+
+
+def test_brim_skirt_rectilinear_temperatures_and_fan(cube_part, generic_printer, pla) -> None:
+    settings = SliceSettings(
+        brim_width=3.0, infill_pattern="rectilinear", external_perimeter_first=True, perimeters=3
+    )
+    result = slice_parts([cube_part], generic_printer, pla, settings)
+    first = result.analysis.layer_segments_by_type(0)[MoveType.SKIRT].reshape(-1, 3)
+    # brim loops hug the cube out to ~3 mm, the skirt runs 6 mm beyond the brim
+    assert first[:, 0].min() == pytest.approx(100 - 3 - 6 - 0.225, abs=0.3)
+    assert not (result.analysis.moves.kind[result.analysis.layer_slice(1)] == MoveType.SKIRT).any()
+    text = result.gcode
+    layer_1 = text.split(";LAYER_CHANGE")[2]
+    assert "M104 S210" in layer_1 and "M106 S" in layer_1  # print temperature, fan after layer 0
+    assert text.index("M140 S60") < text.index("M190 S60") < text.index("M109 S215")
+    # outer wall first: in each island the external perimeter comes before the inner walls
+    kinds = result.analysis.layer_moves(10).kind
+    printed = [k for k in kinds.tolist() if k in (MoveType.EXTERNAL_PERIMETER, MoveType.PERIMETER)]
+    assert printed[0] == MoveType.EXTERNAL_PERIMETER
