@@ -853,9 +853,8 @@ def _fill_narrow_pits(
     tissue on any ray. Broad plateaus (the forehead over the brain) are left as they are."""
     size = tuple(max(3, round(width_mm / spacing) | 1) for spacing in grid_spacing)
     closed = ndimage.grey_closing(stop, size=size)
-    limit = entry + int(max_depth_mm / step)
-    raised = np.where((stop > 0) & (entry < limit), np.minimum(closed, limit), stop)
-    return np.maximum(stop, raised)
+    limit = entry + int(max_depth_mm / step)  # rays with no tissue: only air is cut
+    return np.maximum(stop, np.minimum(closed, limit))
 
 
 def _tissue_classes(
