@@ -85,4 +85,13 @@ class ViewArea(QtWidgets.QWidget):
         self.state.set_volume(volume, preset=window_preset)
 
     def _on_volume(self) -> None:
-        self.view3d.set_volume(self.state.volume)
+        # The slices paint first; the 3D view's first volume rendering (~2 s on a software
+        # renderer) follows a moment later instead of holding the slices back.
+        self._pending_3d = True
+        QtCore.QTimer.singleShot(30, self.flush_3d)
+
+    def flush_3d(self) -> None:
+        """Give the 3D view the current volume now, if that is still pending."""
+        if getattr(self, "_pending_3d", False):
+            self._pending_3d = False
+            self.view3d.set_volume(self.state.volume)

@@ -138,10 +138,10 @@ class View3D(QtWidgets.QWidget):
         self._image, self._placement = downsampled_image(volume, self.max_voxels_per_side)
         if preset is None:
             preset = "CT bone" if volume.modality == "CT" else "MR"
-        self.set_preset(preset)
-        self.camera_preset("anterior")
+        self.set_preset(preset, render=False)
+        self.camera_preset("anterior")  # one render for both
 
-    def set_preset(self, preset: str) -> None:
+    def set_preset(self, preset: str, render: bool = True) -> None:
         if preset not in VOLUME_PRESETS:
             msg = f"unknown volume rendering preset '{preset}'; use one of {', '.join(VOLUME_PRESETS)}"
             raise ValueError(msg)
@@ -149,7 +149,8 @@ class View3D(QtWidgets.QWidget):
         self.presetChanged.emit(preset)
         self._remove_volume_actor()
         if self._image is None or preset == "off":
-            self.render()
+            if render:
+                self.render()
             return
         # The CPU ray caster (multi-threaded) beats the GPU one on Mesa's llvmpipe; its image
         # sample distance adapts while the user rotates and stays at 1.5 px for still frames.
@@ -176,7 +177,8 @@ class View3D(QtWidgets.QWidget):
             mapper.AddClippingPlane(self._clip)
         self.plotter.renderer.AddVolume(actor)
         self._volume_actor = actor
-        self.render()
+        if render:
+            self.render()
 
     def _remove_volume_actor(self) -> None:
         if self._volume_actor is not None:
