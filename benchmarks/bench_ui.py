@@ -196,7 +196,6 @@ def _first_render_s(app, area, volume) -> float:
     area.show_volume(volume, "bone")
     for view in area.slice_views.values():
         view.repaint()
-    app.processEvents()
     area.slices_s = time.perf_counter() - start
     area.flush_3d()  # the deferred first 3D rendering, now
     app.processEvents()
