@@ -1,0 +1,467 @@
+"""Helpers for the frozen build (``installer/medprint.spec``), its test and its benchmark.
+
+Kept out of the spec so they can be read, tested and reused:
+
+- the VTK subset: the app writes ``import vtk`` (the full package imports all ~150 VTK
+  modules, ~550 MB), so the build ships a generated ``vtk`` module that re-exports only the
+  VTK modules the app names, plus the ones pyvista/pyvistaqt load for the views;
+- which Qt plugins and translations are dropped;
+- the build fingerprint: a hash of the spec, the app, the resources and the installed
+  package versions, so a build is redone only when one of them changed.
+
+No PyInstaller import here: this module is imported by the test and the benchmark too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+APP_DIR = REPO / "app"
+RESOURCES_DIR = REPO / "resources"
+INSTALLER_DIR = REPO / "installer"
+
+# The VTK modules pyvista and pyvistaqt need for what MedPrint does with them: data objects,
+# the Qt render window, the interactor styles, text, volume rendering. pyvista imports VTK
+# lazily, by module name, so no static analysis can find these; their own VTK dependencies are
+# added by the hooks of pyinstaller-hooks-contrib. Readers of other file formats (Exodus,
+# CGNS, EnSight, ...), parallel/MPI, VTK-m and web modules are left out.
+VTK_FOR_VIEWS = (
+    "vtkCommonColor",
+    "vtkCommonComputationalGeometry",
+    "vtkCommonCore",
+    "vtkCommonDataModel",
+    "vtkCommonExecutionModel",
+    "vtkCommonMath",
+    "vtkCommonMisc",
+    "vtkCommonSystem",
+    "vtkCommonTransforms",
+    "vtkFiltersCore",
+    "vtkFiltersGeneral",
+    "vtkFiltersGeometry",
+    "vtkFiltersPython",
+    "vtkFiltersSources",
+    "vtkImagingCore",
+    "vtkImagingMath",
+    "vtkImagingSources",
+    "vtkIOCore",
+    "vtkIOImage",
+    "vtkIOLegacy",
+    "vtkIOXML",
+    "vtkParallelCore",
+    "vtkChartsCore",
+    "vtkInteractionStyle",
+    "vtkInteractionWidgets",
+    "vtkPythonContext2D",
+    "vtkRenderingAnnotation",
+    "vtkRenderingContext2D",
+    "vtkRenderingContextOpenGL2",
+    "vtkRenderingCore",
+    "vtkRenderingFreeType",
+    "vtkRenderingHyperTreeGrid",
+    "vtkRenderingLabel",
+    "vtkRenderingMatplotlib",
+    "vtkRenderingOpenGL2",
+    "vtkRenderingUI",
+    "vtkRenderingVolume",
+    "vtkRenderingVolumeOpenGL2",
+    "vtkViewsContext2D",
+)
+
+# Python packages never needed at run time (tests, notebooks, other Qt bindings, tools).
+EXCLUDED_PACKAGES = (
+    "tkinter",
+    "_tkinter",
+    "IPython",
+    "ipykernel",
+    "ipywidgets",
+    "jupyter_client",
+    "notebook",
+    "trame",
+    "trame_vtk",
+    "trame_vuetify",
+    "pytest",
+    "_pytest",
+    "pytestqt",
+    "pluggy",
+    "sphinx",
+    "docutils",
+    "pip",
+    "setuptools",
+    "pkg_resources",
+    "wheel",
+    "PyQt5",
+    "PyQt6",
+    "PySide2",
+    "lib2to3",
+    "pydoc_data",
+    "importlinter",
+    "grimp",
+    "ruff",
+    "benchmarks",
+    "tests",
+)
+
+# Qt modules MedPrint does not use (it needs QtCore, QtGui, QtWidgets, QtOpenGL(Widgets)).
+EXCLUDED_QT_MODULES = tuple(
+    f"PySide6.{name}"
+    for name in (
+        "QtQml",
+        "QtQuick",
+        "QtQuick3D",
+        "QtQuickControls2",
+        "QtQuickWidgets",
+        "QtQuickTest",
+        "QtWebEngineCore",
+        "QtWebEngineWidgets",
+        "QtWebEngineQuick",
+        "QtWebChannel",
+        "QtWebSockets",
+        "QtWebView",
+        "Qt3DCore",
+        "Qt3DRender",
+        "Qt3DInput",
+        "Qt3DLogic",
+        "Qt3DAnimation",
+        "Qt3DExtras",
+        "QtMultimedia",
+        "QtMultimediaWidgets",
+        "QtSpatialAudio",
+        "QtTextToSpeech",
+        "QtCharts",
+        "QtDataVisualization",
+        "QtGraphs",
+        "QtGraphsWidgets",
+        "QtDesigner",
+        "QtHelp",
+        "QtPdf",
+        "QtPdfWidgets",
+        "QtSql",
+        "QtTest",
+        "QtUiTools",
+        "QtBluetooth",
+        "QtNfc",
+        "QtPositioning",
+        "QtLocation",
+        "QtSensors",
+        "QtSerialPort",
+        "QtSerialBus",
+        "QtRemoteObjects",
+        "QtScxml",
+        "QtStateMachine",
+        "QtHttpServer",
+        "QtNetworkAuth",
+        "QtAxContainer",
+        "QtConcurrent",
+    )
+)
+
+# Qt plugins kept, per plugin folder (file names are matched without prefix/suffix, so one
+# list serves libqxcb.so, qwindows.dll and libqcocoa.dylib). A folder not listed is dropped.
+QT_PLUGINS_KEPT: dict[str, tuple[str, ...]] = {
+    "platforms": ("qxcb", "qoffscreen", "qminimal", "qwindows", "qcocoa"),
+    "xcbglintegrations": ("qxcb-glx-integration", "qxcb-egl-integration"),
+    # qgtk3 is left out on purpose: it would pull the whole GTK stack into the bundle.
+    "platformthemes": ("qxdgdesktopportal",),
+    "platforminputcontexts": (
+        "composeplatforminputcontextplugin",
+        "ibusplatforminputcontextplugin",
+    ),
+    "imageformats": ("qsvg", "qico", "qjpeg"),
+    "iconengines": ("qsvgicon",),
+    "styles": ("qmodernwindowsstyle", "qwindowsvistastyle", "qmacstyle"),
+}
+
+# Big libraries shipped with their symbol tables (VTK, SimpleITK: ~250 MB together) that are safe
+# to strip. Stripping everything is not: libraries vendored by auditwheel (numpy.libs,
+# scipy.libs, ...) were rewritten by patchelf and no longer load once stripped.
+STRIPPED_PATTERNS = (
+    "vtkmodules/libvtk*.so*",
+    "vtkmodules/vtk*.cpython-*.so",
+    "SimpleITK/_SimpleITK*.so",
+)
+
+_VTK_NAME = re.compile(r"\bvtk\.((?:vtk|VTK_)[A-Za-z0-9_]+)")
+_VTK_UTIL = re.compile(
+    r"\bfrom\s+vtk\.util\s+import\s+([A-Za-z0-9_, ]+)|\bvtk\.util\.([A-Za-z0-9_]+)"
+)
+
+
+def app_sources(app_dir: Path = APP_DIR) -> list[Path]:
+    return sorted(p for p in app_dir.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def vtk_names_used(sources: Iterable[Path]) -> set[str]:
+    """Every ``vtk.<name>`` the sources use (classes and ``VTK_*`` constants)."""
+    names: set[str] = set()
+    for path in sources:
+        names.update(_VTK_NAME.findall(path.read_text(encoding="utf-8")))
+    return names
+
+
+def vtk_util_modules_used(sources: Iterable[Path]) -> set[str]:
+    """The ``vtk.util`` submodules the sources import (e.g. ``numpy_support``)."""
+    found: set[str] = set()
+    for path in sources:
+        for listed, dotted in _VTK_UTIL.findall(path.read_text(encoding="utf-8")):
+            found.update(n.strip() for n in listed.split(",") if n.strip())
+            if dotted:
+                found.add(dotted)
+    return found
+
+
+_FIND_SCRIPT = r"""
+import importlib, json, sys
+import vtkmodules
+names = set(json.loads(sys.argv[1]))
+# vtk.py lists every VTK module of this build, dependencies first.
+with open(vtkmodules.__path__[0] + "/../vtk.py", encoding="utf-8") as fh:
+    order = [line.split()[1].split(".")[1] for line in fh
+             if line.startswith("from vtkmodules.vtk") and line.rstrip().endswith("*")]
+found = {}
+for module in order:
+    if not names - found.keys():
+        break
+    try:
+        mod = importlib.import_module("vtkmodules." + module)
+    except ImportError:
+        continue
+    for name in names - found.keys():
+        if name in vars(mod):
+            found[name] = module
+print(json.dumps(found))
+"""
+
+
+def vtk_modules_defining(names: Iterable[str], python: str = sys.executable) -> dict[str, str]:
+    """Map each VTK name to the ``vtkmodules`` module that defines it (in a child process,
+    because resolving means importing VTK modules the build itself does not need)."""
+    wanted = sorted(set(names))
+    if not wanted:
+        return {}
+    out = subprocess.run(
+        [python, "-c", _FIND_SCRIPT, json.dumps(wanted)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    found = json.loads(out.strip().splitlines()[-1])
+    missing = sorted(set(wanted) - found.keys())
+    if missing:
+        msg = f"the app uses VTK names this VTK does not define: {', '.join(missing)}"
+        raise RuntimeError(msg)
+    return found
+
+
+def vtk_shim_source(modules: Iterable[str], util_modules: Iterable[str]) -> str:
+    """Source of the frozen app's ``vtk`` module: the named VTK modules only."""
+    lines = [
+        '"""``vtk`` in the frozen MedPrint: only the VTK modules the app uses (generated by',
+        "installer/medprint.spec; the full ``vtk`` would import every VTK module).",
+        '"""',
+        "",
+        "import sys as _sys",
+        "",
+        "import vtkmodules as _vtkmodules",
+        "from vtkmodules import util",
+    ]
+    lines += [f"from vtkmodules.{m} import *  # noqa: F403" for m in sorted(set(modules))]
+    lines += [f"from vtkmodules.util import {u}" for u in sorted(set(util_modules))]
+    lines += [
+        "",
+        "__version__ = _vtkmodules.__version__",
+        '_sys.modules[__name__ + ".util"] = util',
+    ]
+    lines += [f'_sys.modules[__name__ + ".util.{u}"] = {u}' for u in sorted(set(util_modules))]
+    return "\n".join(lines) + "\n"
+
+
+def write_vtk_shim(folder: Path, python: str = sys.executable) -> tuple[Path, list[str]]:
+    """Write ``folder/vtk.py`` for the app's sources; returns it and the VTK modules it uses."""
+    sources = app_sources()
+    defining = vtk_modules_defining(vtk_names_used(sources), python)
+    modules = sorted(set(defining.values()))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "vtk.py"
+    path.write_text(vtk_shim_source(modules, vtk_util_modules_used(sources)), encoding="utf-8")
+    return path, modules
+
+
+def qt_file_kept(dest: str) -> bool:
+    """False for a Qt plugin or translation the frozen app does not need.
+
+    ``dest`` is the path inside the build, e.g. ``PySide6/Qt/plugins/platforms/libqxcb.so``.
+    """
+    parts = dest.replace("\\", "/").split("/")
+    if not parts or parts[0] != "PySide6":
+        return True
+    if "translations" in parts:
+        return False  # the interface is English only
+    if "plugins" not in parts:
+        return True
+    i = parts.index("plugins")
+    if len(parts) < i + 3:
+        return True
+    folder, name = parts[i + 1], parts[-1]
+    stem = name.split(".")[0].removeprefix("lib")
+    return stem in QT_PLUGINS_KEPT.get(folder, ())
+
+
+def prune_orphans(
+    kept: list[tuple[str, str, str]],
+    removed: list[tuple[str, str, str]],
+    imports_of: Callable[[str], set[str]],
+) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """Drop from ``kept`` the shared libraries only the ``removed`` binaries needed.
+
+    Entries are PyInstaller TOC tuples ``(dest, src, typecode)``; ``imports_of(src)`` gives the
+    base names of every library a binary links to (transitively, as ``ldd`` reports them).
+    Returns the pruned list and the dropped destinations.
+    """
+
+    def needs(entries: Iterable[tuple[str, str, str]]) -> set[str]:
+        found: set[str] = set()
+        for _dest, src, kind in entries:
+            if kind in ("BINARY", "EXTENSION"):
+                found |= imports_of(src)
+        return found
+
+    wanted_by_removed = needs(removed)
+    candidates = [e for e in kept if Path(e[0]).name in wanted_by_removed]
+    roots = [e for e in kept if Path(e[0]).name not in wanted_by_removed]
+    wanted_by_kept = needs(roots)
+    orphans = {e[0] for e in candidates if Path(e[0]).name not in wanted_by_kept}
+    left = [e for e in kept if e[0] not in orphans]
+    # Symbolic links (``(dest, target relative to dest's folder, "SYMLINK")``) to what is gone.
+    dests = {e[0].replace("\\", "/") for e in left}
+    dangling = {
+        e[0]
+        for e in left
+        if e[2] == "SYMLINK"
+        and os.path.normpath(str(Path(e[0]).parent / e[1])).replace("\\", "/") not in dests
+    }
+    return [e for e in left if e[0] not in dangling], sorted(orphans | dangling)
+
+
+def strip_binaries(internal: Path, patterns: Iterable[str] = STRIPPED_PATTERNS) -> int:
+    """Strip the symbol tables of the binaries matching ``patterns`` under ``internal``
+    (Linux, binutils' ``strip``); returns the bytes saved."""
+    before = 0
+    after = 0
+    for pattern in patterns:
+        for path in sorted(internal.glob(pattern)):
+            if path.is_symlink() or not path.is_file():
+                continue
+            size = path.stat().st_size
+            if path.stat().st_nlink > 1:  # never strip a file shared with the environment
+                data = path.read_bytes()
+                path.unlink()
+                path.write_bytes(data)
+                path.chmod(0o755)
+            subprocess.run(["strip", "--strip-unneeded", str(path)], check=True)
+            before += size
+            after += path.stat().st_size
+    return before - after
+
+
+def remove_dangling_links(root: Path) -> list[str]:
+    """Delete symbolic links under ``root`` whose target is not there; returns their paths."""
+    gone = []
+    for path in sorted(root.rglob("*")):
+        if path.is_symlink() and not path.exists():
+            path.unlink()
+            gone.append(str(path.relative_to(root)))
+    return gone
+
+
+def _tree_files(root: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    )
+
+
+def build_fingerprint(repo: Path = REPO) -> str:
+    """A hash of what decides the frozen build: installer/, app/, resources/, pyproject.toml,
+    the Python version and every installed distribution's version."""
+    digest = hashlib.sha256()
+    digest.update(sys.version.encode())
+    for folder in ("installer", "app", "resources"):
+        root = repo / folder
+        for path in _tree_files(root):
+            digest.update(str(path.relative_to(repo)).encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    digest.update((repo / "pyproject.toml").read_bytes())
+    versions = sorted(
+        f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions()
+    )
+    digest.update("\n".join(versions).encode())
+    return digest.hexdigest()[:24]
+
+
+def folder_size(root: Path) -> int:
+    """Bytes of every regular file under ``root`` (symlinks not followed)."""
+    return sum(p.lstat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def app_version(app_dir: Path = APP_DIR) -> str:
+    """``app.__version__`` read from the source (without importing the app)."""
+    text = (app_dir / "__init__.py").read_text(encoding="utf-8")
+    match = re.search(r"__version__\s*=\s*[\"']([^\"']+)[\"']", text)
+    return match.group(1) if match else "0"
+
+
+DEFAULT_CACHE = REPO / "build" / "installer-test"
+
+
+def ensure_build(cache: Path = DEFAULT_CACHE, python: str = sys.executable) -> tuple[Path, dict]:
+    """The frozen app in ``cache/dist/medprint``, built by installer/build.sh unless the build
+    there has the current fingerprint. Returns the app folder and ``{fingerprint,
+    build_seconds, size_bytes, rebuilt}``. A lock file keeps concurrent callers to one build."""
+    import fcntl  # noqa: PLC0415 (POSIX only; the spec itself also runs on Windows)
+    import os  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    cache.mkdir(parents=True, exist_ok=True)
+    fingerprint = build_fingerprint()
+    stamp = cache / "stamp.json"
+    app = cache / "dist" / "medprint"
+    with (cache / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        info = json.loads(stamp.read_text(encoding="utf-8")) if stamp.exists() else {}
+        if info.get("fingerprint") == fingerprint and (app / "medprint").is_file():
+            return app, {**info, "rebuilt": False}
+        stamp.unlink(missing_ok=True)
+        shutil.rmtree(cache / "dist", ignore_errors=True)
+        env = {**os.environ, "PYTHON": python, "MEDPRINT_BUILD_WORK": str(cache / "work")}
+        start = time.monotonic()
+        done = subprocess.run(
+            ["bash", str(INSTALLER_DIR / "build.sh"), str(cache / "dist")],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        seconds = time.monotonic() - start
+        (cache / "build.log").write_text(done.stdout + done.stderr, encoding="utf-8")
+        if done.returncode != 0:
+            msg = f"frozen build failed; see {cache / 'build.log'}:\n{done.stderr[-3000:]}"
+            raise RuntimeError(msg)
+        info = {
+            "fingerprint": fingerprint,
+            "build_seconds": round(seconds, 1),
+            "size_bytes": folder_size(app),
+        }
+        stamp.write_text(json.dumps(info), encoding="utf-8")
+    return app, {**info, "rebuilt": True}
