@@ -36,15 +36,19 @@ head CT/MR (:func:`deface_mask`, code 113102) removes the soft tissue in front o
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import hashlib
 import hmac
 import io
+import logging
 import os
 import re
 import secrets
 import shutil
+import threading
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -611,9 +615,10 @@ def deidentify(
     _check_arguments(options, uid_key, pseudonym, date_shift_days)
     ds = dataset if in_place else _copy(dataset)
     profile = _profile(options)
-    worker = _Deidentifier(profile, uid_key, pseudonym, date_shift_days, Identity.of(ds))
-    worker.dataset(ds)
-    _deidentify_meta(ds, worker)
+    with _quiet_pydicom():
+        worker = _Deidentifier(profile, uid_key, pseudonym, date_shift_days, Identity.of(ds))
+        worker.dataset(ds)
+        _deidentify_meta(ds, worker)
     ds.PatientIdentityRemoved = "YES"
     codes = options.method_codes()
     _add_method(ds, codes, _method_texts(codes))
@@ -1061,6 +1066,51 @@ def deid_folder(
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         msg = "the output folder is not empty; choose a new or empty folder"
         raise DeidError(msg)
+    with _quiet_pydicom():
+        return _deid_folder(
+            in_dir, out_dir, options=options, uid_key=uid_key, pseudonym=pseudonym,
+            date_shift_days=date_shift_days, masks=masks, confirm_burned_in=confirm_burned_in,
+            progress=progress, cancel=cancel,
+        )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _quiet_pydicom() -> Iterator[None]:
+    """Keep pydicom's warnings and log records out of the logs: they can quote element values.
+
+    ``warnings.catch_warnings`` is process-wide state, safe only on the main thread; a worker
+    thread (the GUI's) gets a lasting filter for pydicom's modules instead.
+    """
+    logger = logging.getLogger("pydicom")
+    level, propagate = logger.level, logger.propagate
+    logger.setLevel(logging.CRITICAL + 1)
+    logger.propagate = False
+    try:
+        if threading.current_thread() is not threading.main_thread():
+            warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
+            yield
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                yield
+    finally:
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def _deid_folder(
+    in_dir: Path,
+    out_dir: Path,
+    *,
+    options: DeidOptions,
+    uid_key: bytes,
+    pseudonym: str | None,
+    date_shift_days: int | None,
+    masks: Mapping[str, Sequence[Rect]] | None,
+    confirm_burned_in: bool,
+    progress: Progress,
+    cancel: CancelToken | None,
+) -> DeidReport:
     report = DeidReport(out_dir=out_dir)
     headers = _scan_headers(in_dir, report, progress.sub(0.0, 0.15), cancel)
     names = _assign_pseudonyms(headers, pseudonym, report)

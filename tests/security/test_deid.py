@@ -684,3 +684,25 @@ def test_clean_descriptors_keep_descriptions_without_names(
         for identifier in ("MKRPATNAME", "MKRGIVEN", DATES["StudyDate"], TEXT["PatientID"]):
             assert identifier.encode() not in data
         assert b"MKRIMAGECOMMENT" in data  # a description with no identifier in it stays
+
+
+def test_pydicom_messages_stay_out_of_the_logs(tmp_path: Path, caplog) -> None:
+    """pydicom's warnings quote element values (PHI): none may reach the log or the console."""
+    import logging
+    import warnings
+
+    source = tmp_path / "in"
+    source.mkdir()
+    ds = ultrasound(compressed=False)
+    ds.ReferencedSOPInstanceUID = "MKRNOTAUID.1"  # pydicom warns, quoting the value
+    ds.PatientAge = "MKRAGE1"
+    ds.save_as(source / "a.dcm", enforce_file_format=True)
+    caplog.clear()  # the lines above warned, in the test's own code
+    with caplog.at_level(logging.DEBUG), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        deid_folder(
+            source, tmp_path / "out", options=DeidOptions(), uid_key=KEY, confirm_burned_in=True
+        )
+    assert not [r for r in caplog.records if "MKR" in r.getMessage()]
+    assert not [w for w in caught if "MKR" in str(w.message)]
+    assert logging.getLogger("pydicom").propagate  # restored afterwards
