@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from PySide6 import QtWidgets
 
@@ -49,9 +50,26 @@ def test_first_start_creates_the_vault_and_offers_the_sample_or_import(window, q
         assert window.case is not None and "(sample)" in window.windowTitle()
         assert [c.pseudonym for c in window.vault.list_cases()] == [window.case.pseudonym]
         qtbot.waitUntil(lambda: window.browser.visible_pseudonyms() == [window.case.pseudonym])
+        window.area.flush_3d()
         window.save_screenshot(artifacts / "main-window-sample.png", whole_window=True)
         for orientation, view in window.area.slice_views.items():
             view.grab().save(str(artifacts / f"sample-{orientation}.png"))
+            assert grab_array(view).std() > 20, f"{orientation} view of the sample is blank"
+        # Bone where bone is: a dense-bone voxel of the axial slice, away from the crosshair
+        # lines, is drawn bright grey.
+        volume, axial = window.state.volume, window.area.slice_views["axial"]
+        k = axial.slice_index
+        js, is_ = np.nonzero(volume.array[k] > 900)
+        cross = axial.crosshair_screen()
+        points = [
+            axial.lps_to_screen(volume.index_to_lps([i, j, k]))
+            for i, j in zip(is_, js, strict=True)
+        ]
+        best = max(points, key=lambda p: min(abs(p.x() - cross.x()), abs(p.y() - cross.y())))
+        pixel = grab_array(axial)[round(best.y()), round(best.x())].astype(int)
+        assert pixel.min() > 150 and pixel.max() - pixel.min() < 20, pixel
+        image = window.area.view3d.image().astype(int)
+        assert ((image[..., 0] > image[..., 2] + 25) & (image[..., 0] > 90)).mean() > 0.03
     else:
         assert "import a DICOM folder" in window.statusBar().currentMessage()
         assert window.state.volume is None
