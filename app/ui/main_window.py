@@ -36,6 +36,9 @@ SHORTCUTS_HELP = """
 <tr><td><b>Ctrl+1 … Ctrl+5</b></td><td>four-up, axial, coronal, sagittal, 3D layout</td></tr>
 <tr><td><b>F11</b></td><td>full screen</td></tr>
 <tr><td><b>M / A / N</b></td><td>ruler, angle, navigate tool</td></tr>
+<tr><td><b>Alt+1 … Alt+5</b></td><td>bone, soft tissue, lung, brain, auto window</td></tr>
+<tr><td><b>Double-click a slice view</b></td><td>that view alone, and back to four-up</td></tr>
+<tr><td><b>Ctrl+Shift+R</b></td><td>review mode</td></tr>
 </table>
 """
 
@@ -332,8 +335,10 @@ class MainWindow(QtWidgets.QMainWindow):
             p: self._action(
                 p.title() if p != "auto" else "Auto",
                 lambda _=False, v=p: self.state.apply_preset(v),
+                f"Alt+{n}",
+                f"{p} window",
             )
-            for p in PRESET_NAMES
+            for n, p in enumerate(PRESET_NAMES, start=1)
         }
         self.act_about = self._action("&About MedPrint", self.about)
         self.act_shortcuts = self._action("&Mouse and keys", self.shortcuts_help, keys.HelpContents)
