@@ -698,6 +698,8 @@ def test_pydicom_messages_stay_out_of_the_logs(tmp_path: Path, caplog) -> None:
     ds.PatientAge = "MKRAGE1"
     ds.save_as(source / "a.dcm", enforce_file_format=True)
     caplog.clear()  # the lines above warned, in the test's own code
+    logger = logging.getLogger("pydicom")
+    state = (logger.level, logger.propagate)
     with caplog.at_level(logging.DEBUG), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         deid_folder(
@@ -705,4 +707,4 @@ def test_pydicom_messages_stay_out_of_the_logs(tmp_path: Path, caplog) -> None:
         )
     assert not [r for r in caplog.records if "MKR" in r.getMessage()]
     assert not [w for w in caught if "MKR" in str(w.message)]
-    assert logging.getLogger("pydicom").propagate  # restored afterwards
+    assert (logger.level, logger.propagate) == state  # restored afterwards
