@@ -2,20 +2,25 @@
 
 Input: a realistic G-code of short extrusion moves (20k commands; quick: 3k), no heat-and-wait.
 
-- stream 0% / 2% errors: ours = :class:`SerialLink` (numbered, checksummed lines, at most 4 beyond
-  the last ``ok``, resends from its history) feeding the simulated Marlin over a pty, each command
-  taking 1 ms in the firmware. Anchor = the simulator's own maximum rate on the same file: every
-  framed line written as fast as the firmware takes it (no waiting for ``ok`` at all; the pty
-  buffer holds the rest), measured until the last ``ok``. Goal: >= 0.95x at 0% and 2%.
+- stream 0% / 2% errors: ours = :class:`SerialLink` (numbered, checksummed lines; Marlin's 4
+  command slots plus its 127-byte RX buffer kept full; resends from its history) feeding the
+  simulated Marlin (its own process) over a pty, each command taking 1 ms in the firmware.
+  Anchor = the simulator's own maximum rate on the same commands: its executor with a buffer that
+  is never empty, replying ``ok`` for each (to /dev/null), no serial input to parse. Goal: >= 0.95x
+  at 0% and 2%. The note counts how often the firmware found its buffer empty and had to wait
+  for the host: the load-independent sign that the host is (not) the bottleneck.
 - ping-pong: the same link with one line in flight (what OctoPrint and Printrun do by default),
   to show what the window buys. No goal.
+- write-ahead: every framed line written at once with no ``ok`` gating at all (the pty holds
+  them): the fastest any host can feed the simulator through the pty. Reference, no goal.
 - vs OctoPrint: our USB lines/s over a real OctoPrint's (1.11) for the same file, (a) with
   OctoPrint streaming to the same simulated Marlin on a pty (like for like: two hosts, one
   firmware), and (b) printed by OctoPrint's own virtual printer (which sleeps a tenth of each
   move's duration, about 1 ms here; a different firmware simulator, so a comparison only).
   Skipped (no rows) when OctoPrint cannot be installed or started.
 
-Figures are wall-clock on a shared 2-core machine: expect noise of a few percent.
+Figures are wall-clock on a shared 2-core machine (load ~8 while measured): the rates move by
++-10% from run to run, so each figure is the best of several interleaved runs.
 """
 
 from __future__ import annotations

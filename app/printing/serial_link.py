@@ -8,9 +8,10 @@ How the link keeps a printer fed without losing or repeating a line:
   from its history and to never stall.
 - Each accepted line is acknowledged by one ``ok`` once executed, in order, so the ``k``-th plain
   ``ok`` after ``M110 N0`` means line ``k`` has run (an ``ok`` right after a ``Resend`` belongs to
-  the rejected line). The sender keeps at most ``window`` numbered lines beyond the last executed
-  one on the wire (Marlin buffers ``BUFSIZE`` = 4 commands), so the printer never waits for the
-  host, and a resend request never reaches back further than the window.
+  the rejected line). The sender keeps Marlin's command buffer full (``window`` lines beyond
+  the last executed one; ``BUFSIZE`` = 4) and as many more as fit in its 127-byte serial RX
+  buffer, so the printer never waits for the host and nothing overflows. With ``ADVANCED_OK``
+  (``ok N<line>``) a lost ``ok`` is repaired as soon as the next one arrives.
 - A resend request rewinds the sender. Lines already on the wire behind the rejected one will be
   rejected too, each with the same ``Resend`` request: those repeats are counted and ignored.
 - Silence is a fault: if no ``ok``, ``Resend`` or ``busy:`` arrives within the timeout of the
