@@ -102,13 +102,15 @@ def run(quick: bool) -> list[Row]:
     enable_vtk_threads()
     mask, volume = _bone(quick)
     voxels = float(mask.sum() * volume.voxel_volume_mm3())
+    t_ours = t_theirs = float("inf")
     with tempfile.TemporaryDirectory() as tmp:  # public data only; nothing of a case
-        start = time.perf_counter()
-        theirs = _slicer(mask, volume, Path(tmp))
-        t_theirs = time.perf_counter() - start
-        start = time.perf_counter()
-        ours = _ours(mask, volume, Path(tmp))
-        t_ours = time.perf_counter() - start
+        for _ in range(1 if quick else 2):  # interleaved best-of: the machine's load drifts
+            start = time.perf_counter()
+            theirs = _slicer(mask, volume, Path(tmp))
+            t_theirs = min(t_theirs, time.perf_counter() - start)
+            start = time.perf_counter()
+            ours = _ours(mask, volume, Path(tmp))
+            t_ours = min(t_ours, time.perf_counter() - start)
     err_ours = 100.0 * abs(signed_volume(ours) - voxels) / voxels
     err_theirs = 100.0 * abs(abs(signed_volume(theirs)) - voxels) / voxels
     topo_ours, topo_theirs = topology(ours), topology(theirs)

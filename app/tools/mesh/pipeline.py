@@ -95,6 +95,7 @@ def build_mesh(
             mesh,
             reduction=reduction,
             target_faces=target_faces,
+            repair=False,  # repaired just below, once
             progress=progress.sub(0.45, 0.7),
             cancel=cancel,
         )

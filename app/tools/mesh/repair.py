@@ -268,24 +268,23 @@ def repair_mesh(
     out = concatenate(kept)
     if signed_volume(out) < 0:
         out = make_mesh(out.vertices, np.asarray(out.faces)[:, ::-1])
-    after = topology(out)
-    if not after.closed_manifold:
-        out, after = _second_pass(out, after, report)
+    if report.components_fixed or not before.closed_manifold:
+        after = topology(out)
+        if not after.closed_manifold:
+            out, after = _second_pass(out, report)
     if fix_intersections:
         check_cancel(cancel)
         progress.update(0.9, "removing self-intersections")
         out, left = remove_self_intersections(out)
-        after = topology(out)
         report.self_intersections_left = left
+    after = topology(out)
     report.after = after.to_dict()
     report.faces_after = len(out.faces)
     progress.update(1.0, "repaired")
     return out, report
 
 
-def _second_pass(
-    mesh: trimesh.Trimesh, after: Topology, report: RepairReport
-) -> tuple[trimesh.Trimesh, Topology]:
+def _second_pass(mesh: trimesh.Trimesh, report: RepairReport) -> tuple[trimesh.Trimesh, Topology]:
     """Components that touch once merged as an STL reader does: fix each touching group."""
     welded = weld(mesh)
     faces = np.asarray(welded.faces)
@@ -307,7 +306,6 @@ def _second_pass(
         parts.append(part)
     report.notes.append("parts touched each other once merged as STL; fixed each touching group")
     out = concatenate(parts)
-    del after
     return out, topology(out)
 
 
@@ -328,6 +326,7 @@ def decimate_mesh(
     reduction: float | None = None,
     target_faces: int | None = None,
     aggressiveness: float = 7.0,
+    repair: bool = True,
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
 ) -> tuple[trimesh.Trimesh, DecimationReport]:
@@ -335,7 +334,8 @@ def decimate_mesh(
 
     Give either ``reduction`` (fraction of triangles removed: 0.8 keeps 20 %) or
     ``target_faces``. The result is re-checked as an STL reader sees it and repaired when the
-    collapse pinched a thin region.
+    collapse pinched a thin region (``repair=False`` leaves that to the caller, who is about
+    to run :func:`repair_mesh` anyway).
     """
     progress = ensure(progress)
     n = len(mesh.faces)
@@ -360,7 +360,7 @@ def decimate_mesh(
     out = make_mesh(points, faces)
     check_cancel(cancel)
     repaired = False
-    if not topology(out).closed_manifold:
+    if repair and not topology(out).closed_manifold:
         progress.update(0.7, "repairing after decimation")
         out, _ = repair_mesh(out, fix_intersections=False, cancel=cancel)
         repaired = True
