@@ -167,7 +167,7 @@ def test_firmware_that_never_answers(marlin):
 
 def test_lost_ok_is_recovered_without_duplicating_a_line(marlin, tmp_path):
     sim = marlin(drop_ok_every=13)
-    path = synthetic_gcode(tmp_path / "small.gcode", lines=400)
+    path = synthetic_gcode(tmp_path / "small.gcode", lines=250)
     recorder = Recorder()
     job = make_job(path, sim, recorder, options={"window": 1, "command_timeout": 0.1})
     job.start()
