@@ -276,6 +276,25 @@ def _parse_duration(text: str) -> float | None:
 # status
 
 
+def estimate_remaining(
+    elapsed: float, progress: float, slicer_estimate: float | None, m73_remaining: float | None
+) -> float | None:
+    """Seconds left: the slicer's own count-down (M73 R) when the G-code carries it; else its
+    total estimate scaled by how the print is keeping pace so far; else a linear extrapolation.
+    None until there is something to go on."""
+    if m73_remaining is not None:
+        return max(0.0, m73_remaining)
+    progress = min(max(progress, 0.0), 1.0)
+    if slicer_estimate:
+        left = slicer_estimate * (1.0 - progress)
+        if progress >= 0.05 and elapsed > 0:
+            left *= elapsed / (slicer_estimate * progress)  # this printer's pace vs the slicer's
+        return max(0.0, left)
+    if progress > 0.01 and elapsed > 0:
+        return elapsed * (1.0 - progress) / progress
+    return None
+
+
 @dataclass(frozen=True)
 class JobStatus:
     """A snapshot of a job, for the panel and the CLI."""
@@ -982,9 +1001,11 @@ class PrintJob(LinkListener):
         total = summary.commands if summary else None
         done = self._executed_index + 1
         progress = done / total if total else 0.0
-        remaining = self._remaining
-        if remaining is None and progress > 0.01 and elapsed > 0:
-            remaining = elapsed * (1 - progress) / progress
+        remaining = estimate_remaining(
+            elapsed, progress, summary.estimated_time if summary else None, self._remaining
+        )
+        if self._state.done:
+            remaining = 0.0 if self._state == PrinterState.FINISHED else None
         return JobStatus(
             self._state,
             progress,

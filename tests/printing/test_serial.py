@@ -504,3 +504,14 @@ def test_advanced_ok_line_numbers_repair_lost_oks_at_once(marlin, tmp_path):
     link = job.backend.link
     assert link.counters["lost_oks"] >= sim.stats.dropped_oks - 1 > 50
     assert link.counters["timeouts"] <= 1  # only a lost last ok needs the timeout
+
+
+def test_remaining_time_prefers_the_slicers_countdown():
+    from app.printing.job import estimate_remaining
+
+    assert estimate_remaining(100, 0.5, 3600, 600) == 600  # M73 R from the G-code wins
+    assert estimate_remaining(0, 0.0, 3600, None) == 3600  # the slicer's estimate at the start
+    # half done in 1200 s where the slicer expected 1800 s: the rest goes as fast
+    assert estimate_remaining(1200, 0.5, 3600, None) == pytest.approx(1200)
+    assert estimate_remaining(50, 0.25, None, None) == pytest.approx(150)
+    assert estimate_remaining(0, 0.0, None, None) is None
