@@ -182,3 +182,44 @@ def test_connection_test_and_emergency_stop(moonraker):
     assert job.wait(5) == PrinterState.ERROR
     assert moonraker.klippy_state == "shutdown"
     assert recorder.actions == ["print.start", "print.emergency_stop"]
+
+
+def test_cli_prints_through_moonraker_with_the_key_from_the_keystore(
+    moonraker, tmp_path, data_dir, keystore_service
+):
+    import subprocess
+
+    from app.errors import KeystoreError
+    from app.printing.profiles import api_key_name
+    from app.security.keystore import Keystore
+
+    try:
+        store = Keystore()
+    except KeystoreError as exc:
+        pytest.skip(f"needs the OS keystore (run inside scripts/with-keyring.sh): {exc}")
+    path = tmp_path / "job.gcode"
+    path.write_bytes(gcode(layers=3, moves=50))
+    command = [
+        sys.executable,
+        "-m",
+        "app",
+        "print",
+        str(path),
+        "--printer",
+        "generic-marlin-220",
+        "--url",
+        moonraker.url,
+        "--kind",
+        "moonraker",
+        "--case",
+        "C-TEST-09",
+    ]
+    store.set(api_key_name("generic-marlin-220"), b"not-the-key")
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert refused.returncode == 2
+    assert "refused the API key (HTTP 401)" in refused.stderr.strip().splitlines()[-1]
+    store.set(api_key_name("generic-marlin-220"), KEY.encode())
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "finished" in done.stdout
+    assert moonraker.files["C-TEST-09-job.gcode"] == path.read_bytes()
