@@ -515,3 +515,17 @@ def test_remaining_time_prefers_the_slicers_countdown():
     assert estimate_remaining(1200, 0.5, 3600, None) == pytest.approx(1200)
     assert estimate_remaining(50, 0.25, None, None) == pytest.approx(150)
     assert estimate_remaining(0, 0.0, None, None) is None
+
+
+def test_printer_that_stops_answering_mid_print_is_reported_within_seconds(marlin, tmp_path):
+    path = synthetic_gcode(tmp_path / "hang.gcode", lines=3000)
+    sim = marlin(delay=0.0005)
+    job = make_job(path, sim, Recorder(), options={"command_timeout": 0.3, "max_retries": 2})
+    job.start()
+    assert wait_for(lambda: (job.status().line or 0) > 300, 20)
+    sim.stall(60)  # the firmware hangs for good
+    start = time.monotonic()
+    assert job.wait(10) == PrinterState.DISCONNECTED
+    assert time.monotonic() - start < 3
+    assert "stopped answering" in job.status().message
+    assert job.resume_point is not None and job.resume_point.index >= 300
