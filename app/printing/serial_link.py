@@ -362,6 +362,14 @@ class SerialLink:
             self._write_entry(number)
             if self._send_ptr == number:
                 self._send_ptr = number + 1
+            if marlin.command_code(command) == "M112":  # the printer halts: send nothing more
+                self.failure = (
+                    "emergency stop sent (M112): the printer has halted; reset it before "
+                    "using it again"
+                )
+                self.state = PrinterState.ERROR
+                self._stream = None
+                self._controls.clear()
 
     def start_stream(self, lines: Iterator[tuple[str, object]]) -> None:
         """Feed ``(command, tag)`` pairs as fast as the printer takes them."""

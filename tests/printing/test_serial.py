@@ -529,3 +529,20 @@ def test_printer_that_stops_answering_mid_print_is_reported_within_seconds(marli
     assert time.monotonic() - start < 3
     assert "stopped answering" in job.status().message
     assert job.resume_point is not None and job.resume_point.index >= 300
+
+
+def test_emergency_stop_halts_the_printer_at_once(marlin, tmp_path):
+    path = synthetic_gcode(tmp_path / "estop.gcode", lines=3000)
+    sim = marlin(delay=0.001)
+    recorder = Recorder()
+    job = make_job(path, sim, recorder)
+    job.start()
+    assert wait_for(lambda: (job.status().line or 0) > 200, 20)
+    job.emergency_stop()
+    assert job.wait(2) == PrinterState.ERROR
+    assert wait_for(lambda: sim.killed, 1) and sim.stats.emergency == ["M112"]
+    assert sim.targets == {"T0": 0.0, "B": 0.0}
+    executed = len(sim.executed)
+    time.sleep(0.2)
+    assert len(sim.executed) == executed  # nothing runs after the kill
+    assert recorder.actions == ["print.start", "print.emergency_stop"]
