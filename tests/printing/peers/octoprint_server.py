@@ -79,11 +79,19 @@ class OctoPrintServer:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             state = self.request("GET", "/api/connection")["current"]["state"]
-            if state == "Operational":
+            if state == "Operational" and self._has_temperatures():
                 return
             time.sleep(0.3)
         msg = f"OctoPrint's virtual printer did not become operational (state {state})"
         raise Unavailable(msg)
+
+    def _has_temperatures(self) -> bool:
+        """OctoPrint knows the heaters once the printer's first temperature report came in."""
+        try:
+            printer = self.request("GET", "/api/printer") or {}
+        except urllib.error.HTTPError:
+            return False
+        return "tool0" in printer.get("temperature", {})
 
     def wait_operational(self, timeout: float = 60.0) -> None:
         """Wait until no job is running (after a test that printed or cancelled)."""
