@@ -10,6 +10,7 @@ their total size passes its bound (the newest change is always kept so it can be
 from __future__ import annotations
 
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +18,13 @@ import numpy as np
 from app.tools.segmentation.grid import Box, box_shape, box_union, relative
 
 _LEVEL = 1  # zlib level: label data compresses well even at the fastest level
+_LATER = 1 << 20  # packed planes above this are compressed off the caller's thread
+_COMPRESSOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="undo-compress")
+
+
+def _pack(packed: np.ndarray) -> bytes | np.ndarray:
+    """Compressed bytes now, or (for big planes) the packed array, compressed in the background."""
+    return zlib.compress(packed, _LEVEL) if packed.nbytes <= _LATER else packed
 
 
 @dataclass
@@ -31,7 +39,15 @@ class LabelDiff:
 
     box: Box
     count: int
-    planes: dict[int, bytes]
+    planes: dict[int, bytes | np.ndarray]  # compressed, or packed bits awaiting compression
+
+    def __post_init__(self) -> None:
+        for bit, plane in self.planes.items():
+            if isinstance(plane, np.ndarray):
+                _COMPRESSOR.submit(self._compress, bit, plane)
+
+    def _compress(self, bit: int, plane: np.ndarray) -> None:
+        self.planes[bit] = zlib.compress(plane, _LEVEL)  # one atomic dict store
 
     @classmethod
     def between(
@@ -54,7 +70,7 @@ class LabelDiff:
             packed = np.packbits(plane)
             if not packed.any():
                 continue
-            planes[bit] = zlib.compress(packed, _LEVEL)
+            planes[bit] = _pack(packed)
             if len(bits) == 1:
                 count = int(np.count_nonzero(plane))
         if not planes:
@@ -70,15 +86,23 @@ class LabelDiff:
         count = int(np.bitwise_count(packed).sum(dtype=np.int64))
         if count == 0:
             return None
-        return cls(box=box, count=count, planes={bit: zlib.compress(packed, _LEVEL)})
+        return cls(box=box, count=count, planes={bit: _pack(packed)})
 
     @property
     def nbytes(self) -> int:
-        return sum(len(p) for p in self.planes.values()) + 200
+        return (
+            sum(p.nbytes if isinstance(p, np.ndarray) else len(p) for p in self.planes.values())
+            + 200
+        )
 
     def _plane(self, bit: int) -> np.ndarray:
         shape = box_shape(self.box)
-        packed = np.frombuffer(zlib.decompress(self.planes[bit]), dtype=np.uint8)
+        plane = self.planes[bit]
+        packed = (
+            plane
+            if isinstance(plane, np.ndarray)
+            else np.frombuffer(zlib.decompress(plane), dtype=np.uint8)
+        )
         return np.unpackbits(packed, count=int(np.prod(shape))).reshape(shape)
 
     def apply_to(self, labels: np.ndarray, forward: bool = True, within: Box | None = None) -> None:

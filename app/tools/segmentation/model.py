@@ -403,6 +403,9 @@ class Segmentation:
 
     def _flips(self, seg: Segment, box: Box, mask: np.ndarray, mode: Mode) -> np.ndarray:
         """Where the segment's bit must flip in ``box`` for this edit (one segment only)."""
+        if seg.id in self._exact and self._boxes.get(seg.id) is None:
+            # the segment is empty: set and add flip exactly the mask, remove flips nothing
+            return mask if mode != "remove" else np.zeros(mask.shape, dtype=bool)
         old = self.labels[box]
         if seg.bit == 0 and old.dtype == np.uint8:
             current = (old & np.uint8(1)).view(bool)
