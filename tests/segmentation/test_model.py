@@ -206,3 +206,18 @@ def test_registry_reports_a_broken_tool_and_loads_the_rest():
     assert "no_such_tool" in registry.errors
     with pytest.raises(SegmentationError, match="failed to load"):
         registry.get("no_such_tool")
+
+
+def test_big_edits_are_compressed_in_the_background_and_undo_exactly():
+    from app.tools.segmentation import history
+
+    seg = Segmentation(Grid((64, 384, 384)))
+    a = seg.add_segment("a")
+    rng = np.random.default_rng(4)
+    mask = rng.random(seg.grid.shape) > 0.5
+    seg.modify(a, mask)
+    change = seg.history.undo_stack[-1]
+    history._COMPRESSOR.submit(lambda: None).result()  # wait for the queue to drain
+    assert all(isinstance(p, bytes) for d in change.diffs for p in d.planes.values())
+    assert seg.undo() and not seg.labels.any()
+    assert seg.redo() and np.array_equal(seg.mask(a), mask)
