@@ -19,8 +19,10 @@ import importlib.metadata
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -179,15 +181,6 @@ QT_PLUGINS_KEPT: dict[str, tuple[str, ...]] = {
     "iconengines": ("qsvgicon",),
     "styles": ("qmodernwindowsstyle", "qwindowsvistastyle", "qmacstyle"),
 }
-
-# Big libraries shipped with their symbol tables (VTK, SimpleITK: ~250 MB together) that are safe
-# to strip. Stripping everything is not: libraries vendored by auditwheel (numpy.libs,
-# scipy.libs, ...) were rewritten by patchelf and no longer load once stripped.
-STRIPPED_PATTERNS = (
-    "vtkmodules/libvtk*.so*",
-    "vtkmodules/vtk*.cpython-*.so",
-    "SimpleITK/_SimpleITK*.so",
-)
 
 _VTK_NAME = re.compile(r"\bvtk\.((?:vtk|VTK_)[A-Za-z0-9_]+)")
 _VTK_UTIL = re.compile(
@@ -351,25 +344,89 @@ def prune_orphans(
     return [e for e in left if e[0] not in dangling], sorted(orphans | dangling)
 
 
-def strip_binaries(internal: Path, patterns: Iterable[str] = STRIPPED_PATTERNS) -> int:
-    """Strip the symbol tables of the binaries matching ``patterns`` under ``internal``
-    (Linux, binutils' ``strip``); returns the bytes saved."""
-    before = 0
-    after = 0
-    for pattern in patterns:
-        for path in sorted(internal.glob(pattern)):
-            if path.is_symlink() or not path.is_file():
-                continue
+_LOAD_CHECK = r"""
+import ctypes, json, os, sys
+errors = {}
+for path in json.loads(sys.stdin.read()):
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # load in a child: a crashing initialiser only fails this one file
+        os.close(read)
+        try:
+            ctypes.CDLL(path)
+        except OSError as exc:
+            os.write(write, str(exc).encode()[:4000])
+            os._exit(1)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        message = pipe.read().decode(errors="replace")
+    _, status = os.waitpid(pid, 0)
+    if status != 0:
+        errors[path] = message or f"status {status}"
+print(json.dumps(errors))
+"""
+
+
+def _load_errors(paths: Iterable[Path], internal: Path, python: str) -> dict[Path, str]:
+    """Why the dynamic loader refuses each of ``paths`` (bundle libraries first on its path);
+    the ones it accepts are not in the result."""
+    env = {**os.environ, "LD_LIBRARY_PATH": str(internal)}
+    done = subprocess.run(
+        [python, "-c", _LOAD_CHECK],
+        input=json.dumps([str(p) for p in paths]),
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {Path(p): message for p, message in json.loads(done.stdout).items()}
+
+
+def _is_elf(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(4) == b"\x7fELF"
+
+
+def strip_binaries(internal: Path, python: str = sys.executable) -> tuple[int, list[str]]:
+    """Strip symbol tables from the shared objects under ``internal`` (Linux, binutils).
+
+    Not every library survives ``strip``: those rewritten by patchelf (auditwheel's vendored
+    ``*.libs``) no longer load ("ELF load command address/offset not page-aligned"). So each
+    library is loaded before and after, and one that loaded before but not after gets its
+    original back. Returns the bytes saved and the libraries kept as they were.
+    """
+    elves = sorted(
+        p for p in internal.rglob("*") if p.is_file() and not p.is_symlink() and _is_elf(p)
+    )
+    loadable = set(elves) - set(_load_errors(elves, internal, python))
+    backup_dir = Path(tempfile.mkdtemp(prefix="medprint-strip-"))
+    backups: dict[Path, Path] = {}
+    kept: list[Path] = []
+    try:
+        for i, path in enumerate(sorted(loadable)):
             size = path.stat().st_size
+            backup = backup_dir / str(i)
+            shutil.copy2(path, backup)
             if path.stat().st_nlink > 1:  # never strip a file shared with the environment
-                data = path.read_bytes()
                 path.unlink()
-                path.write_bytes(data)
-                path.chmod(0o755)
+                shutil.copy2(backup, path)
             subprocess.run(["strip", "--strip-unneeded", str(path)], check=True)
-            before += size
-            after += path.stat().st_size
-    return before - after
+            if path.stat().st_size < size:
+                backups[path] = backup
+            else:
+                backup.unlink()
+        # Put back what no longer loads. A library that fails because a stripped dependency
+        # fails names that dependency, so the ones naming themselves go back first.
+        while failing := _load_errors(backups, internal, python):
+            own = {p for p, message in failing.items() if str(p) in message or p.name in message}
+            for path in own or failing:
+                shutil.copy2(backups.pop(path), path)
+                kept.append(path)
+        saved = sum(b.stat().st_size - p.stat().st_size for p, b in backups.items())
+    finally:
+        shutil.rmtree(backup_dir, ignore_errors=True)
+    return saved, sorted(str(p.relative_to(internal)) for p in kept)
 
 
 def remove_dangling_links(root: Path) -> list[str]:
