@@ -2,8 +2,7 @@
 (``app.printing.slicer.slice_parts``), its summary, a layer slider with that layer's toolpaths
 coloured by type, and Save G-code.
 
-Sending the G-code to a printer (USB, OctoPrint, Moonraker) is ``medprint print`` for now;
-the job view is not wired in this panel yet, and it says so.
+Printing it (USB, OctoPrint, Moonraker) with the live job view is :mod:`app.ui.print_job`.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.progress import CancelToken, Progress
+from app.ui.print_job import PrintSection
 from app.ui.worker import Worker
 
 # Toolpath colours by move type value (PrusaSlicer's palette, roughly).
@@ -168,9 +168,7 @@ class PrintPanel(QtWidgets.QWidget):
         self._lay_out()
 
     def _lay_out(self) -> None:
-        note = QtWidgets.QLabel(
-            "Sending to a printer: `medprint print` (the job view is not wired here yet).", self
-        )
+        note = QtWidgets.QLabel("Headless printing: `medprint print`.", self)
         note.setObjectName("hint")
         note.setWordWrap(True)
         form = QtWidgets.QFormLayout()
@@ -196,6 +194,8 @@ class PrintPanel(QtWidgets.QWidget):
         layout.addLayout(layer_row)
         layout.addWidget(self.toolpaths, 1)
         layout.addWidget(self.save_button)
+        self.print_section = PrintSection(self)
+        layout.addWidget(self.print_section, 1)
         layout.addWidget(note)
         self.slice_button.clicked.connect(self.slice)
         self.cancel_button.clicked.connect(self.worker.cancel)

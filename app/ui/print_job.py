@@ -1,0 +1,710 @@
+"""Printing from the GUI: choose a printer and its connection, check the release, watch the job.
+
+:class:`PrintSection` is what the Print panel hosts under its slicing controls: the printer
+profile, the connection (USB ports with printer-like devices first, or the profile's
+OctoPrint/Moonraker URL), the G-code (the panel's last slicing result or a stored ``.gcode``
+file), the mesh version it was sliced from, and a Print button. Printing needs
+:func:`app.security.access.release` for the current user and that exact mesh version (an
+approval or an administrator's override); otherwise a clear refusal is shown and nothing is sent.
+
+:class:`JobView` watches a :class:`~app.printing.job.PrintJob`: state, nozzle/bed temperatures
+with a small live plot (:class:`TemperaturePlot`, drawn with QPainter), progress, elapsed and
+remaining time, layer and line, and Pause / Resume / Cancel / Emergency stop. It polls
+``job.status()`` from a timer, so the job's own threads never touch widgets. A job keeps
+running when the panel is hidden or closed (:data:`ACTIVE_JOBS` holds it; a new section
+re-attaches to it). After a lost link with a resume point it offers "Resume from line N";
+nothing is resumed without the user asking.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from app.errors import MedPrintError, PrintingError
+from app.printing.job import (
+    ConnectionSettings,
+    PauseSettings,
+    PrintJob,
+    open_backend,
+)
+from app.printing.marlin import PrinterState, Temperature
+from app.ui.worker import Worker
+
+ACTIVE_JOBS: list[PrintJob] = []  # running jobs outlive the widgets that show them
+REFRESH_MS = 250
+PLOT_WINDOW_S = 600.0  # the plot shows the last ten minutes
+HEATER_NAMES = {"T0": "Nozzle", "T1": "Nozzle 2", "T2": "Nozzle 3", "B": "Bed", "C": "Chamber"}
+HEATER_COLORS = {
+    "T0": QtGui.QColor(255, 140, 40),
+    "T1": QtGui.QColor(255, 210, 60),
+    "B": QtGui.QColor(80, 150, 255),
+    "C": QtGui.QColor(90, 200, 120),
+}
+_VERSION_RE = re.compile(r"^(?:mesh/)?v(\d+)(?:\.stl)?$")
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers (Qt-free)
+
+
+def format_duration(seconds: float | None) -> str:
+    """``1:02:03`` / ``4:05`` for a duration; ``–`` when unknown."""
+    if seconds is None:
+        return "–"
+    total = round(max(0.0, seconds))
+    hours, minutes, secs = total // 3600, total // 60 % 60, total % 60
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def heater_label(name: str) -> str:
+    return HEATER_NAMES.get(name, name)
+
+
+def format_temperature(name: str, temp: Temperature) -> str:
+    """``Nozzle 209.8 / 210 °C`` (no target shown when the heater is off or not reported)."""
+    target = f" / {temp.target:.0f}" if temp.target else ""
+    return f"{heater_label(name)} {temp.actual:.1f}{target} °C"
+
+
+def mesh_version_of(name: str | None) -> int | None:
+    """The version number in ``v3`` or ``mesh/v3.stl`` (None for anything else)."""
+    match = _VERSION_RE.match(name or "")
+    return int(match.group(1)) if match else None
+
+
+def check_release(case: Any, version: int | None, user: str) -> Any:
+    """The :class:`~app.security.access.Release` allowing ``user`` to print mesh ``version``.
+
+    Raises :class:`~app.errors.AccessDenied` (audited by ``release``) when the version is not
+    approved and has no override, or :class:`~app.errors.PrintingError` when there is no case
+    or no version to check.
+    """
+    from app.security import access  # noqa: PLC0415
+
+    if case is None:
+        msg = "open a case first: printing needs a reviewed mesh version of the case"
+        raise PrintingError(msg)
+    if version is None:
+        msg = "choose the mesh version this G-code was sliced from; printing needs its approval"
+        raise PrintingError(msg)
+    stl, qa = f"mesh/v{version}.stl", f"mesh/v{version}.qa.json"
+    if not case.has(stl):
+        msg = f"mesh version v{version} is not stored in this case; build or choose another"
+        raise PrintingError(msg)
+    mesh_sha = access.sha256_hex(case.load_bytes(stl))
+    qa_sha = access.qa_report_sha256(case.load_json(qa)) if case.has(qa) else None
+    return access.release(case, mesh_sha, user, "print", qa_sha)
+
+
+def _start_job(job: PrintJob, **_: object) -> PrintJob:
+    """Worker function: connect (and upload) — blocks for seconds."""
+    job.start()
+    return job
+
+
+def _recover_job(inputs: tuple[PrintJob, str | None], **_: object) -> PrintJob:
+    job, port = inputs
+    job.recover(port=port)
+    return job
+
+
+def _ask(parent: QtWidgets.QWidget, title: str, text: str) -> bool:
+    buttons = QtWidgets.QMessageBox.StandardButton
+    answer = QtWidgets.QMessageBox.question(
+        parent, title, text, buttons.Yes | buttons.No, buttons.No
+    )
+    return answer == buttons.Yes
+
+
+# ---------------------------------------------------------------------------------------------
+# the live temperature plot
+
+
+class TemperaturePlot(QtWidgets.QWidget):
+    """Measured (solid) and target (dashed) temperature per heater over the last minutes."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setMinimumHeight(120)
+        self.samples: list[tuple[float, dict[str, Temperature]]] = []
+
+    def set_history(self, samples: list[tuple[float, dict[str, Temperature]]]) -> None:
+        self.samples = samples
+        self.update()
+
+    def series(self) -> dict[str, list[tuple[float, float, float | None]]]:
+        """Per heater: (seconds, actual, target), over the plot's time window."""
+        if not self.samples:
+            return {}
+        start = self.samples[-1][0] - PLOT_WINDOW_S
+        out: dict[str, list[tuple[float, float, float | None]]] = {}
+        for seconds, temps in self.samples:
+            if seconds < start:
+                continue
+            for name, temp in temps.items():
+                out.setdefault(name, []).append((seconds, temp.actual, temp.target))
+        return out
+
+    def paintEvent(self, event: QtGui.QPaintEvent) -> None:
+        painter = QtGui.QPainter(self)
+        painter.fillRect(self.rect(), QtGui.QColor(24, 25, 29))
+        series = self.series()
+        left, right, top, bottom = 36, 8, 8, 18
+        area = QtCore.QRectF(
+            left, top, max(1, self.width() - left - right), max(1, self.height() - top - bottom)
+        )
+        peak = max(
+            [v[1] for s in series.values() for v in s]
+            + [v[2] or 0.0 for s in series.values() for v in s]
+            + [60.0]
+        )
+        y_max = 50.0 * (int(peak // 50.0) + 1)
+        times = [v[0] for s in series.values() for v in s]
+        t0, t1 = (min(times), max(times)) if times else (0.0, 60.0)
+        t1 = max(t1, t0 + 30.0)
+
+        def point(t: float, value: float) -> QtCore.QPointF:
+            x = area.left() + (t - t0) / (t1 - t0) * area.width()
+            y = area.bottom() - value / y_max * area.height()
+            return QtCore.QPointF(x, y)
+
+        self._grid(painter, area, y_max, t1 - t0)
+        painter.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing, True)
+        for name, values in sorted(series.items()):
+            color = HEATER_COLORS.get(name, QtGui.QColor(200, 200, 200))
+            painter.setPen(QtGui.QPen(color, 1.8))
+            painter.drawPolyline(QtGui.QPolygonF([point(t, a) for t, a, _ in values]))
+            targets = [(t, g) for t, _, g in values if g]
+            if targets:
+                pen = QtGui.QPen(color, 1.0, QtCore.Qt.PenStyle.DashLine)
+                painter.setPen(pen)
+                painter.drawPolyline(QtGui.QPolygonF([point(t, g) for t, g in targets]))
+        self._legend(painter, area, sorted(series))
+        painter.end()
+
+    def _grid(
+        self, painter: QtGui.QPainter, area: QtCore.QRectF, y_max: float, span: float
+    ) -> None:
+        painter.setPen(QtGui.QPen(QtGui.QColor(60, 62, 70), 1))
+        painter.drawRect(area)
+        step = 50.0 if y_max <= 300 else 100.0
+        value = 0.0
+        while value <= y_max + 1e-6:
+            y = area.bottom() - value / y_max * area.height()
+            painter.setPen(QtGui.QPen(QtGui.QColor(50, 52, 60), 1))
+            painter.drawLine(QtCore.QPointF(area.left(), y), QtCore.QPointF(area.right(), y))
+            painter.setPen(QtGui.QColor(150, 152, 160))
+            painter.drawText(
+                QtCore.QRectF(0, y - 8, area.left() - 4, 16),
+                int(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter),
+                f"{value:.0f}",
+            )
+            value += step
+        painter.drawText(
+            QtCore.QRectF(area.left(), area.bottom() + 2, area.width(), 16),
+            int(QtCore.Qt.AlignmentFlag.AlignRight),
+            f"last {format_duration(span)} (°C)",
+        )
+
+    def _legend(self, painter: QtGui.QPainter, area: QtCore.QRectF, names: list[str]) -> None:
+        x = area.left() + 6
+        for name in names:
+            color = HEATER_COLORS.get(name, QtGui.QColor(200, 200, 200))
+            painter.setPen(QtGui.QPen(color, 2))
+            painter.drawLine(
+                QtCore.QPointF(x, area.top() + 9), QtCore.QPointF(x + 14, area.top() + 9)
+            )
+            painter.setPen(QtGui.QColor(220, 220, 225))
+            label = heater_label(name)
+            painter.drawText(QtCore.QPointF(x + 18, area.top() + 13), label)
+            x += 26 + QtGui.QFontMetrics(painter.font()).horizontalAdvance(label)
+
+
+# ---------------------------------------------------------------------------------------------
+# the job view
+
+
+class JobView(QtWidgets.QWidget):
+    """State, temperatures, progress, times and controls of one :class:`PrintJob`."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("printJobView")
+        self.job: PrintJob | None = None
+        self.confirm: Callable[[str, str], bool] = lambda title, text: _ask(self, title, text)
+        # the USB port to reconnect to when resuming (the printer may come back on another one)
+        self.port_provider: Callable[[], str | None] = lambda: None
+        self.worker = Worker(self)
+        self.worker.error.connect(self.show_error)
+        self.timer = QtCore.QTimer(self)
+        self.timer.setInterval(REFRESH_MS)
+        self.timer.timeout.connect(self.refresh)
+        self._error = ""
+        self._build()
+        self.refresh()
+
+    def _build(self) -> None:
+        self.state = QtWidgets.QLabel("No print job yet.", self)
+        font = self.state.font()
+        font.setBold(True)
+        self.state.setFont(font)
+        self.message = QtWidgets.QLabel(self)
+        self.message.setObjectName("hint")
+        self.message.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.temperatures = QtWidgets.QLabel("–", self)
+        self.plot = TemperaturePlot(self)
+        self.progress = QtWidgets.QProgressBar(self)
+        self.progress.setRange(0, 1000)
+        self.progress.setFormat("%p %")
+        self.times = QtWidgets.QLabel(self)
+        self.layer = QtWidgets.QLabel(self)
+        self.pause_button = QtWidgets.QPushButton("Pause", self)
+        self.resume_button = QtWidgets.QPushButton("Resume", self)
+        self.cancel_button = QtWidgets.QPushButton("Cancel print", self)
+        self.stop_button = QtWidgets.QPushButton("Emergency stop", self)
+        self.stop_button.setObjectName("danger")
+        self.stop_button.setStyleSheet("QPushButton:enabled { color: #ff6b6b; font-weight: bold; }")
+        self.recover_button = QtWidgets.QPushButton(self)
+        self.recover_button.setVisible(False)
+        self._lay_out()
+
+    def _lay_out(self) -> None:
+        head = QtWidgets.QHBoxLayout()
+        head.addWidget(self.state)
+        head.addStretch(1)
+        head.addWidget(self.temperatures)
+        figures = QtWidgets.QHBoxLayout()
+        figures.addWidget(self.times, 1)
+        figures.addWidget(self.layer)
+        buttons = QtWidgets.QHBoxLayout()
+        for button in (self.pause_button, self.resume_button, self.cancel_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.stop_button)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(head)
+        layout.addWidget(self.plot, 1)
+        layout.addWidget(self.progress)
+        layout.addLayout(figures)
+        layout.addWidget(self.message)
+        layout.addWidget(self.recover_button)
+        layout.addLayout(buttons)
+        self.pause_button.clicked.connect(self.pause)
+        self.resume_button.clicked.connect(self.resume)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.stop_button.clicked.connect(self.emergency_stop)
+        self.recover_button.clicked.connect(self.recover)
+
+    # -- job ---------------------------------------------------------------------------------
+
+    def attach(self, job: PrintJob) -> None:
+        """Show ``job`` from now on (the view never closes or stops it)."""
+        self.job = job
+        self._error = ""
+        self.timer.start()
+        self.refresh()
+
+    def show_error(self, message: str) -> None:
+        """One readable line, in the message row."""
+        self._error = " ".join(str(message).split())
+        self.refresh()
+
+    def refresh(self) -> None:
+        job = self.job
+        if job is None:
+            self._show_idle()
+            return
+        status = job.status()
+        state = status.state
+        self.state.setText(state.value.capitalize())
+        self.state.setProperty("jobState", state.value)
+        text = self._error or " ".join(status.message.split())
+        failed = state in (PrinterState.ERROR, PrinterState.DISCONNECTED) or bool(self._error)
+        self.message.setStyleSheet("color: #ff6b6b;" if failed else "")
+        self.message.setText(self._elide(text))
+        self.message.setToolTip(text)
+        temps = sorted(status.temperatures.items(), key=lambda kv: (kv[0] == "B", kv[0]))
+        self.temperatures.setText("   ".join(format_temperature(n, t) for n, t in temps) or "–")
+        self.plot.set_history(job.temperature_history())
+        self.progress.setValue(round(status.progress * 1000))
+        remaining = format_duration(status.remaining)
+        self.times.setText(f"elapsed {format_duration(status.elapsed)}   remaining {remaining}")
+        parts = []
+        if status.layer and status.layers:
+            parts.append(f"layer {status.layer} / {status.layers}")
+        if status.line is not None and status.lines:
+            parts.append(f"line {status.line} / {status.lines}")
+        self.layer.setText("   ".join(parts))
+        self._sync_buttons(state)
+        if state.done and job.resume_point is None and not self.worker.busy:
+            self.timer.stop()
+
+    def _show_idle(self) -> None:
+        self.state.setText("No print job yet.")
+        self.message.setText(self._elide(self._error))
+        self.message.setStyleSheet("color: #ff6b6b;" if self._error else "")
+        for button in (self.pause_button, self.resume_button, self.cancel_button, self.stop_button):
+            button.setEnabled(False)
+        self.recover_button.setVisible(False)
+
+    def _elide(self, text: str) -> str:
+        width = max(200, self.message.width() - 4)
+        metrics = QtGui.QFontMetrics(self.message.font())
+        return metrics.elidedText(text, QtCore.Qt.TextElideMode.ElideRight, width)
+
+    def _sync_buttons(self, state: PrinterState) -> None:
+        job = self.job
+        busy = self.worker.busy
+        self.pause_button.setEnabled(state == PrinterState.PRINTING)
+        self.resume_button.setEnabled(state == PrinterState.PAUSED)
+        cancellable = state.active or state == PrinterState.DISCONNECTED
+        self.cancel_button.setEnabled(cancellable and state != PrinterState.CANCELLING)
+        self.stop_button.setEnabled(state.active or state == PrinterState.CONNECTING)
+        point = job.resume_point if job is not None else None
+        offer = (
+            point is not None
+            and job.usb
+            and state in (PrinterState.DISCONNECTED, PrinterState.ERROR)
+            and not busy
+        )
+        self.recover_button.setVisible(bool(offer))
+        if offer:
+            self.recover_button.setText(f"Resume from line {point.index + 2}…")
+            self.recover_button.setToolTip(point.reason)
+
+    # -- controls ----------------------------------------------------------------------------
+
+    def _control(self, action: Callable[[], None]) -> None:
+        self._error = ""
+        try:
+            action()
+        except MedPrintError as exc:
+            self._error = " ".join(str(exc).split())
+        self.refresh()
+
+    def pause(self) -> None:
+        if self.job is not None:
+            self._control(self.job.pause)
+
+    def resume(self) -> None:
+        if self.job is not None:
+            self._control(self.job.resume)
+
+    def cancel(self) -> None:
+        if self.job is None:
+            return
+        text = (
+            "Cancel this print? The heaters and fan are switched off, the head is lifted and "
+            "parked and the motors are released. The print cannot be continued afterwards."
+        )
+        if self.confirm("Cancel the print", text):
+            self._control(self.job.cancel)
+
+    def emergency_stop(self) -> None:
+        if self.job is None:
+            return
+        text = (
+            "Emergency stop (M112) halts the printer at once: heaters and motors stop, the "
+            "print is lost and the printer must be reset before it is used again. Stop now?"
+        )
+        if self.confirm("Emergency stop", text):
+            self._control(self.job.emergency_stop)
+
+    def recover(self) -> None:
+        """Resume after a lost link or a printer reset, from the last acknowledged line."""
+        job = self.job
+        if job is None or job.resume_point is None:
+            return
+        line = job.resume_point.index + 2
+        text = (
+            f"Resume the print from line {line}? Check that the part is still attached and the "
+            "nozzle is clear. X and Y are homed again, Z is kept, the temperatures are restored "
+            "and the print continues."
+        )
+        if not self.confirm("Resume the print", text):
+            return
+        self._error = ""
+        inputs = (job, self.port_provider())
+        self.worker.start(_recover_job, inputs, name="resuming the print")
+        self.timer.start()
+        self.refresh()
+
+
+# ---------------------------------------------------------------------------------------------
+# printer, connection, source and the Print button
+
+
+class PrintSection(QtWidgets.QGroupBox):
+    """The Print panel's printing part: printer and connection, G-code, release check, job.
+
+    ``panel`` (optional) is the Print panel: its ``printers``, ``printer`` combo, ``result`` (a
+    slicing result with ``gcode``), ``sliced`` signal and ``mesh_panel.case`` are followed.
+    Without a panel, call :meth:`set_printers`, :meth:`set_case` and :meth:`set_gcode`.
+    """
+
+    def __init__(self, panel: Any = None, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__("Print", parent or panel)
+        self.setObjectName("printSection")
+        self.panel = panel
+        self.printers: dict[str, Any] = {}
+        self.case: Any = None
+        self.gcode: bytes | Path | None = None
+        self.user_provider: Callable[[], str] = _current_user
+        self.link_options: Any = None  # LinkOptions for USB (None: the profile's baud, defaults)
+        self.worker = Worker(self)
+        self._build()
+        if panel is not None:
+            panel.sliced.connect(self._sliced)
+            panel.printer.currentIndexChanged.connect(self._follow_panel)
+        running = next((j for j in ACTIVE_JOBS if j.state.active), None)
+        if running is not None:  # the panel was closed while this job ran: show it again
+            self.view.attach(running)
+
+    def _build(self) -> None:
+        self.profile = QtWidgets.QComboBox(self)
+        self.edit_profile = QtWidgets.QPushButton("Edit…", self)
+        self.edit_profile.setToolTip("copy or edit the printer profile, its connection and API key")
+        self.connection = QtWidgets.QComboBox(self)
+        self.connection.setEditable(True)
+        self.connection.setToolTip("a USB serial port (printer-like first), or the profile's URL")
+        self.connection.lineEdit().setPlaceholderText("USB port or http(s) URL")
+        self.refresh_ports = QtWidgets.QPushButton("Ports", self)
+        self.refresh_ports.setToolTip("look for serial ports again")
+        self.source = QtWidgets.QLabel("G-code: slice the mesh above, or open a G-code file.", self)
+        self.source.setWordWrap(True)
+        self.open_gcode = QtWidgets.QPushButton("Open G-code…", self)
+        self.version = QtWidgets.QComboBox(self)
+        self.version.setToolTip("the reviewed mesh version this G-code was sliced from")
+        self.print_button = QtWidgets.QPushButton("Print", self)
+        self.refusal = QtWidgets.QLabel(self)
+        self.refusal.setWordWrap(True)
+        self.refusal.setStyleSheet("color: #ff6b6b;")
+        self.refusal.setVisible(False)
+        self.view = JobView(self)
+        self.view.port_provider = self._usb_port
+        self._lay_out()
+
+    def _lay_out(self) -> None:
+        printer_row = QtWidgets.QHBoxLayout()
+        printer_row.addWidget(self.profile, 1)
+        printer_row.addWidget(self.edit_profile)
+        connection_row = QtWidgets.QHBoxLayout()
+        connection_row.addWidget(self.connection, 1)
+        connection_row.addWidget(self.refresh_ports)
+        source_row = QtWidgets.QHBoxLayout()
+        source_row.addWidget(self.source, 1)
+        source_row.addWidget(self.open_gcode)
+        form = QtWidgets.QFormLayout()
+        form.addRow("Printer", printer_row)
+        form.addRow("Connection", connection_row)
+        form.addRow("Mesh version", self.version)
+        go = QtWidgets.QHBoxLayout()
+        go.addStretch(1)
+        go.addWidget(self.print_button)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addLayout(source_row)
+        layout.addLayout(form)
+        layout.addLayout(go)
+        layout.addWidget(self.refusal)
+        layout.addWidget(self.view, 1)
+        self.profile.currentIndexChanged.connect(self._fill_connections)
+        self.edit_profile.clicked.connect(self._edit_profile)
+        self.refresh_ports.clicked.connect(self._fill_connections)
+        self.open_gcode.clicked.connect(self._open_dialog)
+        self.print_button.clicked.connect(self.print_)
+        self.worker.error.connect(self._start_failed)
+
+    # -- inputs ------------------------------------------------------------------------------
+
+    def set_printers(self, printers: dict[str, Any], selected: str | None = None) -> None:
+        """Fill the printer list (``id -> PrinterProfile``) and select ``selected``."""
+        self.printers = dict(printers)
+        current = selected or self.profile.currentData()
+        self.profile.blockSignals(True)
+        self.profile.clear()
+        for key, profile in sorted(self.printers.items()):
+            self.profile.addItem(profile.name, key)
+        self.profile.setCurrentIndex(max(0, self.profile.findData(current)))
+        self.profile.blockSignals(False)
+        self._fill_connections()
+
+    def set_case(self, case: Any, version: int | None = None) -> None:
+        """The open case (its stored mesh versions fill the version list)."""
+        self.case = case
+        self.version.clear()
+        if case is not None:
+            from app.tools.mesh.store import mesh_versions  # noqa: PLC0415
+
+            for number in reversed(mesh_versions(case)):
+                self.version.addItem(f"v{number}", number)
+        if version is not None:
+            self.version.setCurrentIndex(max(0, self.version.findData(version)))
+
+    def set_gcode(self, gcode: bytes | Path, label: str, version: int | None = None) -> None:
+        """The G-code to print (bytes stay in memory; a path is read when printing)."""
+        self.gcode = gcode
+        self.source.setText(f"G-code: {label}")
+        if version is not None:
+            self.version.setCurrentIndex(max(0, self.version.findData(version)))
+
+    def profile_selected(self) -> Any:
+        return self.printers.get(self.profile.currentData())
+
+    def _fill_connections(self) -> None:
+        from app.printing.serial_link import list_ports  # noqa: PLC0415
+
+        profile = self.profile_selected()
+        typed = self.connection.currentText()
+        self.connection.clear()
+        conn = getattr(profile, "connection", None)
+        if conn is not None and conn.kind != "usb" and conn.url:
+            label = "OctoPrint" if conn.kind == "octoprint" else "Moonraker"
+            self.connection.addItem(f"{label}: {conn.url}", (conn.kind, conn.url))
+        self.connection.addItem("USB: most printer-like port", ("usb", "auto"))
+        if conn is not None and conn.kind == "usb" and conn.port not in ("", "auto"):
+            self.connection.addItem(f"USB: {conn.port} (profile)", ("usb", conn.port))
+        try:
+            ports = list_ports()
+        except Exception:  # a broken port enumeration must not break the panel
+            ports = []
+        for port in ports:
+            mark = " — printer?" if port.likely_printer else ""
+            description = f" ({port.description})" if port.description else ""
+            self.connection.addItem(f"USB: {port.device}{description}{mark}", ("usb", port.device))
+        if (
+            typed
+            and self.connection.findText(typed) < 0
+            and not typed.startswith(("USB:", "Oct", "Moo"))
+        ):
+            self.connection.setEditText(typed)
+
+    def connection_choice(self) -> tuple[str, str]:
+        """``(kind, port or URL)`` from the list or from what the user typed."""
+        text = self.connection.currentText().strip()
+        index = self.connection.findText(text)
+        if index >= 0 and self.connection.itemData(index):
+            return tuple(self.connection.itemData(index))
+        if text.lower().startswith(("http://", "https://")):
+            conn = getattr(self.profile_selected(), "connection", None)
+            kind = conn.kind if conn is not None and conn.kind != "usb" else "octoprint"
+            return kind, text
+        return "usb", text or "auto"
+
+    def _usb_port(self) -> str | None:
+        kind, where = self.connection_choice()
+        return where if kind == "usb" and where != "auto" else None
+
+    # -- panel following ---------------------------------------------------------------------
+
+    def _follow_panel(self) -> None:
+        panel = self.panel
+        self.set_printers(panel.printers, panel.printer.currentData())
+
+    def _panel_case_version(self) -> tuple[Any, int | None]:
+        mesh_panel = getattr(self.panel, "mesh_panel", None)
+        case = getattr(mesh_panel, "case", None)
+        version = mesh_version_of(getattr(mesh_panel, "current_part", None))
+        result = getattr(mesh_panel, "result", None)
+        if version is None and result is not None:
+            version = mesh_version_of(getattr(result, "stored", None))
+        return case, version
+
+    def _sliced(self, result: Any) -> None:
+        case, version = self._panel_case_version()
+        self.set_case(case, version)
+        label = f"the sliced mesh ({len(result.gcode.splitlines())} lines, kept in memory)"
+        self.set_gcode(result.gcode.encode("utf-8"), label, version)
+        if self.panel is not None and not self.printers:
+            self._follow_panel()
+
+    def _open_dialog(self) -> None:
+        chosen, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Open G-code", "", "G-code (*.gcode *.gco *.g)"
+        )
+        if chosen:
+            if self.panel is not None and self.case is None:
+                self.set_case(self._panel_case_version()[0])
+            self.set_gcode(Path(chosen), Path(chosen).name)
+
+    def _edit_profile(self) -> None:
+        from app.printing.profiles import load_printers  # noqa: PLC0415
+        from app.ui.profile_dialog import ProfileDialog  # noqa: PLC0415
+
+        profile = self.profile_selected()
+        if profile is None:
+            return
+        dialog = ProfileDialog(profile, parent=self)
+        if dialog.exec() and dialog.saved is not None:
+            try:
+                printers = load_printers()
+            except MedPrintError as exc:
+                self._refuse(str(exc))
+                return
+            self.set_printers(printers, dialog.saved.id)
+
+    # -- printing ----------------------------------------------------------------------------
+
+    def _refuse(self, message: str) -> None:
+        self.refusal.setText(" ".join(message.split()))
+        self.refusal.setVisible(bool(message))
+
+    def print_(self) -> PrintJob | None:
+        """Check the release, build the job and start it in the worker; None when refused."""
+        self._refuse("")
+        current = self.view.job
+        if current is not None and (current.state.active or self.worker.busy):
+            self._refuse("a print is already running on this workstation; wait for it or cancel it")
+            return None
+        profile = self.profile_selected()
+        if self.gcode is None:
+            self._refuse("nothing to print: slice the mesh or open a G-code file first")
+            return None
+        if profile is None:
+            self._refuse("no printer profile: add one with 'medprint printers'")
+            return None
+        version = self.version.currentData()
+        try:
+            check_release(self.case, version, self.user_provider())
+            job = self._make_job(profile)
+        except MedPrintError as exc:
+            where = f" (mesh v{version})" if version is not None else ""
+            self._refuse(f"Not printed{where}: {exc}")
+            return None
+        ACTIVE_JOBS[:] = [j for j in ACTIVE_JOBS if not j.state.done] + [job]
+        self.view.attach(job)
+        self.worker.start(_start_job, job, name="connecting to the printer")
+        return job
+
+    def _make_job(self, profile: Any) -> PrintJob:
+        kind, where = self.connection_choice()
+        if kind == "usb":
+            settings = ConnectionSettings.from_profile(profile, port=where)
+        else:
+            settings = ConnectionSettings.from_profile(profile, url=where, kind=kind)
+        _, depth, height = profile.build_volume
+        pause = PauseSettings(park_x=0.0, park_y=float(depth), max_z=float(height))
+        backend = open_backend(settings, pause=pause, options=self.link_options)
+        return PrintJob(
+            self.gcode,
+            backend,
+            case=getattr(self.case, "pseudonym", None),
+            mesh_version=self.version.currentData(),
+            printer=profile.name,
+            profile=profile.id,
+        )
+
+    def _start_failed(self, message: str) -> None:
+        self.view.show_error(message)
+
+
+def _current_user() -> str:
+    from app.security.access import current_user  # noqa: PLC0415
+
+    return current_user()

@@ -1,0 +1,299 @@
+"""The Print panel's job view, driven from the GUI against a simulated Marlin on a pty.
+
+A real vault and case (approvals bound to a mesh version's SHA-256), the real job core and USB
+link, the simulated firmware of ``tests/printing/peers``. Run with::
+
+    xvfb-run -a scripts/with-keyring.sh .venv/bin/pytest tests/ui/test_print_job.py -q
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import trimesh
+from PySide6 import QtCore
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # for tests.printing.peers
+
+from app.case import open_case
+from app.printing.marlin import PrinterState
+from app.printing.profiles import api_key_name, get_printer
+from app.printing.serial_link import LinkOptions
+from app.security import access, audit
+from app.security.keystore import Keystore
+from app.security.strip import mesh_bytes
+from app.security.vault import Vault
+from app.ui.print_job import ACTIVE_JOBS, PrintSection, TemperaturePlot, format_duration
+from app.ui.profile_dialog import ProfileDialog
+from tests.printing.peers.gcode_samples import commands_of, synthetic_gcode
+
+pytest_plugins = ["tests.printing.peers.fixtures"]
+
+QA = {"passed": True, "watertight": True, "min_wall_mm": 1.6}
+LINK = LinkOptions(connect_timeout=3.0, command_timeout=2.0, temperature_interval=0.3)
+
+
+@pytest.fixture
+def case(data_dir, keystore_service):
+    """A case with mesh v1 (approved by a reviewer) and v2 (never reviewed); the OS user is an
+    administrator (vault init) and a technician (may print)."""
+    vault = Vault.init()[0]
+    me = access.current_user()
+    access.assign_role(me, me, access.TECHNICIAN, vault)
+    access.assign_role(me, "surgeon", access.REVIEWER, vault)
+    case = open_case(vault.create_case({"patient_name": "TEST^PRINT"}), vault)
+    for number, size in ((1, 20.0), (2, 22.0)):
+        box = trimesh.creation.box((size, size, size))
+        case.save_bytes(f"mesh/v{number}.stl", mesh_bytes(box.vertices, box.faces, "stl"))
+        case.save_json(f"mesh/v{number}.qa.json", QA)
+    approved = access.sha256_hex(case.load_bytes("mesh/v1.stl"))
+    access.approve(case, approved, QA, "surgeon", "fits")
+    return case
+
+
+@pytest.fixture
+def gcode(tmp_path) -> Path:
+    return synthetic_gcode(tmp_path / "part.gcode", lines=1500)
+
+
+@pytest.fixture
+def section(qtbot, styled_app, data_dir, case, gcode):
+    widget = PrintSection()
+    widget.link_options = LINK
+    widget.view.confirm = lambda title, text: True
+    profile = get_printer("generic-marlin-220")
+    widget.set_printers({profile.id: profile}, profile.id)
+    widget.set_case(case)
+    widget.set_gcode(gcode.read_bytes(), "part (test)", version=1)
+    widget.resize(720, 560)
+    qtbot.addWidget(widget)
+    widget.show()
+    yield widget
+    job = widget.view.job
+    if job is not None and not job.state.done:
+        job.cancel()
+        job.wait(10)
+    if job is not None:
+        job.close()
+    ACTIVE_JOBS.clear()
+
+
+def _is_subsequence(needle: list[str], haystack: list[str]) -> bool:
+    it = iter(haystack)
+    return all(any(item == other for other in it) for item in needle)
+
+
+def _actions() -> list[str]:
+    return [r["action"] for r in audit.read_records()]
+
+
+def test_print_from_the_gui_pause_resume_to_completion(section, marlin, gcode, qtbot, artifacts):
+    sim = marlin(delay=0.004)
+    view = section.view
+    section.connection.setEditText(sim.port)
+    assert view.state.text() == "No print job yet."
+    section.print_button.click()
+    job = view.job
+    assert job is not None and not section.refusal.isVisible()
+    qtbot.waitUntil(
+        lambda: view.state.text() == "Printing" and view.progress.value() > 30, timeout=15000
+    )
+    qtbot.waitUntil(lambda: "/ 210 °C" in view.temperatures.text(), timeout=5000)
+    assert view.temperatures.text().startswith("Nozzle") and "Bed" in view.temperatures.text()
+    assert view.plot.series().get("T0"), "the live plot has nozzle samples"
+    assert "layer" in view.layer.text() and "line" in view.layer.text()
+    assert "elapsed" in view.times.text()
+    assert view.pause_button.isEnabled() and not view.resume_button.isEnabled()
+
+    view.pause_button.click()
+    qtbot.waitUntil(lambda: view.state.text() == "Paused", timeout=10000)
+    assert view.resume_button.isEnabled() and not view.pause_button.isEnabled()
+    paused_at = view.progress.value()
+    qtbot.wait(600)
+    assert view.progress.value() == paused_at, "nothing is fed while paused"
+
+    # the panel is hidden: the job goes on; shown again, the view catches up
+    view.resume_button.click()
+    qtbot.waitUntil(lambda: view.state.text() == "Printing", timeout=10000)
+    section.hide()
+    before = job.status().line
+    qtbot.waitUntil(lambda: job.status().line > before + 100, timeout=10000)
+    section.show()
+    qtbot.waitUntil(lambda: len(view.plot.samples) >= 4, timeout=5000)
+    qtbot.wait(REFRESH_WAIT)
+    view.grab().save(str(artifacts / "print-job.png"))
+    reopened = PrintSection()  # a panel opened again while the job runs shows that job
+    qtbot.addWidget(reopened)
+    assert reopened.view.job is job
+
+    qtbot.waitUntil(lambda: view.state.text() == "Finished", timeout=40000)
+    assert view.progress.value() == 1000
+    assert not view.pause_button.isEnabled() and not view.cancel_button.isEnabled()
+    assert _is_subsequence(commands_of(gcode), sim.accepted), "every line, in order"
+    sent = [c for c in sim.accepted if c in set(commands_of(gcode))]
+    assert len(sim.accepted) >= len(commands_of(gcode)) and len(sent) >= len(commands_of(gcode))
+    actions = _actions()
+    for action in ("print.start", "print.pause", "print.resume", "print.finish"):
+        assert action in actions
+    start = next(r for r in audit.read_records() if r["action"] == "print.start")
+    facts = start["facts"]
+    assert facts["gcode_sha256"] == job.summary.sha256 and str(facts["mesh_version"]) == "1"
+    assert facts["profile"] == "generic-marlin-220" and start["case"] == section.case.pseudonym
+
+
+REFRESH_WAIT = 400
+
+
+def test_cancel_asks_first_then_stops_the_heaters(section, marlin, qtbot):
+    sim = marlin(delay=0.004)
+    view = section.view
+    section.connection.setEditText(sim.port)
+    section.print_button.click()
+    qtbot.waitUntil(
+        lambda: view.state.text() == "Printing" and view.progress.value() > 20, timeout=15000
+    )
+    asked = []
+    view.confirm = lambda title, text: asked.append(title) or False
+    view.cancel_button.click()
+    qtbot.wait(300)
+    assert asked == ["Cancel the print"] and view.state.text() == "Printing"
+    view.confirm = lambda title, text: True
+    view.cancel_button.click()
+    qtbot.waitUntil(lambda: view.state.text() == "Cancelled", timeout=15000)
+    assert sim.targets == {"T0": 0.0, "B": 0.0}, "heaters off after a cancel"
+    assert "print.cancel" in _actions()
+    assert not view.cancel_button.isEnabled() and not view.stop_button.isEnabled()
+
+
+def test_lost_link_offers_resume_from_the_last_line(section, marlin, gcode, qtbot):
+    sim = marlin(delay=0.002)
+    view = section.view
+    section.connection.setEditText(sim.port)
+    section.print_button.click()
+    qtbot.waitUntil(lambda: (view.job.status().line or 0) > 300, timeout=15000)
+    sim.unplug()
+    qtbot.waitUntil(lambda: view.state.text() == "Disconnected", timeout=5000)
+    assert "resume" in view.message.toolTip()
+    assert view.recover_button.isVisible(), "offered, not done silently"
+    point = view.job.resume_point
+    assert view.recover_button.text() == f"Resume from line {point.index + 2}…"
+    sim2 = marlin(delay=0.0)  # the printer is back, on another port
+    section.connection.setEditText(sim2.port)
+    view.recover_button.click()
+    qtbot.waitUntil(lambda: view.state.text() == "Finished", timeout=30000)
+    tail = commands_of(gcode)[point.index + 1 :]
+    assert sim2.accepted[-len(tail) :] == tail
+    assert "G28 X Y" in sim2.accepted
+
+
+def test_an_unapproved_mesh_is_refused_with_a_message(section, marlin, qtbot):
+    sim = marlin()
+    section.connection.setEditText(sim.port)
+    section.set_case(section.case, version=2)  # v2 was never reviewed
+    section.print_button.click()
+    assert section.refusal.isVisible()
+    text = section.refusal.text()
+    assert text.startswith("Not printed (mesh v2):") and "cannot be printed" in text
+    assert "ask a reviewer to approve" in text
+    assert section.view.job is None and sim.accepted == []
+    assert "print.refused" in _actions() and "print.start" not in _actions()
+
+
+def test_emergency_stop_asks_then_halts(section, marlin, qtbot):
+    sim = marlin(delay=0.004)
+    view = section.view
+    section.connection.setEditText(sim.port)
+    section.print_button.click()
+    qtbot.waitUntil(lambda: view.state.text() == "Printing", timeout=15000)
+    asked = []
+    view.confirm = lambda title, text: asked.append(text) or True
+    view.stop_button.click()
+    assert "M112" in asked[0]
+    qtbot.waitUntil(lambda: view.state.text() == "Error", timeout=5000)
+    assert "emergency stop" in view.message.text()
+    qtbot.waitUntil(lambda: "M112" in sim.stats.emergency, timeout=3000)
+
+
+def test_profile_dialog_validates_and_keeps_the_api_key_in_the_keystore(
+    qtbot, styled_app, data_dir, keystore_service, moonraker
+):
+    from app.settings import resolve_paths
+
+    dialog = ProfileDialog(get_printer("generic-marlin-220"))
+    qtbot.addWidget(dialog)
+    assert dialog.id.text() == "generic-marlin-220-copy"
+    dialog.kind.setCurrentIndex(dialog.kind.findData("moonraker"))
+    dialog.url.setText("printer.local:7125")
+    dialog.api_key.setText("moonraker-test-key")
+    assert dialog.save() is None
+    assert "connection.url must be an http(s) URL" in dialog.message.text()
+    assert not (resolve_paths().printers / "generic-marlin-220-copy.json").exists()
+    dialog.baud.setCurrentText("fast")
+    dialog.url.setText(moonraker.url)
+    assert dialog.save() is None and "baud rate 'fast'" in dialog.message.text()
+    dialog.baud.setCurrentText("250000")
+
+    # Test connection: the typed key against the Moonraker contract server, in the worker
+    dialog.test_button.click()
+    qtbot.waitUntil(lambda: dialog.message.text().startswith("✔"), timeout=10000)
+    assert "Klipper ready" in dialog.message.text()
+    dialog.api_key.setText("wrong-key")
+    dialog.test_button.click()
+    qtbot.waitUntil(lambda: dialog.message.text().startswith("✘"), timeout=10000)
+    dialog.api_key.setText("moonraker-test-key")
+
+    saved = dialog.save()
+    assert saved is not None and saved.connection.kind == "moonraker"
+    path = resolve_paths().printers / "generic-marlin-220-copy.json"
+    text = path.read_text()
+    assert "moonraker-test-key" not in text and moonraker.url in text
+    assert json.loads(text)["connection"]["baud_rate"] == 250000
+    assert Keystore().get(api_key_name(saved)) == b"moonraker-test-key"
+
+
+def test_the_print_panel_hosts_the_section(qtbot, styled_app, data_dir, gcode):
+    from app.ui.print_panel import PrintPanel
+
+    class MeshPanel(QtCore.QObject):
+        meshChanged = QtCore.Signal()  # noqa: N815 (the Mesh panel's signal name)
+        current_mesh = None
+        current_part = "v1"
+        case = None
+
+    mesh_panel = MeshPanel()
+    panel = PrintPanel(mesh_panel)
+    qtbot.addWidget(panel)
+    panel.load_profiles(None, "generic-marlin-220")
+    section = panel.findChild(PrintSection)
+    assert section is not None
+    assert section.profile.currentData() == "generic-marlin-220"
+
+    text = gcode.read_text()
+
+    class Result:  # what the panel emits after slicing
+        gcode = text
+
+    panel.sliced.emit(Result())
+    assert section.gcode == gcode.read_bytes() and "sliced mesh" in section.source.text()
+    section.print_button.click()  # no case open: refused, nothing started
+    assert "open a case" in section.refusal.text() and section.view.job is None
+
+
+def test_plot_and_durations():
+    from app.printing.marlin import Temperature
+
+    plot = TemperaturePlot()
+    samples = [
+        (t, {"T0": Temperature(20 + t, 210.0), "B": Temperature(20, 60.0)})
+        for t in range(0, 900, 10)
+    ]
+    plot.set_history(samples)
+    series = plot.series()
+    assert set(series) == {"T0", "B"}
+    assert series["T0"][0][0] >= 890 - 600, "only the last ten minutes"
+    assert format_duration(None) == "–" and format_duration(65) == "1:05"
+    assert format_duration(3725) == "1:02:05"
+    assert PrinterState.PRINTING.active
