@@ -130,7 +130,7 @@ class TemperaturePlot(QtWidgets.QWidget):
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setMinimumHeight(120)
+        self.setMinimumHeight(130)
         self.samples: list[tuple[float, dict[str, Temperature]]] = []
 
     def set_history(self, samples: list[tuple[float, dict[str, Temperature]]]) -> None:
@@ -286,15 +286,19 @@ class JobView(QtWidgets.QWidget):
             buttons.addWidget(button)
         buttons.addStretch(1)
         buttons.addWidget(self.stop_button)
+        self.details = QtWidgets.QWidget(self)  # shown once there is a job
+        inner = QtWidgets.QVBoxLayout(self.details)
+        inner.setContentsMargins(0, 0, 0, 0)
+        inner.addWidget(self.plot, 1)
+        inner.addWidget(self.progress)
+        inner.addLayout(figures)
+        inner.addLayout(buttons)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(head)
-        layout.addWidget(self.plot, 1)
-        layout.addWidget(self.progress)
-        layout.addLayout(figures)
+        layout.addWidget(self.details, 1)
         layout.addWidget(self.message)
         layout.addWidget(self.recover_button)
-        layout.addLayout(buttons)
         self.pause_button.clicked.connect(self.pause)
         self.resume_button.clicked.connect(self.resume)
         self.cancel_button.clicked.connect(self.cancel)
@@ -320,6 +324,7 @@ class JobView(QtWidgets.QWidget):
         if job is None:
             self._show_idle()
             return
+        self.details.setVisible(True)
         status = job.status()
         state = status.state
         self.state.setText(state.value.capitalize())
@@ -347,6 +352,8 @@ class JobView(QtWidgets.QWidget):
 
     def _show_idle(self) -> None:
         self.state.setText("No print job yet.")
+        self.details.setVisible(False)
+        self.temperatures.setText("")
         self.message.setText(self._elide(self._error))
         self.message.setStyleSheet("color: #ff6b6b;" if self._error else "")
         for button in (self.pause_button, self.resume_button, self.cancel_button, self.stop_button):
@@ -629,7 +636,7 @@ class PrintSection(QtWidgets.QGroupBox):
             self, "Open G-code", "", "G-code (*.gcode *.gco *.g)"
         )
         if chosen:
-            if self.panel is not None and self.case is None:
+            if self.panel is not None:
                 self.set_case(self._panel_case_version()[0])
             self.set_gcode(Path(chosen), Path(chosen).name)
 
@@ -668,6 +675,10 @@ class PrintSection(QtWidgets.QGroupBox):
             return None
         if profile is None:
             self._refuse("no printer profile: add one with 'medprint printers'")
+            return None
+        panel_case = self._panel_case_version()[0] if self.panel is not None else self.case
+        if panel_case is not self.case:
+            self._refuse("the open case changed since this G-code was made; slice it again")
             return None
         version = self.version.currentData()
         try:

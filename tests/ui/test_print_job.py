@@ -217,6 +217,30 @@ def test_emergency_stop_asks_then_halts(section, marlin, qtbot):
     qtbot.waitUntil(lambda: "M112" in sim.stats.emergency, timeout=3000)
 
 
+def test_a_moonraker_printer_prints_from_the_gui(section, moonraker, qtbot):
+    """The profile's URL, the API key from the keystore, upload with checksum, job to the end."""
+    from app.printing.profiles import edit_profile
+
+    profile = edit_profile(
+        get_printer("generic-marlin-220"),
+        id="klipper-test",
+        name="Klipper (test)",
+        connection={"kind": "moonraker", "url": moonraker.url},
+    )
+    Keystore().set(api_key_name(profile), b"moonraker-test-key")
+    moonraker.lines_per_second = 800
+    section.set_printers({profile.id: profile}, profile.id)
+    assert section.connection.currentText() == f"Moonraker: {moonraker.url}"
+    section.print_button.click()
+    view = section.view
+    view.job.poll_interval = 0.2
+    qtbot.waitUntil(lambda: view.state.text() == "Printing", timeout=10000)
+    qtbot.waitUntil(lambda: view.state.text() == "Finished", timeout=20000)
+    assert view.progress.value() == 1000
+    assert moonraker.files[view.job.remote_name] == section.gcode
+    assert view.job.remote_name.startswith(section.case.pseudonym)
+
+
 def test_profile_dialog_validates_and_keeps_the_api_key_in_the_keystore(
     qtbot, styled_app, data_dir, keystore_service, moonraker
 ):
@@ -254,7 +278,7 @@ def test_profile_dialog_validates_and_keeps_the_api_key_in_the_keystore(
     assert Keystore().get(api_key_name(saved)) == b"moonraker-test-key"
 
 
-def test_the_print_panel_hosts_the_section(qtbot, styled_app, data_dir, gcode):
+def test_the_print_panel_hosts_the_section(qtbot, styled_app, data_dir, gcode, artifacts):
     from app.ui.print_panel import PrintPanel
 
     class MeshPanel(QtCore.QObject):
@@ -280,6 +304,10 @@ def test_the_print_panel_hosts_the_section(qtbot, styled_app, data_dir, gcode):
     assert section.gcode == gcode.read_bytes() and "sliced mesh" in section.source.text()
     section.print_button.click()  # no case open: refused, nothing started
     assert "open a case" in section.refusal.text() and section.view.job is None
+    panel.resize(460, 1100)
+    panel.show()
+    qtbot.waitExposed(panel)
+    panel.grab().save(str(artifacts / "print-panel.png"))
 
 
 def test_plot_and_durations():
