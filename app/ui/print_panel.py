@@ -195,7 +195,7 @@ class PrintPanel(QtWidgets.QWidget):
         layout.addWidget(self.toolpaths, 1)
         layout.addWidget(self.save_button)
         self.print_section = PrintSection(self)
-        layout.addWidget(self.print_section, 1)
+        layout.addWidget(self.print_section)
         layout.addWidget(note)
         self.slice_button.clicked.connect(self.slice)
         self.cancel_button.clicked.connect(self.worker.cancel)

@@ -307,7 +307,7 @@ def test_the_print_panel_hosts_the_section(qtbot, styled_app, data_dir, gcode, a
     panel.resize(460, 1100)
     panel.show()
     qtbot.waitExposed(panel)
-    panel.grab().save(str(artifacts / "print-panel.png"))
+    panel.grab().save(str(artifacts / "print-panel-printing.png"))
 
 
 def test_plot_and_durations():
