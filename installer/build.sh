@@ -2,11 +2,14 @@
 # Build the frozen one-folder MedPrint with PyInstaller (Linux; the spec also serves Windows
 # and macOS, run there as: python -m PyInstaller --noconfirm installer/medprint.spec).
 #
-# Usage: installer/build.sh [DIST_DIR]       (default: dist; the app lands in DIST_DIR/medprint)
+# Usage: installer/build.sh [--archive] [DIST_DIR]   (default dist; the app lands in DIST_DIR/medprint)
+#   --archive  also write DIST_DIR/medprint-VERSION-linux-ARCH.tar.gz to hand to IT
 # Env:   PYTHON (default .venv/bin/python), MEDPRINT_BUILD_WORK (default build/pyinstaller)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-.venv/bin/python}
+archive=0
+if [ "${1:-}" = --archive ]; then archive=1; shift; fi
 dist=${1:-dist}
 work=${MEDPRINT_BUILD_WORK:-build/pyinstaller}
 
@@ -24,5 +27,11 @@ start=$(date +%s)
   --distpath "$dist" --workpath "$work" installer/medprint.spec
 app="$dist/medprint"
 # The desktop entry and icon travel with the app (install them with installer/install-desktop.sh).
-cp installer/medprint.desktop installer/medprint.svg installer/medprint.png "$app/" 2>/dev/null || true
+cp installer/medprint.desktop installer/medprint.svg installer/medprint.png installer/install-desktop.sh "$app/"
 echo "build: $app ($(du -sh "$app" | cut -f1), $(( $(date +%s) - start )) s)"
+if [ "$archive" = 1 ]; then
+  version=$("$python" -c "import sys; sys.path.insert(0, 'installer'); import buildlib; print(buildlib.app_version())")
+  tarball="$dist/medprint-$version-linux-$(uname -m).tar.gz"
+  tar -C "$dist" -czf "$tarball" medprint
+  echo "build: $tarball ($(du -sh "$tarball" | cut -f1))"
+fi

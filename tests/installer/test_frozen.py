@@ -282,7 +282,8 @@ def test_without_a_keystore_it_refuses_and_stores_nothing(run: Runner, tmp_path:
     )
     assert done.returncode == 2
     assert "no usable OS keystore" in done.stderr
-    assert not list((run.data / "vault").glob("*")) if (run.data / "vault").exists() else True
+    vault = run.data / "vault"
+    assert not (list(vault.rglob("*")) if vault.exists() else []), "a vault was written"
     assert not list(run.home.rglob("*keyring*")), "a file keyring was written"
 
 
