@@ -50,7 +50,8 @@ def _best_wall(argv: list[str], env: dict[str, str], repeat: int) -> float:
 
 def run(quick: bool) -> list[Row]:
     app, info = _app(quick)
-    note = "cached build" if not info["rebuilt"] else "built in this run"
+    note = "built in this run" if info["rebuilt"] else "the cached build's time"
+    note += "; clean" if info.get("clean_build") else "; reusing PyInstaller's work cache"
     rows = []
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -79,7 +80,7 @@ def run(quick: bool) -> list[Row]:
         )
     )
 
-    repeat = 2 if quick else 4
+    repeat = 3 if quick else 5
     installed = str(Path(sys.prefix) / "bin" / "medprint")
     sample = app / "_internal" / "resources" / "sample" / "ct-abdomen"
     with tempfile.TemporaryDirectory() as data:
@@ -88,7 +89,10 @@ def run(quick: bool) -> list[Row]:
         frozen_env["PATH"] = "/usr/bin:/bin"
         for label, args in (
             ("--version", ["--version"]),
-            ("scan of the sample (24 slices)", ["scan", str(sample), "--json"]),
+            (
+                f"scan of the sample ({len(list(sample.glob('*.dcm')))} files)",
+                ["scan", str(sample), "--json"],
+            ),
         ):
             ours = _best_wall([str(app / "medprint"), *args], frozen_env, repeat)
             anchor = _best_wall([installed, *args], env, repeat)

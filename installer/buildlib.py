@@ -483,7 +483,7 @@ DEFAULT_CACHE = REPO / "build" / "installer-test"
 def ensure_build(cache: Path = DEFAULT_CACHE, python: str = sys.executable) -> tuple[Path, dict]:
     """The frozen app in ``cache/dist/medprint``, built by installer/build.sh unless the build
     there has the current fingerprint. Returns the app folder and ``{fingerprint,
-    build_seconds, size_bytes, rebuilt}``. A lock file keeps concurrent callers to one build."""
+    build_seconds, size_bytes, clean_build, rebuilt}``. A lock file keeps concurrent callers to one build."""
     import fcntl  # noqa: PLC0415 (POSIX only; the spec itself also runs on Windows)
     import os  # noqa: PLC0415
     import shutil  # noqa: PLC0415
@@ -500,6 +500,7 @@ def ensure_build(cache: Path = DEFAULT_CACHE, python: str = sys.executable) -> t
             return app, {**info, "rebuilt": False}
         stamp.unlink(missing_ok=True)
         shutil.rmtree(cache / "dist", ignore_errors=True)
+        clean = not (cache / "work").exists()  # else PyInstaller reuses its analysis cache
         env = {**os.environ, "PYTHON": python, "MEDPRINT_BUILD_WORK": str(cache / "work")}
         start = time.monotonic()
         done = subprocess.run(
@@ -519,6 +520,7 @@ def ensure_build(cache: Path = DEFAULT_CACHE, python: str = sys.executable) -> t
             "fingerprint": fingerprint,
             "build_seconds": round(seconds, 1),
             "size_bytes": folder_size(app),
+            "clean_build": clean,
         }
         stamp.write_text(json.dumps(info), encoding="utf-8")
     return app, {**info, "rebuilt": True}
