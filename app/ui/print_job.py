@@ -19,6 +19,7 @@ nothing is resumed without the user asking.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -245,6 +246,8 @@ class JobView(QtWidgets.QWidget):
         self.timer.setInterval(REFRESH_MS)
         self.timer.timeout.connect(self.refresh)
         self._error = ""
+        self._t0 = time.monotonic()
+        self._samples: list[tuple[float, dict[str, Temperature]]] = []
         self._build()
         self.refresh()
 
@@ -264,6 +267,10 @@ class JobView(QtWidgets.QWidget):
         self.times = QtWidgets.QLabel(self)
         self.layer = QtWidgets.QLabel(self)
         self.pause_button = QtWidgets.QPushButton("Pause", self)
+        self.cool_down = QtWidgets.QCheckBox("nozzle off while paused", self)
+        self.cool_down.setToolTip(
+            "for a long pause: the nozzle cools (the bed stays warm); resuming heats it first"
+        )
         self.resume_button = QtWidgets.QPushButton("Resume", self)
         self.cancel_button = QtWidgets.QPushButton("Cancel print", self)
         self.stop_button = QtWidgets.QPushButton("Emergency stop", self)
@@ -284,6 +291,8 @@ class JobView(QtWidgets.QWidget):
         buttons = QtWidgets.QHBoxLayout()
         for button in (self.pause_button, self.resume_button, self.cancel_button):
             buttons.addWidget(button)
+            if button is self.pause_button:
+                buttons.addWidget(self.cool_down)
         buttons.addStretch(1)
         buttons.addWidget(self.stop_button)
         self.details = QtWidgets.QWidget(self)  # shown once there is a job
@@ -311,6 +320,9 @@ class JobView(QtWidgets.QWidget):
         """Show ``job`` from now on (the view never closes or stops it)."""
         self.job = job
         self._error = ""
+        history = job.temperature_history()
+        self._t0 = time.monotonic() - (history[-1][0] if history else 0.0)
+        self._samples = history
         self.timer.start()
         self.refresh()
 
@@ -336,7 +348,7 @@ class JobView(QtWidgets.QWidget):
         self.message.setToolTip(text)
         temps = sorted(status.temperatures.items(), key=lambda kv: (kv[0] == "B", kv[0]))
         self.temperatures.setText("   ".join(format_temperature(n, t) for n, t in temps) or "–")
-        self.plot.set_history(job.temperature_history())
+        self._sample(status.temperatures)
         self.progress.setValue(round(status.progress * 1000))
         remaining = format_duration(status.remaining)
         self.times.setText(f"elapsed {format_duration(status.elapsed)}   remaining {remaining}")
@@ -349,6 +361,18 @@ class JobView(QtWidgets.QWidget):
         self._sync_buttons(state)
         if state.done and job.resume_point is None and not self.worker.busy:
             self.timer.stop()
+
+    def _sample(self, temperatures: dict[str, Temperature]) -> None:
+        """Keep the plot's own wall-clock history (it goes on during a pause)."""
+        if temperatures:
+            now = time.monotonic() - self._t0
+            last = self._samples[-1] if self._samples else None
+            if last is None or last[1] != temperatures or now - last[0] >= 2.0:
+                self._samples.append((now, dict(temperatures)))
+                keep = now - PLOT_WINDOW_S * 1.2
+                while self._samples and self._samples[0][0] < keep:
+                    self._samples.pop(0)
+        self.plot.set_history(list(self._samples))
 
     def _show_idle(self) -> None:
         self.state.setText("No print job yet.")
@@ -369,6 +393,7 @@ class JobView(QtWidgets.QWidget):
         job = self.job
         busy = self.worker.busy
         self.pause_button.setEnabled(state == PrinterState.PRINTING)
+        self.cool_down.setEnabled(state == PrinterState.PRINTING and job is not None and job.usb)
         self.resume_button.setEnabled(state == PrinterState.PAUSED)
         cancellable = state.active or state == PrinterState.DISCONNECTED
         self.cancel_button.setEnabled(cancellable and state != PrinterState.CANCELLING)
@@ -397,7 +422,8 @@ class JobView(QtWidgets.QWidget):
 
     def pause(self) -> None:
         if self.job is not None:
-            self._control(self.job.pause)
+            cool = self.cool_down.isChecked() and self.job.usb
+            self._control(lambda: self.job.pause(cool_down=cool))
 
     def resume(self) -> None:
         if self.job is not None:

@@ -108,16 +108,25 @@ def test_print_from_the_gui_pause_resume_to_completion(section, marlin, gcode, q
     assert "elapsed" in view.times.text()
     assert view.pause_button.isEnabled() and not view.resume_button.isEnabled()
 
+    view.cool_down.setChecked(True)  # a long pause: the nozzle cools, the bed stays warm
     view.pause_button.click()
     qtbot.waitUntil(lambda: view.state.text() == "Paused", timeout=10000)
     assert view.resume_button.isEnabled() and not view.pause_button.isEnabled()
-    paused_at = view.progress.value()
-    qtbot.wait(600)
+    qtbot.waitUntil(lambda: sim.targets["T0"] == 0.0, timeout=5000)
+    assert sim.targets["B"] == 60.0
+    paused_at, plotted = view.progress.value(), view.plot.samples[-1][0]
+    qtbot.waitUntil(
+        lambda: "Nozzle" in view.temperatures.text() and "/ 210" not in view.temperatures.text(),
+        timeout=5000,
+    )
+    qtbot.wait(300)
     assert view.progress.value() == paused_at, "nothing is fed while paused"
+    assert view.plot.samples[-1][0] > plotted, "the plot goes on during the pause"
 
     # the panel is hidden: the job goes on; shown again, the view catches up
     view.resume_button.click()
     qtbot.waitUntil(lambda: view.state.text() == "Printing", timeout=10000)
+    assert sim.targets["T0"] == 210.0, "heated again before printing resumed"
     section.hide()
     before = job.status().line
     qtbot.waitUntil(lambda: job.status().line > before + 100, timeout=10000)
