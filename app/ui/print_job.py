@@ -246,6 +246,7 @@ class JobView(QtWidgets.QWidget):
         self.timer.setInterval(REFRESH_MS)
         self.timer.timeout.connect(self.refresh)
         self._error = ""
+        self._error_state: PrinterState | None = None
         self._t0 = time.monotonic()
         self._samples: list[tuple[float, dict[str, Temperature]]] = []
         self._build()
@@ -329,6 +330,7 @@ class JobView(QtWidgets.QWidget):
     def show_error(self, message: str) -> None:
         """One readable line, in the message row."""
         self._error = " ".join(str(message).split())
+        self._error_state = self.job.state if self.job is not None else None
         self.refresh()
 
     def refresh(self) -> None:
@@ -339,6 +341,8 @@ class JobView(QtWidgets.QWidget):
         self.details.setVisible(True)
         status = job.status()
         state = status.state
+        if self._error and state != self._error_state:
+            self._error = ""  # a control's refusal is stale once the job has moved on
         self.state.setText(state.value.capitalize())
         self.state.setProperty("jobState", state.value)
         text = self._error or " ".join(status.message.split())
@@ -418,6 +422,7 @@ class JobView(QtWidgets.QWidget):
             action()
         except MedPrintError as exc:
             self._error = " ".join(str(exc).split())
+            self._error_state = self.job.state if self.job is not None else None
         self.refresh()
 
     def pause(self) -> None:

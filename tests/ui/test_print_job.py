@@ -68,7 +68,7 @@ def section(qtbot, styled_app, data_dir, case, gcode):
     widget.set_printers({profile.id: profile}, profile.id)
     widget.set_case(case)
     widget.set_gcode(gcode.read_bytes(), "part (test)", version=1)
-    widget.resize(720, 560)
+    widget.resize(720, 700)
     qtbot.addWidget(widget)
     widget.show()
     yield widget
@@ -164,6 +164,8 @@ def test_cancel_asks_first_then_stops_the_heaters(section, marlin, qtbot):
     qtbot.waitUntil(
         lambda: view.state.text() == "Printing" and view.progress.value() > 20, timeout=15000
     )
+    view.resume()  # not paused: refused, one readable line, the print goes on
+    assert view.message.text() == "cannot resume: the job is printing"
     asked = []
     view.confirm = lambda title, text: asked.append(title) or False
     view.cancel_button.click()
@@ -172,6 +174,7 @@ def test_cancel_asks_first_then_stops_the_heaters(section, marlin, qtbot):
     view.confirm = lambda title, text: True
     view.cancel_button.click()
     qtbot.waitUntil(lambda: view.state.text() == "Cancelled", timeout=15000)
+    assert view.message.text().startswith("cancelled"), "the stale refusal is gone"
     assert sim.targets == {"T0": 0.0, "B": 0.0}, "heaters off after a cancel"
     assert "print.cancel" in _actions()
     assert not view.cancel_button.isEnabled() and not view.stop_button.isEnabled()
