@@ -260,6 +260,7 @@ class JobView(QtWidgets.QWidget):
         self.message = QtWidgets.QLabel(self)
         self.message.setObjectName("hint")
         self.message.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.message.setMinimumHeight(QtGui.QFontMetrics(self.message.font()).lineSpacing() + 6)
         self.temperatures = QtWidgets.QLabel("–", self)
         self.plot = TemperaturePlot(self)
         self.progress = QtWidgets.QProgressBar(self)

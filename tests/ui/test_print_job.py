@@ -337,3 +337,31 @@ def test_plot_and_durations():
     assert format_duration(None) == "–" and format_duration(65) == "1:05"
     assert format_duration(3725) == "1:02:05"
     assert PrinterState.PRINTING.active
+
+
+def test_connection_list_puts_printer_like_ports_first(qtbot, styled_app, data_dir, monkeypatch):
+    from app.printing import serial_link
+    from app.printing.serial_link import PortInfo
+
+    ports = [
+        PortInfo("/dev/ttyS0", "", None, None, -3),
+        PortInfo("/dev/ttyUSB0", "CH340 serial", 0x1A86, 0x7523, 6),
+    ]
+    monkeypatch.setattr(
+        serial_link, "list_ports", lambda: sorted(ports, key=lambda p: (-p.score, p.device))
+    )
+    section = PrintSection()
+    qtbot.addWidget(section)
+    profile = get_printer("generic-marlin-220")
+    section.set_printers({profile.id: profile}, profile.id)
+    items = [section.connection.itemText(i) for i in range(section.connection.count())]
+    assert items[0] == "USB: most printer-like port"
+    assert items[1].startswith("USB: /dev/ttyUSB0 (CH340 serial)") and "printer?" in items[1]
+    assert items[2] == "USB: /dev/ttyS0"
+    assert section.connection_choice() == ("usb", "auto")
+    section.connection.setCurrentIndex(1)
+    assert section.connection_choice() == ("usb", "/dev/ttyUSB0")
+    section.connection.setEditText("http://octopi.local")
+    assert section.connection_choice() == ("octoprint", "http://octopi.local")
+    section.connection.setEditText("/dev/ttyACM3")
+    assert section.connection_choice() == ("usb", "/dev/ttyACM3")
