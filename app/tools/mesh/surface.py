@@ -315,8 +315,9 @@ def distances_to_surface(points: np.ndarray, surface: trimesh.Trimesh, k: int = 
 
     The ``k`` triangles with the nearest centres are candidates (a k-d tree, all cores) and the
     exact point-triangle distance is taken over them; on the dense, even meshes this module
-    makes, the true nearest triangle is always among them. Triangles far larger than the
-    typical one are always candidates, so a big flat patch is never missed.
+    makes, the true nearest triangle is always among them. A few triangles far larger than the
+    typical one are always candidates, so a big flat patch is never missed; with many (long
+    thin triangles from thick slices) VTK's exact cell locator answers instead.
     """
     from scipy.spatial import cKDTree  # noqa: PLC0415
 
@@ -333,12 +334,24 @@ def distances_to_surface(points: np.ndarray, surface: trimesh.Trimesh, k: int = 
         best = np.minimum(best, _point_triangle(points, tri[index[:, column]]))
     radius = np.linalg.norm(tri - centre[:, None], axis=2).max(axis=1)
     big = np.flatnonzero(radius > 4.0 * np.median(radius))
-    for start in range(0, len(big), 64):
-        for b in big[start : start + 64]:
-            best = np.minimum(
-                best, _point_triangle(points, np.broadcast_to(tri[b], (len(points), 3, 3)))
-            )
+    if len(big) > 64:  # long thin triangles (thick slices): VTK's exact locator instead
+        return _vtk_distances(points, surface)
+    for b in big:
+        best = np.minimum(
+            best, _point_triangle(points, np.broadcast_to(tri[b], (len(points), 3, 3)))
+        )
     return best
+
+
+def _vtk_distances(points: np.ndarray, surface: trimesh.Trimesh) -> np.ndarray:
+    enable_vtk_threads()
+    implicit = vtk.vtkImplicitPolyDataDistance()
+    implicit.SetInput(to_polydata(surface))
+    src = numpy_support.numpy_to_vtk(np.ascontiguousarray(points, dtype=np.float64), deep=True)
+    out = vtk.vtkDoubleArray()
+    out.SetNumberOfTuples(len(points))
+    implicit.FunctionValue(src, out)
+    return np.abs(numpy_support.vtk_to_numpy(out)).copy()
 
 
 def _point_triangle(p: np.ndarray, t: np.ndarray) -> np.ndarray:
