@@ -233,6 +233,8 @@ class TemperaturePlot(QtWidgets.QWidget):
 class JobView(QtWidgets.QWidget):
     """State, temperatures, progress, times and controls of one :class:`PrintJob`."""
 
+    stateChanged = QtCore.Signal(str)  # the job's state value, when it changes
+
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("printJobView")
@@ -247,6 +249,7 @@ class JobView(QtWidgets.QWidget):
         self.timer.timeout.connect(self.refresh)
         self._error = ""
         self._error_state: PrinterState | None = None
+        self._shown_state = ""
         self._t0 = time.monotonic()
         self._samples: list[tuple[float, dict[str, Temperature]]] = []
         self._build()
@@ -345,6 +348,9 @@ class JobView(QtWidgets.QWidget):
         if self._error and state != self._error_state:
             self._error = ""  # a control's refusal is stale once the job has moved on
         self.state.setText(state.value.capitalize())
+        if state.value != self._shown_state:
+            self._shown_state = state.value
+            self.stateChanged.emit(state.value)
         self.state.setProperty("jobState", state.value)
         text = self._error or " ".join(status.message.split())
         failed = state in (PrinterState.ERROR, PrinterState.DISCONNECTED) or bool(self._error)
@@ -527,6 +533,7 @@ class PrintSection(QtWidgets.QGroupBox):
         self.refusal.setVisible(False)
         self.view = JobView(self)
         self.view.port_provider = self._usb_port
+        self.view.stateChanged.connect(self._job_state)
         self._lay_out()
 
     def _lay_out(self) -> None:
@@ -745,6 +752,11 @@ class PrintSection(QtWidgets.QGroupBox):
 
     def _start_failed(self, message: str) -> None:
         self.view.show_error(message)
+
+    def _job_state(self, value: str) -> None:
+        """One print at a time: Print is off while a job runs (or waits to be resumed)."""
+        state = PrinterState(value)
+        self.print_button.setEnabled(not (state.active or state == PrinterState.CONNECTING))
 
 
 def _current_user() -> str:

@@ -90,6 +90,17 @@ def _actions() -> list[str]:
     return [r["action"] for r in audit.read_records()]
 
 
+def _check_audit(job, case) -> None:
+    """Every step is in the audit log with the G-code's hash, mesh version and profile."""
+    actions = _actions()
+    for action in ("print.start", "print.pause", "print.resume", "print.finish"):
+        assert action in actions
+    start = next(r for r in audit.read_records() if r["action"] == "print.start")
+    facts = start["facts"]
+    assert facts["gcode_sha256"] == job.summary.sha256 and str(facts["mesh_version"]) == "1"
+    assert facts["profile"] == "generic-marlin-220" and start["case"] == case.pseudonym
+
+
 def test_print_from_the_gui_pause_resume_to_completion(section, marlin, gcode, qtbot, artifacts):
     sim = marlin(delay=0.004)
     view = section.view
@@ -98,6 +109,7 @@ def test_print_from_the_gui_pause_resume_to_completion(section, marlin, gcode, q
     section.print_button.click()
     job = view.job
     assert job is not None and not section.refusal.isVisible()
+    qtbot.waitUntil(lambda: not section.print_button.isEnabled(), timeout=2000)
     qtbot.waitUntil(
         lambda: view.state.text() == "Printing" and view.progress.value() > 30, timeout=15000
     )
@@ -139,18 +151,12 @@ def test_print_from_the_gui_pause_resume_to_completion(section, marlin, gcode, q
     assert reopened.view.job is job
 
     qtbot.waitUntil(lambda: view.state.text() == "Finished", timeout=40000)
-    assert view.progress.value() == 1000
+    assert view.progress.value() == 1000 and section.print_button.isEnabled()
     assert not view.pause_button.isEnabled() and not view.cancel_button.isEnabled()
     assert _is_subsequence(commands_of(gcode), sim.accepted), "every line, in order"
     sent = [c for c in sim.accepted if c in set(commands_of(gcode))]
     assert len(sim.accepted) >= len(commands_of(gcode)) and len(sent) >= len(commands_of(gcode))
-    actions = _actions()
-    for action in ("print.start", "print.pause", "print.resume", "print.finish"):
-        assert action in actions
-    start = next(r for r in audit.read_records() if r["action"] == "print.start")
-    facts = start["facts"]
-    assert facts["gcode_sha256"] == job.summary.sha256 and str(facts["mesh_version"]) == "1"
-    assert facts["profile"] == "generic-marlin-220" and start["case"] == section.case.pseudonym
+    _check_audit(job, section.case)
 
 
 REFRESH_WAIT = 400
@@ -365,3 +371,21 @@ def test_connection_list_puts_printer_like_ports_first(qtbot, styled_app, data_d
     assert section.connection_choice() == ("octoprint", "http://octopi.local")
     section.connection.setEditText("/dev/ttyACM3")
     assert section.connection_choice() == ("usb", "/dev/ttyACM3")
+
+
+def test_edit_profile_from_the_section_saves_a_copy_and_selects_it(
+    qtbot, styled_app, data_dir, keystore_service, monkeypatch
+):
+    def fill_and_save(dialog):
+        dialog.name.setText("My Marlin")
+        return dialog.save() is not None
+
+    monkeypatch.setattr(ProfileDialog, "exec", fill_and_save)
+    section = PrintSection()
+    qtbot.addWidget(section)
+    profile = get_printer("generic-marlin-220")
+    section.set_printers({profile.id: profile}, profile.id)
+    section.edit_profile.click()
+    assert section.profile.currentData() == "generic-marlin-220-copy"
+    assert section.profile.currentText() == "My Marlin"
+    assert section.profile.findData("generic-marlin-220") >= 0, "the shipped one stays"
