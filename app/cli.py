@@ -29,6 +29,7 @@ COMMANDS = [
     "package",
     "print",
     "slice",
+    "demo",
 ]
 
 
