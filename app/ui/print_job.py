@@ -18,6 +18,7 @@ nothing is resumed without the user asking.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Callable
@@ -501,7 +502,7 @@ class PrintSection(QtWidgets.QGroupBox):
         self.case: Any = None
         self.gcode: bytes | Path | None = None
         self.user_provider: Callable[[], str] = _current_user
-        self.link_options: Any = None  # LinkOptions for USB (None: the profile's baud, defaults)
+        self.link_options: Any = None  # USB LinkOptions timings (the baud is the profile's)
         self.worker = Worker(self)
         self._build()
         if panel is not None:
@@ -740,7 +741,10 @@ class PrintSection(QtWidgets.QGroupBox):
             settings = ConnectionSettings.from_profile(profile, url=where, kind=kind)
         _, depth, height = profile.build_volume
         pause = PauseSettings(park_x=0.0, park_y=float(depth), max_z=float(height))
-        backend = open_backend(settings, pause=pause, options=self.link_options)
+        options = self.link_options
+        if options is not None and settings.kind == "usb":
+            options = dataclasses.replace(options, baud=settings.baud)
+        backend = open_backend(settings, pause=pause, options=options)
         return PrintJob(
             self.gcode,
             backend,
