@@ -479,12 +479,13 @@ def analyse_moves(
     density: float = 1.24,
     relative_e: bool = False,
     ignored_lines: int = 0,
+    move_time: np.ndarray | None = None,
 ) -> GcodeAnalysis:
-    """Split ``moves`` into layers and estimate their times."""
+    """Split ``moves`` into layers and estimate their times (unless ``move_time`` is given)."""
     layer_start, layer_z = split_layers(moves)
     return GcodeAnalysis(
         moves=moves,
-        move_time=estimate_move_times(moves, limits),
+        move_time=estimate_move_times(moves, limits) if move_time is None else move_time,
         layer_start=layer_start,
         layer_z=layer_z,
         filament_diameter=filament_diameter,

@@ -105,6 +105,7 @@ def slice_builtin(
         filament_diameter=printer.filament_diameter,
         density=material.density,
         relative_e=printer.relative_e,
+        move_time=np.concatenate(writer.times) if writer.times else np.zeros(0),
     )
     _check_volume(moves, printer)
     progress.update(1.0, "done")

@@ -25,6 +25,9 @@ def _edges(areas: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return a, b, owner
 
 
+_CHUNK_VERTICES = 400_000  # areas are filled in batches of about this many boundary points
+
+
 def fill_lines(
     areas: np.ndarray,
     spacing: np.ndarray,
@@ -35,8 +38,30 @@ def fill_lines(
     """Fill every area with parallel lines; return per area a list of (n, 2) polylines in order.
 
     ``spacing``, ``angle_deg`` and ``max_link`` (longest extruded link between neighbouring lines,
-    default 0: no links) are per area. A spacing of 0 or an empty area gives no lines.
+    default 0: no links) are per area. A spacing of 0 or an empty area gives no lines. Areas are
+    processed in batches so memory stays bounded on large prints.
     """
+    n = len(areas)
+    spacing = np.broadcast_to(np.asarray(spacing, dtype=np.float64), (n,))
+    angle_deg = np.broadcast_to(np.asarray(angle_deg, dtype=np.float64), (n,))
+    links = np.zeros(n) if max_link is None else np.broadcast_to(np.asarray(max_link, float), (n,))
+    counts = np.cumsum(shapely.get_num_coordinates(areas))
+    out: list[list[np.ndarray]] = []
+    start = 0
+    while start < n:
+        base = counts[start - 1] if start else 0
+        stop = max(start + 1, int(np.searchsorted(counts, base + _CHUNK_VERTICES, side="right")))
+        stop = min(stop, n)
+        out += _fill_batch(
+            areas[start:stop], spacing[start:stop], angle_deg[start:stop], links[start:stop]
+        )
+        start = stop
+    return out
+
+
+def _fill_batch(
+    areas: np.ndarray, spacing: np.ndarray, angle_deg: np.ndarray, max_link: np.ndarray
+) -> list[list[np.ndarray]]:
     n = len(areas)
     out: list[list[np.ndarray]] = [[] for _ in range(n)]
     spacing = np.asarray(spacing, dtype=np.float64)

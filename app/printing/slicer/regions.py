@@ -17,6 +17,7 @@ from app.printing.slicer.settings import SliceSettings
 from app.progress import CancelToken, check_cancel
 
 EMPTY = shapely.MultiPolygon()
+SUPPORT_TOLERANCE = 0.1  # mm: outlines of support areas are simplified this much
 _MITRE = {"join_style": "mitre", "mitre_limit": 3.0}
 
 
@@ -258,30 +259,35 @@ def plan_supports(
     overhang = opening(overhang, width / 2)
     layer_h = float(np.median(heights))
     gap = max(0, round(settings.support_z_gap / layer_h))
-    keep_out = shapely.buffer(regions, settings.support_xy_distance + width / 2, **_MITRE)
-    # the part within the gap below a layer also keeps support away (bottom z gap)
-    blocked = keep_out.copy()
-    for g in range(1, gap + 1):
-        blocked[g:] = shapely.union(blocked[g:], keep_out[:-g])
+    clearance = settings.support_xy_distance + width / 2
+    keep_out: dict[int, shapely.Geometry] = {}  # grown part outlines, only near the current layer
     carry = EMPTY
-    interface_sources: list[shapely.Geometry] = []
+    window: list[shapely.Geometry] = []  # overhangs the top interface layers sit under
     for i in range(n - 1, -1, -1):
         if i % 32 == 0:
             check_cancel(cancel)
         source = overhang[i + 1 + gap] if i + 1 + gap < n else EMPTY
-        interface_sources.insert(0, source)
-        if len(interface_sources) > settings.support_interface_layers:
-            interface_sources.pop()
+        window = [source, *window][: settings.support_interface_layers]
+        for j in [j for j in keep_out if j > i]:
+            del keep_out[j]
         if carry.is_empty and source.is_empty:
             continue
-        carry = shapely.difference(shapely.union(carry, source), blocked[i])
-        carry = _clean(np.array([carry], dtype=object), 0.05)[0]
+        # the part at this layer and within the gap below it keeps support away
+        for j in range(max(0, i - gap), i + 1):
+            if j not in keep_out:
+                outline = shapely.simplify(regions[j], SUPPORT_TOLERANCE)
+                keep_out[j] = shapely.buffer(outline, clearance, **_MITRE)
+        blocked = shapely.union_all([keep_out[j] for j in range(max(0, i - gap), i + 1)])
+        carry = shapely.difference(shapely.union(carry, source), blocked)
+        # supports need no fine detail: keeps the carried outline from growing
+        carry = _clean(np.array([shapely.simplify(carry, SUPPORT_TOLERANCE)], dtype=object), 0.05)[
+            0
+        ]
         body[i] = carry
-        if interface_sources and not carry.is_empty:
-            top = shapely.union_all([s for s in interface_sources if not s.is_empty])
-            interface[i] = _clean(np.array([shapely.intersection(carry, top)], dtype=object), 0.05)[
-                0
-            ]
+        tops = [w for w in window if not w.is_empty]
+        if tops and not carry.is_empty:
+            top = shapely.intersection(carry, shapely.union_all(tops))
+            interface[i] = _clean(np.array([top], dtype=object), 0.05)[0]
     body = _clean(shapely.difference(body, interface))
     return body, interface
 

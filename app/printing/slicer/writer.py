@@ -48,6 +48,7 @@ class GcodeWriter:
         self.relative = printer.relative_e
         self.chunks: list[str] = []
         self.moves: list[Moves] = []
+        self.times: list[np.ndarray] = []  # seconds per move, layer by layer
         self.pos = np.zeros(3)
         self.e = 0.0
         self.retracted = False
@@ -145,8 +146,10 @@ class GcodeWriter:
                 slowed = np.maximum(rows.feed * factor, np.minimum(MIN_PRINT_SPEED, rows.feed))
                 rows.feed = np.where(extrude | (rows.code == _HEADER), slowed, rows.feed)
                 moves = self._moves(rows)
-                total = float(estimate_move_times(moves, self.limits).sum())
+                times = estimate_move_times(moves, self.limits)
+                total = float(times.sum())
         self.moves.append(moves)
+        self.times.append(times)
         header = [";LAYER_CHANGE", f";Z:{z:.3f}", f";HEIGHT:{height:.3f}"]
         if index == 1:
             m = self.material
