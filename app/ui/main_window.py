@@ -701,6 +701,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.job_bar.track(worker)
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        if not self._may_close_with_prints_running():
+            event.ignore()
+            return
         workers = [self.jobs, self.audit_panel.worker]
         for panel in (self.segment_panel, self.mesh_panel, self.print_panel, self.package_panel):
             if panel is not None:
@@ -711,3 +714,21 @@ class MainWindow(QtWidgets.QMainWindow):
             worker.wait(3.0)
         self.area.view3d.close()
         super().closeEvent(event)
+
+    def _may_close_with_prints_running(self) -> bool:
+        """Closing the app stops feeding a USB print: ask first while a job runs."""
+        from app.ui.print_job import ACTIVE_JOBS  # noqa: PLC0415
+
+        running = [job for job in ACTIVE_JOBS if job.state.active]
+        if not running:
+            return True
+        answer = QtWidgets.QMessageBox.warning(
+            self,
+            "A print is running",
+            "Closing MedPrint stops sending G-code to the printer and ruins the running print.\n"
+            "Close anyway?",
+            QtWidgets.QMessageBox.StandardButton.Close
+            | QtWidgets.QMessageBox.StandardButton.Cancel,
+            QtWidgets.QMessageBox.StandardButton.Cancel,
+        )
+        return answer == QtWidgets.QMessageBox.StandardButton.Close
