@@ -121,25 +121,6 @@ def _out_path(args: argparse.Namespace, pseudonym: str | None, part: str) -> Pat
     return out
 
 
-def auto_label_site(mesh) -> tuple[np.ndarray, np.ndarray]:
-    """A point and outward normal for the label: where a ray from the front (anterior, -y in
-    LPS) meets the model at the middle of its height; else from the left, right or below."""
-    from app.tools.mesh.edit import to_manifold  # noqa: PLC0415
-
-    solid = to_manifold(mesh)
-    lo, hi = mesh.bounds
-    centre = (lo + hi) / 2.0
-    reach = float(np.linalg.norm(hi - lo)) + 10.0
-    for direction in ((0, 1, 0), (-1, 0, 0), (1, 0, 0), (0, 0, 1)):
-        d = np.asarray(direction, dtype=np.float64)
-        start = centre - reach * d
-        hits = solid.ray_cast(tuple(start), tuple(centre + reach * d))
-        if hits:
-            return np.asarray(hits[0].position), -d
-    msg = "could not find a place for the label; give --label-at and --label-normal"
-    raise MeshError(msg)
-
-
 def _mesh(args: argparse.Namespace) -> int:
     from app.tools.mesh.export import export_mesh  # noqa: PLC0415
     from app.tools.mesh.pipeline import build_mesh  # noqa: PLC0415
@@ -209,8 +190,10 @@ def _mesh(args: argparse.Namespace) -> int:
 
 
 def _apply_label(args: argparse.Namespace, mesh, pseudonym: str | None):
+    from app.tools.mesh.case_mesh import label_with_pseudonym  # noqa: PLC0415
     from app.tools.mesh.label import add_label  # noqa: PLC0415
 
+    mode = "engrave" if args.engrave else "emboss"
     if pseudonym is None:
         msg = "a label needs the case pseudonym; give a CASE or --pseudonym"
         raise MeshError(msg)
@@ -220,6 +203,5 @@ def _apply_label(args: argparse.Namespace, mesh, pseudonym: str | None):
             msg = "--label-at needs --label-normal (the outward direction there)"
             raise MeshError(msg)
         normal = _triple(args.label_normal, "--label-normal")
-    else:
-        point, normal = auto_label_site(mesh)
-    return add_label(mesh, pseudonym, point, normal, mode="engrave" if args.engrave else "emboss")
+        return add_label(mesh, pseudonym, point, normal, mode=mode)
+    return label_with_pseudonym(mesh, pseudonym, mode=mode)

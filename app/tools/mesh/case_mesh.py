@@ -55,13 +55,13 @@ def _label_candidates(mesh: trimesh.Trimesh):
                 yield np.asarray(hits[0].position), -direction, side if up is None else up
 
 
-def label_with_pseudonym(mesh: trimesh.Trimesh, pseudonym: str):
-    """Emboss the pseudonym at the first candidate site where the text fits on the surface."""
+def label_with_pseudonym(mesh: trimesh.Trimesh, pseudonym: str, *, mode: str = "emboss"):
+    """Emboss (or engrave) the pseudonym at the first candidate site where the text fits."""
     from app.tools.mesh.label import add_label  # noqa: PLC0415
 
     for point, normal, up in _label_candidates(mesh):
         try:
-            return add_label(mesh, pseudonym, point, normal, up=up)
+            return add_label(mesh, pseudonym, point, normal, mode=mode, up=up)
         except MeshError:
             continue
     msg = "no surface of this model is large and flat enough for the label; place it by hand"
