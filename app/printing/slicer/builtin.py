@@ -11,7 +11,11 @@ Pipeline (each step vectorised over all layers or all islands):
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import math
+import sys
 
 import numpy as np
 import shapely
@@ -67,10 +71,12 @@ def slice_builtin(
     progress.update(0.3, "planning walls and infill")
     width = settings.width(printer.nozzle_diameter)
     islands = plan_islands(regions, heights, width, settings, cancel)
+    _release_memory()
     progress.update(0.45, "planning supports")
     supports = None
     if settings.supports:
         supports = plan_supports(regions, heights, width, settings, cancel)
+        _release_memory()
     progress.update(0.55, "filling")
     fills = _fills(islands, heights, width, settings, supports)
     warnings: list[str] = []
@@ -91,11 +97,14 @@ def slice_builtin(
     islands.fill = islands.solid = islands.top = islands.sparse = None
     islands.perimeters = []
     del supports
+    _release_memory()
     write_progress = progress.sub(0.6, 1.0)
     for index in range(len(tops)):
         if index % 8 == 0:
             check_cancel(cancel)
             write_progress.update(index / len(tops), "writing G-code")
+        if index % 128 == 127:
+            _release_memory()
         paths = planner.paths(index, writer.pos[:2], warnings)
         writer.layer(index, float(tops[index]), float(heights[index]), paths)
     text, moves = writer.finish()
@@ -110,6 +119,22 @@ def slice_builtin(
     _check_volume(moves, printer)
     progress.update(1.0, "done")
     return SliceResult(ENGINE, text, analysis, warnings, placements)
+
+
+def _release_memory() -> None:
+    """Hand freed heap back to the OS after a phase that built and dropped many geometries.
+
+    GEOS allocates through malloc; glibc keeps freed blocks in its arenas, so the resident size
+    would otherwise stay at the phase's peak. Elsewhere this is a no-op.
+    """
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        name = ctypes.util.find_library("c")
+        if name:
+            try:
+                ctypes.CDLL(name).malloc_trim(0)
+            except (OSError, AttributeError):
+                pass
 
 
 def _place(
