@@ -11,6 +11,7 @@ Pipeline (each step vectorised over all layers or all islands):
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import gc
@@ -131,10 +132,8 @@ def _release_memory() -> None:
     if sys.platform.startswith("linux"):
         name = ctypes.util.find_library("c")
         if name:
-            try:
+            with contextlib.suppress(OSError, AttributeError):
                 ctypes.CDLL(name).malloc_trim(0)
-            except (OSError, AttributeError):
-                pass
 
 
 def _place(
