@@ -76,7 +76,7 @@ def run(quick: bool) -> list[Row]:
             "the .venv it was built from",
             venv_size / MIB,
             unit="M",
-            goal="ratio < 0.5",
+            goal="< 1000 MiB",
         )
     )
 
