@@ -93,3 +93,23 @@ def test_settings_round_trip(data_dir):
     settings = Settings(units="cm", recent_cases=["C-AAAA-BB"])
     settings.save(paths)
     assert Settings.load(paths) == settings
+
+
+def test_delete_case_through_the_cli(data_dir, keystore_service):
+    from app.security.vault import Vault
+
+    medprint("vault", "init", data_dir=data_dir)
+    pseudonym = Vault.open().create_case({"patient_name": "X"})
+    assert pseudonym in medprint("cases", data_dir=data_dir).stdout
+    medprint("cases", "--delete", pseudonym, data_dir=data_dir)
+    assert medprint("cases", data_dir=data_dir).stdout.strip() == "no cases"
+    again = medprint("cases", "--delete", pseudonym, data_dir=data_dir, check=False)
+    assert again.returncode == 2 and "not in this vault" in again.stderr
+
+
+def test_no_keystore_is_a_clear_error_and_nothing_is_stored(data_dir, monkeypatch):
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    proc = medprint("vault", "init", data_dir=data_dir, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "gnome-keyring" in proc.stderr and "keystore" in proc.stderr
+    assert not (data_dir / "vault" / "vault.json").exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from app.security import audit
+from app.security import access, audit
 from app.security.vault import Vault
 
 
@@ -16,11 +16,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--show-identity", action="store_true", help="also print patient fields (audited)"
     )
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--delete", metavar="PSEUDONYM", help="delete a case for good: its data key is destroyed"
+    )
     parser.set_defaults(func=_cases)
 
 
 def _cases(args: argparse.Namespace) -> int:
     vault = Vault.open()
+    if args.delete:
+        access.require(access.current_user(), "case.delete", vault)
+        vault.delete_case(args.delete)
+        print(f"case {args.delete} deleted: its data key is destroyed and its files removed")
+        return 0
     entries = vault.search_cases(args.search) if args.search else vault.list_cases()
     if args.show_identity:
         audit.record("cases.identity_shown", count=len(entries))
