@@ -28,17 +28,6 @@ import buildlib
 MIB = 1 << 20
 
 
-def _app(quick: bool) -> tuple[Path, dict]:
-    cache = buildlib.DEFAULT_CACHE
-    stamp = cache / "stamp.json"
-    app = cache / "dist" / "medprint"
-    if quick and stamp.exists() and (app / "medprint").is_file():
-        import json
-
-        return app, {**json.loads(stamp.read_text(encoding="utf-8")), "rebuilt": False}
-    return buildlib.ensure_build(cache)
-
-
 def _best_wall(argv: list[str], env: dict[str, str], repeat: int) -> float:
     best = float("inf")
     for _ in range(repeat):
@@ -49,7 +38,14 @@ def _best_wall(argv: list[str], env: dict[str, str], repeat: int) -> float:
 
 
 def run(quick: bool) -> list[Row]:
-    app, info = _app(quick)
+    latest = buildlib.latest_build() if quick else None
+    if latest is not None:
+        return _measure(*latest, quick)
+    with buildlib.frozen_build() as (app, info):
+        return _measure(app, info, quick)
+
+
+def _measure(app: Path, info: dict, quick: bool) -> list[Row]:
     note = "built in this run" if info["rebuilt"] else "the cached build's time"
     note += "; clean" if info.get("clean_build") else "; reusing PyInstaller's work cache"
     rows = []

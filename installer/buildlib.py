@@ -14,6 +14,7 @@ No PyInstaller import here: this module is imported by the test and the benchmar
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import json
@@ -23,7 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -480,31 +481,48 @@ def app_version(app_dir: Path = APP_DIR) -> str:
 DEFAULT_CACHE = REPO / "build" / "installer-test"
 
 
-def ensure_build(cache: Path = DEFAULT_CACHE, python: str = sys.executable) -> tuple[Path, dict]:
-    """The frozen app in ``cache/dist/medprint``, built by installer/build.sh unless the build
-    there has the current fingerprint. Returns the app folder and ``{fingerprint,
-    build_seconds, size_bytes, clean_build, rebuilt}``. A lock file keeps concurrent callers to one build."""
+@contextlib.contextmanager
+def frozen_build(
+    cache: Path = DEFAULT_CACHE, python: str = sys.executable
+) -> Iterator[tuple[Path, dict]]:
+    """The frozen app for the current sources, built by installer/build.sh when no build with
+    this fingerprint exists; yields the app folder and ``{fingerprint, build_seconds,
+    size_bytes, clean_build, rebuilt}``.
+
+    Builds live in ``cache/<fingerprint>/`` and are held with a shared lock while in use, so a
+    concurrent run with other sources never deletes an app under a running test; builds no one
+    holds are removed. One PyInstaller run at a time (``cache/build.lock``); they share one
+    work folder, so a rebuild reuses the analysis of unchanged modules.
+    """
     import fcntl  # noqa: PLC0415 (POSIX only; the spec itself also runs on Windows)
-    import os  # noqa: PLC0415
-    import shutil  # noqa: PLC0415
+
+    fingerprint = build_fingerprint()
+    root = cache / fingerprint
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / "lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        app, info = _build_once(cache, root, fingerprint, python)
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        _remove_unused_builds(cache, keep=root)
+        yield app, info
+
+
+def _build_once(cache: Path, root: Path, fingerprint: str, python: str) -> tuple[Path, dict]:
+    import fcntl  # noqa: PLC0415
     import time  # noqa: PLC0415
 
-    cache.mkdir(parents=True, exist_ok=True)
-    fingerprint = build_fingerprint()
-    stamp = cache / "stamp.json"
-    app = cache / "dist" / "medprint"
-    with (cache / "lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        info = json.loads(stamp.read_text(encoding="utf-8")) if stamp.exists() else {}
-        if info.get("fingerprint") == fingerprint and (app / "medprint").is_file():
-            return app, {**info, "rebuilt": False}
-        stamp.unlink(missing_ok=True)
-        shutil.rmtree(cache / "dist", ignore_errors=True)
+    stamp = root / "stamp.json"
+    app = root / "dist" / "medprint"
+    if stamp.exists() and (app / "medprint").is_file():
+        return app, {**json.loads(stamp.read_text(encoding="utf-8")), "rebuilt": False}
+    shutil.rmtree(root / "dist", ignore_errors=True)
+    with (cache / "build.lock").open("a") as build_lock:
+        fcntl.flock(build_lock, fcntl.LOCK_EX)
         clean = not (cache / "work").exists()  # else PyInstaller reuses its analysis cache
         env = {**os.environ, "PYTHON": python, "MEDPRINT_BUILD_WORK": str(cache / "work")}
         start = time.monotonic()
         done = subprocess.run(
-            ["bash", str(INSTALLER_DIR / "build.sh"), str(cache / "dist")],
+            ["bash", str(INSTALLER_DIR / "build.sh"), str(root / "dist")],
             cwd=REPO,
             env=env,
             capture_output=True,
@@ -512,15 +530,42 @@ def ensure_build(cache: Path = DEFAULT_CACHE, python: str = sys.executable) -> t
             check=False,
         )
         seconds = time.monotonic() - start
-        (cache / "build.log").write_text(done.stdout + done.stderr, encoding="utf-8")
-        if done.returncode != 0:
-            msg = f"frozen build failed; see {cache / 'build.log'}:\n{done.stderr[-3000:]}"
-            raise RuntimeError(msg)
-        info = {
-            "fingerprint": fingerprint,
-            "build_seconds": round(seconds, 1),
-            "size_bytes": folder_size(app),
-            "clean_build": clean,
-        }
-        stamp.write_text(json.dumps(info), encoding="utf-8")
+    (root / "build.log").write_text(done.stdout + done.stderr, encoding="utf-8")
+    if done.returncode != 0:
+        msg = f"frozen build failed; see {root / 'build.log'}:\n{done.stderr[-3000:]}"
+        raise RuntimeError(msg)
+    info = {
+        "fingerprint": fingerprint,
+        "build_seconds": round(seconds, 1),
+        "size_bytes": folder_size(app),
+        "clean_build": clean,
+    }
+    stamp.write_text(json.dumps(info), encoding="utf-8")
     return app, {**info, "rebuilt": True}
+
+
+def _remove_unused_builds(cache: Path, keep: Path) -> None:
+    """Delete the other fingerprints' builds that no process holds."""
+    import fcntl  # noqa: PLC0415
+
+    for folder in cache.iterdir():
+        if folder == keep or not (folder / "lock").is_file():
+            continue
+        with (folder / "lock").open("a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # in use
+            shutil.rmtree(folder / "dist", ignore_errors=True)
+            (folder / "stamp.json").unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def latest_build(cache: Path = DEFAULT_CACHE) -> tuple[Path, dict] | None:
+    """The most recent complete build in ``cache``, whatever its fingerprint (or None)."""
+    stamps = sorted(cache.glob("*/stamp.json"), key=lambda p: p.stat().st_mtime)
+    for stamp in reversed(stamps):
+        app = stamp.parent / "dist" / "medprint"
+        if (app / "medprint").is_file():
+            return app, {**json.loads(stamp.read_text(encoding="utf-8")), "rebuilt": False}
+    return None

@@ -3,7 +3,8 @@
 The build is cached in ``build/installer-test/`` keyed by ``buildlib.build_fingerprint()`` (spec,
 app, resources, installed package versions), so a re-run in the same checkout does not rebuild;
 CI builds once. Every run of the frozen binary gets a PATH without any Python, no PYTHON*
-variables, a private data folder and a private HOME. The keystore is the real Secret Service of
+variables, a private data folder and a private HOME, and no network (``unshare -n``, where
+permitted): nothing may be fetched at run time. The keystore is the real Secret Service of
 ``scripts/with-keyring.sh``; the GUI runs on the suite's display (or an Xvfb of its own).
 """
 
@@ -44,6 +45,18 @@ BROKEN = re.compile(
 )
 
 
+def _offline_prefix() -> list[str]:
+    """``unshare -n``: run the frozen app in a network namespace of its own (no network at
+    all), proving nothing is fetched at run time; empty where that is not permitted."""
+    unshare = shutil.which("unshare")
+    if unshare and subprocess.run([unshare, "-n", "true"], check=False).returncode == 0:
+        return [unshare, "-n"]
+    return []
+
+
+OFFLINE = _offline_prefix()
+
+
 # -- the build ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def frozen() -> Iterator[Path]:
@@ -55,11 +68,17 @@ def frozen() -> Iterator[Path]:
     if given:
         app = Path(given).resolve()
         info = {"size_bytes": buildlib.folder_size(app), "build_seconds": 0.0, "rebuilt": False}
-    else:
+        yield from _using(app, info)
+        return
+    with contextlib.ExitStack() as stack:
         try:
-            app, info = buildlib.ensure_build(CACHE)
+            app, info = stack.enter_context(buildlib.frozen_build(CACHE))
         except RuntimeError as exc:
             pytest.fail(str(exc))
+        yield from _using(app, info)
+
+
+def _using(app: Path, info: dict) -> Iterator[Path]:
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "installer-build.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     _BUILT_TREE.update(_tree_state(app))
@@ -124,7 +143,7 @@ class Runner:
         self, *args: str, timeout: float = 300, check: bool = True, **extra: str
     ) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
-            [str(self.exe), *args],
+            [*OFFLINE, str(self.exe), *args],
             env=self.env(**extra),
             cwd=self.home,
             capture_output=True,
@@ -387,7 +406,7 @@ def test_gui_starts_and_shows_the_sample(run: Runner, secret_service: None) -> N
         log = run.home / "gui-stderr.txt"
         with log.open("w") as stderr:
             gui = subprocess.Popen(
-                [str(run.exe)], env=env, cwd=run.home, stdout=stderr, stderr=stderr
+                [*OFFLINE, str(run.exe)], env=env, cwd=run.home, stdout=stderr, stderr=stderr
             )
         try:
             # The GUI imports the sample on first start, then opens it (audited as case.open).
