@@ -44,7 +44,11 @@ def test_demo_runs_every_step_and_its_package_verifies(tmp_path, keystore_servic
     (package,) = (tmp_path / "out").iterdir()
     manifest = json.loads((package / "manifest.json").read_text())
     paths = [f["path"] for f in manifest["files"]]
-    assert any(p.endswith(".gcode") for p in paths) and any(p.endswith(".stl") for p in paths)
+    case = manifest["case"]
+    assert {f"mesh/{case}_spine.stl", f"mesh/{case}_spine.3mf", "qa/report.html"} <= set(paths)
+    assert any(p.endswith(".gcode") for p in paths)
+    page = (package / "qa" / "report.html").read_text()
+    assert page.count("<svg") == 3 and "PASS" in page and case in page
     assert manifest["approval"]["decision"] == "approved" and manifest["override"] is None
     assert _run("verify", str(package), env=env).returncode == 0
     gcode = next(package.rglob("*.gcode"))

@@ -54,7 +54,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
@@ -398,9 +398,7 @@ def package_case(
     report = case.load_json(qa) if qa else None
     qa_sha = access.qa_report_sha256(report) if report is not None else None
     release = access.release(case, access.sha256_hex(mesh_bytes), user, "package", qa_sha)
-    files: dict[str, bytes | os.PathLike[str]] = {f"mesh/{PurePosixPath(mesh).name}": mesh_bytes}
-    if report is not None:
-        files["qa/report.json"] = access.qa_report_bytes(report)
+    files: dict[str, bytes | os.PathLike[str]] = _model_files(case, mesh, mesh_bytes, report)
     for name, target in (extra or {}).items():
         files[target] = case.load_bytes(name)
     meta = PackageMeta(case=case.pseudonym, printer=printer or {}, slicer=slicer or {})
@@ -416,6 +414,39 @@ def package_case(
         cancel=cancel,
     )
     return path, release
+
+
+def _model_files(
+    case: access.CaseStore, mesh: str, mesh_bytes: bytes, report: Mapping[str, Any] | None
+) -> dict[str, bytes | os.PathLike[str]]:
+    """The approved STL (the exact bytes), its 3MF, and the QA report as JSON and HTML.
+
+    Files are named ``<pseudonym>_<part>``; the part comes from the mesh version's build info.
+    """
+    from app.security import strip  # noqa: PLC0415
+    from app.tools.mesh.core import make_mesh  # noqa: PLC0415
+    from app.tools.mesh.qa import QAReport  # noqa: PLC0415
+    from app.tools.mesh.report import qa_report_html  # noqa: PLC0415
+
+    info_name = str(PurePosixPath(mesh).with_suffix(".json"))
+    info = case.load_json(info_name) if case.has(info_name) else {}
+    part = str(info.get("part") or "model")
+    vertices, faces = strip.read_mesh_bytes(mesh_bytes, "stl")
+    files: dict[str, bytes | os.PathLike[str]] = {
+        f"mesh/{strip.export_name(case.pseudonym, part, 'stl')}": mesh_bytes,
+        f"mesh/{strip.export_name(case.pseudonym, part, '3mf')}": strip.mesh_bytes(
+            vertices, faces, "3mf"
+        ),
+    }
+    if report is not None:
+        files["qa/report.json"] = access.qa_report_bytes(report)
+        try:
+            qa = QAReport.from_dict(dict(report))
+        except (KeyError, TypeError):  # not a MedPrint QA report: the JSON travels alone
+            return files
+        page = qa_report_html(qa, make_mesh(vertices, faces), pseudonym=case.pseudonym, part=part)
+        files["qa/report.html"] = page.encode("utf-8")
+    return files
 
 
 def _public_record(record: Mapping[str, object] | None) -> dict | None:

@@ -57,8 +57,10 @@ def test_review_package_and_verify_from_the_command_line(case_id, tmp_path, caps
     assert "safe to remove" in out
     folder = next(p for p in drive.iterdir() if p.is_dir())
     manifest = json.loads((folder / "manifest.json").read_bytes())
+    # Named by pseudonym and part; the 3MF comes with the approved STL.
     assert {f["path"] for f in manifest["files"]} == {
-        "mesh/v1.stl", "qa/report.json", "gcode/model.gcode", "approval.json",
+        f"mesh/{case_id}_model.stl", f"mesh/{case_id}_model.3mf", "qa/report.json",
+        "gcode/model.gcode", "approval.json",
     }  # fmt: skip
     assert manifest["printer"] == {"name": "mk3s"}
     assert manifest["approval"]["reviewer"] == me
@@ -132,7 +134,8 @@ def test_encrypted_package_for_a_named_recipient(case_id, tmp_path, capsys):
     received = tmp_path / "received"
     code, out, _ = _run(capsys, "verify", str(sealed), "--extract", str(received))
     assert code == 0 and "extracted to" in out
-    assert (received / "mesh" / "v1.stl").read_bytes() == b"solid mesh\nendsolid mesh\n"
+    stl = received / "mesh" / f"{case_id}_model.stl"
+    assert stl.read_bytes() == b"solid mesh\nendsolid mesh\n"
 
 
 def test_verify_a_missing_package_is_a_clear_failure(data_dir, keystore_service, capsys):
