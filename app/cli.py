@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if (sys.argv[1:] if argv is None else argv) == ["--version"]:
+        print(f"medprint {__version__}")  # without importing every command's libraries
+        return 0
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.data_dir:

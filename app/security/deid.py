@@ -74,9 +74,10 @@ from scipy import ndimage
 from app.errors import DicomError
 from app.imaging.volume import Volume
 from app.progress import CancelToken, Progress, check_cancel, ensure
+from app.resources import resources_root
 from app.security.atomic import fsync_dir
 
-TABLE_PATH = Path(__file__).resolve().parents[2] / "resources" / "deid" / "table_e1_1.csv"
+TABLE_PATH = resources_root() / "deid" / "table_e1_1.csv"
 TABLE_EDITION = "2025b"
 DICOM_ROOT = "1.2.840.10008."
 
