@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import PrintingError
+from app.resources import resources_root
 from app.security.atomic import atomic_write_bytes
 from app.settings import Paths, resolve_paths
 
-SHIPPED_DIR = Path(__file__).resolve().parents[2] / "resources" / "printers"
+SHIPPED_DIR = resources_root() / "printers"
 PRINTER_FORMAT = "medprint-printer/1"
 MATERIAL_FORMAT = "medprint-material/1"
 CONNECTION_KINDS = ("usb", "octoprint", "moonraker")
