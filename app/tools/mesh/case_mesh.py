@@ -57,13 +57,21 @@ def _label_candidates(mesh: trimesh.Trimesh):
 
 def label_with_pseudonym(mesh: trimesh.Trimesh, pseudonym: str, *, mode: str = "emboss"):
     """Emboss (or engrave) the pseudonym at the first candidate site where the text fits."""
+    from app.tools.mesh.core import topology  # noqa: PLC0415
     from app.tools.mesh.label import add_label  # noqa: PLC0415
+    from app.tools.mesh.repair import repair_mesh  # noqa: PLC0415
 
     for point, normal, up in _label_candidates(mesh):
         try:
-            return add_label(mesh, pseudonym, point, normal, mode=mode, up=up)
+            labelled, info = add_label(mesh, pseudonym, point, normal, mode=mode, up=up)
         except MeshError:
             continue
+        # The union is exact, but its STL (float32 vertices) can pinch where letters meet
+        # the surface: mend that locally, or try the next site.
+        if not topology(labelled).closed_manifold:
+            labelled, _ = repair_mesh(labelled)
+        if topology(labelled).closed_manifold:
+            return labelled, info
     msg = "no surface of this model is large and flat enough for the label; place it by hand"
     raise MeshError(msg)
 
