@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyvista as pv
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.progress import CancelToken, Progress
@@ -33,6 +34,9 @@ TYPE_COLORS = {
     10: (60, 220, 60),  # support
     11: (0, 140, 0),  # support interface
 }
+
+
+TOOLPATHS_3D = "toolpaths"
 
 
 @dataclass
@@ -163,6 +167,8 @@ class PrintPanel(QtWidgets.QWidget):
         self.layer.setEnabled(False)
         self.layer_label = QtWidgets.QLabel(self)
         self.toolpaths = ToolpathView(self)
+        self.show_3d = QtWidgets.QCheckBox("Show this layer over the mesh in 3D", self)
+        self.show_3d.toggled.connect(lambda _on: self.show_layer(self.layer.value()))
         self.save_button = QtWidgets.QPushButton("Save G-code…", self)
         self.save_button.setEnabled(False)
         self._lay_out()
@@ -185,6 +191,7 @@ class PrintPanel(QtWidgets.QWidget):
         layer_row = QtWidgets.QVBoxLayout()
         layer_row.addWidget(self.layer)
         layer_row.addWidget(self.layer_label)
+        layer_row.addWidget(self.show_3d)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(self.source)
@@ -311,9 +318,35 @@ class PrintPanel(QtWidgets.QWidget):
         printer = self.printers.get(self.printer.currentData())
         bed = tuple(printer.build_volume[:2]) if printer is not None else (220.0, 220.0)
         self.toolpaths.set_layer(segments, bed)
+        self._toolpaths_in_3d(segments)
         self.layer_label.setText(
             f"layer {index + 1}/{analysis.layer_count}  z {analysis.layer_z[index]:.2f} mm"
         )
+
+    def _toolpaths_in_3d(self, segments: dict) -> None:
+        """The layer's extrusions as lines in the 3D view, moved back from the bed onto the
+        mesh (one part only: with several parts the bed placement is not one offset)."""
+        view = getattr(self.mesh_panel, "view3d", None)
+        if view is None:
+            return
+        placements = getattr(self.result, "placements", [])
+        if not self.show_3d.isChecked() or len(placements) != 1:
+            view.remove_mesh(TOOLPATHS_3D)
+            return
+        lines = [np.asarray(v, dtype=np.float64) for v in segments.values() if len(v)]
+        if not lines:
+            view.remove_mesh(TOOLPATHS_3D)
+            return
+        points = np.concatenate(lines).reshape(-1, 3) - np.asarray(placements[0])
+        cells = np.column_stack(
+            [
+                np.full(len(points) // 2, 2),
+                np.arange(0, len(points), 2),
+                np.arange(1, len(points), 2),
+            ]
+        )
+        view.add_mesh(TOOLPATHS_3D, pv.PolyData(points, lines=cells.ravel()), color=(0.1, 0.5, 0.9))
+        view.render()
 
     def save_gcode(self, path: str | Path) -> Path:
         return self.result.write(Path(path))

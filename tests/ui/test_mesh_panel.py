@@ -117,6 +117,14 @@ def test_slice_the_mesh_and_preview_a_layer(panels, qtbot, ct_volume, data_dir, 
     assert (
         printer.toolpaths.segments and sum(len(v) for v in printer.toolpaths.segments.values()) > 10
     )
+    printer.show_3d.setChecked(True)  # the layer's toolpaths over the mesh, in LPS
+    actor = mesh_panel.view3d._meshes["toolpaths"]
+    lines = np.array(actor.GetBounds()).reshape(3, 2)
+    ball = np.array(mesh_panel.view3d._meshes["mesh"].GetBounds()).reshape(3, 2)
+    assert (lines[:, 0] >= ball[:, 0] - 1.0).all() and (lines[:, 1] <= ball[:, 1] + 1.0).all()
+    assert lines[2, 1] - lines[2, 0] < 0.5  # one layer: flat
+    printer.show_3d.setChecked(False)
+    assert "toolpaths" not in mesh_panel.view3d._meshes
     out = printer.save_gcode(data_dir.parent / "ball.gcode")
     assert out.stat().st_size > 1000 and "C-TEST-01 ball" in out.read_text()
     printer.grab().save(str(artifacts / "print-panel.png"))
