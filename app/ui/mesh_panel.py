@@ -3,7 +3,9 @@ report (``app.tools.mesh.qa.qa_report``) with pass/fail per check, the mesh in t
 (optionally coloured by its deviation from the segmentation surface), and the case's stored
 mesh versions (``app.tools.mesh.store``).
 
-Building runs in the worker with progress and cancel; every built mesh is stored as a new
+Building and editing (app.ui.mesh_tools: cut, mirror, scale, hollow, flat base, pseudonym
+label, booleans, connector; measurements; export) run in the worker with progress and cancel;
+every built or edited mesh is stored as a new
 version of the case with its report, as ``medprint mesh`` does.
 """
 
@@ -93,6 +95,7 @@ class MeshPanel(QtWidgets.QWidget):
 
     meshBuilt = QtCore.Signal(object)  # MeshResult
     meshChanged = QtCore.Signal()  # current_mesh changed (built, or a stored version shown)
+    meshEdited = QtCore.Signal(object)  # mesh_tools.EditResult: a new version from an edit
 
     def __init__(
         self, segment_panel: Any, view3d: Any, parent: QtWidgets.QWidget | None = None
@@ -106,6 +109,8 @@ class MeshPanel(QtWidgets.QWidget):
         self.result: MeshResult | None = None
         self.current_mesh: Any = None  # what the Print panel slices
         self.current_part = ""
+        self.current_part_name = ""  # the segment / part name (export file names)
+        self.current_version: int | None = None  # the stored version shown, if any
         self.worker = Worker(self)
         self.worker.done.connect(self._built)
         self.worker.error.connect(self._failed)
@@ -132,6 +137,9 @@ class MeshPanel(QtWidgets.QWidget):
         self.tolerance.setSuffix(" mm")
         self.deviation = QtWidgets.QCheckBox("Colour the surface by deviation", self)
         self._build_outputs()
+        from app.ui.mesh_tools import MeshTools  # noqa: PLC0415
+
+        self.tools = MeshTools(self)
         self._lay_out()
 
     def _build_outputs(self) -> None:
@@ -184,6 +192,7 @@ class MeshPanel(QtWidgets.QWidget):
         layout.addWidget(self.checks)
         layout.addWidget(self.summary)
         layout.addLayout(stored)
+        layout.addWidget(self.tools)
         layout.addStretch(1)
 
         self.build_button.clicked.connect(self.build)
@@ -195,8 +204,9 @@ class MeshPanel(QtWidgets.QWidget):
     def set_case(self, case: Any, printer_volume: tuple[float, float, float] | None) -> None:
         self.case = case
         self.current_mesh, self.current_part = None, ""
-        self.meshChanged.emit()
+        self.current_part_name, self.current_version = "", None
         self.printer_volume = printer_volume
+        self.meshChanged.emit()
         self._sync_versions()
 
     def _sync_segments(self) -> None:
@@ -249,7 +259,12 @@ class MeshPanel(QtWidgets.QWidget):
         self.cancel_button.setEnabled(True)
         self.worker.start(build_and_check, job, name=f"building the mesh of {segment.name}")
 
-    def _built(self, result: MeshResult) -> None:
+    def _built(self, result: Any) -> None:
+        from app.ui.mesh_tools import EditResult  # noqa: PLC0415
+
+        if isinstance(result, EditResult):
+            self._edited(result)
+            return
         self.result = result
         self._show(result.mesh, result.qa, result.deviation)
         s = result.info.get("smoothing") or {}
@@ -260,8 +275,26 @@ class MeshPanel(QtWidgets.QWidget):
         )
         self._sync_versions()
         self.current_mesh, self.current_part = result.mesh, result.info.get("part", "")
+        self.current_part_name = self.current_part
+        self.current_version = _version_number(result.stored)
         self.meshChanged.emit()
         self.meshBuilt.emit(result)
+
+    def _edited(self, result: Any) -> None:
+        """An edit finished: show the new version and its fresh QA report."""
+        self._show(result.mesh, result.qa, None)
+        where = f"stored as {result.stored}" if result.stored else "not stored (no case)"
+        self._sync_versions()
+        self.current_mesh, self.current_part = result.mesh, result.info.get("part", "")
+        self.current_part_name = self.current_part
+        self.current_version = _version_number(result.stored)
+        if self.current_version is not None:
+            self.current_part = f"v{self.current_version}"
+            self.versions.setCurrentText(self.current_part)
+        self._finish(f"{result.op}: {len(result.mesh.faces)} triangles; {where}.")
+        self.progress.setValue(1000)
+        self.meshChanged.emit()
+        self.meshEdited.emit(result)
 
     def _failed(self, message: str) -> None:
         self._finish(message)
@@ -271,6 +304,7 @@ class MeshPanel(QtWidgets.QWidget):
         self.cancel_button.setEnabled(False)
         self.build_button.setEnabled(bool(self.segments.segment_names()))
         self.progress.setValue(1000 if self.result else 0)
+        self.tools.refresh()
 
     # -- output -------------------------------------------------------------------------------
     def _show(self, mesh: Any, qa: Any, deviation: np.ndarray | None) -> None:
@@ -318,5 +352,17 @@ class MeshPanel(QtWidgets.QWidget):
         mesh, qa = load_mesh_version(self.case, number)
         self._show(mesh, qa, None)
         self.current_mesh, self.current_part = mesh, f"v{number}"
+        self.current_version = number
+        try:
+            self.current_part_name = self.case.load_json(f"mesh/v{number}.json").get("part") or ""
+        except Exception:  # an old version without its info: name it by version
+            self.current_part_name = f"v{number}"
         self.meshChanged.emit()
         self.message.setText(f"Showing stored version v{number}.")
+
+
+def _version_number(stored: str | None) -> int | None:
+    """``mesh/v7.stl`` → 7."""
+    if not stored:
+        return None
+    return int(stored.rsplit("/v", 1)[1].split(".")[0])
