@@ -160,3 +160,33 @@ def test_edit_errors_are_one_line(panel, qtbot):
         qtbot.mouseClick(tools.cut_button, QtCore.Qt.MouseButton.LeftButton)
     assert "\n" not in mesh.message.text() and "plane" in mesh.message.text()
     assert tools.cut_button.isEnabled()
+
+
+def test_scale_flat_base_and_boolean_difference(panel, qtbot):
+    from app.tools.mesh.edit import measure
+
+    mesh, _state, case = panel
+    tools = mesh.tools
+    whole = measure(mesh.current_mesh)
+    tools.scale_percent.setValue(50.0)
+    half = _click(qtbot, mesh, tools.scale_button)
+    assert half.stored == "mesh/v2.stl"
+    assert measure(half.mesh).volume_mm3 == pytest.approx(whole.volume_mm3 / 8, rel=1e-3)
+    assert np.allclose(measure(half.mesh).size_mm, np.array(whole.size_mm) / 2, atol=1e-3)
+
+    tools.base_thickness.setValue(3.0)
+    based = _click(qtbot, mesh, tools.base_button)
+    assert based.stored == "mesh/v3.stl" and based.qa.check("watertight").passed
+    lo_before, lo_after = measure(half.mesh).bbox_min[2], measure(based.mesh).bbox_min[2]
+    assert lo_after == pytest.approx(lo_before - 3.0, abs=1e-3)  # the plate hangs 3 mm below
+
+    mesh.versions.setCurrentText("v1")
+    qtbot.mouseClick(mesh.show_version, QtCore.Qt.MouseButton.LeftButton)
+    tools.bool_op.setCurrentText("difference")
+    tools.bool_with.setCurrentText("v2")  # the half-size block, inside the whole one
+    cavity = _click(qtbot, mesh, tools.bool_button)
+    assert cavity.stored == "mesh/v4.stl" and cavity.info["edit"]["params"]["with_version"] == 2
+    expected = whole.volume_mm3 * (1 - 1 / 8)
+    assert measure(cavity.mesh).volume_mm3 == pytest.approx(expected, rel=1e-3)
+    assert "volume" in tools.measurements.text()
+    assert case.load_json("mesh/v4.qa.json")["triangles"] == len(cavity.mesh.faces)  # fresh QA
