@@ -223,6 +223,10 @@ class MeshTools(QtWidgets.QWidget):
         self.rod = _spin(self, 1.0, 20.0, 5.0, " mm rod", step=0.5)
         self.rod_button = QtWidgets.QPushButton("Connect parts", self)
         self.rod_button.setToolTip("a rod between the two largest components, at their closest")
+        self.point_a_button = QtWidgets.QPushButton("A = crosshair", self)
+        self.point_b_button = QtWidgets.QPushButton("B = crosshair", self)
+        self.distance = QtWidgets.QLabel("pick two points", self)
+        self.points: list[np.ndarray | None] = [None, None]
         self.measurements = QtWidgets.QLabel(self)
         self.measurements.setObjectName("hint")
         self.measurements.setWordWrap(True)
@@ -255,6 +259,7 @@ class MeshTools(QtWidgets.QWidget):
         form.addRow("Boolean", row(self.bool_op, self.bool_with, self.bool_button))
         form.addRow("Connector", row(self.rod, self.rod_button))
         form.addRow("Measure", self.measurements)
+        form.addRow("Distance", row(self.point_a_button, self.point_b_button, self.distance))
         export = QtWidgets.QGroupBox("Export", self)
         export.setLayout(row(self.export_format, self.export_button))
         layout = QtWidgets.QVBoxLayout(self)
@@ -289,6 +294,8 @@ class MeshTools(QtWidgets.QWidget):
         self.bool_button.clicked.connect(self.boolean)
         self.rod_button.clicked.connect(lambda: self.run("connector", diameter_mm=self.rod.value()))
         self.export_button.clicked.connect(self._export_dialog)
+        self.point_a_button.clicked.connect(lambda: self.pick(0))
+        self.point_b_button.clicked.connect(lambda: self.pick(1))
 
     # -- state --------------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -322,6 +329,21 @@ class MeshTools(QtWidgets.QWidget):
             f"volume {m.volume_mm3 / 1000:.2f} ml, area {m.area_mm2 / 100:.1f} cm², "
             f"box {size} mm from ({lo}) to ({hi})"
         )
+
+    def pick(self, which: int) -> None:
+        """Take the crosshair as point A (0) or B (1); show the distance once both are set."""
+        from app.tools.mesh.edit import distance  # noqa: PLC0415
+
+        cursor = getattr(getattr(self.panel.segments, "state", None), "cursor", None)
+        if cursor is None:
+            self.distance.setText("no crosshair: load a volume")
+            return
+        self.points[which] = np.asarray(cursor, dtype=np.float64).copy()
+        a, b = self.points
+        if a is None or b is None:
+            self.distance.setText("now the other point")
+            return
+        self.distance.setText(f"{distance(a, b):.1f} mm")
 
     # -- edits --------------------------------------------------------------------------------
     def cut_plane(self) -> tuple[np.ndarray, np.ndarray]:

@@ -190,3 +190,29 @@ def test_scale_flat_base_and_boolean_difference(panel, qtbot):
     assert measure(cavity.mesh).volume_mm3 == pytest.approx(expected, rel=1e-3)
     assert "volume" in tools.measurements.text()
     assert case.load_json("mesh/v4.qa.json")["triangles"] == len(cavity.mesh.faces)  # fresh QA
+
+
+def test_distance_between_two_crosshair_points(panel, qtbot):
+    mesh, state, _case = panel
+    tools = mesh.tools
+    state.cursor = np.array([0.0, 0.0, 110.0])
+    qtbot.mouseClick(tools.point_a_button, QtCore.Qt.MouseButton.LeftButton)
+    state.cursor = np.array([30.0, 40.0, 110.0])
+    qtbot.mouseClick(tools.point_b_button, QtCore.Qt.MouseButton.LeftButton)
+    assert tools.distance.text() == "50.0 mm"
+
+
+def test_mirror_and_connector_jobs_without_a_case():
+    """The Qt-free jobs behind Mirror L-R and Connect parts."""
+    import trimesh
+
+    from app.tools.mesh.core import concatenate
+    from app.ui.mesh_tools import EditJob, edit_and_check
+
+    box = trimesh.creation.box(extents=(10.0, 20.0, 30.0))
+    mirrored = edit_and_check(EditJob("mirror", box.copy().apply_translation((5, 0, 0)), {}))
+    assert mirrored.stored is None and np.allclose(mirrored.mesh.bounds[:, 0], [0.0, 10.0])
+    apart = concatenate([box, trimesh.creation.icosphere(radius=4.0).apply_translation((20, 0, 0))])
+    joined = edit_and_check(EditJob("connector", apart, {"diameter_mm": 3.0}))
+    assert joined.mesh.body_count == 1 and joined.qa.check("watertight").passed
+    assert joined.mesh.volume > apart.volume
