@@ -46,23 +46,10 @@ class EditResult:
 
 
 def _label(mesh: Any, pseudonym: str, mode: str, height_mm: float, depth_mm: float):
-    """The pseudonym at the first automatic site where it fits (as ``label_with_pseudonym``)."""
-    from app.errors import MeshError  # noqa: PLC0415
-    from app.tools.mesh.case_mesh import _label_candidates, label_with_pseudonym  # noqa: PLC0415
-    from app.tools.mesh.label import DEFAULT_DEPTH_MM, DEFAULT_HEIGHT_MM, add_label  # noqa: PLC0415
+    """The pseudonym at the first automatic site where it fits."""
+    from app.tools.mesh.case_mesh import label_with_pseudonym  # noqa: PLC0415
 
-    if (height_mm, depth_mm) == (DEFAULT_HEIGHT_MM, DEFAULT_DEPTH_MM):
-        return label_with_pseudonym(mesh, pseudonym, mode=mode)
-    for point, normal, up in _label_candidates(mesh):
-        try:
-            return add_label(
-                mesh, pseudonym, point, normal, mode=mode, up=up,
-                height_mm=height_mm, depth_mm=depth_mm,
-            )  # fmt: skip
-        except MeshError:
-            continue
-    msg = "no surface of this model is large and flat enough for the label; try smaller letters"
-    raise MeshError(msg)
+    return label_with_pseudonym(mesh, pseudonym, mode=mode, height_mm=height_mm, depth_mm=depth_mm)
 
 
 def apply_edit(job: EditJob, *, progress: Progress, cancel: CancelToken | None) -> tuple:
@@ -349,9 +336,9 @@ class MeshTools(QtWidgets.QWidget):
     def cut_plane(self) -> tuple[np.ndarray, np.ndarray]:
         """(point, normal) of the chosen cut plane in LPS mm."""
         if self.cut_source.currentIndex() == 1:
-            plane = getattr(self.panel.view3d, "_clip", None)
+            plane = self.panel.view3d.clip_plane()
             if plane is not None:
-                return np.array(plane.GetOrigin()), np.array(plane.GetNormal())
+                return plane
         normal = np.array(AXES[self.cut_axis.currentText()])
         state = getattr(self.panel.segments, "state", None)
         cursor = getattr(state, "cursor", None)
@@ -360,10 +347,7 @@ class MeshTools(QtWidgets.QWidget):
         return np.asarray(cursor, dtype=np.float64), normal
 
     def cut(self) -> None:
-        if (
-            self.cut_source.currentIndex() == 1
-            and getattr(self.panel.view3d, "_clip", None) is None
-        ):
+        if self.cut_source.currentIndex() == 1 and self.panel.view3d.clip_plane() is None:
             self.panel.message.setText(
                 "No clip plane in the 3D view; set one or cut at the crosshair."
             )

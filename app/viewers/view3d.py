@@ -270,6 +270,12 @@ class View3D(QtWidgets.QWidget):
             actor.SetVisibility(bool(visible))
         self.render()
 
+    def clip_plane(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(point, normal) in LPS mm of the current clipping plane, or None without one."""
+        if self._clip is None:
+            return None
+        return np.array(self._clip.GetOrigin()), np.array(self._clip.GetNormal())
+
     def remove_mesh(self, name: str) -> None:
         actor = self._meshes.pop(name, None)
         if actor is not None:

@@ -55,7 +55,14 @@ def _label_candidates(mesh: trimesh.Trimesh):
                 yield np.asarray(hits[0].position), -direction, side if up is None else up
 
 
-def label_with_pseudonym(mesh: trimesh.Trimesh, pseudonym: str, *, mode: str = "emboss"):
+def label_with_pseudonym(
+    mesh: trimesh.Trimesh,
+    pseudonym: str,
+    *,
+    mode: str = "emboss",
+    height_mm: float | None = None,
+    depth_mm: float | None = None,
+):
     """Emboss (or engrave) the pseudonym at the first candidate site where the text fits."""
     from app.tools.mesh.core import topology  # noqa: PLC0415
     from app.tools.mesh.label import add_label  # noqa: PLC0415
@@ -63,7 +70,9 @@ def label_with_pseudonym(mesh: trimesh.Trimesh, pseudonym: str, *, mode: str = "
 
     for point, normal, up in _label_candidates(mesh):
         try:
-            labelled, info = add_label(mesh, pseudonym, point, normal, mode=mode, up=up)
+            sizes = {"height_mm": height_mm, "depth_mm": depth_mm}
+            sizes = {k: v for k, v in sizes.items() if v is not None}
+            labelled, info = add_label(mesh, pseudonym, point, normal, mode=mode, up=up, **sizes)
         except MeshError:
             continue
         # The union is exact, but its STL (float32 vertices) can pinch where letters meet
