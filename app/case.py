@@ -1,164 +1,331 @@
 """Case: one patient's work in the vault, known everywhere outside it by its pseudonym.
 
-A case holds the imported series (original DICOM, encrypted, for traceability, and the loaded
-volume), the segmentation, mesh versions, QA reports, approvals and print jobs. Every file
-goes through the vault; nothing of a case is ever written to disk in the clear.
+This module is the one place that knows where a case keeps what. No other module builds a case
+file name; they call the methods below. Every file goes through the vault (encrypted, atomic);
+nothing of a case is ever written to disk in the clear.
+
+Layout inside a case::
+
+    series.json                 the source series' facts (no identity), warnings, geometry
+    volume.mpvol                the loaded image
+    dicom/00000.dcm ...         the original DICOM, for traceability
+    segmentation.seg            the segmentation (bit-field labels)
+    mesh/vN/manifest.json       the parts of mesh version N and their SHA-256 (the version hash)
+    mesh/vN/parts/NAME.stl      one clean binary STL per part
+    mesh/vN/info.json           how the version was made: settings or edit, parent, author, time
+    mesh/vN/qa.json             its QA report
+    print/gN.gcode              sliced G-code N
+    print/gN.json               its provenance: the mesh version and hash, profile, engine
+    approvals.json              decisions and overrides (append-only history)
+    reports/NAME                reports made from the case
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import shutil
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, BinaryIO, Protocol
 
-from app.errors import DicomError, VaultError
+from app.errors import MedPrintError, VaultError
 from app.imaging.volume import Volume
-from app.progress import CancelToken, Progress, check_cancel, ensure
-from app.security import audit
-from app.security.vault import Vault
-
-if TYPE_CHECKING:
-    from app.imaging.scan import Series
 
 VOLUME_FILE = "volume.mpvol"
 SERIES_FILE = "series.json"
+SEGMENTATION_FILE = "segmentation.seg"
+DECISIONS_FILE = "approvals.json"
+
+_MESH_DIR = re.compile(r"^mesh/v(\d+)/manifest\.json$")
+_GCODE = re.compile(r"^print/g(\d+)\.gcode$")
+_ORIGINAL = re.compile(r"^dicom/\d{5}\.dcm$")
+PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+_REPORT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
+
+
+class CaseFiles(Protocol):
+    """What a case needs of the vault: encrypted, atomic files per case."""
+
+    def write_bytes(self, pseudonym: str, name: str, data: bytes) -> None: ...
+
+    def read_bytes(self, pseudonym: str, name: str) -> bytes: ...
+
+    def write_file(self, pseudonym: str, name: str) -> AbstractContextManager[BinaryIO]: ...
+
+    def read_file(self, pseudonym: str, name: str) -> AbstractContextManager[BinaryIO]: ...
+
+    def has_file(self, pseudonym: str, name: str) -> bool: ...
+
+    def list_files(self, pseudonym: str) -> list[str]: ...
+
+
+def check_part(name: str) -> str:
+    """A part name: letters, digits, ``-`` and ``_`` (it becomes part of file names)."""
+    if not isinstance(name, str) or not PART_RE.match(name):
+        msg = f"'{name}' is not a valid part name; use letters, digits, '-' and '_' (≤ 40)"
+        raise MedPrintError(msg)
+    return name
+
+
+def manifest_sha256(parts: list[Mapping[str, Any]]) -> str:
+    """The hash of a mesh version: its parts' names, hashes, colours and materials."""
+    body = [
+        {k: p.get(k) for k in ("name", "sha256", "colour", "material")}
+        for p in sorted(parts, key=lambda p: str(p["name"]))
+    ]
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredMesh:
+    """One stored mesh version: its parts (name -> STL bytes), manifest, build info and QA."""
+
+    number: int
+    parts: dict[str, bytes]
+    manifest: dict
+    info: dict
+    qa: dict
+
+    @property
+    def sha256(self) -> str:
+        return manifest_sha256(self.manifest["parts"])
+
+    @property
+    def part_facts(self) -> list[dict]:
+        return list(self.manifest["parts"])
+
+
+@dataclass(frozen=True)
+class StoredGcode:
+    """One stored G-code with its provenance (which mesh version and hash, which profile)."""
+
+    number: int
+    text: str
+    provenance: dict
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
 
 @dataclass
 class Case:
-    vault: Vault
+    vault: CaseFiles
     pseudonym: str
 
     # ----- generic content ------------------------------------------------------------------
-    def save_bytes(self, name: str, data: bytes) -> None:
+    def _save_bytes(self, name: str, data: bytes) -> None:
         self.vault.write_bytes(self.pseudonym, name, data)
 
-    def load_bytes(self, name: str) -> bytes:
+    def _load_bytes(self, name: str) -> bytes:
         return self.vault.read_bytes(self.pseudonym, name)
 
-    def has(self, name: str) -> bool:
+    def _has(self, name: str) -> bool:
         return self.vault.has_file(self.pseudonym, name)
 
     def files(self) -> list[str]:
         return self.vault.list_files(self.pseudonym)
 
-    def save_json(self, name: str, obj: Any) -> None:
-        self.save_bytes(name, json.dumps(obj, indent=1, sort_keys=True).encode("utf-8"))
+    def _save_json(self, name: str, obj: Any) -> None:
+        self._save_bytes(name, json.dumps(obj, indent=1, sort_keys=True).encode("utf-8"))
 
-    def load_json(self, name: str) -> Any:
+    def _load_json(self, name: str) -> Any:
         try:
-            return json.loads(self.load_bytes(name))
+            return json.loads(self._load_bytes(name))
         except ValueError:
             msg = f"{name} of case {self.pseudonym} is not valid JSON; restore it from a backup"
             raise VaultError(msg) from None
 
-    # ----- the image ------------------------------------------------------------------------
+    # ----- the source series ------------------------------------------------------------------
     def save_volume(self, volume: Volume) -> None:
         with self.vault.write_file(self.pseudonym, VOLUME_FILE) as out:
             volume.write(out)
-        audit.record("case.save_volume", case=self.pseudonym, shape=list(volume.shape))
 
     def load_volume(self) -> Volume:
-        if not self.has(VOLUME_FILE):
+        if not self._has(VOLUME_FILE):
             msg = f"case {self.pseudonym} has no image yet; import a series first"
             raise VaultError(msg)
         with self.vault.read_file(self.pseudonym, VOLUME_FILE) as src:
             return Volume.read(src)
 
+    def has_volume(self) -> bool:
+        return self._has(VOLUME_FILE)
 
-def open_case(pseudonym: str, vault: Vault | None = None) -> Case:
-    """The case ``pseudonym`` of the (opened) vault; a clear error when it does not exist."""
-    vault = vault or Vault.open()
-    vault.case_entry(pseudonym)
-    return Case(vault, pseudonym)
+    def save_series_facts(self, facts: Mapping[str, Any]) -> None:
+        self._save_json(SERIES_FILE, dict(facts))
+
+    def series_facts(self) -> dict:
+        return self._load_json(SERIES_FILE) if self._has(SERIES_FILE) else {}
+
+    def write_original(self, number: int) -> AbstractContextManager[BinaryIO]:
+        """A stream for original DICOM file ``number`` (encrypted as it is written)."""
+        return self.vault.write_file(self.pseudonym, f"dicom/{number:05d}.dcm")
+
+    def original_names(self) -> list[str]:
+        return sorted(name for name in self.files() if _ORIGINAL.match(name))
+
+    def load_original(self, name: str) -> bytes:
+        if not _ORIGINAL.match(name):
+            msg = f"{name} is not an original DICOM file of this case"
+            raise VaultError(msg)
+        return self._load_bytes(name)
+
+    # ----- segmentation ---------------------------------------------------------------------
+    def has_segmentation(self) -> bool:
+        return self._has(SEGMENTATION_FILE)
+
+    def write_segmentation(self) -> AbstractContextManager[BinaryIO]:
+        return self.vault.write_file(self.pseudonym, SEGMENTATION_FILE)
+
+    def read_segmentation(self) -> AbstractContextManager[BinaryIO]:
+        return self.vault.read_file(self.pseudonym, SEGMENTATION_FILE)
+
+    # ----- mesh versions ----------------------------------------------------------------------
+    def mesh_versions(self) -> list[int]:
+        """Mesh version numbers, oldest first."""
+        return sorted(int(m.group(1)) for name in self.files() if (m := _MESH_DIR.match(name)))
+
+    def save_mesh_version(
+        self,
+        parts: Mapping[str, bytes],
+        *,
+        qa: Mapping[str, Any],
+        info: Mapping[str, Any],
+        styles: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> int:
+        """Store a new version (part name -> binary STL) with its QA and info; its number.
+
+        ``styles`` gives each part's ``colour`` (``#rrggbb``) and ``material``, when set.
+        """
+        if not parts:
+            msg = "a mesh version needs at least one part"
+            raise MedPrintError(msg)
+        number = (self.mesh_versions() or [0])[-1] + 1
+        entries = []
+        for name, data in parts.items():
+            check_part(name)
+            self._save_bytes(f"mesh/v{number}/parts/{name}.stl", data)
+            style = dict((styles or {}).get(name, {}))
+            entries.append(
+                {
+                    "name": name,
+                    "file": f"{name}.stl",
+                    "sha256": hashlib.sha256(data).hexdigest(),
+                    "colour": style.get("colour"),
+                    "material": style.get("material"),
+                }
+            )
+        self._save_json(f"mesh/v{number}/info.json", dict(info))
+        self._save_json(f"mesh/v{number}/qa.json", dict(qa))
+        # The manifest last: a version exists once its manifest does.
+        self._save_json(f"mesh/v{number}/manifest.json", {"version": 1, "parts": entries})
+        return number
+
+    def _check_mesh_version(self, number: int) -> None:
+        if number not in self.mesh_versions():
+            have = ", ".join(f"v{n}" for n in self.mesh_versions()) or "none yet"
+            msg = f"case {self.pseudonym} has no mesh version {number} (versions: {have})"
+            raise VaultError(msg)
+
+    def latest_mesh_version(self) -> int:
+        versions = self.mesh_versions()
+        if not versions:
+            msg = f"case {self.pseudonym} has no mesh yet; build one first ('medprint mesh')"
+            raise VaultError(msg)
+        return versions[-1]
+
+    def load_mesh_version(self, number: int) -> StoredMesh:
+        """A stored version; every part is checked against the manifest's hash."""
+        self._check_mesh_version(number)
+        manifest = self._load_json(f"mesh/v{number}/manifest.json")
+        parts = {}
+        for entry in manifest["parts"]:
+            data = self._load_bytes(f"mesh/v{number}/parts/{check_part(entry['name'])}.stl")
+            if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+                msg = f"part {entry['name']} of mesh v{number} does not match its manifest"
+                raise VaultError(msg)
+            parts[entry["name"]] = data
+        info = self._load_json(f"mesh/v{number}/info.json")
+        qa = self._load_json(f"mesh/v{number}/qa.json")
+        return StoredMesh(number, parts, manifest, info, qa)
+
+    def mesh_manifest(self, number: int) -> dict:
+        self._check_mesh_version(number)
+        return self._load_json(f"mesh/v{number}/manifest.json")
+
+    def mesh_info(self, number: int) -> dict:
+        self._check_mesh_version(number)
+        return self._load_json(f"mesh/v{number}/info.json")
+
+    def mesh_qa(self, number: int) -> dict:
+        self._check_mesh_version(number)
+        return self._load_json(f"mesh/v{number}/qa.json")
+
+    def mesh_sha256(self, number: int) -> str:
+        return manifest_sha256(self.mesh_manifest(number)["parts"])
+
+    def find_mesh_version(self, sha256: str) -> int | None:
+        """The version whose hash is ``sha256``, if any."""
+        return next((n for n in self.mesh_versions() if self.mesh_sha256(n) == sha256), None)
+
+    # ----- G-code ------------------------------------------------------------------------------
+    def gcode_versions(self) -> list[int]:
+        return sorted(int(m.group(1)) for name in self.files() if (m := _GCODE.match(name)))
+
+    def save_gcode(self, text: str, provenance: Mapping[str, Any]) -> StoredGcode:
+        """Store G-code with its provenance; the provenance records the G-code's SHA-256."""
+        number = (self.gcode_versions() or [0])[-1] + 1
+        data = text.encode("utf-8")
+        record = dict(provenance) | {"gcode_sha256": hashlib.sha256(data).hexdigest()}
+        self._save_json(f"print/g{number}.json", record)
+        self._save_bytes(f"print/g{number}.gcode", data)  # last: the G-code exists once complete
+        return StoredGcode(number, text, record)
+
+    def latest_gcode_version(self) -> int:
+        versions = self.gcode_versions()
+        if not versions:
+            msg = f"case {self.pseudonym} has no G-code yet; slice a mesh version first"
+            raise VaultError(msg)
+        return versions[-1]
+
+    def load_gcode(self, number: int) -> StoredGcode:
+        if number not in self.gcode_versions():
+            have = ", ".join(f"g{n}" for n in self.gcode_versions()) or "none yet"
+            msg = f"case {self.pseudonym} has no G-code {number} (stored: {have})"
+            raise VaultError(msg)
+        text = self._load_bytes(f"print/g{number}.gcode").decode("utf-8")
+        return StoredGcode(number, text, self._load_json(f"print/g{number}.json"))
+
+    # ----- decisions ------------------------------------------------------------------------------
+    def load_decisions(self) -> list[dict]:
+        if not self._has(DECISIONS_FILE):
+            return []
+        data = self._load_json(DECISIONS_FILE)
+        if not isinstance(data, dict) or not isinstance(data.get("records"), list):
+            msg = (
+                f"{DECISIONS_FILE} of case {self.pseudonym} is malformed; restore it from a backup"
+            )
+            raise VaultError(msg)
+        return list(data["records"])
+
+    def save_decisions(self, records: list[dict]) -> None:
+        self._save_json(DECISIONS_FILE, {"version": 1, "records": records})
+
+    # ----- reports ----------------------------------------------------------------------------------
+    def save_report(self, name: str, data: bytes) -> None:
+        self._save_bytes(f"reports/{_check_report(name)}", data)
+
+    def load_report(self, name: str) -> bytes:
+        return self._load_bytes(f"reports/{_check_report(name)}")
+
+    def reports(self) -> Iterator[str]:
+        return (n.removeprefix("reports/") for n in self.files() if n.startswith("reports/"))
 
 
-def import_series(
-    series: Series,
-    *,
-    vault: Vault | None = None,
-    progress: Progress | None = None,
-    cancel: CancelToken | None = None,
-) -> Case:
-    """Load ``series`` and store it as a new case: original DICOM, volume and series facts.
-
-    The patient's identity goes only into the encrypted case index. Cancelling or failing at any
-    point removes the half-made case, so a repeated import yields exactly one case.
-    """
-    from app.imaging.load import load_series  # noqa: PLC0415 (pydicom only when importing)
-
-    vault = vault or Vault.open()
-    progress = ensure(progress)
-    volume = load_series(series, progress=progress.sub(0.0, 0.6), cancel=cancel)
-    check_cancel(cancel)
-    pseudonym = vault.create_case(dict(series.identity))
-    case = Case(vault, pseudonym)
-    try:
-        _store_originals(case, series, progress.sub(0.6, 0.9), cancel)
-        progress.update(0.9, "storing the volume")
-        case.save_volume(volume)
-        facts = series.to_json() | {
-            "warnings": list(volume.warnings),
-            "geometry": volume.geometry(),
-        }
-        case.save_json(SERIES_FILE, facts)
-    except BaseException:
-        vault.delete_case(pseudonym)
-        raise
-    progress.update(1.0, "imported")
-    audit.record(
-        "case.import",
-        case=pseudonym,
-        modality=volume.modality,
-        slices=series.slice_count,
-        shape=list(volume.shape),
-        warnings=len(volume.warnings),
-    )
-    return case
-
-
-def _store_originals(
-    case: Case, series: Series, progress: Progress, cancel: CancelToken | None
-) -> None:
-    from app.imaging.scan import SourceOpener  # noqa: PLC0415 (opens each zip archive once)
-
-    sources = series.sources
-    with SourceOpener() as opener:
-        for number, source in enumerate(sources):
-            check_cancel(cancel)
-            name = f"dicom/{number:05d}.dcm"
-            with opener.open(source) as src, case.vault.write_file(case.pseudonym, name) as out:
-                shutil.copyfileobj(src, out, 1 << 20)
-            progress.update((number + 1) / len(sources), "storing the original DICOM (encrypted)")
-
-
-def import_path(
-    path: str,
-    series_key: str | None = None,
-    *,
-    vault: Vault | None = None,
-    progress: Progress | None = None,
-    cancel: CancelToken | None = None,
-) -> Case:
-    """Scan ``path`` and import one series: ``series_key`` (key or UID), or the only / largest CT."""
-    from app.imaging.scan import scan  # noqa: PLC0415
-
-    progress = ensure(progress)
-    result = scan([path], progress=progress.sub(0.0, 0.2), cancel=cancel)
-    series = result.find(series_key) if series_key else _default_series(result.series)
-    return import_series(series, vault=vault, progress=progress.sub(0.2, 1.0), cancel=cancel)
-
-
-def _default_series(candidates: list[Series]) -> Series:
-    if not candidates:
-        msg = "no image series found there; 'medprint scan PATH' lists what was found and why"
-        raise DicomError(msg)
-    if len(candidates) == 1:
-        return candidates[0]
-    ct = [s for s in candidates if s.modality == "CT"]
-    if ct:
-        return max(ct, key=lambda s: s.slice_count)
-    keys = ", ".join(s.key for s in candidates)
-    msg = f"several series found ({keys}); choose one with --series"
-    raise DicomError(msg)
+def _check_report(name: str) -> str:
+    if not _REPORT_RE.match(name):
+        msg = f"'{name}' is not a valid report name"
+        raise MedPrintError(msg)
+    return name

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import fcntl
-import getpass
 import hashlib
 import hmac
 import io
@@ -31,6 +30,7 @@ from pathlib import Path
 
 from app.errors import AuditError
 from app.security.atomic import atomic_write_bytes
+from app.security.identity import os_user
 from app.security.keystore import Keystore
 from app.settings import Paths, resolve_paths
 
@@ -129,9 +129,19 @@ def _locked_log(paths: Paths) -> Iterator[io.BufferedRandom]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def record(action: str, case: str | None = None, **facts: object) -> None:
-    """Append one record for ``action`` (and the case pseudonym), fsynced before returning."""
-    paths = resolve_paths()
+def record(
+    action: str,
+    case: str | None = None,
+    *,
+    user: str | None = None,
+    paths: Paths | None = None,
+    **facts: object,
+) -> None:
+    """Append one record for ``action`` (and the case pseudonym), fsynced before returning.
+
+    Only :mod:`app.workflow` calls this (with the acting user and the data folder).
+    """
+    paths = paths or resolve_paths()
     paths.config.mkdir(parents=True, exist_ok=True)
     key = _mac_key(paths, create=True)
     with _locked_log(paths) as handle:
@@ -139,7 +149,7 @@ def record(action: str, case: str | None = None, **facts: object) -> None:
         payload = {
             "seq": head[0] + 1,
             "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "user": getpass.getuser(),
+            "user": user or os_user(),
             "action": action,
             "case": case,
             "facts": _clean_facts(facts),

@@ -36,7 +36,6 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from app.errors import IntegrityError, VaultError
-from app.security import audit
 from app.security.atomic import atomic_write_bytes, atomic_writer
 from app.security.keystore import Keystore
 from app.security.streams import DecryptingReader, EncryptingWriter
@@ -154,10 +153,6 @@ class Vault:
             meta["keys"][special] = _wrap(master, secrets.token_bytes(32), f"dek:{special}")
         vault._save_meta()
         vault._save_index({})
-        audit.record("vault.init", vault_id=vault_id)
-        from app.security import access  # noqa: PLC0415 (access reads roles through the vault)
-
-        access.bootstrap(vault, access.current_user())
         return vault, recovery_text
 
     @staticmethod
@@ -201,7 +196,6 @@ class Vault:
             msg = "the master key in the OS keystore does not open this vault; "
             msg += "restore it with 'medprint vault recovery-key --restore KEY'"
             raise VaultError(msg) from None
-        audit.record("vault.open", vault_id=meta["vault_id"])
         return cls(paths, meta, master)
 
     @classmethod
@@ -216,7 +210,6 @@ class Vault:
             msg = "the recovery key does not match this vault; check it and try again"
             raise VaultError(msg) from None
         Keystore().set(cls._entry(meta["vault_id"], meta["generation"]), master)
-        audit.record("vault.recover", vault_id=meta["vault_id"])
         return cls(paths, meta, master)
 
     # ----- key management -------------------------------------------------------------------
@@ -229,8 +222,7 @@ class Vault:
         return int(self._meta["generation"])
 
     def recovery_key(self) -> str:
-        """The recovery key, decrypted on request (the request is audited)."""
-        audit.record("vault.recovery_key_shown", vault_id=self.vault_id)
+        """The recovery key, decrypted on request."""
         return _unwrap(self._master, self._meta["recovery_key"], "recovery-key").decode()
 
     def rotate_key(self) -> None:
@@ -256,7 +248,6 @@ class Vault:
             self._meta, self._master = meta, new_master
             self._save_meta()
             Keystore().delete(old_entry)
-        audit.record("vault.rotate_key", vault_id=self.vault_id, generation=meta["generation"])
 
     def _save_meta(self) -> None:
         text = json.dumps(self._meta, indent=1, sort_keys=True)
@@ -346,7 +337,6 @@ class Vault:
                 "created": datetime.now(UTC).isoformat(timespec="seconds"),
             }
             self._save_index(index)
-        audit.record("case.create", case=pseudonym)
         return pseudonym
 
     def set_identity(self, pseudonym: str, identity: dict[str, str]) -> None:
@@ -358,7 +348,6 @@ class Vault:
                 raise VaultError(msg)
             index[pseudonym]["identity"] = {str(k): str(v) for k, v in identity.items()}
             self._save_index(index)
-        audit.record("case.identity_edited", case=pseudonym)
 
     def list_cases(self) -> list[CaseEntry]:
         index = self._load_index()
@@ -394,7 +383,6 @@ class Vault:
             self._save_meta()
             self._save_index(index)
             shutil.rmtree(self.root / "cases" / pseudonym, ignore_errors=True)
-        audit.record("case.delete", case=pseudonym)
 
     def status(self) -> dict:
         cases = self.list_cases()
