@@ -1,0 +1,55 @@
+"""Workflow fixtures: a vault in a private data folder, people in each role, a small case.
+
+Every actor here shares the one opened vault; they differ by the account name the workflow
+sees (several real OS accounts are the identity tests' business).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.case import Case
+from app.imaging.volume import Volume
+from app.settings import resolve_paths
+from app.workflow import users
+from app.workflow.actor import Actor
+
+TECH, REVIEWER, ADMIN, NOBODY = "tess", "rafael", "ada", "nemo"
+
+
+@pytest.fixture
+def admin(data_dir, keystore_service) -> Actor:
+    """The OS user who created the vault: its first administrator."""
+    actor = Actor.current(resolve_paths(data_dir))
+    users.init_vault(actor)
+    return actor
+
+
+@pytest.fixture
+def people(admin: Actor) -> dict[str, Actor]:
+    """One actor per role (and one with none), all in the admin's vault."""
+    for name, role in ((TECH, "technician"), (REVIEWER, "reviewer"), (ADMIN, "administrator")):
+        users.add_role(admin, name, role)
+    return {
+        name: Actor(name, admin.paths, _vault=admin.vault)
+        for name in (TECH, REVIEWER, ADMIN, NOBODY)
+    } | {"founder": admin}
+
+
+def sphere_volume(radius_mm: float = 12.0, size: int = 48, spacing: float = 1.0) -> Volume:
+    """A CT-like cube of air with a bone sphere (1000 HU) in the middle."""
+    grid = (np.indices((size, size, size)).astype(np.float32) - (size - 1) / 2) * spacing
+    inside = np.sqrt((grid**2).sum(axis=0)) <= radius_mm
+    array = np.where(inside, 1000, -1000).astype(np.int16)
+    return Volume(array, origin=(0.0, 0.0, 0.0), spacing=(spacing,) * 3, modality="CT")
+
+
+@pytest.fixture
+def sphere_case(admin: Actor) -> Case:
+    """A case holding a small synthetic CT with a bone sphere (no DICOM originals)."""
+    pseudonym = admin.vault.create_case({"PatientName": "TEST^SPHERE"})
+    case = Case(admin.vault, pseudonym)
+    case.save_volume(sphere_volume())
+    case.save_series_facts({"modality": "CT", "body_part": "PHANTOM"})
+    return case
