@@ -32,6 +32,7 @@ from typing import Any, BinaryIO, Protocol
 
 from app.errors import MedPrintError, VaultError
 from app.imaging.volume import Volume
+from app.security.access import mesh_manifest_sha256
 
 VOLUME_FILE = "volume.mpvol"
 SERIES_FILE = "series.json"
@@ -69,15 +70,6 @@ def check_part(name: str) -> str:
     return name
 
 
-def manifest_sha256(parts: list[Mapping[str, Any]]) -> str:
-    """The hash of a mesh version: its parts' names, hashes, colours and materials."""
-    body = [
-        {k: p.get(k) for k in ("name", "sha256", "colour", "material")}
-        for p in sorted(parts, key=lambda p: str(p["name"]))
-    ]
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
-
-
 @dataclass(frozen=True)
 class StoredMesh:
     """One stored mesh version: its parts (name -> STL bytes), manifest, build info and QA."""
@@ -90,7 +82,7 @@ class StoredMesh:
 
     @property
     def sha256(self) -> str:
-        return manifest_sha256(self.manifest["parts"])
+        return mesh_manifest_sha256(self.manifest["parts"])
 
     @property
     def part_facts(self) -> list[dict]:
@@ -264,7 +256,7 @@ class Case:
         return self._load_json(f"mesh/v{number}/qa.json")
 
     def mesh_sha256(self, number: int) -> str:
-        return manifest_sha256(self.mesh_manifest(number)["parts"])
+        return mesh_manifest_sha256(self.mesh_manifest(number)["parts"])
 
     def find_mesh_version(self, sha256: str) -> int | None:
         """The version whose hash is ``sha256``, if any."""

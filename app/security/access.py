@@ -41,6 +41,15 @@ REJECTED = "rejected"
 VOID = "void"
 NONE = "none"
 
+# What a decision means (its ``meaning``); the last two of the approvals rest on an override.
+APPROVED_FOR_PRINTING = "approved for printing"
+APPROVED_WITH_QA_OVERRIDE = "approved with QA override"
+SELF_APPROVED = "self-approved"
+CHANGES_REQUESTED = "changes requested"
+REJECTED_FOR_PRINTING = "rejected"
+APPROVAL_MEANINGS = (APPROVED_FOR_PRINTING, APPROVED_WITH_QA_OVERRIDE, SELF_APPROVED)
+REJECTION_MEANINGS = (CHANGES_REQUESTED, REJECTED_FOR_PRINTING)
+
 USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@$-]{0,63}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 MAX_COMMENT = 2000
@@ -108,6 +117,16 @@ def roles_exist(store: RecordStore) -> bool:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def mesh_manifest_sha256(parts: list[Mapping[str, Any]]) -> str:
+    """The hash of a mesh version (what a decision binds): its parts' names, hashes, colours and
+    materials, in name order. The case and the package verifier both use this one definition."""
+    body = [
+        {k: p.get(k) for k in ("name", "sha256", "colour", "material")}
+        for p in sorted(parts, key=lambda p: str(p["name"]))
+    ]
+    return sha256_hex(json.dumps(body, sort_keys=True).encode("utf-8"))
 
 
 def qa_report_bytes(report: Mapping[str, Any]) -> bytes:
