@@ -1,4 +1,8 @@
-"""``medprint slice MESH --printer P --out F.gcode`` and ``medprint printers [--json]``."""
+"""``medprint slice CASE [--version N] --printer P [--out FILE]`` and ``medprint printers``.
+
+Slicing stores the G-code in the case with its provenance (the mesh version and its SHA-256,
+the profiles, the engine and the settings); ``--out`` also writes a copy.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +12,37 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from app.errors import PrintingError
-from app.printing.profiles import get_material, get_printer, load_materials, load_printers
-from app.printing.slicer import Part, SliceSettings, engines, slice_parts
+from app.printing.profiles import load_materials, load_printers
+from app.printing.slicer import SliceSettings, engines
+from app.workflow import intake
+from app.workflow import slice as slicing
+from app.workflow.actor import Actor
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("slice", help="slice a mesh into G-code for a printer profile")
-    parser.add_argument("mesh", type=Path, help="mesh file (STL, OBJ, PLY, 3MF)")
+    parser = sub.add_parser(
+        "slice",
+        help="slice a mesh version of a case into G-code stored with its provenance",
+        description="Slice mesh version N of CASE for printer profile P; the G-code is stored "
+        "in the case (print it with 'medprint print CASE'); --out also writes a copy.",
+    )
+    parser.add_argument("case", help="case pseudonym")
+    parser.add_argument("--version", type=int, metavar="N", help="mesh version (default: latest)")
     parser.add_argument("--printer", required=True, help="printer profile id or name")
     parser.add_argument("--material", help="material profile (default: the printer's)")
     parser.add_argument("--engine", choices=["builtin", "prusaslicer"], default="builtin")
-    parser.add_argument("--name", default="part", help="object name written into the G-code")
+    _settings_options(parser)
+    parser.add_argument("--out", type=Path, metavar="FILE", help="also write a copy of the G-code")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(func=_slice)
+
+    printers = sub.add_parser("printers", help="list printer (and material) profiles")
+    printers.add_argument("--json", action="store_true")
+    printers.add_argument("--materials", action="store_true", help="list material profiles")
+    printers.set_defaults(func=_printers)
+
+
+def _settings_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layer-height", type=float, default=0.2, metavar="MM")
     parser.add_argument("--first-layer-height", type=float, default=None, metavar="MM")
     parser.add_argument("--perimeters", type=int, default=2)
@@ -34,41 +57,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="support overhangs beyond this angle from vertical",
     )
     parser.add_argument("--brim", type=float, default=0.0, metavar="MM", help="brim width")
-    parser.add_argument("--out", type=Path, required=True, help="G-code file to write")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    parser.set_defaults(func=_slice)
-
-    printers = sub.add_parser("printers", help="list printer (and material) profiles")
-    printers.add_argument("--json", action="store_true")
-    printers.add_argument("--materials", action="store_true", help="list material profiles")
-    printers.set_defaults(func=_printers)
 
 
-def _load_mesh(path: Path, name: str) -> Part:
-    import trimesh  # noqa: PLC0415 (slow import, only for this command)
-
-    if not path.is_file():
-        msg = f"mesh file {path} not found; check the path"
-        raise PrintingError(msg)
-    try:
-        mesh = trimesh.load(path, force="mesh")
-    except Exception as exc:  # trimesh raises many kinds for bad files
-        msg = (
-            f"cannot read {path.name} as a mesh ({exc.__class__.__name__}); export STL, OBJ or PLY"
-        )
-        raise PrintingError(msg) from None
-    if len(getattr(mesh, "faces", [])) == 0:
-        msg = f"{path.name} holds no triangles; export the mesh again"
-        raise PrintingError(msg)
-    return Part.from_trimesh(name, mesh)
-
-
-def _slice(args: argparse.Namespace) -> int:
-    from app.commands.progressbar import cli_progress  # noqa: PLC0415
-
-    printer = get_printer(args.printer)
-    material = get_material(args.material or printer.default_material)
-    settings = SliceSettings(
+def _settings(args: argparse.Namespace) -> SliceSettings:
+    return SliceSettings(
         layer_height=args.layer_height,
         first_layer_height=args.first_layer_height or max(args.layer_height, 0.2),
         perimeters=args.perimeters,
@@ -78,21 +70,51 @@ def _slice(args: argparse.Namespace) -> int:
         support_angle=args.support_angle,
         brim_width=args.brim,
     )
-    part = _load_mesh(args.mesh, args.name)
+
+
+def _slice(args: argparse.Namespace) -> int:
+    from app.commands.progressbar import cli_progress  # noqa: PLC0415
+
+    actor = Actor.current()
+    case = intake.open_case(actor, args.case)
     with cli_progress(f"slicing ({args.engine})") as progress:
-        result = slice_parts(
-            [part], printer, material, settings, engine=args.engine, progress=progress
+        sliced = slicing.slice_version(
+            actor,
+            case,
+            version=args.version,
+            printer=args.printer,
+            material=args.material,
+            settings=_settings(args),
+            engine=args.engine,
+            out=args.out,
+            progress=progress,
         )
-    result.write(args.out)
-    summary = result.summary
+    gcode, prov = sliced.gcode, sliced.gcode.provenance
     if args.json:
-        data = {"engine": result.engine, "out": str(args.out), **asdict(summary)}
+        data = {
+            "case": case.pseudonym,
+            "gcode_version": gcode.number,
+            "gcode_sha256": gcode.sha256,
+            "mesh_version": prov["mesh_version"],
+            "mesh_sha256": prov["mesh_sha256"],
+            "printer": prov["printer"],
+            "material": prov["material"],
+            "engine": prov["engine"],
+            "out": str(args.out) if args.out else None,
+            "warnings": sliced.warnings,
+            **asdict(sliced.result.summary),
+        }
         print(json.dumps(data, indent=2))
     else:
-        print(f"{args.out}: {printer.name}, {material.name}, engine {result.engine}")
-        for line in summary.lines():
+        print(
+            f"{case.pseudonym}: G-code g{gcode.number} from mesh v{prov['mesh_version']} "
+            f"({prov['printer']}, {prov['material']}, engine {prov['engine']})"
+        )
+        for line in sliced.summary_lines():
             print(f"  {line}")
-    for warning in result.warnings:
+        if args.out:
+            print(f"  copy: {args.out}")
+    for warning in sliced.warnings:
         print(f"medprint: warning: {warning}", file=sys.stderr)
     return 0
 

@@ -1,0 +1,137 @@
+"""Slicing: a stored mesh version of a case becomes G-code stored in the case with its provenance.
+
+The provenance binds the G-code to what it was made from: the mesh version and its hash (the
+manifest hash over its parts), the printer and material profiles, the engine and every slicing
+setting. Printing and packaging accept a stored G-code only when that hash is an approved version
+of the case (:func:`app.workflow.review.release_gcode`). Object names in the G-code are the
+pseudonym and the part name, never a file name or free text, so a copy (``out``) carries no PHI.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from app.case import Case, StoredGcode
+from app.printing.profiles import get_material, get_printer
+from app.printing.slicer import Part, SliceResult, SliceSettings, slice_parts
+from app.progress import CancelToken, Progress, ensure
+from app.security.atomic import atomic_write_bytes
+from app.workflow import policy
+from app.workflow.actor import Actor
+
+
+@dataclass(frozen=True)
+class Sliced:
+    """A slicing stored in the case: the G-code with its provenance, and the slicer's result
+    (summary, warnings and the toolpath analysis for a preview)."""
+
+    gcode: StoredGcode
+    result: SliceResult
+    out: Path | None = None
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.result.warnings)
+
+    def summary_lines(self) -> list[str]:
+        return self.result.summary.lines()
+
+
+def slice_version(
+    actor: Actor,
+    case: Case,
+    *,
+    version: int | None = None,
+    printer: str,
+    material: str | None = None,
+    settings: SliceSettings | None = None,
+    engine: str = "builtin",
+    out: Path | None = None,
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
+) -> Sliced:
+    """Slice mesh ``version`` (default: the latest) of ``case`` for profile ``printer``.
+
+    Stores the G-code in the case with its provenance, writes a copy to ``out`` when given, and
+    audits ``slice``; returns the stored G-code and the slicer's result.
+    """
+    policy.allow(actor, "slice", case.pseudonym)
+    progress = ensure(progress)
+    number = case.latest_mesh_version() if version is None else version
+    stored = case.load_mesh_version(number)
+    profile = get_printer(printer, actor.paths)
+    chosen = get_material(material or profile.default_material, actor.paths)
+    settings = settings or SliceSettings()
+    parts = [_part(case.pseudonym, name, data) for name, data in stored.parts.items()]
+    progress.update(0.05, f"slicing mesh v{number} ({engine})")
+    result = slice_parts(
+        parts,
+        profile,
+        chosen,
+        settings,
+        engine=engine,
+        progress=progress.sub(0.05, 0.95),
+        cancel=cancel,
+    )
+    provenance = {
+        "mesh_version": number,
+        "mesh_sha256": stored.sha256,
+        "printer": profile.id,
+        "material": chosen.id,
+        "engine": result.engine,
+        "settings": asdict(settings),
+        "parts": sorted(stored.parts),
+        "user": actor.user,
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    gcode = case.save_gcode(result.gcode, provenance)
+    if out is not None:
+        atomic_write_bytes(Path(out), gcode.text.encode("utf-8"))
+    policy.record(
+        actor,
+        "slice",
+        case.pseudonym,
+        gcode_version=gcode.number,
+        mesh_version=number,
+        mesh_sha256=stored.sha256,
+        gcode_sha256=gcode.sha256,
+        printer=profile.id,
+        material=chosen.id,
+        engine=result.engine,
+        copy=out is not None,
+    )
+    progress.update(1.0, f"stored G-code g{gcode.number}")
+    return Sliced(gcode, result, Path(out) if out is not None else None)
+
+
+def _part(pseudonym: str, name: str, stl: bytes) -> Part:
+    """One part of a stored version, named by the pseudonym and the part (no free text)."""
+    import trimesh  # noqa: PLC0415 (slow import, only when slicing)
+
+    mesh = trimesh.load(io.BytesIO(stl), file_type="stl", force="mesh")
+    return Part.from_trimesh(f"{pseudonym} {name}", mesh)
+
+
+def stored_gcodes(actor: Actor, case: Case) -> list[StoredGcode]:
+    """The case's stored G-codes, newest first (for a list to print from)."""
+    policy.allow(actor, "case.open", case.pseudonym)
+    return [case.load_gcode(n) for n in reversed(case.gcode_versions())]
+
+
+def export(actor: Actor, case: Case, gcode_version: int, out: Path) -> StoredGcode:
+    """Write a copy of stored G-code ``gcode_version`` to ``out`` (audited ``slice.export``)."""
+    policy.allow(actor, "slice", case.pseudonym)
+    gcode = case.load_gcode(gcode_version)
+    atomic_write_bytes(Path(out), gcode.text.encode("utf-8"))
+    policy.record(
+        actor,
+        "slice.export",
+        case.pseudonym,
+        gcode_version=gcode.number,
+        gcode_sha256=gcode.sha256,
+        mesh_sha256=gcode.provenance.get("mesh_sha256"),
+    )
+    return gcode
