@@ -17,6 +17,7 @@ Layout inside a case::
     print/gN.gcode              sliced G-code N
     print/gN.json               its provenance: the mesh version and hash, profile, engine
     approvals.json              decisions and overrides (append-only history)
+    viewer.json                 the window's view state (window, layout, crosshair)
     reports/NAME                reports made from the case
 """
 
@@ -38,6 +39,7 @@ VOLUME_FILE = "volume.mpvol"
 SERIES_FILE = "series.json"
 SEGMENTATION_FILE = "segmentation.seg"
 DECISIONS_FILE = "approvals.json"
+VIEW_FILE = "viewer.json"
 
 _MESH_DIR = re.compile(r"^mesh/v(\d+)/manifest\.json$")
 _GCODE = re.compile(r"^print/g(\d+)\.gcode$")
@@ -304,6 +306,13 @@ class Case:
 
     def save_decisions(self, records: list[dict]) -> None:
         self._save_json(DECISIONS_FILE, {"version": 1, "records": records})
+
+    # ----- view state -----------------------------------------------------------------------------
+    def save_view_state(self, state: Mapping[str, Any]) -> None:
+        self._save_json(VIEW_FILE, dict(state))
+
+    def view_state(self) -> dict:
+        return self._load_json(VIEW_FILE) if self._has(VIEW_FILE) else {}
 
     # ----- reports ----------------------------------------------------------------------------------
     def save_report(self, name: str, data: bytes) -> None:
