@@ -19,6 +19,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless, UltrasoundImageStorage
 
+from app.imaging.deface import deface, deface_mask
 from app.imaging.volume import Volume
 from app.security import deid
 from app.security.deid import (
@@ -27,8 +28,8 @@ from app.security.deid import (
     IdentifierLeak,
     Profile,
     Rect,
+    batch,
     burned_in_risk,
-    deface_mask,
     deid_folder,
     deidentify,
     load_table,
@@ -370,7 +371,7 @@ def test_verification_stops_a_leak(planted: dict[str, Path], monkeypatch) -> Non
         out.InstitutionName = TEXT["InstitutionName"]  # as if the profile had missed it
         return out
 
-    monkeypatch.setattr(deid, "deidentify", leaky)
+    monkeypatch.setattr(batch, "deidentify", leaky)
     out = planted["root"] / "leak"
     with pytest.raises(IdentifierLeak, match="InstitutionName") as error:
         deid_folder(planted["ct"], out, options=DeidOptions(), uid_key=KEY, pseudonym="C-TEST-03")
@@ -526,7 +527,7 @@ def test_deface_ct_head_keeps_skull_and_brain(dicom_dir: Path) -> None:
     bone = volume.array >= 300
     assert mask[bone].mean() < 0.001, "skull voxels were blanked"
     check_defacing(volume, mask, volume.array > -300)
-    defaced = deid.deface(volume)
+    defaced = deface(volume)
     assert (defaced.array[mask] == -1000).all() and "defaced" in defaced.warnings[-1]
 
 
