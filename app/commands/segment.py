@@ -1,15 +1,18 @@
-"""``medprint segment CASE [--preset P | --tool T] [--param K=V ...] [--json]``.
+"""``medprint segment CASE [--tool T --param K=V ...] [--preset P] [--import F] [--export F]
+[--identified] [--new] [--no-save] [--json]``, ``--volume FILE`` instead of a case, ``--list-tools``.
 
-Runs the same segmentation tools as the GUI, headless, on a case in the vault (its volume and
-its saved ``segmentation.seg``), saves the result back into the case and prints per-segment
-statistics. ``--volume FILE.nrrd`` works on a plain image file instead (nothing is saved unless
-``--export`` is given). ``--list-tools`` prints every tool and its parameters.
+Runs the same segmentation tools as the GUI, headless, through :mod:`app.workflow.segment`: on a
+case in the vault (its volume and saved segmentation), saving the result back into the case
+(each tool, the save, an import and an export audited), then prints per-segment statistics.
+``--volume FILE.nrrd`` works on a plain image file instead (no vault, nothing stored, only
+``--export`` writes a file). ``--list-tools`` prints every tool and its parameters.
 
 Examples::
 
     medprint segment C-7K3M-Q9 --tool bone --param keep_largest=2
     medprint segment C-7K3M-Q9 --preset compact-bone --json
     medprint segment C-7K3M-Q9 --tool margin --param segment=bone --param margin_mm=2
+    medprint segment C-7K3M-Q9 --export bone.dcm       # DICOM SEG, de-identified header
     medprint segment --volume ct.nrrd --tool bone --export bone.seg.nrrd
 """
 
@@ -20,13 +23,18 @@ import json
 from pathlib import Path
 from typing import Any
 
+from app.case import Case
 from app.commands.progressbar import cli_progress
 from app.errors import SegmentationError
+from app.imaging.load import load_image_file
+from app.imaging.volume import Volume
+from app.tools.segmentation import ParamSpec, Tool, get_tool, registry
+from app.tools.segmentation.threshold import CT_PRESETS
+from app.workflow import intake, segment
+from app.workflow.actor import Actor
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from app.tools.segmentation.threshold import CT_PRESETS  # noqa: PLC0415
-
     parser = sub.add_parser(
         "segment", help="run segmentation tools on a case and print per-segment statistics"
     )
@@ -53,14 +61,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="start from a .seg.nrrd/.nrrd, .nii/.nii.gz or DICOM SEG (.dcm) file",
     )
-    parser.add_argument("--export", help="also write .seg.nrrd, .nii/.nii.gz or .dcm (DICOM SEG)")
+    parser.add_argument(
+        "--export",
+        metavar="FILE",
+        help="also write .seg.nrrd, .nii/.nii.gz or .dcm (DICOM SEG, de-identified)",
+    )
+    parser.add_argument(
+        "--identified",
+        action="store_true",
+        help="DICOM SEG with the original patient header (administrators; audited)",
+    )
     parser.add_argument("--no-save", action="store_true", help="do not save into the case")
     parser.add_argument("--json", action="store_true", help="print statistics as JSON")
     parser.add_argument("--list-tools", action="store_true", help="list tools and parameters")
     parser.set_defaults(func=_segment)
 
 
-def parse_value(spec: Any, text: str) -> Any:
+def parse_value(spec: ParamSpec, text: str) -> Any:
     """Turn ``text`` into the type a parameter spec expects."""
     if spec.kind == "bool":
         if text.lower() in ("1", "true", "yes", "on"):
@@ -95,7 +112,8 @@ def parse_value(spec: Any, text: str) -> Any:
     return text
 
 
-def build_params(tool: Any, pairs: list[str]) -> Any:
+def parse_params(tool: Tool, pairs: list[str]) -> dict[str, Any]:
+    """``NAME=VALUE`` pairs as the typed values of ``tool``'s parameters."""
     by_name = {s.name: s for s in tool.specs()}
     values = {}
     for pair in pairs:
@@ -105,12 +123,10 @@ def build_params(tool: Any, pairs: list[str]) -> Any:
             msg = f"unknown parameter {name!r} for {tool.name}; parameters: {known}"
             raise SegmentationError(msg)
         values[name] = parse_value(by_name[name], text)
-    return tool.default_params(**values)
+    return values
 
 
 def _list_tools() -> int:
-    from app.tools.segmentation import registry  # noqa: PLC0415
-
     reg = registry()
     for tool in reg.tools.values():
         print(f"{tool.name:22} {tool.title}")
@@ -129,112 +145,73 @@ def _list_tools() -> int:
 def _segment(args: argparse.Namespace) -> int:
     if args.list_tools:
         return _list_tools()
-    from app.tools.segmentation import Segmentation, get_tool  # noqa: PLC0415
-
     if bool(args.case) == bool(args.volume):
         msg = "give a case pseudonym or --volume FILE (one of them)"
         raise SegmentationError(msg)
-    case = volume = seg = None
-    if args.volume:
-        from app.imaging.load import load_image_file  # noqa: PLC0415
-
-        volume = load_image_file(Path(args.volume))
-    else:
-        from app.case import open_case  # noqa: PLC0415
-        from app.tools.segmentation.storage import load_from_case  # noqa: PLC0415
-
-        case = open_case(args.case)
-        volume = case.load_volume()
-        if not args.new:
-            seg = load_from_case(case, volume)
-    if args.import_file:
-        seg = _import(args.import_file, volume)
-    seg = seg or Segmentation(volume)
-    runs = []
-    if args.preset:
-        tool = get_tool("threshold")
-        runs.append((tool, tool.default_params(preset=args.preset)))
-    if args.tool:
-        tool = get_tool(args.tool)
-        runs.append((tool, build_params(tool, args.param)))
-    elif args.param:
+    if args.param and not args.tool:
         msg = "--param needs --tool"
         raise SegmentationError(msg)
+    actor, case, volume, seg = _open(args)
+    if args.import_file:
+        seg = segment.import_file(actor, case, args.import_file, volume)
+    seg = seg or segment.new(volume)
     messages = []
-    for tool, params in runs:
-        with cli_progress(tool.title) as progress:
-            messages.append(tool.apply(seg, volume, params, progress=progress).message)
-    if case is not None and (runs or args.import_file) and not args.no_save:
-        from app.tools.segmentation.storage import save_to_case  # noqa: PLC0415
-
-        save_to_case(case, seg)
-        _audit(case.pseudonym, runs, seg)
+    for tool_name, values in _runs(args):
+        with cli_progress(get_tool(tool_name).title) as progress:
+            result = segment.run_tool(
+                actor, case, seg, volume, tool_name, params=values, progress=progress
+            )
+        messages.append(result.message)
+    saved = case is not None and bool(messages or args.import_file) and not args.no_save
+    if saved:
+        segment.save(actor, case, seg)
+    exported = None
     if args.export:
-        _export(seg, args.export, case)
-    stats = seg.statistics(volume)
-    if args.json:
-        print(
-            json.dumps({"messages": messages, "segments": [s.to_dict() for s in stats]}, indent=2)
-        )
-    else:
-        for line in messages:
-            print(line)
-        _print_table(stats)
+        exported = segment.export_file(actor, case, seg, args.export, identified=args.identified)
+    _report(args, seg.statistics(volume), messages, saved, exported)
     return 0
 
 
-def _audit(pseudonym: str, runs: list, seg: Any) -> None:
-    from dataclasses import asdict  # noqa: PLC0415
-
-    from app.security import audit  # noqa: PLC0415
-
-    for tool, params in runs:
-        audit.record(
-            "segmentation.apply",
-            case=pseudonym,
-            tool=tool.name,
-            params=json.dumps(asdict(params), default=str, sort_keys=True),
-            segments=len(seg.segments),
-        )
+def _open(args: argparse.Namespace) -> tuple[Actor | None, Case | None, Volume, Any]:
+    """(actor, case, volume, saved segmentation) of the case, or of the plain image file."""
+    if args.volume:
+        return None, None, load_image_file(Path(args.volume)), None
+    actor = Actor.current()
+    loaded = intake.load_case(actor, args.case)
+    return actor, loaded.case, loaded.volume, None if args.new else loaded.segmentation
 
 
-def _import(path: str, volume: Any) -> Any:
-    from app.tools.segmentation import exchange  # noqa: PLC0415
-
-    if path.endswith(".nrrd"):
-        return exchange.import_seg_nrrd(path, volume)
-    if path.endswith((".nii", ".nii.gz")):
-        return exchange.import_nifti(path, volume)
-    if path.endswith(".dcm"):
-        return exchange.read_dicom_seg(path, volume)
-    msg = "import a .seg.nrrd/.nrrd, .nii/.nii.gz or .dcm (DICOM SEG) file"
-    raise SegmentationError(msg)
+def _runs(args: argparse.Namespace) -> list[tuple[str, dict]]:
+    runs = [("threshold", {"preset": args.preset})] if args.preset else []
+    if args.tool:
+        runs.append((args.tool, parse_params(get_tool(args.tool), args.param)))
+    return runs
 
 
-def _export(seg: Any, target: str, case: Any) -> None:
-    from app.tools.segmentation import exchange  # noqa: PLC0415
-
-    if target.endswith(".seg.nrrd") or target.endswith(".nrrd"):
-        exchange.export_seg_nrrd(seg, target)
-    elif target.endswith((".nii", ".nii.gz")):
-        exchange.export_nifti(seg, target)
-    elif target.endswith(".dcm"):
-        if case is None:
-            msg = "DICOM SEG export needs a case (its original series); run it on a case"
-            raise SegmentationError(msg)
-        import io  # noqa: PLC0415
-
-        import pydicom  # noqa: PLC0415
-
-        sources = [
-            pydicom.dcmread(io.BytesIO(case.load_bytes(name)))
-            for name in case.files()
-            if name.startswith("dicom/")
-        ]
-        exchange.write_dicom_seg(seg, sources, target)
-    else:
-        msg = "export to .seg.nrrd, .nii, .nii.gz or .dcm"
-        raise SegmentationError(msg)
+def _report(
+    args: argparse.Namespace,
+    stats: list,
+    messages: list[str],
+    saved: bool,
+    exported: segment.Exported | None,
+) -> None:
+    if args.json:
+        out: dict[str, Any] = {
+            "messages": messages,
+            "saved": saved,
+            "segments": [s.to_dict() for s in stats],
+        }
+        if exported is not None:
+            out["export"] = {"format": exported.format, "sha256": exported.sha256}
+        print(json.dumps(out, indent=2))
+        return
+    for line in messages:
+        print(line)
+    _print_table(stats)
+    if saved:
+        print(f"saved into case {args.case}")
+    if exported is not None:
+        print(f"exported {exported.format} to {exported.path} (sha256 {exported.sha256[:16]}…)")
 
 
 def _print_table(stats: list) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from app.imaging.load import load_series
 from app.imaging.volume import Volume
-from app.tools.segmentation import Segmentation, get_tool
+from app.tools.segmentation import Segmentation, get_tool, storage
 
 CT_FOLDER = "ct-abdomen-tcia-pancreas-134"
 
@@ -15,21 +16,9 @@ VERTEBRAL_BODY = (30, 265, 262)  # lumbar vertebral body centre, ~250 HU cancell
 COUCH_ROWS = slice(400, None)  # rows j >= 400 are below the patient: couch and its rails only
 
 
-def load_ct(folder) -> Volume:
-    try:
-        from app.imaging.load import load_series
-    except ImportError:  # the loader is another engineer's; fall back to SimpleITK
-        import SimpleITK as sitk
-
-        reader = sitk.ImageSeriesReader()
-        reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
-        return Volume.from_sitk(reader.Execute(), modality="CT")
-    return load_series(folder)
-
-
 @pytest.fixture(scope="session")
 def ct_volume(dicom_dir) -> Volume:
-    volume = load_ct(dicom_dir / CT_FOLDER)
+    volume = load_series(dicom_dir / CT_FOLDER)
     volume.array.setflags(write=False)  # shared by every test: nobody may change it
     return volume
 
@@ -39,13 +28,13 @@ def ct_bone_bytes(ct_volume) -> bytes:
     """A segmentation of the CT with one 'bone' segment from bone-in-one-click (saved form)."""
     seg = Segmentation(ct_volume)
     get_tool("bone").apply(seg, ct_volume)
-    return seg.to_bytes()
+    return storage.to_bytes(seg)
 
 
 @pytest.fixture
 def ct_bone(ct_bone_bytes) -> Segmentation:
     """A fresh copy per test (read back from the vault format)."""
-    return Segmentation.from_bytes(ct_bone_bytes)
+    return storage.from_bytes(ct_bone_bytes)
 
 
 def phantom(shape=(40, 50, 60), spacing=(0.8, 1.0, 2.0), origin=(-10.0, 20.0, 30.0)) -> Volume:

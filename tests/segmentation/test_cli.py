@@ -7,36 +7,41 @@ import json
 import numpy as np
 import pytest
 
+from app.case import Case
 from app.cli import main
-from app.tools.segmentation import Segmentation
+from app.security import audit
+from app.settings import resolve_paths
+from app.tools.segmentation import Segmentation, storage
+from app.workflow import users
+from app.workflow.actor import Actor
 
 from .conftest import phantom
 
 
 @pytest.fixture
 def case_with_volume(data_dir, keystore_service):
-    from app.case import Case
-    from app.security.vault import Vault
+    actor = Actor.current(resolve_paths(data_dir))
+    users.init_vault(actor)
+    pseudonym = actor.vault.create_case({"patient_name": "Test^Phantom", "patient_id": "P-0"})
+    Case(actor.vault, pseudonym).save_volume(phantom())
+    return actor, pseudonym
 
-    vault = Vault.init()[0]
-    pseudonym = vault.create_case({"patient_name": "Test^Phantom", "patient_id": "P-0"})
-    Case(vault, pseudonym).save_volume(phantom())
-    return vault, pseudonym
+
+def saved(actor, pseudonym) -> Segmentation:
+    with actor.case(pseudonym).read_segmentation() as src:
+        return storage.read_segmentation(src)
 
 
 def test_segment_case_saves_into_the_vault_and_prints_statistics(case_with_volume, capsys):
-    from app.case import open_case
-    from app.security import audit
-
-    vault, pseudonym = case_with_volume
+    actor, pseudonym = case_with_volume
     code = main(["segment", pseudonym, "--preset", "bone", "--json"])
     out = capsys.readouterr().out
     assert code == 0
     report = json.loads(out)
     [stats] = report["segments"]
     assert stats["name"] == "bone" and stats["hu_min"] == 700 and stats["voxels"] > 1000
-    case = open_case(pseudonym, vault)
-    seg = Segmentation.from_bytes(case.load_bytes("segmentation.seg"))
+    assert report["saved"] is True
+    seg = saved(actor, pseudonym)
     assert np.array_equal(seg.mask("bone"), phantom().array == 700)
     # a second run works on the saved segmentation and adds to it
     assert (
@@ -56,13 +61,31 @@ def test_segment_case_saves_into_the_vault_and_prints_statistics(case_with_volum
     )
     table = capsys.readouterr().out
     assert "bone" in table and "Test" not in table
-    grown = Segmentation.from_bytes(case.load_bytes("segmentation.seg"))
+    grown = saved(actor, pseudonym)
     assert grown.voxel_count("bone") > seg.voxel_count("bone")
-    actions = [r for r in audit.read_records() if r["action"] == "segmentation.apply"]
+    records = audit.read_records(actor.paths)
+    actions = [r for r in records if r["action"] == "segmentation.apply"]
     assert [r["facts"]["tool"] for r in actions] == ["threshold", "margin"]
-    assert all(r["case"] == pseudonym for r in actions)
-    saves = [r for r in audit.read_records() if r["action"] == "segmentation.save"]
+    assert all(r["case"] == pseudonym and r["user"] == actor.user for r in actions)
+    saves = [r for r in records if r["action"] == "segmentation.save"]
     assert len(saves) == 2 and saves[-1]["facts"]["segments"] == 1
+    assert [r["case"] for r in records if r["action"] == "case.open"] == [pseudonym] * 2
+
+
+def test_segment_export_from_a_case_is_audited_and_no_save_stores_nothing(
+    case_with_volume, tmp_path, capsys
+):
+    actor, pseudonym = case_with_volume
+    out = tmp_path / "bone.nii.gz"
+    args = ["segment", pseudonym, "--preset", "bone", "--no-save", "--export", str(out), "--json"]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["saved"] is False and report["export"]["format"] == "nifti"
+    assert out.is_file() and not actor.case(pseudonym).has_segmentation()
+    [export] = [r for r in audit.read_records(actor.paths) if r["action"] == "segmentation.export"]
+    assert export["facts"]["sha256"] == report["export"]["sha256"]
+    assert main(["segment", pseudonym, "--export", str(tmp_path / "x.dcm")]) == 2
+    assert "original DICOM" in capsys.readouterr().err
 
 
 def test_segment_errors_are_one_line(case_with_volume, capsys):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
+from app.imaging.load import load_series
 from app.tools.segmentation import get_tool
 
 from .conftest import COUCH_ROWS, VERTEBRAL_BODY
@@ -123,9 +124,7 @@ def test_threshold_presets_on_ct(ct_volume, ct_bone, preset):
 def test_mr_percentile_and_otsu_thresholds(dicom_dir):
     from app.tools.segmentation import Segmentation
 
-    from .conftest import load_ct
-
-    volume = load_ct(dicom_dir / "mr-brain-t1-sagittal-philips-170")
+    volume = load_series(dicom_dir / "mr-brain-t1-sagittal-philips-170")
     seg = Segmentation(volume)
     tool = get_tool("threshold")
     result = tool.apply(

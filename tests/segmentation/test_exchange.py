@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pydicom
 import pytest
 import SimpleITK as sitk
 
@@ -91,7 +92,6 @@ def test_nifti_round_trip(two_segments, tmp_path):
 
 @pytest.mark.slow
 def test_dicom_seg_round_trip(two_segments, dicom_dir):
-    pydicom = pytest.importorskip("pydicom")
     datasets = [pydicom.dcmread(p) for p in sorted((dicom_dir / CT_FOLDER).glob("*.dcm"))]
     buffer = io.BytesIO()
     exchange.write_dicom_seg(two_segments, datasets[::-1], buffer)  # any order of the slices

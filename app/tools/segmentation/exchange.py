@@ -10,9 +10,12 @@
   names and colours are not part of the format, :func:`export_nifti` returns the value table.
 * **DICOM SEG** (highdicom): binary segmentation referencing the source series; needs the source
   datasets (pydicom) of the volume. Patient and study attributes are copied from them, as DICOM
-  requires: a DICOM SEG is PHI and must only go where the series may go.
+  requires: a SEG of the original series is PHI, a SEG of de-identified sources is de-identified
+  too (their de-identification method is carried over). Which sources to give is the caller's
+  decision (:mod:`app.workflow.segment` de-identifies them unless told otherwise).
 
-Every importer returns a new :class:`Segmentation` on the grid it is given.
+Every importer returns a new :class:`Segmentation` on the grid it is given;
+:func:`import_file` / :func:`export_file` pick the format from the file name.
 """
 
 from __future__ import annotations
@@ -29,6 +32,16 @@ import numpy as np
 from app.errors import SegmentationError
 from app.tools.segmentation.grid import Grid, mask_box
 from app.tools.segmentation.model import PALETTE, Segment, Segmentation
+
+SEG_NRRD, NIFTI, DICOM_SEG = "seg.nrrd", "nifti", "dicom-seg"
+_FORMAT_HELP = "use .seg.nrrd/.nrrd, .nii/.nii.gz or .dcm (DICOM SEG)"
+# Attributes that say a dataset was de-identified: a SEG of such sources says so too.
+_DEID_ATTRIBUTES = (
+    "PatientIdentityRemoved",
+    "DeidentificationMethod",
+    "DeidentificationMethodCodeSequence",
+    "LongitudinalTemporalInformationModified",
+)
 
 _NRRD_TYPES = {
     "uchar": np.uint8,
@@ -486,6 +499,9 @@ def write_dicom_seg(
         result = _build_dicom_seg(
             hd, sources, pixels, descriptions, series_number, series_description
         )
+    for keyword in _DEID_ATTRIBUTES:
+        if keyword in sources[0][1]:
+            setattr(result, keyword, sources[0][1].data_element(keyword).value)
     result.save_as(stream)
 
 
@@ -545,3 +561,50 @@ def read_dicom_seg(source: BinaryIO | str | Path, grid: Any) -> Segmentation:
         masks.append(labels.astype(bool))
     _fill(seg, described, masks)
     return seg
+
+
+# ------------------------------------------------------------ by file name
+def format_of(path: str | Path) -> str:
+    """The exchange format a file name asks for: ``seg.nrrd``, ``nifti`` or ``dicom-seg``."""
+    name = str(path).lower()
+    if name.endswith(".nrrd"):
+        return SEG_NRRD
+    if name.endswith((".nii", ".nii.gz")):
+        return NIFTI
+    if name.endswith(".dcm"):
+        return DICOM_SEG
+    msg = f"'{Path(path).name}' is not a segmentation file name; {_FORMAT_HELP}"
+    raise SegmentationError(msg)
+
+
+def import_file(path: str | Path, grid: Any) -> Segmentation:
+    """Read any exchange format (by file name) onto ``grid``."""
+    kind = format_of(path)
+    if not Path(path).is_file():
+        msg = f"no file '{path}'; check the path"
+        raise SegmentationError(msg)
+    if kind == SEG_NRRD:
+        return import_seg_nrrd(path, grid)
+    if kind == NIFTI:
+        return import_nifti(path, grid)
+    return read_dicom_seg(path, grid)
+
+
+def export_file(
+    seg: Segmentation, path: str | Path, source_datasets: list[Any] | None = None
+) -> str:
+    """Write ``seg`` in the format its file name asks for; returns the format.
+
+    A DICOM SEG needs the volume's source datasets (see :func:`write_dicom_seg`).
+    """
+    kind = format_of(path)
+    if kind == SEG_NRRD:
+        export_seg_nrrd(seg, path)
+    elif kind == NIFTI:
+        export_nifti(seg, path)
+    elif source_datasets is None:
+        msg = "a DICOM SEG export needs the case's original series; export from a case"
+        raise SegmentationError(msg)
+    else:
+        write_dicom_seg(seg, source_datasets, path)
+    return kind

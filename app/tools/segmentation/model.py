@@ -28,7 +28,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -640,33 +640,6 @@ class Segmentation:
             raise SegmentationError(msg)
         segs = [self.segment(k) for k in keys] if keys is not None else self.segments
         return [segment_statistics(self, seg, volume, surface=surface) for seg in segs]
-
-    # ----------------------------------------------------------------- storage
-    def write(self, stream: BinaryIO) -> None:
-        """Save (grid, segments, compressed labels) to a binary stream; see storage.py."""
-        from app.tools.segmentation.storage import write_segmentation  # noqa: PLC0415
-
-        write_segmentation(self, stream)
-
-    @classmethod
-    def read(cls, stream: BinaryIO) -> Segmentation:
-        """Inverse of :meth:`write`."""
-        from app.tools.segmentation.storage import read_segmentation  # noqa: PLC0415
-
-        return read_segmentation(stream)
-
-    def to_bytes(self) -> bytes:
-        import io  # noqa: PLC0415
-
-        buffer = io.BytesIO()
-        self.write(buffer)
-        return buffer.getvalue()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Segmentation:
-        import io  # noqa: PLC0415
-
-        return cls.read(io.BytesIO(data))
 
     def _load(self, labels: np.ndarray, segments: list[Segment], next_id: int) -> None:
         """Replace the whole content (used by readers and importers; clears the history)."""

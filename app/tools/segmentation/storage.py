@@ -3,23 +3,23 @@
 Layout: ``MPSEG1\\n``, a little-endian u32 header length, a UTF-8 JSON header (grid, segments,
 label dtype, compressed length, CRC-32 of the raw labels), then the label array in C order
 compressed with zlib, written and read in chunks so no second full copy is made. The history is
-not saved.
+not saved. Plain stream functions: where the file lives (a case in the vault) is the workflow's
+business (:mod:`app.workflow.segment`).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 import zlib
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
 import numpy as np
 
 from app.errors import SegmentationError
 from app.tools.segmentation.grid import Grid
-
-if TYPE_CHECKING:
-    from app.tools.segmentation.model import Segmentation
+from app.tools.segmentation.model import Segment, Segmentation
 
 MAGIC = b"MPSEG1\n"
 _CHUNK = 4 << 20
@@ -53,8 +53,6 @@ def write_segmentation(seg: Segmentation, stream: BinaryIO, level: int = 6) -> N
 
 
 def read_segmentation(stream: BinaryIO) -> Segmentation:
-    from app.tools.segmentation.model import Segment, Segmentation  # noqa: PLC0415
-
     if stream.read(len(MAGIC)) != MAGIC:
         msg = "not a MedPrint segmentation file; import .seg.nrrd, NIfTI or DICOM SEG instead"
         raise SegmentationError(msg)
@@ -111,34 +109,13 @@ def _exact(stream: BinaryIO, size: int) -> bytes:
     return data
 
 
-SEGMENTATION_FILE = "segmentation.seg"
+def to_bytes(seg: Segmentation) -> bytes:
+    """The segmentation file as bytes (for small segmentations and tests)."""
+    buffer = io.BytesIO()
+    write_segmentation(seg, buffer)
+    return buffer.getvalue()
 
 
-def save_to_case(case, seg: Segmentation, name: str = SEGMENTATION_FILE) -> None:
-    """Write the segmentation into the case's vault (streamed, encrypted, atomic) and audit it."""
-    from app.security import audit  # noqa: PLC0415
-
-    with case.vault.write_file(case.pseudonym, name) as out:
-        write_segmentation(seg, out)
-    audit.record(
-        "segmentation.save",
-        case=case.pseudonym,
-        file=name,
-        segments=len(seg.segments),
-        voxels=int(sum(seg.voxel_count(s) for s in seg.segments)),
-    )
-
-
-def load_from_case(case, volume=None, name: str = SEGMENTATION_FILE) -> Segmentation | None:
-    """The case's saved segmentation, or None when it has none yet.
-
-    With ``volume`` the grid is checked, so a segmentation never lands on another image.
-    """
-    if not case.has(name):
-        return None
-    with case.vault.read_file(case.pseudonym, name) as src:
-        seg = read_segmentation(src)
-    if volume is not None and not seg.grid.matches(volume):
-        msg = "the saved segmentation is not on this case's volume grid; start a new one"
-        raise SegmentationError(msg)
-    return seg
+def from_bytes(data: bytes) -> Segmentation:
+    """Inverse of :func:`to_bytes`."""
+    return read_segmentation(io.BytesIO(data))

@@ -1,0 +1,310 @@
+"""Segment: run tools, paint, add derived segments, save, import and export a segmentation.
+
+Every applied tool and every brush stroke on a case is checked (``segment``) and audited as
+``segmentation.apply`` with the tool's name and parameters; saving is ``segmentation.save``,
+importing ``segmentation.import``, exporting ``segmentation.export`` (format and SHA-256 of the
+file, never its path). A DICOM SEG export carries a de-identified header (the case pseudonym
+as patient name and ID) unless an administrator asks for the identified one.
+
+Without a case (``case=None``: a plain image file the user holds, outside the vault) the same
+functions run the tools and write files; nothing of the vault is touched and nothing is audited.
+Live previews (the threshold overlay) stay in the domain: they change nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.case import Case
+from app.errors import SegmentationError
+from app.imaging.volume import Volume
+from app.progress import CancelToken, Progress
+from app.security.atomic import fsync_dir
+from app.tools.segmentation import Segment, Segmentation, ToolResult, exchange, get_tool
+from app.tools.segmentation.grid import mask_box
+from app.tools.segmentation.storage import read_segmentation, write_segmentation
+from app.workflow import policy
+from app.workflow.actor import Actor
+
+
+@dataclass(frozen=True)
+class Exported:
+    """A written export: its format, the file's SHA-256, and whether it names the patient."""
+
+    path: Path
+    format: str
+    sha256: str
+    segments: int
+    identified: bool = False
+
+
+def new(volume: Volume) -> Segmentation:
+    """An empty segmentation on ``volume``'s grid."""
+    return Segmentation(volume)
+
+
+def load(actor: Actor, case: Case, volume: Volume | None = None) -> Segmentation | None:
+    """The case's saved segmentation, or None when it has none yet.
+
+    With ``volume`` the grid is checked, so a segmentation never lands on another image.
+    """
+    policy.allow(actor, "case.open", case.pseudonym)
+    if not case.has_segmentation():
+        return None
+    with case.read_segmentation() as src:
+        seg = read_segmentation(src)
+    if volume is not None and not seg.grid.matches(volume):
+        msg = f"the saved segmentation of {case.pseudonym} is not on its image grid; use --new"
+        raise SegmentationError(msg)
+    return seg
+
+
+def run_tool(
+    actor: Actor | None,
+    case: Case | None,
+    seg: Segmentation,
+    volume: Volume,
+    tool_name: str,
+    *,
+    params: Any = None,
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
+) -> ToolResult:
+    """Apply tool ``tool_name`` with ``params`` (its dataclass, or a mapping of values).
+
+    On a case: permission ``segment``, audited ``segmentation.apply`` once the tool changed
+    the segmentation (an error or a cancel changes nothing and records nothing).
+    """
+    tool = get_tool(tool_name)
+    if params is None or isinstance(params, Mapping):
+        params = tool.default_params(**dict(params or {}))
+    if case is not None:
+        policy.allow(_who(actor), "segment", case.pseudonym)
+    result = tool.apply(seg, volume, params, progress=progress, cancel=cancel)
+    if case is not None:
+        policy.record(
+            _who(actor),
+            "segmentation.apply",
+            case.pseudonym,
+            tool=tool.name,
+            params=params_json(params),
+            changed_voxels=int(result.changed_voxels),
+            segments=len(seg.segments),
+        )
+    return result
+
+
+def params_json(params: Any) -> str:
+    """A tool's parameters as sorted JSON (what the audit log keeps)."""
+    values = asdict(params) if is_dataclass(params) else dict(params)
+    return json.dumps(values, default=str, sort_keys=True)
+
+
+def begin_stroke(
+    actor: Actor | None, case: Case | None, seg: Segmentation, *, erase: bool = False
+) -> None:
+    """Start a brush stroke (one undo step); on a case the actor must be allowed to segment.
+
+    The dabs of the stroke are the domain's paint tool (live, per mouse move);
+    :func:`end_stroke` closes the stroke and records it.
+    """
+    if case is not None:
+        policy.allow(_who(actor), "segment", case.pseudonym)
+    seg.begin_stroke("erase" if erase else "paint")
+
+
+def end_stroke(actor: Actor | None, case: Case | None, seg: Segmentation, **params: Any) -> None:
+    """Close the stroke begun by :func:`begin_stroke`; on a case audited ``segmentation.apply``
+    (tool ``paint``) with the brush ``params`` (segment, radius, shape, erase)."""
+    seg.end_stroke()
+    if case is not None:
+        policy.record(
+            _who(actor),
+            "segmentation.apply",
+            case.pseudonym,
+            tool="paint",
+            params=params_json(params),
+            segments=len(seg.segments),
+        )
+
+
+def add_segment_from_mask(
+    actor: Actor | None,
+    case: Case | None,
+    seg: Segmentation,
+    name: str,
+    mask: np.ndarray,
+    *,
+    colour: tuple[float, float, float] | None = None,
+) -> Segment:
+    """Store a derived segment ``name`` holding exactly ``mask`` (a boolean array on the grid).
+
+    On a case: permission ``segment``, audited ``segmentation.apply`` (tool ``mask``).
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != seg.grid.shape:
+        msg = f"the mask {mask.shape} is not on the segmentation's grid {seg.grid.shape}"
+        raise SegmentationError(msg)
+    if case is not None:
+        policy.allow(_who(actor), "segment", case.pseudonym)
+    segment = seg.add_segment(name, colour)
+    box = mask_box(mask)
+    if box is not None:
+        offset = (box[0].start, box[1].start, box[2].start)
+        seg.modify(segment, mask[box], "add", offset=offset, exclusive=False)
+    if case is not None:
+        policy.record(
+            _who(actor),
+            "segmentation.apply",
+            case.pseudonym,
+            tool="mask",
+            params=params_json({"segment": segment.name}),
+            changed_voxels=seg.voxel_count(segment),
+            segments=len(seg.segments),
+        )
+    return segment
+
+
+def save(actor: Actor, case: Case, seg: Segmentation) -> None:
+    """Store ``seg`` as the case's segmentation (encrypted, atomic); audited with its size."""
+    policy.allow(actor, "segment", case.pseudonym)
+    with case.write_segmentation() as out:
+        write_segmentation(seg, out)
+    policy.record(
+        actor,
+        "segmentation.save",
+        case.pseudonym,
+        segments=len(seg.segments),
+        voxels=int(sum(seg.voxel_count(s) for s in seg.segments)),
+    )
+
+
+def import_file(
+    actor: Actor | None, case: Case | None, path: str | Path, volume: Volume
+) -> Segmentation:
+    """Read a .seg.nrrd/.nrrd, .nii/.nii.gz or DICOM SEG (.dcm) file onto ``volume``'s grid.
+
+    On a case: permission ``segment``, audited ``segmentation.import`` with the format and the
+    file's SHA-256. The result is not saved: :func:`save` does that.
+    """
+    if case is not None:
+        policy.allow(_who(actor), "segment", case.pseudonym)
+    seg = exchange.import_file(path, volume)
+    if case is not None:
+        policy.record(
+            _who(actor),
+            "segmentation.import",
+            case.pseudonym,
+            format=exchange.format_of(path),
+            sha256=_sha256(Path(path)),
+            segments=len(seg.segments),
+        )
+    return seg
+
+
+def export_file(
+    actor: Actor | None,
+    case: Case | None,
+    seg: Segmentation,
+    path: str | Path,
+    *,
+    identified: bool = False,
+) -> Exported:
+    """Write ``seg`` to ``path`` in the format its name asks for (atomic).
+
+    A DICOM SEG (.dcm) is built from the case's original series, de-identified: the pseudonym
+    replaces the patient's name and ID, birth date and the like are removed, UIDs are remapped
+    as ``medprint deid`` does on this installation. ``identified=True`` keeps the originals'
+    header (administrators; permission ``segment.export_identified``). On a case audited
+    ``segmentation.export`` with the format and SHA-256 of the file, never its path.
+    """
+    path = Path(path)
+    kind = exchange.format_of(path)
+    if case is not None:
+        policy.allow(_who(actor), "segment.export", case.pseudonym)
+        if identified:
+            policy.allow(_who(actor), "segment.export_identified", case.pseudonym)
+    elif identified:
+        msg = "an identified export is of a case's original series; export from a case"
+        raise SegmentationError(msg)
+    sources = None
+    if kind == exchange.DICOM_SEG and case is not None:
+        sources = _source_datasets(case, identified=identified)
+    digest = _write_atomic(path, lambda tmp: exchange.export_file(seg, tmp, sources))
+    exported = Exported(path, kind, digest, len(seg.segments), identified)
+    if case is not None:
+        policy.record(
+            _who(actor),
+            "segmentation.export",
+            case.pseudonym,
+            format=kind,
+            sha256=digest,
+            segments=exported.segments,
+            identified=identified,
+        )
+    return exported
+
+
+def _source_datasets(case: Case, *, identified: bool) -> list[Any]:
+    """The case's original DICOM, de-identified to the pseudonym unless ``identified``."""
+    import pydicom  # noqa: PLC0415 (pydicom on demand)
+
+    from app.security.deid import (  # noqa: PLC0415 (pydicom on demand)
+        DeidOptions,
+        deidentify,
+        uid_key_from_keystore,
+    )
+
+    names = case.original_names()
+    if not names:
+        msg = f"case {case.pseudonym} keeps no original DICOM; export .seg.nrrd or .nii.gz instead"
+        raise SegmentationError(msg)
+    datasets = [pydicom.dcmread(io.BytesIO(case.load_original(n))) for n in names]
+    if identified:
+        return datasets
+    key, options = uid_key_from_keystore(), DeidOptions()
+    for ds in datasets:
+        deidentify(ds, options=options, uid_key=key, pseudonym=case.pseudonym, in_place=True)
+    return datasets
+
+
+def _write_atomic(path: Path, write: Any) -> str:
+    """Let ``write`` fill a temporary file next to ``path`` (same suffix), then rename it into
+    place; the SHA-256 of what was written."""
+    if not path.parent.is_dir():
+        msg = f"the folder {path.parent} does not exist; create it or choose another"
+        raise SegmentationError(msg)
+    tmp = path.with_name(f".{secrets.token_hex(6)}.{path.name}")
+    try:
+        write(tmp)
+        digest = _sha256(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+    return digest
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _who(actor: Actor | None) -> Actor:
+    if actor is None:
+        msg = "working on a case needs the acting user; open the case through the workflow"
+        raise SegmentationError(msg)
+    return actor
