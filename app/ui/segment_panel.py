@@ -1,26 +1,34 @@
 """The Segment panel: segments list, the registered tools with forms built from their
-parameter specs, paint/erase strokes in the slice views, undo/redo, save with the case.
+parameter specs, paint/erase strokes in the slice views, undo/redo, save with the case, import
+and export.
 
-The tools are the Qt-free ones of ``app.tools.segmentation``; they run through the worker
-adapter. The overlay shows the segmentation's bit-field labels directly (no label-map copy per
+Applying a tool, a brush stroke, saving, importing and exporting are calls of
+:mod:`app.workflow.segment` as the window's actor (checked and audited there); tools run through
+the worker adapter. The live threshold preview stays in the viewer (it changes nothing). The overlay shows the segmentation's bit-field labels directly (no label-map copy per
 edit): a colour table maps every bit combination to the colour of its top visible segment.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from app.case import Case
 from app.errors import MedPrintError
-from app.ui.jobs import SEGMENTATION_FILE
+from app.tools.segmentation import Segmentation, ToolResult, get_tool, registry
+from app.tools.segmentation.threshold import CT_PRESETS
 from app.ui.messages import show_error
 from app.ui.worker import Worker
 from app.viewers.state import ViewerState
+from app.workflow import segment as workflow
+from app.workflow.actor import Actor
 
 _AXIS_NAMES = {0: "i", 1: "j", 2: "k"}
+_FILE_FILTER = "Segmentations (*.seg.nrrd *.nrrd *.nii *.nii.gz *.dcm)"
 _MAX_TABLE_BITS = 16
 
 
@@ -152,6 +160,8 @@ class SegmentPanel(QtWidgets.QWidget):
         self.state = state
         self.view3d = view3d
         self.default_threshold_preset = "bone"
+        self.actor: Actor | None = None
+        self.case: Case | None = None
         self.seg: Any = None
         self.volume: Any = None
         self.views: list[Any] = []
@@ -165,6 +175,7 @@ class SegmentPanel(QtWidgets.QWidget):
         self._bridge.changed.connect(self._on_model_event)
         self._unsubscribe = None
         self._stroke_last: np.ndarray | None = None
+        self._stroke_open = False
         self._stats_timer = QtCore.QTimer(self)
         self._stats_timer.setSingleShot(True)
         self._stats_timer.setInterval(250)
@@ -177,8 +188,6 @@ class SegmentPanel(QtWidgets.QWidget):
     # -- construction -------------------------------------------------------------------------
     @staticmethod
     def _load_tools() -> dict[str, Any]:
-        from app.tools.segmentation import registry  # noqa: PLC0415
-
         reg = registry()
         return {name: tool for name, tool in reg.tools.items() if not tool.interactive}
 
@@ -226,6 +235,14 @@ class SegmentPanel(QtWidgets.QWidget):
         self.worker.progress.connect(lambda f, _m: self.progress.setValue(int(f * 1000)))
         self.message = QtWidgets.QLabel(self)
         self.message.setWordWrap(True)
+        self.import_button = QtWidgets.QPushButton("Import…", self)
+        self.import_button.setToolTip("Read a .seg.nrrd, NIfTI or DICOM SEG file onto this image")
+        self.import_button.clicked.connect(self._import_dialog)
+        self.export_button = QtWidgets.QPushButton("Export…", self)
+        self.export_button.setToolTip(
+            "Write .seg.nrrd, NIfTI or DICOM SEG (its header is de-identified to the pseudonym)"
+        )
+        self.export_button.clicked.connect(self._export_dialog)
         self._build_paint()
         self._lay_out()
         self._rebuild_form()
@@ -251,6 +268,8 @@ class SegmentPanel(QtWidgets.QWidget):
         buttons.addWidget(self.add_button)
         buttons.addWidget(self.remove_button)
         buttons.addStretch(1)
+        buttons.addWidget(self.import_button)
+        buttons.addWidget(self.export_button)
         brush = QtWidgets.QHBoxLayout()
         brush.addWidget(QtWidgets.QLabel("Radius", self))
         brush.addWidget(self.radius)
@@ -292,15 +311,21 @@ class SegmentPanel(QtWidgets.QWidget):
             view.strokeEnded.connect(self._stroke_end)
 
     # -- model --------------------------------------------------------------------------------
-    def attach(self, volume: Any, seg: Any = None) -> None:
-        """Edit ``seg`` (a new empty segmentation when None) on ``volume``'s grid."""
-        from app.tools.segmentation import Segmentation  # noqa: PLC0415
+    def set_actor(self, actor: Actor) -> None:
+        """The person at the window: tools, strokes, saves and exports act as them."""
+        self.actor = actor
 
+    def attach(self, volume: Any, seg: Any = None, case: Case | None = None) -> None:
+        """Edit ``seg`` (a new empty segmentation when None) on ``volume``'s grid.
+
+        ``case`` is the vault case the volume belongs to (None for a plain image file: then
+        nothing is checked, audited or stored).
+        """
         self.worker.cancel()
         if self._unsubscribe is not None:
             self._unsubscribe()
-        self.volume = volume
-        self.seg = seg if seg is not None else Segmentation(volume)
+        self.volume, self.case = volume, case
+        self.seg = seg if seg is not None else workflow.new(volume)
         self._unsubscribe = self.seg.subscribe(lambda event: self._bridge.changed.emit(event.kind))
         self._set_enabled(True)
         self.message.setText("Pick a tool and Apply, or paint in the slice views.")
@@ -315,7 +340,7 @@ class SegmentPanel(QtWidgets.QWidget):
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        self.seg = self.volume = None
+        self.seg = self.volume = self.case = None
         self._set_enabled(False)
         self.table.setRowCount(0)
         self.historyChanged.emit()
@@ -329,6 +354,8 @@ class SegmentPanel(QtWidgets.QWidget):
             self.apply_button,
             self.paint,
             self.form_host,
+            self.import_button,
+            self.export_button,
         ):
             widget.setEnabled(enabled)
         self.cancel_button.setEnabled(False)
@@ -502,8 +529,6 @@ class SegmentPanel(QtWidgets.QWidget):
         if "method" in widgets and widgets["method"][1].currentText() != "range":
             return None
         if "preset" in widgets and widgets["preset"][1].currentText() != "custom":
-            from app.tools.segmentation.threshold import CT_PRESETS  # noqa: PLC0415
-
             return CT_PRESETS.get(widgets["preset"][1].currentText())
         return widgets["lower"][1].value(), widgets["upper"][1].value()
 
@@ -557,24 +582,35 @@ class SegmentPanel(QtWidgets.QWidget):
         except MedPrintError as exc:
             self.message.setText(str(exc))
             return
-        seg, volume = self.seg, self.volume
-        self.message.setText(f"{tool.title}…")
+        actor, case, seg, volume = self.actor, self.case, self.seg, self.volume
+        self._run(
+            f"{tool.title}…",
+            lambda _inputs, progress=None, cancel=None: workflow.run_tool(
+                actor, case, seg, volume, tool.name, params=params, progress=progress, cancel=cancel
+            ),
+            tool.title.lower(),
+        )
+
+    def _run(self, message: str, job: Any, name: str) -> None:
+        self.message.setText(message)
         self.progress.setValue(0)
         self.cancel_button.setEnabled(True)
         self.apply_button.setEnabled(False)
-        self.worker.start(
-            lambda _inputs, progress=None, cancel=None: tool.apply(
-                seg, volume, params, progress=progress, cancel=cancel
-            ),
-            None,
-            name=tool.title.lower(),
-        )
+        self.worker.start(job, None, name=name)
 
     def _tool_done(self, result: Any) -> None:
-        self.state.set_threshold_preview(None)
         self.cancel_button.setEnabled(False)
         self.apply_button.setEnabled(True)
         self.progress.setValue(1000)
+        if isinstance(result, Segmentation):
+            self.attach(self.volume, result, self.case)
+            self.message.setText(f"Imported {len(result.segments)} segment(s); Save keeps them.")
+            return
+        if isinstance(result, workflow.Exported):
+            self.message.setText(f"Exported {result.format} to {result.path.name}.")
+            return
+        assert isinstance(result, ToolResult)
+        self.state.set_threshold_preview(None)
         self.message.setText(result.message or "Done.")
         self._refresh_table()
         self.historyChanged.emit()
@@ -599,8 +635,10 @@ class SegmentPanel(QtWidgets.QWidget):
         if key is None:
             self.message.setText("Add or select a segment to paint into.")
             return
-        from app.tools.segmentation import get_tool  # noqa: PLC0415
-
+        if start and not self._begin_stroke():
+            return
+        if not self._stroke_open:
+            return
         ijk = self.volume.lps_to_index(lps)
         points = (
             [tuple(ijk)]
@@ -608,27 +646,46 @@ class SegmentPanel(QtWidgets.QWidget):
             else [tuple(self._stroke_last), tuple(ijk)]
         )
         self._stroke_last = ijk
-        tool = get_tool("paint")
+        tool = get_tool("paint")  # the dabs of a stroke are live; the stroke is recorded
         try:
-            if start:
-                self.seg.begin_stroke("erase" if self.erase.isChecked() else "paint")
             params = tool.default_params(
                 segment=key,
                 points=points,
-                radius_mm=self.radius.value(),
-                shape="sphere" if self.sphere.isChecked() else "circle",
                 axis=_AXIS_NAMES[view.geometry_.n_axis],
-                erase=self.erase.isChecked(),
+                **self._brush(),
             )
             tool.apply(self.seg, self.volume, params)
         except MedPrintError as exc:
             self.message.setText(str(exc))
 
+    def _brush(self) -> dict[str, Any]:
+        return {
+            "radius_mm": self.radius.value(),
+            "shape": "sphere" if self.sphere.isChecked() else "circle",
+            "erase": self.erase.isChecked(),
+        }
+
+    def _begin_stroke(self) -> bool:
+        try:
+            workflow.begin_stroke(self.actor, self.case, self.seg, erase=self.erase.isChecked())
+        except MedPrintError as exc:
+            self.message.setText(str(exc))
+            return False
+        self._stroke_open = True
+        return True
+
     def _stroke_end(self) -> None:
         self._stroke_last = None
-        if self.seg is not None:
+        if self.seg is not None and self._stroke_open:
+            self._stroke_open = False
             try:
-                self.seg.end_stroke()
+                workflow.end_stroke(
+                    self.actor,
+                    self.case,
+                    self.seg,
+                    segment=self.selected_segment(),
+                    **self._brush(),
+                )
             except MedPrintError as exc:
                 self.message.setText(str(exc))
         self.historyChanged.emit()
@@ -652,7 +709,55 @@ class SegmentPanel(QtWidgets.QWidget):
         except MedPrintError as exc:
             show_error(self, "Cannot redo", str(exc))
 
-    def save(self, case: Any) -> None:
-        """Store the segmentation in the case (vault), if there is one with segments."""
+    def save(self, case: Case) -> None:
+        """Store the segmentation in ``case`` (the window's Save), when it has segments."""
         if self.seg is not None and self.seg.segments:
-            case.save_bytes(SEGMENTATION_FILE, self.seg.to_bytes())
+            workflow.save(self._actor(), case, self.seg)
+            self.message.setText(f"Saved {len(self.seg.segments)} segment(s) into the case.")
+
+    def _actor(self) -> Actor:
+        if self.actor is None:
+            msg = "the panel has no user; the window gives it one (set_actor)"
+            raise MedPrintError(msg)
+        return self.actor
+
+    # -- import, export -----------------------------------------------------------------------
+    def import_from(self, path: str | Path) -> None:
+        """Replace the segmentation with a file's (in the worker); Save keeps it."""
+        if self.volume is None:
+            return
+        actor, case, volume = self.actor, self.case, self.volume
+        self._run(
+            f"Importing {Path(path).name}…",
+            lambda _inputs, progress=None, cancel=None: workflow.import_file(
+                actor, case, path, volume
+            ),
+            "importing a segmentation",
+        )
+
+    def export_to(self, path: str | Path, *, identified: bool = False) -> None:
+        """Write the segmentation to ``path`` (format from its name) in the worker."""
+        if self.seg is None:
+            return
+        actor, case, seg = self.actor, self.case, self.seg
+        self._run(
+            f"Exporting {Path(path).name}…",
+            lambda _inputs, progress=None, cancel=None: workflow.export_file(
+                actor, case, seg, path, identified=identified
+            ),
+            "exporting the segmentation",
+        )
+
+    def _import_dialog(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Import a segmentation", "", _FILE_FILTER
+        )
+        if path:
+            self.import_from(path)
+
+    def _export_dialog(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(
+            self, "Export the segmentation", "segmentation.seg.nrrd", _FILE_FILTER
+        )
+        if path:
+            self.export_to(path)

@@ -7,15 +7,18 @@ import numpy as np
 import pytest
 from PySide6 import QtCore, QtGui, QtWidgets
 
-pytest.importorskip("app.tools.segmentation.base")
+from app.case import Case
+from app.security import audit
+from app.settings import resolve_paths
+from app.ui.segment_panel import SegmentPanel
+from app.viewers.slice_view import SliceView
+from app.viewers.state import ViewerState
+from app.workflow import segment, users
+from app.workflow.actor import Actor
+from tests.workflow.conftest import sphere_volume
 
 
-@pytest.fixture
-def editor(styled_app, qtbot, ct_volume):
-    from app.ui.segment_panel import SegmentPanel
-    from app.viewers.slice_view import SliceView
-    from app.viewers.state import ViewerState
-
+def _build(qtbot, volume):
     host = QtWidgets.QWidget()
     state = ViewerState(host)
     views = {o: SliceView(state, o, host) for o in ("axial", "coronal", "sagittal")}
@@ -26,11 +29,37 @@ def editor(styled_app, qtbot, ct_volume):
     host.resize(1100, 600)
     host.show()
     qtbot.addWidget(host)
-    state.set_volume(ct_volume, "bone")
+    state.set_volume(volume, "bone")
     panel.connect_views(list(views.values()))
+    return host, panel, views, state
+
+
+@pytest.fixture
+def editor(styled_app, qtbot, ct_volume):
+    """The panel on a plain volume (no case: nothing checked, audited or stored)."""
+    host, panel, views, state = _build(qtbot, ct_volume)
     panel.attach(ct_volume)
     QtWidgets.QApplication.processEvents()
     yield panel, views["axial"], state
+    panel.worker.cancel()
+    panel.worker.wait(10.0)
+    host.close()
+
+
+@pytest.fixture
+def on_case(styled_app, qtbot, data_dir, keystore_service):
+    """The panel on a vault case (a small CT with a bone sphere), acting as its administrator."""
+    actor = Actor.current(resolve_paths(data_dir))
+    users.init_vault(actor)
+    users.add_role(actor, "rafael", "reviewer")
+    case = Case(actor.vault, actor.vault.create_case({"PatientName": "TEST^PANEL"}))
+    volume = sphere_volume()
+    case.save_volume(volume)
+    host, panel, views, _state = _build(qtbot, volume)
+    panel.set_actor(actor)
+    panel.attach(volume, None, case)
+    QtWidgets.QApplication.processEvents()
+    yield panel, views["axial"], actor, case
     panel.worker.cancel()
     panel.worker.wait(10.0)
     host.close()
@@ -115,26 +144,83 @@ def test_paint_stroke_with_the_mouse_and_undo(editor, qtbot, ct_volume):
     assert axial.tool == "navigate"
 
 
-def test_save_and_reload_through_bytes(editor, qtbot):
-    from app.tools.segmentation import Segmentation
+def _drag(view, start: QtCore.QPointF, end: QtCore.QPointF, qtbot) -> None:
+    qtbot.mousePress(view, QtCore.Qt.MouseButton.LeftButton, pos=start.toPoint())
+    for t in np.linspace(0, 1, 6)[1:]:
+        p = start + (end - start) * t
+        move = QtGui.QMouseEvent(
+            QtCore.QEvent.Type.MouseMove,
+            p,
+            view.mapToGlobal(p),
+            QtCore.Qt.MouseButton.NoButton,
+            QtCore.Qt.MouseButton.LeftButton,
+            QtCore.Qt.KeyboardModifier.NoModifier,
+        )
+        QtWidgets.QApplication.sendEvent(view, move)
+    qtbot.mouseRelease(view, QtCore.Qt.MouseButton.LeftButton, pos=end.toPoint())
 
-    panel, _axial, _state = editor
+
+def _actions(actor, action: str) -> list[dict]:
+    return [r for r in audit.read_records(actor.paths) if r["action"] == action]
+
+
+def test_on_a_case_tools_strokes_saves_and_exports_are_audited(on_case, qtbot, tmp_path):
+    panel, axial, actor, case = on_case
     panel.select_tool("threshold")
     with qtbot.waitSignal(panel.worker.done, timeout=60_000):
         panel.apply_current(preset="bone", segment="")
-
-    class FakeCase:
-        def __init__(self) -> None:
-            self.saved: dict[str, bytes] = {}
-
-        def save_bytes(self, name, data):
-            self.saved[name] = data
-
-    case = FakeCase()
+    assert panel.seg.voxel_count("bone") > 0
+    panel.add_segment()
+    panel.paint.setChecked(True)
+    k = axial.slice_index
+    volume = panel.volume
+    _drag(
+        axial,
+        axial.lps_to_screen(volume.index_to_lps((10, 10, k))),
+        axial.lps_to_screen(volume.index_to_lps((30, 12, k))),
+        qtbot,
+    )
+    assert panel.seg.voxel_count(panel.seg.segments[1]) > 0
     panel.save(case)
-    restored = Segmentation.from_bytes(case.saved["segmentation.seg"])
-    assert np.array_equal(restored.labels, panel.seg.labels)
-    assert [s.name for s in restored.segments] == [s.name for s in panel.seg.segments]
+    saved = segment.load(actor, case, volume)
+    assert np.array_equal(saved.labels, panel.seg.labels)
+    out = tmp_path / "panel.seg.nrrd"
+    with qtbot.waitSignal(panel.worker.done, timeout=60_000):
+        panel.export_to(out)
+    assert out.read_bytes().startswith(b"NRRD0004")
+
+    tools = [r["facts"]["tool"] for r in _actions(actor, "segmentation.apply")]
+    assert tools == ["threshold", "paint"]
+    [save] = _actions(actor, "segmentation.save")
+    assert save["case"] == case.pseudonym and save["facts"]["segments"] == 2
+    [export] = _actions(actor, "segmentation.export")
+    assert export["facts"]["format"] == "seg.nrrd"
+
+    panel.seg.remove_segment("bone")
+    with qtbot.waitSignal(panel.worker.done, timeout=60_000):
+        panel.import_from(out)
+    assert [s.name for s in panel.seg.segments] == [s.name for s in saved.segments]
+    assert "Imported 2 segment" in panel.message.text()
+    assert len(_actions(actor, "segmentation.import")) == 1
+
+
+def test_a_reviewer_is_refused_in_the_panel_and_the_refusal_audited(on_case, qtbot):
+    panel, axial, actor, _case = on_case
+    panel.set_actor(Actor("rafael", actor.paths, _vault=actor.vault))
+    panel.select_tool("threshold")
+    with qtbot.waitSignal(panel.worker.error, timeout=60_000):
+        panel.apply_current(preset="bone", segment="")
+    assert "may not segment" in panel.message.text()
+    assert not panel.seg.segments
+    panel.add_segment()
+    panel.paint.setChecked(True)
+    k = axial.slice_index
+    start = axial.lps_to_screen(panel.volume.index_to_lps((10, 10, k)))
+    _drag(axial, start, start + QtCore.QPointF(40, 5), qtbot)
+    assert not panel.seg.labels.any() and "may not segment" in panel.message.text()
+    denied = _actions(actor, "access.denied")
+    assert [r["user"] for r in denied] == ["rafael", "rafael"]
+    assert not _actions(actor, "segmentation.apply")
 
 
 def test_threshold_preview_follows_the_form(editor, ct_volume):
