@@ -15,9 +15,9 @@ from typing import Any
 
 _LAZY = {
     "scan": "app.imaging.scan",
-    "thumbnail": "app.imaging.scan",
-    "ScanResult": "app.imaging.scan",
-    "Series": "app.imaging.scan",
+    "thumbnail": "app.imaging.thumbnail",
+    "ScanResult": "app.imaging.grouping",
+    "Series": "app.imaging.grouping",
     "load_series": "app.imaging.load",
     "load_image_file": "app.imaging.load",
     "write_image_file": "app.imaging.load",

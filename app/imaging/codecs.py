@@ -27,7 +27,7 @@ def is_available(uid: str) -> bool:
     if uid != JPEG_EXTENDED:
         return False
     try:
-        import imagecodecs  # noqa: PLC0415
+        import imagecodecs  # noqa: PLC0415 (optional, on first use)
     except ImportError:
         return False
     return bool(getattr(imagecodecs, "JPEG8", None) and imagecodecs.JPEG8.available)
@@ -35,7 +35,7 @@ def is_available(uid: str) -> bool:
 
 def decode_frame(src: bytes, runner) -> bytes:
     """One JPEG Extended frame to native-order sample bytes (uint8 or uint16)."""
-    import imagecodecs  # noqa: PLC0415
+    import imagecodecs  # noqa: PLC0415 (optional, on first use)
 
     frame = imagecodecs.jpeg8_decode(src)
     if frame.ndim == 3 and frame.shape[2] > 1:
@@ -51,7 +51,7 @@ def register() -> None:
     with _lock:
         if _registered:
             return
-        from pydicom.pixels import get_decoder  # noqa: PLC0415
+        from pydicom.pixels import get_decoder  # noqa: PLC0415 (pydicom on first use)
 
         decoder = get_decoder(JPEG_EXTENDED)
         if PLUGIN_LABEL not in decoder.available_plugins and is_available(JPEG_EXTENDED):

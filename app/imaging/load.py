@@ -19,7 +19,7 @@ What the loader guarantees:
   states what the original geometry was.
 * Safety: uncompressed pixel data is checked against the element length and the file size
   before reading, and compressed frames against the free memory and a sane compression ratio
-  (see :func:`app.imaging.scan.check_declared_size`), so a file declaring a 65535×65535 frame
+  (see :func:`app.imaging.guards.check_declared_size`), so a file declaring a 65535×65535 frame
   is refused before anything is allocated. Files whose sequences are nested too deeply for the
   parser are refused with a reason.
 """
@@ -36,16 +36,12 @@ from pathlib import Path
 import numpy as np
 
 from app.errors import DicomError
-from app.imaging.scan import (
-    FileInfo,
-    Series,
-    SliceInfo,
-    SourceOpener,
-    _quiet,
-    _Reject,
-    check_declared_size,
-    scan,
-)
+from app.imaging import codecs
+from app.imaging.grouping import Series
+from app.imaging.guards import Reject, check_declared_size
+from app.imaging.headers import FileInfo, SliceInfo, quiet
+from app.imaging.scan import scan
+from app.imaging.sources import SourceOpener
 from app.imaging.volume import Volume
 from app.progress import CancelToken, Progress, check_cancel, ensure
 
@@ -68,7 +64,7 @@ def load_series(
     Parameters
     ----------
     series_or_paths
-        A :class:`~app.imaging.scan.Series` from :func:`~app.imaging.scan.scan`, or paths
+        A :class:`~app.imaging.grouping.Series` from :func:`~app.imaging.scan.scan`, or paths
         (files, folders, zip files) that hold exactly one series.
     progress, cancel
         Progress per slice; ``cancel`` is checked per slice.
@@ -145,7 +141,7 @@ def load_image_file(path: str | os.PathLike) -> Volume:
 
 def _check_volume_budget(size: tuple[int, ...], components: int) -> None:
     """Refuse a header that declares more voxels than half the free memory could hold."""
-    import psutil  # noqa: PLC0415
+    import psutil  # noqa: PLC0415 (psutil on first use)
 
     declared = math.prod(size) * max(components, 1) * 8  # up to 8 bytes per value
     budget = psutil.virtual_memory().available // 2
@@ -161,7 +157,7 @@ def write_image_file(volume: Volume, path: str | os.PathLike) -> None:
     SimpleITK stores the LPS geometry natively in NRRD and converts it to NIfTI's RAS, so any
     reader that honours the header puts the voxels where the DICOM put them.
     """
-    import SimpleITK as sitk  # noqa: PLC0415
+    import SimpleITK as sitk  # noqa: PLC0415 (heavy import, only when needed)
 
     path = Path(path)
     name = path.name.lower()
@@ -480,7 +476,7 @@ def _fill(
         by_file.setdefault(id(s.file), []).append((k, s))
         files[id(s.file)] = s.file
     done, total = 0, len(slices)
-    with _quiet(), SourceOpener() as opener:
+    with quiet(), SourceOpener() as opener:
         for key, items in by_file.items():
             check_cancel(cancel)
             info = files[key]
@@ -491,7 +487,7 @@ def _fill(
             except RecursionError:
                 msg = f"slice {items[0][0] + 1} of {total}: sequences nested too deeply to read safely"
                 raise DicomError(msg) from None
-            except _Reject as exc:
+            except Reject as exc:
                 msg = f"slice {items[0][0] + 1} of {total}: {exc}"
                 raise DicomError(msg) from None
             except OSError as exc:
@@ -513,7 +509,7 @@ def _fill(
 
 
 def _ts_label(info: FileInfo) -> str:
-    from pydicom.uid import UID  # noqa: PLC0415
+    from pydicom.uid import UID  # noqa: PLC0415 (pydicom on first use)
 
     return UID(info.transfer_syntax).name or "unknown transfer syntax"
 
@@ -535,7 +531,7 @@ def _decode_file(
 ) -> None:
     if info.source.member is None and os.path.getsize(info.source.path) != info.file_size:
         msg = "the file changed since it was scanned; scan the folder again"
-        raise _Reject(msg)
+        raise Reject(msg)
     dtype = _native_dtype(info)
     fast = (
         info.native
@@ -562,7 +558,7 @@ def _decode_native(  # noqa: PLR0917 (internal, called once)
     frame_bytes = info.frame_bytes
     if info.pixel_length is None or info.pixel_length < frame_bytes * info.frames:
         msg = "pixel data is shorter than the image size declared in the header"
-        raise _Reject(msg)
+        raise Reject(msg)
     buffer = np.empty(info.rows * info.columns, dtype=dtype)
     view = memoryview(buffer).cast("B")
     with opener.open(info.source) as handle:
@@ -570,7 +566,7 @@ def _decode_native(  # noqa: PLR0917 (internal, called once)
             handle.seek(info.pixel_offset + (s.frame or 0) * frame_bytes)
             if handle.readinto(view) != frame_bytes:
                 msg = "pixel data ends before the last frame"
-                raise _Reject(msg)
+                raise Reject(msg)
             _to_output(buffer.reshape(info.rows, info.columns), s, values, array[k])
 
 
@@ -582,10 +578,8 @@ def _decode_with_pydicom(
     opener: SourceOpener,
 ) -> None:
     """Compressed, deflated, bit-packed or float pixel data: pydicom's decoders, frame by frame."""
-    import pydicom  # noqa: PLC0415
-    from pydicom.pixels import apply_modality_lut, iter_pixels  # noqa: PLC0415
-
-    from app.imaging import codecs  # noqa: PLC0415
+    import pydicom  # noqa: PLC0415 (pydicom on first use)
+    from pydicom.pixels import apply_modality_lut, iter_pixels  # noqa: PLC0415 (pydicom on first use)
 
     codecs.register()  # 12-bit JPEG Extended fallback after pydicom's own plugins
 
@@ -602,7 +596,7 @@ def _decode_with_pydicom(
     declared = (ds.get("Rows"), ds.get("Columns"), int(ds.get("NumberOfFrames") or 1))
     if declared != (info.rows, info.columns, info.frames):
         msg = "the file changed since it was scanned; scan the folder again"
-        raise _Reject(msg)
+        raise Reject(msg)
     if not hasattr(ds, "file_meta") or "TransferSyntaxUID" not in ds.file_meta:
         ds.file_meta = getattr(ds, "file_meta", pydicom.dataset.FileMetaDataset())
         ds.file_meta.TransferSyntaxUID = info.transfer_syntax
@@ -615,7 +609,7 @@ def _decode_with_pydicom(
         frame = np.asarray(decoded)
         if frame.ndim != 2 or frame.shape != (info.rows, info.columns):
             msg = f"decoded frame has shape {frame.shape}, expected {(info.rows, info.columns)}"
-            raise _Reject(msg)
+            raise Reject(msg)
         target = s
         if info.modality_lut:
             frame = np.asarray(apply_modality_lut(frame, ds), dtype=np.float32)
@@ -634,7 +628,7 @@ def _resample(
     cancel: CancelToken | None,
 ) -> Volume:
     """Put sheared / unevenly spaced slices on an orthogonal, uniform grid (linear)."""
-    from scipy import ndimage  # noqa: PLC0415
+    from scipy import ndimage  # noqa: PLC0415 (scipy on first use)
 
     nk, nj, ni = array.shape
     fill = array.min()

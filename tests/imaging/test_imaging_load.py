@@ -265,7 +265,7 @@ def _ball_fit(volume: Volume, centre: np.ndarray) -> tuple[float, float]:
 
 
 def test_source_opener_reads_zip_members_and_files(dicom_dir: Path, tmp_path: Path) -> None:
-    from app.imaging.scan import SourceOpener, SourceRef
+    from app.imaging.sources import SourceOpener, SourceRef
 
     source = dicom_dir / "ct-abdomen-tcia-pancreas-134" / "1-001.dcm"
     archive = tmp_path / "a.zip"

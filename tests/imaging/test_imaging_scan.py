@@ -11,8 +11,10 @@ import pydicom
 import pytest
 
 from app.cli import main
+from app.imaging.grouping import JSON_FORMAT
 from app.imaging.load import load_image_file, load_series
-from app.imaging.scan import JSON_FORMAT, scan, thumbnail
+from app.imaging.scan import scan
+from app.imaging.thumbnail import thumbnail
 
 
 def test_scan_groups_the_tcia_ct_and_lists_the_text_files(dicom_dir: Path) -> None:
