@@ -14,6 +14,7 @@ from pathlib import Path
 
 import platformdirs
 
+from app.atomic import atomic_write_bytes
 from app.errors import MedPrintError
 
 APP_NAME = "MedPrint"
@@ -113,8 +114,6 @@ class Settings:
         return cls(**values)
 
     def save(self, paths: Paths) -> None:
-        from app.security.atomic import atomic_write_bytes  # noqa: PLC0415 (avoid import cycle)
-
         paths.config.mkdir(parents=True, exist_ok=True)
         text = json.dumps(asdict(self), indent=2, sort_keys=True)
         atomic_write_bytes(paths.settings_file, text.encode("utf-8"))

@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from app.atomic import atomic_write_bytes
 from app.errors import PrintingError
 from app.resources import resources_root
-from app.security.atomic import atomic_write_bytes
 from app.settings import Paths, resolve_paths
 
 SHIPPED_DIR = resources_root() / "printers"

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from app.atomic import atomic_write_bytes
 from app.errors import AuditError
-from app.security.atomic import atomic_write_bytes
 from app.security.identity import os_user
 from app.security.keystore import Keystore
 from app.settings import Paths, resolve_paths

@@ -32,8 +32,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
+from app.atomic import atomic_write_bytes
 from app.errors import KeystoreError, PackageError
-from app.security.atomic import atomic_write_bytes
 from app.security.keystore import Keystore
 from app.settings import Paths, resolve_paths
 

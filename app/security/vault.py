@@ -35,8 +35,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from app.atomic import atomic_write_bytes, atomic_writer
 from app.errors import IntegrityError, VaultError
-from app.security.atomic import atomic_write_bytes, atomic_writer
 from app.security.keystore import Keystore
 from app.security.streams import DecryptingReader, EncryptingWriter
 from app.settings import Paths, resolve_paths

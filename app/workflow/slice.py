@@ -14,11 +14,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from app.atomic import atomic_write_bytes
 from app.case import Case, StoredGcode
 from app.printing.profiles import get_material, get_printer
 from app.printing.slicer import Part, SliceResult, SliceSettings, slice_parts
 from app.progress import CancelToken, Progress, ensure
-from app.security.atomic import atomic_write_bytes
 from app.workflow import policy
 from app.workflow.actor import Actor
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from app.atomic import atomic_write_bytes
 from app.printing.gcode import GcodeAnalysis, GcodeSummary
-from app.security.atomic import atomic_write_bytes
 
 
 @dataclass

@@ -17,8 +17,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.tag import Tag
 from pydicom.uid import UID
 
+from app.atomic import fsync_dir
 from app.progress import CancelToken, Progress, check_cancel, ensure
-from app.security.atomic import fsync_dir
 from app.security.deid.deface import deface_stack, is_head_series
 from app.security.deid.errors import BurnedInAnnotationBlocked, DeidError
 from app.security.deid.header import check_arguments, deidentify, quiet_pydicom
