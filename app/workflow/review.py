@@ -58,6 +58,11 @@ def _status(case: Case, version: int) -> access.ApprovalStatus:
     return access.approval_status(case, case.mesh_sha256(version), qa_sha)
 
 
+def latest_approved(case: Case) -> int | None:
+    """The newest mesh version whose approval stands (not void, not rejected), if any."""
+    return next((n for n in reversed(case.mesh_versions()) if _status(case, n).approved), None)
+
+
 def authors(case: Case, version: int) -> set[str]:
     """Every account that built or edited ``version`` or a version it derives from."""
     found: set[str] = set()
