@@ -169,7 +169,7 @@ def _print_through(client, name: str, commands: int) -> float:
 
 def octoprint_rates(path: Path, commands: int) -> tuple[float, float] | None:
     """OctoPrint's lines/s: (its virtual printer, our simulated Marlin on a pty)."""
-    from app.printing.octoprint import OctoPrintClient
+    from app.printing.backends.octoprint import OctoPrintClient
     from tests.printing.peers.octoprint_server import Unavailable, start_octoprint
 
     with tempfile.TemporaryDirectory(prefix="medprint-bench-octo-") as folder:

@@ -109,7 +109,7 @@ def test_pipeline_leaves_no_identifier_anywhere(
     audit = _medprint("audit", "export", "--format", "json", env=env)
     assert "verified" in verify.stdout and '"case.import"' in audit.stdout
 
-    from app.printing.octoprint import OctoPrintClient
+    from app.printing.backends.octoprint import OctoPrintClient
 
     gcode = next(out.rglob("*.gcode"))
     client = OctoPrintClient(octoprint_server.url, octoprint_server.api_key, connect_printer=False)

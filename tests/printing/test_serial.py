@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import subprocess
 import sys
 import threading
 import time
@@ -17,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # for tests.printi
 
 from app.errors import PrinterConnectionError
 from app.printing import serial_link
-from app.printing.job import PauseSettings, PrintJob, UsbBackend
+from app.printing.backends.usb import PauseSettings, UsbBackend, UsbJob
 from app.printing.marlin import PrinterState
 from app.printing.serial_link import LinkListener, LinkOptions, SerialLink
 from tests.printing.peers.gcode_samples import commands_of, synthetic_gcode
@@ -28,13 +27,13 @@ FAST = {"connect_timeout": 3.0, "command_timeout": 1.0}
 
 
 class Recorder:
-    """An audit hook that keeps records in memory."""
+    """A job event listener that keeps the events in memory."""
 
     def __init__(self) -> None:
-        self.records: list[tuple[str, str | None, dict]] = []
+        self.records: list[tuple[str, dict]] = []
 
-    def __call__(self, action: str, case: str | None = None, **facts: object) -> None:
-        self.records.append((action, case, facts))
+    def __call__(self, event: str, facts: dict) -> None:
+        self.records.append((event, facts))
 
     @property
     def actions(self) -> list[str]:
@@ -44,14 +43,12 @@ class Recorder:
 def make_job(path, sim, recorder, **kwargs):
     options = LinkOptions(**{**FAST, **kwargs.pop("options", {})})
     backend = UsbBackend(sim.port, options=options, pause=kwargs.pop("pause", None))
-    return PrintJob(
+    return UsbJob(
         path,
         backend,
-        case="C-TEST-01",
-        mesh_version=3,
         printer="sim",
-        profile="generic-marlin-220",
-        audit=recorder,
+        context={"case": "C-TEST-01", "gcode_version": 3},
+        on_event=recorder,
         **kwargs,
     )
 
@@ -85,11 +82,12 @@ def test_full_sliced_print_arrives_once_and_in_order(marlin, sliced_gcode, error
     status = job.status()
     assert status.progress == 1.0 and status.line == status.lines == len(expected)
     assert status.layers and status.layer == status.layers
-    assert recorder.actions == ["print.start", "print.finish"]
-    facts = recorder.records[0][2]
-    assert recorder.records[0][1] == "C-TEST-01"
-    assert len(facts["gcode_sha256"]) == 64 and facts["mesh_version"] == 3
-    assert facts["printer"] == "sim" and facts["profile"] == "generic-marlin-220"
+    assert recorder.actions == ["finish"], "the job reports what happened by itself only"
+    facts = recorder.records[0][1]
+    assert facts["case"] == "C-TEST-01" and facts["gcode_version"] == 3, "the caller's context"
+    assert facts["gcode_sha256"] == hashlib.sha256(sliced_gcode.read_bytes()).hexdigest()
+    assert facts["printer"] == "sim" and facts["transport"] == "usb"
+    assert facts["line"] == len(expected)
     job.close()
 
 
@@ -239,7 +237,8 @@ def test_reset_while_printing_stops_the_job_and_recovery_continues(marlin, tmp_p
     assert "G28 X Y" in after and "M190 S60" in after and "M109 S210" in after
     tail = commands[point.index + 1 :]
     assert after[-len(tail) :] == tail
-    assert "print.recover" in recorder.actions and recorder.actions[-1] == "print.finish"
+    assert recorder.actions == ["error", "finish"]
+    assert recorder.records[0][1]["reason"] == "printer reset"
 
 
 def test_unplugged_cable_offers_resume_on_the_new_port(marlin, tmp_path):
@@ -255,7 +254,7 @@ def test_unplugged_cable_offers_resume_on_the_new_port(marlin, tmp_path):
     assert job.wait(5) == PrinterState.DISCONNECTED
     assert time.monotonic() - start < 3
     assert "connection" in job.status().message and "resume" in job.status().message
-    assert "print.disconnect" in recorder.actions
+    assert recorder.actions == ["disconnect"]
     point = job.resume_point
     assert point is not None
     sim2 = marlin(delay=0.0)
@@ -301,11 +300,11 @@ def test_pause_parks_and_resume_restores_position(marlin, tmp_path):
     received = strip_host_lines(before[: -len(pause)]) + after[len(resume) :]
     assert received == commands
     assert states.count(PrinterState.PAUSED) == 1
-    assert recorder.actions == ["print.start", "print.pause", "print.resume", "print.finish"]
+    assert recorder.actions == ["finish"], "pause and resume are the caller's to record"
 
 
 def job_scripts(job, saved):
-    from app.printing.job import pause_script, resume_script
+    from app.printing.backends.usb import pause_script, resume_script
 
     settings = job.backend.pause_settings
     return pause_script(saved, settings), resume_script(saved, settings)
@@ -324,7 +323,7 @@ def test_cancel_turns_heaters_and_motors_off(marlin, tmp_path):
     assert not sim.steppers_on
     assert sim.executed[-2:] == ["M400", "M84"]
     assert len(strip_host_lines(sim.accepted)) < len(commands_of(path))
-    assert recorder.actions == ["print.start", "print.cancel", "print.cancelled"]
+    assert recorder.actions == ["cancelled"]
 
 
 def test_progress_and_temperature_callbacks(marlin, tmp_path):
@@ -378,73 +377,8 @@ def test_port_discovery_puts_printers_first(monkeypatch):
         serial_link.auto_port()
 
 
-def _keystore_or_skip():
-    from app.errors import KeystoreError
-    from app.security.keystore import Keystore
-
-    try:
-        Keystore()
-    except KeystoreError as exc:
-        pytest.skip(f"needs the OS keystore (run inside scripts/with-keyring.sh): {exc}")
-
-
-def run_cli(*args, timeout=120):
-    return subprocess.run(
-        [sys.executable, "-m", "app", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def test_cli_prints_over_usb_and_audits_the_job(marlin, tmp_path, data_dir, keystore_service):
-    _keystore_or_skip()
-    from app.security import audit
-    from app.settings import resolve_paths
-
-    path = synthetic_gcode(tmp_path / "cli.gcode", lines=800)
-    sim = marlin()
-    proc = run_cli(
-        "print",
-        str(path),
-        "--printer",
-        "generic-marlin-220",
-        "--port",
-        sim.port,
-        "--case",
-        "C-TEST-07",
-        "--mesh-version",
-        "2",
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "finished" in proc.stdout
-    assert strip_host_lines(sim.accepted) == commands_of(path)
-    records = [
-        r for r in audit.read_records(resolve_paths(data_dir)) if r["action"].startswith("print.")
-    ]
-    assert [r["action"] for r in records] == ["print.start", "print.finish"]
-    facts = records[0]["facts"]
-    assert records[0]["case"] == "C-TEST-07" and facts["mesh_version"] == "2"
-    assert facts["gcode_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
-    assert facts["profile"] == "generic-marlin-220" and facts["transport"] == "usb"
-    assert audit.verify(resolve_paths(data_dir)).ok
-
-
-def test_cli_missing_port_is_one_clear_line(tmp_path, data_dir, keystore_service):
-    _keystore_or_skip()
-    path = synthetic_gcode(tmp_path / "cli.gcode", lines=50)
-    proc = run_cli(
-        "print", str(path), "--printer", "generic-marlin-220", "--port", "/dev/ttyMEDPRINT-NONE"
-    )
-    assert proc.returncode == 2
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("medprint: error: port /dev/ttyMEDPRINT-NONE does not exist")
-    assert "Traceback" not in proc.stderr
-
-
 def test_connection_check_names_the_firmware(marlin):
-    from app.printing.job import ConnectionSettings, check_connection
+    from app.printing.connection import ConnectionSettings, check_connection
 
     sim = marlin()
     answer = check_connection(
@@ -545,4 +479,4 @@ def test_emergency_stop_halts_the_printer_at_once(marlin, tmp_path):
     executed = len(sim.executed)
     time.sleep(0.2)
     assert len(sim.executed) == executed  # nothing runs after the kill
-    assert recorder.actions == ["print.start", "print.emergency_stop"]
+    assert recorder.actions == [], "the emergency stop is the caller's to record"

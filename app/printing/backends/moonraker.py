@@ -12,8 +12,9 @@ from __future__ import annotations
 import urllib.parse
 
 from app.errors import PrinterConnectionError
+from app.printing.backends.octoprint import HttpError, JsonHttp
+from app.printing.backends.remote import RemoteStatus
 from app.printing.marlin import PrinterState, Temperature
-from app.printing.octoprint import HttpError, JsonHttp
 
 _PRINT_STATES = {
     "standby": PrinterState.IDLE,
@@ -31,7 +32,7 @@ def state_from_print_stats(state: str) -> PrinterState:
 
 
 class MoonrakerClient:
-    """One Moonraker server; also a :class:`app.printing.job.RemoteBackend`."""
+    """One Moonraker server; also a :class:`app.printing.backends.remote.RemoteBackend`."""
 
     kind = "moonraker"
 
@@ -128,9 +129,7 @@ class MoonrakerClient:
             raise PrinterConnectionError(msg)
         return status
 
-    def poll(self):  # -> RemoteStatus
-        from app.printing.job import RemoteStatus  # noqa: PLC0415
-
+    def poll(self) -> RemoteStatus:
         status = self.query()
         hooks = status.get("webhooks", {})
         stats = status.get("print_stats", {})

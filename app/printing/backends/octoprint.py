@@ -19,6 +19,7 @@ import uuid
 from typing import Any
 
 from app.errors import PrinterConnectionError
+from app.printing.backends.remote import RemoteStatus
 from app.printing.marlin import PrinterState, Temperature
 
 _STATES = (  # OctoPrint's state text (prefix, lower case) -> our state
@@ -211,7 +212,7 @@ def temperatures_from(data: dict) -> dict[str, Temperature]:
 
 
 class OctoPrintClient:
-    """One OctoPrint server; also a :class:`app.printing.job.RemoteBackend`."""
+    """One OctoPrint server; also a :class:`app.printing.backends.remote.RemoteBackend`."""
 
     kind = "octoprint"
 
@@ -299,9 +300,7 @@ class OctoPrintClient:
                 return {}
             raise
 
-    def poll(self):  # -> RemoteStatus (import kept lazy: job imports this module)
-        from app.printing.job import RemoteStatus  # noqa: PLC0415
-
+    def poll(self) -> RemoteStatus:
         job = self.job()
         state = state_from_text(job.get("state", ""))
         progress = job.get("progress") or {}
