@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from app.atomic import fsync_dir
 from app.case import Case
 from app.errors import SegmentationError
 from app.imaging.volume import Volume
 from app.progress import CancelToken, Progress
-from app.security.atomic import fsync_dir
 from app.tools.segmentation import Segment, Segmentation, ToolResult, exchange, get_tool
 from app.tools.segmentation.grid import mask_box
 from app.tools.segmentation.storage import read_segmentation, write_segmentation
@@ -69,14 +69,14 @@ def load(actor: Actor, case: Case, volume: Volume | None = None) -> Segmentation
     return seg
 
 
-def run_tool(
+def run_tool(  # noqa: PLR0917 (callers pass the params positionally)
     actor: Actor | None,
     case: Case | None,
     seg: Segmentation,
     volume: Volume,
     tool_name: str,
-    *,
     params: Any = None,
+    *,
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
 ) -> ToolResult:

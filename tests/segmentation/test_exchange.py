@@ -113,3 +113,36 @@ def test_bad_files_are_refused(ct_bone):
         exchange.read_seg_nrrd(io.BytesIO(buffer.getvalue()[:-5000]), ct_bone.grid)
     with pytest.raises(SegmentationError, match="DICOM SEG"):
         exchange.read_dicom_seg(io.BytesIO(b"\0" * 200), ct_bone.grid)
+
+
+def test_the_file_name_picks_the_format(small_volume, tmp_path):
+    seg = Segmentation(small_volume)
+    get_tool("threshold").apply(seg, small_volume, get_tool("threshold").default_params())
+    for name, kind in (("a.seg.nrrd", "seg.nrrd"), ("b.nrrd", "seg.nrrd"), ("c.nii.gz", "nifti")):
+        assert exchange.export_file(seg, tmp_path / name) == kind == exchange.format_of(name)
+        back = exchange.import_file(tmp_path / name, small_volume)
+        assert np.array_equal(back.mask(back.segments[0]), seg.mask("bone"))  # NIfTI: no names
+    with pytest.raises(SegmentationError, match=r"\.seg\.nrrd"):
+        exchange.format_of("labels.png")
+    with pytest.raises(SegmentationError, match=r"\.nii"):
+        exchange.format_of("LABELS.NII")  # the NIfTI writer needs the lower-case suffix
+    with pytest.raises(SegmentationError, match="original series"):
+        exchange.export_file(seg, tmp_path / "d.dcm")
+    with pytest.raises(SegmentationError, match="no file"):
+        exchange.import_file(tmp_path / "missing.nii", small_volume)
+
+
+def test_a_dicom_seg_of_deidentified_sources_says_so(ct_volume, ct_bone, dicom_dir):
+    from app.security.deid import DeidOptions, deidentify
+
+    datasets = [
+        deidentify(pydicom.dcmread(p), options=DeidOptions(), uid_key=b"k" * 32, pseudonym="C-1")
+        for p in sorted((dicom_dir / CT_FOLDER).glob("*.dcm"))
+    ]
+    buffer = io.BytesIO()
+    exchange.write_dicom_seg(ct_bone, datasets, buffer)
+    buffer.seek(0)
+    seg = pydicom.dcmread(buffer)
+    assert str(seg.PatientName) == seg.PatientID == "C-1"
+    assert seg.PatientIdentityRemoved == "YES"
+    assert seg.DeidentificationMethodCodeSequence[0].CodeValue == "113100"

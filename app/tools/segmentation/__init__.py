@@ -26,9 +26,11 @@ Driving it from a panel (everything here is Qt-free):
   ``seg.undo()``, ``seg.redo()``, ``seg.history.undo_description``.
 * Segments: ``add_segment``, ``remove_segment``, ``update_segment(name=, color=, visible=,
   locked=)``, ``move_segment``, ``mask(key, box)``, ``bbox(key)``, ``overwrite_other_segments``.
-* Case: ``storage.save_to_case(case, seg)``, ``storage.load_from_case(case, volume)``.
-* Exchange: ``exchange.export_seg_nrrd / import_seg_nrrd / export_nifti / import_nifti /
-  write_dicom_seg / read_dicom_seg``.
+* File: ``storage.write_segmentation(seg, stream)``, ``storage.read_segmentation(stream)``
+  (where it is kept, a case in the vault, is :mod:`app.workflow.segment`'s business).
+* Exchange: ``exchange.import_file / export_file`` (format from the name), or
+  ``export_seg_nrrd / import_seg_nrrd / export_nifti / import_nifti / write_dicom_seg /
+  read_dicom_seg``.
 """
 
 from app.tools.segmentation.base import Registry, Tool, ToolResult, get_tool, load_tools, registry

@@ -566,7 +566,7 @@ def read_dicom_seg(source: BinaryIO | str | Path, grid: Any) -> Segmentation:
 # ------------------------------------------------------------ by file name
 def format_of(path: str | Path) -> str:
     """The exchange format a file name asks for: ``seg.nrrd``, ``nifti`` or ``dicom-seg``."""
-    name = str(path).lower()
+    name = str(path)
     if name.endswith(".nrrd"):
         return SEG_NRRD
     if name.endswith((".nii", ".nii.gz")):
