@@ -56,8 +56,49 @@ def test_vault_life_cycle_through_the_cli(data_dir, keystore_service):
             medprint("audit", "export", "--format", "json", data_dir=data_dir).stdout
         )
     ]
-    assert actions[:4] == ["vault.init", "users.bootstrap", "vault.open", "vault.open"]
-    assert "vault.rotate_key" in actions and "vault.recovery_key_shown" in actions
+    assert actions == [
+        "vault.init",
+        "users.bootstrap",
+        "vault.rotate_key",
+        "vault.recovery_key_shown",
+        "audit.verify",
+    ]
+    listed = medprint("users", "list", data_dir=data_dir).stdout.split()
+    assert listed == [whoami(data_dir)["user"], "administrator"]
+
+
+def whoami(data_dir) -> dict:
+    return json.loads(medprint("whoami", "--json", data_dir=data_dir).stdout)
+
+
+def test_whoami_names_the_os_account_and_its_roles(data_dir, keystore_service):
+    import pwd
+
+    me = pwd.getpwuid(os.getuid()).pw_name
+    assert whoami(data_dir) == {"user": me, "roles": [], "vault": False}
+    text = medprint("whoami", data_dir=data_dir).stdout
+    assert text.startswith(me) and "vault init" in text
+    medprint("vault", "init", data_dir=data_dir)
+    assert whoami(data_dir) == {"user": me, "roles": ["administrator"], "vault": True}
+
+
+def test_import_list_identity_and_audit_through_the_cli(data_dir, keystore_service, dicom_dir):
+    medprint("vault", "init", data_dir=data_dir)
+    head = dicom_dir / "ct-head-ge-gantry-tilt-28"
+    imported = json.loads(medprint("import", str(head), "--json", data_dir=data_dir).stdout)
+    pseudonym = imported["case"]
+    assert imported["modality"] == "CT" and len(imported["shape"]) == 3
+    listed = json.loads(medprint("cases", "--json", data_dir=data_dir).stdout)
+    assert listed == [{"pseudonym": pseudonym, "created": listed[0]["created"]}]
+    shown = json.loads(medprint("cases", "--show-identity", "--json", data_dir=data_dir).stdout)
+    patient_id = shown[0]["identity"]["patient_id"]
+    assert patient_id
+    records = json.loads(
+        medprint("audit", "show", "--case", pseudonym, "--json", data_dir=data_dir).stdout
+    )
+    assert [r["action"] for r in records] == ["case.import"]
+    log = (data_dir / "audit" / "audit.jsonl").read_text()
+    assert "cases.identity_shown" in log and patient_id not in log
 
 
 def test_errors_are_one_line_with_exit_2(data_dir, keystore_service):
@@ -105,6 +146,7 @@ def test_delete_case_through_the_cli(data_dir, keystore_service):
     assert medprint("cases", data_dir=data_dir).stdout.strip() == "no cases"
     again = medprint("cases", "--delete", pseudonym, data_dir=data_dir, check=False)
     assert again.returncode == 2 and "not in this vault" in again.stderr
+    assert '"action":"case.delete"' in (data_dir / "audit" / "audit.jsonl").read_text()
 
 
 def test_no_keystore_is_a_clear_error_and_nothing_is_stored(data_dir, monkeypatch):

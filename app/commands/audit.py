@@ -5,58 +5,61 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
-from app.security import audit
+from app.workflow import records
+from app.workflow.actor import Actor
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("audit", help="verify, show or export the audit log")
     actions = parser.add_subparsers(dest="audit_action", metavar="ACTION", required=True)
-    actions.add_parser("verify", help="check the hash chain, MACs and sealed head").set_defaults(
-        func=_verify
-    )
+    verify = actions.add_parser("verify", help="check the hash chain, MACs and sealed head")
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(func=_verify)
     show = actions.add_parser("show", help="print the records")
     show.add_argument("--last", type=int, default=0, help="only the last N records")
     show.add_argument("--case", help="only records of this case pseudonym")
+    show.add_argument("--json", action="store_true")
     show.set_defaults(func=_show)
-    export = actions.add_parser("export", help="write the records as CSV or JSON")
-    export.add_argument("--format", choices=("csv", "json"), default="csv")
+    export = actions.add_parser(
+        "export", help="write the records as CSV or JSON (reviewers, administrators)"
+    )
+    export.add_argument("--format", choices=records.FORMATS, default="csv")
+    export.add_argument("--last", type=int, default=0, help="only the last N records")
+    export.add_argument("--case", help="only records of this case pseudonym")
     export.add_argument("--out", help="output file (default: standard output)")
     export.set_defaults(func=_export)
 
 
 def _verify(args: argparse.Namespace) -> int:
-    result = audit.verify()
-    print(result.message)
-    audit.record("audit.verify", ok=result.ok, records=result.records)
+    result = records.verify_log(Actor.current())
+    if args.json:
+        out = {"ok": result.ok, "records": result.records, "message": result.message}
+        print(json.dumps(out | {"first_bad": result.first_bad}, indent=2))
+    else:
+        print(result.message)
     return 0 if result.ok else 1
 
 
-def _selected(args: argparse.Namespace) -> list[dict]:
-    records = audit.read_records()
-    if getattr(args, "case", None):
-        records = [r for r in records if r.get("case") == args.case]
-    if getattr(args, "last", 0):
-        records = records[-args.last :]
-    return records
-
-
 def _show(args: argparse.Namespace) -> int:
-    for rec in _selected(args):
+    rows = records.read_log(Actor.current(), case=args.case, last=args.last)
+    if args.json:
+        print(json.dumps(rows, indent=1, sort_keys=True))
+        return 0
+    for rec in rows:
         facts = json.dumps(rec.get("facts", {}), sort_keys=True)
         print(
-            f"{rec['seq']:>6} {rec['time']} {rec['user']:12} {rec['action']:24} {rec['case'] or '-':10} {facts}"
+            f"{rec['seq']:>6} {rec['time']} {rec['user']:12} {rec['action']:24} "
+            f"{rec['case'] or '-':10} {facts}"
         )
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
-    text = audit.export(_selected(args), args.format)
+    text = records.export_log(Actor.current(), args.format, case=args.case, last=args.last)
     if args.out:
-        from pathlib import Path  # noqa: PLC0415
-
         Path(args.out).write_text(text, encoding="utf-8")
-        audit.record("audit.export", format=args.format, records=text.count("\n"))
     else:
         sys.stdout.write(text)
     return 0

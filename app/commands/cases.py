@@ -1,12 +1,13 @@
-"""``medprint cases [--search TEXT] [--show-identity] [--json]``: list the vault's cases."""
+"""``medprint cases [--search TEXT] [--show-identity] [--json]``: list the vault's cases;
+``medprint cases --delete PSEUDONYM`` deletes one for good (administrators)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from app.security import access, audit
-from app.security.vault import Vault
+from app.workflow import intake
+from app.workflow.actor import Actor
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,21 +18,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
-        "--delete", metavar="PSEUDONYM", help="delete a case for good: its data key is destroyed"
+        "--delete",
+        metavar="PSEUDONYM",
+        help="delete a case for good: its data key is destroyed (administrators)",
     )
     parser.set_defaults(func=_cases)
 
 
 def _cases(args: argparse.Namespace) -> int:
-    vault = Vault.open()
+    actor = Actor.current()
     if args.delete:
-        access.require(access.current_user(), "case.delete", vault)
-        vault.delete_case(args.delete)
+        intake.delete_case(actor, args.delete)
         print(f"case {args.delete} deleted: its data key is destroyed and its files removed")
         return 0
-    entries = vault.search_cases(args.search) if args.search else vault.list_cases()
-    if args.show_identity:
-        audit.record("cases.identity_shown", count=len(entries))
+    entries = intake.list_cases(actor, args.search, with_identity=args.show_identity)
     rows = [
         {"pseudonym": e.pseudonym, "created": e.created}
         | ({"identity": e.identity} if args.show_identity else {})

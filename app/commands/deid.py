@@ -10,9 +10,9 @@ output folder appears only when none is found. ``--json`` prints::
      "notes": ["..."]}
 
 The UID key comes from the OS keystore (``deid-uid-key``, created on first use), so the same
-input UID gives the same output UID on every run of this installation. When the case vault
-exists, the map of original to new UIDs is added to its encrypted record ``deid-uid-map``
-(JSON object); it is never written anywhere else.
+input UID gives the same output UID on every run of this installation. The map of original to
+new UIDs is added to the vault's encrypted record ``deid-uid-map`` (JSON object); it is never
+written anywhere else. De-identifying needs the technician or administrator role.
 """
 
 from __future__ import annotations
@@ -23,11 +23,10 @@ from pathlib import Path
 
 from app.commands.progressbar import cli_progress
 from app.errors import MedPrintError
-from app.security import audit
-from app.security.deid import DeidOptions, Rect, deid_folder, uid_key_from_keystore
-from app.security.vault import Vault
-
-UID_MAP_RECORD = "deid-uid-map"
+from app.security.deid.pixels import Rect
+from app.security.deid.profile import DeidOptions
+from app.workflow import intake
+from app.workflow.actor import Actor
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -97,36 +96,19 @@ def _deid(args: argparse.Namespace) -> int:
         retain_patient_characteristics=args.retain_patient_characteristics,
         deface=args.deface,
     )
-    rects = [_rect(text) for text in args.mask]
-    if args.date_shift is not None and not args.retain_dates:
-        msg = "--date-shift only applies with --retain-dates"
-        raise MedPrintError(msg)
-    codes = options.method_codes() + (["113102"] if args.deface else [])
     with cli_progress("de-identifying") as progress:
-        report = deid_folder(
+        done = intake.deidentify(
+            Actor.current(),
             args.input,
             args.output,
-            options=options,
-            uid_key=uid_key_from_keystore(),
+            options,
             pseudonym=args.pseudonym,
             date_shift_days=args.date_shift,
-            masks={"*": rects} if rects else None,
+            masks=[_rect(text) for text in args.mask],
             confirm_burned_in=args.confirm_burned_in,
             progress=progress,
         )
-    stored = _keep_uid_map(report.uid_map)
-    for pseudonym in report.pseudonyms:
-        audit.record(
-            "deid.export",
-            case=pseudonym,
-            files=len(report.written),
-            options=",".join(codes),
-            checked_values=report.checked_values,
-            masked_files=report.masked_files,
-            defaced_series=report.defaced_series,
-            burned_in_confirmed=bool(args.confirm_burned_in),
-            uid_map_in_vault=stored,
-        )
+    report = done.report
     summary = {
         "out": str(report.out_dir),
         "files": len(report.written),
@@ -136,10 +118,10 @@ def _deid(args: argparse.Namespace) -> int:
         "masked_files": report.masked_files,
         "checked_values": report.checked_values,
         "pseudonyms": report.pseudonyms,
-        "options": codes,
+        "options": done.codes,
         "rejected": [{"file": f, "reason": r} for f, r in report.rejected],
         "notes": report.notes,
-        "uid_map_in_vault": stored,
+        "uid_map_in_vault": done.uid_map_in_vault,
     }
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -155,14 +137,3 @@ def _deid(args: argparse.Namespace) -> int:
     for note in report.notes:
         print(f"note: {note}")
     return 0
-
-
-def _keep_uid_map(uid_map: dict[str, str]) -> bool:
-    """Merge the original-to-new UID map into the vault's encrypted record, if there is a vault."""
-    if not uid_map or not Vault.exists():
-        return False
-    vault = Vault.open()
-    known = json.loads(vault.get_record(UID_MAP_RECORD) or b"{}")
-    known.update(uid_map)
-    vault.put_record(UID_MAP_RECORD, json.dumps(known, sort_keys=True).encode())
-    return True

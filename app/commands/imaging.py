@@ -18,6 +18,8 @@ from pathlib import Path
 
 from app.commands.progressbar import cli_progress
 from app.errors import DicomError
+from app.workflow import intake
+from app.workflow.actor import Actor
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,10 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _scan(args: argparse.Namespace) -> int:
-    from app.imaging.scan import scan  # noqa: PLC0415 (pydicom only for this command)
-
     with cli_progress("scanning") as progress:
-        result = scan(args.path, progress=progress)
+        result = intake.scan(Actor.current(), args.path, progress=progress)
     if args.json:
         print(json.dumps(result.to_json(identity=args.identity), indent=2, ensure_ascii=False))
         return 0

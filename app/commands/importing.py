@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from app.case import SERIES_FILE, import_path
 from app.commands.progressbar import cli_progress
+from app.workflow import intake
+from app.workflow.actor import Actor
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,8 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _import(args: argparse.Namespace) -> int:
     with cli_progress("importing") as progress:
-        case = import_path(args.path, args.series, progress=progress)
-    facts = case.load_json(SERIES_FILE)
+        case = intake.import_path(Actor.current(), args.path, args.series, progress=progress)
+    facts = case.series_facts()
     if args.json:
         out = {
             "case": case.pseudonym,

@@ -5,23 +5,29 @@ from __future__ import annotations
 import argparse
 import json
 
-from app.security.vault import Vault
+from app.workflow import users
+from app.workflow.actor import Actor
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("vault", help="create and manage the encrypted case vault")
     actions = parser.add_subparsers(dest="vault_action", metavar="ACTION", required=True)
-    actions.add_parser("init", help="create the vault; shows the recovery key once").set_defaults(
-        func=_init
+    init = actions.add_parser(
+        "init", help="create the vault (you become its administrator); shows the recovery key once"
     )
+    init.add_argument("--json", action="store_true")
+    init.set_defaults(func=_init)
     status = actions.add_parser("status", help="vault folder, key generation, number of cases")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=_status)
-    actions.add_parser(
-        "rotate-key", help="re-wrap every data key under a new master key"
-    ).set_defaults(func=_rotate)
+    rotate = actions.add_parser(
+        "rotate-key", help="re-wrap every data key under a new master key (administrators)"
+    )
+    rotate.add_argument("--json", action="store_true")
+    rotate.set_defaults(func=_rotate)
     recovery = actions.add_parser(
-        "recovery-key", help="show the recovery key (audited), or restore access with it"
+        "recovery-key",
+        help="show the recovery key (administrators; audited), or restore access with it",
     )
     recovery.add_argument(
         "--restore", metavar="KEY", help="put the master key back into the keystore"
@@ -30,34 +36,46 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _init(args: argparse.Namespace) -> int:
-    vault, recovery = Vault.init()
-    print(f"vault created in {vault.root}")
+    actor = Actor.current()
+    recovery = users.init_vault(actor)
+    if args.json:
+        out = {
+            "folder": str(actor.paths.vault),
+            "administrator": actor.user,
+            "recovery_key": recovery,
+        }
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"vault created in {actor.paths.vault}; {actor.user} is its administrator")
     print("Recovery key (write it down and keep it offline; it is shown only once):")
     print(f"  {recovery}")
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
-    info = Vault.open().status()
+    info = users.vault_status(Actor.current())
     if args.json:
         print(json.dumps(info, indent=2))
-    else:
-        for key, value in info.items():
-            print(f"{key:18} {value}")
+        return 0
+    for key, value in info.items():
+        print(f"{key:18} {', '.join(value) if isinstance(value, list) else value}")
     return 0
 
 
 def _rotate(args: argparse.Namespace) -> int:
-    vault = Vault.open()
-    vault.rotate_key()
-    print(f"master key rotated; key generation is now {vault.generation}")
+    generation = users.rotate_key(Actor.current())
+    if args.json:
+        print(json.dumps({"key_generation": generation}))
+    else:
+        print(f"master key rotated; key generation is now {generation}")
     return 0
 
 
 def _recovery(args: argparse.Namespace) -> int:
+    actor = Actor.current()
     if args.restore:
-        vault = Vault.restore_with_recovery_key(args.restore)
-        print(f"access restored: the master key of vault {vault.vault_id} is back in the keystore")
+        vault_id = users.restore_vault(actor, args.restore)
+        print(f"access restored: the master key of vault {vault_id} is back in the keystore")
     else:
-        print(Vault.open().recovery_key())
+        print(users.recovery_key(actor))
     return 0

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.case import open_case
+from app.case import Case
 from app.errors import IntegrityError, KeystoreError, VaultError
 from app.imaging.volume import Volume
 from app.security.keystore import Keystore
@@ -57,7 +57,7 @@ def test_case_index_is_searchable_inside_the_app(vault):
 
 
 def test_volume_round_trip_through_the_case(vault):
-    case = open_case(vault.create_case(IDENTITY), vault)
+    case = Case(vault, vault.create_case(IDENTITY))
     volume = Volume(
         np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6),
         origin=(1, 2, 3),
