@@ -29,6 +29,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from app import __version__
 from app.errors import SegmentationError
 from app.tools.segmentation.grid import Grid, mask_box
 from app.tools.segmentation.model import PALETTE, Segment, Segmentation
@@ -461,8 +462,6 @@ def write_dicom_seg(
     import highdicom as hd  # noqa: PLC0415
     from pydicom.sr.codedict import codes  # noqa: PLC0415
 
-    from app import __version__  # noqa: PLC0415
-
     segments = [seg.segment(k) for k in keys] if keys is not None else seg.segments
     segments = [s for s in segments if not seg.is_empty(s)]
     if not segments:
@@ -506,8 +505,6 @@ def write_dicom_seg(
 
 
 def _build_dicom_seg(hd, sources, pixels, descriptions, series_number, series_description):  # noqa: PLR0917
-    from app import __version__  # noqa: PLC0415
-
     return hd.seg.Segmentation(
         source_images=[ds for _, ds in sources],
         pixel_array=pixels,

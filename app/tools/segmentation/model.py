@@ -43,6 +43,7 @@ from app.tools.segmentation.grid import (
     relative,
 )
 from app.tools.segmentation.history import Change, History, LabelDiff
+from app.tools.segmentation.stats import SegmentStatistics, segment_statistics
 
 MAX_SEGMENTS = 64
 Mode = Literal["set", "add", "remove"]
@@ -95,28 +96,6 @@ class SegmentationEvent:
     kind: str
     segment_ids: tuple[str, ...] = ()
     box: Box | None = None
-
-
-@dataclass
-class SegmentStatistics:
-    """Per-segment figures; HU values are None without a volume or for an empty segment."""
-
-    id: str
-    name: str
-    voxels: int
-    volume_ml: float
-    surface_mm2: float
-    bbox_min_ijk: tuple[int, int, int] | None
-    bbox_max_ijk: tuple[int, int, int] | None
-    bbox_min_lps: tuple[float, float, float] | None
-    bbox_max_lps: tuple[float, float, float] | None
-    hu_mean: float | None = None
-    hu_std: float | None = None
-    hu_min: float | None = None
-    hu_max: float | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _dtype_for(bits_needed: int) -> np.dtype:
@@ -633,8 +612,6 @@ class Segmentation:
         self, volume: Any = None, keys: list[str] | None = None, *, surface: bool = True
     ) -> list[SegmentStatistics]:
         """Volume (ml), surface (mm², SimpleITK's Crofton estimate), box and HU figures."""
-        from app.tools.segmentation.stats import segment_statistics  # noqa: PLC0415
-
         if volume is not None and not self.grid.matches(volume):
             msg = "the volume is not on the segmentation's grid; use the volume it was made on"
             raise SegmentationError(msg)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -9,7 +10,29 @@ import numpy as np
 from app.tools.segmentation.grid import box_pad
 
 if TYPE_CHECKING:
-    from app.tools.segmentation.model import Segment, Segmentation, SegmentStatistics
+    from app.tools.segmentation.model import Segment, Segmentation
+
+
+@dataclass
+class SegmentStatistics:
+    """Per-segment figures; HU values are None without a volume or for an empty segment."""
+
+    id: str
+    name: str
+    voxels: int
+    volume_ml: float
+    surface_mm2: float
+    bbox_min_ijk: tuple[int, int, int] | None
+    bbox_max_ijk: tuple[int, int, int] | None
+    bbox_min_lps: tuple[float, float, float] | None
+    bbox_max_lps: tuple[float, float, float] | None
+    hu_mean: float | None = None
+    hu_std: float | None = None
+    hu_min: float | None = None
+    hu_max: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 def surface_area_mm2(mask: np.ndarray, spacing_ijk: tuple[float, float, float]) -> float:
@@ -30,8 +53,6 @@ def surface_area_mm2(mask: np.ndarray, spacing_ijk: tuple[float, float, float]) 
 def segment_statistics(
     seg: Segmentation, segment: Segment, volume: Any, *, surface: bool = True
 ) -> SegmentStatistics:
-    from app.tools.segmentation.model import SegmentStatistics  # noqa: PLC0415
-
     grid = seg.grid
     box = seg.bbox(segment)
     if box is None:
@@ -65,4 +86,4 @@ def segment_statistics(
     return stats
 
 
-__all__ = ["box_pad", "segment_statistics", "surface_area_mm2"]
+__all__ = ["SegmentStatistics", "box_pad", "segment_statistics", "surface_area_mm2"]
