@@ -36,6 +36,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "segment": MAKERS,
     "segment.export": MAKERS,
     "segment.export_identified": ADMINS,
+    "mesh.view": ANYONE,
     "mesh.build": MAKERS,
     "mesh.edit": MAKERS,
     "mesh.export": MAKERS,

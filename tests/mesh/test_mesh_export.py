@@ -7,9 +7,9 @@ import pytest
 import trimesh
 
 from app.errors import MeshError
-from app.security.strip import check_clean
 from app.tools.mesh.core import make_mesh, signed_volume
 from app.tools.mesh.export import export_parts, import_mesh
+from app.tools.mesh.meshio import check_clean
 
 
 def part(size, x):

@@ -137,9 +137,9 @@ def test_decimation_to_20_percent_stays_close(lumbar_build):
 
 @pytest.mark.slow
 def test_tilted_head_skull_watertight_through_stl(ge_skull, tmp_path):
-    from app.security.strip import read_mesh_file
     from app.tools.mesh.core import make_mesh
     from app.tools.mesh.export import export_mesh
+    from app.tools.mesh.meshio import read_mesh_file
     from app.tools.mesh.pipeline import build_mesh
 
     mask, volume = ge_skull

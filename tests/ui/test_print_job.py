@@ -24,8 +24,8 @@ from app.printing.profiles import api_key_name, get_printer
 from app.printing.serial_link import LinkOptions
 from app.security import access, audit
 from app.security.keystore import Keystore
-from app.security.strip import mesh_bytes
 from app.security.vault import Vault
+from app.tools.mesh.meshio import mesh_bytes
 from app.ui.print_job import ACTIVE_JOBS, PrintSection, TemperaturePlot, format_duration
 from app.ui.profile_dialog import ProfileDialog
 from tests.printing.peers.gcode_samples import commands_of, synthetic_gcode

@@ -26,6 +26,7 @@ from app.tools.mesh.core import (
     surface_area,
     to_polydata,
 )
+from app.tools.mesh.surface import distances_to_surface
 
 # ---------------------------------------------------------------------------------------------
 # manifold conversion
@@ -270,8 +271,6 @@ def _exact_band(
     depth: np.ndarray, mesh: trimesh.Trimesh, origin: np.ndarray, pitch: float, level: float
 ) -> None:
     """Replace the voxel distance by the exact distance to the surface near the iso level."""
-    from app.tools.mesh.surface import distances_to_surface  # noqa: PLC0415 (avoid a cycle)
-
     band = np.nonzero((depth > level - 2 * pitch) & (depth < level + 2 * pitch))
     points = origin + pitch * np.stack([band[2], band[1], band[0]], axis=1)
     depth[band] = distances_to_surface(points, mesh)

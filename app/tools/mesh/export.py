@@ -1,6 +1,6 @@
 """Export meshes as STL (binary), 3MF (millimetre), OBJ or PLY: always mm, patient LPS, clean.
 
-Files are written through :mod:`app.security.strip`, so they carry no text but fixed neutral
+Files are written through :mod:`app.tools.mesh.meshio`, so they carry no text but fixed neutral
 strings, and are named ``<pseudonym>_<part>.<ext>``.
 """
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import trimesh
 
 from app.errors import MeshError
-from app.security.strip import export_name, read_mesh_file, write_mesh_file
 from app.tools.mesh.core import concatenate, make_mesh
+from app.tools.mesh.meshio import export_name, read_mesh_file, write_mesh_file
 
 ORIENTATION = (
     "units: millimetre; frame: patient LPS as scanned "

@@ -21,13 +21,18 @@ import numpy as np
 import trimesh
 
 from app.errors import MeshError
-from app.security.strip import PSEUDONYM_RE
+from app.tools.mesh.core import topology
 from app.tools.mesh.edit import _place, frame_from_normal, from_manifold, to_manifold
+from app.tools.mesh.meshio import PSEUDONYM_RE
+from app.tools.mesh.repair import repair_mesh
 
 DEFAULT_HEIGHT_MM = 7.5
 DEFAULT_DEPTH_MM = 3.0
 MIN_STROKE_MM = 1.0
 _FONT_FAMILY = "DejaVu Sans"
+# Where an automatic label goes, tried in order: a ray from the front (anterior is -y in LPS),
+# then from the patient's right and left, then from below.
+_LABEL_APPROACHES = ((0, 1, 0), (-1, 0, 0), (1, 0, 0), (0, 0, 1))
 
 
 @dataclass
@@ -261,3 +266,53 @@ def label_region(info: LabelInfo, margin_mm: float = 1.0) -> Callable[[np.ndarra
         )
 
     return inside
+
+
+def _label_sites(mesh: trimesh.Trimesh):
+    """(point, outward normal, up) candidates: front, sides, back, below; text across the model
+    or running along its long axis; at mid-height first."""
+    solid = to_manifold(mesh)
+    lo, hi = mesh.bounds
+    reach = float(np.linalg.norm(hi - lo)) + 10.0
+    ups = (np.array([0.0, 0.0, 1.0]), None)
+    for approach in _LABEL_APPROACHES:
+        direction = np.asarray(approach, dtype=np.float64)
+        side = np.cross(direction, [0.0, 0.0, 1.0])
+        side = side if np.linalg.norm(side) > 0 else np.array([1.0, 0.0, 0.0])
+        for height in (0.5, 0.35, 0.65):
+            centre = lo + (hi - lo) * np.array([0.5, 0.5, height])
+            hits = solid.ray_cast(
+                tuple(centre - reach * direction), tuple(centre + reach * direction)
+            )
+            if not hits:
+                continue
+            for up in ups:
+                yield np.asarray(hits[0].position), -direction, side if up is None else up
+
+
+def label_with_pseudonym(
+    mesh: trimesh.Trimesh,
+    pseudonym: str,
+    *,
+    mode: str = "emboss",
+    height_mm: float = DEFAULT_HEIGHT_MM,
+    depth_mm: float = DEFAULT_DEPTH_MM,
+) -> tuple[trimesh.Trimesh, LabelInfo]:
+    """Emboss (or engrave) the pseudonym at the first automatic site where the text fits."""
+    check_label_text(pseudonym)
+    for point, normal, up in _label_sites(mesh):
+        try:
+            labelled, info = add_label(
+                mesh, pseudonym, point, normal, mode=mode, up=up,
+                height_mm=height_mm, depth_mm=depth_mm,
+            )  # fmt: skip
+        except MeshError:
+            continue
+        # The union is exact, but its STL (float32 vertices) can pinch where letters meet
+        # the surface: mend that locally, or try the next site.
+        if not topology(labelled).closed_manifold:
+            labelled, _ = repair_mesh(labelled)
+        if topology(labelled).closed_manifold:
+            return labelled, info
+    msg = "no surface of this model is large and flat enough for the label; place it by hand"
+    raise MeshError(msg)

@@ -10,6 +10,7 @@ then needs an explicit, audited override (app/security/access).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -107,6 +108,16 @@ def _plain(value):
     raise TypeError(type(value).__name__)
 
 
+def _label_regions(labels: Sequence[LabelInfo]) -> Callable[[np.ndarray], np.ndarray]:
+    """``points -> bool mask`` of the points inside any of the labels' blocks."""
+    regions = [label_region(label) for label in labels]
+
+    def inside(points: np.ndarray) -> np.ndarray:
+        return np.logical_or.reduce([region(points) for region in regions])
+
+    return inside
+
+
 def wall_thickness(
     mesh: trimesh.Trimesh, samples: int = 1000, max_mm: float = 50.0, seed: int = 0
 ) -> np.ndarray:
@@ -145,7 +156,7 @@ def qa_report(
     min_wall_mm: float = DEFAULT_MIN_WALL_MM,
     max_thin_fraction: float = 0.02,
     wall_samples: int = 1000,
-    label: LabelInfo | None = None,
+    labels: Sequence[LabelInfo] = (),
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
 ) -> QAReport:
@@ -155,7 +166,7 @@ def qa_report(
     fits the build volume in some axis-aligned orientation; at most ``max_thin_fraction`` of
     the sampled walls thinner than ``min_wall_mm``; the 95th percentile deviation from the
     segmentation surface within ``tolerance_mm`` (mean and max are reported alongside); the
-    region of ``label`` (an embossed/engraved pseudonym) is left out of the deviation.
+    regions of ``labels`` (embossed/engraved pseudonyms) are left out of the deviation.
     """
     progress = ensure(progress)
     checks: list[Check] = []
@@ -217,7 +228,7 @@ def qa_report(
     if reference is not None:
         check_cancel(cancel)
         progress.update(0.7, "measuring deviation from the segmentation")
-        exclude = label_region(label) if label is not None else None
+        exclude = _label_regions(labels) if labels else None
         dev = surface_deviation(mesh, reference, exclude=exclude, cancel=cancel)
         deviation = dev.to_dict()
         checks.append(

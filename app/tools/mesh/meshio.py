@@ -1,4 +1,5 @@
-"""Label stripping: every mesh file MedPrint writes or imports carries geometry and nothing else.
+"""Mesh files in and out, label-stripped: every mesh file MedPrint writes or imports carries
+geometry and nothing else.
 
 Readers accept STL (binary/ASCII), OBJ, PLY (ASCII/binary) and 3MF and keep only vertices and
 triangles; writers emit only fixed, neutral text:
@@ -25,8 +26,8 @@ from xml.etree import ElementTree as ET
 
 import numpy as np
 
+from app.atomic import atomic_write_bytes
 from app.errors import MeshError
-from app.security.atomic import atomic_write_bytes
 
 STL_HEADER = b"binary STL; units mm".ljust(80, b" ")
 NEUTRAL_NAME = "mesh"

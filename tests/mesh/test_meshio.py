@@ -11,7 +11,7 @@ import pytest
 import trimesh
 
 from app.errors import MeshError
-from app.security.strip import (
+from app.tools.mesh.meshio import (
     check_clean,
     export_name,
     mesh_bytes,
