@@ -13,30 +13,17 @@ The GUI and the CLI call one function::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from app.errors import PrintingError
 from app.printing.profiles import MaterialProfile, PrinterProfile
+from app.printing.slicer import prusaslicer
+from app.printing.slicer.engine import EngineInfo
 from app.printing.slicer.result import SliceResult
 from app.printing.slicer.settings import Part, SliceSettings
 from app.progress import CancelToken, Progress
 
 
-@dataclass(frozen=True)
-class EngineInfo:
-    """One slicing engine as the GUI lists it."""
-
-    name: str
-    label: str
-    available: bool
-    version: str = ""
-    hint: str = ""
-
-
 def engines() -> list[EngineInfo]:
     """Every engine, available or not (with the install hint when not)."""
-    from app.printing.slicer import prusaslicer  # noqa: PLC0415
-
     return [EngineInfo("builtin", "MedPrint built-in", True, "", ""), prusaslicer.engine_info()]
 
 
@@ -53,13 +40,11 @@ def slice_parts(
     """Slice ``parts`` with ``engine`` ("builtin" or "prusaslicer")."""
     settings = settings or SliceSettings()
     if engine == "builtin":
-        from app.printing.slicer.builtin import slice_builtin  # noqa: PLC0415
+        from app.printing.slicer.builtin import slice_builtin  # noqa: PLC0415 (shapely on first use)
 
         return slice_builtin(parts, printer, material, settings, progress=progress, cancel=cancel)
     if engine == "prusaslicer":
-        from app.printing.slicer.prusaslicer import slice_prusaslicer  # noqa: PLC0415
-
-        return slice_prusaslicer(
+        return prusaslicer.slice_prusaslicer(
             parts, printer, material, settings, progress=progress, cancel=cancel
         )
     msg = f"unknown slicing engine '{engine}'; use 'builtin' or 'prusaslicer'"

@@ -24,6 +24,7 @@ from app.errors import PrintingError
 from app.printing.gcode import MotionLimits, parse_gcode
 from app.printing.profiles import MaterialProfile, PrinterProfile, check_pair
 from app.printing.slicer.arrange import arrange
+from app.printing.slicer.engine import EngineInfo
 from app.printing.slicer.result import SliceResult
 from app.printing.slicer.settings import Part, SliceSettings
 from app.progress import CancelToken, Progress, check_cancel, ensure
@@ -49,10 +50,8 @@ def find_executable() -> str | None:
     return None
 
 
-def engine_info() -> object:
-    """:class:`app.printing.slicer.EngineInfo` for PrusaSlicer (unavailable: with install hint)."""
-    from app.printing.slicer import EngineInfo  # noqa: PLC0415 (package imports this module)
-
+def engine_info() -> EngineInfo:
+    """PrusaSlicer as the GUI lists it (unavailable: with the install hint)."""
     exe = find_executable()
     if exe is None:
         return EngineInfo(ENGINE, "PrusaSlicer", False, "", f"not installed: {INSTALL_HINT}")
