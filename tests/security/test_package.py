@@ -1,10 +1,12 @@
 """Signed print packages: build, read back, verify, and every kind of tampering caught by its own
-message. Runs inside scripts/with-keyring.sh (the audit log keeps its key in the OS keystore)."""
+message; a package whose records do not bind its mesh is refused when built."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
@@ -18,21 +20,36 @@ import pytest
 
 from app.errors import Cancelled, PackageError
 from app.progress import CancelToken, Progress
-from app.security import audit
-from app.security import package as pkg
-from app.security.package import PackageMeta, build_package, verify_package
+from app.security import access
+from app.security.package import build as builder
+from app.security.package import format as fmt
+from app.security.package.build import build_package, remove_partials
+from app.security.package.extract import extract_package
+from app.security.package.format import PackageMeta
+from app.security.package.verify import VerifyReport, verify_package
 from app.security.signing import SigningKey, TrustStore
 from app.settings import resolve_paths
 
+STL = b"solid m\n" + b"facet normal 0 0 1\n" * 2000 + b"endsolid m\n"
+QA = b'{"passed": true}\n'
+PARTS = [{"name": "model", "file": "model.stl", "sha256": hashlib.sha256(STL).hexdigest()}]
+MESH_SHA = access.mesh_manifest_sha256(PARTS)
 APPROVAL = {
     "type": "decision",
+    "id": "5b7f1c2e-0000-4000-8000-000000000001",
     "decision": "approved",
-    "mesh_sha256": "ab" * 32,
-    "qa_sha256": "cd" * 32,
+    "meaning": "approved for printing",
+    "mesh_sha256": MESH_SHA,
+    "qa_sha256": hashlib.sha256(QA).hexdigest(),
+    "qa_passed": True,
+    "override_ids": [],
     "reviewer": "surgeon",
     "time_utc": "2026-01-01T00:00:00Z",
 }
-STL = b"solid m\n" + b"facet normal 0 0 1\n" * 2000 + b"endsolid m\n"
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 @pytest.fixture
@@ -50,11 +67,14 @@ def source_files(tmp_path: Path) -> dict[str, bytes | Path]:
     gcode = tmp_path / "src" / "model.gcode"
     gcode.parent.mkdir()
     gcode.write_bytes(b"G28\n" + b"G1 X10 Y10 E0.5\n" * 50_000)
+    provenance = {"mesh_sha256": MESH_SHA, "gcode_sha256": _sha(gcode.read_bytes())}
     return {
         "mesh/model.stl": STL,
         "mesh/model.3mf": b"PK\x03\x04 not really a 3mf but bytes",
+        "mesh/manifest.json": fmt.canonical_json({"version": 1, "parts": PARTS}),
         "gcode/model.gcode": gcode,
-        "qa/report.json": b'{"passed": true}\n',
+        "gcode/model.json": fmt.canonical_json(provenance),
+        "qa/report.json": QA,
         "qa/report.html": b"<html><body>QA passed</body></html>",
     }
 
@@ -65,7 +85,8 @@ def _build(out: Path, files, signer, **kw) -> Path:
         printer={"name": "generic-marlin-220", "nozzle_mm": 0.4},
         slicer={"name": "builtin", "layer_height_mm": 0.2},
     )
-    return build_package(out, files=files, meta=meta, approval=APPROVAL, signer=signer, **kw)
+    kw.setdefault("approval", APPROVAL)
+    return build_package(out, files=files, meta=meta, signer=signer, **kw).path
 
 
 @pytest.fixture
@@ -77,13 +98,11 @@ def drive(env, tmp_path) -> Path:
 
 
 @pytest.fixture
-def built(env, tmp_path, source_files, signer) -> Path:
-    out = tmp_path / "drive"
-    out.mkdir()
-    return _build(out, source_files, signer, make_zip=True)
+def built(drive, source_files, signer) -> Path:
+    return _build(drive, source_files, signer, make_zip=True)
 
 
-def _verify(path: Path, signer: SigningKey, revoked=()) -> pkg.VerifyReport:
+def _verify(path: Path, signer: SigningKey, revoked=()) -> VerifyReport:
     return verify_package(path, [signer.public_key], revoked)
 
 
@@ -91,13 +110,15 @@ def test_build_writes_a_complete_manifest_and_verifies(built, signer, source_fil
     report = _verify(built, signer)
     assert report.ok, report.message
     manifest = json.loads((built / "manifest.json").read_bytes())
-    assert manifest["format"] == pkg.FORMAT_NAME and manifest["format_version"] == 1
+    assert manifest["format"] == fmt.FORMAT_NAME and manifest["format_version"] == 2
     assert manifest["case"] == "C-7K3M-Q9"
     assert manifest["signer_key_id"] == signer.key_id
     assert manifest["created_utc"].endswith("Z")
     assert manifest["printer"]["nozzle_mm"] == 0.4 and manifest["slicer"]["name"] == "builtin"
-    assert manifest["approval"]["mesh_sha256"] == APPROVAL["mesh_sha256"]
-    assert manifest["override"] is None
+    assert manifest["approval"]["mesh_sha256"] == MESH_SHA == manifest["mesh"]["sha256"]
+    assert [p["path"] for p in manifest["mesh"]["parts"]] == ["mesh/model.stl"]
+    assert manifest["gcode"][0]["mesh_sha256"] == MESH_SHA
+    assert manifest["overrides"] == []
     paths = [f["path"] for f in manifest["files"]]
     assert paths == sorted(paths)
     assert set(paths) == {*source_files, "approval.json"}
@@ -113,49 +134,80 @@ def test_build_writes_a_complete_manifest_and_verifies(built, signer, source_fil
     assert sorted(p.name for p in built.parent.iterdir()) == sorted([built.name, zipped.name])
 
 
-def test_build_and_verify_are_audited(built, signer):
-    _verify(built, signer)
-    actions = [r["action"] for r in audit.read_records()]
-    assert "package.build" in actions and "package.verify" in actions
-    last = audit.read_records()[-1]
-    assert last["facts"]["ok"] is True and last["case"] == "C-7K3M-Q9"
-    assert audit.verify().ok
+def _override(kind: str, subject: str, **fields) -> dict:
+    return {
+        "type": "override",
+        "id": f"0000{kind}-override",
+        "kind": kind,
+        "subject_sha256": subject,
+        "administrator": "admin",
+        **fields,
+    }
 
 
-def test_override_is_shown_in_the_package(env, tmp_path, source_files, signer):
-    override = {"type": "override", "kind": "release-without-approval", "administrator": "admin"}
-    out = tmp_path / "drive"
-    out.mkdir()
-    meta = PackageMeta(case="C-7K3M-Q9")
-    path = build_package(
-        out, files=source_files, meta=meta, approval=None, override=override, signer=signer
-    )
-    manifest = json.loads((path / "manifest.json").read_bytes())
-    assert manifest["override"]["kind"] == "release-without-approval"
-    assert json.loads((path / "override.json").read_bytes())["administrator"] == "admin"
-    assert _verify(path, signer).ok
-
-
-def test_free_text_of_the_review_stays_in_the_vault(env, tmp_path, source_files, signer):
+def test_overrides_travel_as_records_shown_in_the_manifest(drive, source_files, signer):
     """A reviewer's comment or an override reason may name the patient: it does not travel."""
-    out = tmp_path / "drive"
-    out.mkdir()
-    approval = {**APPROVAL, "comment": "Mrs DOE's left orbit fits"}
-    override = {"kind": "qa-failure", "administrator": "admin", "reason": "DOE urgent"}
-    path = build_package(
-        out,
-        files=source_files,
-        meta=PackageMeta(case="C-7K3M-Q9"),
-        approval=approval,
-        override=override,
-        signer=signer,
-    )
-    for file in path.rglob("*"):
-        assert file.is_dir() or b"DOE" not in file.read_bytes()
+    qa_override = _override("qa-failure", MESH_SHA, reason="DOE urgent")
+    approval = {
+        **APPROVAL,
+        "meaning": "approved with QA override",
+        "qa_passed": False,
+        "override_ids": [qa_override["id"]],
+        "comment": "Mrs DOE's left orbit fits",
+    }
+    path = _build(drive, source_files, signer, approval=approval, overrides=[qa_override])
+    assert _verify(path, signer).ok
     manifest = json.loads((path / "manifest.json").read_bytes())
+    (shown,) = manifest["overrides"]
+    assert shown["kind"] == "qa-failure" and shown["kept_in_vault"] == ["reason"]
+    assert json.loads((path / fmt.override_file(shown)).read_bytes()) == shown
     assert manifest["approval"]["kept_in_vault"] == ["comment"]
     assert manifest["approval"]["reviewer"] == "surgeon"
-    assert manifest["override"]["kept_in_vault"] == ["reason"]
+    for file in path.rglob("*"):
+        assert file.is_dir() or b"DOE" not in file.read_bytes()
+
+
+def _without(files: dict, *names: str) -> dict:
+    return {k: v for k, v in files.items() if k not in names}
+
+
+REFUSED_CONTENT = {
+    "no approval": ({"approval": None}, "needs the approval"),
+    "a rejection": ({"approval": {**APPROVAL, "decision": "rejected"}}, "no approval"),
+    "another mesh": ({"approval": {**APPROVAL, "mesh_sha256": "ab" * 32}}, "another mesh"),
+    "another QA": ({"approval": {**APPROVAL, "qa_sha256": "ab" * 32}}, "QA report"),
+    "self-approved alone": (
+        {"approval": {**APPROVAL, "meaning": "self-approved"}},
+        "no self-approval override",
+    ),
+    "QA failed": ({"approval": {**APPROVAL, "qa_passed": False}}, "no qa-failure override"),
+    "no mesh manifest": ({"drop": ["mesh/manifest.json"]}, "no mesh manifest"),
+    "a stray STL": ({"add": {"mesh/other.stl": STL}}, "not a part"),
+    "no provenance": ({"drop": ["gcode/model.json"]}, "no readable provenance"),
+}
+
+
+@pytest.mark.parametrize("what", sorted(REFUSED_CONTENT))
+def test_content_that_would_not_verify_is_refused_before_writing(drive, source_files, signer, what):
+    change, text = REFUSED_CONTENT[what]
+    files = _without(source_files, *change.get("drop", [])) | change.get("add", {})
+    approval = change.get("approval", APPROVAL)
+    with pytest.raises(PackageError, match=text):
+        _build(drive, files, signer, approval=approval)
+    assert list(drive.iterdir()) == []
+
+
+def test_gcode_of_another_mesh_needs_its_foreign_gcode_override(drive, source_files, signer):
+    gcode = source_files["gcode/model.gcode"].read_bytes()
+    provenance = {"mesh_sha256": "ab" * 32, "gcode_sha256": _sha(gcode)}
+    files = source_files | {"gcode/model.json": fmt.canonical_json(provenance)}
+    with pytest.raises(PackageError, match="sliced from another mesh"):
+        _build(drive, files, signer)
+    foreign = _override("foreign-gcode", _sha(gcode), reason="sliced elsewhere")
+    path = _build(drive, files, signer, overrides=[foreign])
+    report = _verify(path, signer)
+    assert report.ok, report.message
+    assert report.manifest["gcode"][0]["foreign_gcode_override"] == foreign["id"]
 
 
 def test_refuses_without_approval_unsafe_paths_and_case_clashes(env, tmp_path, signer):
@@ -196,7 +248,7 @@ def test_refuses_without_approval_unsafe_paths_and_case_clashes(env, tmp_path, s
 def test_write_failures_say_what_to_do(drive, source_files, signer, monkeypatch, failure):
     err, text = failure
     out = drive
-    real = pkg._write_file
+    real = builder._write_file
     calls = []
 
     def failing(target, source, cancel=None):
@@ -205,7 +257,7 @@ def test_write_failures_say_what_to_do(drive, source_files, signer, monkeypatch,
             raise OSError(err, os.strerror(err))
         return real(target, source, cancel)
 
-    monkeypatch.setattr(pkg, "_write_file", failing)
+    monkeypatch.setattr(builder, "_write_file", failing)
     with pytest.raises(PackageError, match=re.escape(text)):
         _build(out, source_files, signer)
     assert list(out.iterdir()) == []
@@ -230,7 +282,7 @@ def test_cancel_leaves_nothing(env, tmp_path, source_files, signer):
 def test_not_enough_space_is_refused_up_front(env, tmp_path, source_files, signer, monkeypatch):
     out = tmp_path / "drive"
     out.mkdir()
-    monkeypatch.setattr(pkg.shutil, "disk_usage", lambda _p: shutil._ntuple_diskusage(10, 9, 1))
+    monkeypatch.setattr(builder.shutil, "disk_usage", lambda _p: shutil._ntuple_diskusage(10, 9, 1))
     with pytest.raises(PackageError, match="not enough free space"):
         _build(out, source_files, signer)
     assert list(out.iterdir()) == []
@@ -240,7 +292,7 @@ def test_a_bad_read_back_removes_the_package(env, tmp_path, source_files, signer
     """What the drive returns is verified; a package that reads back wrong is not left behind."""
     out = tmp_path / "drive"
     out.mkdir()
-    real_write = pkg._write_file
+    real_write = builder._write_file
 
     def flaky_drive(target, source, cancel=None):
         size, digest = real_write(target, source, cancel)
@@ -250,7 +302,7 @@ def test_a_bad_read_back_removes_the_package(env, tmp_path, source_files, signer
                 handle.write(b"\0" * 16)
         return size, digest
 
-    monkeypatch.setattr(pkg, "_write_file", flaky_drive)
+    monkeypatch.setattr(builder, "_write_file", flaky_drive)
     with pytest.raises(PackageError, match="read back from the drive is wrong"):
         _build(out, source_files, signer, make_zip=True)
     assert list(out.iterdir()) == []
@@ -270,9 +322,9 @@ def _resign(folder: Path, key: SigningKey, edit=None) -> None:
     manifest = json.loads((folder / "manifest.json").read_bytes())
     if edit:
         edit(manifest)
-    data = pkg.canonical_json(manifest)
+    data = fmt.canonical_json(manifest)
     (folder / "manifest.json").write_bytes(data)
-    (folder / "manifest.sig").write_bytes(pkg._signature_bytes(key, data))
+    (folder / "manifest.sig").write_bytes(fmt.signature_bytes(key, data))
 
 
 def _change_byte(p: Path) -> None:
@@ -296,9 +348,9 @@ def _rename_file(p: Path) -> None:
 
 def _replace_signature(p: Path) -> None:
     signed = json.loads((p / "manifest.sig").read_bytes())
-    raw = bytearray(pkg.base64.b64decode(signed["signature"]))
+    raw = bytearray(base64.b64decode(signed["signature"]))
     raw[0] ^= 0xFF
-    signed["signature"] = pkg.base64.b64encode(bytes(raw)).decode()
+    signed["signature"] = base64.b64encode(bytes(raw)).decode()
     (p / "manifest.sig").write_bytes(json.dumps(signed).encode())
 
 
@@ -328,16 +380,16 @@ def _drop_signature(p: Path) -> None:
 
 
 FOLDER_TAMPERING = {
-    "changed byte": (_change_byte, pkg.HASH_MISMATCH),
-    "added file": (_add_file, pkg.UNLISTED),
-    "removed file": (_remove_file, pkg.MISSING),
-    "renamed file": (_rename_file, pkg.RENAMED),
-    "replaced signature": (_replace_signature, pkg.BAD_SIGNATURE),
-    "edited manifest": (_edit_manifest, pkg.BAD_SIGNATURE),
-    "other key": (_other_key, pkg.KEY_UNTRUSTED),
-    "symlink": (_symlink, pkg.SYMLINK),
-    "case-folded duplicate": (_case_twin, pkg.CASEFOLD_DUPLICATE),
-    "no signature": (_drop_signature, pkg.NO_SIGNATURE),
+    "changed byte": (_change_byte, fmt.HASH_MISMATCH),
+    "added file": (_add_file, fmt.UNLISTED),
+    "removed file": (_remove_file, fmt.MISSING),
+    "renamed file": (_rename_file, fmt.RENAMED),
+    "replaced signature": (_replace_signature, fmt.BAD_SIGNATURE),
+    "edited manifest": (_edit_manifest, fmt.BAD_SIGNATURE),
+    "other key": (_other_key, fmt.KEY_UNTRUSTED),
+    "symlink": (_symlink, fmt.SYMLINK),
+    "case-folded duplicate": (_case_twin, fmt.CASEFOLD_DUPLICATE),
+    "no signature": (_drop_signature, fmt.NO_SIGNATURE),
 }
 
 
@@ -361,24 +413,24 @@ def test_desktop_metadata_in_a_folder_is_ignored_but_not_in_a_zip(built, signer,
     assert report.ok, report.message
     assert sorted(report.ignored) == [".DS_Store", "Thumbs.db", "mesh/._model.stl"]
     (built / "mesh" / "._other.stl").write_bytes(b"x")  # not the twin of a listed file
-    assert _verify(built, signer).codes == [pkg.UNLISTED]
+    assert _verify(built, signer).codes == [fmt.UNLISTED]
     zipped = built.parent / f"{built.name}.zip"
     bad = tmp_path / "bad.zip"
     _rewrite_zip(zipped, bad, extra=[(zipfile.ZipInfo(".DS_Store"), b"x")])
-    assert _verify(bad, signer).codes == [pkg.UNLISTED]
+    assert _verify(bad, signer).codes == [fmt.UNLISTED]
 
 
 def test_revoked_key_is_rejected_even_when_trusted(built, signer):
     report = _verify(built, signer, revoked=[signer.public_key.fingerprint])
-    assert report.codes == [pkg.KEY_REVOKED]
+    assert report.codes == [fmt.KEY_REVOKED]
     assert "REVOKED" in report.message
 
 
 def test_key_is_checked_before_signature_and_signature_before_files(built, signer):
     _change_byte(built)
     _edit_manifest(built)
-    assert _verify(built, signer).codes == [pkg.BAD_SIGNATURE]
-    assert verify_package(built, [SigningKey.generate().public_key]).codes == [pkg.KEY_UNTRUSTED]
+    assert _verify(built, signer).codes == [fmt.BAD_SIGNATURE]
+    assert verify_package(built, [SigningKey.generate().public_key]).codes == [fmt.KEY_UNTRUSTED]
 
 
 def test_unicode_normalisation_twins_count_as_case_folded_duplicates(built, signer, tmp_path):
@@ -387,14 +439,16 @@ def test_unicode_normalisation_twins_count_as_case_folded_duplicates(built, sign
     bad = tmp_path / "bad.zip"
     extra = [(zipfile.ZipInfo("caf\u00e9.txt"), b"a"), (zipfile.ZipInfo("cafe\u0301.txt"), b"b")]
     _rewrite_zip(zipped, bad, extra=extra)
-    assert pkg.CASEFOLD_DUPLICATE in _verify(bad, signer).codes
+    assert fmt.CASEFOLD_DUPLICATE in _verify(bad, signer).codes
 
 
 def test_unknown_format_and_signer_mismatch(built, signer):
     _resign(built, signer, lambda m: m.update(format_version=99))
-    assert _verify(built, signer).codes == [pkg.UNKNOWN_FORMAT]
-    _resign(built, signer, lambda m: m.update(format_version=1, signer_key_id="0" * 16))
-    assert _verify(built, signer).codes == [pkg.SIGNER_MISMATCH]
+    assert _verify(built, signer).codes == [fmt.UNKNOWN_FORMAT]
+    _resign(
+        built, signer, lambda m: m.update(format_version=fmt.FORMAT_VERSION, signer_key_id="0" * 16)
+    )
+    assert _verify(built, signer).codes == [fmt.SIGNER_MISMATCH]
 
 
 def test_a_signed_manifest_listing_an_unsafe_path_is_refused(built, signer):
@@ -402,7 +456,7 @@ def test_a_signed_manifest_listing_an_unsafe_path_is_refused(built, signer):
         m["files"].append({"path": "../escape", "size": 0, "sha256": "0" * 64})
 
     _resign(built, signer, edit)
-    assert _verify(built, signer).codes == [pkg.UNSAFE_LISTED]
+    assert _verify(built, signer).codes == [fmt.UNSAFE_LISTED]
 
 
 # --- tampering with a zip package (checked without extracting anything) -----------------------
@@ -432,23 +486,23 @@ def _zip_cases(stl_in_zip: bytes) -> dict:
     changed = bytearray(stl_in_zip)
     changed[10] ^= 1
     return {
-        "parent entry": ({"extra": [(zipfile.ZipInfo("../evil.sh"), b"rm -rf ~")]}, pkg.PARENT_REF),
-        "absolute entry": ({"extra": [(zipfile.ZipInfo("/tmp/evil.sh"), b"x")]}, pkg.ABSOLUTE),
+        "parent entry": ({"extra": [(zipfile.ZipInfo("../evil.sh"), b"rm -rf ~")]}, fmt.PARENT_REF),
+        "absolute entry": ({"extra": [(zipfile.ZipInfo("/tmp/evil.sh"), b"x")]}, fmt.ABSOLUTE),
         "duplicate entry": (
             {"extra": [(zipfile.ZipInfo("mesh/model.stl"), b"evil")]},
-            pkg.DUPLICATE,
+            fmt.DUPLICATE,
         ),
         "case-folded duplicate": (
             {"extra": [(zipfile.ZipInfo("MESH/model.stl"), stl_in_zip)]},
-            pkg.CASEFOLD_DUPLICATE,
+            fmt.CASEFOLD_DUPLICATE,
         ),
         "symlink entry": (
             {"extra": [(_symlink_info("mesh/link.stl"), b"/etc/passwd")]},
-            pkg.SYMLINK,
+            fmt.SYMLINK,
         ),
-        "changed byte": ({"replace": {"mesh/model.stl": bytes(changed)}}, pkg.HASH_MISMATCH),
-        "removed file": ({"drop": ["qa/report.json"]}, pkg.MISSING),
-        "added file": ({"extra": [(zipfile.ZipInfo("notes.txt"), b"hi")]}, pkg.UNLISTED),
+        "changed byte": ({"replace": {"mesh/model.stl": bytes(changed)}}, fmt.HASH_MISMATCH),
+        "removed file": ({"drop": ["qa/report.json"]}, fmt.MISSING),
+        "added file": ({"extra": [(zipfile.ZipInfo("notes.txt"), b"hi")]}, fmt.UNLISTED),
     }
 
 
@@ -476,7 +530,7 @@ def test_zip_tampering_is_rejected_before_extraction(built, signer, tmp_path, ca
     assert report.problems[0].code == code, report.message
     assert not (tmp_path.parent / "evil.sh").exists()
     with pytest.raises(PackageError, match="NOT valid"):
-        pkg.extract_package(bad, tmp_path / "out", [signer.public_key])
+        extract_package(bad, tmp_path / "out", [signer.public_key])
     assert not (tmp_path / "out").exists()
 
 
@@ -495,9 +549,9 @@ def _set_method(zip_path: Path, name: str, method: int) -> None:
     zip_path.write_bytes(bytes(raw))
 
 
-@pytest.mark.parametrize(("name", "code"), [("mesh/model.stl", pkg.CORRUPT_ENTRY),
-                                            ("manifest.json", pkg.BAD_MANIFEST),
-                                            ("manifest.sig", pkg.BAD_SIGNATURE_FILE)])  # fmt: skip
+@pytest.mark.parametrize(("name", "code"), [("mesh/model.stl", fmt.CORRUPT_ENTRY),
+                                            ("manifest.json", fmt.BAD_MANIFEST),
+                                            ("manifest.sig", fmt.BAD_SIGNATURE_FILE)])  # fmt: skip
 def test_unreadable_zip_entries_are_reported_not_raised(built, signer, tmp_path, name, code):
     zipped = tmp_path / "odd.zip"
     shutil.copy(built.parent / f"{built.name}.zip", zipped)
@@ -536,13 +590,13 @@ def _shape(message: str) -> str:
 
 def test_extract_verifies_then_writes_the_same_package(built, signer, tmp_path):
     zipped = built.parent / f"{built.name}.zip"
-    out = pkg.extract_package(zipped, tmp_path / "received", [signer.public_key])
+    out = extract_package(zipped, tmp_path / "received", [signer.public_key])
     assert (out / "mesh" / "model.stl").read_bytes() == STL
     assert _verify(out, signer).ok
     with pytest.raises(PackageError, match="already exists"):
-        pkg.extract_package(zipped, out, [signer.public_key])
+        extract_package(zipped, out, [signer.public_key])
     with pytest.raises(PackageError, match="folder already"):
-        pkg.extract_package(built, tmp_path / "again", [signer.public_key])
+        extract_package(built, tmp_path / "again", [signer.public_key])
 
 
 def test_a_very_deep_folder_is_reported_not_a_crash(built, signer):
@@ -553,7 +607,7 @@ def test_a_very_deep_folder_is_reported_not_a_crash(built, signer):
         level.mkdir()
     try:
         report = _verify(built, signer)
-        assert report.problems[0].code == pkg.UNLISTED and report.problems[0].path == "x/"
+        assert report.problems[0].code == fmt.UNLISTED and report.problems[0].path == "x/"
     finally:
         for level in reversed(levels):  # shutil.rmtree would recurse as deep
             level.rmdir()
@@ -562,11 +616,11 @@ def test_a_very_deep_folder_is_reported_not_a_crash(built, signer):
 def test_not_a_package(env, tmp_path, signer):
     junk = tmp_path / "junk.bin"
     junk.write_bytes(os.urandom(100))
-    assert _verify(junk, signer).codes == [pkg.NOT_A_PACKAGE]
-    assert _verify(tmp_path / "absent", signer).codes == [pkg.NOT_A_PACKAGE]
+    assert _verify(junk, signer).codes == [fmt.NOT_A_PACKAGE]
+    assert _verify(tmp_path / "absent", signer).codes == [fmt.NOT_A_PACKAGE]
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert _verify(empty, signer).codes == [pkg.NO_SIGNATURE]
+    assert _verify(empty, signer).codes == [fmt.NO_SIGNATURE]
 
 
 def test_remove_partials_cleans_leftovers_only(env, tmp_path):
@@ -575,7 +629,7 @@ def test_remove_partials_cleans_leftovers_only(env, tmp_path):
     (tmp_path / ".C-1_abcd.partial-1234").mkdir()
     (tmp_path / ".C-1_abcd.zip.partial-99").write_bytes(b"x")
     (tmp_path / "keep").mkdir()
-    assert sorted(pkg.remove_partials(tmp_path)) == [
+    assert sorted(remove_partials(tmp_path)) == [
         ".C-1_abcd.partial-1234",
         ".C-1_abcd.zip.partial-99",
     ]

@@ -10,10 +10,14 @@ from pathlib import Path
 import pytest
 
 from app.errors import PackageError
-from app.security import package as pkg
-from app.security.package import PackageMeta, build_package, verify_package
+from app.security.package import format as pkg
+from app.security.package.build import build_package
+from app.security.package.extract import decrypt_package, extract_package
+from app.security.package.format import PackageMeta
+from app.security.package.verify import verify_package
 from app.security.signing import RecipientBook, RecipientKey, SigningKey
 from app.settings import resolve_paths
+from tests.security.package_content import bound
 
 STL = b"solid secret-shape\n" + b"vertex 1 2 3\n" * 30_000
 
@@ -39,14 +43,15 @@ def sealed(env, tmp_path, signer, receiver) -> Path:
     out.mkdir()
     book = RecipientBook(env)
     book.add("print-room", receiver.public_key)
+    files, approval = bound({"model.stl": STL})
     return build_package(
         out,
-        files={"mesh/model.stl": STL, "qa/report.json": b'{"passed": true}'},
+        files=files | {"qa/report.json": b'{"passed": true}'},
         meta=PackageMeta(case="C-7K3M-Q9"),
-        approval={"decision": "approved"},
+        approval=approval,
         signer=signer,
         recipient=book.get("print-room"),
-    )
+    ).path
 
 
 def test_only_the_encrypted_file_is_written_and_nothing_in_the_clear(sealed):
@@ -63,11 +68,11 @@ def test_round_trip_verifies_with_the_recipient_key(sealed, signer, receiver, tm
     report = verify_package(sealed, [signer.public_key], recipient_key=receiver)
     assert report.ok, report.message
     assert report.container == "encrypted zip" and report.case == "C-7K3M-Q9"
-    out = pkg.extract_package(
+    out = extract_package(
         sealed, tmp_path / "received", [signer.public_key], recipient_key=receiver
     )
     assert (out / "mesh" / "model.stl").read_bytes() == STL
-    plain = pkg.decrypt_package(sealed, tmp_path / "plain.zip", receiver)
+    plain = decrypt_package(sealed, tmp_path / "plain.zip", receiver)
     with zipfile.ZipFile(plain) as zf:
         assert zf.read("mesh/model.stl") == STL
 
@@ -84,7 +89,7 @@ def test_without_the_key_or_with_the_wrong_key_it_fails_clearly(sealed, signer):
         and "not for this recipient" in report.message
     )
     with pytest.raises(PackageError, match="not for this recipient"):
-        pkg.decrypt_package(sealed, sealed.parent / "x.zip", stranger)
+        decrypt_package(sealed, sealed.parent / "x.zip", stranger)
     assert not (sealed.parent / "x.zip").exists()
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from app.security import package as pkg
+from app.security.package.build import remove_partials
+from app.security.package.verify import verify_package
 from app.security.signing import PublicKey
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,14 +28,16 @@ CHILD = r"""
 import sys
 from pathlib import Path
 from app.progress import Progress
-from app.security.package import PackageMeta, build_package
+from app.security.package.build import build_package
+from app.security.package.format import PackageMeta
 from app.security.signing import SigningKey
+from tests.security.package_content import bound
 
 out, mode = Path(sys.argv[1]), sys.argv[2]
 signer = SigningKey.generate()
 print("KEY", signer.public_key.to_base64(), flush=True)
-files = {f"slices/part{i:03d}.bin": bytes([i % 251]) * (40_000 + i) for i in range(120)}
-files["mesh/model.stl"] = b"solid x\n" * 50_000
+files, approval = bound({"model.stl": b"solid x\n" * 50_000})
+files |= {f"slices/part{i:03d}.bin": bytes([i % 251]) * (40_000 + i) for i in range(120)}
 
 def on_progress(fraction, message):
     print("P", f"{fraction:.4f}", message, flush=True)
@@ -43,7 +46,7 @@ build_package(
     out,
     files=files,
     meta=PackageMeta(case="C-KILL-01"),
-    approval={"decision": "approved", "mesh_sha256": "ab" * 32},
+    approval=approval,
     signer=signer,
     make_zip=mode == "zip",
     recipient=None,
@@ -88,11 +91,11 @@ def _check_nothing_half_written_verifies(out: Path, key: PublicKey) -> int:
     """Every entry either fails verification or is a complete package; returns how many verify."""
     verified = 0
     for entry in sorted(out.iterdir()):
-        report = pkg.verify_package(entry, [key], audited=False)
+        report = verify_package(entry, [key])
         if report.ok:
             assert not entry.name.startswith("."), f"hidden partial {entry.name} verifies"
             files = report.manifest["files"]
-            assert len(files) == 122  # 120 parts, the model, approval.json
+            assert len(files) == 123  # 120 parts, the model, its manifest, approval.json
             verified += 1
     return verified
 
@@ -109,16 +112,16 @@ def test_counting_the_progress_messages_of_a_full_run(env, tmp_path):
     key, finished = _run_and_kill(out, "zip", kill_after=10**9)
     assert finished
     assert _check_nothing_half_written_verifies(out, key) == 2  # folder and zip
-    assert pkg.remove_partials(out) == []
+    assert remove_partials(out) == []
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["folder", "zip"])
 def test_killed_write_never_leaves_a_package_that_verifies(env, tmp_path, mode):
-    # A full run prints 124 lines in folder mode and 247 with the zip; kill across all of it,
+    # A full run prints 125 lines in folder mode and 249 with the zip; kill across all of it,
     # including points close to the end (signature commit and read-back).
     rng = random.Random(20261122 + len(mode))
-    total = 124 if mode == "folder" else 247
+    total = 125 if mode == "folder" else 249
     points = sorted({1, 5, total // 2, total - 6, total - 3, total - 1, total, total + 1})
     points += [rng.randrange(1, total + 4) for _ in range(3)]
     outcomes = []
@@ -130,7 +133,7 @@ def test_killed_write_never_leaves_a_package_that_verifies(env, tmp_path, mode):
         if not finished and verified:
             # Killed after the commit point: the package is complete and that is all there is.
             assert all(not e.name.startswith(".") for e in out.iterdir())
-        removed = pkg.remove_partials(out)
+        removed = remove_partials(out)
         leftover = sorted(e.name for e in out.iterdir())
         assert len(leftover) == verified, leftover
         outcomes.append((kill_after, finished, verified, removed))
