@@ -21,18 +21,9 @@ CT = SHARED_DATA / "dicom" / "ct-abdomen-tcia-pancreas-134"
 
 
 def _load_ct():
-    import SimpleITK as sitk
+    from app.imaging.load import load_series
 
-    from app.imaging.volume import Volume
-
-    try:
-        from app.imaging.load import load_series
-
-        return load_series(CT)
-    except ImportError:
-        reader = sitk.ImageSeriesReader()
-        reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(CT)))
-        return Volume.from_sitk(reader.Execute(), modality="CT")
+    return load_series(CT)
 
 
 def _resampled(volume, slices: int):

@@ -7,8 +7,6 @@ import numpy as np
 import pytest
 from PySide6 import QtWidgets
 
-pytest.importorskip("app.tools.mesh.pipeline")
-
 
 @pytest.fixture
 def panels(styled_app, qtbot, ct_volume):
@@ -86,7 +84,6 @@ def test_build_a_mesh_from_a_segment_and_show_its_qa(panels, qtbot, ct_volume, a
 
 @pytest.mark.slow
 def test_slice_the_mesh_and_preview_a_layer(panels, qtbot, ct_volume, data_dir, artifacts):
-    pytest.importorskip("app.printing.slicer.builtin")
     from app.settings import resolve_paths
     from app.ui.print_panel import PrintPanel
 

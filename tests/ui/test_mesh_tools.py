@@ -7,8 +7,6 @@ import numpy as np
 import pytest
 from PySide6 import QtCore, QtWidgets
 
-pytest.importorskip("app.tools.mesh.edit")
-
 # The block: 96 x 48 x 32 mm of 700 HU in air, 1 mm voxels, voxel centres at origin + index.
 ORIGIN = (-40.0, -20.0, 100.0)
 LO_IJK, HI_IJK = np.array([5, 5, 5]), np.array([101, 53, 37])  # i, j, k (exclusive end)
