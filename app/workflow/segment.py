@@ -240,7 +240,10 @@ def export_file(
     sources = None
     if kind == exchange.DICOM_SEG and case is not None:
         sources = _source_datasets(case, identified=identified)
-    digest = _write_atomic(path, lambda tmp: exchange.export_file(seg, tmp, sources))
+    identity = {} if case is None or identified else _identity(_who(actor), case)
+    digest = _write_atomic(
+        path, lambda tmp: _export_checked(seg, tmp, sources, identity if sources else {})
+    )
     exported = Exported(path, kind, digest, len(seg.segments), identified)
     if case is not None:
         policy.record(
@@ -276,6 +279,40 @@ def _source_datasets(case: Case, *, identified: bool) -> list[Any]:
     for ds in datasets:
         deidentify(ds, options=options, uid_key=key, pseudonym=case.pseudonym, in_place=True)
     return datasets
+
+
+# Identity fields (as the vault's case index keeps them) that must not appear in an export.
+_IDENTIFYING = (
+    "patient_name",
+    "patient_id",
+    "birth_date",
+    "accession_number",
+    "study_instance_uid",
+    "series_instance_uid",
+)
+
+
+def _identity(actor: Actor, case: Case) -> dict[str, str]:
+    """The case's identifying values from the vault's index (checked against, never shown)."""
+    identity = actor.vault.case_entry(case.pseudonym).identity
+    return {k: str(identity[k]) for k in _IDENTIFYING if len(str(identity.get(k) or "")) >= 3}
+
+
+def _export_checked(
+    seg: Segmentation, tmp: Path, sources: list[Any] | None, identity: dict[str, str]
+) -> None:
+    """Write the export; a DICOM SEG header naming the patient is refused (nothing written)."""
+    exchange.export_file(seg, tmp, sources)
+    if not identity:
+        return
+    import pydicom  # noqa: PLC0415 (pydicom on demand)
+
+    header = pydicom.dcmread(tmp, stop_before_pixels=True)
+    texts = [str(e.value) for e in header.iterall() if e.VR not in ("SQ", "OB", "OW", "UN")]
+    leaked = sorted(k for k, v in identity.items() if any(v in t for t in texts))
+    if leaked:
+        msg = f"the DICOM SEG header still holds {', '.join(leaked)}; nothing was exported"
+        raise SegmentationError(msg)
 
 
 def _write_atomic(path: Path, write: Any) -> str:

@@ -187,3 +187,21 @@ def test_dicom_seg_export_is_deidentified_unless_an_administrator_asks(
     ]
     assert exports[0]["facts"]["sha256"] == out.sha256
     assert records(tess, "access.denied")[-1]["facts"]["attempted"] == "segment.export_identified"
+
+
+def test_a_dicom_seg_header_naming_the_patient_is_never_written(
+    people, abdomen_case, monkeypatch, tmp_path
+):
+    import app.security.deid
+
+    tess = people["tess"]
+    volume = abdomen_case.load_volume()
+    seg = segment.new(volume)
+    segment.run_tool(tess, abdomen_case, seg, volume, "threshold", {"preset": "bone"})
+    monkeypatch.setattr(app.security.deid, "deidentify", lambda ds, **_: ds)  # a broken profile
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(SegmentationError, match=r"patient_id, patient_name.*nothing was exported"):
+        segment.export_file(tess, abdomen_case, seg, out / "bone.dcm")
+    assert list(out.iterdir()) == []
+    assert not records(tess, "segmentation.export")
