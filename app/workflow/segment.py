@@ -237,13 +237,11 @@ def export_file(
     elif identified:
         msg = "an identified export is of a case's original series; export from a case"
         raise SegmentationError(msg)
-    sources = None
+    sources, identity = None, {}
     if kind == exchange.DICOM_SEG and case is not None:
         sources = _source_datasets(case, identified=identified)
-    identity = {} if case is None or identified else _identity(_who(actor), case)
-    digest = _write_atomic(
-        path, lambda tmp: _export_checked(seg, tmp, sources, identity if sources else {})
-    )
+        identity = {} if identified else _identity(_who(actor), case)
+    digest = _write_atomic(path, lambda tmp: _export_checked(seg, tmp, sources, identity))
     exported = Exported(path, kind, digest, len(seg.segments), identified)
     if case is not None:
         policy.record(
