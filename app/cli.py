@@ -26,6 +26,7 @@ COMMANDS = [
     "audit",
     "segment",
     "mesh",
+    "edit",
     "users",
     "keys",
     "review",

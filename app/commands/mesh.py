@@ -1,15 +1,28 @@
-"""``medprint mesh CASE [--segment NAME] [--smooth F] [--decimate R] [--label] --out FILE``.
+"""``medprint mesh``: build a mesh version of a case, list its versions, export one.
 
-Builds a printable mesh headless (extract, smooth, decimate, repair, optional pseudonym label),
-checks it, exports it clean and prints its QA report. With a case the mesh version and its QA
-report are also stored in the vault. Without a case, ``--volume IMAGE.nrrd --threshold
-LOW[:HIGH]`` or ``--mask MASK.nrrd`` give the segment (nothing is stored).
+Grammar (``medprint COMMAND [SUBCOMMAND] CASE --version N``)::
 
-Exit status: 0 when the QA report passes, 1 when the mesh was written but fails a check.
+    medprint mesh CASE [--segment NAME ...] [--settings print|review] [--smooth F]
+                  [--decimate R | --triangles N] [--no-label] [--engrave]
+                  [--build-volume X,Y,Z] [--tolerance MM] [--out FILE|DIR] [--json]
+    medprint mesh versions CASE [--json]
+    medprint mesh export CASE --version N --out FILE|DIR [--format F] [--part NAME] [--json]
+    medprint mesh --volume IMAGE --threshold LOW[:HIGH] | --mask MASK  --out FILE [--json]
+
+``mesh CASE`` builds one part per segment (default: the first) with the named settings
+(``print``: smoothed, 80 % decimated, the pseudonym embossed; ``review``: every triangle, no
+label; both lighter on coarse series), checks it, stores it as a new version and prints its QA
+report; ``--out`` also exports it (a folder gets ``<pseudonym>_<part>.<ext>``). Edits are
+``medprint edit``. Without a case, ``--volume``/``--mask`` mesh a plain image file: nothing is
+stored or labelled (the label is a case pseudonym) and ``--out`` is required.
+
+Exit status of a build: 0 when the QA report passes, 1 when the mesh fails a check.
 
 Examples::
 
-    medprint mesh C-7K3M-Q9 --segment bone --decimate 0.8 --label --out exports/
+    medprint mesh C-7K3M-Q9 --segment bone --out exports/
+    medprint mesh C-7K3M-Q9 --settings review --json
+    medprint mesh export C-7K3M-Q9 --version 3 --out exports/ --format 3mf
     medprint mesh --volume ct.nrrd --threshold 226 --out bone.stl --json
 """
 
@@ -23,83 +36,182 @@ import numpy as np
 
 from app.commands.progressbar import cli_progress
 from app.errors import MeshError
+from app.imaging.load import load_image_file
+from app.imaging.volume import Volume
+from app.tools.mesh.export import export_mesh
+from app.tools.mesh.pipeline import PRESETS, Built, build_parts, settings_for
+from app.tools.mesh.qa import QAReport
+from app.workflow import intake, mesh
+from app.workflow.actor import Actor
+
+ACTIONS = ("versions", "export")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
-        "mesh", help="build, check and export a printable mesh of a segment; prints its QA report"
+        "mesh",
+        help="build a checked mesh version of a case (or list / export versions)",
+        usage="medprint mesh [versions|export] CASE [options]",
     )
-    parser.add_argument("case", nargs="?", help="case pseudonym (see 'medprint cases')")
-    parser.add_argument("--segment", help="segment name or id (default: the first segment)")
-    parser.add_argument("--volume", help="image file (.nrrd, .nii.gz) instead of a case")
-    parser.add_argument("--threshold", help="with --volume: LOW[:HIGH] in image units, e.g. 226")
-    parser.add_argument("--mask", help="with --volume or alone: a mask image on the same grid")
-    parser.add_argument("--smooth", type=float, default=0.5, help="smoothing 0..1 (default 0.5)")
-    parser.add_argument(
-        "--decimate", type=float, default=0.0, help="fraction of triangles removed (0.8 keeps 20%%)"
+    parser.add_argument("words", nargs="*", metavar="[versions|export] CASE", help="case pseudonym")
+    build = parser.add_argument_group("build")
+    build.add_argument(
+        "--segment", action="append", help="segment name (repeat for several parts; default first)"
     )
-    parser.add_argument("--triangles", type=int, help="decimate to this many triangles instead")
-    parser.add_argument("--label", action="store_true", help="emboss the case pseudonym")
-    parser.add_argument("--engrave", action="store_true", help="engrave the label instead")
-    parser.add_argument("--pseudonym", help="label text when working without a case")
-    parser.add_argument("--label-at", help="label point x,y,z in LPS mm (default: automatic)")
-    parser.add_argument("--label-normal", help="outward normal at the label point, x,y,z")
-    parser.add_argument("--build-volume", default="250,210,210", help="printer X,Y,Z in mm")
-    parser.add_argument("--tolerance", type=float, default=0.5, help="deviation tolerance in mm")
-    parser.add_argument("--out", required=True, help="output file (.stl/.3mf/.obj/.ply) or folder")
-    parser.add_argument("--format", default="stl", help="format when --out is a folder")
-    parser.add_argument("--json", action="store_true", help="print the QA report as JSON")
-    parser.add_argument("--no-save", action="store_true", help="do not store the mesh in the case")
+    build.add_argument(
+        "--settings", choices=sorted(PRESETS), default="print", help="named settings"
+    )
+    build.add_argument("--smooth", type=float, help="smoothing 0..1 instead of the settings'")
+    build.add_argument(
+        "--decimate", type=float, help="fraction of triangles removed (0.8 keeps 20%%)"
+    )
+    build.add_argument("--triangles", type=int, help="decimate to this many triangles instead")
+    build.add_argument("--no-label", action="store_true", help="no pseudonym label")
+    build.add_argument("--engrave", action="store_true", help="engrave the label (default emboss)")
+    build.add_argument("--build-volume", default="250,210,210", help="printer X,Y,Z in mm")
+    build.add_argument("--tolerance", type=float, help="QA deviation tolerance in mm (0.5)")
+    files = parser.add_argument_group("without a case")
+    files.add_argument("--volume", help="image file (.nrrd, .nii.gz) instead of a case")
+    files.add_argument("--threshold", help="with --volume: LOW[:HIGH] in image units, e.g. 226")
+    files.add_argument("--mask", help="a mask image (nonzero = inside) instead of a case")
+    out = parser.add_argument_group("export")
+    out.add_argument("--version", type=int, help="with export: the mesh version")
+    out.add_argument("--part", help="with export: one part (default: all parts in one file)")
+    out.add_argument("--out", help="output file (.stl/.3mf/.obj/.ply) or folder")
+    out.add_argument("--format", help="format when --out is a folder (default stl)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(func=_mesh)
 
 
-def _triple(text: str, what: str) -> np.ndarray:
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if len(values) != 3:
-        msg = f"{what} takes three numbers x,y,z (mm), e.g. 250,210,210"
+def _mesh(args: argparse.Namespace) -> int:
+    action, case_name = _words(args.words)
+    if action == "versions":
+        return _versions(case_name, args)
+    if action == "export":
+        return _export(case_name, args)
+    if case_name is None:
+        return _build_file(args)
+    return _build(case_name, args)
+
+
+def _words(words: list[str]) -> tuple[str, str | None]:
+    action = words[0] if words and words[0] in ACTIONS else "build"
+    rest = words[1:] if action != "build" else words
+    if len(rest) > 1 or (action != "build" and not rest):
+        msg = "usage: medprint mesh [versions|export] CASE [options] (one case pseudonym)"
         raise MeshError(msg)
-    return np.asarray(values)
+    return action, rest[0] if rest else None
 
 
-def _source(args: argparse.Namespace):
-    """(mask, volume, case or None, part name)."""
-    if args.case:
-        from app.case import open_case  # noqa: PLC0415
-        from app.tools.segmentation.storage import load_from_case  # noqa: PLC0415
-
-        case = open_case(args.case)
-        volume = case.load_volume()
-        seg = load_from_case(case, volume)
-        if seg is None or not seg.segments:
-            msg = f"case {case.pseudonym} has no segments; run 'medprint segment' first"
-            raise MeshError(msg)
-        segment = seg.segment(args.segment) if args.segment else seg.segments[0]
-        return seg.mask(segment), volume, case, segment.name
-    return *_file_source(args), None, "part"
+# ---------------------------------------------------------------------------------------------
+# build
 
 
-def _file_source(args: argparse.Namespace):
-    import SimpleITK as sitk  # noqa: PLC0415
+def _changes(args: argparse.Namespace) -> dict:
+    changes: dict = {}
+    if args.smooth is not None:
+        changes["smoothing"] = args.smooth
+    if args.decimate is not None:
+        changes["reduction"] = args.decimate or None
+    if args.triangles is not None:
+        changes |= {"target_triangles": args.triangles, "reduction": None}
+    if args.no_label:
+        changes["label"] = False
+    if args.engrave:
+        changes["label_mode"] = "engrave"
+    if args.tolerance is not None:
+        changes["tolerance_mm"] = args.tolerance
+    return changes
 
-    from app.imaging.volume import Volume  # noqa: PLC0415
 
-    def read(path: str) -> Volume:
-        try:
-            return Volume.from_sitk(sitk.ReadImage(str(path)))
-        except RuntimeError:
-            msg = f"cannot read the image {Path(path).name}; give an .nrrd or .nii.gz file"
-            raise MeshError(msg) from None
+def _build(case_name: str, args: argparse.Namespace) -> int:
+    actor = Actor.current()
+    case = intake.open_case(actor, case_name)
+    with cli_progress("mesh") as progress:
+        made = mesh.build(
+            actor,
+            case,
+            segments=args.segment,
+            settings=args.settings,
+            changes=_changes(args),
+            build_volume_mm=_build_volume(args.build_volume),
+            progress=progress,
+        )
+    path = mesh.export(actor, case, made.number, args.out, args.format) if args.out else None
+    if args.json:
+        summary = {"case": case.pseudonym, "version": made.number, "sha256": made.sha256}
+        print(json.dumps(summary | _report(made.qa, made.info, path), indent=2))
+    else:
+        print(
+            f"{case.pseudonym}: mesh v{made.number} ({', '.join(made.parts)}), sha256 {made.sha256}"
+        )
+        _print_build(made.qa, made.info, path)
+    return 0 if made.qa.passed else 1
 
+
+def _build_volume(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        msg = "--build-volume takes three numbers X,Y,Z in mm, e.g. 250,210,210"
+        raise MeshError(msg)
+    return values  # type: ignore[return-value]
+
+
+def _report(qa: QAReport, info: dict, path: Path | None) -> dict:
+    return {"qa": qa.to_dict(), "build": info, "file": str(path) if path else None}
+
+
+def _print_build(qa: QAReport, info: dict, path: Path | None) -> None:
+    print("\n".join(qa.lines()))
+    for name, facts in info.get("builds", {}).items():
+        s = facts["smoothing"]
+        print(
+            f"  {name}: smoothing {s['factor']:g}, volume {s['volume_change_percent']:+.2f}%, "
+            f"deviation mean {s['mean_deviation_mm']:.3f} mm, max {s['max_deviation_mm']:.3f} mm"
+        )
+        if label := facts.get("label"):
+            print(
+                f"  {name}: label {label['mode']} {label['text']} "
+                f"({label['height_mm']:g} mm high, {label['depth_mm']:g} mm deep)"
+            )
+    if path:
+        print(f"wrote {path}")
+
+
+def _build_file(args: argparse.Namespace) -> int:
+    if not args.out or Path(args.out).is_dir():
+        msg = "without a case give --out FILE (nothing is stored, no pseudonym names the file)"
+        raise MeshError(msg)
+    mask, volume = _file_source(args)
+    settings = settings_for(args.settings, volume, **(_changes(args) | {"label": False}))
+    with cli_progress("mesh") as progress:
+        built: Built = build_parts(
+            {"part": mask},
+            volume,
+            settings,
+            build_volume_mm=_build_volume(args.build_volume),
+            progress=progress,
+        )
+    path = export_mesh(built.parts[0].mesh, Path(args.out), args.format)
+    info = {"settings": settings.to_dict(), "builds": {"part": built.parts[0].to_dict()}}
+    if args.json:
+        print(json.dumps(_report(built.qa, info, path), indent=2))
+    else:
+        _print_build(built.qa, info, path)
+    return 0 if built.qa.passed else 1
+
+
+def _file_source(args: argparse.Namespace) -> tuple[np.ndarray, Volume]:
     if args.mask:
-        mask_volume = read(args.mask)
+        mask_volume = load_image_file(args.mask)
         return mask_volume.array > 0, mask_volume
     if not (args.volume and args.threshold):
         msg = "give a CASE, or --volume IMAGE with --threshold LOW[:HIGH], or --mask MASK"
         raise MeshError(msg)
-    volume = read(args.volume)
+    volume = load_image_file(args.volume)
     low, _, high = args.threshold.partition(":")
     try:
         lo, hi = float(low), float(high) if high else np.inf
@@ -109,99 +221,38 @@ def _file_source(args: argparse.Namespace):
     return (volume.array >= lo) & (volume.array <= hi), volume
 
 
-def _out_path(args: argparse.Namespace, pseudonym: str | None, part: str) -> Path:
-    from app.security.strip import export_name  # noqa: PLC0415
-
-    out = Path(args.out)
-    if out.is_dir() or args.out.endswith(("/", "\\")):
-        if pseudonym is None:
-            msg = "with --out FOLDER the file is named by the pseudonym; give --pseudonym or a file"
-            raise MeshError(msg)
-        return out / export_name(pseudonym, part, args.format)
-    return out
+# ---------------------------------------------------------------------------------------------
+# versions, export
 
 
-def _mesh(args: argparse.Namespace) -> int:
-    from app.tools.mesh.export import export_mesh  # noqa: PLC0415
-    from app.tools.mesh.pipeline import build_mesh  # noqa: PLC0415
-    from app.tools.mesh.qa import qa_report  # noqa: PLC0415
-
-    mask, volume, case, part = _source(args)
-    pseudonym = case.pseudonym if case is not None else args.pseudonym
-    with cli_progress("mesh") as progress:
-        built = build_mesh(
-            mask,
-            volume,
-            smoothing=args.smooth,
-            reduction=args.decimate or None,
-            target_faces=args.triangles,
-            progress=progress.sub(0.0, 0.7),
-        )
-        mesh = built.mesh
-        label = None
-        if args.label or args.engrave:
-            mesh, label = _apply_label(args, mesh, pseudonym)
-        qa = qa_report(
-            mesh,
-            reference=built.reference,
-            build_volume_mm=tuple(_triple(args.build_volume, "--build-volume")),
-            tolerance_mm=args.tolerance,
-            label=label,
-            progress=progress.sub(0.7, 1.0),
-        )
-    out = export_mesh(mesh, _out_path(args, pseudonym, part))
-    info = built.to_dict() | {"label": label.to_dict() if label else None, "part": part}
-    stored = None
-    if case is not None:
-        import hashlib  # noqa: PLC0415
-
-        from app.security import audit  # noqa: PLC0415
-
-        audit.record(
-            "mesh.export",
-            case=case.pseudonym,
-            file=out.name,
-            sha256=hashlib.sha256(out.read_bytes()).hexdigest(),
-            qa_passed=qa.passed,
-        )
-    if case is not None and not args.no_save:
-        from app.tools.mesh.store import save_mesh_version  # noqa: PLC0415
-
-        stored = save_mesh_version(case, mesh, qa, info)
+def _versions(case_name: str, args: argparse.Namespace) -> int:
+    actor = Actor.current()
+    case = intake.open_case(actor, case_name)
+    found = mesh.versions(actor, case)
     if args.json:
+        print(json.dumps([v.to_dict() for v in found], indent=2))
+        return 0
+    if not found:
+        print(f"{case.pseudonym}: no mesh version yet ('medprint mesh {case.pseudonym}')")
+    for v in found:
+        origin = f"{v.operation} of v{v.parent_version}" if v.parent_version else v.operation
+        verdict = "QA pass" if v.qa_passed else f"QA FAIL ({', '.join(v.qa_failed)})"
         print(
-            json.dumps(
-                {"qa": qa.to_dict(), "build": info, "file": str(out), "stored": stored}, indent=2
-            )
+            f"v{v.number}  {origin:<16} {', '.join(v.parts):<20} {v.triangles:>8} triangles  "
+            f"{verdict}  by {v.author or '?'}  {v.time_utc or ''}  sha256 {v.sha256[:12]}…"
         )
-    else:
-        print("\n".join(qa.lines()))
-        s = built.smoothing
-        print(
-            f"  smoothing {s.factor:g}: volume {s.volume_change_percent:+.2f}%, deviation mean "
-            f"{s.mean_deviation_mm:.3f} mm, max {s.max_deviation_mm:.3f} mm"
-        )
-        if label:
-            print(
-                f"  label {label.mode}: {label.text} ({label.height_mm:g} mm high, {label.depth_mm:g} mm deep)"
-            )
-        print(f"wrote {out}" + (f"; stored as {stored}" if stored else ""))
-    return 0 if qa.passed else 1
+    return 0
 
 
-def _apply_label(args: argparse.Namespace, mesh, pseudonym: str | None):
-    from app.tools.mesh.case_mesh import label_with_pseudonym  # noqa: PLC0415
-    from app.tools.mesh.label import add_label  # noqa: PLC0415
-
-    mode = "engrave" if args.engrave else "emboss"
-    if pseudonym is None:
-        msg = "a label needs the case pseudonym; give a CASE or --pseudonym"
+def _export(case_name: str, args: argparse.Namespace) -> int:
+    if args.version is None or not args.out:
+        msg = "medprint mesh export CASE needs --version N and --out FILE|FOLDER"
         raise MeshError(msg)
-    if args.label_at:
-        point = _triple(args.label_at, "--label-at")
-        if not args.label_normal:
-            msg = "--label-at needs --label-normal (the outward direction there)"
-            raise MeshError(msg)
-        normal = _triple(args.label_normal, "--label-normal")
-        return add_label(mesh, pseudonym, point, normal, mode=mode)
-    return label_with_pseudonym(mesh, pseudonym, mode=mode)
+    actor = Actor.current()
+    case = intake.open_case(actor, case_name)
+    path = mesh.export(actor, case, args.version, args.out, args.format, part=args.part)
+    if args.json:
+        print(json.dumps({"case": case.pseudonym, "version": args.version, "file": str(path)}))
+    else:
+        print(f"{case.pseudonym}: mesh v{args.version} written to {path}")
+    return 0

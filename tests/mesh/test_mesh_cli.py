@@ -7,9 +7,14 @@ import json
 import numpy as np
 import pytest
 
+from app.case import Case
 from app.cli import main
 from app.imaging.volume import Volume
-from app.security.strip import check_clean, read_mesh_file
+from app.security import audit
+from app.settings import resolve_paths
+from app.tools.mesh.meshio import check_clean, read_mesh_file
+from app.workflow import users
+from app.workflow.actor import Actor
 
 
 def block_phantom() -> Volume:
@@ -46,6 +51,7 @@ def test_mesh_from_image_file_prints_qa_json(phantom_nrrd, tmp_path, capsys):
     assert code == 0, report["qa"]
     assert report["qa"]["passed"] and report["qa"]["units"] == "mm"
     assert report["qa"]["volume_mm3"] == pytest.approx(96 * 48 * 32, rel=0.02)
+    assert report["build"]["settings"]["label"] is False  # no case, no pseudonym label
     assert check_clean(out) == []
     vertices, _ = read_mesh_file(out)
     lo = block_phantom().index_to_lps(np.array([[22, 16, 9], [117, 63, 40]]) - 0.5)
@@ -55,35 +61,58 @@ def test_mesh_from_image_file_prints_qa_json(phantom_nrrd, tmp_path, capsys):
 def test_mesh_errors_are_one_line(phantom_nrrd, tmp_path, capsys):
     assert main(["mesh", "--volume", str(phantom_nrrd), "--out", str(tmp_path / "x.stl")]) == 2
     assert "threshold" in capsys.readouterr().err
-    code = main(["mesh", "--volume", str(phantom_nrrd), "--threshold", "226", "--label",
-                 "--out", str(tmp_path / "x.stl")])  # fmt: skip
-    assert code == 2 and "pseudonym" in capsys.readouterr().err
+    assert main(["mesh", "--volume", str(phantom_nrrd), "--threshold", "226"]) == 2
+    assert "--out FILE" in capsys.readouterr().err
+    assert main(["mesh", "export", "C-7K3M-Q9", "--out", str(tmp_path)]) == 2
+    assert "--version N" in capsys.readouterr().err
+    assert main(["edit", "C-7K3M-Q9", "--version", "1", "--cut", "1,2:0,0,1"]) == 2
+    assert "X,Y,Z:NX,NY,NZ" in capsys.readouterr().err
 
 
-def test_mesh_of_a_case_segment_is_labelled_stored_and_clean(
-    data_dir, keystore_service, tmp_path, capsys
-):
-    from app.case import Case, open_case
-    from app.security.vault import Vault
-    from app.tools.mesh.store import load_mesh_version, mesh_versions
-
-    vault = Vault.init()[0]
-    pseudonym = vault.create_case({"patient_name": "Doe^Jane", "patient_id": "MRN-77"})
-    Case(vault, pseudonym).save_volume(block_phantom())
+@pytest.fixture
+def block_case(data_dir, keystore_service, capsys):
+    """A case holding the block phantom, segmented with the bone preset."""
+    actor = Actor.current(resolve_paths(data_dir))
+    users.init_vault(actor)
+    pseudonym = actor.vault.create_case({"patient_name": "Doe^Jane", "patient_id": "MRN-77"})
+    Case(actor.vault, pseudonym).save_volume(block_phantom())
     assert main(["segment", pseudonym, "--preset", "bone"]) == 0
     capsys.readouterr()
+    return actor, pseudonym
+
+
+def test_mesh_of_a_case_is_labelled_stored_edited_and_exported(block_case, tmp_path, capsys):
+    actor, pseudonym = block_case
     folder = tmp_path / "exports"
     folder.mkdir()
-    code = main(["mesh", pseudonym, "--segment", "bone", "--label", "--out", str(folder)])
+    code = main(["mesh", pseudonym, "--segment", "bone", "--out", str(folder)])
     printed = capsys.readouterr().out
     assert code == 0, printed
-    assert "QA PASS" in printed and pseudonym in printed
+    assert "QA PASS" in printed and f"{pseudonym}: mesh v1 (bone)" in printed
+    assert f"label emboss {pseudonym}" in printed
     assert "Doe" not in printed and "MRN" not in printed
     [exported] = list(folder.iterdir())
     assert exported.name == f"{pseudonym}_bone.stl" and check_clean(exported) == []
-    case = open_case(pseudonym, vault)
-    assert mesh_versions(case) == [1]
-    mesh, qa = load_mesh_version(case, 1)
-    assert qa.passed and len(mesh.faces) > 1000
-    info = case.load_json("mesh/v1.json")
-    assert info["label"]["text"] == pseudonym
+    case = actor.case(pseudonym)
+    assert case.mesh_versions() == [1]
+    info = case.mesh_info(1)
+    assert info["builds"]["bone"]["label"]["text"] == pseudonym
+    assert info["settings"]["name"] == "print" and info["author"] == actor.user
+
+    code = main(["edit", pseudonym, "--version", "1", "--mirror", "x", "--json"])
+    edited = json.loads(capsys.readouterr().out)
+    assert code == 0 and edited["version"] == 2 and edited["edit"]["parent_version"] == 1
+    assert edited["sha256"] == case.mesh_sha256(2) != case.mesh_sha256(1)
+
+    assert main(["mesh", "versions", pseudonym, "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(v["number"], v["operation"], v["qa_passed"]) for v in listed] == [
+        (1, "build", True),
+        (2, "mirror", True),
+    ]
+    out = tmp_path / "mirrored.ply"
+    assert main(["mesh", "export", pseudonym, "--version", "2", "--out", str(out)]) == 0
+    assert check_clean(out) == [] and "mirrored.ply" in capsys.readouterr().out
+    actions = [r["action"] for r in audit.read_records(actor.paths)]
+    assert actions.count("mesh.build") == 1 and actions.count("mesh.edit") == 1
+    assert actions.count("mesh.export") == 2
