@@ -1,0 +1,190 @@
+"""Review through the workflow: who may approve, reject or override which mesh version, the four
+eyes rule, QA failures, self-approval in a one-person vault, and the release gate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import trimesh
+
+from app.case import Case
+from app.errors import AccessDenied, MedPrintError
+from app.security import access, audit
+from app.tools.mesh.meshio import mesh_bytes
+from app.tools.mesh.qa import qa_report
+from app.workflow import review, users
+from app.workflow.actor import Actor
+
+TECH, REVIEWER, ADMIN, NOBODY = "tess", "rafael", "ada", "nemo"
+
+
+def _sphere(radius: float = 10.0, holed: bool = False) -> trimesh.Trimesh:
+    mesh = trimesh.creation.icosphere(subdivisions=2, radius=radius)
+    if holed:  # three triangles missing: not watertight, QA fails
+        mesh.update_faces(np.arange(len(mesh.faces)) >= 3)
+    return mesh
+
+
+@pytest.fixture(scope="module")
+def reports() -> dict[str, dict]:
+    return {
+        "pass": qa_report(_sphere(), wall_samples=200).to_dict(),
+        "fail": qa_report(_sphere(holed=True), wall_samples=200).to_dict(),
+    }
+
+
+def store(
+    case: Case, author: str, qa: dict, *, radius: float = 10.0, holed: bool = False, **info: object
+) -> int:
+    mesh = _sphere(radius, holed=holed)
+    return case.save_mesh_version(
+        {"sphere": mesh_bytes(mesh.vertices, mesh.faces, "stl")},
+        qa=qa,
+        info={"author": author, "part": "sphere", **info},
+    )
+
+
+def _denied(actor: Actor) -> list[dict]:
+    return [r for r in audit.read_records(actor.paths) if r["action"] == "access.denied"]
+
+
+def test_a_reviewer_approves_a_technicians_version(people, sphere_case, reports):
+    version = store(sphere_case, TECH, reports["pass"])
+    rafael = people[REVIEWER]
+    rec = review.approve(rafael, sphere_case, version, comment="good fit")
+    assert rec["meaning"] == review.APPROVED_FOR_PRINTING
+    assert rec["reviewer"] == REVIEWER and rec["reviewer_roles"] == ["reviewer"]
+    assert rec["mesh_version"] == version
+    assert rec["mesh_sha256"] == sphere_case.mesh_sha256(version)
+    assert rec["qa_sha256"] == access.qa_report_sha256(reports["pass"])
+    assert rec["override_ids"] == []
+    state = review.status(people[TECH], sphere_case, version)
+    assert state.approved and REVIEWER in state.message
+    last = audit.read_records(rafael.paths)[-1]
+    assert last["action"] == "review.approved" and last["user"] == REVIEWER
+    assert last["facts"]["mesh_sha256"] == rec["mesh_sha256"]
+    assert "good fit" not in str(last)  # the comment stays in the vault
+
+
+def test_the_author_cannot_approve_their_own_version(people, sphere_case, reports):
+    rafael = people[REVIEWER]
+    own = store(sphere_case, REVIEWER, reports["pass"])
+    with pytest.raises(AccessDenied, match="four eyes"):
+        review.approve(rafael, sphere_case, own)
+    # An edit by someone else still counts the first author.
+    derived = store(sphere_case, TECH, reports["pass"], parent_version=own)
+    assert review.authors(sphere_case, derived) == {REVIEWER, TECH}
+    with pytest.raises(AccessDenied, match="four eyes"):
+        review.approve(rafael, sphere_case, derived)
+    assert [d["facts"]["reason"] for d in _denied(rafael)] == ["author", "author"]
+    assert not review.status(rafael, sphere_case, own).approved
+
+
+def test_a_qa_failure_needs_an_administrators_override_first(people, sphere_case, reports):
+    version = store(sphere_case, TECH, reports["fail"], holed=True)
+    rafael, ada, tess = people[REVIEWER], people[ADMIN], people[TECH]
+    with pytest.raises(AccessDenied, match="failed QA"):
+        review.approve(rafael, sphere_case, version)
+    with pytest.raises(AccessDenied, match="administrator role"):
+        review.override(tess, sphere_case, "qa-failure", reason="urgent", version=version)
+    with pytest.raises(MedPrintError, match="reason is required"):
+        review.override(ada, sphere_case, "qa-failure", reason=" ", version=version)
+    override = review.override(ada, sphere_case, "qa-failure", reason="urgent", version=version)
+    assert override["subject_sha256"] == sphere_case.mesh_sha256(version)
+    rec = review.approve(rafael, sphere_case, version)
+    assert rec["meaning"] == review.APPROVED_WITH_QA_OVERRIDE
+    assert rec["override_ids"] == [override["id"]] and rec["qa_passed"] is False
+    release = review.release_mesh(tess, sphere_case, version, "package.build")
+    assert [o["kind"] for o in release.overrides] == ["qa-failure"]
+    reasons = [d["facts"]["reason"] for d in _denied(ada)]
+    assert reasons == ["qa-failed", "role"]
+
+
+def test_self_approval_works_only_alone_in_the_vault(admin, sphere_case, reports):
+    version = store(sphere_case, admin.user, reports["pass"])
+    with pytest.raises(AccessDenied, match="reviewer role"):
+        review.approve(admin, sphere_case, version)
+    override = review.override(admin, sphere_case, "self-approval", reason="alone", version=version)
+    state = review.status(admin, sphere_case, version)
+    assert state.approved and state.record["meaning"] == review.SELF_APPROVED
+    assert state.record["override_ids"] == [override["id"]]
+    release = review.release_mesh(admin, sphere_case, version, "print")
+    assert release.self_approved and release.overrides == [override]
+    actions = [r["action"] for r in audit.read_records(admin.paths)]
+    assert actions[-2:] == ["review.override", "review.approved"]
+
+
+def test_self_approval_is_refused_when_others_are_enrolled(admin, sphere_case, reports):
+    users.add_role(admin, TECH, "technician")
+    version = store(sphere_case, admin.user, reports["pass"])
+    with pytest.raises(AccessDenied, match="one enrolled person"):
+        review.override(admin, sphere_case, "self-approval", reason="alone", version=version)
+    assert _denied(admin)[-1]["facts"]["reason"] == "not-alone"
+    assert not review.status(admin, sphere_case, version).approved
+
+
+def test_a_rejection_needs_a_comment(people, sphere_case, reports):
+    version = store(sphere_case, TECH, reports["pass"])
+    rafael = people[REVIEWER]
+    with pytest.raises(MedPrintError, match="comment saying what to change is required"):
+        review.reject(rafael, sphere_case, version, comment="")
+    with pytest.raises(MedPrintError, match="a rejection means one of"):
+        review.reject(rafael, sphere_case, version, comment="no", meaning="approved for printing")
+    rec = review.reject(rafael, sphere_case, version, comment="thicker base")
+    assert rec["decision"] == access.REJECTED and rec["meaning"] == review.CHANGES_REQUESTED
+    state = review.status(people[TECH], sphere_case, version)
+    assert state.state == access.REJECTED
+    assert audit.read_records(rafael.paths)[-1]["action"] == "review.rejected"
+
+
+def test_a_new_version_is_not_approved(people, sphere_case, reports):
+    v1 = store(sphere_case, TECH, reports["pass"])
+    review.approve(people[REVIEWER], sphere_case, v1)
+    v2 = store(sphere_case, TECH, reports["pass"], radius=11.0, parent_version=v1)
+    same = store(sphere_case, TECH, reports["pass"], parent_version=v1)
+    tess = people[TECH]
+    assert review.status(tess, sphere_case, v1).approved
+    assert review.status(tess, sphere_case, v2).state == access.VOID
+    # Approval binds content: a version with the very parts and QA approved is approved too.
+    assert review.status(tess, sphere_case, same).approved
+    assert review.latest_approved(sphere_case) == same
+
+
+@pytest.mark.parametrize("state", ["none", "void", "rejected"])
+def test_release_refuses_what_is_not_approved(people, sphere_case, reports, state):
+    tess = people[TECH]
+    v1 = store(sphere_case, TECH, reports["pass"])
+    version = v1
+    if state == "void":
+        review.approve(people[REVIEWER], sphere_case, v1)
+        version = store(sphere_case, TECH, reports["pass"], radius=11.0, parent_version=v1)
+    if state == "rejected":
+        review.reject(people[REVIEWER], sphere_case, v1, comment="no")
+    with pytest.raises(AccessDenied, match=f"mesh v{version} of .* cannot be printed"):
+        review.release_mesh(tess, sphere_case, version, "print")
+    denied = _denied(tess)[-1]
+    assert denied["facts"]["attempted"] == "print" and denied["facts"]["reason"] == state
+
+
+@pytest.mark.parametrize("who", [TECH, NOBODY, ADMIN])
+def test_only_reviewers_approve_or_reject(people, sphere_case, reports, who):
+    version = store(sphere_case, "someone", reports["pass"])
+    actor = people[who]
+    with pytest.raises(AccessDenied, match="reviewer role"):
+        review.approve(actor, sphere_case, version)
+    with pytest.raises(AccessDenied, match="reviewer role"):
+        review.reject(actor, sphere_case, version, comment="no")
+    assert [d["facts"]["attempted"] for d in _denied(actor)] == [
+        "review.approve",
+        "review.reject",
+    ]
+    assert not review.status(people[REVIEWER], sphere_case, version).approved
+
+
+def test_decisions_live_encrypted_in_the_case(people, sphere_case, reports, data_dir):
+    version = store(sphere_case, TECH, reports["pass"])
+    review.approve(people[REVIEWER], sphere_case, version, comment="good fit")
+    for path in data_dir.rglob("*"):
+        if path.is_file() and path.suffix != ".jsonl":
+            assert b"good fit" not in path.read_bytes()
+            assert b'"decision"' not in path.read_bytes()
