@@ -105,7 +105,10 @@ def test_pipeline_leaves_no_identifier_anywhere(
     private_tmp.mkdir()
     env = {**os.environ, "MEDPRINT_DATA_DIR": str(data), "TMPDIR": str(private_tmp)}
     demo = _medprint("demo", str(out), "--input", str(tmp_path / "incoming"), env=env)
-    verify = _medprint("verify", *[str(p) for p in out.iterdir()], env=env)
+    # The demo works in its own data folder under the output folder.
+    env["MEDPRINT_DATA_DIR"] = str(out / "demo-data")
+    packages = [str(p) for p in out.iterdir() if p.name != "demo-data"]
+    verify = _medprint("verify", *packages, env=env)
     audit = _medprint("audit", "export", "--format", "json", env=env)
     assert "verified" in verify.stdout and '"case.import"' in audit.stdout
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from app.demo import run_demo
+from app.workflow.demo import run_demo
 
 
 def register(sub: argparse._SubParsersAction) -> None:
