@@ -281,13 +281,14 @@ def test_segment_mesh_and_slice(run: Runner, tmp_path: Path, secret_service: Non
     assert text.count("\nG1 ") > 1000 and ";LAYER" in text.upper()
 
 
-def test_shipped_profiles_and_deid_table(run: Runner, tmp_path: Path) -> None:
+def test_shipped_profiles_and_deid_table(run: Runner, tmp_path: Path, secret_service: None) -> None:
     """Resources the app finds next to its modules: printer profiles, the Annex E table."""
     listed = run("printers").stdout
     for name in ("generic-marlin-220", "prusa-mk3s", "creality-ender3"):
         assert name in listed
     sample = run.exe.parent / "_internal" / "resources" / "sample" / "ct-abdomen"
     out = tmp_path / "deid"
+    run("vault", "init")  # de-identifying needs a role in a vault
     report = json.loads(run("deid", str(sample), str(out), "--json").stdout)
     assert len(list(out.rglob("*.dcm"))) == len(list(sample.glob("*.dcm"))), report
 

@@ -591,11 +591,17 @@ def test_cli_deid_uses_the_keystore_key(
 ) -> None:
     from app.cli import main
     from app.security.keystore import Keystore
-    from app.security.vault import Vault
+    from app.workflow import users
+    from app.workflow.actor import Actor
 
+    assert main(["deid", str(planted["ct"]), str(tmp_path / "none")]) == 2
+    assert "medprint vault init" in capsys.readouterr().err  # de-identifying needs a role
+    actor = Actor.current()
+    users.init_vault(actor)
     assert main(["deid", str(planted["ct"]), str(tmp_path / "one"), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["files"] == 3 and summary["options"] == ["113100"]
+    assert summary["uid_map_in_vault"] is True
     key = Keystore().get("deid-uid-key")
     assert key is not None and len(key) == 32
     assert main(["deid", str(planted["ct"]), str(tmp_path / "two"), "--retain-dates"]) == 0
@@ -609,11 +615,7 @@ def test_cli_deid_uses_the_keystore_key(
     assert two[0].StudyDate != DATES["StudyDate"] and two[0].StudyDate
     assert main(["deid", str(planted["ct"]), str(tmp_path / "one")]) == 2  # not empty
     assert "not empty" in capsys.readouterr().err
-    assert summary["uid_map_in_vault"] is False  # no vault yet
-    vault = Vault.init()[0]
-    assert main(["deid", str(planted["ct"]), str(tmp_path / "three"), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["uid_map_in_vault"] is True
-    uid_map = json.loads(vault.get_record("deid-uid-map"))
+    uid_map = json.loads(actor.vault.get_record("deid-uid-map"))
     assert uid_map[f"{UID_ROOT}.3.0"] == one[0].SOPInstanceUID
     assert uid_map[f"{UID_ROOT}.1"] == one[0].StudyInstanceUID
 
