@@ -1,39 +1,53 @@
-"""``medprint print FILE.gcode --printer PROFILE [--port PORT | --url URL]``: print headless.
+"""``medprint print CASE [--gcode-version N] --printer P (--port PORT | --url URL)``: print headless.
 
-Streams over USB (Marlin) or hands the job to OctoPrint/Moonraker, with a progress bar on
-stderr and one line per state change. Ctrl+C cancels the print safely (heaters off, head
-parked, motors off). ``--list-ports`` shows the serial ports, printer-like ones first.
-Exit status: 0 finished, 1 cancelled, 2 error (the message says what to do), 3 the connection
-was lost (the message says how to resume with ``--resume-after``).
+Prints a G-code stored in the case (``medprint slice CASE``); it must come from an approved mesh
+version of the case. A loose file (``--gcode-file F``) needs an administrator's ``--override
+--reason TEXT`` (or an override recorded before). Streams over USB (Marlin) or hands the job to
+OctoPrint/Moonraker, with a progress bar on stderr and one line per state change. Ctrl+C cancels
+the print safely (heaters off, head parked, motors off). ``--list-ports`` shows the serial
+ports, printer-like ones first.
+Exit status: 0 finished, 1 cancelled, 2 error or refusal (the message says what to do), 3 the
+connection was lost (the message says how to resume with ``--resume-after``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import threading
 from pathlib import Path
 
 from tqdm import tqdm
 
+from app.case import Case
 from app.errors import PrintingError
-from app.printing.job import (
-    ConnectionSettings,
-    JobStatus,
-    PauseSettings,
-    PrintJob,
-    open_backend,
-)
+from app.printing.job import JobStatus, PrintJob
 from app.printing.marlin import PrinterState
+from app.workflow import intake, printing
+from app.workflow.actor import Actor
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "print",
-        help="print a G-code file on a USB, OctoPrint or Moonraker printer",
-        description="Print FILE on the printer of profile PROFILE; Ctrl+C cancels safely.",
+        help="print a case's stored G-code on a USB, OctoPrint or Moonraker printer",
+        description="Print stored G-code of CASE on the printer of profile P; Ctrl+C cancels "
+        "safely. The G-code must come from an approved mesh version of the case.",
     )
-    parser.add_argument("file", nargs="?", type=Path, metavar="FILE.gcode")
+    parser.add_argument("case", nargs="?", help="case pseudonym")
+    parser.add_argument(
+        "--gcode-version", type=int, metavar="N", help="stored G-code (default: the latest)"
+    )
+    parser.add_argument(
+        "--gcode-file", type=Path, metavar="FILE", help="a G-code file not sliced here"
+    )
+    parser.add_argument(
+        "--override",
+        action="store_true",
+        help="administrator: record a foreign-gcode override for --gcode-file (with --reason)",
+    )
+    parser.add_argument("--reason", help="why the loose G-code file may be printed")
     parser.add_argument("--printer", metavar="PROFILE", help="printer profile id or name")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--port", help="USB serial port (overrides the profile), or 'auto'")
@@ -42,14 +56,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--kind", choices=("octoprint", "moonraker"), help="the server behind --url"
     )
     parser.add_argument("--baud", type=int, help="baud rate (overrides the profile)")
-    parser.add_argument("--case", help="case pseudonym, for the audit log and the file name")
-    parser.add_argument("--mesh-version", help="mesh version the G-code was sliced from")
     parser.add_argument(
         "--resume-after",
         type=int,
         metavar="N",
         help="USB: continue a broken print after command N (re-homes X/Y, keeps Z)",
     )
+    parser.add_argument("--json", action="store_true", help="report the outcome as JSON")
     parser.add_argument("--list-ports", action="store_true", help="list serial ports and exit")
     parser.set_defaults(func=_print)
 
@@ -57,58 +70,70 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _print(args: argparse.Namespace) -> int:
     if args.list_ports:
         return _list_ports()
-    if args.file is None or not args.printer:
-        msg = "give a G-code file and --printer PROFILE (see 'medprint printers')"
-        raise PrintingError(msg)
-    from app.printing.profiles import get_printer  # noqa: PLC0415
-
-    profile = get_printer(args.printer)
-    settings = ConnectionSettings.from_profile(
-        profile, port=args.port, url=args.url, kind=args.kind
-    )
-    if args.baud:
-        settings = ConnectionSettings(
-            settings.kind, settings.port, args.baud, settings.url, settings.api_key
-        )
-    _, depth, height = profile.build_volume
-    pause = PauseSettings(park_x=0.0, park_y=float(depth), max_z=float(height))
+    _check(args)
+    actor = Actor.current()
+    case = intake.open_case(actor, args.case)
     view = _View()
-    job = PrintJob(
-        args.file,
-        open_backend(settings, pause=pause),
-        case=args.case,
-        mesh_version=args.mesh_version,
-        printer=profile.name,
-        profile=profile.id,
-        remote_name=f"{args.case}-{args.file.stem}.gcode"[:80] if args.case else None,
-        on_state=view.state,
-        on_progress=view.progress,
-    )
+    job = None
     try:
-        if args.resume_after is not None:
-            job.resume_after(args.resume_after)
-        else:
-            job.start()
-        return _follow(job, view)
+        job = _start(actor, case, args, view)
+        return _follow(actor, job, view, args.json)
     finally:
         view.close()
-        job.close()
+        if job is not None:
+            job.close()
 
 
-def _follow(job: PrintJob, view: _View) -> int:
+def _start(actor: Actor, case: Case, args: argparse.Namespace, view: _View) -> PrintJob:
+    """One workflow call: the case's stored G-code, or a loose file (with an override)."""
+    where = {"port": args.port, "url": args.url, "kind": args.kind, "baud": args.baud}
+    callbacks = {"on_state": view.state, "on_progress": view.progress}
+    if args.gcode_file is not None:
+        reason = args.reason if args.override else None
+        return printing.start_file(
+            actor, case, args.gcode_file, reason=reason, printer=args.printer, **where, **callbacks
+        )
+    return printing.start(
+        actor,
+        case,
+        gcode_version=args.gcode_version,
+        printer=args.printer,
+        resume_after=args.resume_after,
+        **where,
+        **callbacks,
+    )
+
+
+def _check(args: argparse.Namespace) -> None:
+    if not args.case or not args.printer:
+        msg = "give the case and --printer PROFILE (see 'medprint printers')"
+        raise PrintingError(msg)
+    if args.override and (args.gcode_file is None or not args.reason):
+        msg = "--override is for a loose --gcode-file and needs --reason TEXT"
+        raise PrintingError(msg)
+    if args.gcode_file is not None and (args.gcode_version or args.resume_after is not None):
+        msg = "--gcode-file prints a loose file: leave out --gcode-version and --resume-after"
+        raise PrintingError(msg)
+
+
+def _follow(actor: Actor, job: PrintJob, view: _View, as_json: bool) -> int:
     try:
         state = job.wait()
     except KeyboardInterrupt:
         print("\nmedprint: cancelling the print (heaters off, parking)...", file=sys.stderr)
-        job.cancel()
+        printing.cancel(actor, job)
         state = job.wait(600)
     status = job.status()
     view.close()
+    if as_json:
+        print(json.dumps(_report(job, status), indent=2))
     if state == PrinterState.FINISHED:
-        print(f"finished: {status.lines or ''} commands in {_hms(status.elapsed)}".strip())
+        if not as_json:
+            print(f"finished: {status.lines or ''} commands in {_hms(status.elapsed)}".strip())
         return 0
     if state == PrinterState.CANCELLED:
-        print(f"cancelled after {_hms(status.elapsed)}")
+        if not as_json:
+            print(f"cancelled after {_hms(status.elapsed)}")
         return 1
     if job.resume_point is not None:
         point = job.resume_point
@@ -121,6 +146,23 @@ def _follow(job: PrintJob, view: _View) -> int:
         return 3
     msg = status.message or f"the print ended in state {state.value}"
     raise PrintingError(msg)
+
+
+def _report(job: PrintJob, status: JobStatus) -> dict[str, object]:
+    facts = job.facts()
+    return {
+        "case": facts.get("case"),
+        "gcode_version": facts.get("gcode_version"),
+        "gcode_sha256": facts.get("gcode_sha256"),
+        "mesh_version": facts.get("mesh_version"),
+        "transport": facts.get("transport"),
+        "file": facts.get("file"),
+        "state": status.state.value,
+        "commands": status.lines,
+        "elapsed_s": round(status.elapsed, 1),
+        "message": status.message,
+        "resume_after": job.resume_point.index if job.resume_point else None,
+    }
 
 
 class _View:

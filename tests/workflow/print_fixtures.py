@@ -9,6 +9,7 @@ fixtures of ``tests/workflow/conftest.py``, which ``tests/ui`` loads the same wa
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
 import pytest
 import trimesh
@@ -34,6 +35,12 @@ def store_version(case: Case, author: str = "tess", radius: float = 8.0) -> int:
         qa=QA_PASSED,
         info={"author": author, "part": "sphere"},
     )
+
+
+@pytest.fixture
+def add_version() -> Callable[..., int]:
+    """:func:`store_version`, for tests (they take it as a fixture, not an import)."""
+    return store_version
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from app.errors import AccessDenied
 from app.printing.slicer import SliceSettings
 from app.security import audit
 from app.workflow import slice as slicing
-from tests.workflow.print_fixtures import store_version
 
 pytest_plugins = ["tests.workflow.print_fixtures"]
 
@@ -28,10 +27,10 @@ def _records(actor, action):
     return [r for r in audit.read_records(actor.paths) if r["action"] == action]
 
 
-def test_slice_stores_gcode_bound_to_the_mesh_version(sphere_case, people, tmp_path):
+def test_slice_stores_gcode_bound_to_the_mesh_version(add_version, sphere_case, people, tmp_path):
     tess = people["tess"]
-    v1 = store_version(sphere_case)
-    store_version(sphere_case, radius=6.0)  # a later version: slicing v1 names v1, not the latest
+    v1 = add_version(sphere_case)
+    add_version(sphere_case, radius=6.0)  # a later version: slicing v1 names v1, not the latest
     out = tmp_path / "copy.gcode"
     sliced = slicing.slice_version(
         tess, sphere_case, version=v1, printer="generic-marlin-220", settings=FAST, out=out
@@ -60,9 +59,9 @@ def test_slice_stores_gcode_bound_to_the_mesh_version(sphere_case, people, tmp_p
     assert facts["printer"] == "generic-marlin-220" and facts["engine"] == "builtin"
 
 
-def test_latest_version_by_default_and_numbers_go_up(sphere_case, people):
-    store_version(sphere_case)
-    v2 = store_version(sphere_case, radius=6.0)
+def test_latest_version_by_default_and_numbers_go_up(add_version, sphere_case, people):
+    add_version(sphere_case)
+    v2 = add_version(sphere_case, radius=6.0)
     first = slicing.slice_version(
         people["ada"], sphere_case, printer="generic-marlin-220", settings=FAST
     )
@@ -74,8 +73,8 @@ def test_latest_version_by_default_and_numbers_go_up(sphere_case, people):
 
 
 @pytest.mark.parametrize("who", ["rafael", "nemo"])
-def test_reviewer_and_no_role_are_refused_and_audited(sphere_case, people, who):
-    store_version(sphere_case)
+def test_reviewer_and_no_role_are_refused_and_audited(add_version, sphere_case, people, who):
+    add_version(sphere_case)
     with pytest.raises(AccessDenied, match="may not slice: it needs the administrator or tech"):
         slicing.slice_version(people[who], sphere_case, printer="generic-marlin-220")
     assert sphere_case.gcode_versions() == []
