@@ -9,53 +9,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import trimesh
 
 from app.case import Case
 from app.errors import AccessDenied
 from app.security import audit
 from app.security.package import format as fmt
 from app.security.signing import SigningKey
-from app.tools.mesh.meshio import mesh_bytes
-from app.tools.mesh.qa import qa_report
 from app.workflow import package, review
 from app.workflow.actor import Actor
+from tests.workflow.mesh_versions import sphere_stl, store_gcode, store_version
 
 TECH, REVIEWER, ADMIN, NOBODY = "tess", "rafael", "ada", "nemo"
 
 
-def sphere_stl(radius: float = 10.0) -> bytes:
-    mesh = trimesh.creation.icosphere(subdivisions=2, radius=radius)
-    return mesh_bytes(mesh.vertices, mesh.faces, "stl")
-
-
-@pytest.fixture(scope="module")
-def sphere_qa() -> dict:
-    mesh = trimesh.creation.icosphere(subdivisions=2, radius=10.0)
-    return qa_report(mesh, wall_samples=200).to_dict()
-
-
-def store_version(case: Case, author: str, qa: dict, radius: float = 10.0) -> int:
-    return case.save_mesh_version(
-        {"sphere": sphere_stl(radius)}, qa=qa, info={"author": author, "part": "sphere"}
-    )
-
-
-def store_gcode(case: Case, mesh_sha256: str, text: str = "G28\nG1 X10 Y10 E0.5\n") -> int:
-    provenance = {
-        "mesh_version": 1,
-        "mesh_sha256": mesh_sha256,
-        "printer": "generic-marlin-220",
-        "material": "pla",
-        "engine": "builtin",
-    }
-    return case.save_gcode(text, provenance).number
-
-
 @pytest.fixture
-def approved(people, sphere_case, sphere_qa) -> Case:
+def approved(people, sphere_case) -> Case:
     """Mesh v1 made by the technician and approved by the reviewer."""
-    version = store_version(sphere_case, TECH, sphere_qa)
+    version = store_version(sphere_case, TECH)
     review.approve(people[REVIEWER], sphere_case, version, comment="fits TEST^SPHERE")
     return sphere_case
 
@@ -122,11 +92,9 @@ def test_the_gcode_of_that_version_travels_with_its_provenance(people, approved,
     assert (received / gcode["path"]).read_bytes() == approved.load_gcode(number).text.encode()
 
 
-def test_an_unapproved_or_rejected_version_cannot_be_packaged(
-    people, sphere_case, sphere_qa, drive
-):
+def test_an_unapproved_or_rejected_version_cannot_be_packaged(people, sphere_case, drive):
     tess = people[TECH]
-    store_version(sphere_case, TECH, sphere_qa)
+    store_version(sphere_case, TECH)
     with pytest.raises(AccessDenied, match="cannot be packaged: not reviewed"):
         package.build(tess, sphere_case, out_dir=drive)
     review.reject(people[REVIEWER], sphere_case, 1, comment="thicker base")
@@ -139,9 +107,9 @@ def test_an_unapproved_or_rejected_version_cannot_be_packaged(
 
 
 def test_the_latest_approved_version_is_packaged_and_nobody_without_a_role_packages(
-    people, approved, sphere_qa, drive
+    people, approved, drive
 ):
-    store_version(approved, TECH, sphere_qa, radius=11.0)  # v2, not reviewed
+    store_version(approved, TECH, radius=11.0)  # v2, not reviewed
     made = package.build(people[TECH], approved, out_dir=drive)
     assert made.release.mesh_version == 1
     with pytest.raises(AccessDenied, match="administrator or technician role"):
@@ -150,9 +118,9 @@ def test_the_latest_approved_version_is_packaged_and_nobody_without_a_role_packa
 
 
 def test_gcode_of_another_version_is_refused_unless_an_administrator_overrides(
-    people, approved, sphere_qa, drive
+    people, approved, drive
 ):
-    v2 = store_version(approved, TECH, sphere_qa, radius=11.0)
+    v2 = store_version(approved, TECH, radius=11.0)
     review.approve(people[REVIEWER], approved, v2)
     number = store_gcode(approved, approved.mesh_sha256(v2))
     with pytest.raises(AccessDenied, match=f"sliced from mesh v{v2}, not from the packaged v1"):
@@ -168,10 +136,8 @@ def test_gcode_of_another_version_is_refused_unless_an_administrator_overrides(
     assert package.verify(people[TECH], made.path).ok
 
 
-def test_a_self_approved_package_carries_and_shows_its_override(
-    admin, sphere_case, sphere_qa, drive
-):
-    version = store_version(sphere_case, admin.user, sphere_qa)
+def test_a_self_approved_package_carries_and_shows_its_override(admin, sphere_case, drive):
+    version = store_version(sphere_case, admin.user)
     review.override(admin, sphere_case, "self-approval", reason="alone", version=version)
     made = package.build(admin, sphere_case, out_dir=drive)
     assert made.release.self_approved
@@ -238,10 +204,8 @@ def test_a_part_that_differs_from_the_mesh_manifest_fails_verify(people, approve
     assert _codes(people[TECH], made.path) == [fmt.BAD_MESH_MANIFEST]
 
 
-def test_a_self_approval_without_its_override_record_fails_verify(
-    admin, sphere_case, sphere_qa, drive
-):
-    version = store_version(sphere_case, admin.user, sphere_qa)
+def test_a_self_approval_without_its_override_record_fails_verify(admin, sphere_case, drive):
+    version = store_version(sphere_case, admin.user)
     review.override(admin, sphere_case, "self-approval", reason="alone", version=version)
     made = package.build(admin, sphere_case, out_dir=drive)
     (override,) = _manifest(made.path)["overrides"]
@@ -253,10 +217,8 @@ def test_a_self_approval_without_its_override_record_fails_verify(
     assert _codes(admin, made.path) == [fmt.MISSING_OVERRIDE]
 
 
-def test_an_override_record_the_manifest_does_not_show_fails_verify(
-    admin, sphere_case, sphere_qa, drive
-):
-    version = store_version(sphere_case, admin.user, sphere_qa)
+def test_an_override_record_the_manifest_does_not_show_fails_verify(admin, sphere_case, drive):
+    version = store_version(sphere_case, admin.user)
     review.override(admin, sphere_case, "self-approval", reason="alone", version=version)
     made = package.build(admin, sphere_case, out_dir=drive)
     (override,) = _manifest(made.path)["overrides"]

@@ -3,60 +3,30 @@ eyes rule, QA failures, self-approval in a one-person vault, and the release gat
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-import trimesh
 
-from app.case import Case
 from app.errors import AccessDenied, MedPrintError
 from app.security import access, audit
-from app.tools.mesh.meshio import mesh_bytes
-from app.tools.mesh.qa import qa_report
 from app.workflow import review, users
 from app.workflow.actor import Actor
+from tests.workflow.mesh_versions import sphere_qa, store_version
 
 TECH, REVIEWER, ADMIN, NOBODY = "tess", "rafael", "ada", "nemo"
-
-
-def _sphere(radius: float = 10.0, holed: bool = False) -> trimesh.Trimesh:
-    mesh = trimesh.creation.icosphere(subdivisions=2, radius=radius)
-    if holed:  # three triangles missing: not watertight, QA fails
-        mesh.update_faces(np.arange(len(mesh.faces)) >= 3)
-    return mesh
-
-
-@pytest.fixture(scope="module")
-def reports() -> dict[str, dict]:
-    return {
-        "pass": qa_report(_sphere(), wall_samples=200).to_dict(),
-        "fail": qa_report(_sphere(holed=True), wall_samples=200).to_dict(),
-    }
-
-
-def store(
-    case: Case, author: str, qa: dict, *, radius: float = 10.0, holed: bool = False, **info: object
-) -> int:
-    mesh = _sphere(radius, holed=holed)
-    return case.save_mesh_version(
-        {"sphere": mesh_bytes(mesh.vertices, mesh.faces, "stl")},
-        qa=qa,
-        info={"author": author, "part": "sphere", **info},
-    )
 
 
 def _denied(actor: Actor) -> list[dict]:
     return [r for r in audit.read_records(actor.paths) if r["action"] == "access.denied"]
 
 
-def test_a_reviewer_approves_a_technicians_version(people, sphere_case, reports):
-    version = store(sphere_case, TECH, reports["pass"])
+def test_a_reviewer_approves_a_technicians_version(people, sphere_case):
+    version = store_version(sphere_case, TECH)
     rafael = people[REVIEWER]
     rec = review.approve(rafael, sphere_case, version, comment="good fit")
     assert rec["meaning"] == review.APPROVED_FOR_PRINTING
     assert rec["reviewer"] == REVIEWER and rec["reviewer_roles"] == ["reviewer"]
     assert rec["mesh_version"] == version
     assert rec["mesh_sha256"] == sphere_case.mesh_sha256(version)
-    assert rec["qa_sha256"] == access.qa_report_sha256(reports["pass"])
+    assert rec["qa_sha256"] == access.qa_report_sha256(sphere_qa())
     assert rec["override_ids"] == []
     state = review.status(people[TECH], sphere_case, version)
     assert state.approved and REVIEWER in state.message
@@ -66,13 +36,13 @@ def test_a_reviewer_approves_a_technicians_version(people, sphere_case, reports)
     assert "good fit" not in str(last)  # the comment stays in the vault
 
 
-def test_the_author_cannot_approve_their_own_version(people, sphere_case, reports):
+def test_the_author_cannot_approve_their_own_version(people, sphere_case):
     rafael = people[REVIEWER]
-    own = store(sphere_case, REVIEWER, reports["pass"])
+    own = store_version(sphere_case, REVIEWER)
     with pytest.raises(AccessDenied, match="four eyes"):
         review.approve(rafael, sphere_case, own)
     # An edit by someone else still counts the first author.
-    derived = store(sphere_case, TECH, reports["pass"], parent_version=own)
+    derived = store_version(sphere_case, TECH, parent_version=own)
     assert review.authors(sphere_case, derived) == {REVIEWER, TECH}
     with pytest.raises(AccessDenied, match="four eyes"):
         review.approve(rafael, sphere_case, derived)
@@ -80,8 +50,8 @@ def test_the_author_cannot_approve_their_own_version(people, sphere_case, report
     assert not review.status(rafael, sphere_case, own).approved
 
 
-def test_a_qa_failure_needs_an_administrators_override_first(people, sphere_case, reports):
-    version = store(sphere_case, TECH, reports["fail"], holed=True)
+def test_a_qa_failure_needs_an_administrators_override_first(people, sphere_case):
+    version = store_version(sphere_case, TECH, holed=True)
     rafael, ada, tess = people[REVIEWER], people[ADMIN], people[TECH]
     with pytest.raises(AccessDenied, match="failed QA"):
         review.approve(rafael, sphere_case, version)
@@ -100,8 +70,8 @@ def test_a_qa_failure_needs_an_administrators_override_first(people, sphere_case
     assert reasons == ["qa-failed", "role"]
 
 
-def test_self_approval_works_only_alone_in_the_vault(admin, sphere_case, reports):
-    version = store(sphere_case, admin.user, reports["pass"])
+def test_self_approval_works_only_alone_in_the_vault(admin, sphere_case):
+    version = store_version(sphere_case, admin.user)
     with pytest.raises(AccessDenied, match="reviewer role"):
         review.approve(admin, sphere_case, version)
     override = review.override(admin, sphere_case, "self-approval", reason="alone", version=version)
@@ -114,17 +84,17 @@ def test_self_approval_works_only_alone_in_the_vault(admin, sphere_case, reports
     assert actions[-2:] == ["review.override", "review.approved"]
 
 
-def test_self_approval_is_refused_when_others_are_enrolled(admin, sphere_case, reports):
+def test_self_approval_is_refused_when_others_are_enrolled(admin, sphere_case):
     users.add_role(admin, TECH, "technician")
-    version = store(sphere_case, admin.user, reports["pass"])
+    version = store_version(sphere_case, admin.user)
     with pytest.raises(AccessDenied, match="one enrolled person"):
         review.override(admin, sphere_case, "self-approval", reason="alone", version=version)
     assert _denied(admin)[-1]["facts"]["reason"] == "not-alone"
     assert not review.status(admin, sphere_case, version).approved
 
 
-def test_a_rejection_needs_a_comment(people, sphere_case, reports):
-    version = store(sphere_case, TECH, reports["pass"])
+def test_a_rejection_needs_a_comment(people, sphere_case):
+    version = store_version(sphere_case, TECH)
     rafael = people[REVIEWER]
     with pytest.raises(MedPrintError, match="comment saying what to change is required"):
         review.reject(rafael, sphere_case, version, comment="")
@@ -137,11 +107,11 @@ def test_a_rejection_needs_a_comment(people, sphere_case, reports):
     assert audit.read_records(rafael.paths)[-1]["action"] == "review.rejected"
 
 
-def test_a_new_version_is_not_approved(people, sphere_case, reports):
-    v1 = store(sphere_case, TECH, reports["pass"])
+def test_a_new_version_is_not_approved(people, sphere_case):
+    v1 = store_version(sphere_case, TECH)
     review.approve(people[REVIEWER], sphere_case, v1)
-    v2 = store(sphere_case, TECH, reports["pass"], radius=11.0, parent_version=v1)
-    same = store(sphere_case, TECH, reports["pass"], parent_version=v1)
+    v2 = store_version(sphere_case, TECH, radius=11.0, parent_version=v1)
+    same = store_version(sphere_case, TECH, parent_version=v1)
     tess = people[TECH]
     assert review.status(tess, sphere_case, v1).approved
     assert review.status(tess, sphere_case, v2).state == access.VOID
@@ -151,13 +121,13 @@ def test_a_new_version_is_not_approved(people, sphere_case, reports):
 
 
 @pytest.mark.parametrize("state", ["none", "void", "rejected"])
-def test_release_refuses_what_is_not_approved(people, sphere_case, reports, state):
+def test_release_refuses_what_is_not_approved(people, sphere_case, state):
     tess = people[TECH]
-    v1 = store(sphere_case, TECH, reports["pass"])
+    v1 = store_version(sphere_case, TECH)
     version = v1
     if state == "void":
         review.approve(people[REVIEWER], sphere_case, v1)
-        version = store(sphere_case, TECH, reports["pass"], radius=11.0, parent_version=v1)
+        version = store_version(sphere_case, TECH, radius=11.0, parent_version=v1)
     if state == "rejected":
         review.reject(people[REVIEWER], sphere_case, v1, comment="no")
     with pytest.raises(AccessDenied, match=f"mesh v{version} of .* cannot be printed"):
@@ -167,8 +137,8 @@ def test_release_refuses_what_is_not_approved(people, sphere_case, reports, stat
 
 
 @pytest.mark.parametrize("who", [TECH, NOBODY, ADMIN])
-def test_only_reviewers_approve_or_reject(people, sphere_case, reports, who):
-    version = store(sphere_case, "someone", reports["pass"])
+def test_only_reviewers_approve_or_reject(people, sphere_case, who):
+    version = store_version(sphere_case, "someone")
     actor = people[who]
     with pytest.raises(AccessDenied, match="reviewer role"):
         review.approve(actor, sphere_case, version)
@@ -181,8 +151,8 @@ def test_only_reviewers_approve_or_reject(people, sphere_case, reports, who):
     assert not review.status(people[REVIEWER], sphere_case, version).approved
 
 
-def test_decisions_live_encrypted_in_the_case(people, sphere_case, reports, data_dir):
-    version = store(sphere_case, TECH, reports["pass"])
+def test_decisions_live_encrypted_in_the_case(people, sphere_case, data_dir):
+    version = store_version(sphere_case, TECH)
     review.approve(people[REVIEWER], sphere_case, version, comment="good fit")
     for path in data_dir.rglob("*"):
         if path.is_file() and path.suffix != ".jsonl":
