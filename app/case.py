@@ -290,7 +290,14 @@ class Case:
             msg = f"case {self.pseudonym} has no G-code {number} (stored: {have})"
             raise VaultError(msg)
         text = self._load_bytes(f"print/g{number}.gcode").decode("utf-8")
-        return StoredGcode(number, text, self._load_json(f"print/g{number}.json"))
+        return StoredGcode(number, text, self.gcode_provenance(number))
+
+    def gcode_provenance(self, number: int) -> dict:
+        """The provenance of stored G-code ``number``, without reading the G-code itself."""
+        if number not in self.gcode_versions():
+            msg = f"case {self.pseudonym} has no G-code {number}"
+            raise VaultError(msg)
+        return self._load_json(f"print/g{number}.json")
 
     # ----- decisions ------------------------------------------------------------------------------
     def load_decisions(self) -> list[dict]:

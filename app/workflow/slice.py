@@ -115,10 +115,10 @@ def _part(pseudonym: str, name: str, stl: bytes) -> Part:
     return Part.from_trimesh(f"{pseudonym} {name}", mesh)
 
 
-def stored_gcodes(actor: Actor, case: Case) -> list[StoredGcode]:
-    """The case's stored G-codes, newest first (for a list to print from)."""
+def stored_gcodes(actor: Actor, case: Case) -> list[tuple[int, dict]]:
+    """The case's stored G-codes as ``(number, provenance)``, newest first (for a list)."""
     policy.allow(actor, "case.open", case.pseudonym)
-    return [case.load_gcode(n) for n in reversed(case.gcode_versions())]
+    return [(n, case.gcode_provenance(n)) for n in reversed(case.gcode_versions())]
 
 
 def export(actor: Actor, case: Case, gcode_version: int, out: Path) -> StoredGcode:
