@@ -1,24 +1,31 @@
-"""The Mesh panel: a segment → printable mesh (``app.tools.mesh.pipeline.build_mesh``), its QA
-report (``app.tools.mesh.qa.qa_report``) with pass/fail per check, the mesh in the 3D view
-(optionally coloured by its deviation from the segmentation surface), and the case's stored
-mesh versions (``app.tools.mesh.store``).
+"""The Mesh panel: a segment -> a mesh version of the case through :mod:`app.workflow.mesh`
+(named settings, checked and audited there), its QA report with pass/fail per check, the mesh
+in the 3D view (optionally coloured by its deviation from the segmentation surface), and the
+case's stored versions with their verdicts.
 
 Building and editing (app.ui.mesh_tools: cut, mirror, scale, hollow, flat base, pseudonym
-label, booleans, connector; measurements; export) run in the worker with progress and cancel;
-every built or edited mesh is stored as a new
-version of the case with its report, as ``medprint mesh`` does.
+label, booleans, connector; measurements; export) run in the worker with progress and cancel,
+as the window's actor; every built or edited mesh is a new version of the case, as with
+``medprint mesh`` and ``medprint edit``. Without a case (a plain volume) a build is only shown:
+nothing is stored or labelled.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.progress import CancelToken, Progress, check_cancel, ensure
-from app.ui.worker import Worker
+from app.tools.mesh.meshio import part_name
+from app.tools.mesh.pipeline import PRESETS, MeshSettings, build_parts, settings_for
+from app.tools.mesh.surface import vertex_deviation
+from app.ui.mesh_tools import MeshTools
+from app.ui.worker import Worker, error_message
+from app.workflow import mesh as workflow
+from app.workflow.actor import Actor
 
 MESH_NAME = "mesh"
 _PASS = QtGui.QColor(127, 211, 127)
@@ -27,67 +34,84 @@ _FAIL = QtGui.QColor(255, 123, 123)
 
 @dataclass
 class MeshJob:
-    """Inputs of one build."""
+    """Inputs of one build: the segment of ``seg`` on ``volume``, of ``case`` (or none)."""
 
-    mask: np.ndarray
-    volume: Any
+    actor: Actor | None
     case: Any
-    part: str
-    smoothing: float
-    reduction: float | None
-    tolerance_mm: float
+    seg: Any
+    volume: Any
+    segment: str
+    settings: MeshSettings
     build_volume_mm: tuple[float, float, float] | None
     deviation_colours: bool
 
 
 @dataclass
 class MeshResult:
+    """A built mesh: ``version`` is the stored version's number (None without a case)."""
+
     mesh: Any
     qa: Any
     info: dict
-    stored: str | None
+    version: int | None
+    part: str
     deviation: np.ndarray | None
 
 
 def build_and_check(
     job: MeshJob, *, progress: Progress | None = None, cancel: CancelToken | None = None
 ) -> MeshResult:
-    """build_mesh → qa_report → (vertex deviation) → save_mesh_version; Qt-free."""
-    from app.tools.mesh.pipeline import build_mesh  # noqa: PLC0415
-    from app.tools.mesh.qa import qa_report  # noqa: PLC0415
-
+    """workflow.mesh.build on a case, the bare pipeline without one; Qt-free."""
     progress = ensure(progress)
-    built = build_mesh(
-        job.mask,
-        job.volume,
-        smoothing=job.smoothing,
-        reduction=job.reduction,
-        progress=progress.sub(0.0, 0.7),
-        cancel=cancel,
-    )
-    qa = qa_report(
-        built.mesh,
-        reference=built.reference,
-        build_volume_mm=job.build_volume_mm,
-        tolerance_mm=job.tolerance_mm,
-        progress=progress.sub(0.7, 0.95),
-        cancel=cancel,
-    )
+    if job.case is not None:
+        made = workflow.build(
+            job.actor, job.case, segments=[job.segment], settings=job.settings,
+            build_volume_mm=job.build_volume_mm, segmentation=job.seg, volume=job.volume,
+            progress=progress.sub(0.0, 0.95), cancel=cancel,
+        )  # fmt: skip
+        mesh, qa, info, version = made.mesh, made.qa, made.info, made.number
+        reference = made.references[0] if made.references else None
+    else:
+        with job.seg.lock:
+            masks = {part_name(job.segment): job.seg.mask(job.segment)}
+        built = build_parts(
+            masks, job.volume, replace(job.settings, label=False),
+            build_volume_mm=job.build_volume_mm, progress=progress.sub(0.0, 0.95), cancel=cancel,
+        )  # fmt: skip
+        mesh, qa, version, reference = built.parts[0].mesh, built.qa, None, built.reference
+        info = {
+            "settings": built.settings.to_dict(),
+            "builds": {built.parts[0].name: built.parts[0].to_dict()},
+        }
     check_cancel(cancel)
     deviation = None
-    if job.deviation_colours:
-        from app.tools.mesh.surface import vertex_deviation  # noqa: PLC0415
-
+    if job.deviation_colours and reference is not None:
         progress.update(0.95, "measuring the deviation per vertex")
-        deviation = vertex_deviation(built.mesh, built.reference)
-    info = built.to_dict() | {"label": None, "part": job.part}
-    stored = None
-    if job.case is not None:
-        from app.tools.mesh.store import save_mesh_version  # noqa: PLC0415
-
-        stored = save_mesh_version(job.case, built.mesh, qa, info)
+        deviation = vertex_deviation(mesh, reference)
     progress.update(1.0, "mesh built and checked")
-    return MeshResult(built.mesh, qa, info, stored, deviation)
+    return MeshResult(mesh, qa, info, version, part_name(job.segment), deviation)
+
+
+@dataclass
+class EditJob:
+    """One edit of a stored version of ``case``."""
+
+    actor: Actor
+    case: Any
+    version: int
+    operation: str
+    params: dict
+    build_volume_mm: tuple[float, float, float] | None
+
+
+def edit_version(
+    job: EditJob, *, progress: Progress | None = None, cancel: CancelToken | None = None
+) -> workflow.MeshVersion:
+    """workflow.mesh.edit; Qt-free."""
+    return workflow.edit(
+        job.actor, job.case, job.version, job.operation, job.params,
+        build_volume_mm=job.build_volume_mm, progress=progress, cancel=cancel,
+    )  # fmt: skip
 
 
 class MeshPanel(QtWidgets.QWidget):
@@ -95,7 +119,7 @@ class MeshPanel(QtWidgets.QWidget):
 
     meshBuilt = QtCore.Signal(object)  # MeshResult
     meshChanged = QtCore.Signal()  # current_mesh changed (built, or a stored version shown)
-    meshEdited = QtCore.Signal(object)  # mesh_tools.EditResult: a new version from an edit
+    meshEdited = QtCore.Signal(object)  # workflow.mesh.MeshVersion: a new version from an edit
 
     def __init__(
         self, segment_panel: Any, view3d: Any, parent: QtWidgets.QWidget | None = None
@@ -104,16 +128,19 @@ class MeshPanel(QtWidgets.QWidget):
         self.setObjectName("meshPanel")
         self.segments = segment_panel
         self.view3d = view3d
+        self.actor: Actor | None = None
         self.case: Any = None
         self.printer_volume: tuple[float, float, float] | None = None
         self.result: MeshResult | None = None
+        self.stored: list[workflow.VersionSummary] = []  # the case's versions, oldest first
         self.current_mesh: Any = None  # what the Print panel slices
-        self.current_part = ""
+        self.current_part = ""  # "vN" for a stored version, else the part name
         self.current_part_name = ""  # the segment / part name (export file names)
         self.current_version: int | None = None  # the stored version shown, if any
+        self._job = ""  # "build" or the edit running in the worker
         self.worker = Worker(self)
-        self.worker.done.connect(self._built)
-        self.worker.error.connect(self._failed)
+        self.worker.done.connect(self._done)
+        self.worker.error.connect(self._finish)
         self.worker.cancelled.connect(lambda: self._finish("Cancelled; no mesh was stored."))
         self._build()
         segment_panel.historyChanged.connect(self._sync_segments)
@@ -121,26 +148,28 @@ class MeshPanel(QtWidgets.QWidget):
 
     def _build(self) -> None:
         self.segment = QtWidgets.QComboBox(self)
+        self.preset = QtWidgets.QComboBox(self)
+        self.preset.addItems(list(PRESETS))
+        self.preset.setToolTip(
+            "print: smoothed, decimated, the pseudonym embossed; review: every triangle, no label"
+        )
         self.smoothing = QtWidgets.QDoubleSpinBox(self)
         self.smoothing.setRange(0.0, 1.0)
         self.smoothing.setSingleStep(0.1)
-        self.smoothing.setValue(0.5)
         self.smoothing.setToolTip("0..1 as in 3D Slicer (0.5 = passband 0.01); volume-preserving")
         self.reduction = QtWidgets.QSpinBox(self)
         self.reduction.setRange(0, 95)
-        self.reduction.setValue(0)
         self.reduction.setSuffix(" %")
         self.reduction.setToolTip("share of triangles removed by decimation (0 = none)")
+        self.label = QtWidgets.QCheckBox("Emboss the case pseudonym", self)
         self.tolerance = QtWidgets.QDoubleSpinBox(self)
         self.tolerance.setRange(0.05, 5.0)
-        self.tolerance.setValue(0.5)
         self.tolerance.setSuffix(" mm")
         self.deviation = QtWidgets.QCheckBox("Colour the surface by deviation", self)
         self._build_outputs()
-        from app.ui.mesh_tools import MeshTools  # noqa: PLC0415
-
         self.tools = MeshTools(self)
         self._lay_out()
+        self._apply_preset()
 
     def _build_outputs(self) -> None:
         self.build_button = QtWidgets.QPushButton("Build mesh", self)
@@ -171,8 +200,10 @@ class MeshPanel(QtWidgets.QWidget):
     def _lay_out(self) -> None:
         form = QtWidgets.QFormLayout()
         form.addRow("Segment", self.segment)
+        form.addRow("Settings", self.preset)
         form.addRow("Smoothing", self.smoothing)
         form.addRow("Decimate", self.reduction)
+        form.addRow("", self.label)
         form.addRow("QA tolerance", self.tolerance)
         form.addRow("", self.deviation)
         run = QtWidgets.QHBoxLayout()
@@ -199,15 +230,40 @@ class MeshPanel(QtWidgets.QWidget):
         self.cancel_button.clicked.connect(self.worker.cancel)
         self.worker.progress.connect(lambda f, _m: self.progress.setValue(int(f * 1000)))
         self.show_version.clicked.connect(self._show_stored)
+        self.preset.currentTextChanged.connect(self._apply_preset)
 
     # -- inputs -------------------------------------------------------------------------------
+    def set_actor(self, actor: Actor) -> None:
+        """The person at the window: builds, edits and exports act as them."""
+        self.actor = actor
+
     def set_case(self, case: Any, printer_volume: tuple[float, float, float] | None) -> None:
         self.case = case
+        self.result = None
         self.current_mesh, self.current_part = None, ""
         self.current_part_name, self.current_version = "", None
         self.printer_volume = printer_volume
+        self._apply_preset()
         self.meshChanged.emit()
         self._sync_versions()
+
+    def _apply_preset(self) -> None:
+        """Fill the settings from the chosen preset, adapted to the volume's voxel size."""
+        settings = settings_for(self.preset.currentText(), self.segments.volume)
+        self.smoothing.setValue(settings.smoothing)
+        self.reduction.setValue(round(100 * (settings.reduction or 0.0)))
+        self.label.setChecked(settings.label)
+        self.tolerance.setValue(settings.tolerance_mm)
+
+    def settings(self) -> MeshSettings:
+        """The settings as shown (the preset, with the values changed here)."""
+        return settings_for(
+            self.preset.currentText(),
+            smoothing=self.smoothing.value(),
+            reduction=self.reduction.value() / 100 or None,
+            label=self.label.isChecked(),
+            tolerance_mm=self.tolerance.value(),
+        )
 
     def _sync_segments(self) -> None:
         current = self.segment.currentText()
@@ -224,15 +280,22 @@ class MeshPanel(QtWidgets.QWidget):
             self.message.setText("Make a segment in the Segment panel, then build its mesh here.")
 
     def _sync_versions(self) -> None:
+        """The case's stored versions, newest first, with their QA verdicts."""
         self.versions.clear()
-        if self.case is None:
-            self.show_version.setEnabled(False)
-            return
-        from app.tools.mesh.store import mesh_versions  # noqa: PLC0415
-
-        numbers = mesh_versions(self.case)
-        self.versions.addItems([f"v{n}" for n in reversed(numbers)])
-        self.show_version.setEnabled(bool(numbers))
+        self.stored = []
+        if self.case is not None and self.actor is not None:
+            try:
+                self.stored = workflow.versions(self.actor, self.case)
+            except Exception as exc:  # one line for the user, whatever failed
+                self.message.setText(error_message(exc, "listing the mesh versions"))
+        for v in reversed(self.stored):
+            self.versions.addItem(f"v{v.number}", v.number)
+            self.versions.setItemData(
+                self.versions.count() - 1,
+                f"{v.operation}, QA {'pass' if v.qa_passed else 'FAIL'}, by {v.author or '?'}",
+                QtCore.Qt.ItemDataRole.ToolTipRole,
+            )
+        self.show_version.setEnabled(bool(self.stored))
 
     # -- build --------------------------------------------------------------------------------
     def build(self) -> None:
@@ -241,70 +304,87 @@ class MeshPanel(QtWidgets.QWidget):
         if seg is None or volume is None or not name:
             self.message.setText("Make a segment first.")
             return
-        segment = seg.segment(name)
+        if self.case is not None and self.actor is None:
+            self.message.setText("No user for this window; the mesh cannot be stored.")
+            return
+        try:
+            settings = self.settings()
+        except Exception as exc:  # one line for the user, whatever failed
+            self.message.setText(error_message(exc, "reading the settings"))
+            return
         job = MeshJob(
-            mask=seg.mask(segment),
-            volume=volume,
+            actor=self.actor,
             case=self.case,
-            part=segment.name,
-            smoothing=self.smoothing.value(),
-            reduction=self.reduction.value() / 100 or None,
-            tolerance_mm=self.tolerance.value(),
+            seg=seg,
+            volume=volume,
+            segment=name,
+            settings=settings,
             build_volume_mm=self.printer_volume,
             deviation_colours=self.deviation.isChecked(),
         )
-        self.message.setText(f"Building the mesh of {segment.name}…")
+        self._start("build", build_and_check, job, f"building the mesh of {name}")
+
+    def start_edit(self, operation: str, params: dict) -> None:
+        """Run ``operation`` on the version shown, storing a new version (app.ui.mesh_tools)."""
+        if self.case is None or self.actor is None or self.current_version is None:
+            self.message.setText("Show a stored mesh version of a case first.")
+            return
+        job = EditJob(self.actor, self.case, self.current_version, operation, params,
+                      self.printer_volume)  # fmt: skip
+        self._start(operation, edit_version, job, f"mesh {operation}")
+
+    def _start(self, kind: str, fn: Any, job: Any, name: str) -> None:
+        self._job = kind
+        self.message.setText(f"{name[0].upper()}{name[1:]}…")
         self.progress.setValue(0)
         self.build_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        self.worker.start(build_and_check, job, name=f"building the mesh of {segment.name}")
+        self.tools.set_busy(True)
+        self.worker.start(fn, job, name=name)
 
-    def _built(self, result: Any) -> None:
-        from app.ui.mesh_tools import EditResult  # noqa: PLC0415
-
-        if isinstance(result, EditResult):
+    def _done(self, result: Any) -> None:
+        if self._job == "build":
+            self._built(result)
+        else:
             self._edited(result)
-            return
+
+    def _built(self, result: MeshResult) -> None:
         self.result = result
         self._show(result.mesh, result.qa, result.deviation)
-        s = result.info.get("smoothing") or {}
-        where = f"stored as {result.stored}" if result.stored else "not stored (no case)"
+        builds = result.info.get("builds") or {}
+        s = next(iter(builds.values()), {}).get("smoothing") or {}
+        where = f"stored as v{result.version}" if result.version else "not stored (no case)"
+        self._sync_versions()
+        self._set_current(result.mesh, result.part, result.version)
         self._finish(
             f"{len(result.mesh.faces)} triangles; smoothing changed the volume by "
             f"{s.get('volume_change_percent', 0):+.2f}%; {where}."
         )
-        self._sync_versions()
-        self.current_mesh, self.current_part = result.mesh, result.info.get("part", "")
-        self.current_part_name = self.current_part
-        self.current_version = _version_number(result.stored)
         self.meshChanged.emit()
         self.meshBuilt.emit(result)
 
-    def _edited(self, result: Any) -> None:
+    def _edited(self, made: workflow.MeshVersion) -> None:
         """An edit finished: show the new version and its fresh QA report."""
-        self._show(result.mesh, result.qa, None)
-        where = f"stored as {result.stored}" if result.stored else "not stored (no case)"
+        self._show(made.mesh, made.qa, None)
         self._sync_versions()
-        self.current_mesh, self.current_part = result.mesh, result.info.get("part", "")
-        self.current_part_name = self.current_part
-        self.current_version = _version_number(result.stored)
-        if self.current_version is not None:
-            self.current_part = f"v{self.current_version}"
-            self.versions.setCurrentText(self.current_part)
-        self._finish(f"{result.op}: {len(result.mesh.faces)} triangles; {where}.")
+        self._set_current(made.mesh, made.part_name, made.number)
+        self._finish(f"{self._job}: {len(made.mesh.faces)} triangles; stored as v{made.number}.")
         self.progress.setValue(1000)
         self.meshChanged.emit()
-        self.meshEdited.emit(result)
+        self.meshEdited.emit(made)
 
-    def _failed(self, message: str) -> None:
-        self._finish(message)
+    def _set_current(self, mesh: Any, part: str, version: int | None) -> None:
+        self.current_mesh, self.current_part_name, self.current_version = mesh, part, version
+        self.current_part = f"v{version}" if version is not None else part
+        if version is not None:
+            self.versions.setCurrentIndex(max(0, self.versions.findData(version)))
 
     def _finish(self, message: str) -> None:
         self.message.setText(message)
         self.cancel_button.setEnabled(False)
         self.build_button.setEnabled(bool(self.segments.segment_names()))
         self.progress.setValue(1000 if self.result else 0)
-        self.tools.refresh()
+        self.tools.set_busy(False)
 
     # -- output -------------------------------------------------------------------------------
     def _show(self, mesh: Any, qa: Any, deviation: np.ndarray | None) -> None:
@@ -344,25 +424,16 @@ class MeshPanel(QtWidgets.QWidget):
         )
 
     def _show_stored(self) -> None:
-        if self.case is None or not self.versions.currentText():
+        """Show the version chosen in the Stored list with its QA report."""
+        number = self.versions.currentData()
+        if self.case is None or self.actor is None or number is None:
             return
-        from app.tools.mesh.store import load_mesh_version  # noqa: PLC0415
-
-        number = int(self.versions.currentText()[1:])
-        mesh, qa = load_mesh_version(self.case, number)
-        self._show(mesh, qa, None)
-        self.current_mesh, self.current_part = mesh, f"v{number}"
-        self.current_version = number
         try:
-            self.current_part_name = self.case.load_json(f"mesh/v{number}.json").get("part") or ""
-        except Exception:  # an old version without its info: name it by version
-            self.current_part_name = f"v{number}"
+            made = workflow.load(self.actor, self.case, int(number))
+        except Exception as exc:  # one line for the user, whatever failed
+            self.message.setText(error_message(exc, "loading the mesh version"))
+            return
+        self._show(made.mesh, made.qa, None)
+        self._set_current(made.mesh, made.part_name, made.number)
         self.meshChanged.emit()
-        self.message.setText(f"Showing stored version v{number}.")
-
-
-def _version_number(stored: str | None) -> int | None:
-    """``mesh/v7.stl`` → 7."""
-    if not stored:
-        return None
-    return int(stored.rsplit("/v", 1)[1].split(".")[0])
+        self.message.setText(f"Showing stored version v{made.number}.")

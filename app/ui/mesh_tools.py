@@ -1,158 +1,31 @@
 """The Mesh panel's Edit and Export sections.
 
-Every edit works on the panel's current mesh (the one shown / stored), runs in the panel's worker
-(progress and cancel), and stores its result as a NEW mesh version with a fresh QA report: an
-approval of the old version (bound to its hash) does not carry over. The label is always the
-case pseudonym, never free text.
+Every edit works on the stored version the panel shows, runs in the panel's worker (progress
+and cancel) through :func:`app.workflow.mesh.edit`, and stores its result as a NEW version with
+a fresh QA report: an approval of the old version (bound to its hash) does not carry over. The
+label is always the case pseudonym, never free text. Export goes through
+:func:`app.workflow.mesh.export` (clean file, named by pseudonym and part, audited).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PySide6 import QtWidgets
 
-from app.progress import CancelToken, Progress, check_cancel, ensure
+from app.tools.mesh.edit import distance, measure
+from app.tools.mesh.operations import AXES as AXIS_NORMALS
+from app.ui.worker import error_message
+from app.workflow import mesh as workflow
 
-AXES = {"L-R (x)": (1.0, 0.0, 0.0), "P-A (y)": (0.0, 1.0, 0.0), "S-I (z)": (0.0, 0.0, 1.0)}
+AXES = {
+    "L-R (x)": AXIS_NORMALS["x"],
+    "P-A (y)": AXIS_NORMALS["y"],
+    "S-I (z)": AXIS_NORMALS["z"],
+}
 FORMATS = ("stl", "3mf", "obj", "ply")
-
-
-@dataclass
-class EditJob:
-    """One edit of ``mesh`` (``op`` with ``params``), checked and stored in ``case``."""
-
-    op: str
-    mesh: Any
-    params: dict
-    case: Any = None
-    part: str = "mesh"
-    source: int | None = None  # the stored version edited, if any
-    build_volume_mm: tuple[float, float, float] | None = None
-    tolerance_mm: float = 0.5
-    others: list = field(default_factory=list)  # meshes for booleans / connector
-
-
-@dataclass
-class EditResult:
-    mesh: Any
-    qa: Any
-    info: dict
-    stored: str | None
-    op: str
-
-
-def _label(mesh: Any, pseudonym: str, mode: str, height_mm: float, depth_mm: float):
-    """The pseudonym at the first automatic site where it fits."""
-    from app.tools.mesh.case_mesh import label_with_pseudonym  # noqa: PLC0415
-
-    return label_with_pseudonym(mesh, pseudonym, mode=mode, height_mm=height_mm, depth_mm=depth_mm)
-
-
-def apply_edit(job: EditJob, *, progress: Progress, cancel: CancelToken | None) -> tuple:
-    """(edited mesh, LabelInfo | None) for ``job``; Qt-free."""
-    from app.errors import MeshError  # noqa: PLC0415
-    from app.tools.mesh import edit  # noqa: PLC0415
-
-    p, mesh = job.params, job.mesh
-    if job.op == "cut":
-        front, back = edit.plane_cut(mesh, np.asarray(p["point"]), np.asarray(p["normal"]))
-        kept = front if p.get("keep", "front") == "front" else back
-        if len(kept.faces) == 0:
-            msg = "nothing of the model is on that side of the plane; move the plane or keep the other side"
-            raise MeshError(msg)
-        return kept, None
-    if job.op == "mirror":
-        return edit.mirror(mesh, np.asarray(p.get("normal", (1.0, 0.0, 0.0)))), None
-    if job.op == "scale":
-        return edit.scale(mesh, float(p["percent"]) / 100.0), None
-    if job.op == "flat_base":
-        return edit.flat_base(mesh, thickness_mm=float(p["thickness_mm"])), None
-    if job.op == "hollow":
-        holes = []
-        if p.get("drain", True):
-            v = np.asarray(mesh.vertices)
-            holes = [(v[int(np.argmin(v[:, 2]))], np.array([0.0, 0.0, -1.0]))]
-        hollowed = edit.hollow(
-            mesh, float(p["wall_mm"]), drain_holes=holes,
-            hole_diameter_mm=float(p["hole_mm"]), progress=progress, cancel=cancel,
-        )  # fmt: skip
-        return hollowed, None
-    if job.op == "label":
-        if job.case is None:
-            msg = "the label is the case pseudonym; open a case first"
-            raise MeshError(msg)
-        return _label(mesh, job.case.pseudonym, p["mode"], p["height_mm"], p["depth_mm"])
-    if job.op in ("union", "difference"):
-        fn = edit.union if job.op == "union" else edit.difference
-        return fn(mesh, *job.others), None
-    if job.op == "connector":
-        a, b = _two_parts(mesh)
-        pa, pb = _closest_points(a, b)
-        return edit.connector_rod(a, b, pa, pb, diameter_mm=float(p["diameter_mm"])), None
-    msg = f"unknown edit {job.op!r}; pick a tool in the Edit section"
-    raise MeshError(msg)
-
-
-def _two_parts(mesh: Any) -> tuple[Any, Any]:
-    """The two largest connected components of ``mesh``."""
-    from app.errors import MeshError  # noqa: PLC0415
-    from app.tools.mesh.core import concatenate  # noqa: PLC0415
-
-    parts = sorted(mesh.split(only_watertight=False), key=lambda m: -len(m.faces))
-    if len(parts) < 2:
-        msg = "the model is one piece; a connector joins two separate components"
-        raise MeshError(msg)
-    rest = concatenate(parts[1:]) if len(parts) > 2 else parts[1]
-    return parts[0], rest
-
-
-def _closest_points(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
-    """The pair of vertices of ``a`` and ``b`` closest to each other."""
-    from scipy.spatial import cKDTree  # noqa: PLC0415
-
-    tree = cKDTree(np.asarray(a.vertices))
-    dist, index = tree.query(np.asarray(b.vertices))
-    j = int(np.argmin(dist))
-    return np.asarray(a.vertices)[index[j]], np.asarray(b.vertices)[j]
-
-
-def edit_and_check(
-    job: EditJob, *, progress: Progress | None = None, cancel: CancelToken | None = None
-) -> EditResult:
-    """Apply the edit, run the QA report and store a new version; Qt-free."""
-    from app.tools.mesh.qa import qa_report  # noqa: PLC0415
-
-    progress = ensure(progress)
-    progress.update(0.0, f"{job.op}…")
-    mesh, label = apply_edit(job, progress=progress.sub(0.0, 0.7), cancel=cancel)
-    check_cancel(cancel)
-    qa = qa_report(
-        mesh,
-        build_volume_mm=job.build_volume_mm,
-        tolerance_mm=job.tolerance_mm,
-        label=label,
-        progress=progress.sub(0.7, 0.97),
-        cancel=cancel,
-    )
-    check_cancel(cancel)
-    params = {k: (np.asarray(v).tolist() if isinstance(v, np.ndarray) else v)
-              for k, v in job.params.items()}  # fmt: skip
-    info = {
-        "part": job.part,
-        "edit": {"op": job.op, "from_version": job.source, "params": params},
-        "label": label.to_dict() if label is not None else None,
-    }
-    stored = None
-    if job.case is not None:
-        from app.tools.mesh.store import save_mesh_version  # noqa: PLC0415
-
-        stored = save_mesh_version(job.case, mesh, qa, info)
-    progress.update(1.0, f"{job.op} done")
-    return EditResult(mesh, qa, info, stored, job.op)
 
 
 def _spin(parent, low, high, value, suffix, *, step=1.0, decimals=1) -> QtWidgets.QDoubleSpinBox:
@@ -171,6 +44,7 @@ class MeshTools(QtWidgets.QWidget):
     def __init__(self, panel: Any) -> None:
         super().__init__(panel)
         self.panel = panel
+        self._busy = False
         self._build()
         self._lay_out()
         panel.meshChanged.connect(self.refresh)
@@ -255,17 +129,12 @@ class MeshTools(QtWidgets.QWidget):
         layout.addWidget(export)
 
         self.cut_button.clicked.connect(self.cut)
-        self.mirror_button.clicked.connect(lambda: self.run("mirror", normal=(1.0, 0.0, 0.0)))
+        self.mirror_button.clicked.connect(lambda: self.run("mirror", normal=AXES["L-R (x)"]))
         self.scale_button.clicked.connect(
-            lambda: self.run("scale", percent=self.scale_percent.value())
+            lambda: self.run("scale", factor=self.scale_percent.value() / 100.0)
         )
         self.hollow_button.clicked.connect(
-            lambda: self.run(
-                "hollow",
-                wall_mm=self.wall.value(),
-                hole_mm=self.hole.value() or 4.0,
-                drain=self.hole.value() > 0,
-            )
+            lambda: self.run("hollow", wall_mm=self.wall.value(), hole_mm=self.hole.value())
         )
         self.base_button.clicked.connect(
             lambda: self.run("flat_base", thickness_mm=self.base_thickness.value())
@@ -285,29 +154,28 @@ class MeshTools(QtWidgets.QWidget):
         self.point_b_button.clicked.connect(lambda: self.pick(1))
 
     # -- state --------------------------------------------------------------------------------
-    def refresh(self) -> None:
-        """Enable the tools for the current mesh; show its measurements and the other versions."""
-        mesh = self.panel.current_mesh
-        idle = not self.panel.worker.busy
-        for button in self.edit_buttons:
-            button.setEnabled(mesh is not None and idle)
-        self.label_button.setEnabled(mesh is not None and idle and self.panel.case is not None)
-        self.export_button.setEnabled(mesh is not None and self.panel.case is not None)
-        self.bool_with.clear()
-        if self.panel.case is not None:
-            from app.tools.mesh.store import mesh_versions  # noqa: PLC0415
+    def set_busy(self, busy: bool) -> None:
+        """Disable the edits while the panel's worker runs, else follow the current mesh."""
+        self._busy = busy
+        self.refresh()
 
-            current = self.panel.current_version
-            self.bool_with.addItems(
-                [f"v{n}" for n in reversed(mesh_versions(self.panel.case)) if n != current]
-            )
+    def refresh(self) -> None:
+        """Enable the tools for the shown version; show its measurements and the other versions."""
+        panel = self.panel
+        mesh = panel.current_mesh
+        stored = mesh is not None and panel.current_version is not None
+        for button in self.edit_buttons:
+            button.setEnabled(stored and not self._busy)
+        self.export_button.setEnabled(stored)
+        self.bool_with.clear()
+        for v in reversed(panel.stored):
+            if v.number != panel.current_version:
+                self.bool_with.addItem(f"v{v.number}", v.number)
         self.bool_button.setEnabled(self.bool_button.isEnabled() and self.bool_with.count() > 0)
         self.measurements.setText(self.measure_text(mesh) if mesh is not None else "no mesh")
 
     @staticmethod
     def measure_text(mesh: Any) -> str:
-        from app.tools.mesh.edit import measure  # noqa: PLC0415
-
         m = measure(mesh)
         lo = ", ".join(f"{v:.1f}" for v in m.bbox_min)
         hi = ", ".join(f"{v:.1f}" for v in m.bbox_max)
@@ -319,8 +187,6 @@ class MeshTools(QtWidgets.QWidget):
 
     def pick(self, which: int) -> None:
         """Take the crosshair as point A (0) or B (1); show the distance once both are set."""
-        from app.tools.mesh.edit import distance  # noqa: PLC0415
-
         cursor = getattr(getattr(self.panel.segments, "state", None), "cursor", None)
         if cursor is None:
             self.distance.setText("no crosshair: load a volume")
@@ -340,8 +206,7 @@ class MeshTools(QtWidgets.QWidget):
             if plane is not None:
                 return plane
         normal = np.array(AXES[self.cut_axis.currentText()])
-        state = getattr(self.panel.segments, "state", None)
-        cursor = getattr(state, "cursor", None)
+        cursor = getattr(getattr(self.panel.segments, "state", None), "cursor", None)
         if cursor is None:
             cursor = self.panel.current_mesh.bounds.mean(axis=0)
         return np.asarray(cursor, dtype=np.float64), normal
@@ -356,38 +221,13 @@ class MeshTools(QtWidgets.QWidget):
         self.run("cut", point=point, normal=normal, keep=self.cut_keep.currentText())
 
     def boolean(self) -> None:
-        from app.tools.mesh.store import load_mesh_version  # noqa: PLC0415
+        other = self.bool_with.currentData()
+        if other is not None:
+            self.run(self.bool_op.currentText(), with_version=int(other))
 
-        if self.panel.case is None or not self.bool_with.currentText():
-            return
-        number = int(self.bool_with.currentText()[1:])
-        other, _qa = load_mesh_version(self.panel.case, number)
-        self.run(self.bool_op.currentText(), others=[other], **{"with_version": number})
-
-    def run(self, op: str, *, others: list | None = None, **params: Any) -> None:
-        """Start ``op`` on the current mesh in the panel's worker."""
-        panel = self.panel
-        if panel.current_mesh is None:
-            panel.message.setText("Build or show a mesh first.")
-            return
-        job = EditJob(
-            op=op,
-            mesh=panel.current_mesh,
-            params=params,
-            case=panel.case,
-            part=panel.current_part_name or "mesh",
-            source=panel.current_version,
-            build_volume_mm=panel.printer_volume,
-            tolerance_mm=panel.tolerance.value(),
-            others=others or [],
-        )
-        panel.message.setText(f"{op}…")
-        panel.progress.setValue(0)
-        panel.cancel_button.setEnabled(True)
-        panel.build_button.setEnabled(False)
-        for button in self.edit_buttons:
-            button.setEnabled(False)
-        panel.worker.start(edit_and_check, job, name=f"mesh {op}")
+    def run(self, operation: str, **params: Any) -> None:
+        """Start ``operation`` on the shown version in the panel's worker."""
+        self.panel.start_edit(operation, params)
 
     # -- export -------------------------------------------------------------------------------
     def _export_dialog(self) -> None:
@@ -396,19 +236,14 @@ class MeshTools(QtWidgets.QWidget):
             self.export(Path(folder))
 
     def export(self, folder: Path) -> Path | None:
-        """Write the current mesh as ``<pseudonym>_<part>.<ext>`` in ``folder`` (clean)."""
-        from app.security.strip import export_name  # noqa: PLC0415
-        from app.tools.mesh.export import export_mesh  # noqa: PLC0415
-        from app.ui.worker import error_message  # noqa: PLC0415
-
+        """Write the shown version as ``<pseudonym>_<part>.<ext>`` in ``folder`` (clean, audited)."""
         panel = self.panel
-        if panel.current_mesh is None or panel.case is None:
-            panel.message.setText("Open a case and build a mesh before exporting.")
+        if panel.current_version is None or panel.case is None or panel.actor is None:
+            panel.message.setText("Show a stored mesh version of a case before exporting.")
             return None
         fmt = self.export_format.currentText().lower()
         try:
-            name = export_name(panel.case.pseudonym, panel.current_part_name or "mesh", fmt)
-            path = export_mesh(panel.current_mesh, Path(folder) / name, fmt)
+            path = workflow.export(panel.actor, panel.case, panel.current_version, folder, fmt)
         except Exception as exc:  # one line for the user, whatever failed
             panel.message.setText(error_message(exc, "export"))
             return None

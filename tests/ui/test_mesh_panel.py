@@ -57,7 +57,8 @@ def test_build_a_mesh_from_a_segment_and_show_its_qa(panels, qtbot, ct_volume, a
     with qtbot.waitSignal(mesh_panel.meshBuilt, timeout=120_000) as built:
         mesh_panel.build()
     result = built.args[0]
-    assert result.stored is None  # no case: nothing stored
+    assert result.version is None and mesh_panel.current_part == "ball"  # no case: not stored
+    assert result.info["settings"]["label"] is False  # no case, no pseudonym to emboss
     assert (
         result.qa.check("watertight").passed
         if any(c.name == "watertight" for c in result.qa.checks)
