@@ -1,35 +1,49 @@
-"""The Package panel: review (approve / reject one stored mesh version) and the signed print
-package written to a removable drive or a folder.
+"""The Package panel: review one stored mesh version (approve, or reject with a comment) and
+write the signed print package to a removable drive or a folder.
 
-Everything goes through ``app.security.access`` (roles, approvals bound to the mesh's SHA-256
-and its QA report) and ``app.security.package.package_case`` (builds, signs, reads back and
-verifies the package). Refusals arrive as their one-line messages.
+Every act goes through the workflow as the window's actor: :func:`app.workflow.review.approve`
+and :func:`~app.workflow.review.reject` (four eyes, QA, roles, audit) and
+:func:`app.workflow.package.build` (the release gate, signing, read-back and verification).
+Refusals arrive as their one-line messages.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from PySide6 import QtCore, QtWidgets
 
+from app.case import Case
 from app.errors import MedPrintError
 from app.progress import CancelToken, Progress
+from app.security.drives import eject, list_drives
 from app.ui.worker import Worker
+from app.workflow import mesh, package, review, users
+from app.workflow.actor import Actor
+
+
+@dataclass(frozen=True)
+class PackageJob:
+    """What the panel asks the workflow to package."""
+
+    actor: Actor
+    case: Case
+    version: int
+    out_dir: Path
+    make_zip: bool
 
 
 def package_job(
-    inputs: dict, *, progress: Progress | None = None, cancel: CancelToken | None = None
-) -> Any:
-    from app.security.package import package_case  # noqa: PLC0415
-
-    return package_case(
-        inputs["case"],
-        inputs["out_dir"],
-        mesh=inputs["mesh"],
-        qa=inputs["qa"],
-        user=inputs["user"],
-        make_zip=inputs["zip"],
+    job: PackageJob, *, progress: Progress | None = None, cancel: CancelToken | None = None
+) -> package.Packaged:
+    return package.build(
+        job.actor,
+        job.case,
+        version=job.version,
+        out_dir=job.out_dir,
+        make_zip=job.make_zip,
         progress=progress,
         cancel=cancel,
     )
@@ -44,7 +58,8 @@ class PackagePanel(QtWidgets.QWidget):
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("packagePanel")
-        self.case: Any = None
+        self.actor: Actor | None = None
+        self.case: Case | None = None
         self.drives: list[Any] = []
         self.last_drive: Any = None
         self.worker = Worker(self)
@@ -87,9 +102,9 @@ class PackagePanel(QtWidgets.QWidget):
         self._lay_out()
 
     def _lay_out(self) -> None:
-        review = QtWidgets.QHBoxLayout()
-        review.addWidget(self.approve_button)
-        review.addWidget(self.reject_button)
+        review_row = QtWidgets.QHBoxLayout()
+        review_row.addWidget(self.approve_button)
+        review_row.addWidget(self.reject_button)
         where = QtWidgets.QHBoxLayout()
         where.addWidget(self.destination, 1)
         where.addWidget(self.browse)
@@ -98,7 +113,7 @@ class PackagePanel(QtWidgets.QWidget):
         form.addRow("Mesh version", self.version)
         form.addRow("Review", self.status)
         form.addRow("", self.comment)
-        form.addRow("", review)
+        form.addRow("", review_row)
         form.addRow("Write to", where)
         form.addRow("", self.zip)
         run = QtWidgets.QHBoxLayout()
@@ -120,12 +135,12 @@ class PackagePanel(QtWidgets.QWidget):
         self.worker.progress.connect(lambda f, _m: self.progress.setValue(int(f * 1000)))
 
     # -- state --------------------------------------------------------------------------------
-    def current_user(self) -> str:
-        from app.security.access import current_user  # noqa: PLC0415
+    def set_actor(self, actor: Actor) -> None:
+        """Who reviews and packages: the window's actor."""
+        self.actor = actor
+        self._sync()
 
-        return current_user()
-
-    def set_case(self, case: Any) -> None:
+    def set_case(self, case: Case | None) -> None:
         self.case = case
         self.refresh_versions()
         self.refresh_drives()
@@ -133,18 +148,19 @@ class PackagePanel(QtWidgets.QWidget):
     def refresh_versions(self) -> None:
         self.version.blockSignals(True)
         self.version.clear()
-        if self.case is not None:
-            from app.tools.mesh.store import mesh_versions  # noqa: PLC0415
-
-            for number in reversed(mesh_versions(self.case)):
+        if self.case is not None and self.actor is not None:
+            try:
+                numbers = [v.number for v in mesh.versions(self.actor, self.case)]
+            except MedPrintError as exc:
+                numbers = []
+                self.message.setText(str(exc))
+            for number in reversed(numbers):
                 self.version.addItem(f"v{number}", number)
         self.version.blockSignals(False)
         self.refresh_status()
 
     def refresh_drives(self) -> None:
         try:
-            from app.security.drives import list_drives  # noqa: PLC0415
-
             self.drives = list_drives()
         except Exception:  # listing drives is a convenience; a folder always works
             self.drives = []
@@ -161,23 +177,20 @@ class PackagePanel(QtWidgets.QWidget):
         if text:
             self.destination.setCurrentText(text)
 
-    def _files(self) -> tuple[str, str] | None:
+    def _selected(self) -> int | None:
         number = self.version.currentData()
-        return None if number is None else (f"mesh/v{number}.stl", f"mesh/v{number}.qa.json")
+        return None if number is None or self.case is None or self.actor is None else int(number)
 
     def refresh_status(self) -> None:
         self._sync()
-        files = self._files()
-        if self.case is None or files is None:
+        number = self._selected()
+        if number is None:
             self.status.setText("No stored mesh version yet: build one in the Mesh panel.")
             self.status.setProperty("ok", False)
             return
-        from app.security import access  # noqa: PLC0415
-
+        assert self.actor is not None and self.case is not None
         try:
-            mesh_sha = access.sha256_hex(self.case.load_bytes(files[0]))
-            qa_sha = access.qa_report_sha256(self.case.load_json(files[1]))
-            state = access.approval_status(self.case, mesh_sha, qa_sha)
+            state = review.status(self.actor, self.case, number)
         except MedPrintError as exc:
             self.status.setText(str(exc))
             return
@@ -193,32 +206,30 @@ class PackagePanel(QtWidgets.QWidget):
         self.statusChanged.emit(state.state)
 
     def _sync(self) -> None:
-        has = self.case is not None and self.version.count() > 0
+        has = self._selected() is not None
         for widget in (self.approve_button, self.reject_button, self.package_button, self.comment):
             widget.setEnabled(has and not self.worker.busy)
-        user = self.current_user()
-        roles = ""
-        if self.case is not None:
-            from app.security.access import roles_of  # noqa: PLC0415
-
-            try:
-                roles = ", ".join(sorted(roles_of(user, self.case.vault))) or "no role"
-            except MedPrintError:
-                roles = "roles unavailable"
-        self.user.setText(f"{user} ({roles})" if roles else user)
+        if self.actor is None:
+            self.user.setText("")
+            return
+        try:
+            roles = ", ".join(users.whoami(self.actor)["roles"]) or "no role"
+        except MedPrintError:
+            roles = "roles unavailable"
+        self.user.setText(f"{self.actor.user} ({roles})")
 
     # -- actions ------------------------------------------------------------------------------
     def review(self, approve: bool) -> None:
-        files = self._files()
-        if self.case is None or files is None:
+        number = self._selected()
+        if number is None:
             return
-        from app.security import access  # noqa: PLC0415
-
+        assert self.actor is not None and self.case is not None
+        comment = self.comment.text()
         try:
-            mesh_sha = access.sha256_hex(self.case.load_bytes(files[0]))
-            report = self.case.load_json(files[1])
-            decide = access.approve if approve else access.reject
-            decide(self.case, mesh_sha, report, self.current_user(), self.comment.text())
+            if approve:
+                review.approve(self.actor, self.case, number, comment=comment)
+            else:
+                review.reject(self.actor, self.case, number, comment=comment)
         except MedPrintError as exc:
             self.message.setText(str(exc))
             return
@@ -236,40 +247,34 @@ class PackagePanel(QtWidgets.QWidget):
             self.destination.setCurrentText(chosen)
 
     def write_package(self) -> None:
-        files = self._files()
+        number = self._selected()
         target = self.destination.currentText().strip()
-        if self.case is None or files is None:
+        if number is None:
             return
         if not target:
             self.message.setText("Choose a drive or folder to write the package to.")
             return
+        assert self.actor is not None and self.case is not None
         index = self.destination.currentIndex()
         chosen_drive = index >= 0 and self.destination.itemText(index) == target
         self.last_drive = self.destination.currentData() if chosen_drive else None
-        inputs = {
-            "case": self.case,
-            "out_dir": Path(target),
-            "mesh": files[0],
-            "qa": files[1],
-            "user": self.current_user(),
-            "zip": self.zip.isChecked(),
-        }
+        job = PackageJob(self.actor, self.case, number, Path(target), self.zip.isChecked())
         self.message.setText("Writing, signing and verifying the package…")
         self.progress.setValue(0)
         self.package_button.setEnabled(False)
-        self.worker.start(package_job, inputs, name="writing the print package")
+        self.worker.start(package_job, job, name="writing the print package")
 
-    def _packaged(self, result: Any) -> None:
-        path, release = result
-        override = " (released by an administrator's override)" if release.overridden else ""
+    def _packaged(self, made: package.Packaged) -> None:
+        kinds = ", ".join(str(o.get("kind")) for o in made.overrides)
+        override = f" (released under administrator override: {kinds})" if kinds else ""
         where = "the drive" if self.last_drive is not None else "the folder"
         self._finish(
-            f"Package written and verified on {where}: {Path(path).name}{override}. "
+            f"Package written and verified on {where}: {made.path.name}{override}. "
             + ("It is safe to remove the drive." if self.last_drive is not None else "")
         )
         self.eject_button.setEnabled(self.last_drive is not None)
         self.progress.setValue(1000)
-        self.packaged.emit(Path(path))
+        self.packaged.emit(made.path)
 
     def _finish(self, message: str) -> None:
         self.message.setText(message)
@@ -278,8 +283,6 @@ class PackagePanel(QtWidgets.QWidget):
     def _eject(self) -> None:
         if self.last_drive is None:
             return
-        from app.security.drives import eject  # noqa: PLC0415
-
         try:
             self.message.setText(eject(self.last_drive))
         except MedPrintError as exc:
