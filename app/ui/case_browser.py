@@ -1,15 +1,15 @@
 """The case browser: the vault's cases by pseudonym, searchable by patient fields.
 
-Patient fields stay hidden unless the user ticks "Show identity" (which is audited); the
-search box matches them either way, so a technician can find "Smith" and see only
-``C-7K3M-Q9``.
+Patient fields stay hidden unless the user ticks "Show identity" (the window then asks the
+vault for them, audited); the search box matches them either way, inside the vault, so a
+technician can find "Smith" and see only ``C-7K3M-Q9``.
 """
 
 from __future__ import annotations
 
 from PySide6 import QtCore, QtWidgets
 
-from app.security.vault import CaseEntry
+from app.workflow.intake import CaseEntry
 
 # (identity key, column title); the identity dict comes from the import (DICOM header fields).
 IDENTITY_COLUMNS = (
@@ -22,27 +22,22 @@ IDENTITY_COLUMNS = (
 )
 
 
-def matches(entry: CaseEntry, text: str) -> bool:
-    """Whether the pseudonym or any identity field contains ``text`` (case-insensitive)."""
-    needle = text.strip().casefold()
-    if not needle:
-        return True
-    if needle in entry.pseudonym.casefold():
-        return True
-    return any(needle in str(value).casefold() for value in entry.identity.values())
-
-
 class CaseBrowser(QtWidgets.QWidget):
-    """A searchable table of cases; double-click or Open emits :attr:`openRequested`."""
+    """A searchable table of cases; double-click or Open emits :attr:`openRequested`.
+
+    Typing emits :attr:`searchChanged`; the window answers with :meth:`set_matches`.
+    """
 
     openRequested = QtCore.Signal(str)
     importRequested = QtCore.Signal()
     refreshRequested = QtCore.Signal()
     identityToggled = QtCore.Signal(bool)
+    searchChanged = QtCore.Signal(str)
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.entries: list[CaseEntry] = []
+        self.matching: set[str] | None = None  # pseudonyms matching the search; None: all
         self.search = QtWidgets.QLineEdit(self)
         self.search.setPlaceholderText("Search pseudonym or patient fields…")
         self.search.setClearButtonEnabled(True)
@@ -79,7 +74,7 @@ class CaseBrowser(QtWidgets.QWidget):
         layout.addWidget(self.status)
         layout.addLayout(buttons)
 
-        self.search.textChanged.connect(self._apply_filter)
+        self.search.textChanged.connect(self.searchChanged)
         self.show_identity.toggled.connect(self._on_identity_toggled)
         self.table.itemDoubleClicked.connect(lambda _item: self._open_selected())
         self.table.itemSelectionChanged.connect(self._sync_buttons)
@@ -106,6 +101,11 @@ class CaseBrowser(QtWidgets.QWidget):
                 self.table.setItem(row, column, item)
         self.table.setSortingEnabled(True)
         self.table.resizeColumnsToContents()
+        self._apply_filter()
+
+    def set_matches(self, pseudonyms: set[str] | None) -> None:
+        """Show only these cases (the vault's answer to the search); None shows every case."""
+        self.matching = pseudonyms
         self._apply_filter()
 
     def set_unavailable(self, message: str) -> None:
@@ -136,17 +136,16 @@ class CaseBrowser(QtWidgets.QWidget):
 
     # -- slots --------------------------------------------------------------------------------
     def _apply_filter(self) -> None:
-        text = self.search.text()
-        by_name = {e.pseudonym: e for e in self.entries}
         shown = 0
         for row in range(self.table.rowCount()):
-            entry = by_name.get(self.table.item(row, 0).text())
-            visible = entry is not None and matches(entry, text)
+            pseudonym = self.table.item(row, 0).text()
+            visible = self.matching is None or pseudonym in self.matching
             self.table.setRowHidden(row, not visible)
             shown += visible
         total = len(self.entries)
         noun = "case" if total == 1 else "cases"
-        self.status.setText(f"{shown} of {total} {noun}" if text else f"{total} {noun}")
+        filtered = self.matching is not None
+        self.status.setText(f"{shown} of {total} {noun}" if filtered else f"{total} {noun}")
         self._sync_buttons()
 
     def _on_identity_toggled(self, shown: bool) -> None:

@@ -2,27 +2,23 @@
 thumbnails, import one series as a new case with a progress bar and Cancel.
 
 Scanning and importing run through the worker adapter; cancelling an import leaves no case
-behind (``app.case.import_series`` removes a half-made case), so importing again gives one.
+behind (``app.workflow.intake.import_series`` removes a half-made case), so importing again
+gives one.
 """
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.ui import jobs
-from app.ui.panels import module_available
+from app.case import Case
 from app.ui.worker import Worker
+from app.workflow import intake
+from app.workflow.actor import Actor
 
 _SERIES_ROLE = QtCore.Qt.ItemDataRole.UserRole
-
-
-def import_available() -> str:
-    """Empty when the import pipeline is installed, else what is missing."""
-    for module in ("app.imaging.scan", "app.case"):
-        if not module_available(module):
-            return f"the DICOM import needs {module}, which this build lacks"
-    return ""
 
 
 def thumbnail_icon(pixels: np.ndarray) -> QtGui.QIcon:
@@ -38,12 +34,12 @@ class ImportDialog(QtWidgets.QDialog):
     imported = QtCore.Signal(str)
     COLUMNS = ("Series", "Modality", "Images", "Matrix", "Spacing (mm)", "Notes")
 
-    def __init__(self, vault: object, parent: QtWidgets.QWidget | None = None) -> None:
+    def __init__(self, actor: Actor, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Import DICOM")
         self.resize(860, 560)
-        self.vault = vault
-        self.scanned: jobs.Scanned | None = None
+        self.actor = actor
+        self.scanned: intake.Preview | None = None
         self.worker = Worker(self)
         self.worker.progress.connect(self._progress)
         self.worker.error.connect(self._failed)
@@ -153,14 +149,14 @@ class ImportDialog(QtWidgets.QDialog):
         self.scanned = None
         self.status.setText("Scanning…")
         self.worker.start(
-            jobs.scan_with_thumbnails,
+            partial(intake.preview, self.actor),
             [text],
             name="scanning for DICOM series",
             on_done=self._scanned,
         )
         self._sync()
 
-    def _scanned(self, scanned: jobs.Scanned) -> None:
+    def _scanned(self, scanned: intake.Preview) -> None:
         self.scanned = scanned
         result = scanned.result
         self._fill_tree()
@@ -263,17 +259,17 @@ class ImportDialog(QtWidgets.QDialog):
         self.status.setText(f"Importing {series.slice_count} images…")
         self.bar.setValue(0)
         self.worker.start(
-            jobs.import_one_series,
-            (self.vault, series),
+            partial(intake.import_series, self.actor),
+            series,
             name="importing the series",
             on_done=self._imported,
         )
         self._sync()
 
-    def _imported(self, pseudonym: str) -> None:
+    def _imported(self, case: Case) -> None:
         self.bar.setValue(1000)
-        self.status.setText(f"Imported as case {pseudonym}.")
-        self.imported.emit(pseudonym)
+        self.status.setText(f"Imported as case {case.pseudonym}.")
+        self.imported.emit(case.pseudonym)
         self.accept()
 
     def _progress(self, fraction: float, message: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -11,16 +12,22 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from app import __version__
 from app.errors import MedPrintError
 from app.imaging.volume import Volume
-from app.security import audit
 from app.settings import Paths, Settings, resolve_paths
-from app.ui import jobs
 from app.ui.case_browser import CaseBrowser
+from app.ui.import_dialog import ImportDialog
+from app.ui.mesh_panel import MeshPanel
 from app.ui.messages import show_error, show_info
-from app.ui.panels import STAGES, AuditPanel, DisplayPanel, StagePanel, module_available
+from app.ui.package_panel import PackagePanel
+from app.ui.panels import AuditPanel, DisplayPanel
+from app.ui.print_job import ACTIVE_JOBS
+from app.ui.print_panel import PrintPanel
+from app.ui.segment_panel import SegmentPanel
 from app.ui.settings_dialog import DATA_DIR_KEY, SettingsDialog, qt_settings
 from app.ui.worker import Worker
 from app.viewers.layout import LAYOUTS, ViewArea
 from app.viewers.windowing import PRESET_NAMES
+from app.workflow import intake, users
+from app.workflow.actor import Actor
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +48,6 @@ SHORTCUTS_HELP = """
 <tr><td><b>Ctrl+Shift+R</b></td><td>review mode</td></tr>
 </table>
 """
-
-
-def sample_installed() -> bool:
-    try:
-        from app.sample import sample_folder  # noqa: PLC0415
-
-        return sample_folder().is_dir()
-    except MedPrintError:
-        return False
 
 
 class JobBar(QtWidgets.QWidget):
@@ -101,7 +99,11 @@ class JobBar(QtWidgets.QWidget):
 
 
 class MainWindow(QtWidgets.QMainWindow):
-    """The workstation window. ``startup()`` opens the vault and, on a first start, the sample."""
+    """The workstation window. ``startup()`` opens the vault and, on a first start, the sample.
+
+    ``actor`` is the person at the workstation (the OS account) in the data folder ``paths``;
+    every button calls a workflow function with it.
+    """
 
     caseOpened = QtCore.Signal(str)
     volumeShown = QtCore.Signal()
@@ -109,15 +111,12 @@ class MainWindow(QtWidgets.QMainWindow):
     def __init__(self, paths: Paths | None = None, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.paths = (paths or resolve_paths()).ensure()
+        self.actor = Actor.current(self.paths)
+        self.vault_ready = False
         self.settings = self._load_settings()
-        self.vault: Any = None
         self.case: Any = None
         self.case_title = ""
         self.edit_target: Any = None  # an object with undo()/redo()/can_undo()/can_redo()
-        self.segment_panel: Any = None
-        self.mesh_panel: Any = None
-        self.print_panel: Any = None
-        self.package_panel: Any = None
         self.setWindowTitle("MedPrint")
         self.setObjectName("mainWindow")
         self.resize(1440, 900)
@@ -127,7 +126,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.state = self.area.state
         self.setCentralWidget(self.area)
         self.jobs = Worker(self)  # case loading, sample loading
-        self.jobs.done.connect(self._on_loaded)
         self.jobs.error.connect(lambda m: self.report_error("Could not open", m))
         self.job_bar = JobBar(self)
         self.job_bar.track(self.jobs)
@@ -171,20 +169,21 @@ class MainWindow(QtWidgets.QMainWindow):
         self.browser.importRequested.connect(self.import_dicom)
         self.browser.refreshRequested.connect(self.refresh_cases)
         self.browser.identityToggled.connect(self._identity_toggled)
+        self.browser.searchChanged.connect(self._search_cases)
         self.cases_dock = self._dock("Cases", self.browser, left)
         self.display = DisplayPanel(self.area, self)
         self.display_dock = self._dock("Display", self.display, left)
-        self.stage_panels: dict[str, QtWidgets.QWidget] = {}
+        self.stage_panels = self._build_stage_panels()
         self.stage_docks: dict[str, QtWidgets.QDockWidget] = {}
         previous = None
-        for title in STAGES:
-            panel = self._stage_panel(title)
+        for title, panel in self.stage_panels.items():
             dock = self._dock(title, panel, right)
             if previous is not None:
                 self.tabifyDockWidget(previous, dock)
-            self.stage_panels[title], self.stage_docks[title] = panel, dock
+            self.stage_docks[title] = dock
             previous = dock
-        self.audit_panel = AuditPanel(self.paths, self)
+            self._give_actor(panel)
+        self.audit_panel = AuditPanel(self.actor, self)
         self.audit_dock = self._dock("Audit", self.audit_panel, right)
         self.tabifyDockWidget(previous, self.audit_dock)
         self.stage_docks["Segment"].raise_()
@@ -197,51 +196,32 @@ class MainWindow(QtWidgets.QMainWindow):
             lambda shown: shown and self.audit_panel.refresh()
         )
 
-    def _stage_panel(self, title: str) -> QtWidgets.QWidget:
-        """The real panel when its core module is in this build, else a labelled empty one."""
-        if title == "Segment" and module_available("app.tools.segmentation.base"):
-            from app.ui.segment_panel import SegmentPanel  # noqa: PLC0415
+    def _give_actor(self, panel: QtWidgets.QWidget) -> None:
+        """Panels that act on cases do so as the window's actor."""
+        set_actor = getattr(panel, "set_actor", None)
+        if callable(set_actor):
+            set_actor(self.actor)
 
-            panel = SegmentPanel(self.state, self, view3d=self.area.view3d)
-            panel.default_threshold_preset = self.settings.default_threshold_preset
-            panel.connect_views(list(self.area.slice_views.values()))
-            panel.historyChanged.connect(self._sync_edit_actions)
-            self.segment_panel = panel
-            self.edit_target = panel
-            return panel
-        if (
-            title == "Mesh"
-            and self.segment_panel is not None
-            and module_available("app.tools.mesh.pipeline")
-        ):
-            from app.ui.mesh_panel import MeshPanel  # noqa: PLC0415
-
-            self.mesh_panel = MeshPanel(self.segment_panel, self.area.view3d, self)
-            self.track(self.mesh_panel.worker)
-            return self.mesh_panel
-        if (
-            title == "Print"
-            and self.mesh_panel is not None
-            and module_available("app.printing.slicer.builtin")
-        ):
-            from app.ui.print_panel import PrintPanel  # noqa: PLC0415
-
-            self.print_panel = PrintPanel(self.mesh_panel, self)
-            self.print_panel.load_profiles(self.paths, self.settings.default_printer)
-            self.track(self.print_panel.worker)
-            return self.print_panel
-        if (
-            title == "Package"
-            and self.mesh_panel is not None
-            and module_available("app.security.package")
-        ):
-            from app.ui.package_panel import PackagePanel  # noqa: PLC0415
-
-            self.package_panel = PackagePanel(self)
-            self.mesh_panel.meshBuilt.connect(lambda _r: self.package_panel.refresh_versions())
-            self.track(self.package_panel.worker)
-            return self.package_panel
-        return StagePanel(title, self)
+    def _build_stage_panels(self) -> dict[str, QtWidgets.QWidget]:
+        """Segment, Mesh, Print and Package, each fed by the one before it."""
+        self.segment_panel = SegmentPanel(self.state, self, view3d=self.area.view3d)
+        self.segment_panel.default_threshold_preset = self.settings.default_threshold_preset
+        self.segment_panel.connect_views(list(self.area.slice_views.values()))
+        self.segment_panel.historyChanged.connect(self._sync_edit_actions)
+        self.edit_target = self.segment_panel
+        self.mesh_panel = MeshPanel(self.segment_panel, self.area.view3d, self)
+        self.print_panel = PrintPanel(self.mesh_panel, self)
+        self.print_panel.load_profiles(self.paths, self.settings.default_printer)
+        self.package_panel = PackagePanel(self)
+        self.mesh_panel.meshBuilt.connect(lambda _r: self.package_panel.refresh_versions())
+        for panel in (self.mesh_panel, self.print_panel, self.package_panel):
+            self.track(panel.worker)
+        return {
+            "Segment": self.segment_panel,
+            "Mesh": self.mesh_panel,
+            "Print": self.print_panel,
+            "Package": self.package_panel,
+        }
 
     def _action(
         self, text: str, slot: Any, shortcut: Any = None, tip: str = "", checkable: bool = False
@@ -401,76 +381,86 @@ class MainWindow(QtWidgets.QMainWindow):
     def startup(self, open_sample: bool = True) -> None:
         """Open (or create) the vault, list the cases; with none, show the bundled sample."""
         entries = self.refresh_cases()
-        if open_sample and not entries and self.vault is not None:
-            if sample_installed():
+        if open_sample and not entries and self.vault_ready:
+            if intake.sample_available():
                 self.open_sample()
             else:
                 self.statusBar().showMessage(
                     "No cases yet: import a DICOM folder (Ctrl+I) to start."
                 )
 
-    def _open_vault(self) -> Any:
-        from app.security.vault import Vault  # noqa: PLC0415 (keystore access only when needed)
-
-        if self.vault is None:
-            if Vault.exists(self.paths):
-                self.vault = Vault.open(self.paths)
-            else:
-                self.vault, recovery = Vault.init(self.paths)
-                show_info(
-                    self,
-                    "Vault created",
-                    "MedPrint created an encrypted vault for your cases.\n\n"
-                    f"Recovery key (write it down and keep it safe; it is shown only now):\n\n{recovery}",
-                )
-        return self.vault
+    def _ensure_vault(self) -> None:
+        """Open the vault; on a first start create it (this account becomes administrator)."""
+        if not self.actor.has_vault():
+            recovery = users.init_vault(self.actor)
+            show_info(
+                self,
+                "Vault created",
+                "MedPrint created an encrypted vault for your cases; you are its administrator."
+                "\n\nRecovery key (write it down and keep it safe; it is shown only now):"
+                f"\n\n{recovery}",
+            )
+        self.actor.vault  # noqa: B018 (opens it: a missing key is reported here)
+        self.vault_ready = True
 
     def refresh_cases(self) -> list[Any]:
+        shown = self.browser.show_identity.isChecked()
         try:
-            entries = self._open_vault().list_cases()
+            self._ensure_vault()
+            entries = intake.list_cases(self.actor, with_identity=shown)
         except MedPrintError as exc:
             self.browser.set_unavailable(f"Cases unavailable: {exc}")
             self.statusBar().showMessage(f"Cases unavailable: {exc}", 8000)
             return []
         self.browser.set_entries(entries)
+        self._search_cases(self.browser.search.text())
         return entries
 
-    def open_case(self, pseudonym: str) -> None:
+    def _search_cases(self, text: str) -> None:
+        """Match the search text against pseudonyms and patient fields, inside the vault."""
+        if not text.strip() or not self.vault_ready:
+            self.browser.set_matches(None)
+            return
         try:
-            vault = self._open_vault()
+            found = intake.list_cases(self.actor, text.strip())
+        except MedPrintError as exc:
+            self.statusBar().showMessage(f"Search failed: {exc}", 8000)
+            return
+        self.browser.set_matches({e.pseudonym for e in found})
+
+    def _start_load(self, job: Any, inputs: Any, name: str, title: str = "{}") -> None:
+        """Run a loading use case (``job(inputs, progress=, cancel=)``) off the GUI thread."""
+        try:
+            self._ensure_vault()
         except MedPrintError as exc:
             self.report_error("Could not open the vault", str(exc))
             return
-        self.jobs.start(jobs.load_case, (vault, pseudonym), name=f"opening case {pseudonym}")
+        done = partial(self._on_loaded, title=title)
+        self.jobs.start(job, inputs, name=name, on_done=done)
+
+    def open_case(self, pseudonym: str) -> None:
+        job = partial(intake.load_case, self.actor)
+        self._start_load(job, pseudonym, f"opening case {pseudonym}")
 
     def open_sample(self) -> None:
         """Open the bundled sample case (imported into the vault on first use)."""
-        try:
-            vault = self._open_vault()
-        except MedPrintError as exc:
-            self.report_error("Could not open the vault", str(exc))
-            return
-        self.jobs.start(jobs.load_sample, vault, name="opening the sample case")
+        self._start_load(intake.load_sample, self.actor, "opening the sample case", "{} (sample)")
 
-    def _on_loaded(self, result: jobs.Loaded) -> None:
-        self.case = result.case
-        self.case_title = result.title
-        self.show_volume(result.volume)
-        if self.segment_panel is not None:
-            self.segment_panel.attach(result.volume, result.segmentation)
-        if self.mesh_panel is not None:
-            self.mesh_panel.set_case(result.case, self._printer_volume())
-        if self.print_panel is not None:
-            self.print_panel.set_case(result.case.pseudonym if result.case else "")
-        if self.package_panel is not None:
-            self.package_panel.set_case(result.case)
-        self.setWindowTitle(f"MedPrint — {result.title}")
-        if result.case is not None:
-            if result.case.pseudonym not in {e.pseudonym for e in self.browser.entries}:
-                self.refresh_cases()  # a case the job created (the sample on first start)
-            self._push_recent(result.case.pseudonym)
-            self.browser.select(result.case.pseudonym)
-            self.caseOpened.emit(result.case.pseudonym)
+    def _on_loaded(self, loaded: intake.LoadedCase, title: str = "{}") -> None:
+        case = loaded.case
+        self.case = case
+        self.case_title = title.format(case.pseudonym)
+        self.show_volume(loaded.volume)
+        self.segment_panel.attach(loaded.volume, loaded.segmentation, case)
+        self.mesh_panel.set_case(case, self._printer_volume())
+        self.print_panel.set_case(case)
+        self.package_panel.set_case(case)
+        self.setWindowTitle(f"MedPrint — {self.case_title}")
+        if case.pseudonym not in {e.pseudonym for e in self.browser.entries}:
+            self.refresh_cases()  # a case the job created (the sample on first start)
+        self._push_recent(case.pseudonym)
+        self.browser.select(case.pseudonym)
+        self.caseOpened.emit(case.pseudonym)
         self._sync_edit_actions()
 
     def _printer_volume(self) -> tuple[float, float, float] | None:
@@ -492,18 +482,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.volumeShown.emit()
 
     def import_dicom(self) -> None:
-        from app.ui.import_dialog import ImportDialog, import_available  # noqa: PLC0415
-
-        problem = import_available()
-        if problem:
-            self.report_error("Import not available", problem)
-            return
         try:
-            vault = self._open_vault()
+            self._ensure_vault()
         except MedPrintError as exc:
             self.report_error("Could not open the vault", str(exc))
             return
-        dialog = ImportDialog(vault, self)
+        dialog = ImportDialog(self.actor, self)
         dialog.imported.connect(self._on_imported)
         self.import_dialog = dialog
         dialog.open()
@@ -513,14 +497,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self.open_case(pseudonym)
 
     def _identity_toggled(self, shown: bool) -> None:
-        if shown:
-            try:
-                audit.record("cases.identity_shown", count=len(self.browser.entries))
-            except MedPrintError as exc:
-                self.browser.show_identity.setChecked(False)
-                self.report_error(
-                    "Identity stays hidden", f"the audit log refused the record: {exc}"
-                )
+        """Patient fields come from the vault only while shown (each showing is audited)."""
+        try:
+            entries = intake.list_cases(self.actor, with_identity=shown)
+        except MedPrintError as exc:
+            self.browser.show_identity.setChecked(False)
+            self.report_error("Identity stays hidden", str(exc))
+            return
+        self.browser.set_entries(entries)
 
     def _focus_cases(self) -> None:
         self.cases_dock.show()
@@ -557,7 +541,7 @@ class MainWindow(QtWidgets.QMainWindow):
             "cursor_lps": [float(v) for v in self.state.cursor],
         }
         try:
-            self.case.save_json("viewer.json", state)
+            intake.save_view(self.actor, self.case, state)
             for panel in self.stage_panels.values():
                 saver = getattr(panel, "save", None)
                 if callable(saver):
@@ -673,8 +657,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.settings = settings
         self.area.set_units(settings.units)
-        if self.segment_panel is not None:
-            self.segment_panel.default_threshold_preset = settings.default_threshold_preset
+        self.segment_panel.default_threshold_preset = settings.default_threshold_preset
         if data_dir and Path(data_dir).expanduser().resolve() != self.paths.root:
             qt_settings().setValue(DATA_DIR_KEY, data_dir)
             self.statusBar().showMessage("The new data folder is used from the next start.", 8000)
@@ -705,9 +688,7 @@ class MainWindow(QtWidgets.QMainWindow):
             event.ignore()
             return
         workers = [self.jobs, self.audit_panel.worker]
-        for panel in (self.segment_panel, self.mesh_panel, self.print_panel, self.package_panel):
-            if panel is not None:
-                workers.append(panel.worker)
+        workers += [panel.worker for panel in self.stage_panels.values()]
         for worker in workers:
             worker.cancel()
         for worker in workers:
@@ -717,8 +698,6 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _may_close_with_prints_running(self) -> bool:
         """Closing the app stops feeding a USB print: ask first while a job runs."""
-        from app.ui.print_job import ACTIVE_JOBS  # noqa: PLC0415
-
         running = [job for job in ACTIVE_JOBS if job.state.active]
         if not running:
             return True

@@ -1,83 +1,19 @@
-"""Docked panels: the stage panels later issues fill, the display controls and the audit viewer.
-
-A stage panel whose core module has not landed yet says so plainly and offers no controls:
-no button does anything it cannot really do.
-"""
+"""Docked panels of the window: the display controls and the audit viewer."""
 
 from __future__ import annotations
 
-import importlib.util
+from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.security import audit
-from app.settings import Paths
+from app.errors import MedPrintError
+from app.ui.messages import show_error
 from app.ui.worker import Worker
 from app.viewers.layout import ViewArea
 from app.viewers.view3d import CAMERA_PRESETS, CLIP_AXES, VOLUME_PRESETS
 from app.viewers.windowing import PRESET_NAMES
-
-# Stage panels: (title, what it will do, the core module it needs).
-STAGES = {
-    "Segment": (
-        "Threshold presets, bone in one click, islands, smoothing, paint, region growing, "
-        "scissors, margin, hollow, logical operations, with undo.",
-        "app.tools.segmentation.base",
-    ),
-    "Mesh": (
-        "Surface from a segment, volume-preserving smoothing, decimation, repair, editing, "
-        "case label, export and the QA report.",
-        "app.tools.mesh.qa",
-    ),
-    "Print": (
-        "Printer and material profiles, built-in and PrusaSlicer slicing, G-code preview, "
-        "printing over USB, OctoPrint or Moonraker.",
-        "app.printing.slicer.builtin",
-    ),
-    "Package": (
-        "Surgeon review and approval, the signed print package, export to a USB drive.",
-        "app.security.package",
-    ),
-}
-
-
-def module_available(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-class StagePanel(QtWidgets.QWidget):
-    """A panel for one workflow stage; empty (and labelled so) until its tools exist."""
-
-    def __init__(self, title: str, parent: QtWidgets.QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.title = title
-        purpose, self.module = STAGES[title]
-        self.setObjectName(f"{title.lower()}Panel")
-        layout = QtWidgets.QVBoxLayout(self)
-        about = QtWidgets.QLabel(purpose, self)
-        about.setWordWrap(True)
-        self.status = QtWidgets.QLabel(self)
-        self.status.setObjectName("stageStatus")
-        self.status.setWordWrap(True)
-        layout.addWidget(about)
-        layout.addWidget(self.status)
-        layout.addStretch(1)
-        self.refresh()
-
-    @property
-    def available(self) -> bool:
-        return module_available(self.module)
-
-    def refresh(self) -> None:
-        if self.available:
-            self.status.setText(
-                f"The {self.title.lower()} tools are installed; their panel is not wired yet."
-            )
-        else:
-            self.status.setText(f"Not available in this build yet (needs {self.module}).")
+from app.workflow import records
+from app.workflow.actor import Actor
 
 
 class DisplayPanel(QtWidgets.QWidget):
@@ -239,9 +175,9 @@ class AuditPanel(QtWidgets.QWidget):
 
     COLUMNS = ("#", "Time (UTC)", "User", "Action", "Case", "Facts")
 
-    def __init__(self, paths: Paths, parent: QtWidgets.QWidget | None = None) -> None:
+    def __init__(self, actor: Actor, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
-        self.paths = paths
+        self.actor = actor
         self.worker = Worker(self)
         self.status = QtWidgets.QLabel("Not checked yet", self)
         self.status.setObjectName("auditStatus")
@@ -273,18 +209,18 @@ class AuditPanel(QtWidgets.QWidget):
 
     def refresh(self) -> None:
         self.status.setText("Verifying the audit log…")
-        self.worker.start(_read_audit, self.paths, name="reading the audit log")
+        self.worker.start(_review_log, self.actor, name="reading the audit log")
 
-    def _show(self, result: tuple[list[dict], audit.VerifyResult]) -> None:
-        records, verdict = result
-        self.records = records
+    def _show(self, result: tuple[records.VerifyResult, list[dict]]) -> None:
+        verdict, rows = result
+        self.records = rows
         mark = "✔" if verdict.ok else "✘"
         self.status.setText(f"{mark} {verdict.message}")
         self.status.setProperty("ok", verdict.ok)
         self.status.style().unpolish(self.status)
         self.status.style().polish(self.status)
-        self.table.setRowCount(len(records))
-        for row, rec in enumerate(reversed(records)):  # newest first
+        self.table.setRowCount(len(rows))
+        for row, rec in enumerate(reversed(rows)):  # newest first
             facts = ", ".join(f"{k}={v}" for k, v in sorted((rec.get("facts") or {}).items()))
             values = (
                 rec.get("seq"),
@@ -301,22 +237,23 @@ class AuditPanel(QtWidgets.QWidget):
         self.table.resizeColumnsToContents()
 
     def export(self, path: str) -> None:
-        """Write the records shown to ``path`` as CSV or JSON (by its extension)."""
-        from pathlib import Path  # noqa: PLC0415
-
+        """Write the log to ``path`` as CSV or JSON (by its extension); audited."""
         fmt = "json" if path.lower().endswith(".json") else "csv"
-        Path(path).write_text(audit.export(self.records, fmt), encoding="utf-8")
+        Path(path).write_text(records.export_log(self.actor, fmt), encoding="utf-8")
 
     def _export_dialog(self) -> None:
         chosen, _ = QtWidgets.QFileDialog.getSaveFileName(
             self, "Export the audit log", "audit.csv", "CSV (*.csv);;JSON (*.json)"
         )
         if chosen:
-            self.export(chosen)
+            try:
+                self.export(chosen)
+            except (OSError, MedPrintError) as exc:
+                show_error(self, "Audit log not exported", str(exc))
 
 
-def _read_audit(
-    paths: Paths, *, progress=None, cancel=None
-) -> tuple[list[dict], audit.VerifyResult]:
-    verdict = audit.verify(paths)
-    return audit.read_records(paths), verdict
+def _review_log(
+    actor: Actor, *, progress: object = None, cancel: object = None
+) -> tuple[records.VerifyResult, list[dict]]:
+    """The worker's form of :func:`records.review_log` (which reports no progress)."""
+    return records.review_log(actor)

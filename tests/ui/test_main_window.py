@@ -39,16 +39,18 @@ def _close_boxes(win) -> list[str]:
 
 
 def test_first_start_creates_the_vault_and_offers_the_sample_or_import(window, qtbot, artifacts):
-    from app.ui.main_window import sample_installed
+    from app.workflow import users
+    from app.workflow.intake import sample_available
 
     window.startup()
-    assert window.vault is not None
+    assert window.vault_ready
     shown = _close_boxes(window)
     assert any("Recovery key" in text for text in shown)  # shown once, at creation
-    if sample_installed():
+    assert users.list_users(window.actor) == {window.actor.user: ["administrator"]}
+    if sample_available():
         qtbot.waitUntil(lambda: window.state.volume is not None, timeout=60_000)
         assert window.case is not None and "(sample)" in window.windowTitle()
-        assert [c.pseudonym for c in window.vault.list_cases()] == [window.case.pseudonym]
+        assert [c.pseudonym for c in window.actor.vault.list_cases()] == [window.case.pseudonym]
         qtbot.waitUntil(lambda: window.browser.visible_pseudonyms() == [window.case.pseudonym])
         window.area.flush_3d()
         window.save_screenshot(artifacts / "main-window-sample.png", whole_window=True)
@@ -101,19 +103,25 @@ def test_import_cancel_then_import_again_gives_one_case(window, qtbot, ct_dir, a
     dialog.worker.progress.disconnect(cancel_late)
     assert max(seen) >= 0.65
     assert "Cancelled" in dialog.status.text()
-    assert window.vault.list_cases() == []
+    assert window.actor.vault.list_cases() == []
 
     with qtbot.waitSignal(window.caseOpened, timeout=120_000) as opened:
         dialog.start_import()
     pseudonym = opened.args[0]
-    cases = window.vault.list_cases()
+    cases = window.actor.vault.list_cases()
     assert [c.pseudonym for c in cases] == [pseudonym]
     assert window.browser.visible_pseudonyms() == [pseudonym]
     assert pseudonym in window.windowTitle()
     assert window.state.volume is not None and window.state.volume.shape == (134, 512, 512)
 
+    _search_and_show_identity(window, pseudonym, cases[0].identity["patient_name"])
+    window.save_screenshot(artifacts / "main-window-ct.png", whole_window=True)
+    image = grab_array(window.area)
+    assert image.std() > 20
+
+
+def _search_and_show_identity(window, pseudonym: str, name: str) -> None:
     # Search by a patient field finds the case; the identity columns stay hidden by default.
-    name = cases[0].identity["patient_name"]
     assert name
     window.browser.search.setText(name[:6])
     assert window.browser.visible_pseudonyms() == [pseudonym]
@@ -130,17 +138,15 @@ def test_import_cancel_then_import_again_gives_one_case(window, qtbot, ct_dir, a
     assert name not in " ".join(visible_text)
 
     # Showing identity is possible, and audited.
+    from app.security import audit
+
     window.browser.show_identity.setChecked(True)
     assert not window.browser.table.isColumnHidden(1)
     assert window.browser.table.item(0, 1).text() == name
-    from app.security import audit
-
-    assert audit.read_records(window.paths)[-1]["action"] == "cases.identity_shown"
+    rec = audit.read_records(window.paths)[-1]
+    assert rec["action"] == "cases.identity_shown" and rec["facts"] == {"count": 1}
     window.browser.show_identity.setChecked(False)
-
-    window.save_screenshot(artifacts / "main-window-ct.png", whole_window=True)
-    image = grab_array(window.area)
-    assert image.std() > 20
+    assert all(e.identity == {} for e in window.browser.entries)  # dropped once hidden
 
 
 def test_open_save_and_audit(window, qtbot, ct_volume, artifacts, data_dir):
@@ -148,8 +154,9 @@ def test_open_save_and_audit(window, qtbot, ct_volume, artifacts, data_dir):
 
     window.startup(open_sample=False)
     _close_boxes(window)
-    pseudonym = window.vault.create_case({"patient_name": "TEST^PATIENT"})
-    Case(window.vault, pseudonym).save_volume(ct_volume)
+    vault = window.actor.vault
+    pseudonym = vault.create_case({"patient_name": "TEST^PATIENT"})
+    Case(vault, pseudonym).save_volume(ct_volume)
     window.refresh_cases()
     with qtbot.waitSignal(window.caseOpened, timeout=60_000):
         window.open_case(pseudonym)
@@ -159,7 +166,7 @@ def test_open_save_and_audit(window, qtbot, ct_volume, artifacts, data_dir):
     window.state.apply_preset("lung")
     window.set_layout("axial")
     window.save()
-    saved = Case(window.vault, pseudonym).load_json("viewer.json")
+    saved = Case(vault, pseudonym).view_state()
     assert saved["window_preset"] == "lung" and saved["layout"] == "axial"
     window.set_layout("four-up")
 
@@ -172,7 +179,7 @@ def test_open_save_and_audit(window, qtbot, ct_volume, artifacts, data_dir):
         window.audit_panel.table.item(r, 3).text()
         for r in range(window.audit_panel.table.rowCount())
     }
-    assert {"case.create", "case.open"} <= actions
+    assert {"vault.init", "case.open", "audit.verify"} <= actions
     assert "TEST^PATIENT" not in json.dumps(
         [
             [window.audit_panel.table.item(r, c).text() for c in range(6)]
@@ -182,7 +189,14 @@ def test_open_save_and_audit(window, qtbot, ct_volume, artifacts, data_dir):
     window.save_screenshot(artifacts / "main-window-audit.png", whole_window=True)
     exported = data_dir.parent / "audit.json"
     window.audit_panel.export(str(exported))
-    assert {r["action"] for r in json.loads(exported.read_text())} >= {"case.create", "case.open"}
+    assert {r["action"] for r in json.loads(exported.read_text())} >= {"vault.init", "case.open"}
+    assert audit_actions(window)[-1] == "audit.export"
+
+
+def audit_actions(window) -> list[str]:
+    from app.security import audit
+
+    return [r["action"] for r in audit.read_records(window.paths)]
 
 
 def test_open_missing_case_is_a_readable_error(window, qtbot):
@@ -212,8 +226,9 @@ def test_undo_follows_the_segment_panel(window, qtbot, ct_volume, artifacts):
 
     window.startup(open_sample=False)
     _close_boxes(window)
-    pseudonym = window.vault.create_case({})
-    Case(window.vault, pseudonym).save_volume(ct_volume)
+    vault = window.actor.vault
+    pseudonym = vault.create_case({})
+    Case(vault, pseudonym).save_volume(ct_volume)
     with qtbot.waitSignal(window.caseOpened, timeout=60_000):
         window.open_case(pseudonym)
     panel = window.segment_panel
@@ -233,8 +248,7 @@ def test_undo_follows_the_segment_panel(window, qtbot, ct_volume, artifacts):
     assert ((bone_only[..., 0] > 150) & (bone_only[..., 2] < 150)).sum() > 2000  # ivory bone
     window.save_screenshot(artifacts / "main-window-segmentation.png", whole_window=True)
     window.save()
-    saved = Case(window.vault, pseudonym)
-    assert saved.has("segmentation.seg")
+    assert Case(vault, pseudonym).has_segmentation()
 
 
 def test_settings_change_units_and_presets(window):
@@ -250,27 +264,22 @@ def test_settings_change_units_and_presets(window):
 
 
 def test_review_and_package_a_stored_mesh_version(window, qtbot, ct_volume, data_dir, artifacts):
-    pytest.importorskip("app.security.package")
     import trimesh
 
     from app.case import Case
-    from app.security import access
     from app.tools.mesh.qa import qa_report
-    from app.tools.mesh.store import save_mesh_version
+    from app.workflow import users
 
     window.startup(open_sample=False)
     _close_boxes(window)
-    vault = window.vault
-    user = access.current_user()
-    if "administrator" not in access.roles_of(user, vault):
-        access.bootstrap(vault, user)
-    for role in ("technician", "reviewer"):
-        access.assign_role(user, user, role, vault)
-    pseudonym = vault.create_case({})
-    case = Case(vault, pseudonym)
+    actor = window.actor
+    users.add_role(actor, actor.user, "reviewer")
+    pseudonym = actor.vault.create_case({})
+    case = Case(actor.vault, pseudonym)
     case.save_volume(ct_volume)
     ball = trimesh.creation.icosphere(subdivisions=3, radius=20.0)
-    save_mesh_version(case, ball, qa_report(ball), {"part": "ball"})
+    stl = ball.export(file_type="stl")
+    case.save_mesh_version({"ball": stl}, qa=qa_report(ball), info={"part": "ball"})
     with qtbot.waitSignal(window.caseOpened, timeout=60_000):
         window.open_case(pseudonym)
     panel = window.package_panel
