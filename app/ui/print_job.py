@@ -1,41 +1,38 @@
-"""Printing from the GUI: choose a printer and its connection, check the release, watch the job.
+"""Printing from the GUI: choose a stored G-code, a printer and its connection; watch the job.
 
-:class:`PrintSection` is what the Print panel hosts under its slicing controls: the printer
-profile, the connection (USB ports with printer-like devices first, or the profile's
-OctoPrint/Moonraker URL), the G-code (the panel's last slicing result or a stored ``.gcode``
-file), the mesh version it was sliced from, and a Print button. Printing needs
-:func:`app.security.access.release` for the current user and that exact mesh version (an
-approval or an administrator's override); otherwise a clear refusal is shown and nothing is sent.
+:class:`PrintSection` is what the Print panel hosts under its slicing controls: the case's stored
+G-codes (each with the mesh version it was sliced from), the printer profile, the connection
+(USB ports with printer-like devices first, or the profile's OctoPrint/Moonraker URL) and a
+Print button. Printing is :func:`app.workflow.printing.start` for the window's actor and the
+selected stored G-code: it prints only G-code sliced from an approved mesh version of the case
+(or with an administrator's override); a refusal is shown as its message and nothing is sent.
 
 :class:`JobView` watches a :class:`~app.printing.job.PrintJob`: state, nozzle/bed temperatures
 with a small live plot (:class:`TemperaturePlot`, drawn with QPainter), progress, elapsed and
-remaining time, layer and line, and Pause / Resume / Cancel / Emergency stop. It polls
-``job.status()`` from a timer, so the job's own threads never touch widgets. A job keeps
-running when the panel is hidden or closed (:data:`ACTIVE_JOBS` holds it; a new section
-re-attaches to it). After a lost link with a resume point it offers "Resume from line N";
-nothing is resumed without the user asking.
+remaining time, layer and line, and Pause / Resume / Cancel / Emergency stop, each through
+:mod:`app.workflow.printing` (permission and audit). It polls ``job.status()`` from a timer, so
+the job's own threads never touch widgets. A job keeps running when the panel is hidden or
+closed (:data:`ACTIVE_JOBS` holds it; a new section re-attaches to it). After a lost link with a
+resume point it offers "Resume from line N"; nothing is resumed without the user asking.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import re
 import time
 from collections.abc import Callable
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.errors import MedPrintError, PrintingError
-from app.printing.job import (
-    ConnectionSettings,
-    PauseSettings,
-    PrintJob,
-    open_backend,
-)
+from app.case import Case
+from app.errors import MedPrintError
+from app.printing.job import PrintJob
 from app.printing.marlin import PrinterState, Temperature
 from app.ui.worker import Worker
+from app.workflow import printing
+from app.workflow import slice as slicing
+from app.workflow.actor import Actor
 
 ACTIVE_JOBS: list[PrintJob] = []  # running jobs outlive the widgets that show them
 REFRESH_MS = 250
@@ -47,7 +44,6 @@ HEATER_COLORS = {
     "B": QtGui.QColor(80, 150, 255),
     "C": QtGui.QColor(90, 200, 120),
 }
-_VERSION_RE = re.compile(r"^(?:mesh/)?v(\d+)(?:\.stl)?$")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -73,46 +69,18 @@ def format_temperature(name: str, temp: Temperature) -> str:
     return f"{heater_label(name)} {temp.actual:.1f}{target} °C"
 
 
-def mesh_version_of(name: str | None) -> int | None:
-    """The version number in ``v3`` or ``mesh/v3.stl`` (None for anything else)."""
-    match = _VERSION_RE.match(name or "")
-    return int(match.group(1)) if match else None
+def gcode_label(number: int, provenance: dict) -> str:
+    """``g3 · mesh v2 · generic-marlin-220 · builtin · 2024-05-01 10:02`` for the list."""
+    version = provenance.get("mesh_version")
+    parts = [f"g{number}", f"mesh v{version}" if version else "not from a mesh of this case"]
+    parts += [str(provenance[k]) for k in ("printer", "engine") if provenance.get(k)]
+    when = str(provenance.get("time_utc", ""))[:16].replace("T", " ")
+    return " · ".join(parts + ([when] if when else []))
 
 
-def check_release(case: Any, version: int | None, user: str) -> Any:
-    """The :class:`~app.security.access.Release` allowing ``user`` to print mesh ``version``.
-
-    Raises :class:`~app.errors.AccessDenied` (audited by ``release``) when the version is not
-    approved and has no override, or :class:`~app.errors.PrintingError` when there is no case
-    or no version to check.
-    """
-    from app.security import access  # noqa: PLC0415
-
-    if case is None:
-        msg = "open a case first: printing needs a reviewed mesh version of the case"
-        raise PrintingError(msg)
-    if version is None:
-        msg = "choose the mesh version this G-code was sliced from; printing needs its approval"
-        raise PrintingError(msg)
-    stl, qa = f"mesh/v{version}.stl", f"mesh/v{version}.qa.json"
-    if not case.has(stl):
-        msg = f"mesh version v{version} is not stored in this case; build or choose another"
-        raise PrintingError(msg)
-    mesh_sha = access.sha256_hex(case.load_bytes(stl))
-    qa_sha = access.qa_report_sha256(case.load_json(qa)) if case.has(qa) else None
-    return access.release(case, mesh_sha, user, "print", qa_sha)
-
-
-def _start_job(job: PrintJob, **_: object) -> PrintJob:
-    """Worker function: connect (and upload) — blocks for seconds."""
-    job.start()
-    return job
-
-
-def _recover_job(inputs: tuple[PrintJob, str | None], **_: object) -> PrintJob:
-    job, port = inputs
-    job.recover(port=port)
-    return job
+def _call(fn: Callable[[], Any], **_: object) -> Any:
+    """Worker function: one workflow call, bound with its arguments (blocks for seconds)."""
+    return fn()
 
 
 def _ask(parent: QtWidgets.QWidget, title: str, text: str) -> bool:
@@ -240,6 +208,7 @@ class JobView(QtWidgets.QWidget):
         super().__init__(parent)
         self.setObjectName("printJobView")
         self.job: PrintJob | None = None
+        self.actor: Actor | None = None  # who presses the buttons (the window's actor)
         self.confirm: Callable[[str, str], bool] = lambda title, text: _ask(self, title, text)
         # the USB port to reconnect to when resuming (the printer may come back on another one)
         self.port_provider: Callable[[], str | None] = lambda: None
@@ -424,10 +393,14 @@ class JobView(QtWidgets.QWidget):
 
     # -- controls ----------------------------------------------------------------------------
 
-    def _control(self, action: Callable[[], None]) -> None:
+    def _control(self, action: Callable[[Actor, PrintJob], None]) -> None:
+        """One workflow call on the job as the actor; a refusal is the message row."""
         self._error = ""
         try:
-            action()
+            if self.actor is None or self.job is None:
+                msg = "no user for this print view; reopen the Print panel"
+                raise MedPrintError(msg)
+            action(self.actor, self.job)
         except MedPrintError as exc:
             self._error = " ".join(str(exc).split())
             self._error_state = self.job.state if self.job is not None else None
@@ -436,11 +409,11 @@ class JobView(QtWidgets.QWidget):
     def pause(self) -> None:
         if self.job is not None:
             cool = self.cool_down.isChecked() and self.job.usb
-            self._control(lambda: self.job.pause(cool_down=cool))
+            self._control(partial(printing.pause, cool_down=cool))
 
     def resume(self) -> None:
         if self.job is not None:
-            self._control(self.job.resume)
+            self._control(printing.resume)
 
     def cancel(self) -> None:
         if self.job is None:
@@ -450,7 +423,7 @@ class JobView(QtWidgets.QWidget):
             "parked and the motors are released. The print cannot be continued afterwards."
         )
         if self.confirm("Cancel the print", text):
-            self._control(self.job.cancel)
+            self._control(printing.cancel)
 
     def emergency_stop(self) -> None:
         if self.job is None:
@@ -460,7 +433,7 @@ class JobView(QtWidgets.QWidget):
             "print is lost and the printer must be reset before it is used again. Stop now?"
         )
         if self.confirm("Emergency stop", text):
-            self._control(self.job.emergency_stop)
+            self._control(printing.emergency_stop)
 
     def recover(self) -> None:
         """Resume after a lost link or a printer reset, from the last acknowledged line."""
@@ -475,9 +448,12 @@ class JobView(QtWidgets.QWidget):
         )
         if not self.confirm("Resume the print", text):
             return
+        if self.actor is None:
+            self.show_error("no user for this print view; reopen the Print panel")
+            return
         self._error = ""
-        inputs = (job, self.port_provider())
-        self.worker.start(_recover_job, inputs, name="resuming the print")
+        call = partial(printing.recover, self.actor, job, port=self.port_provider())
+        self.worker.start(_call, call, name="resuming the print")
         self.timer.start()
         self.refresh()
 
@@ -487,11 +463,11 @@ class JobView(QtWidgets.QWidget):
 
 
 class PrintSection(QtWidgets.QGroupBox):
-    """The Print panel's printing part: printer and connection, G-code, release check, job.
+    """The Print panel's printing part: a stored G-code, printer and connection, the job.
 
-    ``panel`` (optional) is the Print panel: its ``printers``, ``printer`` combo, ``result`` (a
-    slicing result with ``gcode``), ``sliced`` signal and ``mesh_panel.case`` are followed.
-    Without a panel, call :meth:`set_printers`, :meth:`set_case` and :meth:`set_gcode`.
+    ``panel`` (optional) is the Print panel: its ``printers``, ``printer`` combo and ``sliced``
+    signal (a new stored G-code) are followed. Without a panel, call :meth:`set_printers`,
+    :meth:`set_actor` and :meth:`set_case`.
     """
 
     def __init__(self, panel: Any = None, parent: QtWidgets.QWidget | None = None) -> None:
@@ -499,10 +475,10 @@ class PrintSection(QtWidgets.QGroupBox):
         self.setObjectName("printSection")
         self.panel = panel
         self.printers: dict[str, Any] = {}
-        self.case: Any = None
-        self.gcode: bytes | Path | None = None
-        self.user_provider: Callable[[], str] = _current_user
+        self.actor: Actor | None = None
+        self.case: Case | None = None
         self.link_options: Any = None  # USB LinkOptions timings (the baud is the profile's)
+        self.poll_interval = 1.0
         self.worker = Worker(self)
         self._build()
         if panel is not None:
@@ -513,6 +489,8 @@ class PrintSection(QtWidgets.QGroupBox):
             self.view.attach(running)
 
     def _build(self) -> None:
+        self.gcode = QtWidgets.QComboBox(self)
+        self.gcode.setToolTip("G-code stored in the case, with the mesh version it was sliced from")
         self.profile = QtWidgets.QComboBox(self)
         self.edit_profile = QtWidgets.QPushButton("Edit…", self)
         self.edit_profile.setToolTip("copy or edit the printer profile, its connection and API key")
@@ -522,11 +500,6 @@ class PrintSection(QtWidgets.QGroupBox):
         self.connection.lineEdit().setPlaceholderText("USB port or http(s) URL")
         self.refresh_ports = QtWidgets.QPushButton("Ports", self)
         self.refresh_ports.setToolTip("look for serial ports again")
-        self.source = QtWidgets.QLabel("G-code: slice the mesh above, or open a G-code file.", self)
-        self.source.setWordWrap(True)
-        self.open_gcode = QtWidgets.QPushButton("Open G-code…", self)
-        self.version = QtWidgets.QComboBox(self)
-        self.version.setToolTip("the reviewed mesh version this G-code was sliced from")
         self.print_button = QtWidgets.QPushButton("Print", self)
         self.refusal = QtWidgets.QLabel(self)
         self.refusal.setWordWrap(True)
@@ -544,19 +517,15 @@ class PrintSection(QtWidgets.QGroupBox):
         connection_row = QtWidgets.QHBoxLayout()
         connection_row.addWidget(self.connection, 1)
         connection_row.addWidget(self.refresh_ports)
-        source_row = QtWidgets.QHBoxLayout()
-        source_row.addWidget(self.source, 1)
-        source_row.addWidget(self.open_gcode)
         form = QtWidgets.QFormLayout()
+        form.addRow("G-code", self.gcode)
         form.addRow("Printer", printer_row)
         form.addRow("Connection", connection_row)
-        form.addRow("Mesh version", self.version)
         go = QtWidgets.QHBoxLayout()
         go.addStretch(1)
         go.addWidget(self.print_button)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
-        layout.addLayout(source_row)
         layout.addLayout(form)
         layout.addLayout(go)
         layout.addWidget(self.refusal)
@@ -564,9 +533,7 @@ class PrintSection(QtWidgets.QGroupBox):
         self.profile.currentIndexChanged.connect(self._fill_connections)
         self.edit_profile.clicked.connect(self._edit_profile)
         self.refresh_ports.clicked.connect(self._fill_connections)
-        self.open_gcode.clicked.connect(self._open_dialog)
         self.print_button.clicked.connect(self.print_)
-        self.worker.error.connect(self._start_failed)
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -582,24 +549,31 @@ class PrintSection(QtWidgets.QGroupBox):
         self.profile.blockSignals(False)
         self._fill_connections()
 
-    def set_case(self, case: Any, version: int | None = None) -> None:
-        """The open case (its stored mesh versions fill the version list)."""
+    def set_actor(self, actor: Actor | None) -> None:
+        """Who prints and presses the job's buttons (the window's actor)."""
+        self.actor = actor
+        self.view.actor = actor
+
+    def set_case(self, case: Case | None, select: int | None = None) -> None:
+        """The open case; its stored G-codes fill the list (newest first, or ``select``)."""
         self.case = case
-        self.version.clear()
-        if case is not None:
-            from app.tools.mesh.store import mesh_versions  # noqa: PLC0415
+        self.gcode.clear()
+        self._refuse("")
+        try:
+            stored = slicing.stored_gcodes(self.actor, case) if case and self.actor else []
+        except MedPrintError as exc:
+            stored = []
+            self._refuse(str(exc))
+        for number, provenance in stored:
+            self.gcode.addItem(gcode_label(number, provenance), number)
+        if select is not None:
+            self.gcode.setCurrentIndex(max(0, self.gcode.findData(select)))
+        if case is not None and self.gcode.count() == 0:
+            self.gcode.addItem("no G-code yet: slice a mesh version above", None)
 
-            for number in reversed(mesh_versions(case)):
-                self.version.addItem(f"v{number}", number)
-        if version is not None:
-            self.version.setCurrentIndex(max(0, self.version.findData(version)))
-
-    def set_gcode(self, gcode: bytes | Path, label: str, version: int | None = None) -> None:
-        """The G-code to print (bytes stay in memory; a path is read when printing)."""
-        self.gcode = gcode
-        self.source.setText(f"G-code: {label}")
-        if version is not None:
-            self.version.setCurrentIndex(max(0, self.version.findData(version)))
+    def selected_gcode(self) -> int | None:
+        """The number of the stored G-code chosen in the list."""
+        return self.gcode.currentData()
 
     def profile_selected(self) -> Any:
         return self.printers.get(self.profile.currentData())
@@ -654,31 +628,11 @@ class PrintSection(QtWidgets.QGroupBox):
         panel = self.panel
         self.set_printers(panel.printers, panel.printer.currentData())
 
-    def _panel_case_version(self) -> tuple[Any, int | None]:
-        mesh_panel = getattr(self.panel, "mesh_panel", None)
-        case = getattr(mesh_panel, "case", None)
-        version = mesh_version_of(getattr(mesh_panel, "current_part", None))
-        result = getattr(mesh_panel, "result", None)
-        if version is None and result is not None:
-            version = mesh_version_of(getattr(result, "stored", None))
-        return case, version
-
-    def _sliced(self, result: Any) -> None:
-        case, version = self._panel_case_version()
-        self.set_case(case, version)
-        label = f"the sliced mesh ({len(result.gcode.splitlines())} lines, kept in memory)"
-        self.set_gcode(result.gcode.encode("utf-8"), label, version)
+    def _sliced(self, sliced: Any) -> None:
+        """A new stored G-code: list it and select it."""
+        self.set_case(self.case, select=sliced.gcode.number)
         if self.panel is not None and not self.printers:
             self._follow_panel()
-
-    def _open_dialog(self) -> None:
-        chosen, _ = QtWidgets.QFileDialog.getOpenFileName(
-            self, "Open G-code", "", "G-code (*.gcode *.gco *.g)"
-        )
-        if chosen:
-            if self.panel is not None:
-                self.set_case(self._panel_case_version()[0])
-            self.set_gcode(Path(chosen), Path(chosen).name)
 
     def _edit_profile(self) -> None:
         from app.printing.profiles import load_printers  # noqa: PLC0415
@@ -702,68 +656,62 @@ class PrintSection(QtWidgets.QGroupBox):
         self.refusal.setText(" ".join(message.split()))
         self.refusal.setVisible(bool(message))
 
-    def print_(self) -> PrintJob | None:
-        """Check the release, build the job and start it in the worker; None when refused."""
+    def print_(self) -> bool:
+        """Start printing the selected stored G-code in the worker; False when it cannot start.
+
+        The workflow decides (and audits) whether it may be printed: a refusal comes back as
+        the worker's error and is shown under the button.
+        """
         self._refuse("")
         current = self.view.job
-        if current is not None and (current.state.active or self.worker.busy):
+        if self.worker.busy or (current is not None and current.state.active):
             self._refuse("a print is already running on this workstation; wait for it or cancel it")
-            return None
-        profile = self.profile_selected()
-        if self.gcode is None:
-            self._refuse("nothing to print: slice the mesh or open a G-code file first")
-            return None
+            return False
+        number, profile = self.selected_gcode(), self.profile_selected()
+        if self.case is None or self.actor is None:
+            self._refuse("open a case first: printing needs G-code sliced from its approved mesh")
+            return False
+        if number is None:
+            self._refuse("nothing to print: slice an approved mesh version of the case first")
+            return False
         if profile is None:
             self._refuse("no printer profile: add one with 'medprint printers'")
-            return None
-        panel_case = self._panel_case_version()[0] if self.panel is not None else self.case
-        if panel_case is not self.case:
-            self._refuse("the open case changed since this G-code was made; slice it again")
-            return None
-        version = self.version.currentData()
-        try:
-            check_release(self.case, version, self.user_provider())
-            job = self._make_job(profile)
-        except MedPrintError as exc:
-            where = f" (mesh v{version})" if version is not None else ""
-            self._refuse(f"Not printed{where}: {exc}")
-            return None
+            return False
+        kind, where = self.connection_choice()
+        target = {"port": where} if kind == "usb" else {"url": where, "kind": kind}
+        call = partial(
+            printing.start,
+            self.actor,
+            self.case,
+            gcode_version=number,
+            printer=profile.id,
+            link_options=self.link_options,
+            poll_interval=self.poll_interval,
+            **target,
+        )
+        self.print_button.setEnabled(False)
+        self._refuse(f"connecting to {profile.name}…")
+        self.refusal.setStyleSheet("")
+        self.worker.start(
+            _call,
+            call,
+            name="connecting to the printer",
+            on_done=self._started,
+            on_error=lambda message: self._start_failed(number, message),
+        )
+        return True
+
+    def _started(self, job: PrintJob) -> None:
+        self._refuse("")
         ACTIVE_JOBS[:] = [j for j in ACTIVE_JOBS if not j.state.done] + [job]
         self.view.attach(job)
-        self.worker.start(_start_job, job, name="connecting to the printer")
-        return job
 
-    def _make_job(self, profile: Any) -> PrintJob:
-        kind, where = self.connection_choice()
-        if kind == "usb":
-            settings = ConnectionSettings.from_profile(profile, port=where)
-        else:
-            settings = ConnectionSettings.from_profile(profile, url=where, kind=kind)
-        _, depth, height = profile.build_volume
-        pause = PauseSettings(park_x=0.0, park_y=float(depth), max_z=float(height))
-        options = self.link_options
-        if options is not None and settings.kind == "usb":
-            options = dataclasses.replace(options, baud=settings.baud)
-        backend = open_backend(settings, pause=pause, options=options)
-        return PrintJob(
-            self.gcode,
-            backend,
-            case=getattr(self.case, "pseudonym", None),
-            mesh_version=self.version.currentData(),
-            printer=profile.name,
-            profile=profile.id,
-        )
-
-    def _start_failed(self, message: str) -> None:
-        self.view.show_error(message)
+    def _start_failed(self, number: int, message: str) -> None:
+        self.refusal.setStyleSheet("color: #ff6b6b;")
+        self._refuse(f"Not printed (g{number}): {message}")
+        self.print_button.setEnabled(True)
 
     def _job_state(self, value: str) -> None:
         """One print at a time: Print is off while a job runs (or waits to be resumed)."""
         state = PrinterState(value)
         self.print_button.setEnabled(not (state.active or state == PrinterState.CONNECTING))
-
-
-def _current_user() -> str:
-    from app.security.access import current_user  # noqa: PLC0415
-
-    return current_user()

@@ -1,13 +1,14 @@
-"""The Print panel: the current mesh → G-code with the built-in slicer or PrusaSlicer
-(``app.printing.slicer.slice_parts``), its summary, a layer slider with that layer's toolpaths
-coloured by type, and Save G-code.
+"""The Print panel: a stored mesh version of the case → G-code stored in the case with its
+provenance (:func:`app.workflow.slice.slice_version`, built-in slicer or PrusaSlicer), its
+summary, a layer slider with that layer's toolpaths coloured by type, and Save G-code.
 
-Printing it (USB, OctoPrint, Moonraker) with the live job view is :mod:`app.ui.print_job`.
+Printing a stored G-code (USB, OctoPrint, Moonraker) with the live job view is
+:mod:`app.ui.print_job`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,13 @@ import numpy as np
 import pyvista as pv
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from app.case import Case
+from app.errors import MedPrintError
 from app.progress import CancelToken, Progress
 from app.ui.print_job import PrintSection
 from app.ui.worker import Worker
+from app.workflow import slice as slicing
+from app.workflow.actor import Actor
 
 # Toolpath colours by move type value (PrusaSlicer's palette, roughly).
 TYPE_COLORS = {
@@ -39,33 +44,11 @@ TYPE_COLORS = {
 TOOLPATHS_3D = "toolpaths"
 
 
-@dataclass
-class SliceJob:
-    name: str
-    vertices: np.ndarray
-    faces: np.ndarray
-    printer: Any
-    material: Any
-    settings: Any
-    engine: str
-
-
-def slice_job(
-    job: SliceJob, *, progress: Progress | None = None, cancel: CancelToken | None = None
-) -> Any:
-    """Slice one part; Qt-free."""
-    from app.printing.slicer import Part, slice_parts  # noqa: PLC0415
-
-    part = Part(job.name, job.vertices, job.faces)
-    return slice_parts(
-        [part],
-        job.printer,
-        job.material,
-        job.settings,
-        engine=job.engine,
-        progress=progress,
-        cancel=cancel,
-    )
+def _slice(
+    call: Any, *, progress: Progress | None = None, cancel: CancelToken | None = None
+) -> slicing.Sliced:
+    """Worker function: the bound workflow call, with the worker's progress and cancel."""
+    return call(progress=progress, cancel=cancel)
 
 
 class ToolpathView(QtWidgets.QWidget):
@@ -111,16 +94,18 @@ class ToolpathView(QtWidgets.QWidget):
 
 
 class PrintPanel(QtWidgets.QWidget):
-    """Slices the Mesh panel's current mesh and previews the toolpaths layer by layer."""
+    """Slices a stored mesh version of the case into stored G-code; previews the toolpaths."""
 
-    sliced = QtCore.Signal(object)  # SliceResult
+    sliced = QtCore.Signal(object)  # workflow.slice.Sliced (a new stored G-code)
 
     def __init__(self, mesh_panel: Any, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("printPanel")
         self.mesh_panel = mesh_panel
-        self.pseudonym = ""
-        self.result: Any = None
+        self.actor: Actor | None = None
+        self.case: Case | None = None
+        self.result: Any = None  # the last SliceResult, for the toolpath preview
+        self.stored: Any = None  # the last stored G-code
         self.printers: dict[str, Any] = {}
         self.materials: dict[str, Any] = {}
         self.worker = Worker(self)
@@ -134,6 +119,8 @@ class PrintPanel(QtWidgets.QWidget):
     def _build(self) -> None:
         self.source = QtWidgets.QLabel(self)
         self.source.setWordWrap(True)
+        self.version = QtWidgets.QComboBox(self)
+        self.version.setToolTip("the stored mesh version to slice (its hash goes into the G-code)")
         self.printer = QtWidgets.QComboBox(self)
         self.material = QtWidgets.QComboBox(self)
         self.engine = QtWidgets.QComboBox(self)
@@ -178,6 +165,7 @@ class PrintPanel(QtWidgets.QWidget):
         note.setObjectName("hint")
         note.setWordWrap(True)
         form = QtWidgets.QFormLayout()
+        form.addRow("Mesh version", self.version)
         form.addRow("Printer", self.printer)
         form.addRow("Material", self.material)
         form.addRow("Engine", self.engine)
@@ -250,59 +238,84 @@ class PrintPanel(QtWidgets.QWidget):
             if index >= 0:
                 self.material.setCurrentIndex(index)
 
-    def set_case(self, pseudonym: str) -> None:
-        self.pseudonym = pseudonym
+    def set_actor(self, actor: Actor | None) -> None:
+        """Who slices and prints (the window's actor)."""
+        self.actor = actor
+        self.print_section.set_actor(actor)
+
+    def set_case(self, case: Case | None) -> None:
+        """The open case: its mesh versions to slice, its stored G-codes to print."""
+        self.case = case
+        self.result = self.stored = None
+        self.layer.setEnabled(False)
+        self.save_button.setEnabled(False)
+        self.print_section.set_case(case)
+        self._sync_source()
 
     def _sync_source(self) -> None:
-        mesh = self.mesh_panel.current_mesh
-        if mesh is None:
-            self.source.setText("Build or show a mesh in the Mesh panel to slice it.")
+        """The case's mesh versions, newest first (the Mesh panel's current one selected)."""
+        chosen = self.version.currentData()
+        current = getattr(self.mesh_panel, "current_version", None)
+        self.version.clear()
+        versions = self.case.mesh_versions() if self.case is not None else []
+        for number in reversed(versions):
+            self.version.addItem(f"v{number}", number)
+        pick = current if current in versions else chosen
+        if pick is not None:
+            self.version.setCurrentIndex(max(0, self.version.findData(pick)))
+        if self.case is None:
+            self.source.setText("Open a case to slice its mesh versions.")
+        elif not versions:
+            self.source.setText("Build a mesh version in the Mesh panel to slice it.")
         else:
-            self.source.setText(
-                f"Mesh: {self.mesh_panel.current_part} ({len(mesh.faces)} triangles)"
-            )
+            self.source.setText(f"Case {self.case.pseudonym}: the G-code is stored in the case.")
         self.slice_button.setEnabled(
-            mesh is not None and self.printer.count() > 0 and not self.worker.busy
+            bool(versions) and self.printer.count() > 0 and not self.worker.busy
         )
 
     def slice(self) -> None:
+        """Slice the chosen mesh version in the worker; the G-code is stored in the case."""
         from app.printing.slicer import SliceSettings  # noqa: PLC0415
 
-        mesh = self.mesh_panel.current_mesh
-        if mesh is None or not self.printers or not self.materials:
+        version = self.version.currentData()
+        if self.case is None or self.actor is None or version is None or not self.printers:
             return
-        name = " ".join(p for p in (self.pseudonym, self.mesh_panel.current_part) if p) or "part"
-        job = SliceJob(
-            name=name,
-            vertices=np.asarray(mesh.vertices),
-            faces=np.asarray(mesh.faces),
-            printer=self.printers[self.printer.currentData()],
-            material=self.materials[self.material.currentData()],
-            settings=SliceSettings(
+        try:
+            settings = SliceSettings(
                 layer_height=self.layer_height.value(),
                 infill_density=float(self.infill.value()),
                 supports=self.supports.isChecked(),
-            ),
+            )
+        except MedPrintError as exc:
+            self.summary.setText(str(exc))
+            return
+        call = partial(
+            slicing.slice_version,
+            self.actor,
+            self.case,
+            version=version,
+            printer=self.printer.currentData(),
+            material=self.material.currentData(),
+            settings=settings,
             engine=self.engine.currentData(),
         )
-        self.summary.setText("Slicing…")
+        self.summary.setText(f"Slicing mesh v{version}…")
         self.progress.setValue(0)
         self.slice_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        self.worker.start(slice_job, job, name=f"slicing {name}")
+        self.worker.start(_slice, call, name=f"slicing mesh v{version}")
 
-    def _sliced(self, result: Any) -> None:
-        self.result = result
-        summary = result.summary
-        lines = summary.lines() if callable(getattr(summary, "lines", None)) else [str(summary)]
-        self._finish("\n".join(lines + list(result.warnings)))
-        count = result.analysis.layer_count
+    def _sliced(self, sliced: slicing.Sliced) -> None:
+        self.result, self.stored = sliced.result, sliced.gcode
+        head = f"Stored G-code g{sliced.gcode.number} from mesh v{sliced.gcode.provenance['mesh_version']}."
+        self._finish("\n".join([head, *sliced.summary_lines(), *sliced.warnings]))
+        count = self.result.analysis.layer_count
         self.layer.setEnabled(count > 0)
         self.layer.setRange(0, max(count - 1, 0))
         self.layer.setValue(min(count // 2, max(count - 1, 0)))
         self.show_layer(self.layer.value())
         self.save_button.setEnabled(True)
-        self.sliced.emit(result)
+        self.sliced.emit(sliced)
 
     def _finish(self, message: str) -> None:
         self.summary.setText(message)
@@ -348,15 +361,22 @@ class PrintPanel(QtWidgets.QWidget):
         view.add_mesh(TOOLPATHS_3D, pv.PolyData(points, lines=cells.ravel()), color=(0.1, 0.5, 0.9))
         view.render()
 
-    def save_gcode(self, path: str | Path) -> Path:
-        return self.result.write(Path(path))
+    def save_gcode(self, path: str) -> None:
+        """Write a copy of the G-code chosen for printing (else the last one sliced)."""
+        number = self.print_section.selected_gcode() or (self.stored and self.stored.number)
+        if self.case is None or self.actor is None or not number:
+            return
+        try:
+            slicing.export(self.actor, self.case, number, Path(path))
+        except MedPrintError as exc:
+            self.summary.setText(str(exc))
 
     def _save_dialog(self) -> None:
-        if self.result is None:
+        number = self.print_section.selected_gcode() or (self.stored and self.stored.number)
+        if self.case is None or not number:
             return
-        name = "-".join(p for p in (self.pseudonym, self.mesh_panel.current_part) if p) or "print"
         chosen, _ = QtWidgets.QFileDialog.getSaveFileName(
-            self, "Save G-code", f"{name}.gcode", "G-code (*.gcode)"
+            self, "Save G-code", f"{self.case.pseudonym}-g{number}.gcode", "G-code (*.gcode)"
         )
         if chosen:
             self.save_gcode(chosen)

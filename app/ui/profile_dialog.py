@@ -5,7 +5,7 @@ one-line message in the dialog, nothing is saved) and written to the user's prin
 :func:`~app.printing.profiles.save_printer`. The OctoPrint/Moonraker API key never goes into the
 profile file: it is stored in the OS keystore under :func:`~app.printing.profiles.api_key_name`.
 "Test connection" reaches the printer once with the values in the dialog
-(:func:`app.printing.job.check_connection`, run in the worker).
+(:func:`app.printing.connection.check_connection`, run in the worker).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 from PySide6 import QtWidgets
 
 from app.errors import MedPrintError, PrintingError
-from app.printing.job import ConnectionSettings, check_connection
+from app.printing.connection import ConnectionSettings, check_connection
 from app.printing.profiles import (
     PrinterProfile,
     api_key_name,

@@ -1,7 +1,9 @@
-"""The Print panel's job view, driven from the GUI against a simulated Marlin on a pty.
+"""The Print panel's print section and job view, driven from the GUI against a simulated Marlin.
 
-A real vault and case (approvals bound to a mesh version's SHA-256), the real job core and USB
-link, the simulated firmware of ``tests/printing/peers``. Run with::
+A real vault and case: mesh v1 approved by a reviewer, v2 never reviewed, a stored G-code sliced
+from each (provenance naming the version's hash). Printing goes through the workflow as the OS
+user (the vault's founder, an administrator). The real job core and USB link, the simulated
+firmware of ``tests/printing/peers``. Run with::
 
     xvfb-run -a scripts/with-keyring.sh .venv/bin/pytest tests/ui/test_print_job.py -q
 """
@@ -13,45 +15,37 @@ import sys
 from pathlib import Path
 
 import pytest
-import trimesh
 from PySide6 import QtCore
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # for tests.printing.peers
 
-from app.case import open_case
+from app.case import Case
 from app.printing.marlin import PrinterState
 from app.printing.profiles import api_key_name, get_printer
 from app.printing.serial_link import LinkOptions
-from app.security import access, audit
+from app.security import audit
 from app.security.keystore import Keystore
-from app.security.vault import Vault
-from app.tools.mesh.meshio import mesh_bytes
+from app.settings import resolve_paths
 from app.ui.print_job import ACTIVE_JOBS, PrintSection, TemperaturePlot, format_duration
 from app.ui.profile_dialog import ProfileDialog
+from app.workflow import review, users
+from app.workflow.actor import Actor
 from tests.printing.peers.gcode_samples import commands_of, synthetic_gcode
+from tests.workflow.print_fixtures import store_version
 
 pytest_plugins = ["tests.printing.peers.fixtures"]
 
-QA = {"passed": True, "watertight": True, "min_wall_mm": 1.6}
 LINK = LinkOptions(connect_timeout=3.0, command_timeout=2.0, temperature_interval=0.3)
+PRINTER = "generic-marlin-220"
 
 
 @pytest.fixture
-def case(data_dir, keystore_service):
-    """A case with mesh v1 (approved by a reviewer) and v2 (never reviewed); the OS user is an
-    administrator (vault init) and a technician (may print)."""
-    vault = Vault.init()[0]
-    me = access.current_user()
-    access.assign_role(me, me, access.TECHNICIAN, vault)
-    access.assign_role(me, "surgeon", access.REVIEWER, vault)
-    case = open_case(vault.create_case({"patient_name": "TEST^PRINT"}), vault)
-    for number, size in ((1, 20.0), (2, 22.0)):
-        box = trimesh.creation.box((size, size, size))
-        case.save_bytes(f"mesh/v{number}.stl", mesh_bytes(box.vertices, box.faces, "stl"))
-        case.save_json(f"mesh/v{number}.qa.json", QA)
-    approved = access.sha256_hex(case.load_bytes("mesh/v1.stl"))
-    access.approve(case, approved, QA, "surgeon", "fits")
-    return case
+def actor(data_dir, keystore_service) -> Actor:
+    """The OS user: founder of the vault (an administrator, who may print)."""
+    me = Actor.current(resolve_paths(data_dir))
+    users.init_vault(me)
+    users.add_role(me, "rafael", "reviewer")
+    return me
 
 
 @pytest.fixture
@@ -60,14 +54,28 @@ def gcode(tmp_path) -> Path:
 
 
 @pytest.fixture
-def section(qtbot, styled_app, data_dir, case, gcode):
+def case(actor, gcode) -> Case:
+    """Mesh v1 (approved by the reviewer) and v2 (never reviewed); G-code g1 from v1, g2 from
+    v2 (the same synthetic print, so the simulator's record can be compared line by line)."""
+    case = Case(actor.vault, actor.vault.create_case({"PatientName": "TEST^PRINT"}))
+    store_version(case, author="tess")
+    store_version(case, author="tess", radius=6.0)
+    review.approve(Actor("rafael", actor.paths, _vault=actor.vault), case, 1, comment="fits")
+    for version in (1, 2):
+        provenance = {"mesh_version": version, "mesh_sha256": case.mesh_sha256(version)}
+        case.save_gcode(gcode.read_text(), provenance | {"printer": PRINTER})
+    return case
+
+
+@pytest.fixture
+def section(qtbot, styled_app, actor, case):
     widget = PrintSection()
     widget.link_options = LINK
     widget.view.confirm = lambda title, text: True
-    profile = get_printer("generic-marlin-220")
+    profile = get_printer(PRINTER)
     widget.set_printers({profile.id: profile}, profile.id)
-    widget.set_case(case)
-    widget.set_gcode(gcode.read_bytes(), "part (test)", version=1)
+    widget.set_actor(actor)
+    widget.set_case(case, select=1)
     widget.resize(720, 700)
     qtbot.addWidget(widget)
     widget.show()
@@ -79,6 +87,13 @@ def section(qtbot, styled_app, data_dir, case, gcode):
     if job is not None:
         job.close()
     ACTIVE_JOBS.clear()
+
+
+def start(section, qtbot):
+    """Click Print and wait for the job (connecting runs in the worker)."""
+    section.print_button.click()
+    qtbot.waitUntil(lambda: section.view.job is not None, timeout=10000)
+    return section.view.job
 
 
 def _is_subsequence(needle: list[str], haystack: list[str]) -> bool:
@@ -97,8 +112,12 @@ def _check_audit(job, case) -> None:
         assert action in actions
     start = next(r for r in audit.read_records() if r["action"] == "print.start")
     facts = start["facts"]
-    assert facts["gcode_sha256"] == job.summary.sha256 and str(facts["mesh_version"]) == "1"
-    assert facts["profile"] == "generic-marlin-220" and start["case"] == case.pseudonym
+    assert facts["gcode_sha256"] == case.load_gcode(1).sha256 == job.summary.sha256
+    assert facts["mesh_version"] == 1 and facts["mesh_sha256"] == case.mesh_sha256(1)
+    assert facts["profile"] == PRINTER and start["case"] == case.pseudonym
+    assert facts["file"] == f"{case.pseudonym}-g1.gcode" and facts["transport"] == "usb"
+    pause = next(r for r in audit.read_records() if r["action"] == "print.pause")
+    assert pause["facts"]["cool_down"] is True and pause["facts"]["job"] == facts["job"]
 
 
 def test_print_from_the_gui_pause_resume_to_completion(section, marlin, gcode, qtbot, artifacts):
@@ -107,9 +126,10 @@ def test_print_from_the_gui_pause_resume_to_completion(section, marlin, gcode, q
     section.connection.setEditText(sim.port)
     assert view.state.text() == "No print job yet."
     section.print_button.click()
+    assert not section.print_button.isEnabled(), "one print at a time, from the click on"
+    qtbot.waitUntil(lambda: view.job is not None, timeout=10000)
     job = view.job
-    assert job is not None and not section.refusal.isVisible()
-    qtbot.waitUntil(lambda: not section.print_button.isEnabled(), timeout=2000)
+    assert not section.refusal.isVisible()
     qtbot.waitUntil(
         lambda: view.state.text() == "Printing" and view.progress.value() > 30, timeout=15000
     )
@@ -166,7 +186,7 @@ def test_cancel_asks_first_then_stops_the_heaters(section, marlin, qtbot):
     sim = marlin(delay=0.004)
     view = section.view
     section.connection.setEditText(sim.port)
-    section.print_button.click()
+    start(section, qtbot)
     qtbot.waitUntil(
         lambda: view.state.text() == "Printing" and view.progress.value() > 20, timeout=15000
     )
@@ -190,7 +210,7 @@ def test_lost_link_offers_resume_from_the_last_line(section, marlin, gcode, qtbo
     sim = marlin(delay=0.002)
     view = section.view
     section.connection.setEditText(sim.port)
-    section.print_button.click()
+    start(section, qtbot)
     qtbot.waitUntil(lambda: (view.job.status().line or 0) > 300, timeout=15000)
     sim.unplug()
     qtbot.waitUntil(lambda: view.state.text() == "Disconnected", timeout=5000)
@@ -207,24 +227,29 @@ def test_lost_link_offers_resume_from_the_last_line(section, marlin, gcode, qtbo
     assert "G28 X Y" in sim2.accepted
 
 
-def test_an_unapproved_mesh_is_refused_with_a_message(section, marlin, qtbot):
+def test_gcode_of_an_unapproved_mesh_is_refused_with_a_message(section, case, marlin, qtbot):
     sim = marlin()
     section.connection.setEditText(sim.port)
-    section.set_case(section.case, version=2)  # v2 was never reviewed
+    labels = [section.gcode.itemText(i) for i in range(section.gcode.count())]
+    assert labels[0].startswith("g2 · mesh v2") and labels[1].startswith("g1 · mesh v1")
+    section.gcode.setCurrentIndex(section.gcode.findData(2))  # sliced from v2: never reviewed
     section.print_button.click()
-    assert section.refusal.isVisible()
+    qtbot.waitUntil(lambda: section.refusal.text().startswith("Not printed"), timeout=10000)
     text = section.refusal.text()
-    assert text.startswith("Not printed (mesh v2):") and "cannot be printed" in text
+    assert text.startswith("Not printed (g2): mesh v2 of") and "cannot be printed" in text
     assert "ask a reviewer to approve" in text
     assert section.view.job is None and sim.accepted == []
-    assert "print.refused" in _actions() and "print.start" not in _actions()
+    assert section.print_button.isEnabled()
+    denied = [r for r in audit.read_records() if r["action"] == "access.denied"]
+    assert denied[-1]["facts"]["attempted"] == "print" and denied[-1]["case"] == case.pseudonym
+    assert "print.start" not in _actions()
 
 
 def test_emergency_stop_asks_then_halts(section, marlin, qtbot):
     sim = marlin(delay=0.004)
     view = section.view
     section.connection.setEditText(sim.port)
-    section.print_button.click()
+    start(section, qtbot)
     qtbot.waitUntil(lambda: view.state.text() == "Printing", timeout=15000)
     asked = []
     view.confirm = lambda title, text: asked.append(text) or True
@@ -235,28 +260,28 @@ def test_emergency_stop_asks_then_halts(section, marlin, qtbot):
     qtbot.waitUntil(lambda: "M112" in sim.stats.emergency, timeout=3000)
 
 
-def test_a_moonraker_printer_prints_from_the_gui(section, moonraker, qtbot):
+def test_a_moonraker_printer_prints_from_the_gui(section, case, moonraker, gcode, qtbot):
     """The profile's URL, the API key from the keystore, upload with checksum, job to the end."""
-    from app.printing.profiles import edit_profile
+    from app.printing.profiles import edit_profile, save_printer
 
     profile = edit_profile(
-        get_printer("generic-marlin-220"),
+        get_printer(PRINTER),
         id="klipper-test",
         name="Klipper (test)",
         connection={"kind": "moonraker", "url": moonraker.url},
     )
+    save_printer(profile)
     Keystore().set(api_key_name(profile), b"moonraker-test-key")
     moonraker.lines_per_second = 800
+    section.poll_interval = 0.2
     section.set_printers({profile.id: profile}, profile.id)
     assert section.connection.currentText() == f"Moonraker: {moonraker.url}"
-    section.print_button.click()
+    job = start(section, qtbot)
     view = section.view
-    view.job.poll_interval = 0.2
-    qtbot.waitUntil(lambda: view.state.text() == "Printing", timeout=10000)
     qtbot.waitUntil(lambda: view.state.text() == "Finished", timeout=20000)
     assert view.progress.value() == 1000
-    assert moonraker.files[view.job.remote_name] == section.gcode
-    assert view.job.remote_name.startswith(section.case.pseudonym)
+    assert job.remote_name == f"{case.pseudonym}-g1.gcode", "pseudonym and G-code number only"
+    assert moonraker.files[job.remote_name] == gcode.read_bytes()
 
 
 def test_profile_dialog_validates_and_keeps_the_api_key_in_the_keystore(
@@ -296,32 +321,47 @@ def test_profile_dialog_validates_and_keeps_the_api_key_in_the_keystore(
     assert Keystore().get(api_key_name(saved)) == b"moonraker-test-key"
 
 
-def test_the_print_panel_hosts_the_section(qtbot, styled_app, data_dir, gcode, artifacts):
+@pytest.mark.usefixtures("styled_app")
+def test_the_print_panel_slices_into_the_case_and_lists_its_gcode(
+    qtbot, actor, case, tmp_path, artifacts
+):
     from app.ui.print_panel import PrintPanel
 
     class MeshPanel(QtCore.QObject):
         meshChanged = QtCore.Signal()  # noqa: N815 (the Mesh panel's signal name)
-        current_mesh = None
-        current_part = "v1"
-        case = None
+        current_version = 1
 
-    mesh_panel = MeshPanel()
-    panel = PrintPanel(mesh_panel)
+    panel = PrintPanel(MeshPanel())
     qtbot.addWidget(panel)
-    panel.load_profiles(None, "generic-marlin-220")
+    panel.load_profiles(actor.paths, PRINTER)
+    panel.set_actor(actor)
+    panel.set_case(case)
     section = panel.findChild(PrintSection)
-    assert section is not None
-    assert section.profile.currentData() == "generic-marlin-220"
+    assert section is not None and section.profile.currentData() == PRINTER
+    assert panel.version.currentData() == 1, "the Mesh panel's version is the one to slice"
+    assert [panel.version.itemData(i) for i in range(panel.version.count())] == [2, 1]
+    assert section.selected_gcode() == 2, "newest stored G-code first"
 
-    text = gcode.read_text()
+    panel.layer_height.setValue(0.3)
+    panel.infill.setValue(10)
+    panel.slice_button.click()
+    qtbot.waitUntil(lambda: panel.summary.text().startswith("Stored G-code g3"), timeout=120000)
+    stored = case.load_gcode(3)
+    assert stored.provenance["mesh_version"] == 1
+    assert stored.provenance["mesh_sha256"] == case.mesh_sha256(1)
+    assert section.selected_gcode() == 3 and section.gcode.currentText().startswith("g3 · mesh v1")
+    assert panel.layer.isEnabled() and "layer" in panel.layer_label.text()
+    slices = [r for r in audit.read_records() if r["action"] == "slice"]
+    assert slices[-1]["facts"]["gcode_version"] == 3 and slices[-1]["user"] == actor.user
 
-    class Result:  # what the panel emits after slicing
-        gcode = text
+    copy = tmp_path / "copy.gcode"
+    panel.save_gcode(str(copy))
+    assert copy.read_text() == stored.text
 
-    panel.sliced.emit(Result())
-    assert section.gcode == gcode.read_bytes() and "sliced mesh" in section.source.text()
-    section.print_button.click()  # no case open: refused, nothing started
+    panel.set_case(None)  # no case open: refused, nothing started
+    section.print_button.click()
     assert "open a case" in section.refusal.text() and section.view.job is None
+    panel.set_case(case)
     panel.resize(460, 1100)
     panel.show()
     qtbot.waitExposed(panel)
