@@ -52,6 +52,23 @@ def _inputs(scale: int, folder: Path) -> dict[str, Path]:
     return {"mesh/model.stl": stl, "gcode/model.gcode": gcode}
 
 
+def _bind(files: dict[str, Path], folder: Path) -> dict:
+    """Add the mesh manifest and the G-code's provenance (as the workflow packages them);
+    returns the approval naming that mesh."""
+    from app.security.access import mesh_manifest_sha256
+    from app.security.package.format import canonical_json
+
+    parts = [{"name": "model", "file": "model.stl", "sha256": _sha(files["mesh/model.stl"])}]
+    mesh_sha = mesh_manifest_sha256(parts)
+    provenance = {"mesh_sha256": mesh_sha, "gcode_sha256": _sha(files["gcode/model.gcode"])}
+    for name, record in (("manifest.json", {"version": 1, "parts": parts}),
+                         ("model.json", provenance)):  # fmt: skip
+        (folder / name).write_bytes(canonical_json(record))
+    files["mesh/manifest.json"] = folder / "manifest.json"
+    files["gcode/model.json"] = folder / "model.json"
+    return {"type": "decision", "decision": "approved", "mesh_sha256": mesh_sha}
+
+
 def _drop_cache(handle) -> None:
     handle.flush()
     os.fsync(handle.fileno())
@@ -128,7 +145,9 @@ def run(quick: bool = False) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="medprint-bench-") as tmp:
         os.environ["MEDPRINT_DATA_DIR"] = str(Path(tmp) / "data")
         os.environ.setdefault("MEDPRINT_KEYSTORE_SERVICE", f"medprint-bench-{os.getpid()}")
-        from app.security.package import PackageMeta, build_package, verify_package
+        from app.security.package.build import build_package
+        from app.security.package.format import PackageMeta
+        from app.security.package.verify import verify_package
         from app.security.signing import RecipientKey, SigningKey
 
         src = Path(tmp) / "src"
@@ -138,12 +157,12 @@ def run(quick: bool = False) -> list[Row]:
         signer = SigningKey.generate()
         recipient = RecipientKey.generate().public_key
         meta = PackageMeta(case="C-BNCH-01")
-        approval = {"decision": "approved", "mesh_sha256": _sha(files["mesh/model.stl"])}
+        approval = _bind(files, src)
 
         def build(out: Path, **kw) -> Path:
             return build_package(
                 out, files=files, meta=meta, approval=approval, signer=signer, **kw
-            )
+            ).path
 
         t_build = _timed(build, repeat=4)
         a_build = _timed(lambda out: _anchor_folder(files, out), repeat=4)
@@ -154,7 +173,7 @@ def run(quick: bool = False) -> list[Row]:
         with tempfile.TemporaryDirectory(prefix="medprint-bench-out-") as out:
             folder = build(Path(out))
             t_verify = min(
-                _time(lambda: verify_package(folder, [signer.public_key], audited=False))
+                _time(lambda: verify_package(folder, [signer.public_key]))
                 for _ in range(3)
             )
             a_verify = min(

@@ -9,9 +9,10 @@ a drive pulled at any moment therefore leaves a hidden partial folder or an unsi
 never a half-written one that verifies; :func:`remove_partials` clears such leftovers. An
 encrypted ``.mpkg`` gets its magic bytes last, for the same reason.
 
-Before anything is written the content is checked as :mod:`.binding` checks it on arrival: the
-approval names the packaged mesh, the overrides it rests on are carried, and every G-code names
-that mesh or carries its foreign-gcode override. Nothing here decides who may build a package or
+Before the manifest is written, the content (with the hashes taken while writing it) is checked
+as :mod:`.binding` checks it on arrival: the approval names the packaged mesh, the overrides it
+rests on are carried, and every G-code names that mesh or carries its foreign-gcode override. A
+package that would not verify is removed unsigned. Nothing here decides who may build a package or
 writes an audit record: the workflow does (:mod:`app.workflow.package`).
 """
 
@@ -27,7 +28,7 @@ import shutil
 import uuid
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -128,27 +129,20 @@ def build_package(
         msg += "'medprint keys revoke'"
         raise PackageError(msg)
     records = PackageRecords.public(approval, overrides)
+    if not records.approval:
+        msg = "a package needs the approval of its mesh version; ask a reviewer to approve it"
+        raise PackageError(msg)
     content: dict[str, Source] = {**files, **records.files()}
     validate_files(content)
-    summary = _check_binding(content, records)
     _check_space(out, content, make_zip=make_zip or recipient is not None)
     package_id = str(uuid.uuid4())
-    name = f"{meta.case}_{package_id[:8]}"
-    header = manifest_header(
-        meta,
-        package_id=package_id,
-        created_utc=utc_now(),
-        signer=signer,
-        records=records,
-        summary=summary,
-    )
-    job = _Job(out, name, content, header, signer, progress, cancel)
+    job = _Job(out, meta, package_id, content, records, signer, progress, cancel)
     try:
         result = _build_encrypted(job, recipient) if recipient else _build_folder(job, make_zip)
     except OSError as exc:
         raise PackageError(_write_error(exc)) from None
     progress.update(1.0, "package written and verified; the drive is safe to remove")
-    return BuiltPackage(result, package_id, job.manifest_sha256, signer.key_id, header)
+    return BuiltPackage(result, package_id, job.manifest_sha256, signer.key_id, job.header)
 
 
 def _check_target(out: Path, meta: PackageMeta) -> None:
@@ -160,12 +154,10 @@ def _check_target(out: Path, meta: PackageMeta) -> None:
         raise PackageError(msg)
 
 
-def _check_binding(content: Mapping[str, Source], records: PackageRecords) -> dict:
+def _check_binding(
+    content: Mapping[str, Source], hashes: Mapping[str, str], records: PackageRecords
+) -> dict:
     """Refuse content that would not verify on arrival; the manifest's mesh and G-code."""
-    if not records.approval:
-        msg = "a package needs the approval of its mesh version; ask a reviewer to approve it"
-        raise PackageError(msg)
-    hashes = {name: _source_sha256(source) for name, source in content.items()}
 
     def read(name: str) -> bytes | None:
         source = content.get(name)
@@ -179,13 +171,6 @@ def _check_binding(content: Mapping[str, Source], records: PackageRecords) -> di
         msg += "; ".join(p.message for p in found.problems)
         raise PackageError(msg)
     return found.summary
-
-
-def _source_sha256(source: Source) -> str:
-    digest = hashlib.sha256()
-    for block in _blocks(source):
-        digest.update(block)
-    return digest.hexdigest()
 
 
 def _source_size(source: Source) -> int:
@@ -225,16 +210,39 @@ def _mib(n: int) -> str:
 
 @dataclass
 class _Job:
-    """One package being written: where, under which name, what, signed by whom."""
+    """One package being written: where, what, with which records, signed by whom."""
 
     out: Path
-    name: str
+    meta: PackageMeta
+    package_id: str
     content: Mapping[str, Source]
-    header: dict
+    records: PackageRecords
     signer: SigningKey
     progress: Progress
     cancel: CancelToken | None
+    header: dict = field(default_factory=dict)
     manifest_sha256: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.meta.case}_{self.package_id[:8]}"
+
+    def manifest(self, entries: list[dict]) -> bytes:
+        """The manifest listing ``entries`` (as written), once the content is known to bind
+        its mesh: a package that would not verify is refused before it is signed."""
+        hashes = {e["path"]: e["sha256"] for e in entries}
+        summary = _check_binding(self.content, hashes, self.records)
+        self.header = manifest_header(
+            self.meta,
+            package_id=self.package_id,
+            created_utc=utc_now(),
+            signer=self.signer,
+            records=self.records,
+            summary=summary,
+        )
+        manifest = canonical_json({**self.header, "files": entries})
+        self.manifest_sha256 = hashlib.sha256(manifest).hexdigest()
+        return manifest
 
 
 def _build_folder(job: _Job, make_zip: bool) -> Path:
@@ -249,8 +257,7 @@ def _build_folder(job: _Job, make_zip: bool) -> Path:
     tmp = out / f".{name}{PARTIAL_MARK}{secrets.token_hex(4)}"
     tmp.mkdir(mode=0o755)
     try:
-        manifest = _write_tree(tmp, job.content, job.header, progress.sub(0.0, 0.6), cancel)
-        job.manifest_sha256 = hashlib.sha256(manifest).hexdigest()
+        manifest = job.manifest(_write_tree(tmp, job.content, progress.sub(0.0, 0.6), cancel))
         _write_file(tmp / MANIFEST, manifest)
         fsync_tree(tmp)
         if zip_final is not None:
@@ -314,11 +321,10 @@ def _append_to_zip(target: Path, name: str, data: bytes) -> None:
 def _write_tree(
     root: Path,
     content: Mapping[str, Source],
-    header: dict,
     progress: Progress,
     cancel: CancelToken | None,
-) -> bytes:
-    """Write every file under ``root``; return the manifest bytes listing them."""
+) -> list[dict]:
+    """Write every file under ``root``; return each one's path, size and SHA-256."""
     entries = []
     names = sorted(content)
     for i, rel in enumerate(names):
@@ -328,7 +334,7 @@ def _write_tree(
         target.parent.mkdir(parents=True, exist_ok=True)
         size, digest = _write_file(target, content[rel], cancel)
         entries.append({"path": rel, "size": size, "sha256": digest})
-    return canonical_json({**header, "files": entries})
+    return entries
 
 
 def _write_file(target: Path, source: Source, cancel: CancelToken | None = None) -> tuple[int, str]:
@@ -431,8 +437,7 @@ def _build_encrypted(job: _Job, recipient: RecipientPublicKey) -> Path:
     """The zip is built and verified in memory (never in the clear on disk), then encrypted."""
     out, name, signer, progress, cancel = job.out, job.name, job.signer, job.progress, job.cancel
     buffer = io.BytesIO()
-    manifest = _zip_content(buffer, job.content, job.header, progress.sub(0.0, 0.5), cancel)
-    job.manifest_sha256 = hashlib.sha256(manifest).hexdigest()
+    manifest = _zip_content(buffer, job, progress.sub(0.0, 0.5))
     with zipfile.ZipFile(buffer, "a") as zf:
         zf.writestr(zip_info(SIGNATURE), signature_bytes(signer, manifest))
     buffer.seek(0)
@@ -464,13 +469,9 @@ def _build_encrypted(job: _Job, recipient: RecipientPublicKey) -> Path:
     return final
 
 
-def _zip_content(
-    buffer: BinaryIO,
-    content: Mapping[str, Source],
-    header: dict,
-    progress: Progress,
-    cancel: CancelToken | None,
-) -> bytes:
+def _zip_content(buffer: BinaryIO, job: _Job, progress: Progress) -> bytes:
+    """Every file into a zip in ``buffer``, then the manifest listing them; the manifest."""
+    content, cancel = job.content, job.cancel
     entries = []
     names = sorted(content)
     with zipfile.ZipFile(
@@ -489,7 +490,7 @@ def _zip_content(
                     dst.write(block)
                     size += len(block)
             entries.append({"path": rel, "size": size, "sha256": digest.hexdigest()})
-        manifest = canonical_json({**header, "files": entries})
+        manifest = job.manifest(entries)
         zf.writestr(zip_info(MANIFEST), manifest)
     return manifest
 
