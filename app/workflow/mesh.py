@@ -114,10 +114,11 @@ def build(
     policy.allow(actor, "mesh.build", case.pseudonym)
     progress = ensure(progress)
     volume = volume if volume is not None else case.load_volume()
-    seg = _segmentation(actor, case, volume, segmentation)
-    chosen = _segments(case, seg, segments)
-    masks = _masks(seg, chosen)
     resolved = settings_for(settings, volume, **dict(changes or {}))
+    seg = _segmentation(actor, case, volume, segmentation)
+    with seg.lock:  # the GUI's segmentation may be edited meanwhile on its thread
+        chosen = _segments(case, seg, segments)
+        masks = _masks(seg, chosen)
     built = build_parts(
         masks,
         volume,
@@ -215,11 +216,7 @@ def edit(
     source = case.load_mesh_version(version)
     parts = _meshes(source)
     targets = _targets(source, parts, part)
-    other, other_authors = None, set()
-    if operation in NEEDS_OTHER:
-        other_number = int(params["with_version"])
-        other = _version(case.load_mesh_version(other_number)).mesh
-        other_authors = review.authors(case, other_number)
+    other, other_authors = _other(case, operation, params)
     labels = {}
     share = 0.7 / len(targets)
     for n, name in enumerate(targets):
@@ -256,6 +253,16 @@ def edit(
     )  # fmt: skip
     progress.update(1.0, f"{operation}: stored mesh v{made.number}")
     return made
+
+
+def _other(
+    case: Case, operation: str, params: Mapping[str, Any]
+) -> tuple[trimesh.Trimesh | None, set[str]]:
+    """The other version of a boolean (all its parts) and its authors."""
+    if operation not in NEEDS_OTHER:
+        return None, set()
+    number = int(params["with_version"])
+    return _version(case.load_mesh_version(number)).mesh, review.authors(case, number)
 
 
 def _targets(source: StoredMesh, parts: dict[str, trimesh.Trimesh], part: str | None) -> list[str]:

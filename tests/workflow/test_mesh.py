@@ -64,7 +64,10 @@ def test_print_settings_decimate_and_label_with_the_pseudonym(bone_case, people)
     assert label["text"] == bone_case.pseudonym and label["mode"] == "emboss"
     assert printed.qa.volume_mm3 > review.qa.volume_mm3  # the letters add material
     summary = mesh.versions(ada, bone_case)
-    assert [v.number for v in summary] == [1, 2] and [v.qa_passed for v in summary] == [True, printed.qa.passed]
+    assert [v.number for v in summary] == [1, 2] and [v.qa_passed for v in summary] == [
+        True,
+        printed.qa.passed,
+    ]
     assert summary[1].author == "ada" and summary[1].operation == "build"
 
 
@@ -160,3 +163,30 @@ def test_others_are_refused_and_the_refusal_is_audited(bone_case, people, who, t
 def test_build_without_segments_is_one_clear_line(sphere_case, people):
     with pytest.raises(MeshError, match="run 'medprint segment"):
         mesh.build(people["tess"], sphere_case)
+
+
+def test_several_segments_make_one_version_of_named_parts(sphere_case, people, tmp_path):
+    tess = people["tess"]
+    volume = sphere_case.load_volume()
+    seg = Segmentation(volume)
+    bone = volume.array > 0
+    x = np.arange(volume.shape[2])
+    for name, side in (("Left half", x < 22), ("Right half", x > 25)):
+        seg.modify(seg.add_segment(name), bone & side[None, None, :], "set")
+    segment.save(tess, sphere_case, seg)
+    made = mesh.build(tess, sphere_case, segments=["Left half", "Right half"], settings="review")
+    assert list(made.parts) == ["left-half", "right-half"] and made.part_name == "all"
+    assert made.qa.components == 2 and made.qa.check("watertight").passed
+    assert [p["name"] for p in sphere_case.mesh_manifest(1)["parts"]] == list(made.parts)
+
+    one = mesh.edit(tess, sphere_case, 1, "mirror", {"normal": (0, 0, 1)}, part="left-half")
+    before, after = (sphere_case.mesh_manifest(n)["parts"] for n in (1, 2))
+    assert one.info["edited_parts"] == ["left-half"]
+    assert before[0]["sha256"] != after[0]["sha256"] and before[1] == after[1]
+
+    merged = mesh.export(tess, sphere_case, 2, tmp_path)
+    single = mesh.export(tess, sphere_case, 2, tmp_path, part="right-half")
+    assert merged.name == f"{sphere_case.pseudonym}_all.stl"
+    assert single.name == f"{sphere_case.pseudonym}_right-half.stl"
+    with pytest.raises(MeshError, match="no part 'middle'"):
+        mesh.export(tess, sphere_case, 2, tmp_path, part="middle")
