@@ -57,8 +57,8 @@ def _status(args: argparse.Namespace) -> int:
     case = intake.open_case(actor, args.case)
     state = review.status(actor, case, args.version)
     if args.json:
-        print(json.dumps({"version": args.version, "state": state.state, "message": state.message,
-                          "record": state.record}, indent=2))  # fmt: skip
+        facts = {"version": args.version, "state": state.state, "message": state.message}
+        print(json.dumps(facts | {"record": state.record}, indent=2))
     else:
         print(f"{state.state}: {state.message}")
     return 0 if state.approved else 1

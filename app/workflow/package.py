@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 from app.case import Case, StoredGcode, StoredMesh
-from app.errors import MedPrintError
 from app.progress import CancelToken, Progress
 from app.security import access
 from app.security.package.build import build_package
@@ -60,7 +59,7 @@ class Packaged:
 
     path: Path
     release: review.Release
-    package_id: str = ""
+    package_id: str
     gcode_release: review.Release | None = None
 
     @property
@@ -184,7 +183,7 @@ def _mesh_files(pseudonym: str, stored: StoredMesh) -> dict[str, bytes]:
     """Each part's approved STL (exact bytes) and its 3MF, the version manifest, the QA report."""
     files: dict[str, bytes] = {}
     entries = []
-    pictures = []
+    shapes = []
     for entry in stored.part_facts:
         data = stored.parts[entry["name"]]
         vertices, faces = read_mesh_bytes(data, "stl")
@@ -194,30 +193,34 @@ def _mesh_files(pseudonym: str, stored: StoredMesh) -> dict[str, bytes]:
             vertices, faces, "3mf"
         )
         entries.append({**entry, "file": stl})
-        pictures.append(make_mesh(vertices, faces))
+        shapes.append((vertices, faces))
     files[MESH_MANIFEST] = canonical_json({**stored.manifest, "parts": entries})
     files[QA_REPORT] = access.qa_report_bytes(stored.qa)
-    page = _qa_page(pseudonym, stored, pictures)
+    page = _qa_page(pseudonym, stored, shapes)
     if page is not None:
         files[QA_REPORT_HTML] = page
     return files
 
 
-def _qa_page(pseudonym: str, stored: StoredMesh, pictures: list) -> bytes | None:
-    """The QA report as HTML with three views; None for a report MedPrint did not make."""
+Shape = tuple[np.ndarray, np.ndarray]  # vertices, faces
+
+
+def _qa_page(pseudonym: str, stored: StoredMesh, shapes: list[Shape]) -> bytes | None:
+    """The QA report as HTML with three views of all parts; None for a report MedPrint did not
+    make (its JSON travels alone)."""
     try:
         qa = QAReport.from_dict(dict(stored.qa))
     except (KeyError, TypeError):
         return None
-    whole = pictures[0] if len(pictures) == 1 else make_mesh(*_joined(pictures))
+    whole = make_mesh(*_joined(shapes))
     part = "+".join(sorted(stored.parts))
     return qa_report_html(qa, whole, pseudonym=pseudonym, part=part).encode("utf-8")
 
 
-def _joined(meshes: list) -> tuple:
-    offsets = np.cumsum([0] + [len(m.vertices) for m in meshes[:-1]])
-    vertices = np.concatenate([m.vertices for m in meshes])
-    faces = np.concatenate([m.faces + o for m, o in zip(meshes, offsets, strict=True)])
+def _joined(shapes: list[Shape]) -> Shape:
+    offsets = np.cumsum([0] + [len(v) for v, _ in shapes[:-1]])
+    vertices = np.concatenate([v for v, _ in shapes])
+    faces = np.concatenate([f + o for (_, f), o in zip(shapes, offsets, strict=True)])
     return vertices, faces
 
 
@@ -295,15 +298,11 @@ def _public_key(source: KeySource) -> PublicKey:
 
 
 def _recipient_key(path: Path) -> RecipientKey | None:
-    """This workstation's receiving key, when ``path`` is an encrypted package."""
+    """This workstation's receiving key, when ``path`` is an encrypted package (without one,
+    verify reports the package as encrypted for someone else)."""
     if not path.is_file():
         return None
     with open(path, "rb") as handle:
         if handle.read(len(ENC_MAGIC)) != ENC_MAGIC:
             return None
-    key = RecipientKey.load()
-    if key is None:
-        msg = "this package is encrypted and this workstation has no receiving key; create one "
-        msg += "with 'medprint keys recipient-key' and ask the sender to encrypt for it"
-        raise MedPrintError(msg)
-    return key
+    return RecipientKey.load()
