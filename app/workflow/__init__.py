@@ -5,8 +5,9 @@ arguments; it checks the permission (:mod:`.policy`), does the work through the 
 stores through :class:`app.case.Case`, and writes the audit record, including for a refusal.
 This package is the only place that decides, stores or audits.
 
-Modules: ``actor`` and ``policy`` (who may do what), ``users`` (set-up, vault, roles), ``keys`` (signing key, trust, recipients),
-``intake`` (scan, import, de-identify, cases), ``segment``, ``mesh`` (build, edit, export),
+Modules: ``actor`` and ``policy`` (who may do what), ``users`` (set-up, vault, roles),
+``keys`` (signing key, trust, recipients), ``intake`` (scan, import, de-identify, cases),
+``segment``, ``mesh`` (build, edit, export),
 ``review`` (approve, reject, override, release), ``slice``, ``printing`` (start, pause, resume,
 cancel, recover), ``package`` (build, verify, extract), ``records`` (the audit log), ``demo``.
 """
