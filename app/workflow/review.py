@@ -95,7 +95,7 @@ def approve(actor: Actor, case: Case, version: int, *, comment: str = "") -> dic
             msg += f"('medprint review override {case.pseudonym} --version {version} "
             msg += "--kind self-approval --reason TEXT')"
         policy.refuse(actor, "review.approve", case.pseudonym, reason="author", message=msg)
-    qa_override = _qa_override(actor, case, mesh_sha, qa)
+    qa_override = _qa_override(actor, case, mesh_sha, qa, "review.approve")
     meaning = APPROVED_WITH_QA_OVERRIDE if qa_override else APPROVED_FOR_PRINTING
     used = [qa_override] if qa_override else []
     return _decide(
@@ -103,15 +103,16 @@ def approve(actor: Actor, case: Case, version: int, *, comment: str = "") -> dic
     )
 
 
-def _qa_override(actor: Actor, case: Case, mesh_sha: str, qa: dict) -> dict | None:
-    """None when QA passed; the administrator's QA override when it failed; else refused."""
+def _qa_override(actor: Actor, case: Case, mesh_sha: str, qa: dict, action: str) -> dict | None:
+    """None when QA passed; the administrator's QA override when it failed; else ``action``
+    is refused."""
     if access.qa_passed(qa):
         return None
     found = access.find_override(case, access.QA_FAILURE, mesh_sha)
     if found is None:
         msg = "this mesh version failed QA and cannot be approved; fix the mesh, or an "
         msg += "administrator records a QA override first (kind qa-failure)"
-        policy.refuse(actor, "review.approve", case.pseudonym, reason="qa-failed", message=msg)
+        policy.refuse(actor, action, case.pseudonym, reason="qa-failed", message=msg)
     return found
 
 
@@ -192,7 +193,7 @@ def override(
     qa_override = None
     if kind == access.SELF_APPROVAL:
         _check_self_approval(actor, case, version)
-        qa_override = _qa_override(actor, case, subject, case.mesh_qa(version))
+        qa_override = _qa_override(actor, case, subject, case.mesh_qa(version), "review.override")
     rec = access.new_override(
         case.pseudonym, kind, subject, administrator=actor.user, reason=reason, mesh_version=version
     )

@@ -240,3 +240,21 @@ def test_gcode_whose_provenance_names_another_mesh_fails_verify(people, approved
     assert _codes(people[TECH], made.path) == [fmt.GCODE_MESH_MISMATCH]
     _resign(made.path, lambda m: None, {record: None})
     assert _codes(people[TECH], made.path) == [fmt.BAD_PROVENANCE]
+
+
+def test_a_self_approved_package_of_a_failed_qa_carries_both_overrides(admin, sphere_case, drive):
+    version = store_version(sphere_case, admin.user, holed=True)
+    review.override(admin, sphere_case, "qa-failure", reason="cosmetic", version=version)
+    review.override(admin, sphere_case, "self-approval", reason="alone", version=version)
+    made = package.build(admin, sphere_case, out_dir=drive)
+    manifest = _manifest(made.path)
+    assert sorted(o["kind"] for o in manifest["overrides"]) == ["qa-failure", "self-approval"]
+    assert manifest["approval"]["qa_passed"] is False
+    assert package.verify(admin, made.path).ok
+    qa_record = next(o for o in manifest["overrides"] if o["kind"] == "qa-failure")
+
+    def drop(m: dict) -> None:
+        m["overrides"] = [o for o in m["overrides"] if o["kind"] != "qa-failure"]
+
+    _resign(made.path, drop, {fmt.override_file(qa_record): None})
+    assert _codes(admin, made.path) == [fmt.MISSING_OVERRIDE]

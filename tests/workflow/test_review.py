@@ -158,3 +158,16 @@ def test_decisions_live_encrypted_in_the_case(people, sphere_case, data_dir):
         if path.is_file() and path.suffix != ".jsonl":
             assert b"good fit" not in path.read_bytes()
             assert b'"decision"' not in path.read_bytes()
+
+
+def test_alone_a_failed_qa_needs_the_qa_override_before_self_approval(admin, sphere_case):
+    version = store_version(sphere_case, admin.user, holed=True)
+    with pytest.raises(AccessDenied, match="failed QA"):
+        review.override(admin, sphere_case, "self-approval", reason="alone", version=version)
+    denied = _denied(admin)[-1]["facts"]
+    assert denied["attempted"] == "review.override" and denied["reason"] == "qa-failed"
+    qa = review.override(admin, sphere_case, "qa-failure", reason="cosmetic", version=version)
+    own = review.override(admin, sphere_case, "self-approval", reason="alone", version=version)
+    release = review.release_mesh(admin, sphere_case, version, "package.build")
+    assert release.self_approved
+    assert {o["id"] for o in release.overrides} == {qa["id"], own["id"]}
