@@ -176,13 +176,21 @@ def test_slice_v1_then_print_and_an_edited_mesh_needs_its_own_approval(
     with pytest.raises(AccessDenied, match=f"mesh v{v2} .* cannot be printed"):
         printing.start(tess, approved_case, printer=PRINTER, port=sim.port)
     assert of_v2.gcode.number == 2
+    _start_and_cancel(tess, approved_case, marlin, gcode_version=1)  # v1's approval stands
     review.approve(people["rafael"], approved_case, v2)
+    _start_and_cancel(tess, approved_case, marlin, gcode_version=2)
+
+
+def _start_and_cancel(actor, case, marlin, **kwargs) -> None:
     job = printing.start(
-        tess, approved_case, gcode_version=1, printer=PRINTER, port=marlin().port, link_options=LINK
+        actor, case, printer=PRINTER, port=marlin().port, link_options=LINK, **kwargs
     )
-    job.cancel()
-    job.wait(30)
-    job.close()
+    try:
+        assert job.state == PrinterState.PRINTING
+        printing.cancel(actor, job)
+        assert job.wait(30) == PrinterState.CANCELLED
+    finally:
+        job.close()
 
 
 def test_gcode_whose_mesh_hash_is_no_version_of_the_case_is_refused(
