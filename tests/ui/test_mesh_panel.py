@@ -84,11 +84,24 @@ def test_build_a_mesh_from_a_segment_and_show_its_qa(panels, qtbot, ct_volume, a
 
 
 @pytest.mark.slow
-def test_slice_the_mesh_and_preview_a_layer(panels, qtbot, ct_volume, data_dir, artifacts):
+@pytest.mark.usefixtures("keystore_service")
+def test_slice_the_stored_version_and_preview_a_layer(
+    panels, qtbot, ct_volume, data_dir, artifacts
+):
+    from app.case import Case
     from app.settings import resolve_paths
     from app.ui.print_panel import PrintPanel
+    from app.workflow import users
+    from app.workflow.actor import Actor
 
     segments, mesh_panel, _view3d = panels
+    actor = Actor.current(resolve_paths(data_dir))
+    users.init_vault(actor)
+    case = Case(actor.vault, actor.vault.create_case({}))
+    case.save_volume(ct_volume)
+    mesh_panel.set_actor(actor)
+    mesh_panel.set_case(case, (220.0, 220.0, 250.0))
+    mesh_panel.preset.setCurrentText("review")  # a 24 mm ball has no room for the label
     ball = segments.seg.add_segment("ball")
     segments.seg.modify(ball, _ball(ct_volume, 12.0), "set")
     qtbot.waitUntil(lambda: mesh_panel.segment.currentText() == "ball")
@@ -97,32 +110,31 @@ def test_slice_the_mesh_and_preview_a_layer(panels, qtbot, ct_volume, data_dir, 
     printer.show()
     qtbot.addWidget(printer)
     printer.load_profiles(resolve_paths(), "generic-marlin-220")
+    printer.set_actor(actor)
+    printer.set_case(case)
     assert printer.printer.count() >= 1 and printer.material.count() >= 1
-    assert not printer.slice_button.isEnabled()  # no mesh yet
-    with qtbot.waitSignal(mesh_panel.meshBuilt, timeout=120_000):
+    assert not printer.slice_button.isEnabled()  # no mesh version yet
+    with qtbot.waitSignal(mesh_panel.meshBuilt, timeout=120_000) as built:
         mesh_panel.build()
-    assert printer.slice_button.isEnabled()
-    printer.set_case("C-TEST-01")
+    assert built.args[0].version == 1 and printer.slice_button.isEnabled()
+    assert printer.version.currentData() == 1
     printer.layer_height.setValue(0.3)
     with qtbot.waitSignal(printer.sliced, timeout=300_000) as sliced:
         printer.slice()
-    result = sliced.args[0]
-    layers = result.analysis.layer_count
+    assert sliced.args[0].gcode.provenance["mesh_sha256"] == case.mesh_sha256(1)
+    layers = printer.result.analysis.layer_count
     assert abs(layers - round(24.0 / 0.3)) <= 2  # a 24 mm ball at 0.3 mm layers
-    assert "layers:" in printer.summary.text()
     assert printer.layer.maximum() == layers - 1
     printer.layer.setValue(layers // 2)
     assert (
         printer.toolpaths.segments and sum(len(v) for v in printer.toolpaths.segments.values()) > 10
     )
     printer.show_3d.setChecked(True)  # the layer's toolpaths over the mesh, in LPS
-    actor = mesh_panel.view3d._meshes["toolpaths"]
-    lines = np.array(actor.GetBounds()).reshape(3, 2)
+    actor_3d = mesh_panel.view3d._meshes["toolpaths"]
+    lines = np.array(actor_3d.GetBounds()).reshape(3, 2)
     ball = np.array(mesh_panel.view3d._meshes["mesh"].GetBounds()).reshape(3, 2)
     assert (lines[:, 0] >= ball[:, 0] - 1.0).all() and (lines[:, 1] <= ball[:, 1] + 1.0).all()
     assert lines[2, 1] - lines[2, 0] < 0.5  # one layer: flat
     printer.show_3d.setChecked(False)
     assert "toolpaths" not in mesh_panel.view3d._meshes
-    out = printer.save_gcode(data_dir.parent / "ball.gcode")
-    assert out.stat().st_size > 1000 and "C-TEST-01 ball" in out.read_text()
     printer.grab().save(str(artifacts / "print-panel.png"))
