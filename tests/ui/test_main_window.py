@@ -279,7 +279,7 @@ def test_review_and_package_a_stored_mesh_version(window, qtbot, ct_volume, data
     case.save_volume(ct_volume)
     ball = trimesh.creation.icosphere(subdivisions=3, radius=20.0)
     stl = ball.export(file_type="stl")
-    case.save_mesh_version({"ball": stl}, qa=qa_report(ball), info={"part": "ball"})
+    case.save_mesh_version({"ball": stl}, qa=qa_report(ball).to_dict(), info={"part": "ball"})
     with qtbot.waitSignal(window.caseOpened, timeout=60_000):
         window.open_case(pseudonym)
     panel = window.package_panel
