@@ -214,6 +214,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.print_panel.load_profiles(self.paths, self.settings.default_printer)
         self.package_panel = PackagePanel(self)
         self.mesh_panel.meshBuilt.connect(lambda _r: self.package_panel.refresh_versions())
+        self.mesh_panel.meshEdited.connect(lambda _v: self.package_panel.refresh_versions())
         for panel in (self.mesh_panel, self.print_panel, self.package_panel):
             self.track(panel.worker)
         return {
