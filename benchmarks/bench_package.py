@@ -173,8 +173,7 @@ def run(quick: bool = False) -> list[Row]:
         with tempfile.TemporaryDirectory(prefix="medprint-bench-out-") as out:
             folder = build(Path(out))
             t_verify = min(
-                _time(lambda: verify_package(folder, [signer.public_key]))
-                for _ in range(3)
+                _time(lambda: verify_package(folder, [signer.public_key])) for _ in range(3)
             )
             a_verify = min(
                 _time(lambda: [_sha(p) for p in folder.rglob("*") if p.is_file()]) for _ in range(3)
