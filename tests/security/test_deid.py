@@ -380,6 +380,39 @@ def test_verification_stops_a_leak(planted: dict[str, Path], monkeypatch) -> Non
     assert not list(planted["root"].glob(".deid-*"))
 
 
+PREAMBLE_MARKER = b"MKRPREAMBLE DOE^JANE 19800501"
+
+
+def test_preamble_is_zeroed(planted: dict[str, Path], tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    shutil.copytree(planted["ct"], src)
+    for path in src.glob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        ds.preamble = PREAMBLE_MARKER.ljust(128, b"\0")
+        ds.save_as(path, enforce_file_format=True)
+    assert PREAMBLE_MARKER in next(src.glob("*.dcm")).read_bytes()
+    out = tmp_path / "out"
+    deid_folder(src, out, options=DeidOptions(), uid_key=KEY, pseudonym="C-TEST-04")
+    for path in output_files(out):
+        assert path.read_bytes()[:132] == bytes(128) + b"DICM"
+
+
+def test_verification_stops_a_preamble_leak(planted: dict[str, Path], monkeypatch) -> None:
+    real = deid.deidentify
+
+    def leaky(ds, **kwargs):
+        out = real(ds, **kwargs)
+        out.preamble = PREAMBLE_MARKER.ljust(128, b"\0")  # as if the preamble were kept
+        return out
+
+    monkeypatch.setattr(batch, "deidentify", leaky)
+    out = planted["root"] / "preamble-leak"
+    with pytest.raises(IdentifierLeak, match="preamble") as error:
+        deid_folder(planted["ct"], out, options=DeidOptions(), uid_key=KEY, pseudonym="C-TEST-05")
+    assert "MKRPREAMBLE" not in str(error.value)
+    assert not out.exists()
+
+
 def test_one_pseudonym_for_one_patient_only(planted: dict[str, Path], tmp_path: Path) -> None:
     mixed = tmp_path / "mixed"
     shutil.copytree(planted["ct"], mixed / "a")

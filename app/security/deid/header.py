@@ -36,6 +36,7 @@ from app.security.deid.profile import (
 from app.security.deid.values import remap_uid, shift_date, shift_datetime
 
 DUMMY_TEXT = "ANONYMIZED"
+PREAMBLE = bytes(128)
 DUMMY_VALUES: dict[str, object] = {
     "DA": "19000101",
     "DT": "19000101000000",
@@ -285,7 +286,7 @@ def deidentify(
     Returns
     -------
     Dataset
-        The de-identified dataset, with Patient Identity Removed, De-identification Method (and
+        The de-identified dataset, with a zeroed preamble, Patient Identity Removed, De-identification Method (and
         its Code Sequence) and Longitudinal Temporal Information Modified set. Defacing and pixel
         masking are separate steps (:func:`deface_mask`, :func:`mask_rectangles`).
     """
@@ -296,6 +297,7 @@ def deidentify(
         worker = _Deidentifier(profile, uid_key, pseudonym, date_shift_days, Identity.of(ds))
         worker.dataset(ds)
         _deidentify_meta(ds, worker)
+    ds.preamble = PREAMBLE  # the 128 free bytes before "DICM" can hold anything (names, TIFF)
     ds.PatientIdentityRemoved = "YES"
     codes = options.method_codes()
     add_method(ds, codes, method_texts(codes))

@@ -18,6 +18,7 @@ from app.security.deid.errors import DeidError, IdentifierLeak
 from app.security.deid.header import (
     DUMMY_TEXT,
     DUMMY_VALUES,
+    PREAMBLE,
     is_identifier_keyword,
     method_texts,
     text_values,
@@ -105,7 +106,8 @@ def verify(
 
     Each file is searched for the identifiers of its own input (names, IDs, dates, UIDs) and
     for the names and IDs of every input, in every byte outside the pixel values; compressed
-    pixel data (where a JPEG may carry text) is searched too. Numbers only match as whole
+    pixel data (where a JPEG may carry text) is searched too. The 128-byte preamble must be
+    zero (it is free space any program may fill). Numbers only match as whole
     numbers, not inside a longer number or UID.
     """
     ignore = set(pseudonyms) | _OWN_VALUES | found.kept
@@ -118,7 +120,11 @@ def verify(
         own = found.per_file.get(path, {})
         needles = shared | {v: k for v, k in own.items() if v not in ignore}
         checked.update(needles)
-        for keyword in _hits(path.read_bytes(), needles):
+        data = path.read_bytes()
+        found_here = _hits(data, needles)
+        if not data.startswith(PREAMBLE + b"DICM"):
+            found_here.add("preamble")
+        for keyword in found_here:
             leaks[keyword] = leaks.get(keyword, 0) + 1
     if leaks:
         where = ", ".join(f"{k} ({n} files)" for k, n in sorted(leaks.items()))
