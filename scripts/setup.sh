@@ -12,7 +12,8 @@ apt_packages=(
   gnome-keyring dbus
 )
 if [ "$mode" = test ]; then
-  apt_packages+=(xvfb xauth prusa-slicer binutils desktop-file-utils)
+  # passwd (useradd), dbus-bin (dbus-send), util-linux (runuser): tests/multiuser
+  apt_packages+=(xvfb xauth prusa-slicer binutils desktop-file-utils passwd dbus-bin util-linux)
 fi
 
 missing=()
