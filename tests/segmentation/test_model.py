@@ -221,3 +221,74 @@ def test_big_edits_are_compressed_in_the_background_and_undo_exactly():
     assert all(isinstance(p, bytes) for d in change.diffs for p in d.planes.values())
     assert seg.undo() and not seg.labels.any()
     assert seg.redo() and np.array_equal(seg.mask(a), mask)
+
+
+@pytest.mark.parametrize("shape", [(20, 30, 40), (9, 7, 5), (300, 3, 3)])
+@pytest.mark.parametrize("mode", ["set", "add", "remove"])
+def test_slab_edits_equal_whole_mask_edits(shape, mode, monkeypatch):
+    """modify_slabs gives the labels, counts, boxes and undo steps modify gives, on grids whose
+    slices are not whole bytes of packed bits, for a segment on a high bit of uint16 labels."""
+    from app.tools.segmentation import model
+
+    monkeypatch.setattr(model, "_SLAB_VOXELS", 64)  # many slabs even on these small grids
+    rng = np.random.default_rng(7)
+    start = rng.random(shape) > 0.7
+    mask = np.zeros(shape, bool)
+    mask[1:-1, 1:, :-1] = rng.random((shape[0] - 2, shape[1] - 1, shape[2] - 1)) > 0.4
+    results = []
+    for slabbed in (False, True):
+        seg = Segmentation(Grid(shape))
+        for n in range(10):  # uint16 labels; "s9" owns bit 9
+            seg.add_segment(f"s{n}")
+        seg.modify("s3", ~start)  # other bits must survive untouched
+        seg.modify("s9", start)
+        before = seg.labels.copy()
+        if slabbed:
+            changed = seg.modify_slabs("s9", lambda ks: mask[ks], mode)
+        else:
+            changed = seg.modify("s9", mask, mode)
+        results.append((changed, seg.labels.copy(), seg.bbox("s9")))
+        assert seg.undo() and np.array_equal(seg.labels, before)
+        assert seg.redo() and np.array_equal(seg.labels, results[-1][1])
+    (count, labels, bbox), (slab_count, slab_labels, slab_bbox) = results
+    assert slab_count == count > 0
+    assert np.array_equal(slab_labels, labels) and slab_bbox == bbox
+
+
+def test_slab_edit_of_an_empty_segment_knows_its_tight_box():
+    seg = Segmentation(Grid((40, 16, 16)))
+    a = seg.add_segment("a")
+    mask = box((40, 16, 16), (slice(13, 29), slice(2, 5), slice(7, 8)))
+    events = []
+    seg.subscribe(events.append)
+    assert seg.modify_slabs(a, lambda ks: mask[ks]) == 16 * 3
+    where = (slice(13, 29), slice(2, 5), slice(7, 8))
+    assert seg._boxes[a.id] == where and a.id in seg._exact  # bbox() needs no pass
+    assert [e.box for e in events if e.kind == "labels"] == [where]
+    assert seg.modify_slabs(a, lambda ks: mask[ks], "add") == 0
+
+
+def test_a_failing_slab_pass_changes_nothing():
+    seg = Segmentation(Grid((64, 100, 100)))
+    a = seg.add_segment("a")
+    seg.modify(a, box((64, 100, 100), (slice(0, 64), slice(0, 50), slice(0, 100))))
+    before = seg.labels.copy()
+
+    def mask_of(ks):
+        if ks.start >= 40:
+            raise MemoryError
+        return np.ones((ks.stop - ks.start, 100, 100), bool)
+
+    with pytest.raises(MemoryError):
+        seg.modify_slabs(a, mask_of, "set")
+    assert np.array_equal(seg.labels, before) and len(seg.history.undo_stack) == 2
+
+
+def test_exclusive_slab_edits_take_voxels_from_the_others():
+    seg = Segmentation(GRID)
+    a, b = seg.add_segment("a"), seg.add_segment("b")
+    seg.modify(a, box())
+    seg.overwrite_other_segments = True
+    full = np.ones(GRID.shape, bool)
+    assert seg.modify_slabs(b, lambda ks: full[ks]) == full.size
+    assert seg.is_empty(a)

@@ -63,6 +63,21 @@ def test_threshold_preview_matches_apply(small_volume):
     assert np.array_equal(coronal, small_volume.array[:, 25] >= 226)
 
 
+@pytest.mark.parametrize("dtype", [np.int16, np.uint16, np.int8, np.uint8, np.int32, np.float32])
+def test_threshold_mask_is_the_inclusive_range_at_the_type_limits(dtype):
+    from app.tools.segmentation.threshold import threshold_mask
+
+    info = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else np.finfo(dtype)
+    rng = np.random.default_rng(3)
+    array = rng.uniform(float(info.min), float(info.max), (5, 33, 35)).astype(dtype)
+    array.flat[:4] = [info.min, info.max, 0, 1]
+    ranges = [(226, 3071), (info.min, info.max), (-5.5, 7.2), (0, 0), (3, 2), (-1e38, 1e38)]
+    for lower, upper in ranges:
+        expected = (array >= lower) & (array <= upper)
+        assert np.array_equal(threshold_mask(array, lower, upper), expected), (lower, upper)
+        assert np.array_equal(threshold_mask(array[:, 3], lower, upper), expected[:, 3])
+
+
 def test_overlay_slice_colours_visible_segments(small_volume):
     from app.tools.segmentation.overlay import overlay_slice
 

@@ -82,8 +82,18 @@ class LabelDiff:
     @classmethod
     def of_plane(cls, box: Box, bit: int, flips: np.ndarray) -> LabelDiff | None:
         """The diff that flips ``bit`` wherever ``flips`` (bool, shape of ``box``) is set."""
-        packed = np.packbits(flips)
-        count = int(np.bitwise_count(packed).sum(dtype=np.int64))
+        return cls.of_packed(box, bit, np.packbits(flips))
+
+    @classmethod
+    def of_packed(
+        cls, box: Box, bit: int, packed: np.ndarray, count: int | None = None
+    ) -> LabelDiff | None:
+        """The diff that flips ``bit`` where the C-ordered bits ``packed`` (of ``box``) are set.
+
+        ``count`` is the number of set bits when the caller already knows it.
+        """
+        if count is None:
+            count = int(np.bitwise_count(packed).sum(dtype=np.int64))
         if count == 0:
             return None
         return cls(box=box, count=count, planes={bit: _pack(packed)})

@@ -10,7 +10,6 @@ import numpy as np
 from app.errors import SegmentationError
 from app.progress import CancelToken, Progress, check_cancel
 from app.tools.segmentation.base import Tool, ToolResult, hu_array, target_segment
-from app.tools.segmentation.grid import mask_box
 from app.tools.segmentation.model import Segmentation
 from app.tools.segmentation.params import param
 
@@ -111,17 +110,42 @@ def _auto_threshold(sample: np.ndarray, method: str) -> float:
 
 
 def threshold_mask(array: np.ndarray, lower: float, upper: float) -> np.ndarray:
-    """``lower <= array <= upper`` without a float copy of the volume."""
-    if np.issubdtype(array.dtype, np.integer):
-        info = np.iinfo(array.dtype)
-        lower = max(np.ceil(lower), info.min)
-        upper = min(np.floor(upper), info.max)
-        if lower > upper:
-            return np.zeros(array.shape, dtype=bool)
-        lower, upper = array.dtype.type(lower), array.dtype.type(upper)
-    mask = array >= lower
-    mask &= array <= upper
+    """``lower <= array <= upper`` without a float copy of the volume.
+
+    Integer arrays take one subtraction and one unsigned comparison per element (below
+    ``lower`` the difference wraps to large values), slab by slab so the difference stays in
+    the CPU cache and never costs a volume-sized temporary.
+    """
+    if not np.issubdtype(array.dtype, np.integer):
+        mask = array >= lower
+        mask &= array <= upper
+        return mask
+    info = np.iinfo(array.dtype)
+    lower = max(np.ceil(lower), info.min)
+    upper = min(np.floor(upper), info.max)
+    mask = np.empty(array.shape, dtype=bool)
+    if lower > upper:
+        mask[...] = False
+        return mask
+    if array.ndim < 2:
+        _wrapped_range(array, int(lower), int(upper), mask)
+        return mask
+    step = max(1, _SLAB // max(1, array[0].size))
+    for start in range(0, len(array), step):
+        part = slice(start, start + step)
+        _wrapped_range(array[part], int(lower), int(upper), mask[part])
     return mask
+
+
+_SLAB = 1 << 19  # elements per slab: the int difference and the mask fit a 2 MiB L2 cache
+
+
+def _wrapped_range(array: np.ndarray, lower: int, upper: int, out: np.ndarray) -> None:
+    """``out = lower <= array <= upper`` for integers in the array's range: one subtraction
+    wrapping modulo 2**bits, one unsigned comparison."""
+    unsigned = np.dtype(f"u{array.dtype.itemsize}")
+    shifted = np.subtract(array, array.dtype.type(lower), dtype=array.dtype).view(unsigned)
+    np.less_equal(shifted, unsigned.type(upper - lower), out=out)
 
 
 def preview(
@@ -165,23 +189,16 @@ class ThresholdTool(Tool):
     ) -> ToolResult:
         low, high = resolve_range(volume, params)
         progress.update(0.2, f"threshold {low:g}..{high:g}")
-        mask = threshold_mask(hu_array(volume), low, high)
+        array = hu_array(volume)
         check_cancel(cancel)
-        box = mask_box(mask)
         name = (
             params.preset if params.method == "range" and params.preset != "custom" else "threshold"
         )
         with seg.group(f"threshold {low:g}..{high:g}"):
             segment = target_segment(seg, params.segment, name, PRESET_COLORS.get(name))
-            if box is None:
-                changed = seg.modify(segment, np.zeros((1, 1, 1), bool), params.mode)
-            else:
-                changed = seg.modify(
-                    segment,
-                    mask[box],
-                    params.mode,
-                    offset=(box[0].start, box[1].start, box[2].start),
-                )
+            changed = seg.modify_slabs(
+                segment, lambda ks: threshold_mask(array[ks], low, high), params.mode
+            )
         return ToolResult(
             changed,
             [segment.id],
