@@ -1,5 +1,6 @@
-"""``medprint users``: roles of the OS accounts (administrators manage them);
-``medprint whoami``: the acting account and its roles."""
+"""``medprint users``: enrol and remove people, give and take roles (administrators);
+``medprint whoami``: the acting account, its key fingerprint and roles (its first run makes the
+account's personal keys and, in a vault it is not enrolled in, leaves an enrolment request)."""
 
 from __future__ import annotations
 
@@ -11,38 +12,49 @@ from app.workflow.actor import Actor
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("users", help="roles of the OS accounts (administrators manage them)")
+    parser = sub.add_parser("users", help="people of the vault and their roles")
     actions = parser.add_subparsers(dest="users_action", metavar="ACTION", required=True)
-    listing = actions.add_parser("list", help="every user and their roles")
+    listing = actions.add_parser("list", help="every person, their roles and key fingerprint")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=_list)
-    add = actions.add_parser("add", help="give a user a role")
+    enrol = actions.add_parser(
+        "enrol", help="let an account that ran 'medprint whoami' into the vault with roles"
+    )
+    enrol.add_argument("user", help="OS login name")
+    enrol.add_argument("roles", nargs="+", choices=users.ROLES, metavar="ROLE")
+    enrol.add_argument("--fingerprint", help="the key fingerprint their 'whoami' showed")
+    enrol.set_defaults(func=_enrol)
+    add = actions.add_parser("add", help="give an enrolled person another role")
     add.add_argument("user", help="OS login name")
     add.add_argument("role", choices=users.ROLES)
     add.set_defaults(func=_add)
-    remove = actions.add_parser("remove", help="take a role (or every role) from a user")
+    remove = actions.add_parser(
+        "remove",
+        help="take one role from a person, or remove them for good (every key is rotated)",
+    )
     remove.add_argument("user")
     remove.add_argument("role", nargs="?", choices=users.ROLES)
+    remove.add_argument("--json", action="store_true")
     remove.set_defaults(func=_remove)
-    actions.add_parser(
-        "bootstrap",
-        help="a vault made before roles existed: its creator (from the audit log) becomes "
-        "the administrator",
-    ).set_defaults(func=_bootstrap)
-    whoami = sub.add_parser("whoami", help="your OS account and your roles in this vault")
+    whoami = sub.add_parser("whoami", help="your OS account, key fingerprint and roles")
     whoami.add_argument("--json", action="store_true")
     whoami.set_defaults(func=_whoami)
 
 
 def _list(args: argparse.Namespace) -> int:
-    roles = users.list_users(Actor.current())
+    people = users.list_users(Actor.current())
     if args.json:
-        print(json.dumps(roles, indent=2))
+        print(json.dumps(people, indent=2))
         return 0
-    for user, held in roles.items():
-        print(f"{user:24} {', '.join(held)}")
-    if not roles:
-        print("no roles assigned")
+    for user, facts in people.items():
+        held = ", ".join(facts["roles"]) or "no role"
+        print(f"{user:24} {held:40} {facts['fingerprint']}")
+    return 0
+
+
+def _enrol(args: argparse.Namespace) -> int:
+    done = users.enrol(Actor.current(), args.user, args.roles, fingerprint=args.fingerprint)
+    print(f"{done.user} enrolled as {', '.join(done.roles)}; key {done.fingerprint}")
     return 0
 
 
@@ -53,14 +65,18 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _remove(args: argparse.Namespace) -> int:
-    removed = users.remove_role(Actor.current(), args.user, args.role)
-    print(f"removed {', '.join(removed)} from {args.user}")
-    return 0
-
-
-def _bootstrap(args: argparse.Namespace) -> int:
-    founder = users.bootstrap(Actor.current())
-    print(f"{founder} created this vault and is now its administrator")
+    actor = Actor.current()
+    if args.role:
+        users.remove_role(actor, args.user, args.role)
+        print(f"removed {args.role} from {args.user}")
+        return 0
+    recovery = users.remove_user(actor, args.user)
+    if args.json:
+        print(json.dumps({"removed": args.user, "recovery_key": recovery}, indent=2))
+        return 0
+    print(f"{args.user} removed; every key was rotated so their key opens nothing new")
+    print("New recovery key (the old one no longer opens the vault; shown only once):")
+    print(f"  {recovery}")
     return 0
 
 
@@ -69,8 +85,12 @@ def _whoami(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(me, indent=2))
         return 0
+    print(f"{me['user']}  key {me['fingerprint']}")
     if not me["vault"]:
-        print(f"{me['user']}  (no vault yet: 'medprint vault init')")
+        print("no vault in this data folder yet ('medprint vault init' founds one)")
+    elif me["request"]:
+        print("not enrolled: your request is waiting; ask an administrator to run")
+        print(f"  medprint users enrol {me['user']} ROLE --fingerprint {me['fingerprint']}")
     else:
-        print(f"{me['user']}  {', '.join(me['roles']) or 'no role'}")
+        print(f"roles: {', '.join(me['roles']) or 'none'}")
     return 0

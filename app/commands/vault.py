@@ -21,17 +21,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=_status)
     rotate = actions.add_parser(
-        "rotate-key", help="re-wrap every data key under a new master key (administrators)"
+        "rotate-key",
+        help="new master and data keys, every file re-encrypted, new recovery key shown once "
+        "(administrators)",
     )
     rotate.add_argument("--json", action="store_true")
     rotate.set_defaults(func=_rotate)
     recovery = actions.add_parser(
         "recovery-key",
-        help="show the recovery key (administrators; audited), or restore access with it",
+        help="issue a new recovery key, shown once (administrators; rotates every key), or "
+        "regain access with one",
     )
     recovery.add_argument(
-        "--restore", metavar="KEY", help="put the master key back into the keystore"
+        "--restore", metavar="KEY", help="seal the master key to your (new) personal keys"
     )
+    recovery.add_argument("--json", action="store_true")
     recovery.set_defaults(func=_recovery)
 
 
@@ -63,19 +67,30 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _rotate(args: argparse.Namespace) -> int:
-    generation = users.rotate_key(Actor.current())
+    generation, recovery = users.rotate_key(Actor.current())
     if args.json:
-        print(json.dumps({"key_generation": generation}))
-    else:
-        print(f"master key rotated; key generation is now {generation}")
+        print(json.dumps({"key_generation": generation, "recovery_key": recovery}))
+        return 0
+    print(f"keys rotated; key generation is now {generation}")
+    _show_recovery(recovery)
     return 0
+
+
+def _show_recovery(recovery: str) -> None:
+    print("New recovery key (write it down, keep it offline; the old one no longer opens")
+    print("the vault; this one is shown only once):")
+    print(f"  {recovery}")
 
 
 def _recovery(args: argparse.Namespace) -> int:
     actor = Actor.current()
     if args.restore:
         vault_id = users.restore_vault(actor, args.restore)
-        print(f"access restored: the master key of vault {vault_id} is back in the keystore")
+        print(f"access restored: vault {vault_id} opens with your personal key again")
+        return 0
+    recovery = users.recovery_key(actor)
+    if args.json:
+        print(json.dumps({"recovery_key": recovery}))
     else:
-        print(users.recovery_key(actor))
+        _show_recovery(recovery)
     return 0

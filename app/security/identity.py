@@ -115,10 +115,17 @@ class PublicIdentity:
 class PersonalKeys:
     """This account's signing and wrapping keys, from its own OS keystore."""
 
-    def __init__(self, user: str, signing: SigningKey, wrap: X25519PrivateKey) -> None:
+    def __init__(
+        self,
+        user: str,
+        signing: SigningKey,
+        wrap: X25519PrivateKey,
+        keystore: Keystore | None = None,
+    ) -> None:
         self.user = user
         self.signing = signing
         self._wrap = wrap
+        self.keystore = keystore  # where the keys live; None for keys made in memory
 
     @classmethod
     def load_or_create(cls, keystore: Keystore | None = None) -> PersonalKeys:
@@ -131,7 +138,13 @@ class PersonalKeys:
             keystore.set(WRAP_KEY_NAME, _raw(wrap))
         else:
             wrap = X25519PrivateKey.from_private_bytes(secret)
-        return cls(os_user(), signing, wrap)
+        return cls(os_user(), signing, wrap, keystore)
+
+    @classmethod
+    def in_memory(cls, user: str) -> PersonalKeys:
+        """Fresh keys for ``user`` held only by this object (tests acting as several people in
+        one process); nothing is stored."""
+        return cls(user, SigningKey.generate(), X25519PrivateKey.generate())
 
     @property
     def public(self) -> PublicIdentity:

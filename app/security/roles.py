@@ -14,6 +14,7 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from app.errors import AccessDenied, VaultError
 from app.security.identity import PersonalKeys, PublicIdentity
@@ -21,6 +22,22 @@ from app.security.signing import utc_now
 
 ADMINISTRATOR = "administrator"
 GENESIS = "0" * 64
+RECORD = "roles"  # the vault record holding the chain
+CHAIN_VERSION = 2
+
+
+class ChainStore(Protocol):
+    """Where the chain lives: the vault (its id, founder, and encrypted records)."""
+
+    @property
+    def vault_id(self) -> str: ...
+
+    @property
+    def founder(self) -> str: ...
+
+    def put_record(self, name: str, data: bytes) -> None: ...
+
+    def get_record(self, name: str) -> bytes | None: ...
 
 
 def canonical(obj: object) -> bytes:
@@ -135,3 +152,69 @@ def _issuer_identity(body: dict, state: RolesState, number: int, founder: str):
     if issuer.fingerprint != body.get("issuer_key"):
         return None
     return issuer.signing_key
+
+
+def load_chain(store: ChainStore) -> list[dict]:
+    """The statements in the vault's roles record; a missing or unsigned record is an error
+    (every current vault has one from ``vault init`` on, so it was deleted or replaced)."""
+    raw = store.get_record(RECORD)
+    if raw is None:
+        msg = "the roles record is missing from the vault (deleted?); nobody holds a role "
+        msg += "until the vault folder is restored from a backup"
+        raise VaultError(msg)
+    try:
+        data = json.loads(raw)
+        version, statements = data.get("version"), data["statements"]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        version, statements = None, None
+    if version != CHAIN_VERSION or not isinstance(statements, list) or not statements:
+        msg = "the roles record is not a signed roles chain (replaced, or an old format); "
+        msg += "restore the vault folder from a backup"
+        raise VaultError(msg)
+    return statements
+
+
+def save_chain(store: ChainStore, chain: list[dict]) -> None:
+    data = {"version": CHAIN_VERSION, "statements": chain}
+    store.put_record(RECORD, canonical(data))
+
+
+def current(store: ChainStore) -> RolesState:
+    """The verified roles of the vault (raises :class:`VaultError` naming what is wrong)."""
+    return verify_chain(
+        load_chain(store), vault_id=store.vault_id, founder_fingerprint=store.founder
+    )
+
+
+def grant(
+    store: ChainStore, issuer: PersonalKeys, subject: PublicIdentity, roles: set[str]
+) -> RolesState:
+    """Append a statement giving ``subject`` exactly ``roles``; the new state."""
+    chain = load_chain(store)
+    chain.append(
+        issue(
+            chain,
+            issuer,
+            subject,
+            roles,
+            vault_id=store.vault_id,
+            founder_fingerprint=store.founder,
+        )
+    )
+    state = verify_chain(chain, vault_id=store.vault_id, founder_fingerprint=store.founder)
+    save_chain(store, chain)
+    return state
+
+
+def found(store: ChainStore, founder: PersonalKeys) -> RolesState:
+    """Start the chain of a new vault: the founder's own administrator statement."""
+    first = issue(
+        [],
+        founder,
+        founder.public,
+        {ADMINISTRATOR},
+        vault_id=store.vault_id,
+        founder_fingerprint=store.founder,
+    )
+    save_chain(store, [first])
+    return verify_chain([first], vault_id=store.vault_id, founder_fingerprint=store.founder)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import NoReturn
 
-from app.errors import AccessDenied, AuditError, MedPrintError
-from app.security import access, audit
+from app.errors import AccessDenied, MedPrintError
+from app.security import access, audit, roles
 from app.workflow.actor import Actor
 
 T, R, A = access.TECHNICIAN, access.REVIEWER, access.ADMINISTRATOR
@@ -58,31 +58,9 @@ def record(actor: Actor, action: str, case: str | None = None, **facts: object) 
 
 
 def roles_of(actor: Actor, user: str | None = None) -> set[str]:
-    """The roles of ``user`` (default: the actor) in the actor's vault."""
-    roles = access.load_roles(actor.vault)
-    if not roles and not access.roles_exist(actor.vault):
-        roles = _founder_roles(actor)
-    return set(roles.get(user or actor.user, set()))
-
-
-def _founder_roles(actor: Actor) -> dict[str, set[str]]:
-    """A vault made before roles were stored at ``vault init``: the founder named by the
-    verified audit log's ``vault.init`` record is its administrator (stored at once)."""
-    try:
-        if not audit.verify(actor.paths).ok:
-            return {}
-    except AuditError:
-        return {}
-    for rec in audit.read_records(actor.paths):
-        facts = rec.get("facts", {})
-        if rec.get("action") == "vault.init" and facts.get("vault_id") == actor.vault.vault_id:
-            founder = rec.get("user")
-            if isinstance(founder, str) and access.USER_RE.match(founder):
-                roles = {founder: {A}}
-                access.save_roles(actor.vault, roles)
-                record(actor, "users.bootstrap", subject=founder, role=A)
-                return roles
-    return {}
+    """The roles of ``user`` (default: the actor) in the actor's vault, from the verified roles
+    chain (a missing, edited or forged roles record is a :class:`VaultError` naming it)."""
+    return set(roles.current(actor.vault).roles.get(user or actor.user, set()))
 
 
 def allow(actor: Actor, action: str, case: str | None = None) -> None:

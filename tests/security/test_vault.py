@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -15,8 +16,9 @@ import numpy as np
 import pytest
 
 from app.case import Case
-from app.errors import IntegrityError, KeystoreError, VaultError
+from app.errors import IntegrityError, VaultError
 from app.imaging.volume import Volume
+from app.security.identity import PersonalKeys
 from app.security.keystore import Keystore
 from app.security.streams import CHUNK_SIZE, TAG
 from app.security.vault import Vault
@@ -26,8 +28,18 @@ IDENTITY = {"patient_name": "DOE^JANE", "patient_id": "PID-4711", "birth_date": 
 
 
 @pytest.fixture
-def vault(data_dir, keystore_service) -> Vault:
-    return Vault.init()[0]
+def keys(keystore_service) -> PersonalKeys:
+    """The founder's personal keys, in this test's own keystore service."""
+    return PersonalKeys.load_or_create()
+
+
+@pytest.fixture
+def vault(data_dir, keys) -> Vault:
+    return Vault.init(resolve_paths(), keys)[0]
+
+
+def _open(keys: PersonalKeys) -> Vault:
+    return Vault.open(resolve_paths(), keys)
 
 
 def _case_file(vault: Vault, pseudonym: str, name: str) -> Path:
@@ -145,59 +157,6 @@ def test_file_moved_to_another_case_or_name_is_detected(vault):
         vault.read_bytes(first, "other")
 
 
-def test_wrong_master_key_is_refused(vault, data_dir):
-    entry = f"vault-master-{vault.vault_id}-{vault.generation}"
-    Keystore().set(entry, os.urandom(32))
-    with pytest.raises(VaultError, match="does not open this vault"):
-        Vault.open()
-
-
-def test_missing_master_key_names_the_fix(vault):
-    Keystore().delete(f"vault-master-{vault.vault_id}-{vault.generation}")
-    with pytest.raises(KeystoreError, match="recovery key"):
-        Vault.open()
-
-
-def test_rotate_key_rewraps_without_reencrypting(vault):
-    pseudonym = vault.create_case(IDENTITY)
-    vault.write_bytes(pseudonym, "data", b"payload")
-    before = _case_file(vault, pseudonym, "data").read_bytes()
-    old_entry = f"vault-master-{vault.vault_id}-1"
-    vault.rotate_key()
-    assert _case_file(vault, pseudonym, "data").read_bytes() == before
-    assert Keystore().get(old_entry) is None
-    reopened = Vault.open()
-    assert reopened.generation == 2
-    assert reopened.read_bytes(pseudonym, "data") == b"payload"
-    assert reopened.case_entry(pseudonym).identity == IDENTITY
-
-
-def test_recovery_key_restores_access_after_keystore_loss(data_dir, keystore_service):
-    vault, recovery = Vault.init()
-    pseudonym = vault.create_case(IDENTITY)
-    vault.write_bytes(pseudonym, "data", b"payload")
-    vault.rotate_key()
-    assert vault.recovery_key() == recovery
-    Keystore().delete(f"vault-master-{vault.vault_id}-{vault.generation}")
-    with pytest.raises(KeystoreError):
-        Vault.open()
-    with pytest.raises(VaultError, match="does not match"):
-        Vault.restore_with_recovery_key("MPRK-" + "AAAA-" * 7 + "AAAA")
-    Vault.restore_with_recovery_key(recovery.lower())
-    assert Vault.open().read_bytes(pseudonym, "data") == b"payload"
-
-
-def test_delete_case_shreds_its_key_and_files(vault):
-    pseudonym = vault.create_case(IDENTITY)
-    vault.write_bytes(pseudonym, "data", b"payload")
-    vault.delete_case(pseudonym)
-    assert pseudonym not in [e.pseudonym for e in vault.list_cases()]
-    assert pseudonym not in Vault.meta_path(vault.paths).read_text()
-    assert not (vault.root / "cases" / pseudonym).exists()
-    with pytest.raises(VaultError, match="not in this vault"):
-        vault.read_bytes(pseudonym, "data")
-
-
 def test_bad_names_are_refused(vault):
     pseudonym = vault.create_case({})
     for name in ("../escape", "/abs", "a//b", ""):
@@ -207,8 +166,10 @@ def test_bad_names_are_refused(vault):
 
 _WRITER = """
 import sys
+from app.security.identity import PersonalKeys
 from app.security.vault import Vault
-vault = Vault.open()
+from app.settings import resolve_paths
+vault = Vault.open(resolve_paths(), PersonalKeys.load_or_create())
 with vault.write_file(sys.argv[1], "volume.mpvol") as out:
     print("writing", flush=True)
     while True:
@@ -216,7 +177,7 @@ with vault.write_file(sys.argv[1], "volume.mpvol") as out:
 """
 
 
-def test_killed_writer_leaves_the_previous_version(vault, data_dir):
+def test_killed_writer_leaves_the_previous_version(vault, data_dir, keys):
     pseudonym = vault.create_case({})
     vault.write_bytes(pseudonym, "volume.mpvol", b"good old version")
     env = {**os.environ, "MEDPRINT_DATA_DIR": str(data_dir)}
@@ -227,5 +188,147 @@ def test_killed_writer_leaves_the_previous_version(vault, data_dir):
     time.sleep(0.5)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert Vault.open().read_bytes(pseudonym, "volume.mpvol") == b"good old version"
+    assert _open(keys).read_bytes(pseudonym, "volume.mpvol") == b"good old version"
     assert resolve_paths().vault.exists()
+
+
+# ----- members, keys, rotation, shredding ---------------------------------------------------
+
+
+def _store_everything(vault: Vault) -> str:
+    pseudonym = vault.create_case(IDENTITY)
+    vault.write_bytes(pseudonym, "data", os.urandom(CHUNK_SIZE + 10))
+    vault.put_record("uid-map", b'{"1.2.3": "2.25.9"}')
+    return pseudonym
+
+
+def test_no_master_key_in_any_keystore_and_members_open_with_their_own_key(vault, keys):
+    assert Keystore().get(f"vault-master-{vault.vault_id}-1") is None
+    assert list(vault.members()) == [keys.user] and vault.founder == keys.public.fingerprint
+    with pytest.raises(VaultError, match="not a member"):
+        _open(PersonalKeys.in_memory("zoe"))
+    with pytest.raises(VaultError, match="not the one enrolled"):
+        _open(PersonalKeys.in_memory(keys.user))
+    zoe = PersonalKeys.in_memory("zoe")
+    vault.add_member(zoe.public)
+    assert _open(zoe).list_cases() == []
+
+
+def test_every_change_raises_meta_version_and_an_older_copy_is_refused(vault, keys):
+    first = vault.meta_version
+    old = Vault.meta_path(vault.paths).read_bytes()
+    pseudonym = vault.create_case({})
+    assert vault.meta_version == first + 1
+    Vault.meta_path(vault.paths).write_bytes(old)  # vault.json rolled back
+    with pytest.raises(VaultError, match="older copy"):
+        vault.read_bytes(pseudonym, "anything")
+
+
+def test_two_openers_creating_cases_keep_both_keys(vault, keys):
+    """Each change re-reads vault.json under the lock (two processes or accounts at once)."""
+    other = _open(keys)
+    first, second = vault.create_case({}), other.create_case({})
+    vault.write_bytes(first, "a", b"1")
+    other.write_bytes(second, "b", b"2")
+    again = _open(keys)
+    assert again.read_bytes(first, "a") == b"1" and again.read_bytes(second, "b") == b"2"
+    assert {e.pseudonym for e in again.list_cases()} == {first, second}
+
+
+def test_another_founder_in_vault_json_is_refused(vault, keys):
+    meta = json.loads(Vault.meta_path(vault.paths).read_text())
+    meta["founder"] = "ab" * 32
+    Vault.meta_path(vault.paths).write_text(json.dumps(meta))
+    with pytest.raises(VaultError, match="another founding key"):
+        _open(keys)
+
+
+def test_rotation_locks_out_the_old_master_and_the_old_recovery_key(data_dir, keys):
+    vault, old_recovery = Vault.init(resolve_paths(), keys)
+    pseudonym = _store_everything(vault)
+    old_master = vault._master
+    old_meta = Vault.meta_path(vault.paths).read_bytes()
+    old_file = _case_file(vault, pseudonym, "data").read_bytes()
+    payload = vault.read_bytes(pseudonym, "data")
+    recovery = vault.rotate_key()
+    assert recovery != old_recovery and vault.generation == 2
+    assert _case_file(vault, pseudonym, "data").read_bytes() != old_file  # re-encrypted
+    assert not list(vault.root.glob(".staging-*"))
+    reopened = _open(keys)
+    assert reopened.read_bytes(pseudonym, "data") == payload
+    assert reopened.case_entry(pseudonym).identity == IDENTITY
+    assert reopened.get_record("uid-map") == b'{"1.2.3": "2.25.9"}'
+    with pytest.raises(VaultError, match="does not match"):
+        Vault.restore_with_recovery_key(old_recovery, resolve_paths(), keys)
+    # an old vault.json (a backup) with the old master: its data keys open no current file
+    backup = Vault(resolve_paths(), json.loads(old_meta), old_master)
+    backup._stamp = backup._meta_stamp()
+    with pytest.raises(IntegrityError):
+        backup.read_bytes(pseudonym, "data")
+    # ... and the old recovery key only opens that old copy, not the vault as it is now
+    assert (
+        json.loads(old_meta)["recovery"]
+        != json.loads(Vault.meta_path(vault.paths).read_text())["recovery"]
+    )
+
+
+def test_recovery_key_seals_the_master_to_new_personal_keys(data_dir, keys):
+    vault, recovery = Vault.init(resolve_paths(), keys)
+    pseudonym = _store_everything(vault)
+    fresh = PersonalKeys.in_memory(keys.user)  # the keystore was lost: new keys
+    with pytest.raises(VaultError, match="does not match"):
+        Vault.restore_with_recovery_key("MPRK-" + "AAAA-" * 7 + "AAAA", resolve_paths(), fresh)
+    Vault.restore_with_recovery_key(recovery.lower(), resolve_paths(), fresh)
+    assert _open(fresh).read_bytes(pseudonym, "data") == vault.read_bytes(pseudonym, "data")
+    assert recovery not in Vault.meta_path(vault.paths).read_text()
+
+
+def test_a_crash_during_rotation_loses_nothing(vault, keys, monkeypatch):
+    pseudonym = _store_everything(vault)
+    payload = vault.read_bytes(pseudonym, "data")
+
+    def crash(self, meta):
+        raise OSError("killed")
+
+    with monkeypatch.context() as patch:  # killed before vault.json switched
+        patch.setattr(Vault, "_commit", crash)
+        with pytest.raises(OSError, match="killed"):
+            vault.rotate_key()
+    assert list(vault.root.glob(".staging-*"))
+    assert _open(keys).read_bytes(pseudonym, "data") == payload
+    assert not list(vault.root.glob(".staging-*"))
+    opened = _open(keys)
+    with monkeypatch.context() as patch:  # killed after the switch, before the files moved
+        patch.setattr(Vault, "_finish_staging", lambda self: (_ for _ in ()).throw(OSError("x")))
+        with pytest.raises(OSError):
+            opened.rotate_key()
+    assert list(vault.root.glob(".staging-*"))
+    again = _open(keys)
+    assert again.generation == 2 and again.read_bytes(pseudonym, "data") == payload
+
+
+def test_delete_case_shreds_against_restored_copies(vault, keys, tmp_path):
+    pseudonym = _store_everything(vault)
+    kept = vault.create_case({"patient_name": "ROE^RICHARD"})
+    backup = tmp_path / "backup"
+    shutil.copytree(vault.root, backup)
+    vault.delete_case(pseudonym)
+    assert [e.pseudonym for e in vault.list_cases()] == [kept]
+    assert pseudonym not in Vault.meta_path(vault.paths).read_text()
+    assert not (vault.root / "cases" / pseudonym).exists()
+    with pytest.raises(VaultError, match="not in this vault"):
+        vault.read_bytes(pseudonym, "data")
+    # the case folder, the index and the records put back: none of them opens
+    for folder in (f"cases/{pseudonym}", "index", "records"):
+        shutil.rmtree(vault.root / folder, ignore_errors=True)
+        shutil.copytree(backup / folder, vault.root / folder)
+    with pytest.raises(VaultError, match="not in this vault"):
+        vault.read_bytes(pseudonym, "data")
+    with pytest.raises(IntegrityError):
+        vault.list_cases()
+    with pytest.raises(IntegrityError):
+        vault.get_record("uid-map")
+    # and vault.json put back too: a rollback
+    shutil.copy(backup / "vault.json", Vault.meta_path(vault.paths))
+    with pytest.raises(VaultError, match="older copy"):
+        vault.list_cases()

@@ -1,7 +1,8 @@
 """Workflow fixtures: a vault in a private data folder, people in each role, a small case.
 
-Every actor here shares the one opened vault; they differ by the account name the workflow
-sees (several real OS accounts are the identity tests' business).
+Every actor here shares the one opened vault; each has personal keys of their own, made in
+memory (:meth:`PersonalKeys.in_memory`), enrolled by the founder from an enrolment request like a
+real account's (several real OS accounts are the multi-user tests' business).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import pytest
 
 from app.case import Case
 from app.imaging.volume import Volume
+from app.security.identity import PersonalKeys
 from app.settings import resolve_paths
 from app.workflow import users
 from app.workflow.actor import Actor
@@ -26,15 +28,23 @@ def admin(data_dir, keystore_service) -> Actor:
     return actor
 
 
+def person(admin: Actor, name: str, *roles: str) -> Actor:
+    """``name`` with personal keys made in memory, sharing the admin's opened vault; with
+    ``roles``, enrolled by ``admin`` from their enrolment request (without: not a member)."""
+    actor = Actor(name, admin.paths, keys=PersonalKeys.in_memory(name), _vault=admin.vault)
+    if roles:
+        users.request_enrolment(actor)
+        users.enrol(admin, name, list(roles))
+    return actor
+
+
 @pytest.fixture
 def people(admin: Actor) -> dict[str, Actor]:
     """One actor per role (and one with none), all in the admin's vault."""
-    for name, role in ((TECH, "technician"), (REVIEWER, "reviewer"), (ADMIN, "administrator")):
-        users.add_role(admin, name, role)
-    return {
-        name: Actor(name, admin.paths, _vault=admin.vault)
-        for name in (TECH, REVIEWER, ADMIN, NOBODY)
-    } | {"founder": admin}
+    roles = {TECH: ("technician",), REVIEWER: ("reviewer",), ADMIN: ("administrator",)}
+    return {n: person(admin, n, *roles.get(n, ())) for n in (TECH, REVIEWER, ADMIN, NOBODY)} | {
+        "founder": admin
+    }
 
 
 def sphere_volume(radius_mm: float = 12.0, size: int = 48, spacing: float = 1.0) -> Volume:
