@@ -10,6 +10,7 @@ Layout inside a case::
     volume.mpvol                the loaded image
     dicom/00000.dcm ...         the original DICOM, for traceability
     segmentation.seg            the segmentation (bit-field labels)
+    segmentation-authors.json   every account that saved it (four eyes)
     mesh/vN/manifest.json       the parts of mesh version N and their SHA-256 (the version hash)
     mesh/vN/parts/NAME.stl      one clean binary STL per part
     mesh/vN/info.json           how the version was made: settings or edit, parent, author, time
@@ -38,6 +39,7 @@ from app.security.access import mesh_manifest_sha256
 VOLUME_FILE = "volume.mpvol"
 SERIES_FILE = "series.json"
 SEGMENTATION_FILE = "segmentation.seg"
+SEGMENTATION_AUTHORS_FILE = "segmentation-authors.json"
 DECISIONS_FILE = "approvals.json"
 VIEW_FILE = "viewer.json"
 
@@ -175,6 +177,16 @@ class Case:
 
     def read_segmentation(self) -> AbstractContextManager[BinaryIO]:
         return self.vault.read_file(self.pseudonym, SEGMENTATION_FILE)
+
+    def add_segmentation_author(self, user: str) -> None:
+        """Record that ``user`` saved the segmentation: they author every mesh built from it."""
+        self._save_json(SEGMENTATION_AUTHORS_FILE, sorted({*self.segmentation_authors(), user}))
+
+    def segmentation_authors(self) -> list[str]:
+        """Every account that saved the segmentation, sorted."""
+        if not self._has(SEGMENTATION_AUTHORS_FILE):
+            return []
+        return [str(u) for u in self._load_json(SEGMENTATION_AUTHORS_FILE)]
 
     # ----- mesh versions ----------------------------------------------------------------------
     def mesh_versions(self) -> list[int]:

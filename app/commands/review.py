@@ -1,5 +1,6 @@
-"""``medprint review status|approve|reject|override CASE --version N``: the review of one mesh
-version (decisions are bound to its hash and QA report; see :mod:`app.workflow.review`)."""
+"""``medprint review status|approve|reject|override CASE --version N [--meaning M] [--reason T]``:
+the review of one mesh version. Each decision is e-signed with the acting account's personal key
+and bound to the version's hash and QA report (see :mod:`app.workflow.review`)."""
 
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="review_action", metavar="ACTION", required=True)
     for name, help_text in (
         ("status", "is this mesh version approved, void, rejected or not reviewed"),
-        ("approve", "approve this mesh version and its QA report (reviewers)"),
-        ("reject", "reject this mesh version, saying what to change (reviewers)"),
-        ("override", "administrator override: qa-failure, self-approval or foreign-gcode"),
+        ("approve", "sign the approval of this mesh version and its QA report (reviewers)"),
+        ("reject", "sign the rejection of this mesh version, saying what to change (reviewers)"),
+        ("override", "administrator's signed override: QA failure, self-approval, foreign G-code"),
     ):
         action = actions.add_parser(name, help=help_text)
         action.add_argument("case", help="case pseudonym")
@@ -32,19 +33,49 @@ def register(sub: argparse._SubParsersAction) -> None:
             type=int,
             metavar="N",
             required=name != "override",
-            help="mesh version (an override of kind foreign-gcode names a G-code instead)",
+            help="mesh version (an override for a foreign G-code names a G-code instead)",
         )
-        if name in ("approve", "reject"):
-            action.add_argument("--comment", default="", help="kept in the vault with the decision")
+        if name != "status":
+            _decision_options(action, name)
         if name == "override":
             _override_options(action)
         action.add_argument("--json", action="store_true", help="print the result as JSON")
         action.set_defaults(func=_HANDLERS[name])
 
 
+_MEANINGS = {
+    "approve": (review.APPROVED_FOR_PRINTING, review.APPROVED_WITH_QA_OVERRIDE),
+    "reject": review.REJECTION_MEANINGS,
+    "override": tuple(review.OVERRIDE_FOR_MEANING),
+}
+
+
+def _decision_options(parser: argparse.ArgumentParser, name: str) -> None:
+    choices = _MEANINGS[name]
+    helps = {
+        "approve": "what your signature means (default: what the approval is: approved with QA "
+        "override when QA failed, else approved for printing)",
+        "reject": f"what your signature means (default: {choices[0]})",
+        "override": "self-approved, or approved with QA override (a foreign G-code needs none)",
+    }
+    parser.add_argument(
+        "--meaning",
+        choices=choices,
+        default=choices[0] if name == "reject" else None,
+        help=helps[name],
+    )
+    parser.add_argument(
+        "--reason",
+        "--comment",
+        dest="reason",
+        default="",
+        required=name != "approve",
+        help="why; kept in the vault with the signed decision (never in packages or logs)",
+    )
+
+
 def _override_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--kind", required=True, choices=OVERRIDE_KINDS)
-    parser.add_argument("--reason", required=True, help="why (kept in the vault)")
+    parser.add_argument("--kind", choices=OVERRIDE_KINDS, help="instead of --meaning")
     gcode = parser.add_mutually_exclusive_group()
     gcode.add_argument(
         "--gcode-version", type=int, metavar="N", help="stored G-code (foreign-gcode)"
@@ -67,26 +98,44 @@ def _status(args: argparse.Namespace) -> int:
 def _approve(args: argparse.Namespace) -> int:
     actor = Actor.current()
     case = intake.open_case(actor, args.case)
-    _show(args, review.approve(actor, case, args.version, comment=args.comment))
+    rec = review.approve(actor, case, args.version, comment=args.reason, meaning=args.meaning)
+    _show(args, rec)
     return 0
 
 
 def _reject(args: argparse.Namespace) -> int:
     actor = Actor.current()
     case = intake.open_case(actor, args.case)
-    _show(args, review.reject(actor, case, args.version, comment=args.comment))
+    rec = review.reject(actor, case, args.version, comment=args.reason, meaning=args.meaning)
+    _show(args, rec)
     return 0
 
 
 def _override(args: argparse.Namespace) -> int:
     actor = Actor.current()
     case = intake.open_case(actor, args.case)
-    gcode_sha = _gcode_sha256(args, case) if args.kind == "foreign-gcode" else None
+    kind = _kind(args)
+    gcode_sha = _gcode_sha256(args, case) if kind == "foreign-gcode" else None
     rec = review.override(
-        actor, case, args.kind, reason=args.reason, version=args.version, gcode_sha256=gcode_sha
+        actor, case, kind, reason=args.reason, version=args.version, gcode_sha256=gcode_sha
     )
     _show(args, rec)
     return 0
+
+
+def _kind(args: argparse.Namespace) -> str:
+    """The override asked for: by --kind, by the G-code named, or by its meaning."""
+    foreign = args.gcode_version is not None or args.gcode_file is not None
+    kind = args.kind or ("foreign-gcode" if foreign else None)
+    kind = kind or review.OVERRIDE_FOR_MEANING.get(args.meaning or "")
+    if kind is None:
+        msg = "say which override: --meaning 'self-approved' or 'approved with QA override' "
+        msg += "(with --version N), or a foreign G-code with --gcode-version N or --gcode-file F"
+        raise MedPrintError(msg)
+    if args.meaning and review.OVERRIDE_FOR_MEANING.get(args.meaning) != kind:
+        msg = f"a {kind} override does not mean '{args.meaning}'; leave out --meaning or --kind"
+        raise MedPrintError(msg)
+    return kind
 
 
 def _gcode_sha256(args: argparse.Namespace, case: Case) -> str:
@@ -107,9 +156,10 @@ def _show(args: argparse.Namespace, rec: dict) -> None:
     if args.json:
         print(json.dumps(rec, indent=2, sort_keys=True))
         return
-    what = rec.get("meaning") or f"{rec.get('kind')} override"
+    what = f"{rec.get('kind')} override" if rec.get("type") == "override" else rec["meaning"]
     target = f"mesh v{rec['mesh_version']}" if rec.get("mesh_version") else "the G-code"
-    print(f"{what} recorded for {target} of {rec['case']} (record {rec['id']})")
+    who = f"{rec['printed_name']} ({rec['signer']}, {rec['role']}, key {rec['signer_key'][:16]})"
+    print(f"{what}: {target} of {rec['case']}, signed by {who} (record {rec['id']})")
 
 
 _HANDLERS = {"status": _status, "approve": _approve, "reject": _reject, "override": _override}

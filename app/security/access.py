@@ -5,9 +5,10 @@ the audit records of every act live in :mod:`app.workflow.policy` and :mod:`app.
 
 **Roles** (technician, reviewer, administrator) are kept in the vault as the encrypted record
 ``roles``; a user may hold several. **Decisions** (approvals, rejections) and **overrides** are
-an append-only history per case (``approvals.json``). A decision binds the SHA-256 of one mesh
-version (the manifest hash over its parts) and of its QA report (canonical JSON), so any later
-edit makes :func:`approval_status` answer ``void``.
+an append-only history per case (``approvals.json``), each signed by the person who made it
+(:mod:`app.security.esign`). A decision binds the SHA-256 of one mesh version (the manifest hash
+over its parts) and of its QA report (canonical JSON), so any later edit makes
+:func:`approval_status` answer ``void``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import hashlib
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -40,6 +41,7 @@ APPROVED = "approved"
 REJECTED = "rejected"
 VOID = "void"
 NONE = "none"
+INVALID = "invalid"  # the latest decision on the mesh does not verify (forged or changed)
 
 # What a decision means (its ``meaning``); the last two of the approvals rest on an override.
 APPROVED_FOR_PRINTING = "approved for printing"
@@ -49,6 +51,14 @@ CHANGES_REQUESTED = "changes requested"
 REJECTED_FOR_PRINTING = "rejected"
 APPROVAL_MEANINGS = (APPROVED_FOR_PRINTING, APPROVED_WITH_QA_OVERRIDE, SELF_APPROVED)
 REJECTION_MEANINGS = (CHANGES_REQUESTED, REJECTED_FOR_PRINTING)
+MEANINGS = APPROVAL_MEANINGS + REJECTION_MEANINGS
+# What an override means, signed with it (its kind says what it allows).
+OVERRIDE_MEANINGS = {
+    QA_FAILURE: APPROVED_WITH_QA_OVERRIDE,
+    SELF_APPROVAL: SELF_APPROVED,
+    FOREIGN_GCODE: APPROVED_FOR_PRINTING,
+}
+FREE_TEXT_FIELDS = frozenset({"comment", "reason"})  # stays in the vault, never signed or sent
 
 USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@$-]{0,63}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -234,11 +244,14 @@ def append(case: DecisionStore, record: dict) -> dict:
     return record
 
 
-def find_override(case: DecisionStore, kind: str, subject_sha256: str) -> dict | None:
-    """The latest override of ``kind`` for that mesh (or G-code) hash."""
+def find_override(
+    case: DecisionStore, kind: str, subject_sha256: str, accept: Callable[[dict], bool]
+) -> dict | None:
+    """The latest override of ``kind`` for that mesh (or G-code) hash that ``accept`` accepts
+    (its signature verifies)."""
     for rec in reversed(history(case)):
         same = rec.get("kind") == kind and rec.get("subject_sha256") == subject_sha256
-        if rec.get("type") == "override" and same:
+        if rec.get("type") == "override" and same and accept(rec):
             return rec
     return None
 
@@ -248,26 +261,35 @@ def find_record(case: DecisionStore, record_id: str | None) -> dict | None:
 
 
 def approval_status(
-    case: DecisionStore, mesh_sha256: str, qa_sha256: str | None = None
+    case: DecisionStore,
+    mesh_sha256: str,
+    qa_sha256: str | None = None,
+    *,
+    problem: Callable[[dict], str | None],
 ) -> ApprovalStatus:
     """The review state of one mesh version (and its QA report, when given).
 
     ``approved``: the latest decision on this exact mesh approves it. ``rejected``: the latest
-    decision on it rejects it. ``void``: an approval exists, but for another mesh version or QA
-    report (the mesh was edited after review). ``none``: never reviewed.
+    decision on it rejects it. ``invalid``: that decision does not count (``problem(record)``
+    says why: forged, changed, signer without the role); an unsigned one from an older version
+    counts as ``none``. ``void``: an approval exists, but for another mesh version or QA report
+    (the mesh was edited after review). ``none``: never reviewed.
     """
     decisions = [r for r in history(case) if r.get("type") == "decision"]
     for rec in reversed(decisions):
         same = rec.get("mesh_sha256") == mesh_sha256 and qa_sha256 in (None, rec.get("qa_sha256"))
         if not same:
             continue
-        who = rec.get("reviewer", "?")
+        trouble = problem(rec)
+        if trouble is not None:
+            return ApprovalStatus(NONE if "signature" not in rec else INVALID, rec, trouble)
+        who = f"{rec.get('printed_name')} ({rec.get('signer')})"
         if rec["decision"] == APPROVED:
             return ApprovalStatus(APPROVED, rec, f"approved by {who} at {rec['time_utc']}")
         return ApprovalStatus(REJECTED, rec, f"rejected by {who} at {rec['time_utc']}")
-    if any(r["decision"] == APPROVED for r in decisions):
-        rec = [r for r in decisions if r["decision"] == APPROVED][-1]
+    approvals = [r for r in decisions if r.get("decision") == APPROVED and problem(r) is None]
+    if approvals:
         msg = "the approval is void: the mesh or its QA report changed after review; "
         msg += "ask a reviewer to approve the current version"
-        return ApprovalStatus(VOID, rec, msg)
+        return ApprovalStatus(VOID, approvals[-1], msg)
     return ApprovalStatus(NONE, None, "not reviewed yet; ask a reviewer to approve this version")

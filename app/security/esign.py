@@ -115,6 +115,23 @@ def _what(record: Mapping[str, object]) -> str:
 # --- the roles a package carries ----------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Lab:
+    """A vault's verified roles (who holds which role with which key), the statements that
+    prove them, and what anchors them: the vault id and the founder's key fingerprint."""
+
+    state: RolesState
+    statements: list[dict]
+    vault_id: str
+    founder: str
+
+    def bundle(self, signers: Iterable[str]) -> dict:
+        """What a package carries to show the roles of ``signers`` (see :func:`roles_bundle`)."""
+        return roles_bundle(
+            self.statements, vault_id=self.vault_id, founder=self.founder, signers=signers
+        )
+
+
 def roles_bundle(
     statements: list[dict], *, vault_id: str, founder: str, signers: Iterable[str]
 ) -> dict:

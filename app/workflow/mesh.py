@@ -130,6 +130,7 @@ def build(
     )
     check_cancel(cancel)
     info = _made(actor, "build") | {
+        "authors": case.segmentation_authors(),  # who saved the segmentation (four eyes)
         "settings": resolved.to_dict(),
         "segments": [s.name for s in chosen],
         "parts": list(masks),

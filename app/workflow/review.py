@@ -1,25 +1,35 @@
 """Review: approve, reject, override, and the release gate that printing and packaging pass.
 
-A decision binds one mesh version (the manifest hash over its parts) and its QA report. Four
-eyes: an author of a version (who built or edited it, or any version it derives from) cannot
-approve it. Overrides are of three fixed kinds, each an administrator's act with a reason:
+A decision binds one mesh version (the manifest hash over its parts) and its QA report, and is
+signed by the person who makes it with their personal key (:mod:`app.security.esign`): their
+account, printed name and role, the meaning (one of a fixed list), the time and the overrides it
+rests on. The gates count a decision only when its signature verifies with the signer's key from
+the vault's verified roles chain and the signer holds the role it needs (reviewer; an
+administrator for overrides and self-approvals): a record anyone writes into the case files
+does not count, and an unsigned one from an older version counts as not reviewed.
+
+Four eyes: an author of a version (who saved the segmentation it was built from, built or
+edited it, or any version it derives from) cannot approve it. Overrides are of three fixed
+kinds, each an administrator's signed act with a reason:
 
 ``qa-failure``
-    lets a reviewer approve a version whose QA failed;
+    lets a reviewer approve a version whose QA failed (meaning "approved with QA override");
 ``self-approval``
     in a vault with a single enrolled person, lets that administrator approve their own mesh
-    (the decision is marked self-approved, and the package says so);
+    (the decision is marked "self-approved", and the package says so);
 ``foreign-gcode``
     lets a G-code that was not sliced here from an approved version be printed or packaged.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from app.case import Case, StoredGcode
 from app.errors import MedPrintError
-from app.security import access
+from app.security import access, esign
+from app.security.roles import load_chain, verify_chain
 from app.workflow import policy
 from app.workflow.actor import Actor
 
@@ -30,7 +40,12 @@ CHANGES_REQUESTED = access.CHANGES_REQUESTED
 REJECTED = access.REJECTED_FOR_PRINTING
 APPROVAL_MEANINGS = access.APPROVAL_MEANINGS
 REJECTION_MEANINGS = access.REJECTION_MEANINGS
-MEANINGS = APPROVAL_MEANINGS + REJECTION_MEANINGS
+MEANINGS = access.MEANINGS
+# An override is asked for by what it means (``review override --meaning``).
+OVERRIDE_FOR_MEANING = {
+    APPROVED_WITH_QA_OVERRIDE: access.QA_FAILURE,
+    SELF_APPROVED: access.SELF_APPROVAL,
+}
 
 
 @dataclass(frozen=True)
@@ -46,25 +61,59 @@ class Release:
     def self_approved(self) -> bool:
         return bool(self.approval and self.approval.get("meaning") == SELF_APPROVED)
 
+    @property
+    def signers(self) -> set[str]:
+        """Everyone whose signature the release rests on."""
+        return {str(r.get("signer")) for r in [self.approval, *self.overrides] if r}
+
+
+def lab(actor: Actor) -> esign.Lab:
+    """The actor's vault's verified roles, with the statements that prove them."""
+    vault = actor.vault
+    chain = load_chain(vault)
+    state = verify_chain(chain, vault_id=vault.vault_id, founder_fingerprint=vault.founder)
+    return esign.Lab(state, chain, vault.vault_id, vault.founder)
+
 
 def status(actor: Actor, case: Case, version: int) -> access.ApprovalStatus:
-    """The review state of mesh ``version``: approved, rejected, void or none."""
+    """The review state of mesh ``version``: approved, rejected, invalid, void or none."""
     policy.allow(actor, "review.view", case.pseudonym)
-    return _status(case, version)
+    return _status(lab(actor), case, version)
 
 
-def _status(case: Case, version: int) -> access.ApprovalStatus:
+def _status(roles: esign.Lab, case: Case, version: int) -> access.ApprovalStatus:
     qa_sha = access.qa_report_sha256(case.mesh_qa(version))
-    return access.approval_status(case, case.mesh_sha256(version), qa_sha)
+    made_by = authors(case, version)
+
+    def problem(record: dict) -> str | None:
+        found = esign.check(record, roles.state)
+        if found is not None:
+            return found.message
+        own = record.get("decision") == access.APPROVED and record.get("signer") in made_by
+        if own and record.get("meaning") != SELF_APPROVED:
+            msg = f"the approval is signed by {record.get('signer')}, an author of mesh "
+            msg += f"v{version} (four eyes): it does not count; ask another reviewer"
+            return msg
+        return None
+
+    return access.approval_status(case, case.mesh_sha256(version), qa_sha, problem=problem)
 
 
-def latest_approved(case: Case) -> int | None:
+def _accept(roles: esign.Lab) -> Callable[[dict], bool]:
+    """Whether a record's signature counts (signer enrolled with the role it needs)."""
+    return lambda record: esign.check(record, roles.state) is None
+
+
+def latest_approved(actor: Actor, case: Case) -> int | None:
     """The newest mesh version whose approval stands (not void, not rejected), if any."""
-    return next((n for n in reversed(case.mesh_versions()) if _status(case, n).approved), None)
+    roles = lab(actor)
+    versions = reversed(case.mesh_versions())
+    return next((n for n in versions if _status(roles, case, n).approved), None)
 
 
 def authors(case: Case, version: int) -> set[str]:
-    """Every account that built or edited ``version`` or a version it derives from."""
+    """Every account that built or edited ``version`` or a version it derives from, or saved
+    the segmentation it was built from."""
     found: set[str] = set()
     seen: set[int] = set()
     number: int | None = version
@@ -77,41 +126,61 @@ def authors(case: Case, version: int) -> set[str]:
     return found
 
 
-def enrolled(actor: Actor) -> set[str]:
-    """The people holding any role in the actor's vault."""
-    return {u for u, roles in access.load_roles(actor.vault).items() if roles}
+def enrolled(roles: esign.Lab) -> set[str]:
+    """The people holding any role in the vault."""
+    return {u for u, held in roles.state.roles.items() if held}
 
 
-def approve(actor: Actor, case: Case, version: int, *, comment: str = "") -> dict:
-    """Approve mesh ``version`` for printing; returns the signed-off decision record."""
+def approve(
+    actor: Actor, case: Case, version: int, *, comment: str = "", meaning: str | None = None
+) -> dict:
+    """Approve mesh ``version`` for printing; returns the signed decision record.
+
+    ``meaning``, when given, is what the reviewer means to sign; it must be what the approval
+    is (``approved with QA override`` when QA failed, else ``approved for printing``).
+    """
     policy.allow(actor, "review.approve", case.pseudonym)
-    access.check_text(comment, "the comment", required=False)
-    mesh_sha, qa = case.mesh_sha256(version), case.mesh_qa(version)
+    access.check_text(comment, "the reason", required=False)
+    roles = lab(actor)
     if actor.user in authors(case, version):
         msg = f"you made mesh v{version} and cannot approve it yourself (four eyes): ask "
         msg += "another reviewer"
-        if enrolled(actor) == {actor.user}:
+        if enrolled(roles) == {actor.user}:
             msg += "; alone in this vault, an administrator records a self-approval override "
             msg += f"('medprint review override {case.pseudonym} --version {version} "
-            msg += "--kind self-approval --reason TEXT')"
+            msg += "--meaning self-approved --reason TEXT')"
         policy.refuse(actor, "review.approve", case.pseudonym, reason="author", message=msg)
-    qa_override = _qa_override(actor, case, mesh_sha, qa, "review.approve")
-    meaning = APPROVED_WITH_QA_OVERRIDE if qa_override else APPROVED_FOR_PRINTING
+    qa_override = _qa_override(actor, roles, case, version, "review.approve")
+    actual = APPROVED_WITH_QA_OVERRIDE if qa_override else APPROVED_FOR_PRINTING
+    if meaning not in (None, actual):
+        msg = f"this approval of mesh v{version} means '{actual}', not '{meaning}'; sign it "
+        msg += f"with --meaning '{actual}'"
+        raise MedPrintError(msg)
     used = [qa_override] if qa_override else []
     return _decide(
-        actor, case, version, access.APPROVED, meaning=meaning, comment=comment, overrides=used
+        actor,
+        roles,
+        case,
+        version,
+        access.APPROVED,
+        meaning=actual,
+        comment=comment,
+        overrides=used,
     )
 
 
-def _qa_override(actor: Actor, case: Case, mesh_sha: str, qa: dict, action: str) -> dict | None:
-    """None when QA passed; the administrator's QA override when it failed; else ``action``
-    is refused."""
-    if access.qa_passed(qa):
+def _qa_override(
+    actor: Actor, roles: esign.Lab, case: Case, version: int, action: str
+) -> dict | None:
+    """None when QA passed; the administrator's signed QA override when it failed; else
+    ``action`` is refused."""
+    if access.qa_passed(case.mesh_qa(version)):
         return None
-    found = access.find_override(case, access.QA_FAILURE, mesh_sha)
+    mesh_sha = case.mesh_sha256(version)
+    found = access.find_override(case, access.QA_FAILURE, mesh_sha, _accept(roles))
     if found is None:
         msg = "this mesh version failed QA and cannot be approved; fix the mesh, or an "
-        msg += "administrator records a QA override first (kind qa-failure)"
+        msg += "administrator records a QA override first (meaning 'approved with QA override')"
         policy.refuse(actor, action, case.pseudonym, reason="qa-failed", message=msg)
     return found
 
@@ -121,17 +190,25 @@ def reject(
 ) -> dict:
     """Reject mesh ``version``; the comment says what to change (it stays in the vault)."""
     policy.allow(actor, "review.reject", case.pseudonym)
-    access.check_text(comment, "a comment saying what to change", required=True)
+    access.check_text(comment, "a reason saying what to change", required=True)
     if meaning not in REJECTION_MEANINGS:
         msg = f"a rejection means one of: {', '.join(REJECTION_MEANINGS)}"
         raise MedPrintError(msg)
     return _decide(
-        actor, case, version, access.REJECTED, meaning=meaning, comment=comment, overrides=[]
+        actor,
+        lab(actor),
+        case,
+        version,
+        access.REJECTED,
+        meaning=meaning,
+        comment=comment,
+        overrides=[],
     )
 
 
 def _decide(
     actor: Actor,
+    roles: esign.Lab,
     case: Case,
     version: int,
     decision: str,
@@ -140,20 +217,17 @@ def _decide(
     comment: str,
     overrides: list[dict],
 ) -> dict:
-    roles = sorted(policy.roles_of(actor))
-    rec = access.new_decision(
+    unsigned = access.new_decision(
         case.pseudonym,
         decision,
         case.mesh_sha256(version),
         case.mesh_qa(version),
         mesh_version=version,
         meaning=meaning,
-        reviewer=actor.user,
-        reviewer_roles=roles,
         comment=comment,
         override_ids=[o["id"] for o in overrides],
     )
-    access.append(case, rec)
+    rec = _sign(actor, roles, case, unsigned, f"review.{decision}")
     policy.record(
         actor,
         f"review.{decision}",
@@ -164,8 +238,30 @@ def _decide(
         qa_sha256=rec["qa_sha256"],
         record_id=rec["id"],
         override_ids=rec["override_ids"],
+        signer_key=rec["signer_key"],
     )
     return rec
+
+
+def _sign(actor: Actor, roles: esign.Lab, case: Case, record: dict, action: str) -> dict:
+    """``record`` signed with the actor's personal key in the role it needs, and stored.
+
+    Refused when the actor's key is not the one the roles chain names for them (a signature
+    that would not count)."""
+    role = esign.needed_role(record)
+    enrolled_as = roles.state.identities.get(actor.user)
+    if enrolled_as is None or enrolled_as.fingerprint != actor.keys.public.fingerprint:
+        msg = f"your personal key is not the one enrolled for '{actor.user}' in this vault, so "
+        msg += "your signature would not count; ask an administrator to enrol you again"
+        policy.refuse(actor, action, case.pseudonym, reason="key-not-enrolled", message=msg)
+    signed = esign.sign(record, actor.keys, role)
+    _write(case, signed)
+    return signed
+
+
+def _write(case: Case, record: dict) -> None:
+    """The one place a decision or override is written (appended to the case's history)."""
+    access.append(case, record)
 
 
 def override(
@@ -177,12 +273,15 @@ def override(
     version: int | None = None,
     gcode_sha256: str | None = None,
 ) -> dict:
-    """Record an administrator's override of ``kind`` (see the module doc) with its reason.
+    """Record an administrator's signed override of ``kind`` (see the module doc) with its
+    reason.
 
     ``self-approval`` also records the approval itself; returns the override record.
     """
     policy.allow(actor, "review.override", case.pseudonym)
     access.check_text(reason, "the reason", required=True)
+    roles = lab(actor)
+    facts: dict[str, object] = {}
     if kind == access.FOREIGN_GCODE:
         subject = access.check_sha(gcode_sha256 or "", "the G-code hash")
     elif version is None:
@@ -190,14 +289,24 @@ def override(
         raise MedPrintError(msg)
     else:
         subject = case.mesh_sha256(version)
+        facts = {
+            "mesh_version": version,
+            "qa_sha256": access.qa_report_sha256(case.mesh_qa(version)),
+        }
     qa_override = None
     if kind == access.SELF_APPROVAL:
-        _check_self_approval(actor, case, version)
-        qa_override = _qa_override(actor, case, subject, case.mesh_qa(version), "review.override")
-    rec = access.new_override(
-        case.pseudonym, kind, subject, administrator=actor.user, reason=reason, mesh_version=version
+        assert version is not None
+        _check_self_approval(actor, roles, case, version)
+        qa_override = _qa_override(actor, roles, case, version, "review.override")
+    unsigned = access.new_override(
+        case.pseudonym,
+        kind,
+        subject,
+        meaning=access.OVERRIDE_MEANINGS.get(kind),
+        reason=reason,
+        **facts,
     )
-    access.append(case, rec)
+    rec = _sign(actor, roles, case, unsigned, "review.override")
     policy.record(
         actor,
         "review.override",
@@ -205,12 +314,14 @@ def override(
         kind=kind,
         subject_sha256=subject,
         record_id=rec["id"],
+        signer_key=rec["signer_key"],
     )
     if kind == access.SELF_APPROVAL:
         assert version is not None
         used = [rec, qa_override] if qa_override else [rec]
         _decide(
             actor,
+            roles,
             case,
             version,
             access.APPROVED,
@@ -221,8 +332,8 @@ def override(
     return rec
 
 
-def _check_self_approval(actor: Actor, case: Case, version: int | None) -> None:
-    people = enrolled(actor)
+def _check_self_approval(actor: Actor, roles: esign.Lab, case: Case, version: int) -> None:
+    people = enrolled(roles)
     if people != {actor.user}:
         msg = "self-approval is only for a vault with one enrolled person; this one has "
         msg += f"{len(people)}: ask a reviewer to approve mesh v{version}"
@@ -235,16 +346,22 @@ def release_mesh(actor: Actor, case: Case, version: int, action: str) -> Release
     Returns the approval it rests on and the overrides that approval used.
     """
     policy.allow(actor, action, case.pseudonym)
-    state = _status(case, version)
+    roles = lab(actor)
+    state = _status(roles, case, version)
+    verb = "printed" if action == "print" else "packaged"
     if not state.approved:
-        verb = "printed" if action == "print" else "packaged"
         msg = f"mesh v{version} of {case.pseudonym} cannot be {verb}: {state.message}"
         policy.refuse(
             actor, action, case.pseudonym, reason=state.state, message=msg, version=version
         )
     assert state.record is not None
     used = [access.find_record(case, i) for i in state.record.get("override_ids", [])]
-    return Release(state.record, [r for r in used if r], version, case.mesh_sha256(version))
+    if not all(r is not None and _accept(roles)(r) for r in used):
+        msg = f"mesh v{version} of {case.pseudonym} cannot be {verb}: an override its approval "
+        msg += "rests on is missing or fails its signature; ask for the review again"
+        policy.refuse(actor, action, case.pseudonym, reason="override", message=msg)
+    overrides = [r for r in used if r is not None]
+    return Release(state.record, overrides, version, case.mesh_sha256(version))
 
 
 def release_gcode(actor: Actor, case: Case, gcode: StoredGcode, action: str) -> Release:
@@ -255,7 +372,7 @@ def release_gcode(actor: Actor, case: Case, gcode: StoredGcode, action: str) -> 
     if gcode.sha256 != gcode.provenance.get("gcode_sha256"):
         msg = f"G-code g{gcode.number} does not match its provenance record; slice it again"
         policy.refuse(actor, action, case.pseudonym, reason="gcode-changed", message=msg)
-    foreign = access.find_override(case, access.FOREIGN_GCODE, gcode.sha256)
+    foreign = access.find_override(case, access.FOREIGN_GCODE, gcode.sha256, _accept(lab(actor)))
     if foreign is not None:
         return Release(None, [foreign])
     mesh_sha = gcode.provenance.get("mesh_sha256")
@@ -270,7 +387,7 @@ def release_gcode(actor: Actor, case: Case, gcode: StoredGcode, action: str) -> 
 def release_foreign_gcode(actor: Actor, case: Case, gcode_sha256: str, action: str) -> Release:
     """A G-code file not stored in the case: only with an administrator's override for it."""
     policy.allow(actor, action, case.pseudonym)
-    found = access.find_override(case, access.FOREIGN_GCODE, gcode_sha256)
+    found = access.find_override(case, access.FOREIGN_GCODE, gcode_sha256, _accept(lab(actor)))
     if found is None:
         msg = "this G-code was not sliced here from an approved mesh version; slice the case "
         msg += "('medprint slice CASE'), or an administrator prints it with --override"

@@ -180,6 +180,7 @@ def save(actor: Actor, case: Case, seg: Segmentation) -> None:
     policy.allow(actor, "segment", case.pseudonym)
     with case.write_segmentation() as out:
         write_segmentation(seg, out)
+    case.add_segmentation_author(actor.user)
     policy.record(
         actor,
         "segmentation.save",

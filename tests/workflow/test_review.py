@@ -1,14 +1,19 @@
 """Review through the workflow: who may approve, reject or override which mesh version, the four
-eyes rule, QA failures, self-approval in a one-person vault, and the release gate."""
+eyes rule, QA failures, self-approval in a one-person vault, the release gate, and e-signatures
+(a decision counts only when the signer's enrolled key signed it in the role it needs)."""
 
 from __future__ import annotations
 
 import pytest
 
 from app.errors import AccessDenied, MedPrintError
-from app.security import access, audit
-from app.workflow import review, users
+from app.security import access, audit, esign
+from app.security.identity import PersonalKeys, os_user
+from app.tools.segmentation import get_tool
+from app.tools.segmentation.model import Segmentation
+from app.workflow import mesh, review, segment
 from app.workflow.actor import Actor
+from tests.workflow.conftest import person
 from tests.workflow.mesh_versions import sphere_qa, store_version
 
 TECH, REVIEWER, ADMIN, NOBODY = "tess", "rafael", "ada", "nemo"
@@ -23,7 +28,10 @@ def test_a_reviewer_approves_a_technicians_version(people, sphere_case):
     rafael = people[REVIEWER]
     rec = review.approve(rafael, sphere_case, version, comment="good fit")
     assert rec["meaning"] == review.APPROVED_FOR_PRINTING
-    assert rec["reviewer"] == REVIEWER and rec["reviewer_roles"] == ["reviewer"]
+    assert rec["signer"] == REVIEWER and rec["role"] == "reviewer"
+    assert rec["printed_name"] == REVIEWER  # no such OS account here: the login name
+    assert rec["signer_key"] == rafael.keys.public.fingerprint
+    assert esign.check(rec, review.lab(people[TECH]).state) is None
     assert rec["mesh_version"] == version
     assert rec["mesh_sha256"] == sphere_case.mesh_sha256(version)
     assert rec["qa_sha256"] == access.qa_report_sha256(sphere_qa())
@@ -85,7 +93,7 @@ def test_self_approval_works_only_alone_in_the_vault(admin, sphere_case):
 
 
 def test_self_approval_is_refused_when_others_are_enrolled(admin, sphere_case):
-    users.add_role(admin, TECH, "technician")
+    person(admin, TECH, "technician")
     version = store_version(sphere_case, admin.user)
     with pytest.raises(AccessDenied, match="one enrolled person"):
         review.override(admin, sphere_case, "self-approval", reason="alone", version=version)
@@ -96,7 +104,7 @@ def test_self_approval_is_refused_when_others_are_enrolled(admin, sphere_case):
 def test_a_rejection_needs_a_comment(people, sphere_case):
     version = store_version(sphere_case, TECH)
     rafael = people[REVIEWER]
-    with pytest.raises(MedPrintError, match="comment saying what to change is required"):
+    with pytest.raises(MedPrintError, match="reason saying what to change is required"):
         review.reject(rafael, sphere_case, version, comment="")
     with pytest.raises(MedPrintError, match="a rejection means one of"):
         review.reject(rafael, sphere_case, version, comment="no", meaning="approved for printing")
@@ -117,7 +125,7 @@ def test_a_new_version_is_not_approved(people, sphere_case):
     assert review.status(tess, sphere_case, v2).state == access.VOID
     # Approval binds content: a version with the very parts and QA approved is approved too.
     assert review.status(tess, sphere_case, same).approved
-    assert review.latest_approved(sphere_case) == same
+    assert review.latest_approved(tess, sphere_case) == same
 
 
 @pytest.mark.parametrize("state", ["none", "void", "rejected"])
@@ -171,3 +179,106 @@ def test_alone_a_failed_qa_needs_the_qa_override_before_self_approval(admin, sph
     release = review.release_mesh(admin, sphere_case, version, "package.build")
     assert release.self_approved
     assert {o["id"] for o in release.overrides} == {qa["id"], own["id"]}
+
+
+def _decisions(case) -> list[dict]:
+    return [r for r in access.history(case) if r.get("type") == "decision"]
+
+
+def _forge(case, record: dict) -> None:
+    """What a technician with write access to the data folder can do: append a record."""
+    case.save_decisions([*access.history(case), record])
+
+
+def test_a_forged_or_changed_approval_does_not_count(people, sphere_case):
+    tess, rafael = people[TECH], people[REVIEWER]
+    v1 = store_version(sphere_case, TECH)
+    v2 = store_version(sphere_case, TECH, radius=11.0, parent_version=v1)
+    good = review.approve(rafael, sphere_case, v1)
+    v2_sha = sphere_case.mesh_sha256(v2)
+    v2_qa = access.qa_report_sha256(sphere_case.mesh_qa(v2))
+    moved = good | {"mesh_sha256": v2_sha, "qa_sha256": v2_qa, "mesh_version": v2}
+    unsigned = access.new_decision(
+        sphere_case.pseudonym, access.APPROVED, v2_sha, sphere_case.mesh_qa(v2),
+        meaning=review.APPROVED_FOR_PRINTING, mesh_version=v2, signer=REVIEWER, override_ids=[],
+    )  # fmt: skip
+    by_tess = esign.sign(unsigned, tess.keys, access.REVIEWER)
+    forgeries = {
+        "moved to another version": moved,
+        "signed by the technician as herself": by_tess,
+        "signed by the technician in the reviewer's name": by_tess | {"signer": REVIEWER},
+        "written without a signature": unsigned,
+    }
+    for what, forged in forgeries.items():
+        _forge(sphere_case, forged)
+        state = review.status(tess, sphere_case, v2)
+        assert not state.approved, what
+        with pytest.raises(AccessDenied, match="cannot be printed"):
+            review.release_mesh(tess, sphere_case, v2, "print")
+    assert review.status(tess, sphere_case, v1).approved  # the real approval stands
+    renamed = good | {"signer": ADMIN, "printed_name": "Ada Admin"}
+    _forge(sphere_case, renamed)
+    state = review.status(tess, sphere_case, v1)
+    assert state.state == access.INVALID and "not enrolled" in state.message
+
+
+def test_an_unsigned_decision_of_an_older_version_counts_as_not_reviewed(people, sphere_case):
+    version = store_version(sphere_case, TECH)
+    legacy = access.new_decision(
+        sphere_case.pseudonym, access.APPROVED, sphere_case.mesh_sha256(version), sphere_qa(),
+        meaning=review.APPROVED_FOR_PRINTING, reviewer=REVIEWER, reviewer_roles=["reviewer"],
+    )  # fmt: skip
+    _forge(sphere_case, legacy)
+    state = review.status(people[TECH], sphere_case, version)
+    assert state.state == access.NONE
+    assert "unsigned decision from an older version: review again" in state.message
+    review.approve(people[REVIEWER], sphere_case, version)
+    assert review.status(people[TECH], sphere_case, version).approved
+
+
+def test_a_forged_override_does_not_unlock_a_failed_qa(people, sphere_case):
+    version = store_version(sphere_case, TECH, holed=True)
+    tess = people[TECH]
+    fake = access.new_override(
+        sphere_case.pseudonym, access.QA_FAILURE, sphere_case.mesh_sha256(version), reason="x"
+    )
+    _forge(sphere_case, esign.sign(fake, tess.keys, access.ADMINISTRATOR))
+    with pytest.raises(AccessDenied, match="failed QA"):
+        review.approve(people[REVIEWER], sphere_case, version)
+
+
+def test_a_key_that_is_not_the_enrolled_one_cannot_sign(people, sphere_case):
+    version = store_version(sphere_case, TECH)
+    impostor = Actor(REVIEWER, people[REVIEWER].paths, keys=PersonalKeys.in_memory(REVIEWER))
+    impostor.adopt_vault(people[REVIEWER].vault)
+    with pytest.raises(AccessDenied, match="not the one enrolled"):
+        review.approve(impostor, sphere_case, version)
+    assert _denied(impostor)[-1]["facts"]["reason"] == "key-not-enrolled"
+    assert _decisions(sphere_case) == []
+
+
+def test_who_saved_the_segmentation_cannot_approve_a_mesh_built_from_it(admin, people, sphere_case):
+    rita = person(admin, "rita", "technician", "reviewer")
+    volume = sphere_case.load_volume()
+    seg = Segmentation(volume)
+    tool = get_tool("threshold")
+    tool.apply(seg, volume, tool.default_params(preset="bone"))
+    segment.save(rita, sphere_case, seg)
+    made = mesh.build(people[TECH], sphere_case, settings="review")
+    assert review.authors(sphere_case, made.number) == {"rita", TECH}
+    with pytest.raises(AccessDenied, match="four eyes"):
+        review.approve(rita, sphere_case, made.number)
+    assert review.approve(people[REVIEWER], sphere_case, made.number)["signer"] == REVIEWER
+
+
+def test_the_environment_does_not_change_who_signs(admin, sphere_case, monkeypatch):
+    monkeypatch.setenv("LOGNAME", REVIEWER)
+    monkeypatch.setenv("USER", REVIEWER)
+    actor = Actor.current(admin.paths)
+    assert actor.user == os_user() == admin.user != REVIEWER
+    version = store_version(sphere_case, TECH)
+    own = review.override(actor, sphere_case, "self-approval", reason="alone", version=version)
+    (decision,) = _decisions(sphere_case)
+    assert own["signer"] == decision["signer"] == admin.user
+    assert decision["signer_key"] == admin.keys.public.fingerprint
+    assert {r["user"] for r in audit.read_records(admin.paths)} == {admin.user}
