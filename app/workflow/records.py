@@ -1,25 +1,52 @@
 """The audit log as people see it: verify, read, export (the records hold no patient data).
 
+Each record is signed by the person who acted; verifying checks the signatures against the
+people of the vault's verified roles chain and the state against the anchors in the verifying
+person's keystore (:mod:`app.workflow.anchoring`), so a deleted or rolled-back log is reported.
+
 Anyone enrolled may verify and read the log; exporting it is for reviewers and administrators.
 Verifying and exporting are audited themselves.
 """
 
 from __future__ import annotations
 
-from app.security import audit
+from app.errors import AuditError, IntegrityError
+from app.security import audit, syslog
 from app.security.audit import VerifyResult
-from app.workflow import policy
+from app.workflow import anchoring, policy
 from app.workflow.actor import Actor
 
 FORMATS = ("csv", "json")
 
 
 def verify_log(actor: Actor) -> VerifyResult:
-    """Check the hash chain, every MAC and the sealed head; the message names the first bad
-    record (audited ``audit.verify``)."""
-    policy.allow(actor, "audit.view")
-    result = audit.verify(actor.paths)
-    policy.record(actor, "audit.verify", ok=result.ok, records=result.records)
+    """Check the hash chain, every record's signature against the people of the verified roles
+    chain, the signed head, and the anchors in the actor's keystore; the message names the
+    first bad record, or what is missing or older than the actor saw. Heads that did not reach
+    syslog are noted. Audited ``audit.verify`` when the log can take the record."""
+    try:
+        policy.allow(actor, "audit.view")
+    except IntegrityError as exc:  # the anchors caught a rollback or deletion on opening
+        return _with_notes(actor, VerifyResult(False, 0, str(exc)))
+    result = audit.verify(actor.paths, anchoring.known_people(actor))
+    if result.ok:
+        try:
+            anchoring.check_audit(actor)
+        except IntegrityError as exc:
+            result = VerifyResult(False, result.records, str(exc))
+    result = _with_notes(actor, result)
+    try:
+        policy.record(actor, "audit.verify", ok=result.ok, records=result.records)
+    except (AuditError, IntegrityError):
+        if result.ok:
+            raise
+    return result
+
+
+def _with_notes(actor: Actor, result: VerifyResult) -> VerifyResult:
+    note = syslog.describe_unsent(actor.paths)
+    if note:
+        result.notes.append(note)
     return result
 
 
