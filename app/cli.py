@@ -34,6 +34,7 @@ COMMANDS = [
     "print",
     "slice",
     "demo",
+    "settings",
 ]
 
 

@@ -78,6 +78,8 @@ class Settings:
     default_threshold_preset: str = "bone"
     default_printer: str = "generic-marlin-220"
     recent_cases: list[str] = field(default_factory=list)
+    syslog: str = ""  # udp://HOST:PORT of a log collector that receives each audit head
+    syslog_local: bool = False  # also send each audit head to the local /dev/log
 
     @classmethod
     def load(cls, paths: Paths) -> Settings:

@@ -14,7 +14,9 @@ from app.workflow.actor import Actor
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("audit", help="verify, show or export the audit log")
     actions = parser.add_subparsers(dest="audit_action", metavar="ACTION", required=True)
-    verify = actions.add_parser("verify", help="check the hash chain, MACs and sealed head")
+    verify = actions.add_parser(
+        "verify", help="check the chain, signatures, head and your anchors; syslog delivery"
+    )
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(func=_verify)
     show = actions.add_parser("show", help="print the records")
@@ -36,9 +38,10 @@ def _verify(args: argparse.Namespace) -> int:
     result = records.verify_log(Actor.current())
     if args.json:
         out = {"ok": result.ok, "records": result.records, "message": result.message}
-        print(json.dumps(out | {"first_bad": result.first_bad}, indent=2))
+        out |= {"first_bad": result.first_bad, "notes": result.notes}
+        print(json.dumps(out, indent=2))
     else:
-        print(result.message)
+        print("\n".join([result.message, *result.notes]))
     return 0 if result.ok else 1
 
 

@@ -18,6 +18,7 @@ import pytest
 from app.case import Case
 from app.errors import AccessDenied, MedPrintError
 from app.security import audit
+from app.security.identity import PersonalKeys
 from app.settings import resolve_paths
 from app.workflow import (
     intake,
@@ -29,11 +30,12 @@ from app.workflow import (
     records,
     review,
     segment,
+    settings,
     users,
 )
 from app.workflow import slice as slicing
 from app.workflow.actor import Actor
-from tests.workflow.conftest import ADMIN, NOBODY, REVIEWER, TECH, sphere_volume
+from tests.workflow.conftest import ADMIN, NOBODY, REVIEWER, TECH, person, sphere_volume
 
 PEOPLE = ("founder", TECH, REVIEWER, ADMIN, NOBODY)
 
@@ -50,6 +52,13 @@ class World:
         Case(founder.vault, pseudonym).save_volume(sphere_volume(size=16, radius_mm=4))
         return pseudonym
 
+    def applicant(self) -> str:
+        """A new account that asked to join (personal keys in memory, an enrolment request)."""
+        name = f"zoe{uuid.uuid4().hex[:6]}"
+        keys = PersonalKeys.in_memory(name)
+        users.request_enrolment(Actor(name, self.people["founder"].paths, keys=keys))
+        return name
+
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> World:
@@ -58,12 +67,8 @@ def world(tmp_path_factory) -> World:
     os.environ["MEDPRINT_KEYSTORE_SERVICE"] = f"medprint-test-permissions-{uuid.uuid4().hex[:8]}"
     founder = Actor.current(resolve_paths(tmp / "data"))
     users.init_vault(founder)
-    roles = ((TECH, "technician"), (REVIEWER, "reviewer"), (ADMIN, "administrator"))
-    for name, role in roles:
-        users.add_role(founder, name, role)
-    people = {
-        n: Actor(n, founder.paths, _vault=founder.vault) for n in (TECH, REVIEWER, ADMIN, NOBODY)
-    }
+    roles = {TECH: ("technician",), REVIEWER: ("reviewer",), ADMIN: ("administrator",)}
+    people = {n: person(founder, n, *roles.get(n, ())) for n in (TECH, REVIEWER, ADMIN, NOBODY)}
     people["founder"] = founder
     case = _prepared_case(people)
     yield World(people, case, tmp)
@@ -126,7 +131,12 @@ ROWS: list[tuple[str, str, Callable[[Actor, World], object], bool]] = [
     ("show the recovery key", "vault.recovery_key", lambda a, w: users.recovery_key(a), False),
     ("rotate the master key", "vault.rotate_key", lambda a, w: users.rotate_key(a), False),
     ("list users", "users.list", lambda a, w: users.list_users(a), False),
-    ("give a role", "users.manage", lambda a, w: users.add_role(a, "zoe", "technician"), False),
+    (
+        "give a role",
+        "users.manage",
+        lambda a, w: users.add_role(a, w.applicant(), "technician"),
+        False,
+    ),
     ("export the signing key", "keys.export", lambda a, w: keys.export_signing_key(a), False),
     (
         "trust another key",
@@ -226,6 +236,12 @@ ROWS: list[tuple[str, str, Callable[[Actor, World], object], bool]] = [
     ),
     ("verify the audit log", "audit.view", lambda a, w: records.verify_log(a), False),
     ("export the audit log", "audit.export", lambda a, w: records.export_log(a, "json"), False),
+    (
+        "change a setting",
+        "settings.manage",
+        lambda a, w: settings.set_value(a, "units", "mm"),
+        False,
+    ),
 ]
 
 
