@@ -5,9 +5,9 @@ forwarded to syslog.
 When an actor opens the vault, an interrupted audit append is repaired, then the audit log,
 ``vault.json`` and the roles chain are checked against the anchors in the actor's keystore: a
 missing log or roles record, or any state older than an anchor, raises :class:`IntegrityError`
-naming what is missing. A case's decision history is checked when the actor opens the case.
-After each act the audit head and the vault version are anchored; after role changes the roles
-head; after review acts the case's decision history.
+naming what is missing. A case's decision history is checked, then anchored, when the actor
+opens the case. After each act the audit head and the vault version are anchored; after role
+changes the roles head; after review acts the case's decision history.
 """
 
 from __future__ import annotations
@@ -115,11 +115,14 @@ def _decisions_digest(history: list[dict]) -> Callable[[int], str | None]:
 
 def check_case(actor: Actor, case: Case) -> None:
     """Check the case's decision history against the actor's anchor (raises
-    :class:`IntegrityError` when it was rolled back, deleted or replaced)."""
+    :class:`IntegrityError` when it was rolled back, deleted or replaced), then anchor it: each
+    decision is signed by its reviewer, so what is there can only have grown."""
     history = access.history(case)
     digest_at = _decisions_digest(history)
-    name = anchors.decisions(case.pseudonym)
-    anchors_of(actor).check(name, len(history), digest_at(len(history)) or "", digest_at=digest_at)
+    name, digest = anchors.decisions(case.pseudonym), digest_at(len(history)) or ""
+    marks = anchors_of(actor)
+    marks.check(name, len(history), digest, digest_at=digest_at)
+    marks.advance(name, len(history), digest)
 
 
 # ----- after each act ---------------------------------------------------------------------------
