@@ -7,6 +7,7 @@ from app.errors import KeystoreError
 from app.security.identity import PersonalKeys, os_user
 from app.security.vault import Vault
 from app.settings import Paths, resolve_paths
+from app.workflow import anchoring
 
 
 class Actor:
@@ -66,6 +67,21 @@ class Actor:
                 self._vault = migrate(self)
             else:
                 self._vault = Vault.open(self.paths, self.keys)
+            self._check_anchors()
+        return self._vault
+
+    def _check_anchors(self) -> None:
+        """Refuse a vault whose audit log, roles or ``vault.json`` is older than this person saw
+        (the anchors in their keystore); the vault stays closed then."""
+        try:
+            anchoring.check(self)
+        except BaseException:
+            self._vault = None
+            raise
+
+    @property
+    def opened_vault(self) -> Vault | None:
+        """The vault when it is already open (opens nothing)."""
         return self._vault
 
     def adopt_vault(self, vault: Vault) -> None:
@@ -75,4 +91,6 @@ class Actor:
     def case(self, pseudonym: str) -> Case:
         """The case ``pseudonym`` of this vault; a clear error when it does not exist."""
         self.vault.case_entry(pseudonym)
-        return Case(self.vault, pseudonym)
+        case = Case(self.vault, pseudonym)
+        anchoring.check_case(self, case)
+        return case

@@ -11,6 +11,7 @@ from typing import NoReturn
 
 from app.errors import AccessDenied, MedPrintError
 from app.security import access, audit, roles
+from app.workflow import anchoring
 from app.workflow.actor import Actor
 
 T, R, A = access.TECHNICIAN, access.REVIEWER, access.ADMINISTRATOR
@@ -49,12 +50,16 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "package.build": MAKERS,
     "audit.view": ANYONE,
     "audit.export": frozenset({R, A}),
+    "settings.manage": ADMINS,
 }
 
 
 def record(actor: Actor, action: str, case: str | None = None, **facts: object) -> None:
-    """Append the audit record of ``action`` by ``actor`` (no PHI: pseudonyms, hashes, numbers)."""
-    audit.record(action, case, user=actor.user, paths=actor.paths, **facts)
+    """Append the audit record of ``action`` by ``actor``, signed with the actor's personal key
+    (no PHI: pseudonyms, hashes, numbers); then anchor the state the act left."""
+    anchoring.before_record(actor)
+    head = audit.record(action, case, user=actor.user, paths=actor.paths, keys=actor.keys, **facts)
+    anchoring.after_record(actor, head, action, case)
 
 
 def roles_of(actor: Actor, user: str | None = None) -> set[str]:
