@@ -130,7 +130,6 @@ def _report_dict(report: VerifyReport) -> dict:
         "approval": manifest.get("approval"),
         "overrides": manifest.get("overrides", []),
         "problems": [vars(p) for p in report.problems],
-        "ignored": report.ignored,
         "extracted": str(report.extracted) if report.extracted else None,
         "message": report.message,
     }
@@ -152,7 +151,5 @@ def _print_report(report: VerifyReport) -> None:
         print(
             f"    ADMINISTRATOR OVERRIDE: {override.get('kind')} by {override.get('administrator')}"
         )
-    if report.ignored:
-        print(f"    ignored desktop metadata files: {', '.join(report.ignored)}")
     if report.extracted:
         print(f"extracted to {report.extracted}")

@@ -36,8 +36,8 @@ from tests.security.package_content import bound
 out, mode = Path(sys.argv[1]), sys.argv[2]
 signer = SigningKey.generate()
 print("KEY", signer.public_key.to_base64(), flush=True)
-files, approval = bound({"model.stl": b"solid x\n" * 50_000})
-files |= {f"slices/part{i:03d}.bin": bytes([i % 251]) * (40_000 + i) for i in range(120)}
+parts = {f"part{i:03d}.stl": bytes([i % 251]) * (40_000 + i) for i in range(120)}
+files, approval = bound({"model.stl": b"solid x\n" * 50_000, **parts})
 
 def on_progress(fraction, message):
     print("P", f"{fraction:.4f}", message, flush=True)

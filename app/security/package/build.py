@@ -23,6 +23,7 @@ import hashlib
 import io
 import itertools
 import os
+import re
 import secrets
 import shutil
 import uuid
@@ -64,6 +65,12 @@ from app.settings import Paths, resolve_paths
 
 Source = bytes | os.PathLike[str]
 _SPACE_MARGIN = 1 << 20
+# What a package may carry besides its records: mesh parts and their manifest, G-code with its
+# provenance, the QA report. Nothing else (no DICOM, no loose user files) leaves this way.
+PACKAGE_KINDS = re.compile(
+    r"^(mesh/[^/]+\.(stl|3mf)|mesh/manifest\.json|gcode/[^/]+\.(gcode|json)"
+    r"|qa/report\.(json|html))$"
+)
 
 
 @dataclass(frozen=True)
@@ -99,7 +106,8 @@ def build_package(
         The target folder: the root of a removable drive or any folder.
     files
         Package path (``mesh/C-7K3M-Q9_skull.stl``) -> content (bytes, or a file to stream from):
-        the mesh parts with ``mesh/manifest.json``, the QA report, G-code with provenance.
+        the mesh parts with ``mesh/manifest.json``, the QA report, G-code with provenance
+        (:data:`PACKAGE_KINDS`; any other file is refused).
     meta
         Case pseudonym, printer and slicer settings, software version.
     approval, overrides
@@ -134,6 +142,7 @@ def build_package(
         raise PackageError(msg)
     content: dict[str, Source] = {**files, **records.files()}
     validate_files(content)
+    _check_kinds(files)
     _check_space(out, content, make_zip=make_zip or recipient is not None)
     package_id = str(uuid.uuid4())
     job = _Job(out, meta, package_id, content, records, signer, progress, cancel)
@@ -152,6 +161,14 @@ def _check_target(out: Path, meta: PackageMeta) -> None:
     if not PSEUDONYM_RE.match(meta.case):
         msg = "the case pseudonym must be letters, digits and '-' (like C-7K3M-Q9)"
         raise PackageError(msg)
+
+
+def _check_kinds(files: Mapping[str, Source]) -> None:
+    for name in files:
+        if not PACKAGE_KINDS.match(name):
+            msg = f"'{name}' cannot be a package file: a package holds only mesh parts (.stl, "
+            msg += ".3mf) and their manifest, G-code with its provenance, and the QA report"
+            raise PackageError(msg)
 
 
 def _check_binding(

@@ -1,21 +1,27 @@
-"""Extracting a zip or encrypted package (verified first, then checked again on disk), and
-decrypting an ``.mpkg`` into its zip."""
+"""Extracting a zip or encrypted package from the very bytes that were verified, and decrypting
+an ``.mpkg`` into its zip.
+
+The package file is opened once: verified through that handle, then the files its signed
+manifest lists (and nothing else) are copied out of the same open view into a hidden folder,
+which is verified again before it takes its final name. A file swapped or rewritten between the
+two steps therefore cannot be extracted: a swap is not seen (the handle holds the verified
+file), a rewrite fails the second verification and leaves nothing behind.
+"""
 
 from __future__ import annotations
 
-import io
 import os
 import secrets
 import shutil
-import zipfile
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 from app.atomic import fsync_dir
 from app.errors import PackageError
 from app.security.package.build import fsync_tree, sync_handle
-from app.security.package.format import CHUNK, ENC_MAGIC, PARTIAL_MARK, decrypt_stream
-from app.security.package.verify import verify_package
+from app.security.package.container import READ_ERRORS, Container, StreamTampered
+from app.security.package.format import CHUNK, PARTIAL_MARK, RESERVED, decrypt_stream
+from app.security.package.verify import open_verified, verify_package
 from app.security.signing import PublicKey, RecipientKey
 
 
@@ -31,47 +37,49 @@ def extract_package(
     if Path(zip_path).is_dir():
         msg = "this package is a folder already; use it where it is (nothing to extract)"
         raise PackageError(msg)
-    trusted_keys = list(trusted_keys)
-    report = verify_package(zip_path, trusted_keys, revoked, recipient_key=recipient_key)
-    report.raise_if_invalid()
     dest = Path(dest)
     if dest.exists():
         msg = f"{dest.name} already exists; choose a new folder to extract into"
         raise PackageError(msg)
-    tmp = dest.with_name(f".{dest.name}{PARTIAL_MARK}{secrets.token_hex(4)}")
-    tmp.mkdir(parents=True)
-    try:
-        data = _container_bytes(Path(zip_path), recipient_key)
-        with zipfile.ZipFile(io.BytesIO(data) if data else zip_path) as zf:
-            for info in zf.infolist():
-                if info.is_dir():
-                    continue
-                target = tmp.joinpath(*PurePosixPath(info.filename).parts)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(target, "xb") as out:
-                    shutil.copyfileobj(src, out, CHUNK)
-                    sync_handle(out)
-        fsync_tree(tmp)
-        os.rename(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    # The extracted copy is checked again: what is on disk is what was verified.
-    verify_package(dest, trusted_keys, revoked).raise_if_invalid()
+    trusted_keys, revoked = list(trusted_keys), list(revoked)
+    with open_verified(zip_path, trusted_keys, revoked, recipient_key=recipient_key) as found:
+        report, view = found
+        report.raise_if_invalid()
+        assert view is not None and report.manifest is not None
+        tmp = dest.with_name(f".{dest.name}{PARTIAL_MARK}{secrets.token_hex(4)}")
+        tmp.mkdir(parents=True)
+        try:
+            _copy_listed(view, report.manifest, tmp)
+            again = verify_package(tmp, trusted_keys, revoked)
+            if not again.ok or again.manifest != report.manifest:
+                msg = "the package changed while it was being extracted; nothing was extracted: "
+                msg += "copy it again and make sure no other program writes to it"
+                raise PackageError(msg)
+            fsync_tree(tmp)
+            os.rename(tmp, dest)
+            fsync_dir(dest.parent)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return dest
 
 
-def _container_bytes(path: Path, recipient_key: RecipientKey | None) -> bytes | None:
-    with open(path, "rb") as handle:
-        if handle.read(len(ENC_MAGIC)) != ENC_MAGIC:
-            return None
-    if recipient_key is None:
-        msg = "this package is encrypted; pass the recipient key"
-        raise PackageError(msg)
-    out = io.BytesIO()
-    with open(path, "rb") as src:
-        decrypt_stream(src, out, recipient_key)
-    return out.getvalue()
+def _copy_listed(view: Container, manifest: dict, tmp: Path) -> None:
+    """Copy the files the verified manifest lists (safe relative paths, checked) and the
+    manifest and signature from ``view`` into ``tmp``; no other entry is read."""
+    wanted = {item["path"] for item in manifest["files"]} | RESERVED
+    entries = {e.name: e for e in view.entries() if e.kind == "file" and e.name in wanted}
+    for name in sorted(wanted):
+        target = tmp.joinpath(*PurePosixPath(name).parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with view.open(entries[name]) as src, open(target, "xb") as out:
+                shutil.copyfileobj(src, out, CHUNK)
+                sync_handle(out)
+        except (KeyError, StreamTampered, *READ_ERRORS):
+            msg = "the package changed while it was being extracted; nothing was extracted: "
+            msg += "copy it again and make sure no other program writes to it"
+            raise PackageError(msg) from None
 
 
 def decrypt_package(

@@ -378,32 +378,51 @@ def decrypt_stream(src: BinaryIO, dst: BinaryIO, recipient_key: RecipientKey) ->
     """Decrypt an encrypted package into ``dst``; returns its header. Wrong key or any
     tampering raises :class:`PackageError` with its own message."""
     header, prelude = read_encryption_header(src)
-    mine = recipient_key.public_key
-    if header.get("recipient_key_id") != mine.key_id:
-        who = header.get("recipient") or "another recipient"
-        msg = f"this package is encrypted for '{who}' (key {header.get('recipient_key_id')}), "
-        msg += f"not for this recipient key ({mine.key_id}); ask the sender to encrypt it for you"
-        raise PackageError(msg)
-    eph_raw = base64.b64decode(header["ephemeral_public"])
-    shared = recipient_key.private.exchange(X25519PublicKey.from_public_bytes(eph_raw))
-    aead = AESGCM(_derive_key(shared, eph_raw, mine.raw))
-    prefix = base64.b64decode(header["nonce_prefix"])
-    size = int(header["chunk_size"]) + 16
+    opened = ChunkCipher(header, prelude, recipient_key)
+    size = opened.sealed_size
     counter = 0
     block = src.read(size)
     while True:
         following = src.read(size) if len(block) == size else b""
         last = not following
-        nonce = prefix + struct.pack(">I", counter) + (b"\x01" if last else b"\x00")
-        try:
-            dst.write(aead.decrypt(nonce, block, prelude))
-        except InvalidTag:
-            msg = "the encrypted package was altered or cut short (authentication failed); "
-            msg += "do not use it and ask the sender for a new copy"
-            raise PackageError(msg) from None
+        dst.write(opened.open(counter, block, last=last))
         if last:
             return header
         block, counter = following, counter + 1
+
+
+class ChunkCipher:
+    """Opens the chunks of one encrypted package, each on its own (in order or not): chunk
+    ``n`` authenticates with its number, whether it is the last, and the header."""
+
+    def __init__(self, header: dict, prelude: bytes, recipient_key: RecipientKey) -> None:
+        mine = recipient_key.public_key
+        if header.get("recipient_key_id") != mine.key_id:
+            who = header.get("recipient") or "another recipient"
+            msg = f"this package is encrypted for '{who}' (key {header.get('recipient_key_id')}), "
+            msg += f"not for this recipient key ({mine.key_id}); ask the sender to encrypt it "
+            msg += "for you"
+            raise PackageError(msg)
+        try:
+            eph_raw = base64.b64decode(header["ephemeral_public"], validate=True)
+            shared = recipient_key.private.exchange(X25519PublicKey.from_public_bytes(eph_raw))
+            self.prefix = base64.b64decode(header["nonce_prefix"], validate=True)
+        except (ValueError, KeyError, TypeError):
+            msg = "the encrypted package header is damaged; copy the package again"
+            raise PackageError(msg) from None
+        self.aead = AESGCM(_derive_key(shared, eph_raw, mine.raw))
+        self.prelude = prelude
+        self.chunk_size = int(header["chunk_size"])
+        self.sealed_size = self.chunk_size + 16
+
+    def open(self, counter: int, block: bytes, *, last: bool) -> bytes:
+        nonce = self.prefix + struct.pack(">I", counter) + (b"\x01" if last else b"\x00")
+        try:
+            return self.aead.decrypt(nonce, block, self.prelude)
+        except (InvalidTag, ValueError):
+            msg = "the encrypted package was altered or cut short (authentication failed); "
+            msg += "do not use it and ask the sender for a new copy"
+            raise PackageError(msg) from None
 
 
 def _derive_key(shared: bytes, eph_raw: bytes, recipient_raw: bytes) -> bytes:

@@ -13,22 +13,24 @@
    manifest shows, the approval names the packaged mesh, every override it rests on is there,
    and every G-code names that mesh or carries a foreign-gcode override.
 
-For a zip every check runs on the archive itself: nothing is extracted (see
-:func:`~app.security.package.extract.extract_package`, which verifies first). Each failure has its
-own code and message. Nothing here writes an audit record: the workflow does.
+For a zip every check runs on the archive itself, through one open handle: nothing is extracted
+(:func:`open_verified` keeps that handle for
+:func:`~app.security.package.extract.extract_package`, which extracts from the very bytes it
+verified). An ``.mpkg`` is decrypted chunk by chunk as it is read, in bounded memory. Each failure
+has its own code and message. Nothing here writes an audit record: the workflow does.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import io
 import json
 import os
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from app.errors import PackageError
 from app.progress import CancelToken, Progress, check_cancel, ensure
@@ -36,8 +38,10 @@ from app.security.package import binding
 from app.security.package.container import (
     READ_ERRORS,
     Container,
+    DecryptedFile,
     Entry,
     Folder,
+    StreamTampered,
     Zip,
     hash_entry,
 )
@@ -84,7 +88,6 @@ from app.security.package.format import (
     UNSAFE_LISTED,
     Problem,
     check_entry_path,
-    decrypt_stream,
     fold,
     read_encryption_header,
 )
@@ -105,7 +108,6 @@ class VerifyReport:
     files_checked: int = 0
     bytes_checked: int = 0
     container: str = "folder"
-    ignored: list[str] = field(default_factory=list)  # OS metadata files in a folder
     extracted: Path | None = None  # where a verified zip was extracted, when asked
 
     @property
@@ -163,15 +165,41 @@ def verify_package(
     VerifyReport
         ``report.ok`` and, when not ok, the problems with their own codes and messages.
     """
+    with open_verified(
+        path, trusted_keys, revoked, recipient_key=recipient_key, progress=progress, cancel=cancel
+    ) as (report, _):
+        return report
+
+
+@contextlib.contextmanager
+def open_verified(
+    path: str | os.PathLike[str],
+    trusted_keys: Iterable[PublicKey],
+    revoked: Iterable[str] = (),
+    *,
+    recipient_key: RecipientKey | None = None,
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
+) -> Iterator[tuple[VerifyReport, Container | None]]:
+    """:func:`verify_package`, keeping the checked view open while the caller uses it.
+
+    A zip or ``.mpkg`` is opened once; the view yielded (None unless the package verified)
+    reads through that same handle, so what is used is what was verified even if the file is
+    swapped meanwhile.
+    """
     path = Path(path)
     report = VerifyReport(path)
     trust = _Trust({k.fingerprint: k for k in trusted_keys}, {r.lower() for r in revoked})
-    try:
-        with _open_container(path, report, recipient_key) as container:
+    with contextlib.ExitStack() as stack:
+        container: Container | None = None
+        try:
+            container = stack.enter_context(_open_container(path, report, recipient_key))
             _verify_container(container, report, trust, ensure(progress), cancel)
-    except _Failed:
-        pass
-    return report
+        except _Failed:
+            pass
+        except StreamTampered as exc:
+            report.problems.append(Problem(DECRYPT_FAILED, str(exc)))
+        yield report, container if report.ok else None
 
 
 @dataclass(frozen=True)
@@ -196,24 +224,22 @@ def _open_container(
     if not path.is_file():
         raise _fail(report, NOT_A_PACKAGE, f"{path.name} does not exist; check the path")
     with open(path, "rb") as handle:
-        start = handle.read(len(ENC_MAGIC))
-    if start == ENC_MAGIC:
-        report.container = "encrypted zip"
-        data = _decrypt_for_verify(path, report, recipient_key)
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        if handle.read(len(ENC_MAGIC)) == ENC_MAGIC:
+            report.container = "encrypted zip"
+            source = _decrypted(handle, report, recipient_key)
+        else:
+            report.container = "zip"
+            source = handle
+        if not zipfile.is_zipfile(source):
+            msg = f"{path.name} is not a print package (not a package folder, zip or .mpkg file)"
+            raise _fail(report, NOT_A_PACKAGE, msg)
+        try:
+            zf = zipfile.ZipFile(source)
+        except (zipfile.BadZipFile, OSError) as exc:
+            msg = f"{path.name} is a damaged zip archive ({exc.__class__.__name__}); copy it again"
+            raise _fail(report, NOT_A_PACKAGE, msg) from None
+        with zf:
             yield Zip(zf)
-        return
-    report.container = "zip"
-    if not zipfile.is_zipfile(path):
-        msg = f"{path.name} is not a print package (not a package folder, zip or .mpkg file)"
-        raise _fail(report, NOT_A_PACKAGE, msg)
-    try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        msg = f"{path.name} is a damaged zip archive ({exc.__class__.__name__}); copy it again"
-        raise _fail(report, NOT_A_PACKAGE, msg) from None
-    with zf:
-        yield Zip(zf)
 
 
 def _verify_container(
@@ -453,9 +479,6 @@ def _check_entries(listing: _Listing, listed: dict[str, dict], report: VerifyRep
             group.append(name.rstrip("/"))
     reported_dup: set[str] = set()
     for entry in listing.entries:
-        if report.container == "folder" and _is_os_metadata(entry, listed, allowed_dirs):
-            report.ignored.append(entry.name)
-            continue
         problem = _entry_problem(entry, listing, listed, allowed_dirs, folded)
         if problem is not None and problem.code == DUPLICATE:
             if entry.name in reported_dup:
@@ -463,26 +486,6 @@ def _check_entries(listing: _Listing, listed: dict[str, dict], report: VerifyRep
             reported_dup.add(entry.name)
         if problem is not None:
             report.problems.append(problem)
-
-
-_OS_METADATA = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
-
-
-def _is_os_metadata(entry: Entry, listed: dict[str, dict], allowed_dirs: set[str]) -> bool:
-    """Files a desktop drops into any folder it shows (Finder, Explorer): ignored in folders.
-
-    ``.DS_Store``, ``Thumbs.db``, ``desktop.ini`` and AppleDouble ``._<name>`` of a listed file
-    or folder. They are never read or used, and never accepted inside a zip.
-    """
-    if entry.kind != "file":
-        return False
-    folder, _, base = entry.name.rpartition("/")
-    if base in _OS_METADATA:
-        return True
-    if base.startswith("._") and len(base) > 2:
-        twin = f"{folder}/{base[2:]}" if folder else base[2:]
-        return twin in listed or f"{twin}/" in allowed_dirs
-    return False
 
 
 def _entry_problem(
@@ -526,26 +529,24 @@ def _entry_problem(
     return Problem(UNLISTED, msg, name)
 
 
-def _decrypt_for_verify(
-    path: Path, report: VerifyReport, recipient_key: RecipientKey | None
-) -> bytes:
-    with open(path, "rb") as src:
-        try:
-            header, _ = read_encryption_header(src)
-        except PackageError as exc:
-            raise _fail(report, DECRYPT_FAILED, str(exc)) from None
-        if recipient_key is None:
-            who = header.get("recipient") or "a recipient"
-            msg = f"the package is encrypted for '{who}' (key {header.get('recipient_key_id')}); "
-            msg += "verify it on the recipient's workstation, which holds the private key"
-            raise _fail(report, ENCRYPTED, msg)
-        src.seek(0)
-        out = io.BytesIO()
-        try:
-            decrypt_stream(src, out, recipient_key)
-        except PackageError as exc:
-            raise _fail(report, DECRYPT_FAILED, str(exc)) from None
-    return out.getvalue()
+def _decrypted(
+    handle: BinaryIO, report: VerifyReport, recipient_key: RecipientKey | None
+) -> DecryptedFile:
+    """The zip inside an ``.mpkg`` (decrypted as it is read), or a problem."""
+    handle.seek(0)
+    try:
+        header, _ = read_encryption_header(handle)
+    except PackageError as exc:
+        raise _fail(report, DECRYPT_FAILED, str(exc)) from None
+    if recipient_key is None:
+        who = header.get("recipient") or "a recipient"
+        msg = f"the package is encrypted for '{who}' (key {header.get('recipient_key_id')}); "
+        msg += "verify it on the recipient's workstation, which holds the private key"
+        raise _fail(report, ENCRYPTED, msg)
+    try:
+        return DecryptedFile(handle, recipient_key)
+    except PackageError as exc:
+        raise _fail(report, DECRYPT_FAILED, str(exc)) from None
 
 
 def _check_binding(
