@@ -2,14 +2,16 @@
 
 A package carries every part of the approved version as its exact STL (``mesh/<pseudonym>_<part>
 .stl``) with a 3MF of each, the version manifest ``mesh/manifest.json`` (whose hash the approval
-names), the QA report as JSON and HTML, the G-code with its provenance, the approval record and
-every override it rests on (qa-failure, self-approval, foreign-gcode), each as a record file and
-shown in the manifest. Free text (comments, reasons) stays in the vault.
+names), the QA report as JSON and HTML, the G-code with its provenance, the signed approval
+record and every signed override it rests on (qa-failure, self-approval, foreign-gcode), each as
+a record file and shown in the manifest, and the role statements that show each signer's role
+back to the lab's founding key (``roles.json``, public keys only). Free text (comments, reasons)
+stays in the vault. The package is signed with the packager's personal key.
 
 Building needs the release of the mesh version (:func:`app.workflow.review.release_mesh`) and of
 the G-code (:func:`~app.workflow.review.release_gcode`), which must be sliced from that same
 version or carry a foreign-gcode override. Verifying needs no role: a receiving workstation may
-have none.
+have none; the lab's founding key must be trusted (trust store or ``--trusted-key``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 
 from app.case import Case, StoredGcode, StoredMesh
 from app.progress import CancelToken, Progress
-from app.security import access
+from app.security import access, esign
 from app.security.package.build import build_package
 from app.security.package.extract import extract_package
 from app.security.package.format import (
@@ -37,7 +39,7 @@ from app.security.package.format import (
     canonical_json,
 )
 from app.security.package.verify import VerifyReport, verify_package
-from app.security.signing import PublicKey, RecipientBook, RecipientKey, SigningKey, TrustStore
+from app.security.signing import PublicKey, RecipientBook, RecipientKey, TrustStore
 from app.settings import resolve_paths
 from app.tools.mesh.core import make_mesh
 from app.tools.mesh.meshio import export_name, mesh_bytes, read_mesh_bytes
@@ -87,20 +89,24 @@ def build(
     that version, if any. ``recipient`` (a name in the recipient book) encrypts the package.
     """
     policy.allow(actor, ACTION, case.pseudonym)
-    number = version if version is not None else _latest_approved(case)
+    number = version if version is not None else _latest_approved(actor, case)
     release = review.release_mesh(actor, case, number, ACTION)
     gcode = _chosen_gcode(case, release, gcode_version)
     gcode_release = _release_gcode(actor, case, gcode, release) if gcode else None
     stored = case.load_mesh_version(number)
-    files = _mesh_files(case.pseudonym, stored) | _gcode_files(case.pseudonym, gcode)
     overrides = _unique([*release.overrides, *(gcode_release.overrides if gcode_release else [])])
+    lab = review.lab(actor)
+    signers = {actor.user, *(str(r.get("signer")) for r in [release.approval, *overrides] if r)}
+    files = _mesh_files(case.pseudonym, stored) | _gcode_files(case.pseudonym, gcode)
     built = build_package(
         out_dir,
         files=files,
         meta=_meta(case, gcode),
         approval=release.approval,
         overrides=overrides,
-        signer=SigningKey.load_or_create(paths=actor.paths),
+        roles=lab.bundle(signers),
+        signer=actor.keys.signing,
+        lab_keys=_founder_key(lab),
         paths=actor.paths,
         make_zip=make_zip,
         recipient=RecipientBook(actor.paths).get(recipient) if recipient else None,
@@ -127,9 +133,14 @@ def build(
     return Packaged(built.path, release, built.package_id, gcode_release)
 
 
-def _latest_approved(case: Case) -> int:
+def _latest_approved(actor: Actor, case: Case) -> int:
     """The newest approved mesh version; else the newest version (whose release is refused)."""
-    return review.latest_approved(case) or case.latest_mesh_version()
+    return review.latest_approved(actor, case) or case.latest_mesh_version()
+
+
+def _founder_key(lab: esign.Lab) -> list[PublicKey]:
+    founder = lab.state.identity_by_fingerprint(lab.founder)
+    return [founder.signing_key] if founder else []
 
 
 def _chosen_gcode(

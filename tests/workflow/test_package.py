@@ -1,5 +1,6 @@
 """Print packages through the workflow: built only from an approved mesh version, carrying the
-approval and every override it rests on, and verified against the mesh and G-code it holds."""
+signed approval, every signed override it rests on and the role statements of their signers, and
+verified against the mesh and G-code it holds and back to the trusted lab key."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ import pytest
 
 from app.case import Case
 from app.errors import AccessDenied
-from app.security import audit
+from app.security import audit, esign
 from app.security.package import format as fmt
-from app.security.signing import SigningKey
+from app.security.package.verify import verify_package
 from app.workflow import package, review
 from app.workflow.actor import Actor
 from tests.workflow.mesh_versions import sphere_stl, store_gcode, store_version
@@ -58,7 +59,7 @@ def test_a_package_of_an_approved_version_names_the_mesh_and_verifies(people, ap
     stl = f"mesh/{approved.pseudonym}_sphere.stl"
     assert {f["path"] for f in manifest["files"]} == {
         stl, f"mesh/{approved.pseudonym}_sphere.3mf", "mesh/manifest.json",
-        "qa/report.json", "qa/report.html", "approval.json",
+        "qa/report.json", "qa/report.html", "approval.json", "roles.json",
     }  # fmt: skip
     assert (made.path / stl).read_bytes() == approved.load_mesh_version(1).parts["sphere"]
     for file in made.path.rglob("*"):  # no identity and no review comment left the vault
@@ -156,9 +157,11 @@ def test_a_self_approved_package_carries_and_shows_its_override(admin, sphere_ca
 # --- a signed package whose records do not bind fails verify, each with its own code ---------
 
 
-def _resign(folder: Path, change: Callable[[dict], None], files: dict[str, bytes | None]) -> None:
-    """Rewrite files (None removes one), edit the manifest, and sign it again with this
-    workstation's key: what a sender with a valid key but a wrong package would produce."""
+def _resign(
+    by: Actor, folder: Path, change: Callable[[dict], None], files: dict[str, bytes | None]
+) -> None:
+    """Rewrite files (None removes one), edit the manifest, and sign it again with the
+    packager's key: what a sender with a valid key but a wrong package would produce."""
     for name, data in files.items():
         target = folder / name
         if data is None:
@@ -178,9 +181,7 @@ def _resign(folder: Path, change: Callable[[dict], None], files: dict[str, bytes
     change(manifest)
     raw = fmt.canonical_json(manifest)
     (folder / fmt.MANIFEST).write_bytes(raw)
-    signer = SigningKey.load()
-    assert signer is not None
-    (folder / fmt.SIGNATURE).write_bytes(fmt.signature_bytes(signer, raw))
+    (folder / fmt.SIGNATURE).write_bytes(fmt.signature_bytes(by.keys.signing, raw))
 
 
 def _codes(actor: Actor, folder: Path) -> list[str]:
@@ -194,13 +195,18 @@ def test_an_approval_of_another_mesh_fails_verify(people, approved, drive):
     mesh_manifest = json.loads((made.path / fmt.MESH_MANIFEST).read_bytes())
     mesh_manifest["parts"][0]["sha256"] = hashlib.sha256(other).hexdigest()
     changed = {stl: other, fmt.MESH_MANIFEST: fmt.canonical_json(mesh_manifest)}
-    _resign(made.path, lambda m: None, changed)
+    _resign(people[TECH], made.path, lambda m: None, changed)
     assert _codes(people[TECH], made.path) == [fmt.APPROVAL_MESH_MISMATCH]
 
 
 def test_a_part_that_differs_from_the_mesh_manifest_fails_verify(people, approved, drive):
     made = package.build(people[TECH], approved, out_dir=drive)
-    _resign(made.path, lambda m: None, {f"mesh/{approved.pseudonym}_sphere.stl": sphere_stl(9)})
+    _resign(
+        people[TECH],
+        made.path,
+        lambda m: None,
+        {f"mesh/{approved.pseudonym}_sphere.stl": sphere_stl(9)},
+    )
     assert _codes(people[TECH], made.path) == [fmt.BAD_MESH_MANIFEST]
 
 
@@ -213,7 +219,7 @@ def test_a_self_approval_without_its_override_record_fails_verify(admin, sphere_
     def drop(manifest: dict) -> None:
         manifest["overrides"] = []
 
-    _resign(made.path, drop, {fmt.override_file(override): None})
+    _resign(admin, made.path, drop, {fmt.override_file(override): None})
     assert _codes(admin, made.path) == [fmt.MISSING_OVERRIDE]
 
 
@@ -223,7 +229,7 @@ def test_an_override_record_the_manifest_does_not_show_fails_verify(admin, spher
     made = package.build(admin, sphere_case, out_dir=drive)
     (override,) = _manifest(made.path)["overrides"]
     edited = fmt.canonical_json({**override, "kind": "qa-failure"})
-    _resign(made.path, lambda m: None, {fmt.override_file(override): edited})
+    _resign(admin, made.path, lambda m: None, {fmt.override_file(override): edited})
     assert _codes(admin, made.path) == [fmt.BAD_RECORD]
 
 
@@ -236,9 +242,9 @@ def test_gcode_whose_provenance_names_another_mesh_fails_verify(people, approved
     def show(manifest: dict) -> None:
         manifest["gcode"][0]["mesh_sha256"] = "ab" * 32
 
-    _resign(made.path, show, {record: fmt.canonical_json(provenance)})
+    _resign(people[TECH], made.path, show, {record: fmt.canonical_json(provenance)})
     assert _codes(people[TECH], made.path) == [fmt.GCODE_MESH_MISMATCH]
-    _resign(made.path, lambda m: None, {record: None})
+    _resign(people[TECH], made.path, lambda m: None, {record: None})
     assert _codes(people[TECH], made.path) == [fmt.BAD_PROVENANCE]
 
 
@@ -256,5 +262,62 @@ def test_a_self_approved_package_of_a_failed_qa_carries_both_overrides(admin, sp
     def drop(m: dict) -> None:
         m["overrides"] = [o for o in m["overrides"] if o["kind"] != "qa-failure"]
 
-    _resign(made.path, drop, {fmt.override_file(qa_record): None})
+    _resign(admin, made.path, drop, {fmt.override_file(qa_record): None})
     assert _codes(admin, made.path) == [fmt.MISSING_OVERRIDE]
+
+
+# --- e-signatures and the lab's roles, checked back to a trusted lab key -----------------------
+
+
+def test_a_package_whose_approval_signature_is_broken_fails_verify(people, approved, drive):
+    tess = people[TECH]
+    made = package.build(tess, approved, out_dir=drive)
+    approval = _manifest(made.path)["approval"]
+    renamed = approval | {"printed_name": "Dr Someone Else"}
+
+    def show(manifest: dict) -> None:
+        manifest["approval"] = renamed
+
+    _resign(tess, made.path, show, {fmt.APPROVAL_FILE: fmt.canonical_json(renamed)})
+    assert _codes(tess, made.path) == [esign.BAD_SIGNATURE]
+
+
+def test_a_package_approved_by_a_technician_fails_verify(people, approved, drive):
+    """A technician signs an approval herself and packages it: her role shows she may not."""
+    tess = people[TECH]
+    made = package.build(tess, approved, out_dir=drive)
+    approval = _manifest(made.path)["approval"]
+    hers = esign.sign(approval, tess.keys, "reviewer")
+
+    def show(manifest: dict) -> None:
+        manifest["approval"] = hers
+
+    _resign(tess, made.path, show, {fmt.APPROVAL_FILE: fmt.canonical_json(hers)})
+    assert _codes(tess, made.path) == [esign.WRONG_ROLE]
+
+
+def test_role_statements_that_do_not_chain_to_the_lab_key_fail_verify(people, approved, drive):
+    tess = people[TECH]
+    made = package.build(tess, approved, out_dir=drive)
+    bundle = json.loads((made.path / fmt.ROLES_FILE).read_bytes())
+    assert bundle["founder"] == people["founder"].keys.public.fingerprint
+    assert [s["subject"]["user"] for s in bundle["statements"]][-1] in (TECH, REVIEWER)
+    assert all(
+        "wrap_key" in s["subject"] and "signing_key" in s["subject"] for s in bundle["statements"]
+    )
+    promoted = next(s for s in bundle["statements"] if s["subject"]["user"] == TECH)
+    promoted["roles"] = ["reviewer", "technician"]
+    _resign(tess, made.path, lambda m: None, {fmt.ROLES_FILE: fmt.canonical_json(bundle)})
+    assert _codes(tess, made.path) == [fmt.KEY_UNTRUSTED]  # nothing shows tess's key any more
+
+
+def test_a_package_of_an_untrusted_lab_fails_verify(people, approved, drive):
+    tess, founder = people[TECH], people["founder"]
+    made = package.build(tess, approved, out_dir=drive)
+    lab_key, tess_key = founder.keys.public.signing_key, tess.keys.public.signing_key
+    assert verify_package(made.path, [lab_key]).ok  # the packager is shown by the lab's roles
+    assert verify_package(made.path, []).codes == [fmt.KEY_UNTRUSTED]
+    # Trusting the packager's own key is not enough: the approval's signer is the lab's.
+    assert verify_package(made.path, [tess_key]).codes == [esign.LAB_UNTRUSTED]
+    revoked = verify_package(made.path, [lab_key, tess_key], [lab_key.fingerprint])
+    assert revoked.codes == [esign.LAB_UNTRUSTED]

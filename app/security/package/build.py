@@ -60,7 +60,7 @@ from app.security.package.format import (
     zip_info,
 )
 from app.security.package.verify import verify_package, verify_zip_in_memory
-from app.security.signing import RecipientPublicKey, SigningKey, TrustStore, utc_now
+from app.security.signing import PublicKey, RecipientPublicKey, SigningKey, TrustStore, utc_now
 from app.settings import Paths, resolve_paths
 
 Source = bytes | os.PathLike[str]
@@ -91,7 +91,9 @@ def build_package(
     meta: PackageMeta,
     approval: Mapping[str, object] | None,
     overrides: Sequence[Mapping[str, object]] = (),
+    roles: Mapping[str, object] | None = None,
     signer: SigningKey | None = None,
+    lab_keys: Sequence[PublicKey] = (),
     paths: Paths | None = None,
     make_zip: bool = False,
     recipient: RecipientPublicKey | None = None,
@@ -114,8 +116,14 @@ def build_package(
         The approval record and every override it (or a G-code) rests on (from
         :mod:`app.security.access`). Each is written as a file and shown in the manifest,
         without its free-text fields (comment, reason), which stay in the vault.
+    roles
+        The role statements that show the signers' roles back to the lab's founding key
+        (:func:`app.security.esign.roles_bundle`), written as ``roles.json``.
     signer
         The signing key; by default this workstation's key from the OS keystore.
+    lab_keys
+        Keys the read-back verification trusts besides the signer: the lab's founding key, to
+        which the package's roles record chains the signers of its approval and overrides.
     make_zip
         Also write ``<name>.zip`` beside the folder.
     recipient
@@ -136,7 +144,7 @@ def build_package(
         msg = f"signing key {signer.key_id} is revoked; an administrator replaces it with "
         msg += "'medprint keys revoke'"
         raise PackageError(msg)
-    records = PackageRecords.public(approval, overrides)
+    records = PackageRecords.public(approval, overrides, roles)
     if not records.approval:
         msg = "a package needs the approval of its mesh version; ask a reviewer to approve it"
         raise PackageError(msg)
@@ -146,6 +154,7 @@ def build_package(
     _check_space(out, content, make_zip=make_zip or recipient is not None)
     package_id = str(uuid.uuid4())
     job = _Job(out, meta, package_id, content, records, signer, progress, cancel)
+    job.lab_keys = list(lab_keys)
     try:
         result = _build_encrypted(job, recipient) if recipient else _build_folder(job, make_zip)
     except OSError as exc:
@@ -239,6 +248,7 @@ class _Job:
     cancel: CancelToken | None
     header: dict = field(default_factory=dict)
     manifest_sha256: str = ""
+    lab_keys: list[PublicKey] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -297,7 +307,7 @@ def _build_folder(job: _Job, make_zip: bool) -> Path:
         if zip_final is not None:
             zip_final.unlink(missing_ok=True)
         raise
-    trusted = [job.signer.public_key]
+    trusted = [job.signer.public_key, *job.lab_keys]
     progress.sub(0.75, 1.0).update(0.0, "reading the package back from the drive")
     for written in (final, zip_final):
         if written is None:
@@ -459,7 +469,8 @@ def _build_encrypted(job: _Job, recipient: RecipientPublicKey) -> Path:
         zf.writestr(zip_info(SIGNATURE), signature_bytes(signer, manifest))
     buffer.seek(0)
     with zipfile.ZipFile(buffer) as zf:
-        verify_zip_in_memory(zf, out / name, signer.public_key, cancel).raise_if_invalid()
+        trusted = [signer.public_key, *job.lab_keys]
+        verify_zip_in_memory(zf, out / name, trusted, cancel).raise_if_invalid()
     final = out / f"{name}{ENCRYPTED_SUFFIX}"
     tmp = out / f".{final.name}{PARTIAL_MARK}{secrets.token_hex(4)}"
     digest = hashlib.sha256()

@@ -11,7 +11,10 @@ named recipient) holding the de-identified print files plus
 - ``manifest.sig``: the Ed25519 signature over the exact bytes of ``manifest.json``, with the
   signer's public key and key ID;
 - ``approval.json`` and ``overrides/<kind>-<id>.json``: the approval and each override record,
-  the same as in the manifest (free text such as comments and reasons stays in the vault);
+  the same as in the manifest, each e-signed by the person who made it (free text such as
+  comments and reasons stays in the vault);
+- ``roles.json``: the role statements that show each signer's role, chained to the lab's
+  founding key (public keys only; :func:`app.security.esign.roles_bundle`);
 - ``mesh/manifest.json``: the mesh version's part list, whose hash the approval names
   (see :mod:`.binding`); ``gcode/NAME.gcode`` with its provenance ``gcode/NAME.json``.
 """
@@ -49,6 +52,7 @@ SIGNATURE_FORMAT = "medprint-signature"
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 APPROVAL_FILE = "approval.json"
+ROLES_FILE = "roles.json"
 OVERRIDES_DIR = "overrides"
 MESH_MANIFEST = "mesh/manifest.json"
 MESH_DIR = "mesh"
@@ -122,6 +126,9 @@ QA_MISMATCH = "qa-mismatch"
 MISSING_OVERRIDE = "missing-override"
 BAD_PROVENANCE = "bad-provenance"
 GCODE_MESH_MISMATCH = "gcode-mesh-mismatch"
+DECISION_CASE = "decision-case"
+# The e-signature codes (decision-unsigned, decision-signature, signer-unknown, signer-role,
+# no-roles, roles-chain, lab-untrusted) are app.security.esign's.
 
 
 # --- package content ----------------------------------------------------------------------------
@@ -202,24 +209,33 @@ def override_file(record: Mapping[str, object]) -> str:
 
 @dataclass(frozen=True)
 class PackageRecords:
-    """The approval and the overrides a package carries, as they leave the workstation."""
+    """The approval and the overrides a package carries, as they leave the workstation, and
+    the role statements that show their signers' roles."""
 
     approval: dict | None
     overrides: tuple[dict, ...] = ()
+    roles: dict | None = None
 
     @classmethod
     def public(
-        cls, approval: Mapping[str, object] | None, overrides: Sequence[Mapping[str, object]]
+        cls,
+        approval: Mapping[str, object] | None,
+        overrides: Sequence[Mapping[str, object]],
+        roles: Mapping[str, object] | None = None,
     ) -> PackageRecords:
         kept = (public_record(o) for o in overrides)
         return cls(
-            public_record(approval), tuple(sorted((o for o in kept if o), key=override_file))
+            public_record(approval),
+            tuple(sorted((o for o in kept if o), key=override_file)),
+            dict(roles) if roles else None,
         )
 
     def files(self) -> dict[str, bytes]:
-        """Each record as its own file (the manifest shows the same records)."""
+        """Each record as its own file (the manifest shows the same approval and overrides)."""
         files = {APPROVAL_FILE: canonical_json(self.approval or {})}
         files |= {override_file(o): canonical_json(o) for o in self.overrides}
+        if self.roles:
+            files[ROLES_FILE] = canonical_json(self.roles)
         return files
 
 

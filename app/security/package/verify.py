@@ -2,16 +2,21 @@
 
 :func:`verify_package` checks, in this order, and stops at the first failed step:
 
-1. the signer key is not revoked and is trusted;
+1. the signer key is not revoked;
 2. the signature matches the exact manifest bytes;
 3. the manifest format and version are known (and the manifest is well formed and names the same
-   signer);
+   signer); the signer is trusted: its key is a trusted key, or the package's roles record
+   (``roles.json``, statements chained to a trusted lab key) shows it as a member who may build
+   packages;
 4. every listed file is present, with the listed size and SHA-256;
 5. there is no unlisted, duplicate, case-folded duplicate, absolute, ``..``, symlinked or special
    entry;
 6. the records bind (see :mod:`.binding`): the approval and override files are the ones the
    manifest shows, the approval names the packaged mesh, every override it rests on is there,
-   and every G-code names that mesh or carries a foreign-gcode override.
+   and every G-code names that mesh or carries a foreign-gcode override;
+7. the approval and every override carry good e-signatures (:mod:`app.security.esign`) by
+   people whom the roles record, chained to a trusted lab key, shows in the role each needs, and
+   the approval is for the packaged case.
 
 For a zip every check runs on the archive itself, through one open handle: nothing is extracted
 (:func:`open_verified` keeps that handle for
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import os
 import zipfile
@@ -34,6 +40,7 @@ from typing import BinaryIO
 
 from app.errors import PackageError
 from app.progress import CancelToken, Progress, check_cancel, ensure
+from app.security import access, esign
 from app.security.package import binding
 from app.security.package.container import (
     READ_ERRORS,
@@ -54,6 +61,7 @@ from app.security.package.format import (
     BAD_SIGNATURE_FILE,
     CASEFOLD_DUPLICATE,
     CORRUPT_ENTRY,
+    DECISION_CASE,
     DECRYPT_FAILED,
     DUPLICATE,
     ENC_MAGIC,
@@ -76,6 +84,7 @@ from app.security.package.format import (
     PARENT_REF,
     RENAMED,
     RESERVED,
+    ROLES_FILE,
     SHA256_RE,
     SIGNATURE,
     SIGNATURE_FORMAT,
@@ -89,8 +98,10 @@ from app.security.package.format import (
     Problem,
     check_entry_path,
     fold,
+    override_file,
     read_encryption_header,
 )
+from app.security.roles import RolesState
 from app.security.signing import PublicKey, RecipientKey
 
 
@@ -253,7 +264,7 @@ def _verify_container(
     listing = _Listing(container.entries())
     sig_entry = _single_reserved(listing, SIGNATURE, report)
     signed = _read_signature(container, sig_entry, report)
-    key = _check_key(signed, report, trust)
+    key = _check_revoked(signed, report, trust)
     manifest_entry = _single_reserved(listing, MANIFEST, report)
     try:
         manifest_bytes = container.read_small(manifest_entry, MAX_MANIFEST_BYTES)
@@ -267,11 +278,13 @@ def _verify_container(
         msg += "altered after signing; do not use this package"
         raise _fail(report, BAD_SIGNATURE, msg)
     manifest = _check_manifest(manifest_bytes, key, report)
+    roles = _open_roles(container, listing, manifest, trust)
+    _check_signer(key, roles, report, trust)
     listed = {item["path"]: item for item in manifest["files"]}
     _check_listed_files(container, listing, listed, report, progress=progress, cancel=cancel)
     _check_entries(listing, listed, report)
     if report.ok:
-        _check_binding(container, listing, manifest, report)
+        _check_binding(container, listing, manifest, report, roles)
 
 
 @dataclass
@@ -322,18 +335,50 @@ def _read_signature(container: Container, entry: Entry, report: VerifyReport) ->
     return {"public": public, "signature": signature}
 
 
-def _check_key(signed: dict, report: VerifyReport, trust: _Trust) -> PublicKey:
+def _check_revoked(signed: dict, report: VerifyReport, trust: _Trust) -> PublicKey:
     public: PublicKey = signed["public"]
     if public.fingerprint in trust.revoked:
         msg = f"the package is signed by key {public.key_id}, which has been REVOKED; "
         msg += "do not use it and ask the sender for a package signed with a current key"
         raise _fail(report, KEY_REVOKED, msg)
-    if public.fingerprint not in trust.keys:
-        msg = f"the package is signed by key {public.key_id} (fingerprint "
-        msg += f"{public.display_fingerprint}), which is not one of your trusted keys; "
-        msg += "confirm the fingerprint with the sender, then pass it with --trusted-key"
-        raise _fail(report, KEY_UNTRUSTED, msg)
-    return trust.keys[public.fingerprint]
+    return public
+
+
+_PACKAGE_MAKERS = frozenset({access.TECHNICIAN, access.ADMINISTRATOR})
+
+
+def _open_roles(
+    container: Container, listing: _Listing, manifest: dict, trust: _Trust
+) -> RolesState | esign.Invalid:
+    """The roles record the manifest lists (its bytes checked against the listed hash),
+    verified back to a trusted lab key; or why not."""
+    listed = {item["path"]: item for item in manifest["files"]}
+    found = listing.named(ROLES_FILE)
+    data, bundle = None, None
+    if ROLES_FILE in listed and len(found) == 1:
+        with contextlib.suppress(*READ_ERRORS):
+            data = container.read_small(found[0], MAX_RECORD_BYTES)
+    if data is not None and hashlib.sha256(data).hexdigest() == listed[ROLES_FILE]["sha256"]:
+        with contextlib.suppress(ValueError):
+            bundle = json.loads(data)
+    return esign.open_bundle(bundle, set(trust.keys), trust.revoked)
+
+
+def _check_signer(
+    key: PublicKey, roles: RolesState | esign.Invalid, report: VerifyReport, trust: _Trust
+) -> None:
+    """The package signer is trusted, or a member who may build packages (technician or
+    administrator) of a lab whose key is trusted."""
+    if key.fingerprint in trust.keys:
+        return
+    if not isinstance(roles, esign.Invalid):
+        member = roles.identity_by_fingerprint(key.fingerprint)
+        if member is not None and roles.roles.get(member.user, set()) & _PACKAGE_MAKERS:
+            return
+    msg = f"the package is signed by key {key.key_id} (fingerprint {key.display_fingerprint}), "
+    msg += "which is neither one of your trusted keys nor a member of a lab you trust; "
+    msg += "confirm the lab's key fingerprint with the sender, then pass it with --trusted-key"
+    raise _fail(report, KEY_UNTRUSTED, msg)
 
 
 def _check_manifest(data: bytes, key: PublicKey, report: VerifyReport) -> dict:
@@ -550,9 +595,14 @@ def _decrypted(
 
 
 def _check_binding(
-    container: Container, listing: _Listing, manifest: dict, report: VerifyReport
+    container: Container,
+    listing: _Listing,
+    manifest: dict,
+    report: VerifyReport,
+    roles: RolesState | esign.Invalid,
 ) -> None:
-    """Step 6: the records are the manifest's, and they bind the packaged mesh and G-code."""
+    """Steps 6 and 7: the records are the manifest's, they bind the packaged mesh and G-code,
+    and they are signed by people in the roles they need."""
     listed = {item["path"]: item["sha256"] for item in manifest["files"]}
 
     def read(name: str) -> bytes | None:
@@ -579,6 +629,29 @@ def _check_binding(
     if not found.problems and found.summary != {k: manifest.get(k) for k in ("mesh", "gcode")}:
         msg = "the manifest's mesh or G-code summary does not match the packaged files"
         report.problems.append(Problem(BAD_MANIFEST, msg, MANIFEST))
+    if approval is not None:
+        _check_signatures(manifest, approval, [o for o in overrides if o], roles, report)
+
+
+def _check_signatures(
+    manifest: dict,
+    approval: dict,
+    overrides: list[dict],
+    roles: RolesState | esign.Invalid,
+    report: VerifyReport,
+) -> None:
+    """Step 7: every record's e-signature, by someone the trusted lab's roles show in the role
+    it needs; the approval is for this package's case."""
+    if isinstance(roles, esign.Invalid):
+        report.problems.append(Problem(roles.code, roles.message, ROLES_FILE))
+        return
+    if approval.get("case") != manifest.get("case"):
+        msg = "the approval is for another case than the packaged one; do not print it"
+        report.problems.append(Problem(DECISION_CASE, msg, APPROVAL_FILE))
+    for record, path in [(approval, APPROVAL_FILE), *((o, override_file(o)) for o in overrides)]:
+        invalid = esign.check(record, roles)
+        if invalid is not None:
+            report.problems.append(Problem(invalid.code, invalid.message, path))
 
 
 def _record(read: binding.Reader, name: str, report: VerifyReport) -> dict | None:
@@ -597,11 +670,14 @@ def _record(read: binding.Reader, name: str, report: VerifyReport) -> dict | Non
 
 
 def verify_zip_in_memory(
-    zf: zipfile.ZipFile, label: Path, trusted_key: PublicKey, cancel: CancelToken | None = None
+    zf: zipfile.ZipFile,
+    label: Path,
+    trusted_keys: Iterable[PublicKey],
+    cancel: CancelToken | None = None,
 ) -> VerifyReport:
     """Verify an open zip (an encrypted package's content before it is sealed)."""
     report = VerifyReport(label, container="zip in memory")
-    trust = _Trust({trusted_key.fingerprint: trusted_key}, set())
+    trust = _Trust({k.fingerprint: k for k in trusted_keys}, set())
     with contextlib.suppress(_Failed):
         _verify_container(Zip(zf), report, trust, Progress(), cancel)
     return report
