@@ -1,21 +1,49 @@
 """The 3D view: volume rendering presets, meshes, a clipping plane, camera presets, screenshots.
 
-The scene is in patient LPS millimetres. The volume is rendered from a downsampled copy (the
-longest side about ``max_voxels_per_side`` voxels) by VTK's CPU ray caster, so it stays
-interactive with Mesa's software renderer; the image keeps its direction and origin through the actor's matrix.
+The scene is in patient LPS millimetres. The volume is rendered from downsampled copies by
+VTK's CPU ray caster, so it stays interactive with Mesa's software renderer: a fine copy (the
+longest side about ``max_voxels_per_side`` voxels, at most 256) for still frames and a coarse one
+while the user rotates. Both are prepared off the GUI thread (downsampling, VTK arrays and the
+ray caster's gradient and shading tables) and handed over when ready, so opening a case never
+waits for the 3D view. The image keeps its direction and origin through the actor's matrix.
+
+VTK, pyvista and pyvistaqt are imported on first use: :meth:`View3D.prewarm` imports them in a
+background thread once the window is up, so the window appears without waiting for them.
 """
 
 from __future__ import annotations
 
+import threading
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyvista as pv
-import vtk
 from PySide6 import QtCore, QtWidgets
-from pyvistaqt import QtInteractor
 
 from app.imaging.volume import Volume
+
+if TYPE_CHECKING:
+    from vtkmodules.vtkRenderingCore import vtkVolume
+
+MAX_SIDE = 256  # the ray caster never gets more than 256 voxels a side
+COARSE_SIDE = 96  # the copy rendered while the user rotates
+_IMPORTED = threading.Event()
+_IMPORT_LOCK = threading.Lock()
+
+
+def import_rendering() -> None:
+    """Import the VTK modules, pyvista and pyvistaqt the view uses (once; thread-safe)."""
+    with _IMPORT_LOCK:
+        if _IMPORTED.is_set():
+            return
+        import pyvista  # noqa: F401, PLC0415
+        import pyvistaqt  # noqa: F401, PLC0415
+        import vtkmodules.vtkRenderingVolumeOpenGL2  # noqa: F401, PLC0415 (ray caster factory)
+        from vtkmodules import vtkRenderingVolume  # noqa: F401, PLC0415
+
+        _IMPORTED.set()
+
 
 VOLUME_PRESETS = ("CT bone", "CT skin", "MR", "off")
 # Camera presets: (direction from the focal point to the camera, view-up), in LPS.
@@ -32,114 +60,346 @@ CLIP_AXES = {"sagittal": (1, 0, 0), "coronal": (0, 1, 0), "axial": (0, 0, 1)}
 
 def downsample_factors(volume: Volume, max_voxels_per_side: int = 160) -> tuple[int, int, int]:
     """Integer (fi, fj, fk) so the copy has about ``max_voxels_per_side`` voxels along its
-    longest physical side and nearly isotropic voxels."""
+    longest physical side (never more than :data:`MAX_SIDE` along any) and nearly isotropic
+    voxels."""
     extent = np.array(volume.size_ijk) * np.array(volume.spacing)
     target = max(extent.max() / max_voxels_per_side, min(volume.spacing))
-    return tuple(max(1, round(target / s)) for s in volume.spacing)
+    factors = [max(1, round(target / s)) for s in volume.spacing]
+    return tuple(max(f, -(-n // MAX_SIDE)) for f, n in zip(factors, volume.size_ijk, strict=True))
 
 
-def downsampled_image(
-    volume: Volume, max_voxels_per_side: int = 160
-) -> tuple[pv.ImageData, np.ndarray]:
-    """A pyvista image of the downsampled volume at the origin, and its 4×4 LPS placement."""
+_CT_POINTS = {
+    "CT bone": (
+        ((-1000, (0, 0, 0)), (150, (0.62, 0.36, 0.18)), (400, (0.88, 0.74, 0.55)),
+         (1200, (1.0, 0.97, 0.90)), (3000, (1, 1, 1))),
+        ((-1000, 0), (140, 0), (300, 0.35), (700, 0.75), (3000, 0.85)),
+    ),
+    "CT skin": (
+        ((-1000, (0, 0, 0)), (-500, (0.75, 0.5, 0.4)), (-100, (0.93, 0.73, 0.62)),
+         (300, (0.98, 0.92, 0.85)), (3000, (1, 1, 1))),
+        ((-1000, 0), (-600, 0), (-350, 0.25), (-100, 0.5), (200, 0.6), (3000, 0.9)),
+    ),
+}  # fmt: skip
+
+
+def _transfer_functions(preset: str, values: np.ndarray) -> tuple[Any, Any]:
+    """(colour, opacity) transfer functions of a preset; MR ramps on the percentiles."""
+    from vtkmodules.vtkCommonDataModel import vtkPiecewiseFunction  # noqa: PLC0415
+    from vtkmodules.vtkRenderingCore import vtkColorTransferFunction  # noqa: PLC0415
+
+    color = vtkColorTransferFunction()
+    opacity = vtkPiecewiseFunction()
+    if preset in _CT_POINTS:
+        colors, alphas = _CT_POINTS[preset]
+        for v, rgb in colors:
+            color.AddRGBPoint(v, *rgb)
+        for v, a in alphas:
+            opacity.AddPoint(v, a)
+        return color, opacity
+    # MR (and anything not calibrated): ramps on the intensity percentiles
+    lo, mid, hi = np.percentile(values[:: max(1, values.size // 500_000)], [40, 80, 99.5])
+    hi = max(hi, mid + 1)
+    color.AddRGBPoint(float(lo), 0.1, 0.1, 0.1)
+    color.AddRGBPoint(float(mid), 0.8, 0.75, 0.7)
+    color.AddRGBPoint(float(hi), 1.0, 1.0, 1.0)
+    opacity.AddPoint(float(lo), 0.0)
+    opacity.AddPoint(float(mid), 0.15)
+    opacity.AddPoint(float(hi), 0.6)
+    return color, opacity
+
+
+@dataclass
+class RenderedVolume:
+    """The two ray-cast actors of one volume and preset, ready to add to a renderer."""
+
+    fine: vtkVolume
+    coarse: vtkVolume
+    values: np.ndarray  # the fine copy's samples (for the MR ramps of a later preset)
+
+
+def volume_actor(image: Any, preset: str, placement: np.ndarray) -> vtkVolume:
+    """A CPU ray-cast volume actor of ``image`` with the preset's transfer functions, its
+    gradient and shading tables computed here (so the first frame does not)."""
+    from vtkmodules.util.numpy_support import vtk_to_numpy  # noqa: PLC0415
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4  # noqa: PLC0415
+    from vtkmodules.vtkRenderingCore import vtkRenderer, vtkVolume, vtkVolumeProperty  # noqa: PLC0415
+    from vtkmodules.vtkRenderingVolume import vtkFixedPointVolumeRayCastMapper  # noqa: PLC0415
+
+    mapper = vtkFixedPointVolumeRayCastMapper()
+    mapper.SetInputData(image)
+    # The image sample distance adapts while the user rotates, 1.5 px for still frames.
+    mapper.SetAutoAdjustSampleDistances(True)
+    mapper.SetMinimumImageSampleDistance(1.5)
+    mapper.SetMaximumImageSampleDistance(6.0)
+    mapper.SetBlendModeToComposite()
+    values = vtk_to_numpy(image.GetPointData().GetScalars())
+    color, opacity = _transfer_functions(preset, values)
+    prop = vtkVolumeProperty()
+    prop.SetColor(color)
+    prop.SetScalarOpacity(opacity)
+    prop.SetInterpolationTypeToLinear()
+    prop.ShadeOn()
+    prop.SetAmbient(0.25)
+    prop.SetDiffuse(0.8)
+    prop.SetSpecular(0.2)
+    actor = vtkVolume()
+    actor.SetMapper(mapper)
+    actor.SetProperty(prop)
+    matrix = vtkMatrix4x4()
+    matrix.DeepCopy(np.asarray(placement, dtype=float).ravel())
+    actor.SetUserMatrix(matrix)
+    scratch = vtkRenderer()  # no window: only the tables are computed, nothing is drawn
+    scratch.AddVolume(actor)
+    scratch.ResetCamera()
+    _initialize_without_gil(mapper, scratch, actor)
+    scratch.RemoveVolume(actor)
+    return actor
+
+
+_PER_VOLUME_INIT = (
+    "_ZN32vtkFixedPointVolumeRayCastMapper23PerVolumeInitializationEP11vtkRendererP9vtkVolume"
+)
+
+
+def _address(obj: Any) -> int:
+    """The C++ address of a wrapped VTK object (``__this__`` is ``_<hex>_p_<class>``)."""
+    return int(obj.__this__[1:].split("_", 1)[0], 16)
+
+
+def _initialize_without_gil(mapper: Any, renderer: Any, actor: Any) -> None:
+    """``mapper.PerVolumeInitialization(renderer, actor)`` (the gradient and shading tables),
+    called through ctypes so the GIL is released meanwhile: VTK's wrapper holds it for this
+    method, which would stall the GUI thread for the whole computation."""
+    import ctypes  # noqa: PLC0415
+
+    import vtkmodules  # noqa: PLC0415
+
+    try:
+        library = ctypes.CDLL(str(Path(vtkmodules.__file__).parent / "libvtkRenderingVolume.so"))
+        function = getattr(library, _PER_VOLUME_INIT)
+    except (OSError, AttributeError):  # another VTK build: the wrapped call still works
+        mapper.PerVolumeInitialization(renderer, actor)
+        return
+    function.restype = None
+    function.argtypes = [ctypes.c_void_p] * 3
+    function(_address(mapper), _address(renderer), _address(actor))
+
+
+def _vtk_image(volume: Volume, max_voxels_per_side: int) -> tuple[Any, np.ndarray]:
+    """A vtkImageData of the downsampled volume (its own copy of the samples) and the samples."""
+    from vtkmodules.util.numpy_support import numpy_to_vtk  # noqa: PLC0415
+    from vtkmodules.vtkCommonDataModel import vtkImageData  # noqa: PLC0415
+
     fi, fj, fk = downsample_factors(volume, max_voxels_per_side)
     sub = np.ascontiguousarray(volume.array[::fk, ::fj, ::fi])
     nk, nj, ni = sub.shape
     si, sj, sk = volume.spacing
-    image = pv.ImageData(dimensions=(ni, nj, nk), spacing=(si * fi, sj * fj, sk * fk))
-    image.point_data["values"] = sub.reshape(-1)
+    image = vtkImageData()
+    image.SetDimensions(ni, nj, nk)
+    image.SetSpacing(si * fi, sj * fj, sk * fk)
+    scalars = numpy_to_vtk(sub.reshape(-1), deep=True)
+    scalars.SetName("values")
+    image.GetPointData().SetScalars(scalars)
+    return image, sub
+
+
+def placement_of(volume: Volume) -> np.ndarray:
+    """4×4 matrix from the image's index-aligned frame at the origin to LPS."""
     placement = np.eye(4)
     placement[:3, :3] = volume.direction
     placement[:3, 3] = volume.origin
-    return image, placement
+    return placement
 
 
-def _transfer_functions(
-    preset: str, values: np.ndarray
-) -> tuple[vtk.vtkColorTransferFunction, vtk.vtkPiecewiseFunction]:
-    color = vtk.vtkColorTransferFunction()
-    opacity = vtk.vtkPiecewiseFunction()
-    if preset == "CT bone":
-        for v, rgb in (
-            (-1000, (0, 0, 0)),
-            (150, (0.62, 0.36, 0.18)),
-            (400, (0.88, 0.74, 0.55)),
-            (1200, (1.0, 0.97, 0.90)),
-            (3000, (1, 1, 1)),
-        ):
-            color.AddRGBPoint(v, *rgb)
-        for v, a in ((-1000, 0), (140, 0), (300, 0.35), (700, 0.75), (3000, 0.85)):
-            opacity.AddPoint(v, a)
-    elif preset == "CT skin":
-        for v, rgb in (
-            (-1000, (0, 0, 0)),
-            (-500, (0.75, 0.5, 0.4)),
-            (-100, (0.93, 0.73, 0.62)),
-            (300, (0.98, 0.92, 0.85)),
-            (3000, (1, 1, 1)),
-        ):
-            color.AddRGBPoint(v, *rgb)
-        for v, a in ((-1000, 0), (-600, 0), (-350, 0.25), (-100, 0.5), (200, 0.6), (3000, 0.9)):
-            opacity.AddPoint(v, a)
-    else:  # MR (and anything not calibrated): ramps on the intensity percentiles
-        lo, mid, hi = np.percentile(values[:: max(1, values.size // 500_000)], [40, 80, 99.5])
-        hi = max(hi, mid + 1)
-        color.AddRGBPoint(float(lo), 0.1, 0.1, 0.1)
-        color.AddRGBPoint(float(mid), 0.8, 0.75, 0.7)
-        color.AddRGBPoint(float(hi), 1.0, 1.0, 1.0)
-        opacity.AddPoint(float(lo), 0.0)
-        opacity.AddPoint(float(mid), 0.15)
-        opacity.AddPoint(float(hi), 0.6)
-    return color, opacity
+def prepare_volume(volume: Volume, preset: str, max_voxels_per_side: int) -> RenderedVolume:
+    """Both ray-cast actors of ``volume`` (fine and coarse), for any thread."""
+    import_rendering()
+    placement = placement_of(volume)
+    fine_image, fine = _vtk_image(volume, min(max_voxels_per_side, MAX_SIDE))
+    coarse_image, _ = _vtk_image(volume, min(COARSE_SIDE, max_voxels_per_side))
+    return RenderedVolume(
+        volume_actor(fine_image, preset, placement),
+        volume_actor(coarse_image, preset, placement),
+        fine,
+    )
+
+
+def mask_surface(
+    sub: np.ndarray,
+    factors: tuple[int, int, int],
+    spacing: tuple[float, float, float],
+    placement: np.ndarray,
+) -> Any:
+    """A smoothed display surface (pyvista) of a downsampled mask in LPS, or None if empty."""
+    import_rendering()
+    import pyvista as pv  # noqa: PLC0415
+
+    if not sub.any():
+        return None
+    nk, nj, ni = sub.shape
+    image = pv.ImageData(
+        dimensions=(ni, nj, nk), spacing=tuple(s * f for s, f in zip(spacing, factors, strict=True))
+    )
+    image.point_data["mask"] = sub.astype(np.uint8, copy=False).reshape(-1)
+    surface = image.contour([0.5], scalars="mask").smooth_taubin(n_iter=20, pass_band=0.1)
+    return surface.transform(placement, inplace=False)
+
+
+class _Handover(QtCore.QObject):
+    """Carries background results to the GUI thread (queued signals)."""
+
+    ready = QtCore.Signal(int, object)
+    surface = QtCore.Signal(int, object)
 
 
 class View3D(QtWidgets.QWidget):
-    """pyvistaqt-based 3D view of the current volume and any number of named meshes."""
+    """pyvistaqt-based 3D view of the current volume and any number of named meshes.
+
+    ``volumeReady`` is emitted once a volume set with :meth:`set_volume` is rendered (its
+    actors are prepared in a background thread).
+    """
 
     rendered = QtCore.Signal()
     meshesChanged = QtCore.Signal()
     presetChanged = QtCore.Signal(str)
+    volumeReady = QtCore.Signal()
 
     def __init__(
         self, parent: QtWidgets.QWidget | None = None, max_voxels_per_side: int = 160
     ) -> None:
         super().__init__(parent)
-        self.max_voxels_per_side = max_voxels_per_side
+        self.max_voxels_per_side = min(max_voxels_per_side, MAX_SIDE)
+        self._plotter: Any = None
+        self._layout = QtWidgets.QVBoxLayout(self)
+        self._layout.setContentsMargins(0, 0, 0, 0)
+        self._placeholder = QtWidgets.QLabel("3D view", self)
+        self._placeholder.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+        self._placeholder.setStyleSheet("background: #1a1c24; color: #808590;")
+        self._layout.addWidget(self._placeholder)
+        self.volume: Volume | None = None
+        self.preset = "off"
+        self._placement = np.eye(4)
+        self._rendered: RenderedVolume | None = None
+        self._generation = 0
+        self._preparing = False
+        self._handover = _Handover(self)
+        queued = QtCore.Qt.ConnectionType.QueuedConnection
+        self._handover.ready.connect(self._volume_prepared, queued)
+        self._handover.surface.connect(self._surface_made, queued)
+        self._meshes: dict[str, Any] = {}
+        self._clip: Any = None
+        self.setMinimumSize(160, 160)
+        if _IMPORTED.is_set():
+            self._ensure_plotter()
+
+    # -- the VTK widget, made on first use ----------------------------------------------------
+    @property
+    def plotter(self) -> Any:
+        """The pyvistaqt ``QtInteractor`` (created, and VTK imported, on first use)."""
+        return self._ensure_plotter()
+
+    def prewarm(self) -> None:
+        """Import VTK and pyvistaqt in a background thread, then make the VTK widget.
+
+        Call it once the window is shown: the window then appears without waiting for VTK.
+        """
+        if self._plotter is not None:
+            return
+
+        def work() -> None:
+            import_rendering()
+            self._handover.ready.emit(-1, None)
+
+        threading.Thread(target=work, name="import-vtk", daemon=True).start()
+
+    def _ensure_plotter(self) -> Any:
+        if self._plotter is not None:
+            return self._plotter
+        import_rendering()
+        from pyvistaqt import QtInteractor  # noqa: PLC0415
+
         # The QtInteractor is a QOpenGLWidget: with it in the window, Qt composes the whole
         # window with OpenGL on every repaint (on Mesa's llvmpipe that is most of a slice-scroll
         # step; see benchmarks/bench_ui.py). Hosting it in its own native window through a
         # window container avoided that but crashed VTK on re-render, so it stays embedded.
-        self.plotter = QtInteractor(self, auto_update=False)
-        self.plotter.set_background((0.10, 0.11, 0.14), top=(0.28, 0.30, 0.36))
-        self.plotter.add_axes(xlabel="L", ylabel="P", zlabel="S", line_width=2)
-        layout = QtWidgets.QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.plotter.interactor)
-        self.volume: Volume | None = None
-        self.preset = "off"
-        self._image: pv.ImageData | None = None
-        self._placement = np.eye(4)
-        self._volume_actor: vtk.vtkVolume | None = None
-        self._meshes: dict[str, vtk.vtkActor] = {}
-        self._clip: vtk.vtkPlane | None = None
-        self.setMinimumSize(160, 160)
+        plotter = QtInteractor(self, auto_update=False)
+        plotter.set_background((0.10, 0.11, 0.14), top=(0.28, 0.30, 0.36))
+        plotter.add_axes(xlabel="L", ylabel="P", zlabel="S", line_width=2)
+        plotter.ren_win.AddObserver("StartEvent", self._pick_level_of_detail)
+        self._layout.replaceWidget(self._placeholder, plotter.interactor)
+        self._placeholder.hide()
+        self._placeholder.deleteLater()
+        self._plotter = plotter
+        return plotter
 
     # -- volume -------------------------------------------------------------------------------
     def set_volume(self, volume: Volume | None, preset: str | None = None) -> None:
-        """Show a volume (downsampled); ``preset`` defaults to CT bone for CT, MR otherwise."""
+        """Show a volume; ``preset`` defaults to CT bone for CT, MR otherwise.
+
+        Returns at once: the downsampled copies and the ray caster's tables are prepared in a
+        background thread and shown when ready (``volumeReady``).
+        """
         self.volume = volume
+        self._generation += 1
         self._remove_volume_actor()
         if volume is None:
-            self._image = None
+            self._preparing = False
             self.render()
             return
         for name in list(self._meshes):
             self.remove_mesh(name)  # meshes belong to the previous volume
-        self._image, self._placement = downsampled_image(volume, self.max_voxels_per_side)
+        self._placement = placement_of(volume)
         if preset is None:
             preset = "CT bone" if volume.modality == "CT" else "MR"
         self.set_preset(preset, render=False)
-        self.camera_preset("anterior")  # one render for both
+        self.camera_preset("anterior")  # the empty scene, framed for the volume
+        self._preparing = True
+        generation, side = self._generation, self.max_voxels_per_side
+        prepared = "CT bone" if preset == "off" else preset
+
+        def work() -> None:
+            try:
+                result: object = prepare_volume(volume, prepared, side)
+            except Exception as exc:  # shown as a missing volume, never a crash
+                result = exc
+            self._handover.ready.emit(generation, result)
+
+        threading.Thread(target=work, name="prepare-volume", daemon=True).start()
+
+    @QtCore.Slot(int, object)
+    def _volume_prepared(self, generation: int, result: object) -> None:
+        if generation == -1:  # the background import finished
+            if self.isVisible() and self._plotter is None:
+                self._ensure_plotter()
+                # The first frame sets up OpenGL (long on a software renderer): now, while the
+                # window is idle, rather than when the first case opens.
+                QtCore.QTimer.singleShot(0, self.render)
+            return
+        if generation != self._generation:
+            return  # a newer volume was set meanwhile
+        self._preparing = False
+        if isinstance(result, RenderedVolume):
+            self._rendered = result
+            for actor in (result.fine, result.coarse):
+                if self._clip is not None:
+                    actor.GetMapper().AddClippingPlane(self._clip)
+                self.plotter.renderer.AddVolume(actor)
+            self._apply_preset()
+        self.render()
+        self.volumeReady.emit()
+
+    @property
+    def volume_pending(self) -> bool:
+        """True while a volume's rendering is still being prepared."""
+        return self._preparing
+
+    def wait_volume(self, timeout_s: float = 60.0) -> bool:
+        """Process events until the pending volume is shown (screenshots, tests)."""
+        deadline = QtCore.QDeadlineTimer(int(timeout_s * 1000))
+        while self._preparing and not deadline.hasExpired():
+            QtCore.QCoreApplication.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 20)
+            QtCore.QThread.msleep(2)
+        return not self._preparing
 
     def set_preset(self, preset: str, render: bool = True) -> None:
         if preset not in VOLUME_PRESETS:
@@ -147,43 +407,44 @@ class View3D(QtWidgets.QWidget):
             raise ValueError(msg)
         self.preset = preset
         self.presetChanged.emit(preset)
-        self._remove_volume_actor()
-        if self._image is None or preset == "off":
-            if render:
-                self.render()
-            return
-        # The CPU ray caster (multi-threaded) beats the GPU one on Mesa's llvmpipe; its image
-        # sample distance adapts while the user rotates and stays at 1.5 px for still frames.
-        mapper = vtk.vtkFixedPointVolumeRayCastMapper()
-        mapper.SetInputData(self._image)
-        mapper.SetAutoAdjustSampleDistances(True)
-        mapper.SetMinimumImageSampleDistance(1.5)
-        mapper.SetMaximumImageSampleDistance(6.0)
-        mapper.SetBlendModeToComposite()
-        color, opacity = _transfer_functions(preset, self._image.point_data["values"])
-        prop = vtk.vtkVolumeProperty()
-        prop.SetColor(color)
-        prop.SetScalarOpacity(opacity)
-        prop.SetInterpolationTypeToLinear()
-        prop.ShadeOn()
-        prop.SetAmbient(0.25)
-        prop.SetDiffuse(0.8)
-        prop.SetSpecular(0.2)
-        actor = vtk.vtkVolume()
-        actor.SetMapper(mapper)
-        actor.SetProperty(prop)
-        actor.SetUserMatrix(pv.vtkmatrix_from_array(self._placement))
-        if self._clip is not None:
-            mapper.AddClippingPlane(self._clip)
-        self.plotter.renderer.AddVolume(actor)
-        self._volume_actor = actor
+        self._apply_preset()
         if render:
             self.render()
 
+    def _apply_preset(self) -> None:
+        """The preset's transfer functions on both actors (the ray caster keeps its gradient
+        tables: a preset change costs one frame)."""
+        rendered = self._rendered
+        if rendered is None:
+            return
+        shown = self.preset != "off"
+        if shown:
+            color, opacity = _transfer_functions(self.preset, rendered.values)
+            for actor in (rendered.fine, rendered.coarse):
+                actor.GetProperty().SetColor(color)
+                actor.GetProperty().SetScalarOpacity(opacity)
+        rendered.fine.SetVisibility(shown)
+        rendered.coarse.SetVisibility(False)
+
+    def _pick_level_of_detail(self, window: Any, _event: str) -> None:
+        """Before each frame: the coarse copy while the user interacts, the fine one when still."""
+        rendered = self._rendered
+        if rendered is None or self.preset == "off":
+            return
+        moving = window.GetDesiredUpdateRate() > 1.0
+        rendered.fine.SetVisibility(not moving)
+        rendered.coarse.SetVisibility(moving)
+
+    @property
+    def _volume_actor(self) -> Any:
+        """The still-frame volume actor (None while none is shown)."""
+        return self._rendered.fine if self._rendered is not None else None
+
     def _remove_volume_actor(self) -> None:
-        if self._volume_actor is not None:
-            self.plotter.renderer.RemoveVolume(self._volume_actor)
-            self._volume_actor = None
+        if self._rendered is not None:
+            for actor in (self._rendered.fine, self._rendered.coarse):
+                self.plotter.renderer.RemoveVolume(actor)
+            self._rendered = None
 
     # -- meshes -------------------------------------------------------------------------------
     def add_mesh(
@@ -195,6 +456,8 @@ class View3D(QtWidgets.QWidget):
         scalars: str | None = None,
     ) -> None:
         """Show (or replace) a named surface in LPS mm: a pyvista/VTK mesh or a trimesh."""
+        import pyvista as pv  # noqa: PLC0415
+
         if name in self._meshes:
             self.remove_mesh(name)
         surface = pv.wrap(mesh)
@@ -233,26 +496,36 @@ class View3D(QtWidgets.QWidget):
         mask: np.ndarray,
         color: tuple[float, float, float],
         opacity: float = 1.0,
-    ) -> int:
+    ) -> None:
         """Show a quick display surface of a voxel mask on the volume's grid (downsampled like
-        the volume rendering; a preview, not the printable mesh). Returns its triangle count;
-        an empty mask removes the surface."""
+        the volume rendering; a preview, not the printable mesh). The surface is made in a
+        background thread and appears when ready (``meshesChanged``); an empty mask removes it."""
         if self.volume is None or mask.shape != self.volume.shape:
             msg = "the mask is not on the shown volume's grid"
             raise ValueError(msg)
-        fi, fj, fk = downsample_factors(self.volume, self.max_voxels_per_side)
-        sub = np.ascontiguousarray(mask[::fk, ::fj, ::fi], dtype=np.uint8)
-        if not sub.any():
+        factors = downsample_factors(self.volume, self.max_voxels_per_side)
+        spacing, placement = self.volume.spacing, self._placement
+        sub = np.ascontiguousarray(mask[:: factors[2], :: factors[1], :: factors[0]])
+        generation = self._generation
+
+        def work() -> None:
+            try:
+                surface = mask_surface(sub, factors, spacing, placement)
+            except Exception as exc:  # shown as no surface, never a crash
+                surface = exc
+            self._handover.surface.emit(generation, (name, surface, color, opacity))
+
+        threading.Thread(target=work, name="mask-surface", daemon=True).start()
+
+    @QtCore.Slot(int, object)
+    def _surface_made(self, generation: int, made: tuple) -> None:
+        name, surface, color, opacity = made
+        if generation != self._generation:
+            return
+        if surface is None or isinstance(surface, Exception):
             self.remove_mesh(name)
-            return 0
-        nk, nj, ni = sub.shape
-        si, sj, sk = self.volume.spacing
-        image = pv.ImageData(dimensions=(ni, nj, nk), spacing=(si * fi, sj * fj, sk * fk))
-        image.point_data["mask"] = sub.reshape(-1)
-        surface = image.contour([0.5], scalars="mask").smooth_taubin(n_iter=20, pass_band=0.1)
-        surface = surface.transform(self._placement, inplace=False)
+            return
         self.add_mesh(name, surface, color=color, opacity=opacity)
-        return int(surface.n_cells)
 
     def set_mesh_style(
         self,
@@ -313,8 +586,8 @@ class View3D(QtWidgets.QWidget):
         Keeps the side the axis points to (L, P or S), or the other side when ``flip``.
         """
         mappers = [a.GetMapper() for a in self._meshes.values()]
-        if self._volume_actor is not None:
-            mappers.append(self._volume_actor.GetMapper())
+        if self._rendered is not None:
+            mappers += [a.GetMapper() for a in (self._rendered.fine, self._rendered.coarse)]
         for mapper in mappers:
             mapper.RemoveAllClippingPlanes()
         if axis is None:
@@ -324,7 +597,9 @@ class View3D(QtWidgets.QWidget):
         normal = np.array(CLIP_AXES[axis], dtype=float) * (-1 if flip else 1)
         origin = np.zeros(3)
         origin[list(CLIP_AXES).index(axis)] = position_mm
-        plane = vtk.vtkPlane()
+        from vtkmodules.vtkCommonDataModel import vtkPlane  # noqa: PLC0415
+
+        plane = vtkPlane()
         plane.SetNormal(*normal)
         plane.SetOrigin(*origin)
         self._clip = plane
@@ -361,15 +636,18 @@ class View3D(QtWidgets.QWidget):
         self.rendered.emit()
 
     def image(self) -> np.ndarray:
-        """The current rendering as an (h, w, 3) uint8 array."""
+        """The current rendering as an (h, w, 3) uint8 array (once a pending volume is shown)."""
+        self.wait_volume()
         return np.asarray(self.plotter.screenshot(return_img=True))
 
     def screenshot(self, path: str | Path) -> Path:
         """Save the current rendering as PNG; returns the path."""
         path = Path(path)
+        self.wait_volume()
         self.plotter.screenshot(str(path))
         return path
 
     def close(self) -> bool:
-        self.plotter.close()
+        if self._plotter is not None:
+            self._plotter.close()
         return super().close()

@@ -1,0 +1,123 @@
+"""Event-loop stall measurement: how long the GUI thread went without running its timers.
+
+A ``QTimer`` ticks every ~10 ms on the GUI thread; the longest gap between two ticks is the
+longest time the window could not repaint or react. A watcher thread notes the GUI thread's
+stack while a gap is open, so a stall can be traced to the code that caused it::
+
+    with StallMeter() as meter:
+        window.open_case(pseudonym)
+        qtbot.waitSignal(...)
+    assert meter.longest_s < 1.0, meter.report()
+
+Used by ``tests/ui/test_responsiveness.py`` and ``benchmarks/bench_gui.py``.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+
+from PySide6 import QtCore
+
+TICK_MS = 10
+
+
+@dataclass
+class Stall:
+    """One gap between timer ticks: when it began (s after start), how long, and where."""
+
+    at_s: float
+    length_s: float
+    stack: str = ""
+
+
+@dataclass
+class StallMeter:
+    """Record the gaps between ticks of a 10 ms timer on the GUI thread.
+
+    ``threshold_s``: gaps at least this long are kept in ``stalls`` with the GUI thread's
+    stack as the watcher saw it midway (``trace=False`` skips the watcher thread).
+    """
+
+    threshold_s: float = 0.1
+    trace: bool = True
+    stalls: list[Stall] = field(default_factory=list)
+    longest_s: float = 0.0
+    ticks: int = 0
+
+    def __post_init__(self) -> None:
+        self._timer = QtCore.QTimer()
+        self._timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
+        self._timer.setInterval(TICK_MS)
+        self._timer.timeout.connect(self._tick)
+        self._start = self._last = 0.0
+        self._gui_thread = threading.get_ident()
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._seen_stack = ""
+
+    def __enter__(self) -> StallMeter:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self._gui_thread = threading.get_ident()
+        self._start = self._last = time.perf_counter()
+        self._timer.start()
+        if self.trace:
+            self._stop.clear()
+            self._watcher = threading.Thread(target=self._watch, daemon=True)
+            self._watcher.start()
+
+    def stop(self) -> None:
+        self._tick()  # a stall still open counts
+        self._timer.stop()
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(1.0)
+            self._watcher = None
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        gap = now - self._last
+        self.ticks += 1
+        # The timer's own period is not a stall: count what exceeds it.
+        stalled = max(0.0, gap - TICK_MS / 1000)
+        self.longest_s = max(self.longest_s, stalled)
+        if stalled >= self.threshold_s:
+            self.stalls.append(Stall(self._last - self._start, stalled, self._seen_stack))
+        self._seen_stack = ""
+        self._last = now
+
+    def _watch(self) -> None:
+        """Note the GUI thread's stack once a gap is half the threshold old."""
+        while not self._stop.wait(self.threshold_s / 4):
+            if self._seen_stack or time.perf_counter() - self._last < self.threshold_s / 2:
+                continue
+            self._seen_stack = self._stacks()
+
+    def _stacks(self) -> str:
+        """The GUI thread's stack, then the last frames of every other thread (a worker that
+        holds the GIL stalls the GUI thread wherever it waits)."""
+        frames = sys._current_frames()
+        gui = frames.pop(self._gui_thread, None)
+        parts = ["".join(traceback.format_stack(gui)[-12:])] if gui is not None else []
+        for ident, frame in frames.items():
+            if ident == threading.get_ident():
+                continue
+            parts.append(f"  [thread {ident}]\n" + "".join(traceback.format_stack(frame)[-4:]))
+        return "".join(parts)
+
+    def report(self, top: int = 3) -> str:
+        """The longest stall and the stacks of the ``top`` longest ones."""
+        lines = [f"longest stall {self.longest_s * 1000:.0f} ms over {self.ticks} ticks"]
+        for stall in sorted(self.stalls, key=lambda s: -s.length_s)[:top]:
+            lines.append(f"- {stall.length_s * 1000:.0f} ms at {stall.at_s:.2f} s:")
+            lines.append(stall.stack or "  (no stack seen)")
+        return "\n".join(lines)
