@@ -379,6 +379,13 @@ class MainWindow(QtWidgets.QMainWindow):
         status.addPermanentWidget(self.job_bar)
 
     # -- start-up and cases ---------------------------------------------------------------------
+    def showEvent(self, event: QtGui.QShowEvent) -> None:
+        super().showEvent(event)
+        if not getattr(self, "_shown_once", False):
+            self._shown_once = True
+            # VTK loads in the background once the window is up (it is not needed to show it).
+            QtCore.QTimer.singleShot(0, self.area.view3d.prewarm)
+
     def startup(self, open_sample: bool = True) -> None:
         """Open (or create) the vault, list the cases; with none, show the bundled sample."""
         entries = self.refresh_cases()
