@@ -39,14 +39,12 @@ def test_vault_life_cycle_through_the_cli(data_dir, keystore_service):
     assert recovery.startswith("MPRK-")
     status = json.loads(medprint("vault", "status", "--json", data_dir=data_dir).stdout)
     assert status["cases"] == 0 and status["key_generation"] == 1
-    medprint("vault", "rotate-key", data_dir=data_dir)
-    assert (
-        json.loads(medprint("vault", "status", "--json", data_dir=data_dir).stdout)[
-            "key_generation"
-        ]
-        == 2
-    )
-    assert medprint("vault", "recovery-key", data_dir=data_dir).stdout.strip() == recovery
+    rotated = json.loads(medprint("vault", "rotate-key", "--json", data_dir=data_dir).stdout)
+    assert rotated["key_generation"] == 2 and rotated["recovery_key"] != recovery
+    status = json.loads(medprint("vault", "status", "--json", data_dir=data_dir).stdout)
+    assert status["key_generation"] == 2 and status["members"] == 1
+    issued = medprint("vault", "recovery-key", data_dir=data_dir).stdout
+    assert "shown only once" in issued and rotated["recovery_key"] not in issued
     assert medprint("cases", data_dir=data_dir).stdout.strip() == "no cases"
     verify = medprint("audit", "verify", data_dir=data_dir)
     assert "intact" in verify.stdout
@@ -58,13 +56,17 @@ def test_vault_life_cycle_through_the_cli(data_dir, keystore_service):
     ]
     assert actions == [
         "vault.init",
-        "users.bootstrap",
         "vault.rotate_key",
-        "vault.recovery_key_shown",
+        "vault.recovery_key_issued",
         "audit.verify",
     ]
-    listed = medprint("users", "list", data_dir=data_dir).stdout.split()
-    assert listed == [whoami(data_dir)["user"], "administrator"]
+    listed = json.loads(medprint("users", "list", "--json", data_dir=data_dir).stdout)
+    me = whoami(data_dir)
+    assert listed == {
+        me["user"]: {"roles": ["administrator"], "fingerprint": me["fingerprint"], "member": True}
+    }
+    gone = medprint("users", "bootstrap", data_dir=data_dir, check=False)
+    assert gone.returncode == 2 and "invalid choice" in gone.stderr
 
 
 def whoami(data_dir) -> dict:
@@ -75,11 +77,14 @@ def test_whoami_names_the_os_account_and_its_roles(data_dir, keystore_service):
     import pwd
 
     me = pwd.getpwuid(os.getuid()).pw_name
-    assert whoami(data_dir) == {"user": me, "roles": [], "vault": False}
+    first = whoami(data_dir)
+    assert first["user"] == me and first["roles"] == [] and first["vault"] is False
     text = medprint("whoami", data_dir=data_dir).stdout
-    assert text.startswith(me) and "vault init" in text
+    assert text.startswith(me) and "vault init" in text and first["fingerprint"] in text
     medprint("vault", "init", data_dir=data_dir)
-    assert whoami(data_dir) == {"user": me, "roles": ["administrator"], "vault": True}
+    after = whoami(data_dir)
+    assert after["roles"] == ["administrator"] and after["member"] is True
+    assert after["fingerprint"] == first["fingerprint"]  # the account's keys are kept
 
 
 def test_import_list_identity_and_audit_through_the_cli(data_dir, keystore_service, dicom_dir):
@@ -137,10 +142,12 @@ def test_settings_round_trip(data_dir):
 
 
 def test_delete_case_through_the_cli(data_dir, keystore_service):
+    from app.security.identity import PersonalKeys
     from app.security.vault import Vault
+    from app.settings import resolve_paths
 
     medprint("vault", "init", data_dir=data_dir)
-    pseudonym = Vault.open().create_case({"patient_name": "X"})
+    pseudonym = Vault.open(resolve_paths(), PersonalKeys.load_or_create()).create_case({})
     assert pseudonym in medprint("cases", data_dir=data_dir).stdout
     medprint("cases", "--delete", pseudonym, data_dir=data_dir)
     assert medprint("cases", data_dir=data_dir).stdout.strip() == "no cases"
