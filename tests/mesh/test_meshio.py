@@ -11,11 +11,13 @@ import pytest
 import trimesh
 
 from app.errors import MeshError
+from app.tools.mesh import meshio
 from app.tools.mesh.meshio import (
     check_clean,
     export_name,
     mesh_bytes,
     part_name,
+    read_mesh_bytes,
     read_mesh_file,
     strip_file,
     write_mesh_file,
@@ -201,3 +203,94 @@ def test_names_refuse_anything_but_a_pseudonym():
     assert part_name("***") == "part"
     with pytest.raises(MeshError):
         read_mesh_file("model.docx")
+
+
+# --------------------------------------------------------------------------- expansion caps
+
+_NS = "http://schemas.microsoft.com/3dmanufacturing/core/2015/02"
+
+
+def _3mf_of(model: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("3D/3dmodel.model", model)
+    return buffer.getvalue()
+
+
+def _nested_3mf(fan_out: int = 16, levels: int = 4) -> bytes:
+    """One triangle, placed ``fan_out`` times per level through nested components."""
+    objects = [
+        '<object id="1" type="model"><mesh><vertices><vertex x="0" y="0" z="0"/>'
+        '<vertex x="1" y="0" z="0"/><vertex x="0" y="1" z="0"/></vertices>'
+        '<triangles><triangle v1="0" v2="1" v3="2"/></triangles></mesh></object>'
+    ]
+    for level in range(2, levels + 2):
+        refs = "".join(
+            f'<component objectid="{level - 1}" transform="1 0 0 0 1 0 0 0 1 {i} 0 0"/>'
+            for i in range(fan_out)
+        )
+        objects.append(
+            f'<object id="{level}" type="model"><components>{refs}</components></object>'
+        )
+    return _3mf_of(
+        f'<model unit="millimeter" xmlns="{_NS}"><resources>{"".join(objects)}</resources>'
+        f'<build><item objectid="{levels + 1}"/></build></model>'
+    )
+
+
+def test_nested_3mf_components_cannot_expand_without_bound():
+    bomb = _nested_3mf()
+    assert len(bomb) < 2048  # it used to give 16**4 = 65,536 triangles
+    with pytest.raises(MeshError, match="component references") as error:
+        read_mesh_bytes(bomb, "3mf")
+    assert "\n" not in str(error.value)
+    vertices, faces = read_mesh_bytes(_nested_3mf(fan_out=4, levels=2), "3mf")
+    assert len(faces) == 16 and len(vertices) == 48
+
+
+def test_3mf_objects_that_contain_themselves_or_nest_too_deep_are_refused():
+    loop = _3mf_of(
+        f'<model unit="millimeter" xmlns="{_NS}"><resources><object id="1" type="model">'
+        '<components><component objectid="1"/></components></object></resources>'
+        '<build><item objectid="1"/></build></model>'
+    )
+    with pytest.raises(MeshError, match="contains itself"):
+        read_mesh_bytes(loop, "3mf")
+    with pytest.raises(MeshError, match="levels of nested components"):
+        read_mesh_bytes(_nested_3mf(fan_out=1, levels=12), "3mf")
+
+
+def test_a_3mf_model_part_that_inflates_is_refused(monkeypatch):
+    monkeypatch.setattr(meshio, "MAX_FILE_BYTES", 1 << 20)
+    padding = " " * (4 << 20)  # deflates to a few KB
+    bomb = _3mf_of(f'<model unit="millimeter" xmlns="{_NS}">{padding}</model>')
+    assert len(bomb) < 64 << 10
+    with pytest.raises(MeshError, match="bytes of model XML"):
+        read_mesh_bytes(bomb, "3mf")
+    entities = _3mf_of('<!DOCTYPE m [<!ENTITY a "aaaa">]><model xmlns="x">&a;</model>')
+    with pytest.raises(MeshError, match="XML entities"):
+        read_mesh_bytes(entities, "3mf")
+
+
+@pytest.mark.parametrize("fmt", ["stl", "stl-ascii", "obj", "ply", "3mf"])
+def test_every_reader_caps_triangles_and_bytes(tmp_path, solid, fmt, monkeypatch):
+    v, f = solid  # a box: 12 triangles
+    data = mesh_bytes(v, f, fmt)
+    kind = "stl" if fmt == "stl-ascii" else fmt
+    assert len(read_mesh_bytes(data, kind)[1]) == 12
+    monkeypatch.setattr(meshio, "MAX_TRIANGLES", 11)
+    with pytest.raises(MeshError, match="more than 11 triangle"):
+        read_mesh_bytes(data, kind)
+    monkeypatch.setattr(meshio, "MAX_TRIANGLES", 12)
+    monkeypatch.setattr(meshio, "MAX_FILE_BYTES", len(data) - 1)
+    path = tmp_path / f"model.{kind}"
+    path.write_bytes(data)
+    with pytest.raises(MeshError, match="bytes"):
+        read_mesh_file(path)
+
+
+def test_ply_element_counts_are_capped_before_reading(monkeypatch):
+    header = b"ply\nformat binary_little_endian 1.0\nelement vertex 4000000000\n"
+    header += b"property float x\nproperty float y\nproperty float z\nend_header\n"
+    with pytest.raises(MeshError, match="vertex elements"):
+        read_mesh_bytes(header, "ply")

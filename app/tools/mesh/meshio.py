@@ -2,7 +2,10 @@
 geometry and nothing else.
 
 Readers accept STL (binary/ASCII), OBJ, PLY (ASCII/binary) and 3MF and keep only vertices and
-triangles; writers emit only fixed, neutral text:
+triangles, within caps (:data:`MAX_FILE_BYTES`, :data:`MAX_TEXT_BYTES`, :data:`MAX_TRIANGLES`,
+:data:`MAX_VERTICES`; for 3MF also :data:`MAX_COMPONENTS` component references expanded and
+:data:`MAX_NESTING` levels), so a small file cannot expand without bound; writers emit only fixed,
+neutral text:
 
 * binary STL: the 80-byte header is :data:`STL_HEADER`, every attribute word is zero;
 * ASCII STL: ``solid``/``endsolid`` carry the name :data:`NEUTRAL_NAME`;
@@ -21,6 +24,8 @@ import io
 import re
 import struct
 import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -36,6 +41,14 @@ PSEUDONYM_RE = re.compile(r"^[A-Z]-[0-9A-Z]{4}-[0-9A-Z]{2}$")
 _PART_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 _NS_3MF = "http://schemas.microsoft.com/3dmanufacturing/core/2015/02"
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+# Reading caps: far above any printable anatomy, far below what would exhaust the workstation.
+MAX_FILE_BYTES = 1 << 30  # a binary file (STL, PLY) or a 3MF's model part, uncompressed
+MAX_TEXT_BYTES = 256 << 20  # ASCII STL, OBJ, ASCII PLY (parsed into Python numbers)
+MAX_TRIANGLES = 10_000_000  # in the file, and after 3MF components are expanded
+MAX_VERTICES = 10_000_000
+MAX_COMPONENTS = 4096  # 3MF build items and component references, expanded
+MAX_NESTING = 8  # 3MF components within components
 
 _CONTENT_TYPES = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -206,12 +219,14 @@ def format_of(path: Path) -> str:
 def read_mesh_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Vertices (mm) and triangles of a mesh file, vertices merged where they coincide."""
     fmt = format_of(path)
+    _cap(Path(path).stat().st_size, MAX_FILE_BYTES, "bytes")
     return read_mesh_bytes(Path(path).read_bytes(), fmt)
 
 
 def read_mesh_bytes(data: bytes, fmt: str) -> tuple[np.ndarray, np.ndarray]:
     """Like :func:`read_mesh_file` for file content already in memory (e.g. from the vault)."""
     readers = {"stl": _read_stl, "obj": _read_obj, "ply": _read_ply, "3mf": _read_3mf}
+    _cap(len(data), MAX_FILE_BYTES, "bytes")
     try:
         return readers[fmt](data)
     except (
@@ -219,12 +234,21 @@ def read_mesh_bytes(data: bytes, fmt: str) -> tuple[np.ndarray, np.ndarray]:
         KeyError,
         IndexError,
         StopIteration,
+        TypeError,
         struct.error,
         zipfile.BadZipFile,
         ET.ParseError,
     ) as exc:
         msg = f"cannot read the {fmt.upper()} file ({type(exc).__name__}); export it again from its program"
         raise MeshError(msg) from exc
+
+
+def _cap(count: int, limit: int, what: str) -> None:
+    """A clear error when a mesh file holds (or expands to) more ``what`` than ``limit``."""
+    if count > limit:
+        msg = f"the mesh file holds or expands to more than {limit:,} {what}, above what "
+        msg += "MedPrint reads; reduce or split the model in its program and export it again"
+        raise MeshError(msg)
 
 
 def _is_binary_stl(data: bytes) -> bool:
@@ -237,9 +261,12 @@ def _is_binary_stl(data: bytes) -> bool:
 def _read_stl(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     if _is_binary_stl(data):
         (count,) = struct.unpack_from("<I", data, 80)
+        _cap(count, MAX_TRIANGLES, "triangles")
         record = np.dtype([("n", "<f4", 3), ("v", "<f4", (3, 3)), ("attr", "<u2")])
         tris = np.frombuffer(data, dtype=record, count=count, offset=84)["v"].reshape(-1, 3)
     else:
+        _cap(len(data), MAX_TEXT_BYTES, "bytes of text")
+        _cap(data.count(b"vertex") // 3, MAX_TRIANGLES, "triangles")
         numbers = re.findall(rb"vertex\s+(\S+)\s+(\S+)\s+(\S+)", data)
         tris = np.array(numbers, dtype=np.float64).reshape(-1, 3)
     return _merge(tris.astype(np.float64))
@@ -254,6 +281,7 @@ def _merge(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _read_obj(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    _cap(len(data), MAX_TEXT_BYTES, "bytes of text")
     vertices, faces = [], []
     for raw in data.decode("utf-8", errors="replace").splitlines():
         parts = raw.split()
@@ -265,6 +293,8 @@ def _read_obj(data: bytes) -> tuple[np.ndarray, np.ndarray]:
             idx = [int(p.split("/")[0]) for p in parts[1:]]
             idx = [i - 1 if i > 0 else len(vertices) + i for i in idx]
             faces.extend([idx[0], idx[k], idx[k + 1]] for k in range(1, len(idx) - 1))
+            _cap(len(faces), MAX_TRIANGLES, "triangles")
+    _cap(len(vertices), MAX_VERTICES, "vertices")
     return np.array(vertices, dtype=np.float64).reshape(-1, 3), np.array(
         faces, dtype=np.int64
     ).reshape(-1, 3)
@@ -287,9 +317,14 @@ def _read_ply(data: bytes) -> tuple[np.ndarray, np.ndarray]:
         words = line.split()
         if words and words[0] == "element":
             elements.append({"name": words[1], "count": int(words[2]), "props": []})
+            if words[1] == "face":
+                _cap(elements[-1]["count"], MAX_TRIANGLES, "triangles")
+            else:
+                _cap(elements[-1]["count"], MAX_VERTICES, f"{words[1][:20]} elements")
         elif words and words[0] == "property" and elements:
             elements[-1]["props"].append(words[1:])
     if fmt == "ascii":
+        _cap(len(data), MAX_TEXT_BYTES, "bytes of text")
         return _read_ply_ascii(data[body_start:], elements)
     order = "<" if fmt == "binary_little_endian" else ">"
     return _read_ply_binary(data, body_start, elements, order)
@@ -308,6 +343,7 @@ def _read_ply_ascii(body: bytes, elements: list[dict]) -> tuple[np.ndarray, np.n
                 n = int(values[0])
                 idx = [int(v) for v in values[1 : 1 + n]]
                 faces.extend([idx[0], idx[k], idx[k + 1]] for k in range(1, n - 1))
+                _cap(len(faces), MAX_TRIANGLES, "triangles")
     return np.array(vertices, dtype=np.float64).reshape(-1, 3), np.array(
         faces, dtype=np.int64
     ).reshape(-1, 3)
@@ -337,6 +373,7 @@ def _read_ply_binary(
                     offset += item_t.itemsize * n
                     if el["name"] == "face" and prop[-1] in ("vertex_indices", "vertex_index"):
                         faces.extend([idx[0], idx[k], idx[k + 1]] for k in range(1, n - 1))
+                        _cap(len(faces), MAX_TRIANGLES, "triangles")
                 else:
                     offset += np.dtype(_PLY_TYPES[prop[0]]).itemsize
     return vertices, np.array(faces, dtype=np.int64).reshape(-1, 3)
@@ -353,30 +390,91 @@ _UNITS_MM = {
 
 
 def _read_3mf(data: bytes) -> tuple[np.ndarray, np.ndarray]:
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        name = next(
-            n for n in archive.namelist() if n.lower().endswith(".model") and n.startswith("3D/")
-        )
-        root = ET.fromstring(archive.read(name))
-    ns = {"m": root.tag.split("}")[0].strip("{")} if root.tag.startswith("{") else {"m": ""}
-    scale = _UNITS_MM.get(root.get("unit", "millimeter"), 1.0)
-    prefix = "m:" if ns["m"] else ""
-    objects = {o.get("id"): o for o in root.iter(f"{{{ns['m']}}}object" if ns["m"] else "object")}
+    model = _parse_3mf(_3mf_model_xml(data))
     vertices: list[np.ndarray] = []
     faces: list[np.ndarray] = []
     count = 0
-    build = root.find(f"{prefix}build", ns)
-    items = build.findall(f"{prefix}item", ns) if build is not None else []
-    for item in items:
-        for v, f in _3mf_object(
-            objects, item.get("objectid"), _3mf_matrix(item.get("transform")), ns, prefix
-        ):
-            vertices.append(v)
-            faces.append(f + count)
-            count += len(v)
+    for v, f in _3mf_expand(model):
+        vertices.append(v)
+        faces.append(f + count)
+        count += len(v)
     if not vertices:
         return np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64)
-    return np.concatenate(vertices) * scale, np.concatenate(faces)
+    return np.concatenate(vertices) * model.scale, np.concatenate(faces)
+
+
+def _3mf_model_xml(data: bytes) -> bytes:
+    """The 3D model part of a 3MF, read within :data:`MAX_FILE_BYTES` (zip bombs)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        info = next(
+            i
+            for i in archive.infolist()
+            if i.filename.lower().endswith(".model") and i.filename.startswith("3D/")
+        )
+        _cap(info.file_size, MAX_FILE_BYTES, "bytes of model XML")
+        with archive.open(info) as part:
+            xml = part.read(MAX_FILE_BYTES + 1)
+    _cap(len(xml), MAX_FILE_BYTES, "bytes of model XML")
+    if b"<!DOCTYPE" in xml or b"<!ENTITY" in xml:
+        msg = "the 3MF model declares XML entities, which 3MF does not allow; export it again"
+        raise MeshError(msg)
+    return xml
+
+
+@dataclass
+class _Model3MF:
+    """The objects (mesh and/or components) and build items of a 3MF model part."""
+
+    scale: float = 1.0
+    meshes: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    components: dict[str, list[tuple[str, np.ndarray]]] = field(default_factory=dict)
+    items: list[tuple[str, np.ndarray]] = field(default_factory=list)
+
+
+def _parse_3mf(xml: bytes) -> _Model3MF:
+    """One pass over the XML (elements dropped as they are read), counting as it goes."""
+    model = _Model3MF()
+    core = ""
+    oid: str | None = None
+    vertices: list[list[float]] = []
+    triangles: list[list[int]] = []
+    stored = 0
+    holder = ET.Element("none")  # the element whose children are being read
+    for event, element in ET.iterparse(io.BytesIO(xml), events=("start", "end")):
+        space, _, tag = element.tag.rpartition("}")
+        if event == "start":
+            if tag == "model" and not core:
+                core = space
+                model.scale = _UNITS_MM.get(element.get("unit", "millimeter"), 1.0)
+            elif space == core and tag == "object":
+                oid, vertices, triangles = element.get("id"), [], []
+            if tag in ("resources", "vertices", "triangles", "components", "build"):
+                holder = element
+            continue
+        if len(holder) > 4096:  # children read already: keep the tree small
+            del holder[:]
+        if space != core:
+            continue
+        if tag == "vertex":
+            vertices.append([float(element.get(a)) for a in "xyz"])  # type: ignore[arg-type]
+            _cap(len(vertices), MAX_VERTICES, "vertices")
+        elif tag == "triangle":
+            triangles.append([int(element.get(a)) for a in ("v1", "v2", "v3")])  # type: ignore[arg-type]
+            stored += 1
+            _cap(stored, MAX_TRIANGLES, "triangles")
+        elif tag == "component" and oid is not None:
+            ref = (element.get("objectid"), _3mf_matrix(element.get("transform")))
+            model.components.setdefault(oid, []).append(ref)  # type: ignore[arg-type]
+            _cap(len(model.components[oid]), MAX_COMPONENTS, "component references")
+        elif tag == "mesh" and oid is not None:
+            v = np.array(vertices, dtype=np.float64).reshape(-1, 3)
+            model.meshes[oid] = (v, np.array(triangles, dtype=np.int64).reshape(-1, 3))
+        elif tag == "item":
+            model.items.append((element.get("objectid"), _3mf_matrix(element.get("transform"))))  # type: ignore[arg-type]
+            _cap(len(model.items), MAX_COMPONENTS, "build items")
+        if tag == "object":
+            element.clear()
+    return model
 
 
 def _3mf_matrix(text: str | None) -> np.ndarray:
@@ -388,29 +486,29 @@ def _3mf_matrix(text: str | None) -> np.ndarray:
     return m  # row-vector convention: p' = [p 1] @ m
 
 
-def _3mf_object(
-    objects: dict, oid: str | None, matrix: np.ndarray, ns: dict, prefix: str, *, depth: int = 0
-):
-    obj = objects[oid]
-    mesh = obj.find(f"{prefix}mesh", ns)
-    if mesh is not None:
-        v = np.array(
-            [[float(e.get(a)) for a in "xyz"] for e in mesh.find(f"{prefix}vertices", ns)],
-            dtype=np.float64,
-        ).reshape(-1, 3)
-        f = np.array(
-            [
-                [int(e.get(a)) for a in ("v1", "v2", "v3")]
-                for e in mesh.find(f"{prefix}triangles", ns)
-            ],
-            dtype=np.int64,
-        ).reshape(-1, 3)
-        yield np.c_[v, np.ones(len(v))] @ matrix[:, :3], f
-    components = obj.find(f"{prefix}components", ns)
-    if components is not None and depth < 16:
-        for comp in components:
-            sub = _3mf_matrix(comp.get("transform")) @ matrix
-            yield from _3mf_object(objects, comp.get("objectid"), sub, ns, prefix, depth=depth + 1)
+def _3mf_expand(model: _Model3MF) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Every placed mesh of the build, components expanded (depth first), within the caps on
+    component references, nesting and triangles."""
+    pending = [(oid, matrix, ()) for oid, matrix in reversed(model.items)]
+    placed = triangles = 0
+    while pending:
+        oid, matrix, path = pending.pop()
+        placed += 1
+        _cap(placed, MAX_COMPONENTS, "component references")
+        if oid in path:
+            msg = "the 3MF model has an object that contains itself; export it again"
+            raise MeshError(msg)
+        _cap(len(path), MAX_NESTING, "levels of nested components")
+        if oid not in model.meshes and oid not in model.components:
+            raise KeyError(oid)
+        if oid in model.meshes:
+            v, f = model.meshes[oid]
+            triangles += len(f)
+            _cap(triangles, MAX_TRIANGLES, "triangles")
+            yield np.c_[v, np.ones(len(v))] @ matrix[:, :3], f
+        inner = (*path, oid)
+        for sub, local in reversed(model.components.get(oid, [])):
+            pending.append((sub, local @ matrix, inner))
 
 
 # ---------------------------------------------------------------------------------------------
