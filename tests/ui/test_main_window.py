@@ -46,7 +46,7 @@ def test_first_start_creates_the_vault_and_offers_the_sample_or_import(window, q
     assert window.vault_ready
     shown = _close_boxes(window)
     assert any("Recovery key" in text for text in shown)  # shown once, at creation
-    assert users.list_users(window.actor) == {window.actor.user: ["administrator"]}
+    assert users.list_users(window.actor)[window.actor.user]["roles"] == ["administrator"]
     if sample_available():
         qtbot.waitUntil(lambda: window.state.volume is not None, timeout=60_000)
         assert window.case is not None and "(sample)" in window.windowTitle()

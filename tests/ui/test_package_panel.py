@@ -9,6 +9,7 @@ from app.settings import resolve_paths
 from app.ui.package_panel import PackagePanel
 from app.workflow import package, users
 from app.workflow.actor import Actor
+from tests.workflow.conftest import person
 from tests.workflow.mesh_versions import store_version
 
 
@@ -16,9 +17,10 @@ from tests.workflow.mesh_versions import store_version
 def people(data_dir, keystore_service) -> dict[str, Actor]:
     founder = Actor.current(resolve_paths(data_dir))
     users.init_vault(founder)
-    users.add_role(founder, "tess", "technician")
-    users.add_role(founder, "rafael", "reviewer")
-    return {n: Actor(n, founder.paths, _vault=founder.vault) for n in ("tess", "rafael")}
+    return {
+        "tess": person(founder, "tess", "technician"),
+        "rafael": person(founder, "rafael", "reviewer"),
+    }
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ from app.ui.profile_dialog import ProfileDialog
 from app.workflow import review, users
 from app.workflow.actor import Actor
 from tests.printing.peers.gcode_samples import commands_of, synthetic_gcode
+from tests.workflow.conftest import person
 from tests.workflow.print_fixtures import store_version
 
 pytest_plugins = ["tests.printing.peers.fixtures"]
@@ -44,7 +45,6 @@ def actor(data_dir, keystore_service) -> Actor:
     """The OS user: founder of the vault (an administrator, who may print)."""
     me = Actor.current(resolve_paths(data_dir))
     users.init_vault(me)
-    users.add_role(me, "rafael", "reviewer")
     return me
 
 
@@ -60,7 +60,7 @@ def case(actor, gcode) -> Case:
     case = Case(actor.vault, actor.vault.create_case({"PatientName": "TEST^PRINT"}))
     store_version(case, author="tess")
     store_version(case, author="tess", radius=6.0)
-    review.approve(Actor("rafael", actor.paths, _vault=actor.vault), case, 1, comment="fits")
+    review.approve(person(actor, "rafael", "reviewer"), case, 1, comment="fits")
     for version in (1, 2):
         provenance = {"mesh_version": version, "mesh_sha256": case.mesh_sha256(version)}
         case.save_gcode(gcode.read_text(), provenance | {"printer": PRINTER})

@@ -15,7 +15,7 @@ from app.viewers.slice_view import SliceView
 from app.viewers.state import ViewerState
 from app.workflow import segment, users
 from app.workflow.actor import Actor
-from tests.workflow.conftest import sphere_volume
+from tests.workflow.conftest import person, sphere_volume
 
 
 def _build(qtbot, volume):
@@ -51,7 +51,6 @@ def on_case(styled_app, qtbot, data_dir, keystore_service):
     """The panel on a vault case (a small CT with a bone sphere), acting as its administrator."""
     actor = Actor.current(resolve_paths(data_dir))
     users.init_vault(actor)
-    users.add_role(actor, "rafael", "reviewer")
     case = Case(actor.vault, actor.vault.create_case({"PatientName": "TEST^PANEL"}))
     volume = sphere_volume()
     case.save_volume(volume)
@@ -206,7 +205,7 @@ def test_on_a_case_tools_strokes_saves_and_exports_are_audited(on_case, qtbot, t
 
 def test_a_reviewer_is_refused_in_the_panel_and_the_refusal_audited(on_case, qtbot):
     panel, axial, actor, _case = on_case
-    panel.set_actor(Actor("rafael", actor.paths, _vault=actor.vault))
+    panel.set_actor(person(actor, "rafael", "reviewer"))
     panel.select_tool("threshold")
     with qtbot.waitSignal(panel.worker.error, timeout=60_000):
         panel.apply_current(preset="bone", segment="")
