@@ -17,6 +17,7 @@ from app.cli import main
 from app.security import audit
 from app.workflow import users
 from app.workflow.actor import Actor
+from tests.workflow.conftest import person
 from tests.workflow.mesh_versions import sphere_stl, store_gcode, store_version
 
 
@@ -29,7 +30,7 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
 @pytest.fixture
 def reviewed(admin: Actor, sphere_case: Case) -> Case:
     """Mesh v1 by the technician tess; the founder is also a reviewer and a technician."""
-    users.add_role(admin, "tess", "technician")
+    person(admin, "tess", "technician")
     store_version(sphere_case, "tess")
     return sphere_case
 
