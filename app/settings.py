@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -55,9 +56,26 @@ class Paths:
     def settings_file(self) -> Path:
         return self.config / "settings.json"
 
+    def is_shared(self) -> bool:
+        """A data folder several OS accounts share: group-owned, group-writable, setgid."""
+        try:
+            mode = self.root.stat().st_mode
+        except OSError:
+            return False
+        return (
+            os.name != "nt" and mode & (stat.S_ISGID | stat.S_IWGRP) == stat.S_ISGID | stat.S_IWGRP
+        )
+
     def ensure(self) -> Paths:
+        """Make the folders: private to this account, or, in a shared data folder, usable by
+        its group (this process then creates every file and folder without access for others:
+        umask 007)."""
+        mode = 0o700
+        if self.is_shared():
+            os.umask(0o007)
+            mode = 0o770
         for folder in (self.root, self.vault, self.audit, self.logs, self.config, self.tmp):
-            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            folder.mkdir(parents=True, exist_ok=True, mode=mode)
         return self
 
 
