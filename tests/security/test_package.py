@@ -29,6 +29,7 @@ from app.security.package.format import PackageMeta
 from app.security.package.verify import VerifyReport, verify_package
 from app.security.signing import SigningKey, TrustStore
 from app.settings import resolve_paths
+from tests.security.package_content import signed
 
 STL = b"solid m\n" + b"facet normal 0 0 1\n" * 2000 + b"endsolid m\n"
 QA = b'{"passed": true}\n'
@@ -37,13 +38,13 @@ MESH_SHA = access.mesh_manifest_sha256(PARTS)
 APPROVAL = {
     "type": "decision",
     "id": "5b7f1c2e-0000-4000-8000-000000000001",
+    "case": "C-7K3M-Q9",
     "decision": "approved",
     "meaning": "approved for printing",
     "mesh_sha256": MESH_SHA,
     "qa_sha256": hashlib.sha256(QA).hexdigest(),
     "qa_passed": True,
     "override_ids": [],
-    "reviewer": "surgeon",
     "time_utc": "2026-01-01T00:00:00Z",
 }
 
@@ -85,7 +86,7 @@ def _build(out: Path, files, signer, **kw) -> Path:
         printer={"name": "generic-marlin-220", "nozzle_mm": 0.4},
         slicer={"name": "builtin", "layer_height_mm": 0.2},
     )
-    kw.setdefault("approval", APPROVAL)
+    kw |= signed(signer, kw.pop("approval", APPROVAL), kw.pop("overrides", ()))
     return build_package(out, files=files, meta=meta, signer=signer, **kw).path
 
 
@@ -121,7 +122,7 @@ def test_build_writes_a_complete_manifest_and_verifies(built, signer, source_fil
     assert manifest["overrides"] == []
     paths = [f["path"] for f in manifest["files"]]
     assert paths == sorted(paths)
-    assert set(paths) == {*source_files, "approval.json"}
+    assert set(paths) == {*source_files, "approval.json", "roles.json"}
     stl = next(f for f in manifest["files"] if f["path"] == "mesh/model.stl")
     assert stl["size"] == len(STL)
     assert (built / "mesh" / "model.stl").read_bytes() == STL
@@ -162,7 +163,7 @@ def test_overrides_travel_as_records_shown_in_the_manifest(drive, source_files, 
     assert shown["kind"] == "qa-failure" and shown["kept_in_vault"] == ["reason"]
     assert json.loads((path / fmt.override_file(shown)).read_bytes()) == shown
     assert manifest["approval"]["kept_in_vault"] == ["comment"]
-    assert manifest["approval"]["reviewer"] == "surgeon"
+    assert manifest["approval"]["signer"] == "surgeon"
     for file in path.rglob("*"):
         assert file.is_dir() or b"DOE" not in file.read_bytes()
 

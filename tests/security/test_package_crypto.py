@@ -20,7 +20,7 @@ from app.security.package.format import PackageMeta
 from app.security.package.verify import VerifyReport, verify_package
 from app.security.signing import RecipientBook, RecipientKey, SigningKey
 from app.settings import resolve_paths
-from tests.security.package_content import bound
+from tests.security.package_content import bound, signed
 
 STL = b"solid secret-shape\n" + b"vertex 1 2 3\n" * 30_000
 
@@ -51,7 +51,7 @@ def sealed(env, tmp_path, signer, receiver) -> Path:
         out,
         files=files | {"qa/report.json": b'{"passed": true}'},
         meta=PackageMeta(case="C-7K3M-Q9"),
-        approval=approval,
+        **signed(signer, approval),
         signer=signer,
         recipient=book.get("print-room"),
     ).path
@@ -170,7 +170,7 @@ def zipped(env, tmp_path, signer) -> Path:
     out.mkdir()
     files, approval = bound({"model.stl": NOISE})
     folder = build_package(
-        out, files=files, meta=PackageMeta(case="C-7K3M-Q9"), approval=approval, signer=signer,
+        out, files=files, meta=PackageMeta(case="C-7K3M-Q9"), **signed(signer, approval), signer=signer,
         make_zip=True,
     ).path  # fmt: skip
     return folder.parent / f"{folder.name}.zip"
@@ -268,7 +268,7 @@ def test_mpkg_is_verified_and_extracted_in_bounded_memory(env, tmp_path, signer)
     out.mkdir()
     files, approval = bound({"model.stl": os.urandom(PAYLOAD)})  # random: stored, not deflated
     folder = build_package(
-        out, files=files, meta=PackageMeta(case="C-7K3M-Q9"), approval=approval, signer=signer,
+        out, files=files, meta=PackageMeta(case="C-7K3M-Q9"), **signed(signer, approval), signer=signer,
         make_zip=True,
     ).path  # fmt: skip
     del files

@@ -31,13 +31,13 @@ from app.progress import Progress
 from app.security.package.build import build_package
 from app.security.package.format import PackageMeta
 from app.security.signing import SigningKey
-from tests.security.package_content import bound
+from tests.security.package_content import bound, signed
 
 out, mode = Path(sys.argv[1]), sys.argv[2]
 signer = SigningKey.generate()
 print("KEY", signer.public_key.to_base64(), flush=True)
 parts = {f"part{i:03d}.stl": bytes([i % 251]) * (40_000 + i) for i in range(120)}
-files, approval = bound({"model.stl": b"solid x\n" * 50_000, **parts})
+files, approval = bound({"model.stl": b"solid x\n" * 50_000, **parts}, case="C-KILL-01")
 
 def on_progress(fraction, message):
     print("P", f"{fraction:.4f}", message, flush=True)
@@ -46,7 +46,7 @@ build_package(
     out,
     files=files,
     meta=PackageMeta(case="C-KILL-01"),
-    approval=approval,
+    **signed(signer, approval),
     signer=signer,
     make_zip=mode == "zip",
     recipient=None,
@@ -95,7 +95,7 @@ def _check_nothing_half_written_verifies(out: Path, key: PublicKey) -> int:
         if report.ok:
             assert not entry.name.startswith("."), f"hidden partial {entry.name} verifies"
             files = report.manifest["files"]
-            assert len(files) == 123  # 120 parts, the model, its manifest, approval.json
+            assert len(files) == 124  # 120 parts, the model, its manifest, approval, roles
             verified += 1
     return verified
 

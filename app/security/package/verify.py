@@ -2,12 +2,12 @@
 
 :func:`verify_package` checks, in this order, and stops at the first failed step:
 
-1. the signer key is not revoked;
+1. the signer key is not revoked and is trusted: a trusted key, or one the package's roles record
+   (``roles.json``, statements that verify back to a trusted lab key, so they are safe to read
+   before anything else) shows as a member who may build packages;
 2. the signature matches the exact manifest bytes;
 3. the manifest format and version are known (and the manifest is well formed and names the same
-   signer); the signer is trusted: its key is a trusted key, or the package's roles record
-   (``roles.json``, statements chained to a trusted lab key) shows it as a member who may build
-   packages;
+   signer);
 4. every listed file is present, with the listed size and SHA-256;
 5. there is no unlisted, duplicate, case-folded duplicate, absolute, ``..``, symlinked or special
    entry;
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import json
 import os
 import zipfile
@@ -265,6 +264,8 @@ def _verify_container(
     sig_entry = _single_reserved(listing, SIGNATURE, report)
     signed = _read_signature(container, sig_entry, report)
     key = _check_revoked(signed, report, trust)
+    roles = _open_roles(container, listing, trust)
+    _check_signer(key, roles, report, trust)
     manifest_entry = _single_reserved(listing, MANIFEST, report)
     try:
         manifest_bytes = container.read_small(manifest_entry, MAX_MANIFEST_BYTES)
@@ -278,8 +279,6 @@ def _verify_container(
         msg += "altered after signing; do not use this package"
         raise _fail(report, BAD_SIGNATURE, msg)
     manifest = _check_manifest(manifest_bytes, key, report)
-    roles = _open_roles(container, listing, manifest, trust)
-    _check_signer(key, roles, report, trust)
     listed = {item["path"]: item for item in manifest["files"]}
     _check_listed_files(container, listing, listed, report, progress=progress, cancel=cancel)
     _check_entries(listing, listed, report)
@@ -348,17 +347,16 @@ _PACKAGE_MAKERS = frozenset({access.TECHNICIAN, access.ADMINISTRATOR})
 
 
 def _open_roles(
-    container: Container, listing: _Listing, manifest: dict, trust: _Trust
+    container: Container, listing: _Listing, trust: _Trust
 ) -> RolesState | esign.Invalid:
-    """The roles record the manifest lists (its bytes checked against the listed hash),
-    verified back to a trusted lab key; or why not."""
-    listed = {item["path"]: item for item in manifest["files"]}
+    """The package's roles record verified back to a trusted lab key, or why not. Its bytes are
+    the listed ones by the time they are used for more than the signer (steps 4 and 5)."""
     found = listing.named(ROLES_FILE)
     data, bundle = None, None
-    if ROLES_FILE in listed and len(found) == 1:
+    if len(found) == 1 and found[0].kind == "file":
         with contextlib.suppress(*READ_ERRORS):
             data = container.read_small(found[0], MAX_RECORD_BYTES)
-    if data is not None and hashlib.sha256(data).hexdigest() == listed[ROLES_FILE]["sha256"]:
+    if data is not None:
         with contextlib.suppress(ValueError):
             bundle = json.loads(data)
     return esign.open_bundle(bundle, set(trust.keys), trust.revoked)
