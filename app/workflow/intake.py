@@ -6,6 +6,7 @@ pseudonyms; the identity is shown on request only (audited with a count, never t
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from dataclasses import dataclass, replace
@@ -295,10 +296,41 @@ def list_cases(
 
 
 def delete_case(actor: Actor, pseudonym: str) -> None:
-    """Delete a case for good: its data key is destroyed, then its files (administrators)."""
+    """Delete a case for good (administrators): its original UIDs leave the de-identification
+    UID map, then the vault destroys its data key, re-keys the index and the records (old
+    copies of them open nothing) and deletes its files."""
     policy.allow(actor, "case.delete", pseudonym)
+    forgotten = _forget_uids(actor, Case(actor.vault, pseudonym))
     actor.vault.delete_case(pseudonym)
-    policy.record(actor, "case.delete", pseudonym)
+    policy.record(actor, "case.delete", pseudonym, uids_forgotten=forgotten)
+
+
+def _forget_uids(actor: Actor, case: Case) -> int:
+    """Take the UIDs of the case's original DICOM out of the UID map; how many went."""
+    raw = actor.vault.get_record(UID_MAP_RECORD)
+    if raw is None:
+        return 0
+    uids: set[str] = set()
+    for name in case.original_names():
+        uids |= _uids_of(case.load_original(name))
+    known = json.loads(raw)
+    kept = {k: v for k, v in known.items() if k not in uids}
+    if len(kept) != len(known):
+        actor.vault.put_record(UID_MAP_RECORD, json.dumps(kept, sort_keys=True).encode())
+    return len(known) - len(kept)
+
+
+def _uids_of(data: bytes) -> set[str]:
+    """Every UID value in a DICOM file (study, series, instance, frame of reference, ...)."""
+    import pydicom  # noqa: PLC0415 (pydicom on demand)
+
+    dataset = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
+    found: set[str] = set()
+    for element in dataset.iterall():
+        if element.VR == "UI" and element.value:
+            values = element.value if element.VM > 1 else [element.value]
+            found |= {str(v) for v in values}
+    return found
 
 
 # --- de-identification --------------------------------------------------------------------------

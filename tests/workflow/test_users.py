@@ -9,15 +9,17 @@ import json
 import subprocess
 import sys
 
+import pydicom
 import pytest
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from app.errors import AccessDenied, KeystoreError, MedPrintError, VaultError
 from app.security import audit, roles
 from app.security.identity import PersonalKeys
 from app.security.vault import Vault
-from app.workflow import policy, users
+from app.workflow import intake, policy, users
 from app.workflow.actor import Actor
-from tests.workflow.conftest import person
 
 
 def _last(actor: Actor) -> dict:
@@ -229,11 +231,22 @@ def test_removing_a_person_rotates_every_key(people, admin, sphere_case):
 
 
 def _assert_opens_nothing_current(admin: Actor, old_master: bytes) -> None:
-    from cryptography.exceptions import InvalidTag  # noqa: PLC0415
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
-
     meta = json.loads(Vault.meta_path(admin.paths).read_text())
     for owner, blob in meta["keys"].items():
         raw = base64.b64decode(blob)
         with pytest.raises(InvalidTag):
             AESGCM(old_master).decrypt(raw[:12], raw[12:], f"dek:{owner}".encode())
+
+
+def test_deleting_a_case_forgets_its_original_uids(people, admin, sphere_case, dicom_dir):
+    first = sorted(p for p in (dicom_dir / "ct-head-ge-gantry-tilt-28").rglob("*") if p.is_file())[
+        0
+    ]
+    with sphere_case.write_original(0) as out:
+        out.write(first.read_bytes())
+    header = pydicom.dcmread(first, stop_before_pixels=True)
+    known = {header.SOPInstanceUID: "2.25.1", header.StudyInstanceUID: "2.25.2", "1.2.9": "2.25.3"}
+    admin.vault.put_record(intake.UID_MAP_RECORD, json.dumps(known).encode())
+    intake.delete_case(people["ada"], sphere_case.pseudonym)
+    assert json.loads(admin.vault.get_record(intake.UID_MAP_RECORD)) == {"1.2.9": "2.25.3"}
+    assert _last(admin)["facts"]["uids_forgotten"] == 2
