@@ -9,6 +9,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app import __version__
 from app.errors import MedPrintError
+from app.log import log_qt_message
 from app.resources import resources_root
 from app.settings import DATA_DIR_ENV
 
@@ -48,8 +49,15 @@ def dark_palette() -> QtGui.QPalette:
     return palette
 
 
+def _qt_message(mode: QtCore.QtMsgType, context: QtCore.QMessageLogContext, _text: str) -> None:
+    """Qt's own messages go to the log by kind and category; their text (which can hold a
+    file path) is never written, to the log or to stderr."""
+    log_qt_message(mode.name.removeprefix("Qt").removesuffix("Msg").lower(), context.category)
+
+
 def make_application(argv: list[str] | None = None) -> QtWidgets.QApplication:
     """The QApplication with MedPrint's name, style and palette (reuses a running one)."""
+    QtCore.qInstallMessageHandler(_qt_message)
     app = QtWidgets.QApplication.instance()
     if app is None:
         app = QtWidgets.QApplication(argv if argv is not None else sys.argv[:1])
@@ -97,5 +105,19 @@ def run_gui() -> int:
     window = MainWindow()
     install_error_hook(window)
     window.show()
+    if os.environ.get(SHOWN_MARK_ENV):
+        QtCore.QTimer.singleShot(0, lambda: mark_shown(window))
     QtCore.QTimer.singleShot(0, window.startup)
     return app.exec()
+
+
+SHOWN_MARK_ENV = "MEDPRINT_SHOWN_MARK"  # benchmarks/bench_gui.py times start-up with it
+
+
+def mark_shown(window: QtWidgets.QWidget) -> None:
+    """Print one line on stderr once the window is on screen (its first frame is painted)."""
+    handle = window.windowHandle()
+    if handle is None or not handle.isExposed():
+        QtCore.QTimer.singleShot(5, lambda: mark_shown(window))
+        return
+    print("medprint: window shown", file=sys.stderr, flush=True)
