@@ -198,6 +198,7 @@ def _first_render_s(app, area, volume) -> float:
         view.repaint()
     area.slices_s = time.perf_counter() - start
     area.flush_3d()  # the deferred first 3D rendering, now
+    area.view3d.wait_volume()  # prepared in the background, then rendered
     app.processEvents()
     return time.perf_counter() - start
 
