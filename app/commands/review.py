@@ -145,7 +145,7 @@ def _gcode_sha256(args: argparse.Namespace, case: Case) -> str:
         try:
             return hashlib.sha256(args.gcode_file.read_bytes()).hexdigest()
         except OSError as exc:
-            msg = f"cannot read {args.gcode_file.name}: {exc.strerror}"
+            msg = f"cannot read the G-code file ({exc.strerror}); check the path"
             raise MedPrintError(msg) from None
     msg = "a foreign-gcode override names the G-code: give --gcode-version N or --gcode-file F"
     raise MedPrintError(msg)

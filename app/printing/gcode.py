@@ -376,43 +376,22 @@ def estimate_move_times(moves: Moves, limits: MotionLimits) -> np.ndarray:
 
 _CMD_RE = re.compile(r"^[GMT]\d+(\.\d+)?$")
 _MAX_BAD_FRACTION = 0.2
+OP_EF, OP_DWELL = 3, 4
+"""Row operations besides gcode_read's: E and F of a move line that failed, and a dwell."""
 
 
-class _MoveBuffer:
-    """Growing typed arrays (``array.array``) for the parser: cheap appends, no Python floats kept."""
-
-    def __init__(self) -> None:
-        self.xyz = array("f")
-        self.e = array("f")
-        self.feed = array("f")
-        self.kind = array("b")
-        self.accel = array("f")
-
-    def to_moves(self) -> Moves:
-        xyz = np.frombuffer(self.xyz, dtype=np.float32).reshape(-1, 6)
-        return Moves(
-            start=xyz[:, :3].copy(),
-            end=xyz[:, 3:].copy(),
-            e=np.frombuffer(self.e, dtype=np.float32).copy(),
-            feed=np.frombuffer(self.feed, dtype=np.float32).copy(),
-            kind=np.frombuffer(self.kind, dtype=np.int8).copy(),
-            accel=np.frombuffer(self.accel, dtype=np.float32).copy(),
-        )
-
-
-def _read_text(source: str | bytes | Path) -> str:
+def _read_bytes(source: str | bytes | Path) -> bytes:
     if isinstance(source, Path):
         try:
-            data = source.read_bytes()
+            source = source.read_bytes()
         except OSError as exc:
             msg = f"cannot read G-code file {source.name} ({exc.strerror}); check the path"
             raise PrintingError(msg) from None
-        source = data
-    if isinstance(source, bytes):
-        if b"\x00" in source[:65536]:
-            msg = "input is binary, not G-code text; choose a .gcode file"
-            raise PrintingError(msg)
-        source = source.decode("utf-8", errors="replace")
+    if isinstance(source, str):
+        return source.encode("utf-8", errors="surrogatepass")
+    if b"\x00" in source[:65536]:
+        msg = "input is binary, not G-code text; choose a .gcode file"
+        raise PrintingError(msg)
     return source
 
 
@@ -429,45 +408,39 @@ def parse_gcode(
 
     Unknown commands are skipped; lines that are not G-code at all are counted in
     ``ignored_lines``. Input that is mostly not G-code, or has no moves, raises
-    :class:`PrintingError` with one line saying so.
+    :class:`PrintingError` with one line saying so. The plain lines slicers write are read as
+    arrays (:mod:`app.printing.gcode_read`), the others one by one; a machine then runs over
+    all of them at once (:func:`_run_rows`).
     """
     progress = ensure(progress)
-    text = _read_text(source)
-    lines = text.splitlines()
-    buf = _MoveBuffer()
-    state = _ParserState()
-    bad = 0
-    code_lines = 0
-    first_bad = 0
-    total = len(lines)
-    chunk = 50000
-    for base in range(0, total, chunk):
-        check_cancel(cancel)
-        progress.update(base / max(total, 1), "reading G-code")
-        for offset, raw in enumerate(lines[base : base + chunk]):
-            result = state.feed_line(raw, buf)
-            if result is None:
-                continue
-            code_lines += 1
-            if result is False:
-                bad += 1
-                if not first_bad:
-                    first_bad = base + offset + 1
-    if code_lines == 0 or bad > _MAX_BAD_FRACTION * code_lines or len(buf.kind) == 0:
-        where = f" (line {first_bad} is not G-code)" if first_bad else ""
+    text = Text(_read_bytes(source))
+    reader = _LineReader()
+    parts: list[Lines] = []
+    noop = 0
+    for lines in read_lines(text, progress, cancel):
+        parts.append(lines)
+        noop += lines.noop
+        bounds = zip(lines.slow.tolist(), lines.slow_start.tolist(), lines.slow_end.tolist())
+        for number, start, end in bounds:
+            reader.read(number, text.line_text(start, end))
+    rows = _Rows.merge(parts, reader)
+    code_lines = len(rows.fast_lines) + noop + reader.code_lines
+    check_cancel(cancel)
+    moves = _run_rows(rows, reader.modal_lines, reader.modal_states)
+    if code_lines == 0 or reader.bad > _MAX_BAD_FRACTION * code_lines or len(moves) == 0:
+        where = f" (line {reader.first_bad} is not G-code)" if reader.first_bad else ""
         msg = (
             f"input does not look like Marlin G-code{where}; choose a G-code file made by a slicer"
         )
         raise PrintingError(msg)
-    moves = buf.to_moves()
     progress.update(1.0, "estimating time")
     return analyse_moves(
         moves,
         limits or MotionLimits(),
         filament_diameter=filament_diameter,
         density=density,
-        relative_e=state.relative_e_seen,
-        ignored_lines=bad,
+        relative_e=reader.relative_e_seen,
+        ignored_lines=reader.bad,
     )
 
 
@@ -514,143 +487,106 @@ def split_layers(moves: Moves, tolerance: float = 1e-3) -> tuple[np.ndarray, np.
     return layer_start, layer_z
 
 
-class _ParserState:
-    """Modal state of a Marlin machine while reading lines."""
+@dataclass
+class _Rows:
+    """Every line that moves or sets the position, in file order: ``op`` (OP_*), ``values``
+    (n, 5) float64 X Y Z E F with NaN where a word is absent (F holds a dwell's seconds)."""
 
-    def __init__(self) -> None:
-        self.pos = [0.0, 0.0, 0.0]
-        self.e = 0.0
-        self.feed = 25.0  # mm/s until the file sets one
-        self.abs_xyz = True
-        self.abs_e = True
-        self.relative_e_seen = False
-        self.kind = MoveType.EXTRUDE
-        self.typed = False
-        self.accel = 0.0
-        self.travel_accel = 0.0
+    line: np.ndarray
+    op: np.ndarray
+    values: np.ndarray
+    fast_lines: np.ndarray
 
-    def feed_line(self, raw: str, buf: _MoveBuffer) -> bool | None:
-        """Apply one line; None for blank/comment, False for garbage, True otherwise."""
-        if raw.startswith(("G1 ", "G0 ")) and ";" not in raw and "*" not in raw and raw.isupper():
-            try:  # the common case: a plain move without comment or checksum
-                self._move(raw.split(), buf, raw[1] == "0")
-            except ValueError:
-                return False
-            return True
-        code, _, comment = raw.partition(";")
-        if comment.startswith("TYPE:"):
-            self.kind = _TYPE_NAMES.get(comment[5:].strip().lower(), MoveType.EXTRUDE)
-            self.typed = True
-        code = code.strip().upper()
-        if not code:
-            return None
-        words = code.split()
-        if words[0][0] in "Nn" and len(words) > 1:
-            words = words[1:]
-        if "*" in words[-1]:
-            words[-1] = words[-1].split("*")[0]
-            if not words[-1]:
-                words.pop()
-        cmd = words[0].upper()
-        if not _CMD_RE.match(cmd):
-            return False
-        try:
-            if cmd in ("G1", "G0"):
-                self._move(words, buf, cmd == "G0")
-            elif cmd == "G92":
-                self._set_position(words)
-            elif cmd in ("G90", "G91"):
-                self.abs_xyz = self.abs_e = cmd == "G90"
-                self.relative_e_seen |= cmd == "G91"
-            elif cmd in ("M82", "M83"):
-                self.abs_e = cmd == "M82"
-                self.relative_e_seen |= cmd == "M83"
-            elif cmd == "G28":
-                self._home(words)
-            elif cmd == "M204":
-                self._accel(words)
-            elif cmd == "G4":
-                self._dwell(words, buf)
-        except ValueError:
-            return False
-        return True
+    @classmethod
+    def merge(cls, parts: list[Lines], reader: _LineReader) -> _Rows:
+        """The rows read as arrays and the rows the line reader made, in line order."""
+        fast_line = np.concatenate([p.line for p in parts])
+        slow = np.array(reader.rows, dtype=np.float64).reshape(-1, 2 + len(AXES))
+        slow_line = slow[:, 0].astype(np.int64)
+        n = len(fast_line) + len(slow_line)
+        at_fast = np.arange(len(fast_line)) + np.searchsorted(slow_line, fast_line)
+        at_slow = np.arange(len(slow_line)) + np.searchsorted(fast_line, slow_line)
+        line = np.empty(n, np.int64)
+        op = np.empty(n, np.int8)
+        values = np.empty((n, len(AXES)))
+        line[at_fast], line[at_slow] = fast_line, slow_line
+        op[at_fast] = np.concatenate([p.op for p in parts])
+        op[at_slow] = slow[:, 1]
+        values[at_fast] = np.concatenate([p.values for p in parts])
+        values[at_slow] = slow[:, 2:]
+        return cls(line, op, values, fast_line)
 
-    def _move(self, words: list[str], buf: _MoveBuffer, rapid: bool) -> None:
-        x, y, z = self.pos
-        de = 0.0
-        for w in words[1:]:
-            letter = w[0]
-            if letter == "X":
-                x = float(w[1:]) + (0.0 if self.abs_xyz else x)
-            elif letter == "Y":
-                y = float(w[1:]) + (0.0 if self.abs_xyz else y)
-            elif letter == "Z":
-                z = float(w[1:]) + (0.0 if self.abs_xyz else z)
-            elif letter == "E":
-                value = float(w[1:])
-                de = value - self.e if self.abs_e else value
-                self.e = value if self.abs_e else self.e + value
-            elif letter == "F":
-                f = float(w[1:]) / 60.0
-                if f > 0:
-                    self.feed = f
-        moved = (x, y, z) != tuple(self.pos)
-        if not moved and de == 0.0:
-            return
-        if not moved:
-            kind = MoveType.RETRACT
-        elif de > 0 and not rapid:
-            kind = self.kind if self.typed else MoveType.EXTRUDE
-            if kind == MoveType.TRAVEL:
-                kind = MoveType.EXTRUDE
-        else:
-            kind = MoveType.TRAVEL
-        accel = self.travel_accel if kind == MoveType.TRAVEL else self.accel
-        buf.xyz.extend((self.pos[0], self.pos[1], self.pos[2], x, y, z))
-        buf.e.append(de)
-        buf.feed.append(self.feed)
-        buf.kind.append(int(kind))
-        buf.accel.append(accel)
-        self.pos = [x, y, z]
 
-    def _set_position(self, words: list[str]) -> None:
-        if len(words) == 1:
-            self.pos = [0.0, 0.0, 0.0]
-            self.e = 0.0
-        for w in words[1:]:
-            letter, value = w[0].upper(), float(w[1:])
-            if letter == "E":
-                self.e = value
-            elif letter in "XYZ":
-                self.pos["XYZ".index(letter)] = value
+def _follow(
+    value: np.ndarray, is_set: np.ndarray, is_add: np.ndarray, initial: float = 0.0
+) -> np.ndarray:
+    """A register after each row: set to ``value`` where ``is_set``, increased where ``is_add``.
 
-    def _home(self, words: list[str]) -> None:
-        axes = [w[0].upper() for w in words[1:] if w[0].upper() in "XYZ"]
-        for letter in axes or "XYZ":
-            self.pos["XYZ".index(letter)] = 0.0
+    Without increments the result is exactly the last value set (absolute coordinates).
+    """
+    last = np.where(is_set, np.arange(len(value)), -1)
+    np.maximum.accumulate(last, out=last)
+    out = np.where(last >= 0, value[last], initial)
+    if is_add.any():
+        total = np.cumsum(np.where(is_add, value, 0.0))
+        out += total - np.where(last >= 0, total[last], 0.0)
+    return out
 
-    def _accel(self, words: list[str]) -> None:
-        for w in words[1:]:
-            letter, value = w[0].upper(), float(w[1:])
-            if letter in "PS":
-                self.accel = value
-                if letter == "S":
-                    self.travel_accel = value
-            elif letter == "T":
-                self.travel_accel = value
 
-    def _dwell(self, words: list[str], buf: _MoveBuffer) -> None:
-        seconds = 0.0
-        for w in words[1:]:
-            letter, value = w[0].upper(), float(w[1:])
-            seconds += value / 1000.0 if letter == "P" else value if letter == "S" else 0.0
-        if seconds > 0:
-            # a dwell is a zero-length retract-kind move whose e/feed give the time exactly
-            buf.xyz.extend((*self.pos, *self.pos))
-            buf.e.append(0.0)
-            buf.feed.append(0.0)
-            buf.kind.append(int(MoveType.RETRACT))
-            buf.accel.append(-seconds)
+def _shifted(after: np.ndarray, initial: float) -> np.ndarray:
+    """The register before each row, given its value after each row."""
+    before = np.empty_like(after)
+    before[0] = initial
+    before[1:] = after[:-1]
+    return before
+
+
+def _run_rows(rows: _Rows, modal_lines: list[int], modal_states: list[tuple]) -> Moves:
+    """Run the machine over every row at once: positions, E, feed, then the moves it makes."""
+    if len(rows.line) == 0:
+        return Moves.empty()
+    state = np.searchsorted(np.asarray(modal_lines), rows.line, side="right") - 1
+    modal = np.array(modal_states, dtype=np.float64)[state]
+    abs_xyz, abs_e = modal[:, 0] > 0, modal[:, 1] > 0
+    op, values = rows.op, rows.values
+    move = (op == OP_G0) | (op == OP_G1)
+    carries_e = move | (op == OP_EF)
+    after = np.empty((len(op), 3))
+    for axis in range(3):
+        v = values[:, axis]
+        has = ~np.isnan(v)
+        v = np.where(move, v + 0.0, v)  # a move's "X-0" is +0.0, as float(...) + 0.0 was
+        after[:, axis] = _follow(v, has & ((op == OP_SET) | (move & abs_xyz)), has & move & ~abs_xyz)
+    before = _shifted(after, 0.0)
+    e = values[:, 3]
+    has_e = ~np.isnan(e)
+    e_after = _follow(
+        e, has_e & ((op == OP_SET) | (carries_e & abs_e)), has_e & carries_e & ~abs_e
+    )
+    de = np.where(has_e & move, np.where(abs_e, e - _shifted(e_after, 0.0), e), 0.0)
+    feed = values[:, 4] / 60.0
+    feed = _follow(feed, carries_e & (feed > 0), np.zeros(len(op), bool), initial=25.0)
+    moved = (after != before).any(axis=1)
+    dwell = op == OP_DWELL
+    keep = np.flatnonzero((move & (moved | (de != 0.0))) | dwell)
+    return _moves(rows, modal[keep], before[keep], after[keep], de[keep], feed[keep], moved[keep])
+
+
+def _moves(
+    rows: _Rows,
+    modal: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    de: np.ndarray,
+    feed: np.ndarray,
+    moved: np.ndarray,
+) -> Moves:
+    """The recorded rows as :class:`Moves`: type by extrusion and ``;TYPE:``, acceleration."""
+    kept = np.flatnonzero(
+        ((rows.op == OP_G0) | (rows.op == OP_G1))
+        & True
+    )
+    return kept
 
 
 def check_inside_volume(

@@ -92,7 +92,7 @@ class GcodeSource:
         self._data = gcode if isinstance(gcode, bytes) else None
         self.path = None if isinstance(gcode, bytes) else Path(gcode)
         if self.path is not None and not self.path.is_file():
-            msg = f"G-code file {self.path.name} not found; slice the model again"
+            msg = "the G-code file was not found; slice the model again"
             raise PrintingError(msg)
 
     def open(self) -> io.BufferedIOBase:

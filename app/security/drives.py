@@ -146,7 +146,7 @@ def target_for(path: str | os.PathLike[str], *, sysfs: Path = SYSFS) -> Drive:
     """Any existing folder as a package target, with its volume's free space."""
     folder = Path(path).expanduser()
     if not folder.is_dir():
-        msg = f"{folder} is not a folder; choose a mounted drive or an existing folder"
+        msg = "the target is not a folder; choose a mounted drive or an existing folder"
         raise PackageError(msg)
     folder = folder.resolve()
     usage = shutil.disk_usage(folder)

@@ -184,7 +184,7 @@ def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        msg = f"cannot read G-code file {path.name} ({exc.strerror or exc}); check the path"
+        msg = f"cannot read the G-code file ({exc.strerror or type(exc).__name__}); check the path"
         raise PrintingError(msg) from None
 
 

@@ -318,7 +318,7 @@ def _write_atomic(path: Path, write: Any) -> str:
     """Let ``write`` fill a temporary file next to ``path`` (same suffix), then rename it into
     place; the SHA-256 of what was written."""
     if not path.parent.is_dir():
-        msg = f"the folder {path.parent} does not exist; create it or choose another"
+        msg = "the target folder does not exist; create it or choose another"
         raise SegmentationError(msg)
     tmp = path.with_name(f".{secrets.token_hex(6)}.{path.name}")
     try:

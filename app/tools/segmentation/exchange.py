@@ -578,7 +578,7 @@ def import_file(path: str | Path, grid: Any) -> Segmentation:
     """Read any exchange format (by file name) onto ``grid``."""
     kind = format_of(path)
     if not Path(path).is_file():
-        msg = f"no file '{path}'; check the path"
+        msg = "the segmentation file does not exist; check the path"
         raise SegmentationError(msg)
     if kind == SEG_NRRD:
         return import_seg_nrrd(path, grid)
