@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.atomic import atomic_write_bytes
-from app.errors import AccessDenied, AuditError, MedPrintError, VaultError
-from app.security import access, audit, roles
+from app.errors import AccessDenied, MedPrintError, VaultError
+from app.security import access, roles
 from app.security.identity import PublicIdentity
-from app.security.signing import utc_now
+from app.security.signing import TrustStore, utc_now
 from app.security.vault import Vault
 from app.settings import Paths
 from app.workflow import policy
@@ -44,11 +44,13 @@ class Enrolled:
 
 def init_vault(actor: Actor) -> str:
     """Create the vault founded by the actor's personal key; the actor is its first
-    administrator (the first statement of the roles chain). Returns the recovery key (shown to
-    the user once; it is stored nowhere)."""
+    administrator (the first statement of the roles chain), and the data folder trusts the
+    founder's key as its lab key (packages' signatures chain back to it). Returns the recovery
+    key (shown to the user once; it is stored nowhere)."""
     vault, recovery = Vault.init(actor.paths, actor.keys)
     actor.adopt_vault(vault)
     roles.found(vault, actor.keys)
+    TrustStore(actor.paths).add(actor.keys.public.signing_key, name="lab-founder")
     policy.record(actor, "vault.init", vault_id=vault.vault_id, founder=vault.founder)
     return recovery
 
@@ -94,40 +96,27 @@ def rotate_key(actor: Actor) -> tuple[int, str]:
 
 def migrate(actor: Actor) -> Vault:
     """Turn an old-format vault (master key in one keystore, unsigned roles) into a current one
-    founded by the actor, who must be the account the verified audit log names as its creator.
+    founded by the actor, who must hold its master key in their own keystore (the account that
+    ran ``vault init``, or restored it with the recovery key: in the old format that was the one
+    account everybody used).
 
     Roles of other accounts are not carried over (they had no keys): they run ``medprint
     whoami`` and are enrolled again. The recovery key stays valid; rotate the keys afterwards.
     """
-    founder = _legacy_founder(actor)
-    if founder != actor.user:
-        msg = "this vault was made by an older MedPrint version and only its founder"
-        msg += f" ({founder or 'not named by a verified audit log'}) can migrate it; "
-        msg += "see README, 'Migrating an older vault'"
-        raise VaultError(msg)
-    vault = Vault.open_legacy(actor.paths)
+    try:
+        vault = Vault.open_legacy(actor.paths)
+    except MedPrintError:
+        msg = "this vault was made by an older MedPrint version and only the account holding "
+        msg += "its master key in its own keystore (its founder) can migrate it; see README, "
+        msg += "'Migrating an older vault'"
+        raise VaultError(msg) from None
     old = vault.get_record(roles.RECORD)
     vault.upgrade(actor.keys)
     roles.found(vault, actor.keys)
     actor.adopt_vault(vault)
-    left = len(json.loads(old).get("users", {})) - 1 if old else 0
+    left = max(len(json.loads(old).get("users", {})) - 1, 0) if old else 0
     policy.record(actor, "vault.migrated", vault_id=vault.vault_id, roles_not_carried=left)
     return vault
-
-
-def _legacy_founder(actor: Actor) -> str | None:
-    """The account the verified audit log names as the creator of the vault, if any."""
-    vault_id = Vault.stored_id(actor.paths)
-    try:
-        if not audit.verify(actor.paths).ok:
-            return None
-        records = audit.read_records(actor.paths)
-    except AuditError:
-        return None
-    for rec in records:
-        if rec.get("action") == "vault.init" and rec.get("facts", {}).get("vault_id") == vault_id:
-            return rec.get("user")
-    return None
 
 
 # --- people ----------------------------------------------------------------------------------

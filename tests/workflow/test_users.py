@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from app.errors import AccessDenied, KeystoreError, MedPrintError, VaultError
 from app.security import audit, roles
 from app.security.identity import PersonalKeys
+from app.security.keystore import Keystore
 from app.security.vault import Vault
 from app.workflow import intake, policy, users
 from app.workflow.actor import Actor
@@ -250,3 +252,54 @@ def test_deleting_a_case_forgets_its_original_uids(people, admin, sphere_case, d
     intake.delete_case(people["ada"], sphere_case.pseudonym)
     assert json.loads(admin.vault.get_record(intake.UID_MAP_RECORD)) == {"1.2.9": "2.25.3"}
     assert _last(admin)["facts"]["uids_forgotten"] == 2
+
+
+def _legacy_vault(paths) -> str:
+    """A vault of the old format: master key in this account's keystore, a stored copy of the
+    recovery key under it, unsigned roles. Returns the recovery key."""
+    from app.security import vault as old
+
+    paths.ensure()
+    master, vault_id = os.urandom(32), "00112233aabbccdd"
+    recovery = old._format_recovery(os.urandom(20))
+    meta = {
+        "format": 1,
+        "vault_id": vault_id,
+        "generation": 1,
+        "created": "2026-01-01T00:00:00+00:00",
+        "keys": {k: old._wrap(master, os.urandom(32), f"dek:{k}") for k in ("_index", "_records")},
+        "check": old._wrap(master, old._CHECK, f"check:{vault_id}"),
+        "recovery_key": old._wrap(master, recovery.encode(), "recovery-key"),
+        "master_by_recovery": old._wrap(old._recovery_kek(recovery, vault_id), master, "master"),
+    }
+    Keystore().set(f"vault-master-{vault_id}-1", master)
+    Vault.meta_path(paths).write_text(json.dumps(meta))
+    legacy = Vault(paths, meta, master)
+    legacy._save_index({})
+    legacy.put_record("roles", b'{"users": {"root": ["administrator"], "tess": ["technician"]}}')
+    return recovery
+
+
+def test_an_old_vault_is_migrated_by_the_account_holding_its_master_key(data_dir, keystore_service):
+    paths = Actor.current().paths
+    recovery = _legacy_vault(paths)
+    founder = Actor.current(paths)
+    assert policy.roles_of(founder) == {"administrator"}  # opening migrates it
+    assert Keystore().get("vault-master-00112233aabbccdd-1") is None
+    meta = json.loads(Vault.meta_path(paths).read_text())
+    assert meta["format"] == 2 and "recovery_key" not in meta and recovery not in json.dumps(meta)
+    assert list(meta["members"]) == [founder.user]
+    rec = next(r for r in audit.read_records(paths) if r["action"] == "vault.migrated")
+    assert rec["facts"]["roles_not_carried"] == 1
+    assert users.list_users(Actor.current(paths))[founder.user]["roles"] == ["administrator"]
+    lost = Actor(founder.user, paths, keys=PersonalKeys.in_memory(founder.user))
+    assert users.restore_vault(lost, recovery) == "00112233aabbccdd"  # the recovery key still works
+
+
+def test_an_old_vault_without_its_master_key_here_is_refused(data_dir, keystore_service):
+    paths = Actor.current().paths
+    _legacy_vault(paths)
+    Keystore().delete("vault-master-00112233aabbccdd-1")
+    with pytest.raises(VaultError, match="Migrating an older vault"):
+        _ = Actor.current(paths).vault
+    assert json.loads(Vault.meta_path(paths).read_text())["format"] == 1
