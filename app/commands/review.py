@@ -69,8 +69,8 @@ def _decision_options(parser: argparse.ArgumentParser, name: str) -> None:
         "--comment",
         dest="reason",
         default="",
-        required=name != "approve",
-        help="why; kept in the vault with the signed decision (never in packages or logs)",
+        help="why (a rejection or an override needs it); kept in the vault with the signed "
+        "decision, never in packages or logs",
     )
 
 

@@ -86,7 +86,7 @@ def test_an_edit_after_approval_blocks_packaging(admin, reviewed, tmp_path, caps
     assert code == 2 and "cannot be packaged" in err and "void" in err
     assert not any(p.name.startswith("C-") for p in tmp_path.iterdir())
     code, _, err = _run(capsys, "review", "reject", case, "--version", "2")
-    assert code == 2 and "comment" in err
+    assert code == 2 and "reason saying what to change is required" in err
 
 
 def test_alone_the_administrator_self_approves_and_the_package_says_so(
@@ -97,7 +97,7 @@ def test_alone_the_administrator_self_approves_and_the_package_says_so(
     override = ["review", "override", case, "--version", "1", "--kind", "self-approval"]
     code, out, err = _run(capsys, *override, "--reason", "one-person workshop")
     assert code == 0, err
-    assert out.startswith("self-approval override recorded for mesh v1")
+    assert out.startswith(f"self-approval override: mesh v1 of {case}, signed by {admin.user}")
     code, out, _ = _run(capsys, "package", case, "--out", str(tmp_path))
     assert code == 0 and "self-approval" in out
     folder = next(p for p in tmp_path.iterdir() if p.name.startswith(case))
