@@ -37,7 +37,7 @@ from app.tools.mesh.operations import NEEDS_OTHER, apply_edit, edit_params
 from app.tools.mesh.pipeline import MeshSettings, build_parts, check_parts, settings_for
 from app.tools.mesh.qa import QAReport
 from app.tools.segmentation import Segment, Segmentation
-from app.workflow import policy, review, segment
+from app.workflow import names, policy, review, segment
 from app.workflow.actor import Actor
 
 
@@ -119,6 +119,7 @@ def build(
     with seg.lock:  # the GUI's segmentation may be edited meanwhile on its thread
         chosen = _segments(case, seg, segments)
         masks = _masks(seg, chosen)
+    names.check_all(actor, case, list(masks), what="part name", action="mesh.build")
     built = build_parts(
         masks,
         volume,
@@ -301,11 +302,14 @@ def export(
     policy.allow(actor, "mesh.export", case.pseudonym)
     made = _version(case.load_mesh_version(version))
     mesh, name = _export_part(made, part)
+    names.check_outgoing(actor, case, name, what="part name", action="mesh.export")
     target = Path(out)
     if target.is_dir() or str(out).endswith(("/", "\\")):
         fmt = fmt or "stl"
         target.mkdir(parents=True, exist_ok=True)
         target = target / export_name(case.pseudonym, name, fmt)
+    else:
+        names.check_outgoing(actor, case, target.name, what="file name", action="mesh.export")
     path = export_mesh(mesh, target, fmt or format_of(target))
     policy.record(
         actor, "mesh.export", case.pseudonym, version=version, mesh_sha256=made.sha256,

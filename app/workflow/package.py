@@ -45,7 +45,7 @@ from app.tools.mesh.core import make_mesh
 from app.tools.mesh.meshio import export_name, mesh_bytes, read_mesh_bytes
 from app.tools.mesh.qa import QAReport
 from app.tools.mesh.report import qa_report_html
-from app.workflow import policy, review
+from app.workflow import names, policy, review
 from app.workflow.actor import Actor
 
 ACTION = "package.build"
@@ -94,6 +94,7 @@ def build(
     gcode = _chosen_gcode(case, release, gcode_version)
     gcode_release = _release_gcode(actor, case, gcode, release) if gcode else None
     stored = case.load_mesh_version(number)
+    names.check_all(actor, case, list(stored.parts), what="part name", action=ACTION)
     overrides = _unique([*release.overrides, *(gcode_release.overrides if gcode_release else [])])
     lab = review.lab(actor)
     signers = {actor.user, *(str(r.get("signer")) for r in [release.approval, *overrides] if r)}

@@ -33,7 +33,7 @@ from app.printing.job import (
 from app.printing.profiles import PrinterProfile, get_printer
 from app.printing.serial_link import LinkOptions
 from app.security import access
-from app.workflow import policy, review
+from app.workflow import names, policy, review
 from app.workflow.actor import Actor
 from app.workflow.review import Release
 
@@ -73,7 +73,7 @@ def start(
         pause=_pause_settings(profile),
         options=link_options,
         printer=profile.name,
-        remote_name=f"{case.pseudonym}-g{stored.number}.gcode",
+        remote_name=_remote_name(actor, case, f"{case.pseudonym}-g{stored.number}.gcode"),
         context=_context(case, release, profile, gcode_version=stored.number),
         on_state=on_state,
         on_progress=on_progress,
@@ -120,7 +120,7 @@ def start_file(
         pause=_pause_settings(profile),
         options=link_options,
         printer=profile.name,
-        remote_name=f"{case.pseudonym}-x{sha[:12]}.gcode",
+        remote_name=_remote_name(actor, case, f"{case.pseudonym}-x{sha[:12]}.gcode"),
         context=_context(case, release, profile, gcode_version=None),
         on_state=on_state,
         on_progress=on_progress,
@@ -186,6 +186,10 @@ def _read(path: Path) -> bytes:
     except OSError as exc:
         msg = f"cannot read the G-code file ({exc.strerror or type(exc).__name__}); check the path"
         raise PrintingError(msg) from None
+
+
+def _remote_name(actor: Actor, case: Case, name: str) -> str:
+    return names.check_outgoing(actor, case, name, what="printer file name", action="print")
 
 
 def _settings(

@@ -33,7 +33,7 @@ from app.progress import CancelToken, Progress
 from app.tools.segmentation import Segment, Segmentation, ToolResult, exchange, get_tool
 from app.tools.segmentation.grid import mask_box
 from app.tools.segmentation.storage import read_segmentation, write_segmentation
-from app.workflow import policy
+from app.workflow import names, policy
 from app.workflow.actor import Actor
 
 
@@ -97,7 +97,7 @@ def run_tool(  # noqa: PLR0917 (callers pass the params positionally)
             "segmentation.apply",
             case.pseudonym,
             tool=tool.name,
-            params=params_json(params),
+            params=_audited(actor, case, params),
             changed_voxels=int(result.changed_voxels),
             segments=len(seg.segments),
         )
@@ -108,6 +108,17 @@ def params_json(params: Any) -> str:
     """A tool's parameters as sorted JSON (what the audit log keeps)."""
     values = asdict(params) if is_dataclass(params) else dict(params)
     return json.dumps(values, default=str, sort_keys=True)
+
+
+def _audited(actor: Actor | None, case: Case, params: Any) -> str:
+    """The parameters as the audit log keeps them: text that may not leave the vault (a segment
+    named after the patient) is withheld."""
+    values = json.loads(params_json(params))
+    safe = {
+        key: names.for_audit(_who(actor), case, value) if isinstance(value, str) else value
+        for key, value in values.items()
+    }
+    return json.dumps(safe, sort_keys=True)
 
 
 def begin_stroke(
@@ -133,7 +144,7 @@ def end_stroke(actor: Actor | None, case: Case | None, seg: Segmentation, **para
             "segmentation.apply",
             case.pseudonym,
             tool="paint",
-            params=params_json(params),
+            params=_audited(actor, case, params),
             segments=len(seg.segments),
         )
 
@@ -168,7 +179,7 @@ def add_segment_from_mask(
             "segmentation.apply",
             case.pseudonym,
             tool="mask",
-            params=params_json({"segment": segment.name}),
+            params=_audited(actor, case, {"segment": segment.name}),
             changed_voxels=seg.voxel_count(segment),
             segments=len(seg.segments),
         )
@@ -233,6 +244,7 @@ def export_file(
     kind = exchange.format_of(path)
     if case is not None:
         policy.allow(_who(actor), "segment.export", case.pseudonym)
+        _check_export_names(_who(actor), case, seg, path)
         if identified:
             policy.allow(_who(actor), "segment.export_identified", case.pseudonym)
     elif identified:
@@ -255,6 +267,14 @@ def export_file(
             identified=identified,
         )
     return exported
+
+
+def _check_export_names(actor: Actor, case: Case, seg: Segmentation, path: Path) -> None:
+    """The file name and every segment name (labels in the file) may leave the vault."""
+    action = "segment.export"
+    names.check_outgoing(actor, case, path.name, what="file name", action=action)
+    labels = [s.name for s in seg.segments]
+    names.check_all(actor, case, labels, what="segment name", action=action)
 
 
 def _source_datasets(case: Case, *, identified: bool) -> list[Any]:

@@ -9,7 +9,6 @@ pseudonym and the part name, never a file name or free text, so a copy (``out``)
 
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,7 +18,9 @@ from app.case import Case, StoredGcode
 from app.printing.profiles import get_material, get_printer
 from app.printing.slicer import Part, SliceResult, SliceSettings, slice_parts
 from app.progress import CancelToken, Progress, ensure
-from app.workflow import policy
+from app.tools.mesh.core import make_mesh
+from app.tools.mesh.meshio import read_mesh_bytes
+from app.workflow import names, policy
 from app.workflow.actor import Actor
 
 
@@ -62,6 +63,9 @@ def slice_version(
     progress = ensure(progress)
     number = case.latest_mesh_version() if version is None else version
     stored = case.load_mesh_version(number)
+    names.check_all(actor, case, list(stored.parts), what="part name", action="slice")
+    if out is not None:
+        names.check_outgoing(actor, case, Path(out).name, what="file name", action="slice")
     profile = get_printer(printer, actor.paths)
     chosen = get_material(material or profile.default_material, actor.paths)
     settings = settings or SliceSettings()
@@ -108,11 +112,9 @@ def slice_version(
 
 
 def _part(pseudonym: str, name: str, stl: bytes) -> Part:
-    """One part of a stored version, named by the pseudonym and the part (no free text)."""
-    import trimesh  # noqa: PLC0415 (slow import, only when slicing)
-
-    mesh = trimesh.load(io.BytesIO(stl), file_type="stl", force="mesh")
-    return Part.from_trimesh(f"{pseudonym} {name}", mesh)
+    """One part of a stored version, named by the pseudonym and the part (checked), read by
+    the capped mesh reader."""
+    return Part.from_trimesh(f"{pseudonym} {name}", make_mesh(*read_mesh_bytes(stl, "stl")))
 
 
 def stored_gcodes(actor: Actor, case: Case) -> list[tuple[int, dict]]:
@@ -124,6 +126,7 @@ def stored_gcodes(actor: Actor, case: Case) -> list[tuple[int, dict]]:
 def export(actor: Actor, case: Case, gcode_version: int, out: Path) -> StoredGcode:
     """Write a copy of stored G-code ``gcode_version`` to ``out`` (audited ``slice.export``)."""
     policy.allow(actor, "slice", case.pseudonym)
+    names.check_outgoing(actor, case, Path(out).name, what="file name", action="slice.export")
     gcode = case.load_gcode(gcode_version)
     atomic_write_bytes(Path(out), gcode.text.encode("utf-8"))
     policy.record(

@@ -174,3 +174,22 @@ def test_the_package_command_takes_no_loose_files(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["package", "C-7K3M-Q9", "--out", "drive", "--file", "dicom/1.dcm"])
     assert "unrecognized arguments: --file" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- names given by users
+
+
+def test_a_name_with_the_patients_identity_or_odd_characters_may_not_leave():
+    from app.workflow.names import Identity, problem
+
+    identity = Identity(
+        frozenset({"doe", "jane"}),
+        frozenset({"mrn0042137"}),
+        frozenset({"19650412", "12041965", "04121965"}),
+    )
+    for bad in ("Doe skull", "janeskull", "skull-MRN-0042137", "jaw 12.04.1965", "jaw 1965-04-12"):
+        assert problem(bad, identity) == "holds part of the patient's name, ID or birth date", bad
+    for odd in ("skull/../x", "../up", ".hidden", "Bone (L1)", "Müller", "x" * 65, ""):
+        assert problem(odd, identity) == "uses characters or a length outside the safe set", odd
+    for good in ("skull", "Bone L1", "doesnt-matter-jaw", "C-7K3M-Q9_skull.stl", "mandible_v2"):
+        assert problem(good, identity) is None, good

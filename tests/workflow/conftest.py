@@ -58,7 +58,7 @@ def sphere_volume(radius_mm: float = 12.0, size: int = 48, spacing: float = 1.0)
 @pytest.fixture
 def sphere_case(admin: Actor) -> Case:
     """A case holding a small synthetic CT with a bone sphere (no DICOM originals)."""
-    pseudonym = admin.vault.create_case({"PatientName": "TEST^SPHERE"})
+    pseudonym = admin.vault.create_case({"PatientName": "DOE^JANE"})
     case = Case(admin.vault, pseudonym)
     case.save_volume(sphere_volume())
     case.save_series_facts({"modality": "CT", "body_part": "PHANTOM"})

@@ -126,7 +126,7 @@ def test_export_writes_a_clean_file_named_by_pseudonym(bone_case, people, tmp_pa
     assert exported[0]["facts"]["mesh_sha256"] == made.sha256
     assert len(exported[0]["facts"]["sha256"]) == 64
     log = b"".join(f.read_bytes() for f in tess.paths.audit.iterdir() if f.is_file())
-    assert str(tmp_path).encode() not in log and b"SPHERE" not in log
+    assert str(tmp_path).encode() not in log and b"JANE" not in log
 
 
 @pytest.mark.parametrize("who", ["tess", "ada"])

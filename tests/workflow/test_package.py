@@ -27,7 +27,7 @@ TECH, REVIEWER, ADMIN, NOBODY = "tess", "rafael", "ada", "nemo"
 def approved(people, sphere_case) -> Case:
     """Mesh v1 made by the technician and approved by the reviewer."""
     version = store_version(sphere_case, TECH)
-    review.approve(people[REVIEWER], sphere_case, version, comment="fits TEST^SPHERE")
+    review.approve(people[REVIEWER], sphere_case, version, comment="fits DOE^JANE")
     return sphere_case
 
 
@@ -63,7 +63,7 @@ def test_a_package_of_an_approved_version_names_the_mesh_and_verifies(people, ap
     }  # fmt: skip
     assert (made.path / stl).read_bytes() == approved.load_mesh_version(1).parts["sphere"]
     for file in made.path.rglob("*"):  # no identity and no review comment left the vault
-        assert file.is_dir() or b"SPHERE" not in file.read_bytes()
+        assert file.is_dir() or b"JANE" not in file.read_bytes()
 
     report = package.verify(tess, made.path)
     assert report.ok, report.message

@@ -37,7 +37,7 @@ def reviewed(admin: Actor, sphere_case: Case) -> Case:
 
 def test_review_package_and_verify_from_the_command_line(admin, reviewed, tmp_path, capsys):
     case = reviewed.pseudonym
-    approve = ["review", "approve", case, "--version", "1", "--comment", "fits TEST^SPHERE"]
+    approve = ["review", "approve", case, "--version", "1", "--comment", "fits DOE^JANE"]
     code, _, err = _run(capsys, *approve)
     assert code == 2 and "reviewer role" in err  # the administrator is not a reviewer
     users.add_role(admin, admin.user, "reviewer")
@@ -60,7 +60,7 @@ def test_review_package_and_verify_from_the_command_line(admin, reviewed, tmp_pa
     manifest = json.loads((folder / "manifest.json").read_bytes())
     assert f"gcode/{case}_g{number}.gcode" in {f["path"] for f in manifest["files"]}
     for path in drive.rglob("*"):  # no identity, no review comment
-        assert path.is_dir() or b"SPHERE" not in path.read_bytes()
+        assert path.is_dir() or b"JANE" not in path.read_bytes()
 
     code, out, _ = _run(capsys, "verify", str(folder))
     assert code == 0 and out.startswith("OK") and "approved for printing" in out

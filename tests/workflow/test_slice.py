@@ -49,7 +49,7 @@ def test_slice_stores_gcode_bound_to_the_mesh_version(add_version, sphere_case, 
     assert copy == stored.text, "the copy is the stored G-code, byte for byte"
     objects = re.findall(r"^; object = (.*)$", copy, flags=re.M)
     assert objects == [f"{sphere_case.pseudonym} sphere"], "names: pseudonym and part only"
-    assert "TEST" not in copy and "SPHERE" not in copy, "no patient name in the G-code"
+    assert "DOE" not in copy and "JANE" not in copy, "no patient name in the G-code"
 
     [record] = _records(tess, "slice")
     facts = record["facts"]
