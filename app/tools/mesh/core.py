@@ -7,18 +7,20 @@ tool never merges or reorders vertices behind the caller's back.
 
 from __future__ import annotations
 
+import itertools
 import threading
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import trimesh
-import vtk
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from vtk.util import numpy_support
+from vtkmodules.util import numpy_support
 
 from app.errors import Cancelled, MeshError
 from app.progress import CancelToken, Progress
+from app.tools.mesh import _vtk as vtk
 
 _SMP_LOCK = threading.Lock()
 _SMP_READY = False
@@ -292,17 +294,31 @@ def surface_area(mesh: trimesh.Trimesh) -> float:
 
 def split_components(mesh: trimesh.Trimesh) -> list[trimesh.Trimesh]:
     """Edge-connected components, each with its own compact vertex array."""
-    faces = np.asarray(mesh.faces, dtype=np.int64)
-    if len(faces) == 0:
+    return split_by_labels(mesh, component_labels(mesh.faces))
+
+
+def split_by_labels(mesh: trimesh.Trimesh, labels: np.ndarray) -> list[trimesh.Trimesh]:
+    """One submesh per face label 0, 1, ... (in label order)."""
+    if len(labels) == 0:
         return []
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(int(labels.max()) + 2))
+    return [submesh(mesh, order[a:b]) for a, b in itertools.pairwise(bounds)]
+
+
+def component_labels(faces: np.ndarray) -> np.ndarray:
+    """The edge-connected component of each face (0, 1, ...)."""
+    faces = np.asarray(faces, dtype=np.int64)
+    if len(faces) == 0:
+        return np.zeros(0, dtype=np.int64)
     edges, _, face_of_edge = _half_edges(faces)
-    n_v = len(mesh.vertices)
+    n_v = int(faces.max()) + 1
     _, inverse = np.unique(edges[:, 0] * n_v + edges[:, 1], return_inverse=True)
     graph = coo_matrix(
         (np.ones(len(inverse)), (face_of_edge, inverse)), shape=(len(faces), inverse.max() + 1)
     ).tocsr()
-    n, labels = connected_components(graph @ graph.T, directed=False)
-    return [submesh(mesh, np.flatnonzero(labels == c)) for c in range(n)]
+    _, labels = connected_components(graph @ graph.T, directed=False)
+    return labels.astype(np.int64)
 
 
 def submesh(mesh: trimesh.Trimesh, face_index: np.ndarray) -> trimesh.Trimesh:
@@ -328,33 +344,41 @@ def concatenate(meshes: list[trimesh.Trimesh]) -> trimesh.Trimesh:
 
 
 def self_intersecting_faces(
-    mesh: trimesh.Trimesh, *, only: np.ndarray | None = None, chunk: int = 500_000
+    mesh: trimesh.Trimesh, *, only: np.ndarray | None = None, chunk: int = 1_000_000
 ) -> np.ndarray:
     """Indices of triangles that properly cross another triangle (sharing no vertex with it).
 
-    Candidate pairs come from a uniform grid over the triangles' bounding boxes (pairs that
-    share a cell and whose boxes overlap); each pair gets the exact interval-overlap test of
-    Möller (1997). Touching or coplanar contacts are not counted. ``only`` (face indices)
-    restricts the search to crossings involving those faces, e.g. just after a local edit.
+    Candidate pairs come from a uniform grid over the triangles' bounding boxes, generated and
+    tested ``chunk`` pairs at a time so memory stays bounded; each pair whose boxes overlap
+    gets the exact interval-overlap test of Möller (1997). Touching or coplanar contacts are
+    not counted. ``only`` (face indices) restricts the search to crossings involving those
+    faces, e.g. just after a local edit.
     """
     vertices, faces = merge_float32(mesh.vertices, mesh.faces)
     if len(faces) < 2:
         return np.zeros(0, dtype=np.int64)
     tri = vertices[faces]
     lo, hi = tri.min(axis=1), tri.max(axis=1)
-    if only is None:
-        pairs = _box_pairs(lo, hi)
-    else:
-        pairs = _pairs_near(lo, hi, np.asarray(only, dtype=np.int64))
-    if len(pairs) == 0:
-        return np.zeros(0, dtype=np.int64)
+    subset = None if only is None else _boxes_near(lo, hi, np.asarray(only, dtype=np.int64))
+    focus = None
+    if subset is not None:
+        focus = np.zeros(len(faces), dtype=bool)
+        focus[only] = True
+    hits = []
+    for candidates in _box_pairs(lo, hi, subset=subset, chunk=chunk):
+        hits.append(_crossing(candidates, faces, tri, focus))
+    return _sorted_unique(np.concatenate(hits)) if hits else np.zeros(0, dtype=np.int64)
+
+
+def _crossing(
+    pairs: np.ndarray, faces: np.ndarray, tri: np.ndarray, focus: np.ndarray | None
+) -> np.ndarray:
+    """Faces of the ``pairs`` that cross (pairs sharing a vertex never count)."""
+    if focus is not None:
+        pairs = pairs[focus[pairs[:, 0]] | focus[pairs[:, 1]]]
     shared = (faces[pairs[:, 0]][:, :, None] == faces[pairs[:, 1]][:, None, :]).any(axis=(1, 2))
     pairs = pairs[~shared]
-    hits = []
-    for start in range(0, len(pairs), chunk):
-        part = pairs[start : start + chunk]
-        hits.append(part[_tri_tri(tri[part[:, 0]], tri[part[:, 1]])])
-    return _sorted_unique(np.concatenate(hits).ravel()) if hits else np.zeros(0, dtype=np.int64)
+    return pairs[_tri_tri(tri[pairs[:, 0]], tri[pairs[:, 1]])].ravel()
 
 
 def _sorted_unique(values: np.ndarray) -> np.ndarray:
@@ -365,75 +389,85 @@ def _sorted_unique(values: np.ndarray) -> np.ndarray:
     return values[np.concatenate([[True], values[1:] != values[:-1]])]
 
 
-def _pairs_near(lo: np.ndarray, hi: np.ndarray, only: np.ndarray) -> np.ndarray:
-    """Overlapping box pairs with at least one box in ``only``."""
+def _boxes_near(lo: np.ndarray, hi: np.ndarray, only: np.ndarray) -> np.ndarray:
+    """``only`` and every box that may overlap one of them (a k-d tree on the box centres)."""
     if len(only) == 0:
-        return np.zeros((0, 2), dtype=np.int64)
+        return only
     from scipy.spatial import cKDTree  # noqa: PLC0415
 
     centre = (lo + hi) / 2.0
     half = np.linalg.norm(hi - lo, axis=1) / 2.0
     near = cKDTree(centre).query_ball_point(centre[only], half[only] + half.max())
-    subset = _sorted_unique(np.concatenate([only, *[np.asarray(n, dtype=np.int64) for n in near]]))
-    pairs = subset[_box_pairs(lo[subset], hi[subset])]
-    focus = np.zeros(len(lo), dtype=bool)
-    focus[only] = True
-    return pairs[focus[pairs[:, 0]] | focus[pairs[:, 1]]]
+    return _sorted_unique(np.concatenate([only, *[np.asarray(n, dtype=np.int64) for n in near]]))
 
 
-def _box_pairs(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Index pairs (i < j) of boxes that overlap, found through a uniform grid."""
-    n = len(lo)
-    cell = float(np.median(np.max(hi - lo, axis=1))) * 2.0 or 1.0
-    first = np.floor((lo - lo.min(axis=0)) / cell).astype(np.int64)
-    last = np.floor((hi - lo.min(axis=0)) / cell).astype(np.int64)
-    span = last - first
-    dims = last.max(axis=0) + 1
-    small = np.all(span <= 2, axis=1)
-    entries_cell, entries_box = [], []
-    ids = np.flatnonzero(small)
-    for dx in range(3):
-        for dy in range(3):
-            for dz in range(3):
-                off = np.array([dx, dy, dz])
-                inside = np.all(off <= span[ids], axis=1)
-                c = first[ids[inside]] + off
-                entries_cell.append((c[:, 0] * dims[1] + c[:, 1]) * dims[2] + c[:, 2])
-                entries_box.append(ids[inside])
-    cells = np.concatenate(entries_cell)
-    boxes = np.concatenate(entries_box)
-    order = np.argsort(cells, kind="stable")
-    cells, boxes = cells[order], boxes[order]
-    found = []
-    active = np.arange(len(cells) - 1)  # entries whose cell continues d places further on
-    d = 1
-    while len(active):
-        active = active[active + d < len(cells)]
-        active = active[cells[active + d] == cells[active]]
-        found.append(np.column_stack([boxes[active], boxes[active + d]]))
-        d += 1
-    big = np.flatnonzero(~small)
-    if len(big):  # the few large triangles: a k-d tree on box centres finds their neighbours
-        from scipy.spatial import cKDTree  # noqa: PLC0415
+def _box_pairs(
+    lo: np.ndarray, hi: np.ndarray, *, subset: np.ndarray | None = None, chunk: int = 1_000_000
+) -> Iterator[np.ndarray]:
+    """Index pairs (i, j) of boxes that overlap, each pair once, about ``chunk`` at a time.
 
-        centre = (lo + hi) / 2.0
-        half = np.linalg.norm(hi - lo, axis=1) / 2.0
-        tree = cKDTree(centre)
-        reach = half[big] + (half[small].max() if small.any() else 0.0)
-        for b, near in zip(big, tree.query_ball_point(centre[big], reach), strict=True):
-            found.append(np.column_stack([np.full(len(near), b), np.asarray(near, dtype=np.int64)]))
-        ii, jj = np.triu_indices(len(big), 1)
-        found.append(np.column_stack([big[ii], big[jj]]))
-    if not found:
-        return np.zeros((0, 2), dtype=np.int64)
-    pairs = np.sort(np.concatenate(found), axis=1)
-    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
-    key = _sorted_unique(pairs[:, 0] * n + pairs[:, 1])
-    pairs = np.column_stack([key // n, key % n])
-    overlap = np.all(lo[pairs[:, 0]] <= hi[pairs[:, 1]], axis=1) & np.all(
-        hi[pairs[:, 0]] >= lo[pairs[:, 1]], axis=1
-    )
-    return pairs[overlap]
+    Every box is entered in the grid cells it covers (cells twice the median box size); two
+    boxes pair in the one cell that holds the lower corner of their intersection. The rare
+    box covering more than 64 cells is tested against all boxes directly.
+    """
+    ids = np.arange(len(lo)) if subset is None else np.asarray(subset, dtype=np.int64)
+    if len(ids) < 2:
+        return
+    blo, bhi = lo[ids], hi[ids]
+    cell = float(np.median(np.max(bhi - blo, axis=1))) * 2.0 or 1.0
+    base = blo.min(axis=0)
+    first = np.floor((blo - base) / cell).astype(np.int64)
+    span = np.floor((bhi - base) / cell).astype(np.int64) - first + 1
+    count = span.prod(axis=1)
+    huge = count > 64
+    yield from _huge_pairs(blo, bhi, np.flatnonzero(huge), ids, chunk)
+    box = np.repeat(np.flatnonzero(~huge), count[~huge])
+    rank = np.arange(len(box)) - np.repeat(np.cumsum(count[~huge]) - count[~huge], count[~huge])
+    sx, sy = span[box, 0], span[box, 1]
+    coords = first[box] + np.column_stack([rank % sx, (rank // sx) % sy, rank // (sx * sy)])
+    dims = coords.max(axis=0) + 1
+    key = (coords[:, 0] * dims[1] + coords[:, 1]) * dims[2] + coords[:, 2]
+    order = np.argsort(key, kind="stable")
+    key, box = key[order], box[order]
+    del coords, rank, sx, sy, order
+    end = np.searchsorted(key, key, side="right")  # one past the last entry of each cell
+    followers = end - np.arange(len(key)) - 1
+    total = np.cumsum(followers)
+    start = 0
+    while start < len(key):
+        stop = int(np.searchsorted(total, (total[start - 1] if start else 0) + chunk)) + 1
+        stop = min(max(stop, start + 1), len(key))
+        a = np.repeat(np.arange(start, stop), followers[start:stop])
+        b = (
+            a
+            + 1
+            + np.arange(len(a))
+            - np.repeat(
+                np.cumsum(followers[start:stop]) - followers[start:stop], followers[start:stop]
+            )
+        )
+        i, j = box[a], box[b]
+        overlap = np.all(blo[i] <= bhi[j], axis=1) & np.all(bhi[i] >= blo[j], axis=1)
+        i, j, cell_key = i[overlap], j[overlap], key[a[overlap]]
+        corner = np.floor((np.maximum(blo[i], blo[j]) - base) / cell).astype(np.int64)
+        home = (corner[:, 0] * dims[1] + corner[:, 1]) * dims[2] + corner[:, 2] == cell_key
+        yield np.column_stack([ids[i[home]], ids[j[home]]])
+        start = stop
+
+
+def _huge_pairs(
+    lo: np.ndarray, hi: np.ndarray, huge: np.ndarray, ids: np.ndarray, chunk: int
+) -> Iterator[np.ndarray]:
+    """Pairs of each huge box with every box it overlaps (each pair once)."""
+    is_huge = np.zeros(len(lo), dtype=bool)
+    is_huge[huge] = True
+    step = max(1, chunk // max(len(lo), 1))
+    for begin in range(0, len(huge), step):
+        h = huge[begin : begin + step]
+        overlap = np.all(lo[h, None] <= hi[None], axis=2) & np.all(hi[h, None] >= lo[None], axis=2)
+        rows, cols = np.nonzero(overlap)
+        keep = (cols != h[rows]) & (~is_huge[cols] | (cols > h[rows]))
+        yield np.column_stack([ids[h[rows[keep]]], ids[cols[keep]]])
 
 
 def _tri_tri(a: np.ndarray, b: np.ndarray) -> np.ndarray:

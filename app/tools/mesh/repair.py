@@ -21,6 +21,7 @@ from app.errors import MeshError
 from app.progress import CancelToken, Progress, check_cancel, ensure
 from app.tools.mesh.core import (
     Topology,
+    component_labels,
     concatenate,
     defect_vertices,
     first_unique_rows,
@@ -28,6 +29,7 @@ from app.tools.mesh.core import (
     merge_float32,
     self_intersecting_faces,
     signed_volume,
+    split_by_labels,
     split_components,
     submesh,
     topology,
@@ -79,14 +81,29 @@ def remove_self_intersections(
     for _ in range(rounds):
         if len(tris) == 0:
             return mesh, 0
-        bad = np.unique(np.asarray(mesh.faces)[tris])
-        fixed = _local_fix(_cut_around(mesh, bad, 1), rounds=3)
-        if not topology(fixed, as_stl=False).closed_manifold:
+        fixed = _fix_crossings(mesh, tris)
+        if fixed is None:
             break
         new = _new_faces(fixed, mesh)
         mesh = fixed
         tris = self_intersecting_faces(mesh, only=new)
     return mesh, len(tris)
+
+
+def _fix_crossings(mesh: trimesh.Trimesh, tris: np.ndarray) -> trimesh.Trimesh | None:
+    """``mesh`` with the crossing triangles ``tris`` cut out and the holes refilled; only the
+    components holding them are rebuilt. None when that does not give a closed 2-manifold."""
+    labels = component_labels(mesh.faces)
+    hit = np.zeros(int(labels.max()) + 1, dtype=bool)
+    hit[labels[tris]] = True
+    touched = hit[labels]
+    affected = submesh(mesh, np.flatnonzero(touched))
+    local = (np.cumsum(touched) - 1)[tris]  # the crossing faces' indices in ``affected``
+    bad = np.unique(np.asarray(affected.faces)[local])
+    rebuilt = _local_fix(_cut_around(affected, bad, 1), rounds=3)
+    if not topology(rebuilt, as_stl=False).closed_manifold:
+        return None
+    return weld(concatenate([submesh(mesh, np.flatnonzero(~touched)), rebuilt]))
 
 
 def _new_faces(mesh: trimesh.Trimesh, before: trimesh.Trimesh) -> np.ndarray:
@@ -239,19 +256,20 @@ def repair_mesh(
     before = topology(mesh)
     report = RepairReport(before=before.to_dict(), after={}, faces_before=len(mesh.faces))
     welded = weld(mesh)
-    parts = split_components(welded)
+    parts, closed = _components(welded, known_closed=before.closed_manifold)
+    del welded
     kept: list[trimesh.Trimesh] = []
 
     def small(part: trimesh.Trimesh) -> bool:
         return len(part.faces) < min_component_faces or abs(signed_volume(part)) < min_component_mm3
 
-    for n, part in enumerate(parts):
+    for n, (part, ok) in enumerate(zip(parts, closed, strict=True)):
         check_cancel(cancel)
         progress.update(n / max(len(parts), 1), "repairing components")
         if small(part):
             report.components_removed += 1
             continue
-        if before.closed_manifold or topology(part, as_stl=False).closed_manifold:
+        if ok:
             kept.append(part)
             continue
         volume = signed_volume(part)
@@ -284,6 +302,25 @@ def repair_mesh(
     return out, report
 
 
+def _components(
+    welded: trimesh.Trimesh, *, known_closed: bool = False
+) -> tuple[list[trimesh.Trimesh], np.ndarray]:
+    """Edge-connected components of a welded mesh and whether each is a closed 2-manifold.
+
+    The defects are found once over the whole mesh: a component is closed when none of its
+    vertices is on a boundary, non-manifold or flipped edge or is a pinch vertex.
+    """
+    faces = np.asarray(welded.faces, dtype=np.int64)
+    labels = component_labels(faces)
+    n = int(labels.max()) + 1 if len(labels) else 0
+    closed = np.ones(n, dtype=bool)
+    if not known_closed and n:
+        defect = np.zeros(len(welded.vertices), dtype=bool)
+        defect[defect_vertices(faces)] = True
+        closed[labels[defect[faces].any(axis=1)]] = False
+    return split_by_labels(welded, labels), closed
+
+
 def _second_pass(mesh: trimesh.Trimesh, report: RepairReport) -> tuple[trimesh.Trimesh, Topology]:
     """Components that touch once merged as an STL reader does: fix each touching group."""
     welded = weld(mesh)
@@ -293,17 +330,18 @@ def _second_pass(mesh: trimesh.Trimesh, report: RepairReport) -> tuple[trimesh.T
         shape=(len(faces), len(welded.vertices)),
     ).tocsr()
     _, cluster = connected_components(incidence @ incidence.T, directed=False)
+    defect = np.zeros(len(welded.vertices), dtype=bool)
+    defect[defect_vertices(faces)] = True
+    broken = np.zeros(int(cluster.max()) + 1, dtype=bool)
+    broken[cluster[defect[faces].any(axis=1)]] = True
     parts = []
-    for c in np.unique(cluster):
-        part = submesh(welded, np.flatnonzero(cluster == c))
-        if not topology(part, as_stl=False).closed_manifold:
-            fixed = _fix_component(part)
-            if len(fixed.faces):
-                if np.sign(signed_volume(fixed)) != np.sign(signed_volume(part)):
-                    fixed = make_mesh(fixed.vertices, np.asarray(fixed.faces)[:, ::-1])
-                part = fixed
-                report.components_fixed += 1
-        parts.append(part)
+    for group, bad in zip(split_by_labels(welded, cluster), broken, strict=True):
+        fixed = _fix_component(group) if bad else group
+        if bad and len(fixed.faces):
+            if np.sign(signed_volume(fixed)) != np.sign(signed_volume(group)):
+                fixed = make_mesh(fixed.vertices, np.asarray(fixed.faces)[:, ::-1])
+            report.components_fixed += 1
+        parts.append(fixed if len(fixed.faces) else group)
     report.notes.append("parts touched each other once merged as STL; fixed each touching group")
     out = concatenate(parts)
     return out, topology(out)
