@@ -16,13 +16,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import trimesh
-import vtk
 from scipy import ndimage
-from vtk.util import numpy_support
+from vtkmodules.util import numpy_support
 
 from app.errors import MeshError
 from app.imaging.volume import Volume
 from app.progress import CancelToken, Progress, check_cancel, ensure
+from app.tools.mesh import _vtk as vtk
 from app.tools.mesh.core import (
     enable_vtk_threads,
     from_polydata,
@@ -82,46 +82,68 @@ def clean_mask(
     min_island_voxels: int = 64,
     max_cavity_voxels: int = 64,
     voxel_volume_mm3: float = 1.0,
+    in_place: bool = False,
 ) -> tuple[np.ndarray, MaskCleanReport]:
     """Drop face-connected islands and fill enclosed cavities smaller than the given sizes.
 
     Parameters
     ----------
     mask
-        Boolean array ``[k, j, i]``.
+        Boolean or 0/1 uint8 array ``[k, j, i]``.
     min_island_voxels, max_cavity_voxels
         Components strictly smaller than these are removed / filled (0 keeps everything).
     voxel_volume_mm3
         Only used to state the volumes in the report.
+    in_place
+        Change ``mask`` itself (no copy of the mask is made).
     """
-    mask = np.asarray(mask).astype(bool, copy=True)
+    if not in_place:
+        mask = np.asarray(mask).astype(bool, copy=True)
     report = MaskCleanReport(voxel_volume_mm3=voxel_volume_mm3)
     if min_island_voxels > 0:
-        labels, n = ndimage.label(mask)
-        if n > 0:
-            sizes = np.bincount(labels.ravel())
-            small = np.flatnonzero(sizes < min_island_voxels)
-            small = small[small > 0]
-            if len(small):
-                drop = np.isin(labels, small)
-                mask[drop] = False
-                report.islands_removed = len(small)
-                report.island_voxels = int(drop.sum())
+        drop, count = _small_components(mask, min_island_voxels)
+        if count:
+            mask[drop] = 0
+            report.islands_removed, report.island_voxels = count, int(drop.sum())
     if max_cavity_voxels > 0:
-        # background components that do not reach the border of the (padded) grid are cavities
-        padded = np.pad(~mask, 1, constant_values=True)
-        labels, n = ndimage.label(padded)
-        if n > 1:
-            sizes = np.bincount(labels.ravel())
-            outside = labels[0, 0, 0]
-            small = np.flatnonzero(sizes < max_cavity_voxels)
-            small = small[(small > 0) & (small != outside)]
-            if len(small):
-                fill = np.isin(labels[1:-1, 1:-1, 1:-1], small)
-                mask[fill] = True
-                report.cavities_filled = len(small)
-                report.cavity_voxels = int(fill.sum())
+        fill, count = _small_components(mask == 0, max_cavity_voxels, enclosed=True)
+        if count:
+            mask[fill] = 1
+            report.cavities_filled, report.cavity_voxels = count, int(fill.sum())
     return mask, report
+
+
+def _small_components(
+    mask: np.ndarray, limit: int, *, enclosed: bool = False
+) -> tuple[np.ndarray | None, int]:
+    """Voxels of the face-connected components of ``mask`` smaller than ``limit``, and how
+    many components that is; with ``enclosed`` only components that do not touch the border
+    of the array (cavities)."""
+    labels = _labels(mask)
+    sizes = np.bincount(labels.ravel())
+    small = sizes < limit
+    small[0] = False
+    if enclosed:
+        for face in (
+            labels[0],
+            labels[-1],
+            labels[:, 0],
+            labels[:, -1],
+            labels[..., 0],
+            labels[..., -1],
+        ):
+            small[np.unique(face)] = False
+    count = int(small.sum())
+    return (small[labels] if count else None), count
+
+
+def _labels(mask: np.ndarray) -> np.ndarray:
+    """Face-connected component labels, in uint16 when they fit (half the memory of int32)."""
+    try:
+        labels, _ = ndimage.label(mask, output=np.uint16)
+    except RuntimeError:  # more than 65535 components
+        labels, _ = ndimage.label(mask)
+    return labels
 
 
 def mask_bounds(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
@@ -132,8 +154,53 @@ def mask_bounds(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
     return tuple(slice(int(a[0]), int(a[-1]) + 1) for a in nonzero)  # type: ignore[return-value]
 
 
+@dataclass(frozen=True)
+class MaskCrop:
+    """A mask cut out of a volume's grid: ``array`` holds the voxels of ``box`` (``[k, j, i]``
+    slices), everything outside it is background. Meshing a crop never needs the whole grid."""
+
+    array: np.ndarray
+    box: tuple[slice, slice, slice]
+
+
+def threshold_crop(
+    array: np.ndarray, low: float, high: float = np.inf, *, slab: int = 16
+) -> MaskCrop | None:
+    """``low <= array <= high`` cut to the box of its voxels, or None when nothing is inside.
+
+    Works ``slab`` slices at a time: besides the crop, no whole-grid temporary is made.
+    """
+    lo_slice = hi_slice = None
+    rows = np.zeros(array.shape[1], dtype=bool)
+    cols = np.zeros(array.shape[2], dtype=bool)
+    for k in range(0, array.shape[0], slab):
+        inside = _between(array[k : k + slab], low, high)
+        planes = np.flatnonzero(inside.any(axis=(1, 2)))
+        if len(planes):
+            lo_slice = k + planes[0] if lo_slice is None else lo_slice
+            hi_slice = k + planes[-1] + 1
+            rows |= inside.any(axis=(0, 2))
+            cols |= inside.any(axis=(0, 1))
+    if lo_slice is None:
+        return None
+    j, i = np.flatnonzero(rows), np.flatnonzero(cols)
+    box = (slice(int(lo_slice), int(hi_slice)), slice(int(j[0]), int(j[-1]) + 1),
+           slice(int(i[0]), int(i[-1]) + 1))  # fmt: skip
+    crop = np.empty(tuple(b.stop - b.start for b in box), dtype=bool)
+    for k in range(0, crop.shape[0], slab):
+        crop[k : k + slab] = _between(array[box][k : k + slab], low, high)
+    return MaskCrop(crop, box)
+
+
+def _between(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    inside = values >= low
+    if np.isfinite(high):
+        inside &= values <= high
+    return inside
+
+
 def extract_surface(
-    mask: np.ndarray,
+    mask: np.ndarray | MaskCrop,
     volume: Volume,
     *,
     method: str = "flying_edges",
@@ -148,7 +215,7 @@ def extract_surface(
     Parameters
     ----------
     mask
-        Boolean/uint8 array ``[k, j, i]`` on ``volume``'s grid.
+        Boolean/uint8 array ``[k, j, i]`` on ``volume``'s grid, or a :class:`MaskCrop` of it.
     volume
         Supplies the geometry (origin, spacing, direction); its pixels are not read.
     method
@@ -163,42 +230,57 @@ def extract_surface(
     """
     progress = ensure(progress)
     enable_vtk_threads()
-    mask = np.asarray(mask)
-    if mask.shape != volume.shape:
-        msg = f"mask shape {mask.shape} does not match the volume {volume.shape}; resample it"
-        raise MeshError(msg)
     if method not in METHODS:
         msg = f"unknown surface method {method!r}; use one of {', '.join(METHODS)}"
         raise MeshError(msg)
-    box = mask_bounds(mask)
-    if box is None:
-        msg = "the segment is empty; paint or threshold it before making a surface"
-        raise MeshError(msg)
-    crop = mask[box].astype(bool)
+    labels, corner = _padded_crop(mask, volume)
     report = MaskCleanReport(voxel_volume_mm3=volume.voxel_volume_mm3())
     if clean:
-        crop, report = clean_mask(
-            crop,
+        _, report = clean_mask(
+            labels,
             min_island_voxels=min_island_voxels,
             max_cavity_voxels=max_cavity_voxels,
             voxel_volume_mm3=volume.voxel_volume_mm3(),
+            in_place=True,
         )
-        if not crop.any():
+        if not labels.any():
             msg = "the segment has only specks smaller than the island size; lower min_island"
             raise MeshError(msg)
     check_cancel(cancel)
     progress.update(0.1, "extracting surface")
-    offset = np.array([box[2].start, box[1].start, box[0].start], dtype=np.float64) - 1.0
-    poly = _label_surface(np.pad(crop, 1).astype(np.uint8), method, progress.sub(0.1, 0.9), cancel)
+    poly = _label_surface(labels, method, progress.sub(0.1, 0.9), cancel)
+    del labels
     mesh = from_polydata(poly)
+    del poly
     if len(mesh.faces) == 0:
         msg = "no surface could be extracted from the segment"
         raise MeshError(msg)
-    mesh = index_to_lps(mesh, volume, offset)
+    mesh = index_to_lps(mesh, volume, corner[::-1].astype(np.float64) - 1.0)
     if signed_volume(mesh) < 0:
         mesh = make_mesh(mesh.vertices, np.asarray(mesh.faces)[:, ::-1])
     progress.update(1.0, "surface extracted")
     return mesh, report
+
+
+def _padded_crop(mask: np.ndarray | MaskCrop, volume: Volume) -> tuple[np.ndarray, np.ndarray]:
+    """The segment's tight box as a 0/1 uint8 array with one background voxel around it, and
+    the box's first ``(k, j, i)`` voxel on the volume's grid (one copy of the box, no more)."""
+    array = mask.array if isinstance(mask, MaskCrop) else np.asarray(mask)
+    box = mask.box if isinstance(mask, MaskCrop) else tuple(slice(0, n) for n in array.shape)
+    full = tuple(b.indices(n)[:2] for b, n in zip(box, volume.shape, strict=True))
+    inside = all(0 <= a <= b <= n for (a, b), n in zip(full, volume.shape, strict=True))
+    if not inside or tuple(b - a for a, b in full) != array.shape:
+        msg = f"mask shape {array.shape} does not match the volume {volume.shape}; resample it"
+        raise MeshError(msg)
+    tight = mask_bounds(array)
+    if tight is None:
+        msg = "the segment is empty; paint or threshold it before making a surface"
+        raise MeshError(msg)
+    shape = tuple(t.stop - t.start + 2 for t in tight)
+    labels = np.zeros(shape, dtype=np.uint8)
+    np.not_equal(array[tight], 0, out=labels[1:-1, 1:-1, 1:-1].view(bool))
+    corner = np.array([a + t.start for (a, _), t in zip(full, tight, strict=True)])
+    return labels, corner
 
 
 def _label_surface(
@@ -207,8 +289,9 @@ def _label_surface(
     image = vtk.vtkImageData()
     nk, nj, ni = labels.shape
     image.SetDimensions(ni, nj, nk)
+    # shares ``labels`` (no copy); the caller keeps it alive until the filter has run
     scalars = numpy_support.numpy_to_vtk(
-        labels.ravel(), deep=True, array_type=vtk.VTK_UNSIGNED_CHAR
+        labels.ravel(), deep=False, array_type=vtk.VTK_UNSIGNED_CHAR
     )
     image.GetPointData().SetScalars(scalars)
     if method == "flying_edges":
