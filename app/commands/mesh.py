@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,8 @@ from app.imaging.volume import Volume
 from app.tools.mesh.export import export_mesh
 from app.tools.mesh.pipeline import PRESETS, Built, build_parts, settings_for
 from app.tools.mesh.qa import QAReport
+from app.tools.mesh.stages import StageMeter, stage
+from app.tools.mesh.surface import MaskCrop, threshold_crop
 from app.workflow import intake, mesh
 from app.workflow.actor import Actor
 
@@ -80,6 +83,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--out", help="output file (.stl/.3mf/.obj/.ply) or folder")
     out.add_argument("--format", help="format when --out is a folder (default stl)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument(
+        "--stages", action="store_true", help="also report each stage's time and peak memory"
+    )
     parser.set_defaults(func=_mesh)
 
 
@@ -185,7 +191,9 @@ def _build_file(args: argparse.Namespace) -> int:
     if not args.out or Path(args.out).is_dir():
         msg = "without a case give --out FILE (nothing is stored, no pseudonym names the file)"
         raise MeshError(msg)
-    mask, volume = _file_source(args)
+    meter = StageMeter() if args.stages else None
+    with stage(meter, "load"):
+        mask, volume = _file_source(args)
     settings = settings_for(args.settings, volume, **(_changes(args) | {"label": False}))
     with cli_progress("mesh") as progress:
         built: Built = build_parts(
@@ -193,10 +201,15 @@ def _build_file(args: argparse.Namespace) -> int:
             volume,
             settings,
             build_volume_mm=_build_volume(args.build_volume),
+            meter=meter,
             progress=progress,
         )
-    path = export_mesh(built.parts[0].mesh, Path(args.out), args.format)
+    del mask
+    with stage(meter, "export"):
+        path = export_mesh(built.parts[0].mesh, Path(args.out), args.format)
     info = {"settings": settings.to_dict(), "builds": {"part": built.parts[0].to_dict()}}
+    if meter:
+        info["stages"] = meter.stages | {"volume": {"int16_mib": 2 * np.prod(volume.shape) / 2**20}}
     if args.json:
         print(json.dumps(_report(built.qa, info, path), indent=2))
     else:
@@ -204,21 +217,26 @@ def _build_file(args: argparse.Namespace) -> int:
     return 0 if built.qa.passed else 1
 
 
-def _file_source(args: argparse.Namespace) -> tuple[np.ndarray, Volume]:
+def _file_source(args: argparse.Namespace) -> tuple[np.ndarray | MaskCrop, Volume]:
     if args.mask:
         mask_volume = load_image_file(args.mask)
         return mask_volume.array > 0, mask_volume
     if not (args.volume and args.threshold):
         msg = "give a CASE, or --volume IMAGE with --threshold LOW[:HIGH], or --mask MASK"
         raise MeshError(msg)
-    volume = load_image_file(args.volume)
     low, _, high = args.threshold.partition(":")
     try:
         lo, hi = float(low), float(high) if high else np.inf
     except ValueError:
         msg = "--threshold takes LOW or LOW:HIGH, e.g. 226 or 226:3000"
         raise MeshError(msg) from None
-    return (volume.array >= lo) & (volume.array <= hi), volume
+    volume = load_image_file(args.volume)
+    crop = threshold_crop(volume.array, lo, hi)
+    if crop is None:
+        msg = f"no voxel of the volume lies in {args.threshold}; lower the threshold"
+        raise MeshError(msg)
+    # only the grid is needed from here on: the pixels are released before meshing
+    return crop, replace(volume, array=np.broadcast_to(volume.array.dtype.type(0), volume.shape))
 
 
 # ---------------------------------------------------------------------------------------------

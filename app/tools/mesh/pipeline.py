@@ -27,10 +27,12 @@ from app.tools.mesh.label import (
 )
 from app.tools.mesh.qa import DEFAULT_TOLERANCE_MM, QAReport, qa_report
 from app.tools.mesh.repair import DecimationReport, RepairReport, decimate_mesh, repair_mesh
+from app.tools.mesh.stages import StageMeter, stage
 from app.tools.mesh.surface import (
     DEFAULT_ITERATIONS,
     DEFAULT_SMOOTHING,
     MaskCleanReport,
+    MaskCrop,
     SmoothingReport,
     extract_surface,
     smooth_surface,
@@ -147,7 +149,7 @@ class MeshBuild:
 
 
 def build_mesh(
-    mask: np.ndarray,
+    mask: np.ndarray | MaskCrop,
     volume: Volume,
     *,
     smoothing: float = DEFAULT_SMOOTHING,
@@ -157,6 +159,7 @@ def build_mesh(
     method: str = "flying_edges",
     min_island_voxels: int = 64,
     max_cavity_voxels: int = 64,
+    meter: StageMeter | None = None,
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
 ) -> MeshBuild:
@@ -164,42 +167,51 @@ def build_mesh(
 
     Parameters
     ----------
+    mask
+        On ``volume``'s grid, or a :class:`MaskCrop` of it (only the geometry of ``volume``
+        is read, never its pixels).
     smoothing
         0..1, 3D Slicer's factor (0.5 = passband 0.01); 0 keeps the voxel staircase.
     reduction, target_faces
         Decimation: fraction of triangles removed (0.8 keeps 20 %) or a triangle budget;
         neither means no decimation.
+    meter
+        Books each stage's time and peak memory (``extract``, ``smooth``, ``decimate``,
+        ``repair``), when given.
     """
     progress = ensure(progress)
-    reference, cleaning = extract_surface(
-        mask,
-        volume,
-        method=method,
-        min_island_voxels=min_island_voxels,
-        max_cavity_voxels=max_cavity_voxels,
-        progress=progress.sub(0.0, 0.15),
-        cancel=cancel,
-    )
-    smoothed, smooth_report = smooth_surface(
-        reference,
-        smoothing,
-        iterations=iterations,
-        progress=progress.sub(0.15, 0.45),
-        cancel=cancel,
-    )
-    check_cancel(cancel)
-    mesh = smoothed
-    decimation = None
-    if reduction or target_faces:
-        mesh, decimation = decimate_mesh(
-            mesh,
-            reduction=reduction,
-            target_faces=target_faces,
-            repair=False,  # repaired just below, once
-            progress=progress.sub(0.45, 0.7),
+    with stage(meter, "extract"):
+        reference, cleaning = extract_surface(
+            mask,
+            volume,
+            method=method,
+            min_island_voxels=min_island_voxels,
+            max_cavity_voxels=max_cavity_voxels,
+            progress=progress.sub(0.0, 0.15),
             cancel=cancel,
         )
-    mesh, repair = repair_mesh(mesh, progress=progress.sub(0.7, 1.0), cancel=cancel)
+    with stage(meter, "smooth"):
+        mesh, smooth_report = smooth_surface(
+            reference,
+            smoothing,
+            iterations=iterations,
+            progress=progress.sub(0.15, 0.45),
+            cancel=cancel,
+        )
+    check_cancel(cancel)
+    decimation = None
+    if reduction or target_faces:
+        with stage(meter, "decimate"):
+            mesh, decimation = decimate_mesh(
+                mesh,
+                reduction=reduction,
+                target_faces=target_faces,
+                repair=False,  # repaired just below, once
+                progress=progress.sub(0.45, 0.7),
+                cancel=cancel,
+            )
+    with stage(meter, "repair"):
+        mesh, repair = repair_mesh(mesh, progress=progress.sub(0.7, 1.0), cancel=cancel)
     return MeshBuild(
         mesh=mesh,
         reference=reference,
@@ -232,6 +244,7 @@ class Built:
     parts: list[Part]
     qa: QAReport
     settings: MeshSettings
+    stages: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def reference(self) -> trimesh.Trimesh:
@@ -240,12 +253,13 @@ class Built:
 
 
 def build_part(
-    mask: np.ndarray,
+    mask: np.ndarray | MaskCrop,
     volume: Volume,
     settings: MeshSettings,
     *,
     name: str = "part",
     pseudonym: str | None = None,
+    meter: StageMeter | None = None,
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
 ) -> Part:
@@ -258,6 +272,7 @@ def build_part(
         iterations=settings.iterations,
         reduction=settings.reduction,
         target_faces=settings.target_triangles,
+        meter=meter,
         progress=progress.sub(0.0, 0.8),
         cancel=cancel,
     )
@@ -268,27 +283,30 @@ def build_part(
         raise MeshError(msg)
     check_cancel(cancel)
     progress.update(0.8, "embossing the pseudonym")
-    mesh, label = label_with_pseudonym(
-        built.mesh,
-        pseudonym,
-        mode=settings.label_mode,
-        height_mm=settings.label_height_mm,
-        depth_mm=settings.label_depth_mm,
-    )
+    with stage(meter, "label"):
+        mesh, label = label_with_pseudonym(
+            built.mesh,
+            pseudonym,
+            mode=settings.label_mode,
+            height_mm=settings.label_height_mm,
+            depth_mm=settings.label_depth_mm,
+        )
     return Part(name, mesh, built, label)
 
 
 def build_parts(
-    masks: Mapping[str, np.ndarray],
+    masks: Mapping[str, np.ndarray | MaskCrop],
     volume: Volume,
     settings: MeshSettings,
     *,
     pseudonym: str | None = None,
     build_volume_mm: tuple[float, float, float] | None = None,
+    meter: StageMeter | None = None,
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
 ) -> Built:
-    """Each mask (part name -> mask on ``volume``'s grid) -> a part; QA over all of them."""
+    """Each mask (part name -> mask on ``volume``'s grid, or a crop of it) -> a part; QA over
+    all of them. ``meter`` books each stage's time and peak memory, when given."""
     if not masks:
         msg = "nothing to build: choose at least one segment"
         raise MeshError(msg)
@@ -301,21 +319,23 @@ def build_parts(
             settings,
             name=name,
             pseudonym=pseudonym,
+            meter=meter,
             progress=progress.sub(n * share, (n + 1) * share),
             cancel=cancel,
         )
         for n, (name, mask) in enumerate(masks.items())
     ]
-    qa = check_parts(
-        [p.mesh for p in parts],
-        references=[p.build.reference for p in parts],
-        labels=[p.label for p in parts if p.label is not None],
-        build_volume_mm=build_volume_mm,
-        tolerance_mm=settings.tolerance_mm,
-        progress=progress.sub(0.75, 1.0),
-        cancel=cancel,
-    )
-    return Built(parts, qa, settings)
+    with stage(meter, "qa"):
+        qa = check_parts(
+            [p.mesh for p in parts],
+            references=[p.build.reference for p in parts],
+            labels=[p.label for p in parts if p.label is not None],
+            build_volume_mm=build_volume_mm,
+            tolerance_mm=settings.tolerance_mm,
+            progress=progress.sub(0.75, 1.0),
+            cancel=cancel,
+        )
+    return Built(parts, qa, settings, dict(meter.stages) if meter else {})
 
 
 def check_parts(
