@@ -10,12 +10,12 @@ from dataclasses import asdict, dataclass
 import manifold3d as mf
 import numpy as np
 import trimesh
-import vtk
 from scipy import ndimage
-from vtk.util import numpy_support
+from vtkmodules.util import numpy_support
 
 from app.errors import MeshError
 from app.progress import CancelToken, Progress, check_cancel, ensure
+from app.tools.mesh import _vtk as vtk
 from app.tools.mesh.core import (
     enable_vtk_threads,
     from_polydata,
