@@ -51,6 +51,11 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "audit.view": ANYONE,
     "audit.export": frozenset({R, A}),
     "settings.manage": ADMINS,
+    "pacs.nodes": ANYONE,
+    "pacs.query": MAKERS,
+    "pacs.retrieve": MAKERS,
+    "pacs.store": frozenset({R, A}),
+    "pacs.manage": ADMINS,
 }
 
 
