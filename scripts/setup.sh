@@ -14,6 +14,8 @@ apt_packages=(
 if [ "$mode" = test ]; then
   # passwd (useradd), dbus-bin (dbus-send), util-linux (runuser): tests/multiuser
   apt_packages+=(xvfb xauth prusa-slicer binutils desktop-file-utils passwd dbus-bin util-linux)
+  # a real PACS and the DICOM reference client: tests/pacs, benchmarks/bench_pacs.py
+  apt_packages+=(orthanc orthanc-dicomweb dcmtk)
 fi
 
 missing=()
