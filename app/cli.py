@@ -35,6 +35,7 @@ COMMANDS = [
     "slice",
     "demo",
     "settings",
+    "pacs",
 ]
 
 
