@@ -89,7 +89,7 @@ def crash_summary(exc_type: type[BaseException], tb: TracebackType | None) -> st
         for frame in traceback.extract_tb(tb)
         if "/app/" in frame.filename.replace("\\", "/")
     ]
-    return f"{exc_type.__name__} at " + " <- ".join(reversed(frames[-6:]) or ["?"])
+    return f"{exc_type.__name__} at " + " <- ".join(frames[-6:][::-1] or ["?"])
 
 
 def log_qt_message(kind: str, category: str | None) -> None:

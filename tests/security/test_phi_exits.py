@@ -132,7 +132,7 @@ def test_logged_exceptions_and_third_party_text_are_scrubbed(logging_set_up):
         int(LEAK)
     except ValueError:
         ours.exception("reading the header of %s failed", "C-7K3M-Q9")
-    logging.getLogger("pydicom").warning("Invalid value for VR PN: %r", LEAK)
+    logging.getLogger("urllib3.connectionpool").warning("GET %s failed", LEAK)
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.warn(LEAK, UserWarning, stacklevel=1)
@@ -141,8 +141,8 @@ def test_logged_exceptions_and_third_party_text_are_scrubbed(logging_set_up):
     text = _log_text(logging_set_up)
     assert MARKER not in text and "DOE" not in text
     assert "settings ignored: PackageError" in text
-    assert "C-7K3M-Q9 failed [ValueError at" in text
-    assert "pydicom: message withheld" in text
+    assert "C-7K3M-Q9 failed [ValueError at ?]" in text  # no frame of app/ in this test
+    assert "urllib3.connectionpool: message withheld" in text
     assert "UserWarning (text withheld)" in text
 
 
