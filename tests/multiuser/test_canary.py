@@ -1,0 +1,68 @@
+"""The end-to-end PHI canary with two people: identifiers planted in every identifying place of
+a real CT reach no file outside the vault's encrypted files, wherever the program writes as
+either account (shared data folder, temp folders, output folder, package, standard output)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.multiuser.conftest import Lab
+from tests.multiuser.harness import make_readable
+from tests.multiuser.test_team import APPROVE
+from tests.test_end_to_end import _plant
+
+pytestmark = pytest.mark.slow
+
+
+def _texts(*folders) -> dict[str, str]:
+    files = [p for folder in folders for p in folder.rglob("*") if p.is_file()]
+    return {str(p): p.read_bytes().decode("latin-1") for p in files}
+
+
+def _leaks(texts: dict[str, str], markers: list[str]) -> list[tuple[str, str]]:
+    return [
+        (where, marker)
+        for where, text in texts.items()
+        for marker in markers
+        if marker in text or marker.lower() in text or marker in where
+    ]
+
+
+def test_two_people_leave_no_identifier_outside_the_vault(lab: Lab, dicom_dir):
+    incoming = lab.station.base / "incoming-canary"
+    markers = _plant(dicom_dir / "ct-head-ge-gantry-tilt-28", incoming)
+    make_readable(incoming)
+    out = lab.station.shared_folder("out-canary")
+    said: dict[str, str] = {}
+
+    def step(who: str, *args: str) -> str:
+        started = time.monotonic()
+        proc = lab.run_as(who, *args)
+        print(f"{time.monotonic() - started:6.1f} s  {who}: {' '.join(args[:2])}")
+        said[f"{who}: {' '.join(args)}"] = proc.stdout + proc.stderr
+        assert proc.returncode == 0, f"{who}: {' '.join(args)}\n{proc.stderr[-3000:]}"
+        return proc.stdout
+
+    step("admin", "vault", "init")
+    for who, role in (("tech", "technician"), ("rev", "reviewer")):
+        step(who, "whoami", "--json")
+        step("admin", "users", "enrol", lab.name(who), role)
+    case = step("tech", "import", str(incoming)).split()[0]
+    step("tech", "segment", case, "--tool", "bone")
+    step("tech", "mesh", case)
+    step("rev", "review", "approve", case, "--version", "1", *APPROVE)
+    step("tech", "slice", case, "--version", "1", "--printer", "generic-marlin-220")
+    step("tech", "package", case, "--version", "1", "--out", str(out))
+    # The receiver trusts the lab's founding key, as the administrator gives it to them.
+    members = json.loads((lab.data / "vault" / "vault.json").read_text())["members"]
+    lab_key = members[lab.name("admin")]["identity"]["signing_key"]
+    for package in out.iterdir():
+        step("rev", "verify", str(package), "--trusted-key", lab_key)
+    step("admin", "audit", "export", "--format", "json")
+
+    texts = _texts(lab.data, out, *lab.temp.values())
+    assert any("vault" in where for where in texts), "the vault's files are scanned too"
+    assert _leaks({**said, **texts}, markers) == []
