@@ -22,7 +22,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.viewers.geometry import SliceGeometry
 from app.viewers.state import ViewerState
-from app.viewers.windowing import WindowLut, overlay_rgba
+from app.viewers.windowing import WindowLut, overlay_rgba, premultiplied
 
 # 3D Slicer's view colours: axial red, coronal green, sagittal yellow.
 VIEW_COLORS = {
@@ -293,9 +293,7 @@ class SliceView(QtWidgets.QWidget):
         if rgba is None:
             self._invalidate()
             return
-        alpha = rgba[..., 3:4].astype(np.uint16)
-        rgba[..., :3] = (rgba[..., :3].astype(np.uint16) * alpha // 255).astype(np.uint8)
-        rgba = np.ascontiguousarray(rgba)
+        rgba = np.ascontiguousarray(rgba)  # premultiplied: the colours were, before the lookup
         self._overlay_buf = rgba
         rows, cols = rgba.shape[:2]
         self._overlay = QtGui.QImage(
@@ -310,7 +308,7 @@ class SliceView(QtWidgets.QWidget):
         plane = self.geometry_.slice_of(labels, self.slice_index)
         if not plane.any():
             return None
-        table = self.state.overlay_table(int(plane.max()))
+        table = premultiplied(self.state.overlay_table(int(plane.max())))
         return overlay_rgba(plane, table, outline=self.state.overlay_outline)
 
     def _preview_rgba(self) -> np.ndarray | None:
@@ -321,7 +319,7 @@ class SliceView(QtWidgets.QWidget):
         plane = self.geometry_.slice_of(self.state.volume.array, self.slice_index)
         inside = (plane >= lower) & (plane <= upper)
         out = np.zeros((*plane.shape, 4), dtype=np.uint8)
-        out[inside] = (*rgb, 150)
+        out[inside] = premultiplied(np.array([*rgb, 150]))
         return out
 
     def _scaled_pixmap(self) -> tuple[QtGui.QPixmap, QtCore.QPointF] | None:

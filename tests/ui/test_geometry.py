@@ -7,7 +7,13 @@ import pytest
 
 from app.imaging.volume import Volume
 from app.viewers.geometry import SliceGeometry, direction_letters
-from app.viewers.windowing import WindowLut, label_colors, outline_of, overlay_rgba
+from app.viewers.windowing import (
+    WindowLut,
+    label_colors,
+    outline_of,
+    overlay_rgba,
+    premultiplied,
+)
 
 
 def _volume(direction=None, shape=(5, 6, 7), spacing=(0.5, 0.75, 2.0)) -> Volume:
@@ -105,6 +111,10 @@ def test_overlay_colours_and_outline():
     assert tuple(rgba[3, 3]) == (255, 0, 0, 128) and rgba[0, 0, 3] == 0
     edge = outline_of(labels)
     assert edge[3, 3] == 0 and edge[2, 2] == 1 and edge[2, 3] == 1
+    shaded = overlay_rgba(labels, premultiplied(table))  # what the slice views draw
+    assert tuple(shaded[3, 3]) == (128, 0, 0, 128) and tuple(shaded[0, 0]) == (0, 0, 0, 0)
+    labels[0, 0] = 9  # a value past the table's end takes its last colour
+    assert tuple(overlay_rgba(labels, table)[0, 0]) == (255, 0, 0, 128)
 
 
 def test_real_sagittal_mr_is_shown_in_anatomical_orientation(styled_app, dicom_dir):
