@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
@@ -106,18 +107,24 @@ def run_gui() -> int:
     install_error_hook(window)
     window.show()
     if os.environ.get(SHOWN_MARK_ENV):
-        QtCore.QTimer.singleShot(0, lambda: mark_shown(window))
-    QtCore.QTimer.singleShot(0, window.startup)
+        when_exposed(window, mark_shown)
+    # The vault opens (keystore, first-start set-up) once the window is on screen.
+    when_exposed(window, lambda: QtCore.QTimer.singleShot(0, window.startup))
     return app.exec()
 
 
 SHOWN_MARK_ENV = "MEDPRINT_SHOWN_MARK"  # benchmarks/bench_gui.py times start-up with it
 
 
-def mark_shown(window: QtWidgets.QWidget) -> None:
-    """Print one line on stderr once the window is on screen (its first frame is painted)."""
+def when_exposed(window: QtWidgets.QWidget, fn: Callable[[], None]) -> None:
+    """Call ``fn()`` once ``window`` is on screen (checked every 5 ms from the event loop)."""
     handle = window.windowHandle()
     if handle is None or not handle.isExposed():
-        QtCore.QTimer.singleShot(5, lambda: mark_shown(window))
+        QtCore.QTimer.singleShot(5, lambda: when_exposed(window, fn))
         return
+    fn()
+
+
+def mark_shown() -> None:
+    """Print one line on stderr: the window is on screen (its first frame is painted)."""
     print("medprint: window shown", file=sys.stderr, flush=True)

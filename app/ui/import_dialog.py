@@ -14,6 +14,7 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.case import Case
+from app.ui.progress_bar import ProgressBar
 from app.ui.worker import Worker
 from app.workflow import intake
 from app.workflow.actor import Actor
@@ -68,7 +69,7 @@ class ImportDialog(QtWidgets.QDialog):
         self.rejected = QtWidgets.QLabel(self)
         self.status = QtWidgets.QLabel("Choose a folder or zip file, then Scan.", self)
         self.status.setObjectName("importStatus")
-        self.bar = QtWidgets.QProgressBar(self)
+        self.bar = ProgressBar(self)
         self.bar.setRange(0, 1000)
         self.import_button = QtWidgets.QPushButton("Import", self)
         self.import_button.setDefault(True)

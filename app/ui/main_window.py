@@ -14,6 +14,7 @@ from app.errors import MedPrintError
 from app.imaging.volume import Volume
 from app.settings import Paths, Settings, resolve_paths
 from app.ui.case_browser import CaseBrowser
+from app.ui.deferred import mesh_stack
 from app.ui.import_dialog import ImportDialog
 from app.ui.mesh_panel import MeshPanel
 from app.ui.messages import show_error, show_info
@@ -21,6 +22,7 @@ from app.ui.package_panel import PackagePanel
 from app.ui.panels import AuditPanel, DisplayPanel
 from app.ui.print_job import ACTIVE_JOBS
 from app.ui.print_panel import PrintPanel
+from app.ui.progress_bar import ProgressBar
 from app.ui.segment_panel import SegmentPanel
 from app.ui.settings_dialog import DATA_DIR_KEY, SettingsDialog, qt_settings
 from app.ui.worker import Worker
@@ -56,7 +58,7 @@ class JobBar(QtWidgets.QWidget):
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.label = QtWidgets.QLabel(self)
-        self.bar = QtWidgets.QProgressBar(self)
+        self.bar = ProgressBar(self)
         self.bar.setRange(0, 1000)
         self.bar.setFixedWidth(180)
         self.bar.setTextVisible(False)
@@ -383,8 +385,10 @@ class MainWindow(QtWidgets.QMainWindow):
         super().showEvent(event)
         if not getattr(self, "_shown_once", False):
             self._shown_once = True
-            # VTK loads in the background once the window is up (it is not needed to show it).
+            # VTK and the mesh pipeline load in the background once the window is up (they are
+            # not needed to show it); the panels wait for them through app.ui.deferred.
             QtCore.QTimer.singleShot(0, self.area.view3d.prewarm)
+            QtCore.QTimer.singleShot(200, mesh_stack().start)
 
     def startup(self, open_sample: bool = True) -> None:
         """Open (or create) the vault, list the cases; with none, show the bundled sample."""
@@ -459,6 +463,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.case = case
         self.case_title = title.format(case.pseudonym)
         self.show_volume(loaded.volume)
+        # The slices paint first; the panels (segment table, mesh versions, G-codes) follow.
+        QtCore.QTimer.singleShot(30, partial(self._attach_case, loaded))
+
+    def _attach_case(self, loaded: intake.LoadedCase) -> None:
+        case = loaded.case
+        if self.case is not case:
+            return  # another case was opened meanwhile
         self.segment_panel.attach(loaded.volume, loaded.segmentation, case)
         self.mesh_panel.set_case(case, self._printer_volume())
         self.print_panel.set_case(case)

@@ -13,21 +13,29 @@ nothing is stored or labelled.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.progress import CancelToken, Progress, check_cancel, ensure
 from app.tools.mesh.meshio import part_name
-from app.tools.mesh.pipeline import PRESETS, MeshSettings, build_parts, settings_for
-from app.tools.mesh.surface import vertex_deviation
+from app.ui.deferred import mesh_stack
 from app.ui.mesh_tools import MeshTools
+from app.ui.progress_bar import ProgressBar
 from app.ui.worker import Worker, error_message
-from app.workflow import mesh as workflow
+from app.viewers.view3d import display_surface
 from app.workflow.actor import Actor
 
+if TYPE_CHECKING:
+    from app.tools.mesh.pipeline import MeshSettings
+    from app.workflow import mesh as workflow
+
+# The pipeline's presets (app.tools.mesh.pipeline.PRESETS, imported on first use: trimesh and
+# VTK take seconds); tests/ui/test_mesh_panel.py checks the two lists agree.
+PRESET_NAMES = ("print", "review")
 MESH_NAME = "mesh"
+DEVIATION = "deviation (mm)"
 _PASS = QtGui.QColor(127, 211, 127)
 _FAIL = QtGui.QColor(255, 123, 123)
 
@@ -56,12 +64,17 @@ class MeshResult:
     version: int | None
     part: str
     deviation: np.ndarray | None
+    surface: Any = None  # the 3D view's surface with normals, made in the worker
 
 
 def build_and_check(
     job: MeshJob, *, progress: Progress | None = None, cancel: CancelToken | None = None
 ) -> MeshResult:
     """workflow.mesh.build on a case, the bare pipeline without one; Qt-free."""
+    from app.tools.mesh.pipeline import build_parts  # noqa: PLC0415 (heavy: on first use)
+    from app.tools.mesh.surface import vertex_deviation  # noqa: PLC0415
+    from app.workflow import mesh as workflow  # noqa: PLC0415
+
     progress = ensure(progress)
     if job.case is not None:
         made = workflow.build(
@@ -88,8 +101,11 @@ def build_and_check(
     if job.deviation_colours and reference is not None:
         progress.update(0.95, "measuring the deviation per vertex")
         deviation = vertex_deviation(mesh, reference)
+    progress.update(0.98, "preparing the 3D display")
+    scalars = None if deviation is None else {DEVIATION: np.asarray(deviation, dtype=np.float32)}
+    surface = display_surface(mesh, scalars)
     progress.update(1.0, "mesh built and checked")
-    return MeshResult(mesh, qa, info, version, part_name(job.segment), deviation)
+    return MeshResult(mesh, qa, info, version, part_name(job.segment), deviation, surface)
 
 
 @dataclass
@@ -108,6 +124,8 @@ def edit_version(
     job: EditJob, *, progress: Progress | None = None, cancel: CancelToken | None = None
 ) -> workflow.MeshVersion:
     """workflow.mesh.edit; Qt-free."""
+    from app.workflow import mesh as workflow  # noqa: PLC0415 (heavy: on first use)
+
     return workflow.edit(
         job.actor, job.case, job.version, job.operation, job.params,
         build_volume_mm=job.build_volume_mm, progress=progress, cancel=cancel,
@@ -145,11 +163,12 @@ class MeshPanel(QtWidgets.QWidget):
         self._build()
         segment_panel.historyChanged.connect(self._sync_segments)
         self._sync_segments()
+        mesh_stack().call_soon(self._apply_preset)  # the preset values once the pipeline loads
 
     def _build(self) -> None:
         self.segment = QtWidgets.QComboBox(self)
         self.preset = QtWidgets.QComboBox(self)
-        self.preset.addItems(list(PRESETS))
+        self.preset.addItems(list(PRESET_NAMES))
         self.preset.setToolTip(
             "print: smoothed, decimated, the pseudonym embossed; review: every triangle, no label"
         )
@@ -169,14 +188,13 @@ class MeshPanel(QtWidgets.QWidget):
         self._build_outputs()
         self.tools = MeshTools(self)
         self._lay_out()
-        self._apply_preset()
 
     def _build_outputs(self) -> None:
         self.build_button = QtWidgets.QPushButton("Build mesh", self)
         self.build_button.setDefault(True)
         self.cancel_button = QtWidgets.QPushButton("Cancel", self)
         self.cancel_button.setEnabled(False)
-        self.progress = QtWidgets.QProgressBar(self)
+        self.progress = ProgressBar(self)
         self.progress.setRange(0, 1000)
         self.progress.setTextVisible(False)
         self.message = QtWidgets.QLabel(self)
@@ -243,12 +261,16 @@ class MeshPanel(QtWidgets.QWidget):
         self.current_mesh, self.current_part = None, ""
         self.current_part_name, self.current_version = "", None
         self.printer_volume = printer_volume
-        self._apply_preset()
         self.meshChanged.emit()
-        self._sync_versions()
+        mesh_stack().call(self._apply_preset)
+        mesh_stack().call(self._sync_versions)
 
     def _apply_preset(self) -> None:
         """Fill the settings from the chosen preset, adapted to the volume's voxel size."""
+        if not mesh_stack().loaded:
+            return  # filled in once the pipeline is imported (call_soon in __init__)
+        from app.tools.mesh.pipeline import settings_for  # noqa: PLC0415
+
         settings = settings_for(self.preset.currentText(), self.segments.volume)
         self.smoothing.setValue(settings.smoothing)
         self.reduction.setValue(round(100 * (settings.reduction or 0.0)))
@@ -257,6 +279,9 @@ class MeshPanel(QtWidgets.QWidget):
 
     def settings(self) -> MeshSettings:
         """The settings as shown (the preset, with the values changed here)."""
+        mesh_stack().load_now()
+        from app.tools.mesh.pipeline import settings_for  # noqa: PLC0415
+
         return settings_for(
             self.preset.currentText(),
             smoothing=self.smoothing.value(),
@@ -284,6 +309,8 @@ class MeshPanel(QtWidgets.QWidget):
         self.versions.clear()
         self.stored = []
         if self.case is not None and self.actor is not None:
+            from app.workflow import mesh as workflow  # noqa: PLC0415 (loaded by mesh_stack)
+
             try:
                 self.stored = workflow.versions(self.actor, self.case)
             except Exception as exc:  # one line for the user, whatever failed
@@ -350,7 +377,7 @@ class MeshPanel(QtWidgets.QWidget):
 
     def _built(self, result: MeshResult) -> None:
         self.result = result
-        self._show(result.mesh, result.qa, result.deviation)
+        self._show(result.mesh, result.qa, result.deviation, result.surface)
         builds = result.info.get("builds") or {}
         s = next(iter(builds.values()), {}).get("smoothing") or {}
         where = f"stored as v{result.version}" if result.version else "not stored (no case)"
@@ -387,15 +414,15 @@ class MeshPanel(QtWidgets.QWidget):
         self.tools.set_busy(False)
 
     # -- output -------------------------------------------------------------------------------
-    def _show(self, mesh: Any, qa: Any, deviation: np.ndarray | None) -> None:
-        import pyvista as pv  # noqa: PLC0415
-
+    def _show(self, mesh: Any, qa: Any, deviation: np.ndarray | None, surface: Any = None) -> None:
+        """Show ``mesh`` (``surface``: its display surface made in the worker) and its QA."""
+        if surface is None:
+            scalars = None if deviation is None else {DEVIATION: deviation.astype(np.float32)}
+            surface = display_surface(mesh, scalars)
         if deviation is not None:
-            surface = pv.wrap(mesh)
-            surface.point_data["deviation (mm)"] = np.asarray(deviation, dtype=np.float32)
-            self.view3d.add_mesh(MESH_NAME, surface, scalars="deviation (mm)")
+            self.view3d.add_mesh(MESH_NAME, surface, scalars=DEVIATION)
         else:
-            self.view3d.add_mesh(MESH_NAME, mesh, color=(0.93, 0.89, 0.80))
+            self.view3d.add_mesh(MESH_NAME, surface, color=(0.93, 0.89, 0.80))
         self.view3d.frame_mesh(MESH_NAME)
         self.verdict.setText("✔ QA passed" if qa.passed else f"✘ QA failed: {', '.join(qa.failed)}")
         self.verdict.setProperty("ok", qa.passed)
@@ -428,6 +455,9 @@ class MeshPanel(QtWidgets.QWidget):
         number = self.versions.currentData()
         if self.case is None or self.actor is None or number is None:
             return
+        mesh_stack().load_now()
+        from app.workflow import mesh as workflow  # noqa: PLC0415
+
         try:
             made = workflow.load(self.actor, self.case, int(number))
         except Exception as exc:  # one line for the user, whatever failed

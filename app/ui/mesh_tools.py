@@ -15,16 +15,10 @@ from typing import Any
 import numpy as np
 from PySide6 import QtWidgets
 
-from app.tools.mesh.edit import distance, measure
-from app.tools.mesh.operations import AXES as AXIS_NORMALS
+from app.ui.deferred import mesh_stack
 from app.ui.worker import error_message
-from app.workflow import mesh as workflow
 
-AXES = {
-    "L-R (x)": AXIS_NORMALS["x"],
-    "P-A (y)": AXIS_NORMALS["y"],
-    "S-I (z)": AXIS_NORMALS["z"],
-}
+AXES = {"L-R (x)": "x", "P-A (y)": "y", "S-I (z)": "z"}  # app.tools.mesh.operations.AXES names
 FORMATS = ("stl", "3mf", "obj", "ply")
 
 
@@ -176,6 +170,9 @@ class MeshTools(QtWidgets.QWidget):
 
     @staticmethod
     def measure_text(mesh: Any) -> str:
+        mesh_stack().load_now()
+        from app.tools.mesh.edit import measure  # noqa: PLC0415 (heavy: on first use)
+
         m = measure(mesh)
         lo = ", ".join(f"{v:.1f}" for v in m.bbox_min)
         hi = ", ".join(f"{v:.1f}" for v in m.bbox_max)
@@ -196,6 +193,9 @@ class MeshTools(QtWidgets.QWidget):
         if a is None or b is None:
             self.distance.setText("now the other point")
             return
+        mesh_stack().load_now()
+        from app.tools.mesh.edit import distance  # noqa: PLC0415 (heavy: on first use)
+
         self.distance.setText(f"{distance(a, b):.1f} mm")
 
     # -- edits --------------------------------------------------------------------------------
@@ -205,7 +205,10 @@ class MeshTools(QtWidgets.QWidget):
             plane = self.panel.view3d.clip_plane()
             if plane is not None:
                 return plane
-        normal = np.array(AXES[self.cut_axis.currentText()])
+        mesh_stack().load_now()
+        from app.tools.mesh.operations import AXES as AXIS_NORMALS  # noqa: PLC0415
+
+        normal = np.array(AXIS_NORMALS[AXES[self.cut_axis.currentText()]])
         cursor = getattr(getattr(self.panel.segments, "state", None), "cursor", None)
         if cursor is None:
             cursor = self.panel.current_mesh.bounds.mean(axis=0)
@@ -242,6 +245,9 @@ class MeshTools(QtWidgets.QWidget):
             panel.message.setText("Show a stored mesh version of a case before exporting.")
             return None
         fmt = self.export_format.currentText().lower()
+        mesh_stack().load_now()
+        from app.workflow import mesh as workflow  # noqa: PLC0415
+
         try:
             path = workflow.export(panel.actor, panel.case, panel.current_version, folder, fmt)
         except Exception as exc:  # one line for the user, whatever failed

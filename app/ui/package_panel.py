@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6 import QtCore, QtWidgets
 
@@ -19,9 +19,14 @@ from app.case import Case
 from app.errors import MedPrintError
 from app.progress import CancelToken, Progress
 from app.security.drives import eject, list_drives
+from app.ui.deferred import mesh_stack
+from app.ui.progress_bar import ProgressBar
 from app.ui.worker import Worker
-from app.workflow import mesh, package, review, users
+from app.workflow import review, users
 from app.workflow.actor import Actor
+
+if TYPE_CHECKING:
+    from app.workflow import package
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,8 @@ class PackageJob:
 def package_job(
     job: PackageJob, *, progress: Progress | None = None, cancel: CancelToken | None = None
 ) -> package.Packaged:
+    from app.workflow import package  # noqa: PLC0415 (heavy: the mesh stack, on first use)
+
     return package.build(
         job.actor,
         job.case,
@@ -90,7 +97,7 @@ class PackagePanel(QtWidgets.QWidget):
         self.package_button = QtWidgets.QPushButton("Write signed package", self)
         self.eject_button = QtWidgets.QPushButton("Eject drive", self)
         self.eject_button.setEnabled(False)
-        self.progress = QtWidgets.QProgressBar(self)
+        self.progress = ProgressBar(self)
         self.progress.setRange(0, 1000)
         self.progress.setTextVisible(False)
         self.message = QtWidgets.QLabel(self)
@@ -142,13 +149,16 @@ class PackagePanel(QtWidgets.QWidget):
 
     def set_case(self, case: Case | None) -> None:
         self.case = case
-        self.refresh_versions()
+        mesh_stack().call(self.refresh_versions)  # the mesh workflow imports on first use
         self.refresh_drives()
 
     def refresh_versions(self) -> None:
         self.version.blockSignals(True)
         self.version.clear()
         if self.case is not None and self.actor is not None:
+            mesh_stack().load_now()
+            from app.workflow import mesh  # noqa: PLC0415
+
             try:
                 numbers = [v.number for v in mesh.versions(self.actor, self.case)]
             except MedPrintError as exc:

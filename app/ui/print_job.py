@@ -29,9 +29,10 @@ from app.case import Case
 from app.errors import MedPrintError
 from app.printing.job import PrintJob
 from app.printing.marlin import PrinterState, Temperature
+from app.ui.deferred import mesh_stack
+from app.ui.progress_bar import ProgressBar
 from app.ui.worker import Worker
 from app.workflow import printing
-from app.workflow import slice as slicing
 from app.workflow.actor import Actor
 
 ACTIVE_JOBS: list[PrintJob] = []  # running jobs outlive the widgets that show them
@@ -236,7 +237,7 @@ class JobView(QtWidgets.QWidget):
         self.message.setMinimumHeight(QtGui.QFontMetrics(self.message.font()).lineSpacing() + 6)
         self.temperatures = QtWidgets.QLabel("–", self)
         self.plot = TemperaturePlot(self)
-        self.progress = QtWidgets.QProgressBar(self)
+        self.progress = ProgressBar(self)
         self.progress.setRange(0, 1000)
         self.progress.setFormat("%p %")
         self.times = QtWidgets.QLabel(self)
@@ -559,6 +560,14 @@ class PrintSection(QtWidgets.QGroupBox):
         self.case = case
         self.gcode.clear()
         self._refuse("")
+        # app.workflow.slice reads meshes (trimesh, VTK): imported on first use (app.ui.deferred)
+        mesh_stack().call(partial(self._fill_gcodes, case, select))
+
+    def _fill_gcodes(self, case: Case | None, select: int | None) -> None:
+        if case is not self.case:
+            return  # another case was opened meanwhile
+        from app.workflow import slice as slicing  # noqa: PLC0415
+
         try:
             stored = slicing.stored_gcodes(self.actor, case) if case and self.actor else []
         except MedPrintError as exc:

@@ -10,19 +10,22 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyvista as pv
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.case import Case
 from app.errors import MedPrintError
 from app.progress import CancelToken, Progress
+from app.ui.deferred import mesh_stack
 from app.ui.print_job import PrintSection
+from app.ui.progress_bar import ProgressBar
 from app.ui.worker import Worker
-from app.workflow import slice as slicing
 from app.workflow.actor import Actor
+
+if TYPE_CHECKING:
+    from app.workflow import slice as slicing
 
 # Toolpath colours by move type value (PrusaSlicer's palette, roughly).
 TYPE_COLORS = {
@@ -141,7 +144,7 @@ class PrintPanel(QtWidgets.QWidget):
         self.slice_button.setDefault(True)
         self.cancel_button = QtWidgets.QPushButton("Cancel", self)
         self.cancel_button.setEnabled(False)
-        self.progress = QtWidgets.QProgressBar(self)
+        self.progress = ProgressBar(self)
         self.progress.setRange(0, 1000)
         self.progress.setTextVisible(False)
         self.summary = QtWidgets.QLabel(self)
@@ -289,6 +292,9 @@ class PrintPanel(QtWidgets.QWidget):
         except MedPrintError as exc:
             self.summary.setText(str(exc))
             return
+        mesh_stack().load_now()
+        from app.workflow import slice as slicing  # noqa: PLC0415 (heavy: on first use)
+
         call = partial(
             slicing.slice_version,
             self.actor,
@@ -358,6 +364,8 @@ class PrintPanel(QtWidgets.QWidget):
                 np.arange(1, len(points), 2),
             ]
         )
+        import pyvista as pv  # noqa: PLC0415 (the 3D view loads it once the window is up)
+
         view.add_mesh(TOOLPATHS_3D, pv.PolyData(points, lines=cells.ravel()), color=(0.1, 0.5, 0.9))
         view.render()
 
@@ -366,6 +374,8 @@ class PrintPanel(QtWidgets.QWidget):
         number = self.print_section.selected_gcode() or (self.stored and self.stored.number)
         if self.case is None or self.actor is None or not number:
             return
+        from app.workflow import slice as slicing  # noqa: PLC0415 (heavy: on first use)
+
         try:
             slicing.export(self.actor, self.case, number, Path(path))
         except MedPrintError as exc:

@@ -11,6 +11,7 @@ edit): a colour table maps every bit combination to the colour of its top visibl
 from __future__ import annotations
 
 import dataclasses
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from app.errors import MedPrintError
 from app.tools.segmentation import Segmentation, ToolResult, get_tool, registry
 from app.tools.segmentation.threshold import CT_PRESETS
 from app.ui.messages import show_error
+from app.ui.progress_bar import ProgressBar
 from app.ui.worker import Worker
 from app.viewers.state import ViewerState
 from app.workflow import segment as workflow
@@ -52,6 +54,7 @@ class _Bridge(QtCore.QObject):
     """Carries model events (possibly from a worker thread) to the GUI thread."""
 
     changed = QtCore.Signal(str)
+    counted = QtCore.Signal(int, object)  # generation, {segment id: voxel count}
 
 
 class ParamForm(QtWidgets.QWidget):
@@ -151,6 +154,7 @@ class SegmentPanel(QtWidgets.QWidget):
     """Edits the segmentation of the volume shown in the views."""
 
     historyChanged = QtCore.Signal()
+    volumesCounted = QtCore.Signal()  # the table's Volume column is up to date
 
     def __init__(
         self, state: ViewerState, parent: QtWidgets.QWidget | None = None, view3d: Any = None
@@ -173,6 +177,9 @@ class SegmentPanel(QtWidgets.QWidget):
         )
         self._bridge = _Bridge(self)
         self._bridge.changed.connect(self._on_model_event)
+        self._bridge.counted.connect(self._show_counts)
+        self._counts: dict[Any, int] = {}  # segment id -> voxels, as last counted
+        self._count_generation = 0
         self._unsubscribe = None
         self._stroke_last: np.ndarray | None = None
         self._stroke_open = False
@@ -229,7 +236,7 @@ class SegmentPanel(QtWidgets.QWidget):
         self.apply_button.clicked.connect(self.apply_current)
         self.cancel_button = QtWidgets.QPushButton("Cancel", self)
         self.cancel_button.clicked.connect(self.worker.cancel)
-        self.progress = QtWidgets.QProgressBar(self)
+        self.progress = ProgressBar(self)
         self.progress.setRange(0, 1000)
         self.progress.setTextVisible(False)
         self.worker.progress.connect(lambda f, _m: self.progress.setValue(int(f * 1000)))
@@ -405,7 +412,8 @@ class SegmentPanel(QtWidgets.QWidget):
             shown.setCheckState(
                 QtCore.Qt.CheckState.Checked if segment.visible else QtCore.Qt.CheckState.Unchecked
             )
-            volume = QtWidgets.QTableWidgetItem(f"{self.seg.voxel_count(segment) * voxel_ml:.1f}")
+            known = self._counts.get(segment.id)  # counted again below, in a thread
+            volume = QtWidgets.QTableWidgetItem("…" if known is None else f"{known * voxel_ml:.1f}")
             volume.setFlags(QtCore.Qt.ItemFlag.ItemIsEnabled)
             for column, item in enumerate((swatch, name, shown, volume)):
                 self.table.setItem(row, column, item)
@@ -413,6 +421,36 @@ class SegmentPanel(QtWidgets.QWidget):
         if segments and not self.table.selectionModel().selectedRows():
             self.table.selectRow(len(segments) - 1)
         self._rebuild_form_segments()
+        self._count_voxels()
+
+    def _count_voxels(self) -> None:
+        """Count each segment's voxels off the GUI thread (a bone segment of a 1,000-slice CT
+        takes ~0.5 s); the Volume column fills in when the counts arrive."""
+        self._count_generation += 1
+        generation, seg, segments = self._count_generation, self.seg, list(self.seg.segments)
+
+        def work() -> None:
+            counts = {}
+            for segment in segments:
+                try:
+                    counts[segment.id] = seg.voxel_count(segment)
+                except Exception:  # removed meanwhile: a newer count follows
+                    continue
+            self._bridge.counted.emit(generation, counts)
+
+        threading.Thread(target=work, name="count-voxels", daemon=True).start()
+
+    def _show_counts(self, generation: int, counts: dict[Any, int]) -> None:
+        if generation != self._count_generation or self.seg is None:
+            return  # a newer count is under way
+        self._counts = counts
+        voxel_ml = float(np.prod(self.seg.grid.spacing)) / 1000.0
+        for row in range(self.table.rowCount()):
+            name, volume = self.table.item(row, 1), self.table.item(row, 3)
+            known = counts.get(name.data(QtCore.Qt.ItemDataRole.UserRole)) if name else None
+            if volume is not None and known is not None:
+                volume.setText(f"{known * voxel_ml:.1f}")
+        self.volumesCounted.emit()
 
     def _refresh_3d(self) -> None:
         """Update (or clear) the segments' display surfaces in the 3D view."""

@@ -242,7 +242,23 @@ def mask_surface(
     )
     image.point_data["mask"] = sub.astype(np.uint8, copy=False).reshape(-1)
     surface = image.contour([0.5], scalars="mask").smooth_taubin(n_iter=20, pass_band=0.1)
-    return surface.transform(placement, inplace=False)
+    return display_surface(surface.transform(placement, inplace=False))
+
+
+def display_surface(mesh: object, point_scalars: dict[str, np.ndarray] | None = None) -> Any:
+    """A pyvista surface of ``mesh`` (pyvista, VTK or trimesh) with point normals, for
+    :meth:`View3D.add_mesh`. Call it off the GUI thread: smooth shading needs the normals, and
+    computed by ``add_mesh`` they stalled the window for seconds on a bone of a thin-slice CT."""
+    import pyvista as pv  # noqa: PLC0415
+
+    surface = pv.wrap(mesh)
+    if not isinstance(surface, pv.PolyData):
+        surface = surface.extract_surface()
+    for name, values in (point_scalars or {}).items():
+        surface.point_data[name] = values
+    if surface.n_cells and surface.point_data.active_normals is None:
+        surface = surface.compute_normals(cell_normals=False, split_vertices=False)
+    return surface
 
 
 class _Handover(QtCore.QObject):

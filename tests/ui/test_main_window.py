@@ -241,8 +241,8 @@ def test_undo_follows_the_segment_panel(window, qtbot, ct_volume, artifacts):
     assert not panel.seg.segments and window.act_redo.isEnabled()
     window.act_redo.trigger()
     assert panel.seg.segments
-    panel.show3d.setChecked(True)
-    assert window.area.view3d.mesh_names() == ["segment:bone"]
+    panel.show3d.setChecked(True)  # the surface is made in a background thread
+    qtbot.waitUntil(lambda: window.area.view3d.mesh_names() == ["segment:bone"], timeout=60_000)
     window.area.view3d.set_preset("off")
     bone_only = window.area.view3d.image().astype(int)
     assert ((bone_only[..., 0] > 150) & (bone_only[..., 2] < 150)).sum() > 2000  # ivory bone

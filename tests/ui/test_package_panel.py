@@ -44,7 +44,7 @@ def test_review_then_package_as_the_actor(panel, people, qtbot, tmp_path):
 
     panel.set_actor(people["rafael"])
     panel.reject_button.click()
-    assert "comment" in panel.message.text() and "required" in panel.message.text()
+    assert "reason" in panel.message.text() and "required" in panel.message.text()
     panel.comment.setText("fits")
     panel.approve_button.click()
     assert panel.status.text().lower().startswith("approved"), panel.message.text()

@@ -69,7 +69,8 @@ def test_stall_meter_sees_a_blocked_event_loop(styled_app, qtbot):
 def test_opening_a_case_never_blocks_and_shows_slices_first(window, qtbot, ct_volume, artifacts):
     pseudonym = _case(window, ct_volume)
     view3d = window.area.view3d
-    with StallMeter() as meter, qtbot.waitSignal(view3d.volumeReady, timeout=120_000):
+    signals = [view3d.volumeReady, window.caseOpened]
+    with StallMeter() as meter, qtbot.waitSignals(signals, timeout=120_000):
         window.open_case(pseudonym)
     qtbot.wait(200)
     assert window.case is not None and window.case.pseudonym == pseudonym
@@ -85,7 +86,8 @@ def test_opening_a_case_never_blocks_and_shows_slices_first(window, qtbot, ct_vo
 
 def test_bone_mesh_and_slice_keep_the_window_responsive(window, qtbot, ct_volume, artifacts):
     pseudonym = _case(window, ct_volume)
-    with qtbot.waitSignal(window.area.view3d.volumeReady, timeout=120_000):
+    signals = [window.area.view3d.volumeReady, window.caseOpened]
+    with qtbot.waitSignals(signals, timeout=120_000):
         window.open_case(pseudonym)
     panel = window.segment_panel
     panel.select_tool("bone")
