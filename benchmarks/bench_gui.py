@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 
 from benchmarks.common import REPO, SHARED_DATA, Row
 
@@ -159,7 +160,7 @@ def _ball(volume, centre_ijk, radius_mm: float):
     return ((i - ci) * si) ** 2 + ((j - cj) * sj) ** 2 + ((k - ck) * sk) ** 2 <= radius_mm**2
 
 
-def _child_main(quick: bool) -> None:
+def _child_main(quick: bool, hide_3d: bool = False) -> None:
     from tests.ui.stall import StallMeter
 
     with tempfile.TemporaryDirectory() as data:
@@ -169,8 +170,12 @@ def _child_main(quick: bool) -> None:
 
         app = make_application()
         window, pseudonym, label = _window_with_case(app, quick)
-        rows = _open_rows(app, window, pseudonym, label, StallMeter)
-        rows += _work_rows(app, window, label, StallMeter)
+        if hide_3d:  # the experiment: do stalls come from the OpenGL-composed window?
+            window.set_layout("axial")
+            label += ", 3D view hidden"
+        meter = partial(StallMeter, gil_dump_s=0.5)  # stacks of GIL holders on stderr
+        rows = _open_rows(app, window, pseudonym, label, meter)
+        rows += _work_rows(app, window, label, meter)
         window.close()
     print(json.dumps(rows))
 
@@ -207,17 +212,18 @@ def _row(name: str, meter, label: str) -> dict:
 
 def _open_rows(app, window, pseudonym: str, label: str, meter_class) -> list[dict]:
     view3d = window.area.view3d
-    opened, shown = [], []
+    opened, slices, shown = [], [], []
     window.caseOpened.connect(opened.append)
+    window.volumeShown.connect(lambda: slices.append(1))
     view3d.volumeReady.connect(lambda: shown.append(time.perf_counter()))
     axial = window.area.slice_views["axial"]
     with meter_class() as meter:
         start = time.perf_counter()
         window.open_case(pseudonym)
-        _wait(app, lambda: opened and axial.slice_index >= 0)
-        app.processEvents()
+        _wait(app, lambda: slices and axial.slice_index >= 0)
+        axial.repaint()  # the slice drawn on screen (the views were given the volume above)
         slices_s = time.perf_counter() - start
-        _wait(app, lambda: shown)
+        _wait(app, lambda: shown and opened)
         _settle(app)
     first_volume_s = shown[0] - start
     return [
@@ -273,7 +279,7 @@ def _work_rows(app, window, label: str, meter_class) -> list[dict]:
 if __name__ == "__main__":
     if "--child" in sys.argv:
         sys.path.insert(0, str(REPO))
-        _child_main("--quick" in sys.argv)
+        _child_main("--quick" in sys.argv, hide_3d="--hide-3d" in sys.argv)
     else:
         for row in run("--quick" in sys.argv):
             print(row)

@@ -14,7 +14,9 @@ Used by ``tests/ui/test_responsiveness.py`` and ``benchmarks/bench_gui.py``.
 
 from __future__ import annotations
 
+import faulthandler
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -40,10 +42,16 @@ class StallMeter:
 
     ``threshold_s``: gaps at least this long are kept in ``stalls`` with the GUI thread's
     stack as the watcher saw it midway (``trace=False`` skips the watcher thread).
+
+    A stall with no stack seen means some thread held the GIL all along (the watcher needs it
+    too): ``gil_dump_s`` arms :func:`faulthandler.dump_traceback_later`, which writes every
+    thread's stack from C, without the GIL, when a gap outlasts it (``gil_dumps``).
     """
 
     threshold_s: float = 0.1
     trace: bool = True
+    gil_dump_s: float | None = None
+    gil_dumps: str = ""
     stalls: list[Stall] = field(default_factory=list)
     longest_s: float = 0.0
     ticks: int = 0
@@ -70,6 +78,9 @@ class StallMeter:
         self._gui_thread = threading.get_ident()
         self._start = self._last = time.perf_counter()
         self._timer.start()
+        if self.gil_dump_s is not None:
+            self._dump_file = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed in stop)
+            self._arm_dump()
         if self.trace:
             self._stop.clear()
             self._watcher = threading.Thread(target=self._watch, daemon=True)
@@ -78,6 +89,11 @@ class StallMeter:
     def stop(self) -> None:
         self._tick()  # a stall still open counts
         self._timer.stop()
+        if self.gil_dump_s is not None:
+            faulthandler.cancel_dump_traceback_later()
+            self._dump_file.seek(0)
+            self.gil_dumps = self._dump_file.read()
+            self._dump_file.close()
         self._stop.set()
         if self._watcher is not None:
             self._watcher.join(1.0)
@@ -94,6 +110,11 @@ class StallMeter:
             self.stalls.append(Stall(self._last - self._start, stalled, self._seen_stack))
         self._seen_stack = ""
         self._last = now
+        if self.gil_dump_s is not None:
+            self._arm_dump()
+
+    def _arm_dump(self) -> None:
+        faulthandler.dump_traceback_later(self.gil_dump_s, file=self._dump_file)
 
     def _watch(self) -> None:
         """Note the GUI thread's stack once a gap is half the threshold old."""
@@ -119,5 +140,8 @@ class StallMeter:
         lines = [f"longest stall {self.longest_s * 1000:.0f} ms over {self.ticks} ticks"]
         for stall in sorted(self.stalls, key=lambda s: -s.length_s)[:top]:
             lines.append(f"- {stall.length_s * 1000:.0f} ms at {stall.at_s:.2f} s:")
-            lines.append(stall.stack or "  (no stack seen)")
+            lines.append(stall.stack or "  (no stack seen: a thread held the GIL)")
+        if self.gil_dumps:
+            lines.append("stacks written without the GIL during stalls (faulthandler):")
+            lines.append(self.gil_dumps[-6000:])
         return "\n".join(lines)
