@@ -1,139 +1,109 @@
-"""Surface pipeline on the TCIA CT bone segment vs 3D Slicer's plain VTK pipeline, same run.
+"""The whole ``medprint mesh`` command vs the 3D Slicer-style pipeline, as child processes.
 
-Ours: ``build_mesh`` (mask cleaning, discrete flying edges, windowed sinc at factor 0.5,
-fast-simplification to 20 %, local repair incl. self-intersections) + binary STL bytes.
-Anchor: what 3D Slicer's closed-surface conversion does with plain VTK: discrete flying edges,
-windowed sinc (40 iterations, passband 0.01), vtkQuadricDecimation to 20 %, vtkSTLWriter.
-Both run in this process with the same VTK SMP backend. Next to the time, the volume error of
-each result against the segment's voxel volume, and whether each is a closed 2-manifold once
-its STL is read back (vertices merged as float32).
+Inputs (``benchmarks/inputs.py``, cached outside the repo): the shared TCIA CT as it is
+(134 slices, 3 mm) and resampled to 536 slices (0.75 mm, the 4× thin-slice case); ``--quick``
+runs the 134 only. Ours: ``medprint mesh --volume CT.nrrd --threshold 226 --out F.stl --json
+--stages`` (default settings, all QA). Anchor: ``benchmarks/slicer_anchor.py`` (SimpleITK read,
+threshold 226, discrete flying edges, windowed sinc 40 / passband 0.01, fast-simplification
+80 %, STL). Each runs in its own process, paired in the same run; wall time and peak RSS come
+from ``wait4`` (the child's own ``ru_maxrss``). Our command also reports each stage's peak RSS,
+shown as a multiple of the volume's int16 size (design limit 12×), and the QA figures.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+from benchmarks.common import REPO, Row
+from benchmarks.inputs import TCIA, nrrd
 
-from benchmarks.common import SHARED_DATA, Row
-
-TCIA = "ct-abdomen-tcia-pancreas-134"
-
-
-def _bone(quick: bool):
-    import SimpleITK as sitk
-    from scipy import ndimage
-
-    from app.imaging.volume import Volume
-
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(SHARED_DATA / "dicom" / TCIA)))
-    volume = Volume.from_sitk(reader.Execute(), modality="CT")
-    if quick:  # a lumbar block
-        origin = volume.index_to_lps(np.array([190.0, 230.0, 30.0]))
-        volume = Volume(
-            np.ascontiguousarray(volume.array[30:70, 230:360, 190:320]),
-            origin=tuple(origin),
-            spacing=volume.spacing,
-            direction=volume.direction,
-        )
-    labels, _ = ndimage.label(volume.array >= 226)
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    return labels == sizes.argmax(), volume
+THRESHOLD = "226"
+STAGE_LIMIT = 12.0  # × the volume's int16 size
 
 
-def _ours(mask, volume, folder: Path):
-    from app.tools.mesh.export import export_mesh
-    from app.tools.mesh.pipeline import build_mesh
+@dataclass
+class Run:
+    """One child process: wall seconds, peak RSS in MiB, its standard output."""
 
-    built = build_mesh(mask, volume, reduction=0.8)
-    export_mesh(built.mesh, folder / "ours.stl")
-    return built.mesh
+    wall_s: float
+    peak_mib: float
+    stdout: str
 
 
-def _slicer(mask, volume, folder: Path):
-    import vtk
-    from vtk.util import numpy_support
+def run_child(args: list[str]) -> Run:
+    """Run ``args`` from the repository; wall time and the child's own peak RSS (``wait4``)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    out = proc.stdout.read() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - start
+    if proc.returncode not in (0, 1):  # 1: built, but the QA report fails a check
+        msg = f"{' '.join(args[:4])} ... exited with {proc.returncode}"
+        raise RuntimeError(msg)
+    return Run(wall, usage.ru_maxrss / 1024, out)
 
-    from app.tools.mesh.core import from_polydata, make_mesh
 
-    image = vtk.vtkImageData()
-    nk, nj, ni = mask.shape
-    padded = np.pad(mask.astype(np.uint8), 1)
-    image.SetDimensions(ni + 2, nj + 2, nk + 2)
-    image.SetSpacing(*volume.spacing)
-    image.SetOrigin(*(np.asarray(volume.origin) - np.asarray(volume.spacing)))
-    image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(padded.ravel(), deep=True))
-    surface = vtk.vtkDiscreteFlyingEdges3D()
-    surface.SetInputData(image)
-    surface.SetValue(0, 1)
-    surface.ComputeNormalsOff()
-    surface.ComputeGradientsOff()
-    surface.ComputeScalarsOff()
-    smoother = vtk.vtkWindowedSincPolyDataFilter()
-    smoother.SetInputConnection(surface.GetOutputPort())
-    smoother.SetNumberOfIterations(40)
-    smoother.SetPassBand(0.01)
-    smoother.BoundarySmoothingOff()
-    smoother.FeatureEdgeSmoothingOff()
-    smoother.NonManifoldSmoothingOn()
-    smoother.NormalizeCoordinatesOn()
-    decimate = vtk.vtkQuadricDecimation()
-    decimate.SetInputConnection(smoother.GetOutputPort())
-    decimate.SetTargetReduction(0.8)
-    decimate.VolumePreservationOn()
-    writer = vtk.vtkSTLWriter()
-    writer.SetInputConnection(decimate.GetOutputPort())
-    writer.SetFileTypeToBinary()
-    writer.SetFileName(str(folder / "slicer.stl"))
-    writer.Write()
-    mesh = from_polydata(decimate.GetOutput())
-    return make_mesh(mesh.vertices, mesh.faces)
+def ours(image: Path, out: Path) -> Run:
+    """``medprint mesh`` on ``image`` in a fresh process."""
+    return run_child([
+        sys.executable, "-m", "app", "mesh", "--volume", str(image), "--threshold", THRESHOLD,
+        "--out", str(out), "--json", "--stages",
+    ])  # fmt: skip
+
+
+def anchor(image: Path, out: Path) -> Run:
+    """The Slicer-style pipeline on ``image`` in a fresh process."""
+    return run_child([sys.executable, "-m", "benchmarks.slicer_anchor", str(image), THRESHOLD,
+                      str(out)])  # fmt: skip
+
+
+def _rows(slices: int) -> list[Row]:
+    image = nrrd(slices)
+    with tempfile.TemporaryDirectory() as tmp:  # public data only; nothing of a case
+        theirs = anchor(image, Path(tmp) / "anchor.stl")
+        mine = ours(image, Path(tmp) / "ours.stl")
+    report = json.loads(mine.stdout)
+    stages = report["build"]["stages"]
+    volume_mib = stages.pop("volume")["int16_mib"]
+    worst = max(stages.items(), key=lambda kv: kv[1]["peak_rss_mib"])
+    per_stage = ", ".join(
+        f"{name} {facts['peak_rss_mib'] / volume_mib:.1f}x/{facts['seconds']:.0f}s"
+        for name, facts in stages.items()
+    )
+    qa = report["qa"]
+    dev = qa["deviation"] or {}
+    smooth = report["build"]["builds"]["part"]["smoothing"]
+    name = f"medprint mesh, TCIA CT {slices} slices"
+    return [
+        Row(f"{name}: wall", mine.wall_s, "Slicer-style DFE+sinc40+fast-simpl.", theirs.wall_s,
+            "s", "<= 1.5x", f"{qa['triangles']} triangles, all QA"),
+        Row(f"{name}: peak RSS", mine.peak_mib, "same, same run", theirs.peak_mib, "M",
+            "<= 1.0x", f"volume int16 {volume_mib:.0f} MiB"),
+        Row(f"{name}: worst stage peak", worst[1]["peak_rss_mib"], "12x volume int16",
+            STAGE_LIMIT * volume_mib, "M", "<= 1.0x", f"per stage (x volume/s): {per_stage}"),
+        Row(f"{name}: deviation p95", dev.get("p95_mm", float("nan")), "QA tolerance",
+            qa["tolerance_mm"], "m",  "<= 1.0x",
+            f"mean {dev.get('mean_mm', float('nan')):.3f}, max {dev.get('max_mm', float('nan')):.3f}"
+            f" mm; smoothing volume {smooth['volume_change_percent']:+.2f}%; watertight "
+            f"{qa['checks'][0]['passed']}, manifold {qa['checks'][1]['passed']}, "
+            f"{qa['self_intersections']} self-intersections"),
+    ]  # fmt: skip
 
 
 def run(quick: bool) -> list[Row]:
-    from app.tools.mesh.core import enable_vtk_threads, signed_volume, topology
-
-    if not (SHARED_DATA / "dicom" / TCIA).is_dir():
+    if not TCIA.is_dir():
         return []
-    enable_vtk_threads()
-    mask, volume = _bone(quick)
-    voxels = float(mask.sum() * volume.voxel_volume_mm3())
-    t_ours = t_theirs = float("inf")
-    with tempfile.TemporaryDirectory() as tmp:  # public data only; nothing of a case
-        for _ in range(1 if quick else 2):  # interleaved best-of: the machine's load drifts
-            start = time.perf_counter()
-            theirs = _slicer(mask, volume, Path(tmp))
-            t_theirs = min(t_theirs, time.perf_counter() - start)
-            start = time.perf_counter()
-            ours = _ours(mask, volume, Path(tmp))
-            t_ours = min(t_ours, time.perf_counter() - start)
-    err_ours = 100.0 * abs(signed_volume(ours) - voxels) / voxels
-    err_theirs = 100.0 * abs(abs(signed_volume(theirs)) - voxels) / voxels
-    topo_ours, topo_theirs = topology(ours), topology(theirs)
-    size = "lumbar block" if quick else "whole CT"
-    return [
-        Row(
-            f"mesh pipeline, TCIA bone ({size})",
-            t_ours,
-            "Slicer VTK: DFE+sinc40+vtkQuadricDecimation",
-            t_theirs,
-            "s",
-            "<= 1.0x",
-            f"{len(ours.faces)} vs {len(theirs.faces)} triangles; load-shared machine",
-        ),
-        Row(
-            "mesh volume error vs voxel volume",
-            err_ours,
-            "same Slicer VTK pipeline",
-            err_theirs,
-            "%",
-            "lower",
-            f"closed 2-manifold as STL: ours {topo_ours.closed_manifold}, "
-            f"Slicer {topo_theirs.closed_manifold} ({topo_theirs.nonmanifold_edges} non-manifold "
-            f"edges, {topo_theirs.boundary_edges} open, {topo_theirs.nonmanifold_vertices} pinch)",
-        ),
-    ]
+    rows = _rows(134)
+    if not quick:
+        rows += _rows(536)
+    return rows
