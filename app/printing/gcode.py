@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import re
-from array import array
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
@@ -27,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from app.errors import PrintingError
-from app.progress import CancelToken, Progress, check_cancel, ensure
+from app.printing.gcode_read import OP_G0, OP_G1, OP_SET, Lines, Text, read_lines
+from app.progress import CancelToken, Progress, ensure
 
 
 class MoveType(IntEnum):
@@ -310,11 +310,29 @@ class GcodeAnalysis:
 # time estimate
 
 
+_TIME_CHUNK = 1 << 15  # moves per pass: the temporaries stay in the CPU cache
+
+
 def estimate_move_times(moves: Moves, limits: MotionLimits) -> np.ndarray:
-    """Seconds per move: trapezoidal speed profiles with jerk-limited junction speeds."""
+    """Seconds per move: trapezoidal speed profiles with jerk-limited junction speeds.
+
+    A move's time depends on itself and its two neighbours (the junction speeds), so the moves
+    are timed in cache-sized slices that overlap by one move.
+    """
     n = len(moves)
-    if n == 0:
-        return np.zeros(0)
+    times = np.empty(n)
+    for start in range(0, n, _TIME_CHUNK):
+        stop = min(n, start + _TIME_CHUNK)
+        lo, hi = max(start - 1, 0), min(stop + 1, n)
+        part = Moves(*(getattr(moves, name)[lo:hi] for name in _MOVE_FIELDS))
+        times[start:stop] = _slice_times(part, limits)[start - lo : stop - lo]
+    return times
+
+
+def _slice_times(moves: Moves, limits: MotionLimits) -> np.ndarray:
+    """:func:`estimate_move_times` of consecutive moves, the first and last starting and
+    ending at rest."""
+    n = len(moves)
     delta = (moves.end - moves.start).astype(np.float64)
     length = np.sqrt((delta**2).sum(axis=1))
     e_only = length < 1e-9
@@ -377,6 +395,7 @@ def estimate_move_times(moves: Moves, limits: MotionLimits) -> np.ndarray:
 _CMD_RE = re.compile(r"^[GMT]\d+(\.\d+)?$")
 _MAX_BAD_FRACTION = 0.2
 OP_EF, OP_DWELL = 3, 4
+_BATCH = 8  # chunks of text per run of the machine: fewer, longer NumPy calls
 """Row operations besides gcode_read's: E and F of a move line that failed, and a dwell."""
 
 
@@ -409,24 +428,26 @@ def parse_gcode(
     Unknown commands are skipped; lines that are not G-code at all are counted in
     ``ignored_lines``. Input that is mostly not G-code, or has no moves, raises
     :class:`PrintingError` with one line saying so. The plain lines slicers write are read as
-    arrays (:mod:`app.printing.gcode_read`), the others one by one; a machine then runs over
-    all of them at once (:func:`_run_rows`).
+    arrays (:mod:`app.printing.gcode_read`), the others one by one (:class:`_LineReader`); a
+    machine then runs over each chunk's rows at once (:class:`_Machine`).
     """
     progress = ensure(progress)
     text = Text(_read_bytes(source))
     reader = _LineReader()
-    parts: list[Lines] = []
-    noop = 0
+    machine = _Machine()
+    parts: list[Moves] = []
+    batch: list[Lines] = []
+    code_lines = 0
     for lines in read_lines(text, progress, cancel):
-        parts.append(lines)
-        noop += lines.noop
-        bounds = zip(lines.slow.tolist(), lines.slow_start.tolist(), lines.slow_end.tolist())
-        for number, start, end in bounds:
-            reader.read(number, text.line_text(start, end))
-    rows = _Rows.merge(parts, reader)
-    code_lines = len(rows.fast_lines) + noop + reader.code_lines
-    check_cancel(cancel)
-    moves = _run_rows(rows, reader.modal_lines, reader.modal_states)
+        reader.read_all(text, lines)
+        batch.append(lines)
+        code_lines += len(lines.line) + lines.noop
+        if len(batch) == _BATCH:
+            parts.append(machine.run(_Rows.of(batch, reader.take_rows()), *reader.take_modal()))
+            batch = []
+    parts.append(machine.run(_Rows.of(batch, reader.take_rows()), *reader.take_modal()))
+    code_lines += reader.code_lines
+    moves = Moves.concat(parts)
     if code_lines == 0 or reader.bad > _MAX_BAD_FRACTION * code_lines or len(moves) == 0:
         where = f" (line {reader.first_bad} is not G-code)" if reader.first_bad else ""
         msg = (
@@ -489,104 +510,344 @@ def split_layers(moves: Moves, tolerance: float = 1e-3) -> tuple[np.ndarray, np.
 
 @dataclass
 class _Rows:
-    """Every line that moves or sets the position, in file order: ``op`` (OP_*), ``values``
-    (n, 5) float64 X Y Z E F with NaN where a word is absent (F holds a dwell's seconds)."""
+    """The lines of a chunk that move or set the position, in file order: ``op`` (OP_*) and
+    ``values`` (5, n) float64 X Y Z E F, NaN where a word is absent (F holds a dwell's seconds)."""
 
     line: np.ndarray
     op: np.ndarray
     values: np.ndarray
-    fast_lines: np.ndarray
 
     @classmethod
-    def merge(cls, parts: list[Lines], reader: _LineReader) -> _Rows:
-        """The rows read as arrays and the rows the line reader made, in line order."""
-        fast_line = np.concatenate([p.line for p in parts])
-        slow = np.array(reader.rows, dtype=np.float64).reshape(-1, 2 + len(AXES))
-        slow_line = slow[:, 0].astype(np.int64)
-        n = len(fast_line) + len(slow_line)
-        at_fast = np.arange(len(fast_line)) + np.searchsorted(slow_line, fast_line)
-        at_slow = np.arange(len(slow_line)) + np.searchsorted(fast_line, slow_line)
-        line = np.empty(n, np.int64)
-        op = np.empty(n, np.int8)
-        values = np.empty((n, len(AXES)))
-        line[at_fast], line[at_slow] = fast_line, slow_line
-        op[at_fast] = np.concatenate([p.op for p in parts])
-        op[at_slow] = slow[:, 1]
-        values[at_fast] = np.concatenate([p.values for p in parts])
-        values[at_slow] = slow[:, 2:]
-        return cls(line, op, values, fast_line)
+    def of(cls, batch: list[Lines], slow: list[tuple[float, ...]]) -> _Rows:
+        """The rows read as arrays and those the line reader made, in line order."""
+        line = np.concatenate([b.line for b in batch])
+        op = np.concatenate([b.op for b in batch])
+        values = np.concatenate([b.values for b in batch], axis=1)
+        if not slow:
+            return cls(line, op, values)
+        more = np.array(slow, dtype=np.float64)
+        line = np.concatenate([line, more[:, 0].astype(np.int64)])
+        order = np.argsort(line, kind="stable")  # a line's own rows keep their order
+        op = np.concatenate([op, more[:, 1].astype(np.int8)])
+        values = np.concatenate([values, more[:, 2:].T], axis=1)
+        return cls(line[order], op[order], values[:, order])
 
 
 def _follow(
-    value: np.ndarray, is_set: np.ndarray, is_add: np.ndarray, initial: float = 0.0
+    value: np.ndarray, is_set: np.ndarray, is_add: np.ndarray | None, initial: float
 ) -> np.ndarray:
     """A register after each row: set to ``value`` where ``is_set``, increased where ``is_add``.
 
     Without increments the result is exactly the last value set (absolute coordinates).
     """
-    last = np.where(is_set, np.arange(len(value)), -1)
+    last = np.where(is_set, np.arange(1, len(value) + 1), 0)  # 0: the initial value
     np.maximum.accumulate(last, out=last)
-    out = np.where(last >= 0, value[last], initial)
-    if is_add.any():
-        total = np.cumsum(np.where(is_add, value, 0.0))
-        out += total - np.where(last >= 0, total[last], 0.0)
+    out = np.concatenate([[initial], value])[last]
+    if is_add is not None and is_add.any():
+        total = np.concatenate([[0.0], np.cumsum(np.where(is_add, value, 0.0))])
+        out += total[1:] - total[last]
     return out
 
 
-def _shifted(after: np.ndarray, initial: float) -> np.ndarray:
-    """The register before each row, given its value after each row."""
+def _before(after: np.ndarray, initial: float) -> np.ndarray:
+    """A register before each row, given its value after each row."""
     before = np.empty_like(after)
     before[0] = initial
     before[1:] = after[:-1]
     return before
 
 
-def _run_rows(rows: _Rows, modal_lines: list[int], modal_states: list[tuple]) -> Moves:
-    """Run the machine over every row at once: positions, E, feed, then the moves it makes."""
-    if len(rows.line) == 0:
-        return Moves.empty()
-    state = np.searchsorted(np.asarray(modal_lines), rows.line, side="right") - 1
-    modal = np.array(modal_states, dtype=np.float64)[state]
-    abs_xyz, abs_e = modal[:, 0] > 0, modal[:, 1] > 0
-    op, values = rows.op, rows.values
-    move = (op == OP_G0) | (op == OP_G1)
-    carries_e = move | (op == OP_EF)
-    after = np.empty((len(op), 3))
-    for axis in range(3):
-        v = values[:, axis]
+class _Machine:
+    """Position, E and feed carried from chunk to chunk; each chunk's rows run at once."""
+
+    def __init__(self) -> None:
+        self.pos = [0.0, 0.0, 0.0]
+        self.e = 0.0
+        self.feed = 25.0  # mm/s until the file sets one
+
+    def run(self, rows: _Rows, modal_lines: np.ndarray, modal_states: np.ndarray) -> Moves:
+        """The moves of one chunk; ``modal_states[i]`` holds from line ``modal_lines[i]`` on."""
+        if len(rows.line) == 0:
+            return Moves.empty()
+        changes = np.searchsorted(rows.line, modal_lines[1:])  # first row each state covers
+        state = np.cumsum(np.bincount(changes, minlength=len(rows.line) + 1)[:-1])
+        abs_xyz = _per_row(modal_states[:, _ABS_XYZ] > 0, state)
+        abs_e = _per_row(modal_states[:, _ABS_E] > 0, state)
+        op = rows.op
+        move = op <= OP_G1
+        after = [self._axis(axis, rows, move, abs_xyz) for axis in range(3)]
+        before = [_before(a, p) for a, p in zip(after, self.pos, strict=True)]
+        de = self._extrusion(rows, move, abs_e)
+        moved = (after[0] != before[0]) | (after[1] != before[1]) | (after[2] != before[2])
+        keep = np.flatnonzero((move & (moved | (de != 0.0))) | (op == OP_DWELL))
+        feed = self._feed(rows, move)
+        self.pos = [float(a[-1]) for a in after]
+        return _moves(
+            op[keep],
+            modal_states,
+            state[keep],
+            start=np.stack([b[keep] for b in before], axis=1),
+            end=np.stack([a[keep] for a in after], axis=1),
+            de=de[keep],
+            feed=feed[keep],
+            moved=moved[keep],
+            seconds=rows.values[4, keep],
+        )
+
+    def _axis(self, axis: int, rows: _Rows, move: np.ndarray, absolute: np.ndarray) -> np.ndarray:
+        """One coordinate after each row: moves set it (absolute) or add to it, G92/G28 set it."""
+        v = rows.values[axis]
         has = ~np.isnan(v)
         v = np.where(move, v + 0.0, v)  # a move's "X-0" is +0.0, as float(...) + 0.0 was
-        after[:, axis] = _follow(v, has & ((op == OP_SET) | (move & abs_xyz)), has & move & ~abs_xyz)
-    before = _shifted(after, 0.0)
-    e = values[:, 3]
-    has_e = ~np.isnan(e)
-    e_after = _follow(
-        e, has_e & ((op == OP_SET) | (carries_e & abs_e)), has_e & carries_e & ~abs_e
-    )
-    de = np.where(has_e & move, np.where(abs_e, e - _shifted(e_after, 0.0), e), 0.0)
-    feed = values[:, 4] / 60.0
-    feed = _follow(feed, carries_e & (feed > 0), np.zeros(len(op), bool), initial=25.0)
-    moved = (after != before).any(axis=1)
-    dwell = op == OP_DWELL
-    keep = np.flatnonzero((move & (moved | (de != 0.0))) | dwell)
-    return _moves(rows, modal[keep], before[keep], after[keep], de[keep], feed[keep], moved[keep])
+        if absolute.all():
+            return _follow(v, has, None, self.pos[axis])
+        return _follow(
+            v, has & ((rows.op == OP_SET) | absolute), has & move & ~absolute, self.pos[axis]
+        )
+
+    def _extrusion(self, rows: _Rows, move: np.ndarray, absolute: np.ndarray) -> np.ndarray:
+        """Filament each move row pushes (M82 absolute or M83 relative E)."""
+        e = rows.values[3]
+        has = ~np.isnan(e)
+        if absolute.all():
+            after = _follow(e, has, None, self.e)
+            de = np.where(has & move, e - _before(after, self.e), 0.0)
+        else:
+            changes = has & (rows.op != OP_SET) & ~absolute
+            after = _follow(e, has & ~changes, changes, self.e)
+            relative = np.where(absolute, e - _before(after, self.e), e)
+            de = np.where(has & move, relative, 0.0)
+        self.e = float(after[-1])
+        return de
+
+    def _feed(self, rows: _Rows, move: np.ndarray) -> np.ndarray:
+        """The feed (mm/s) in force at each row: the last positive F of a move line."""
+        feed = rows.values[4] / 60.0
+        carries = (move | (rows.op == OP_EF)) & (feed > 0)
+        out = _follow(feed, carries, None, self.feed)
+        self.feed = float(out[-1])
+        return out
+
+
+def _per_row(flags: np.ndarray, state: np.ndarray) -> np.ndarray:
+    """A modal flag at each row (one value when it never changes)."""
+    return np.full(len(state), flags[0]) if flags.all() or not flags.any() else flags[state]
 
 
 def _moves(
-    rows: _Rows,
+    op: np.ndarray,
     modal: np.ndarray,
+    state: np.ndarray,
+    *,
     start: np.ndarray,
     end: np.ndarray,
     de: np.ndarray,
     feed: np.ndarray,
     moved: np.ndarray,
+    seconds: np.ndarray,
 ) -> Moves:
-    """The recorded rows as :class:`Moves`: type by extrusion and ``;TYPE:``, acceleration."""
-    kept = np.flatnonzero(
-        ((rows.op == OP_G0) | (rows.op == OP_G1))
-        & True
+    """The recorded rows as :class:`Moves`: typed by extrusion and ``;TYPE:`` (``modal[state]``
+    at each row); dwells last ``seconds`` (a zero-length retract-kind move with a negative
+    acceleration)."""
+    dwell = op == OP_DWELL
+    typed = np.where(modal[:, _TYPED] > 0, modal[:, _KIND], MoveType.EXTRUDE)
+    typed = np.where(typed == MoveType.TRAVEL, MoveType.EXTRUDE, typed)[state]
+    extrude = (de > 0) & (op == OP_G1)
+    kind = np.where(extrude, typed, MoveType.TRAVEL)
+    kind = np.where(moved & ~dwell, kind, MoveType.RETRACT)
+    accel = np.where(kind == MoveType.TRAVEL, modal[state, _TRAVEL_ACCEL], modal[state, _ACCEL])
+    return Moves(
+        start=start.astype(np.float32),
+        end=end.astype(np.float32),
+        e=de.astype(np.float32),
+        feed=np.where(dwell, 0.0, feed).astype(np.float32),
+        kind=kind.astype(np.int8),
+        accel=np.where(dwell, -seconds, accel).astype(np.float32),
     )
-    return kept
+
+
+_ABS_XYZ, _ABS_E, _KIND, _TYPED, _ACCEL, _TRAVEL_ACCEL = range(6)
+
+
+class _LineReader:
+    """The lines :mod:`~app.printing.gcode_read` leaves, read one by one: the modal state they
+    change (absolute/relative, ``;TYPE:``, M204), recorded per line, and the rows they add."""
+
+    def __init__(self) -> None:
+        self.abs_xyz = True
+        self.abs_e = True
+        self.relative_e_seen = False
+        self.kind = int(MoveType.EXTRUDE)
+        self.typed = False
+        self.accel = 0.0
+        self.travel_accel = 0.0
+        self.modal_lines = [-1]
+        self.modal_states = [self._modal()]
+        self.rows: list[tuple[float, ...]] = []
+        self.code_lines = 0
+        self.bad = 0
+        self.first_bad = 0
+
+    def _modal(self) -> tuple:
+        return (self.abs_xyz, self.abs_e, self.kind, self.typed, self.accel, self.travel_accel)
+
+    def read_all(self, text: Text, lines: Lines) -> None:
+        """Read a chunk's lines that were not read as arrays."""
+        bounds = zip(
+            lines.slow.tolist(), lines.slow_start.tolist(), lines.slow_end.tolist(), strict=True
+        )
+        for number, start, end in bounds:
+            self.read(number, text.line_text(start, end))
+
+    def take_modal(self) -> tuple[np.ndarray, np.ndarray]:
+        """The modal states since the last call and the line each starts at (-1: before)."""
+        modal_lines = np.array(self.modal_lines, dtype=np.int64)
+        modal_lines[0] = -1
+        states = np.array(self.modal_states, dtype=np.float64)
+        del self.modal_lines[:-1], self.modal_states[:-1]  # the next call starts from the last
+        return modal_lines, states
+
+    def take_rows(self) -> list[tuple[float, ...]]:
+        """The rows made since the last call."""
+        rows, self.rows = self.rows, []
+        return rows
+
+    def read(self, number: int, raw: str) -> None:
+        """Apply line ``number`` (0-based); count it as code, and as garbage when it is."""
+        result = self._line(number, raw)
+        modal = self._modal()
+        if modal != self.modal_states[-1]:
+            self.modal_lines.append(number)
+            self.modal_states.append(modal)
+        if result is None:
+            return
+        self.code_lines += 1
+        if result is False:
+            self.bad += 1
+            self.first_bad = self.first_bad or number + 1
+
+    def _line(self, number: int, raw: str) -> bool | None:
+        """None for blank/comment, False for garbage, True otherwise."""
+        if raw.startswith(";TYPE:"):  # the common case: a comment that types what follows
+            self.kind = int(_TYPE_NAMES.get(raw[6:].strip().lower(), MoveType.EXTRUDE))
+            self.typed = True
+            return None
+        if raw.startswith(("G1 ", "G0 ")) and ";" not in raw and "*" not in raw and raw.isupper():
+            return self._move(number, raw.split(), raw[1] == "0")
+        code, _, comment = raw.partition(";")
+        if comment.startswith("TYPE:"):
+            self.kind = int(_TYPE_NAMES.get(comment[5:].strip().lower(), MoveType.EXTRUDE))
+            self.typed = True
+        code = code.strip().upper()
+        if not code:
+            return None
+        words = code.split()
+        if words[0][0] == "N" and len(words) > 1:
+            words = words[1:]
+        if "*" in words[-1]:
+            words[-1] = words[-1].split("*")[0]
+            if not words[-1]:
+                words.pop()
+        if not words or not _CMD_RE.match(words[0]):
+            return False
+        return self._command(number, words)
+
+    def _command(self, number: int, words: list[str]) -> bool:
+        cmd = words[0]
+        try:
+            if cmd in ("G1", "G0"):
+                return self._move(number, words, cmd == "G0")
+            if cmd == "G92":
+                return self._set_position(number, words)
+            if cmd in ("G90", "G91"):
+                self.abs_xyz = self.abs_e = cmd == "G90"
+                self.relative_e_seen |= cmd == "G91"
+            elif cmd in ("M82", "M83"):
+                self.abs_e = cmd == "M82"
+                self.relative_e_seen |= cmd == "M83"
+            elif cmd == "G28":
+                self._home(number, words)
+            elif cmd == "M204":
+                self._set_accel(words)
+            elif cmd == "G4":
+                self._dwell(number, words)
+        except ValueError:
+            return False
+        return True
+
+    def _row(self, number: int, op: int, xyz: list[float], e: float, f: float) -> None:
+        self.rows.append((number, op, *xyz, e, f))
+
+    def _move(self, number: int, words: list[str], rapid: bool) -> bool:
+        """A move's row (X/Y/Z as given: values, or summed offsets when relative)."""
+        xyz = [math.nan, math.nan, math.nan]
+        e_words: list[float] = []
+        feed = math.nan
+        try:
+            for w in words[1:]:
+                letter = w[0]
+                if letter in ("X", "Y", "Z"):
+                    i = "XYZ".index(letter)
+                    value = float(w[1:])
+                    xyz[i] = value if self.abs_xyz or math.isnan(xyz[i]) else value + xyz[i]
+                elif letter == "E":
+                    e_words.append(float(w[1:]))
+                elif letter == "F":
+                    value = float(w[1:])
+                    feed = value if value / 60.0 > 0 else feed
+        except ValueError:  # the E and F words before the bad one took effect
+            self._e_and_feed(number, e_words, feed)
+            return False
+        self._e_and_feed(number, e_words[:-1], math.nan)  # all E words count; the last moves
+        self._row(
+            number, OP_G0 if rapid else OP_G1, xyz, e_words[-1] if e_words else math.nan, feed
+        )
+        return True
+
+    def _e_and_feed(self, number: int, e_words: list[float], feed: float) -> None:
+        """A row that changes E and the feed without moving."""
+        if not e_words and math.isnan(feed):
+            return
+        e = math.nan
+        if e_words:
+            e = e_words[-1] if self.abs_e else math.fsum(e_words)
+        self._row(number, OP_EF, [math.nan] * 3, e, feed)
+
+    def _set_position(self, number: int, words: list[str]) -> bool:
+        values = [0.0] * 4 if len(words) == 1 else [math.nan] * 4
+        try:
+            for w in words[1:]:
+                letter, value = w[0], float(w[1:])
+                if letter in ("X", "Y", "Z", "E"):
+                    values["XYZE".index(letter)] = value
+        except ValueError:  # the words before the bad one took effect
+            self._row(number, OP_SET, values[:3], values[3], math.nan)
+            return False
+        self._row(number, OP_SET, values[:3], values[3], math.nan)
+        return True
+
+    def _home(self, number: int, words: list[str]) -> None:
+        axes = [w[0] for w in words[1:] if w[0] in ("X", "Y", "Z")] or ["X", "Y", "Z"]
+        xyz = [0.0 if letter in axes else math.nan for letter in "XYZ"]
+        self._row(number, OP_SET, xyz, math.nan, math.nan)
+
+    def _set_accel(self, words: list[str]) -> None:
+        for w in words[1:]:
+            letter, value = w[0], float(w[1:])
+            if letter in ("P", "S"):
+                self.accel = value
+                if letter == "S":
+                    self.travel_accel = value
+            elif letter == "T":
+                self.travel_accel = value
+
+    def _dwell(self, number: int, words: list[str]) -> None:
+        seconds = 0.0
+        for w in words[1:]:
+            letter, value = w[0], float(w[1:])
+            seconds += value / 1000.0 if letter == "P" else value if letter == "S" else 0.0
+        if seconds > 0:
+            self._row(number, OP_DWELL, [math.nan] * 3, math.nan, seconds)
 
 
 def check_inside_volume(
