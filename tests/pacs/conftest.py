@@ -62,13 +62,13 @@ def pacs_node(admin: Actor, orthanc: Orthanc) -> Node:  # noqa: F811 (the admin 
 
 
 def study_of(server: Orthanc, patient_id: str) -> tuple[str, str]:
-    """The study and first series UID of ``patient_id`` on the server (REST)."""
+    """The study and first image series UID of ``patient_id`` on the server (REST)."""
     found = server.post(
         "/tools/find",
         f'{{"Level": "Series", "Query": {{"PatientID": "{patient_id}"}}, "Expand": true}}'.encode(),
         "application/json",
     )
-    series = found[0]  # type: ignore[index]
+    series = next(s for s in found if s["MainDicomTags"].get("Modality") != "M3D")  # type: ignore[union-attr]
     study = server.get(f"/studies/{series['ParentStudy']}")
     return study["MainDicomTags"]["StudyInstanceUID"], series["MainDicomTags"]["SeriesInstanceUID"]  # type: ignore[index]
 

@@ -69,6 +69,7 @@ class Orthanc:
             "LimitFindResults": 0,
             "LimitFindInstances": 0,
             "StorageCompression": False,
+            "SyncStorageArea": False,
             "HttpVerbose": False,
         }
         return config | (self.tls or {})

@@ -119,7 +119,7 @@ def test_store_back_and_read_back(people, ct_case, orthanc):
 
 def test_store_refusals(people, ct_case, orthanc):
     version = store_version(ct_case, TECH)
-    with pytest.raises(AccessDenied, match="not approved|cannot be"):
+    with pytest.raises(AccessDenied, match=r"not approved|cannot be"):
         pacs.store(people[REVIEWER], ct_case, "pacs", version)
     review.approve(people[REVIEWER], ct_case, version)
     with pytest.raises(AccessDenied, match="pacs store"):

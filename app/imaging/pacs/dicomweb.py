@@ -4,6 +4,7 @@ retrieves of a study or series into memory, one instance at a time."""
 from __future__ import annotations
 
 import io
+from urllib.parse import urlencode
 
 import pydicom
 from dicomweb_client.api import DICOMwebClient
@@ -42,35 +43,32 @@ def _filters(query: Query) -> dict[str, str]:
     return {k: v for k, v in keys.items() if v}
 
 
-def _call(node: Node, what: str, fn, *args, **kwargs):
+def _qido(node: Node, path: str, params: dict[str, object]) -> list[dict]:
+    """A QIDO-RS search (``*`` wildcards kept literal in the query string)."""
+    url = f"{node.dicomweb.rstrip('/')}/{path}?{urlencode(params, safe='*')}"
+    session = _client(node)._session
     try:
-        return fn(*args, **kwargs)
+        response = session.get(url, headers={"Accept": "application/dicom+json"}, timeout=TIMEOUT)
+        response.raise_for_status()
     except RequestException as exc:
-        msg = f"PACS '{node.name}' DICOMweb {what} failed ({type(exc).__name__})"
+        msg = f"PACS '{node.name}' DICOMweb query failed ({type(exc).__name__})"
         raise PacsError(msg) from None
+    return response.json() if response.content else []
 
 
 def find(node: Node, query: Query, *, limit: int = 100, offset: int = 0) -> FindPage:
     """QIDO-RS: studies matching ``query`` from ``offset``, at most ``limit``, with series."""
     check_page(limit, offset)
-    client = _client(node)
-    found = _call(
-        node,
-        "query",
-        client.search_for_studies,
-        search_filters=_filters(query),
-        fields=_STUDY_FIELDS,
-        limit=limit + 1,
-        offset=offset,
-    )
+    params = _filters(query) | {"limit": limit + 1, "offset": offset}
+    found = _qido(node, "studies", params | {"includefield": ",".join(_STUDY_FIELDS)})
     studies = [study_match(Dataset.from_json(item)) for item in found[:limit]]
     for study in studies:
-        study.series = series(node, client, study.uid)
+        study.series = series(node, study.uid)
     return FindPage(studies, offset, limit, more=len(found) > limit)
 
 
-def series(node: Node, client: DICOMwebClient, study_uid: str) -> list[SeriesMatch]:
-    found = _call(node, "query", client.search_for_series, study_uid, fields=_SERIES_FIELDS)
+def series(node: Node, study_uid: str) -> list[SeriesMatch]:
+    found = _qido(node, f"studies/{study_uid}/series", {"includefield": ",".join(_SERIES_FIELDS)})
     out = [series_match(Dataset.from_json(item)) for item in found]
     return sorted(out, key=lambda s: (s.number is None, s.number or 0, s.uid))
 
@@ -87,7 +85,7 @@ def retrieve(
     """WADO-RS a study or series; each instance's bytes go to ``on_instance``. Failed count (0)."""
     progress = ensure(progress)
     client = _client(node)
-    expected = _expected(node, client, study_uid, series_uid)
+    expected = _expected(node, study_uid, series_uid)
     if series_uid:
         instances = client.iter_series(study_uid, series_uid)
     else:
@@ -105,8 +103,8 @@ def retrieve(
     return 0
 
 
-def _expected(node: Node, client: DICOMwebClient, study_uid: str, series_uid: str | None) -> int:
-    matches = series(node, client, study_uid)
+def _expected(node: Node, study_uid: str, series_uid: str | None) -> int:
+    matches = series(node, study_uid)
     chosen = [s for s in matches if series_uid in (None, s.uid)]
     return sum(s.instances or 0 for s in chosen) or 1
 

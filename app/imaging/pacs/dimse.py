@@ -138,10 +138,10 @@ def _study_keys(query: Query) -> Dataset:
     return ds
 
 
-def _series_keys(study_uid: str) -> Dataset:
+def _series_keys(study_uids: list[str]) -> Dataset:
     ds = Dataset()
     ds.QueryRetrieveLevel = "SERIES"
-    ds.StudyInstanceUID = study_uid
+    ds.StudyInstanceUID = study_uids
     ds.SeriesInstanceUID = ""
     ds.Modality = ""
     ds.SeriesNumber = ""
@@ -204,8 +204,9 @@ def find(
     with _association(ae, node, timeout) as assoc:
         found = _find_studies(node, assoc, _study_keys(query), offset + limit + 1)
         page = found[offset : offset + limit]
+        series = _find_series(node, assoc, [study.uid for study in page]) if page else {}
         for study in page:
-            study.series = _find_series(node, assoc, study.uid)
+            study.series = series.get(study.uid, [])
     return FindPage(page, offset, limit, more=len(found) > offset + limit)
 
 
@@ -225,14 +226,20 @@ def _find_studies(node: Node, assoc: Association, keys: Dataset, wanted: int) ->
     return found
 
 
-def _find_series(node: Node, assoc: Association, study_uid: str) -> list[SeriesMatch]:
+def _find_series(
+    node: Node, assoc: Association, study_uids: list[str]
+) -> dict[str, list[SeriesMatch]]:
+    """The series of several studies in one C-FIND (UID list matching)."""
     model = StudyRootQueryRetrieveInformationModelFind
-    out = []
-    for status, identifier in assoc.send_c_find(_series_keys(study_uid), model):
+    out: dict[str, list[SeriesMatch]] = {}
+    for status, identifier in assoc.send_c_find(_series_keys(study_uids), model):
         code = _check_status(node, status, "C-FIND")
         if code in (0xFF00, 0xFF01) and identifier is not None:
-            out.append(series_match(identifier))
-    return sorted(out, key=lambda s: (s.number is None, s.number or 0, s.uid))
+            study = _text(identifier, "StudyInstanceUID")
+            out.setdefault(study, []).append(series_match(identifier))
+    for matches in out.values():
+        matches.sort(key=lambda s: (s.number is None, s.number or 0, s.uid))
+    return out
 
 
 # --- C-GET and C-MOVE ---------------------------------------------------------------------------
