@@ -244,7 +244,8 @@ def test_vault_scan_import_use_the_secret_service(run: Runner, secret_service: N
 
 def test_segment_mesh_and_slice(run: Runner, tmp_path: Path, secret_service: None) -> None:
     """The core pipeline, frozen: SimpleITK/scipy segmentation, the VTK surface through the
-    generated ``vtk`` module, trimesh/fast-simplification/pymeshfix, the built-in slicer."""
+    generated ``vtk`` module, trimesh/fast-simplification/pymeshfix, an edit, the built-in
+    slicer."""
     import trimesh
 
     sample = run.exe.parent / "_internal" / "resources" / "sample" / "ct-abdomen"
@@ -262,21 +263,14 @@ def test_segment_mesh_and_slice(run: Runner, tmp_path: Path, secret_service: Non
     assert checks["watertight"] and checks["manifold"], report["qa"]
     mesh = trimesh.load(stl)
     assert 5_000 < len(mesh.faces) <= 21_000 and mesh.is_watertight
-    # Slicing: a 30 mm sphere made here (the sample's ribcage does not fit a printer).
-    ball = tmp_path / "ball.stl"
-    trimesh.creation.icosphere(subdivisions=3, radius=15.0).export(ball)
-    gcode = tmp_path / "ball.gcode"
+    # Slicing a stored version: the ribcage scaled to a fifth fits the printer.
+    edited = json.loads(run("edit", case, "--version", "1", "--scale", "0.2", "--json").stdout)
+    version = str(edited["version"])
+    gcode = tmp_path / "part.gcode"
     run(
-        "slice",
-        str(ball),
-        "--printer",
-        "generic-marlin-220",
-        "--layer-height",
-        "0.3",
-        "--out",
-        str(gcode),
-        "--json",
-    )
+        "slice", case, "--version", version, "--printer", "generic-marlin-220",
+        "--layer-height", "0.3", "--out", str(gcode), "--json",
+    )  # fmt: skip
     text = gcode.read_text(encoding="ascii", errors="replace")
     assert text.count("\nG1 ") > 1000 and ";LAYER" in text.upper()
 
