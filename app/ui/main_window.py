@@ -462,6 +462,7 @@ class MainWindow(QtWidgets.QMainWindow):
         case = loaded.case
         self.case = case
         self.case_title = title.format(case.pseudonym)
+        self.setWindowTitle(f"MedPrint — {self.case_title}")
         self.show_volume(loaded.volume)
         # The slices paint first; the panels (segment table, mesh versions, G-codes) follow.
         QtCore.QTimer.singleShot(30, partial(self._attach_case, loaded))
@@ -474,7 +475,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.mesh_panel.set_case(case, self._printer_volume())
         self.print_panel.set_case(case)
         self.package_panel.set_case(case)
-        self.setWindowTitle(f"MedPrint — {self.case_title}")
         if case.pseudonym not in {e.pseudonym for e in self.browser.entries}:
             self.refresh_cases()  # a case the job created (the sample on first start)
         self._push_recent(case.pseudonym)

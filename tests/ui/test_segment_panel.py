@@ -51,7 +51,7 @@ def on_case(styled_app, qtbot, data_dir, keystore_service):
     """The panel on a vault case (a small CT with a bone sphere), acting as its administrator."""
     actor = Actor.current(resolve_paths(data_dir))
     users.init_vault(actor)
-    case = Case(actor.vault, actor.vault.create_case({"PatientName": "TEST^PANEL"}))
+    case = Case(actor.vault, actor.vault.create_case({"PatientName": "DOE^ALEX"}))
     volume = sphere_volume()
     case.save_volume(volume)
     host, panel, views, _state = _build(qtbot, volume)
@@ -188,8 +188,9 @@ def test_on_a_case_tools_strokes_saves_and_exports_are_audited(on_case, qtbot, t
     saved = segment.load(actor, case, volume)
     assert np.array_equal(saved.labels, panel.seg.labels)
     out = tmp_path / "panel.seg.nrrd"
-    with qtbot.waitSignal(panel.worker.done, timeout=60_000):
+    with qtbot.waitSignal(panel.worker.finished, timeout=60_000):
         panel.export_to(out)
+    assert panel.message.text().startswith("Exported"), panel.message.text()
     assert out.read_bytes().startswith(b"NRRD0004")
 
     tools = [r["facts"]["tool"] for r in _actions(actor, "segmentation.apply")]
