@@ -240,28 +240,18 @@ def _parse_words(tok: _Tokens, candidates: np.ndarray, g92: np.ndarray) -> _Word
     at = tok.start + tok.word_start[pick] + 1
     value, good = parse_numbers(tok.text, at, tok.word_len[pick] - 1)
     good &= (axis < 4) | ((axis == 4) & ~g92[line])
-    good &= _first_of_its_axis(line, axis)
     ok = candidates.copy()
     ok[line[~good]] = False
-    ok[np.bincount(line, minlength=len(ok)) > len(AXES)] = False
-    has_word = np.zeros(len(ok), bool)
-    has_word[line] = True
-    ok &= has_word | ~g92  # a bare G92 zeroes every axis: the text reader does that
+    count = np.bincount(line, minlength=len(ok))
+    bits = np.bincount(line, weights=np.left_shift(1, axis & 7), minlength=len(ok))
+    ok &= np.bitwise_count(bits.astype(np.int64)) == count  # a repeated axis carries a bit
+    ok &= (count > 0) | ~g92  # a bare G92 zeroes every axis: the text reader does that
     lines = np.flatnonzero(ok)
     values = np.full((len(AXES), len(lines)), np.nan)
     keep = ok[line]
     row = (np.cumsum(ok) - 1)[line[keep]]
     values.reshape(-1)[axis[keep].astype(np.int64) * len(lines) + row] = value[keep]
     return _Words(ok, lines, values)
-
-
-def _first_of_its_axis(line: np.ndarray, axis: np.ndarray) -> np.ndarray:
-    """False for a word whose axis an earlier word of its line already gave."""
-    first = np.ones(len(line), bool)
-    for back in range(1, len(AXES)):  # a plain line has at most one word per axis
-        same = (line[back:] == line[:-back]) & (axis[back:] == axis[:-back])
-        first[back:] &= ~same
-    return first
 
 
 def parse_numbers(text: Text, at: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

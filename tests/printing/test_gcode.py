@@ -253,7 +253,7 @@ EDGE_CASES = {
         "G1 X12345678 E4\nG1 X1.123456789 E5\nG1 X-0.00000001 E6\nG1 X1_0 E7\nG1 X-1e-1 E8\n"
     ),
     "words out of the plain form": (
-        "G1 Z0.2\nG1 X1 X2 E1\nG1 E1 E3 X3\nG1 X1\tY2 E4\nG1  X2  Y3  E5 \nG1 X3 A4 E6\n"
+        "G1 Z0.2\nG1 X1 X2 E1\nG1 E1 E3 X3\nG1 X1 Y2 Z3 E4 F500 X6\nG1 X1\tY2 E4\nG1  X2  Y3  E5 \nG1 X3 A4 E6\n"
         "G1 X4 E7 F\nG1 X5 E8 Fbad\nG1 F1200 E9 Xbad\nG1 X6 E10 F-5\nG1\nG0 \nG1 X7 E11*\n"
     ),
     "position setting": (
