@@ -200,7 +200,11 @@ def _window_with_case(app, quick: bool):
     Case(vault, pseudonym).save_volume(volume)
     del volume
     window.refresh_cases()
-    _settle(app, 3.0)  # the 3D view's background start-up is over
+    from app.ui.deferred import mesh_stack
+
+    # The background start-up is over: the 3D view's first OpenGL frame, the mesh stack.
+    _wait(app, lambda: window.area.view3d._plotter is not None and mesh_stack().loaded)
+    _settle(app, 1.0)
     return window, pseudonym, label
 
 
