@@ -73,3 +73,25 @@ def test_small_text_keeps_minimum_stroke():
     assert stroke_width("C-7K3M-Q9", 3.0) >= MIN_STROKE_MM - 0.05
     x0, y0, x1, y1 = text_outline("C-7K3M-Q9", 7.5).bounds()
     assert 7.5 <= y1 - y0 <= 10.0 and x1 - x0 > 40.0
+
+
+def test_automatic_label_never_leaves_crossing_triangles():
+    """The sample's printed block with the pseudonym C-73ME-GR once came out of the union with
+    crossing triangles (QA failed the demo); the label site is now checked as QA checks it."""
+    from app.imaging.load import load_series
+    from app.imaging.scan import scan
+    from app.tools.mesh.pipeline import build_parts, settings_for
+    from app.tools.segmentation import Segmentation, get_tool
+    from app.tools.segmentation.fit import printable_piece
+    from app.workflow.intake import sample_folder
+
+    volume = load_series(scan([str(sample_folder())]).series[0])
+    seg = Segmentation(volume)
+    tool = get_tool("bone")
+    tool.apply(seg, volume, tool.default_params())
+    piece, _ = printable_piece(seg.mask("bone"), volume.spacing, (220, 220, 250), cut_height_mm=70)
+    built = build_parts(
+        {"bone-chest": piece}, volume, settings_for("print", volume), pseudonym="C-73ME-GR"
+    )
+    qa = built.qa.to_dict()
+    assert qa["passed"], [c for c in qa["checks"] if c.get("status") == "fail"]

@@ -24,7 +24,7 @@ from app.errors import MeshError
 from app.tools.mesh.core import topology
 from app.tools.mesh.edit import _place, frame_from_normal, from_manifold, to_manifold
 from app.tools.mesh.meshio import PSEUDONYM_RE
-from app.tools.mesh.repair import repair_mesh
+from app.tools.mesh.repair import count_self_intersections, repair_mesh
 
 DEFAULT_HEIGHT_MM = 7.5
 DEFAULT_DEPTH_MM = 3.0
@@ -290,6 +290,11 @@ def _label_sites(mesh: trimesh.Trimesh):
                 yield np.asarray(hits[0].position), -direction, side if up is None else up
 
 
+def _printable(mesh: trimesh.Trimesh) -> bool:
+    """Closed, manifold and free of crossing triangles, as an STL reader and QA see it."""
+    return topology(mesh).closed_manifold and count_self_intersections(mesh) == 0
+
+
 def label_with_pseudonym(
     mesh: trimesh.Trimesh,
     pseudonym: str,
@@ -308,11 +313,11 @@ def label_with_pseudonym(
             )  # fmt: skip
         except MeshError:
             continue
-        # The union is exact, but its STL (float32 vertices) can pinch where letters meet
-        # the surface: mend that locally, or try the next site.
-        if not topology(labelled).closed_manifold:
+        # The union is exact, but its STL (float32 vertices) can pinch or cross where letters
+        # meet the surface: mend that locally, or try the next site.
+        if not _printable(labelled):
             labelled, _ = repair_mesh(labelled)
-        if topology(labelled).closed_manifold:
+        if _printable(labelled):
             return labelled, info
     msg = "no surface of this model is large and flat enough for the label; place it by hand"
     raise MeshError(msg)
