@@ -112,7 +112,9 @@ def dependencies_venv() -> Path:
     done = venv / ".complete"
     CACHE.mkdir(parents=True, exist_ok=True, mode=0o755)
     with _locked(CACHE / "deps.lock"):
+        _forget_unused_venvs(keep=venv)
         if done.exists():
+            done.touch()  # its mtime says when it was last used
             return venv
         shutil.rmtree(venv, ignore_errors=True)
         _run(SYSTEM_PYTHON, "-m", "venv", venv)
@@ -120,9 +122,18 @@ def dependencies_venv() -> Path:
         pip = (venv / "bin" / "python", "-m", "pip", "install", "-q")
         _run(*pip, "--upgrade", "pip", "setuptools>=68", "wheel")
         _run(*pip, *wanted, timeout=3600)
-        _make_readable(venv)
+        make_readable(venv)
         done.touch()
     return venv
+
+
+def _forget_unused_venvs(keep: Path, days: float = 7) -> None:
+    """Remove dependency venvs of older pyproject files not used for ``days`` days."""
+    for venv in CACHE.glob("deps-*"):
+        done = venv / ".complete"
+        unused = not done.exists() or time.time() - done.stat().st_mtime > days * 86400
+        if venv != keep and unused:
+            shutil.rmtree(venv, ignore_errors=True)
 
 
 def _site_packages(venv: Path) -> Path:
@@ -133,7 +144,7 @@ def _site_packages(venv: Path) -> Path:
     return found[0]
 
 
-def _make_readable(folder: Path) -> None:
+def make_readable(folder: Path) -> None:
     """World-readable (and traversable) for the test accounts."""
     _run("chmod", "-R", "a+rX", folder)
 
@@ -158,7 +169,7 @@ def install_program(base: Path, deps: Path) -> Path:
     _run(*pip, source, env={**os.environ, "TMPDIR": str(base)}, cwd=base)
     # app/resources.py looks for resources/ beside app/; a wheel does not carry it.
     shutil.copytree(source / "resources", site / "resources")
-    _make_readable(base)
+    make_readable(base)
     return venv / "bin"
 
 
@@ -288,7 +299,7 @@ class Workstation:
         """A copy of ``source`` every account can read."""
         target = self.base / name
         shutil.copytree(source, target)
-        _make_readable(target)
+        make_readable(target)
         return target
 
     def start_as(

@@ -176,3 +176,11 @@ def test_two_accounts_writing_at_once_both_succeed(team: Lab, series: Path):
     team.ok("admin", "audit", "verify")
     saved = attempts(audit_records(team), "segment")
     assert {r["user"] for r in saved} >= {team.name("tech"), team.name("tech2")}
+
+
+def test_a_removed_person_opens_nothing_any_more(team: Lab):
+    removed = team.json("admin", "users", "remove", team.name("tech2"), "--json")
+    assert removed["removed"] == team.name("tech2")
+    assert removed["recovery_key"] != team.notes["recovery_key"]
+    refused(team.run_as("tech2", "cases", "--json"))
+    assert team.name("tech2") not in team.json("admin", "users", "list", "--json")
