@@ -116,7 +116,7 @@ def _child(flags: list[str]) -> list[dict]:
         [sys.executable, "-m", "benchmarks.bench_gui", *flags])]  # fmt: skip
     env = {**os.environ, "QT_QPA_PLATFORM": "xcb", "PYVISTA_OFF_SCREEN": "false"}
     out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=REPO, env=env)
-    sys.stderr.write(out.stderr[-4000:])
+    sys.stderr.write(out.stderr[-40000:])  # the stall stacks of every step
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
