@@ -39,6 +39,7 @@ from app.tools.mesh.qa import QAReport
 from app.tools.segmentation import Segment, Segmentation
 from app.workflow import names, policy, review, segment
 from app.workflow.actor import Actor
+from app.workflow.parts import export_parts
 
 
 @dataclass
@@ -294,13 +295,16 @@ def export(
     *,
     part: str | None = None,
 ) -> Path:
-    """Write ``version`` (one ``part``, the single part, or all parts merged) as a clean file.
+    """Write ``version`` (one ``part``, the single part, or all parts merged) as a clean file;
+    several parts to a .3mf/.obj become named, coloured objects (:mod:`app.workflow.parts`).
 
     ``out`` is a file, or a folder (existing, or written with a trailing slash) where the file
     is named ``<pseudonym>_<part>.<ext>``; the format comes from ``fmt`` or the extension.
     """
     policy.allow(actor, "mesh.export", case.pseudonym)
     made = _version(case.load_mesh_version(version))
+    if part is None and len(made.parts) > 1 and _multi(out, fmt):
+        return export_parts(actor, case, version, out, fmt)[0]  # named, coloured parts
     mesh, name = _export_part(made, part)
     names.check_outgoing(actor, case, name, what="part name", action="mesh.export")
     target = Path(out)
@@ -316,6 +320,11 @@ def export(
         format=fmt or format_of(target), sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
     )  # fmt: skip
     return path
+
+
+def _multi(out: Path | str, fmt: str | None) -> bool:
+    """Several parts go into one 3MF or OBJ as named, coloured objects."""
+    return (fmt or Path(out).suffix.lower().lstrip(".")) in ("3mf", "obj")
 
 
 def _export_part(made: MeshVersion, part: str | None) -> tuple[trimesh.Trimesh, str]:

@@ -1,0 +1,72 @@
+"""Exporting every part of a mesh version with its colour: one 3MF (also through mesh.export, as
+``medprint mesh CASE --segment a --segment b --out model.3mf`` does), OBJ + MTL, STL per part;
+role-checked, names checked, audited with the manifest hash."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import trimesh
+
+from app.errors import AccessDenied
+from app.security import audit
+from app.tools.mesh.meshio import mesh_bytes
+from app.tools.mesh.multipart import check_3mf
+from app.workflow import mesh, parts
+
+from .mesh_versions import sphere_qa
+
+lib3mf = pytest.importorskip("lib3mf")
+STYLES = {"bone": "#e6dcc8", "tumour": "#c83232", "vessel": "#3232c8"}
+
+
+def three_part_version(case, author: str) -> int:
+    data, styles = {}, {}
+    for index, (name, colour) in enumerate(STYLES.items()):
+        ball = trimesh.creation.icosphere(subdivisions=1 + (name == "tumour"), radius=5.0)
+        data[name] = mesh_bytes(ball.vertices + np.array([index * 15.0, 0, 0]), ball.faces, "stl")
+        styles[name] = {"colour": colour, "material": "resin"}
+    info = {"author": author, "part": "all"}
+    return case.save_mesh_version(data, qa=sphere_qa(), info=info, styles=styles)
+
+
+def objects(path) -> list[tuple[str, int]]:
+    model = lib3mf.get_wrapper().CreateModel()
+    model.QueryReader("3mf").ReadFromFile(str(path))
+    found, out = model.GetMeshObjects(), []
+    while found.MoveNext():
+        obj = found.GetCurrentMeshObject()
+        out.append((obj.GetName(), obj.GetTriangleCount()))
+    return out
+
+
+def test_mesh_export_writes_all_parts_into_one_3mf(sphere_case, people, tmp_path):
+    tess = people["tess"]
+    number = three_part_version(sphere_case, "tess")
+    path = mesh.export(tess, sphere_case, number, tmp_path / "model.3mf")
+    assert objects(path) == [("bone", 80), ("tumour", 320), ("vessel", 80)]
+    assert check_3mf(path.read_bytes()) == [] and b"DOE" not in path.read_bytes()
+    [record] = [r for r in audit.read_records(tess.paths) if r["action"] == "mesh.export"]
+    assert record["facts"]["parts"] == 3 and record["facts"]["format"] == "3mf"
+    assert record["facts"]["mesh_sha256"] == sphere_case.mesh_sha256(number)
+
+
+def test_folder_exports_are_named_by_pseudonym(sphere_case, people, tmp_path):
+    number = three_part_version(sphere_case, "tess")
+    obj, mtl = parts.export_parts(people["tess"], sphere_case, number, tmp_path, "obj")
+    assert (obj.name, mtl.name) == (
+        f"{sphere_case.pseudonym}_parts.obj",
+        f"{sphere_case.pseudonym}_parts.mtl",
+    )
+    assert mtl.read_text().count("newmtl") == 3
+    stls = parts.export_parts(people["tess"], sphere_case, number, tmp_path / "x.stl")
+    assert [p.name for p in stls] == ["x_bone.stl", "x_tumour.stl", "x_vessel.stl"]
+
+
+def test_identity_in_the_file_name_and_other_roles_are_refused(sphere_case, people, tmp_path):
+    number = three_part_version(sphere_case, "tess")
+    with pytest.raises(AccessDenied):
+        parts.export_parts(people["tess"], sphere_case, number, tmp_path / "doe-jane.3mf")
+    with pytest.raises(AccessDenied):
+        parts.export_parts(people["nemo"], sphere_case, number, tmp_path / "m.3mf")
+    assert list(tmp_path.glob("*.3mf")) == []
