@@ -11,7 +11,7 @@ from pathlib import Path
 
 from app.case import Case
 from app.errors import MedPrintError
-from app.workflow import intake, review
+from app.workflow import intake, review, review_report
 from app.workflow.actor import Actor
 
 OVERRIDE_KINDS = ("qa-failure", "self-approval", "foreign-gcode")
@@ -41,6 +41,23 @@ def register(sub: argparse._SubParsersAction) -> None:
             _override_options(action)
         action.add_argument("--json", action="store_true", help="print the result as JSON")
         action.set_defaults(func=_HANDLERS[name])
+    _report_parser(actions)
+
+
+def _report_parser(actions: argparse._SubParsersAction) -> None:
+    report = actions.add_parser("report", help="the signed review report of a version as PDF")
+    report.add_argument("case", help="case pseudonym")
+    report.add_argument("--version", type=int, metavar="N", required=True, help="mesh version")
+    report.add_argument("--out", type=Path, metavar="FILE.pdf", required=True, help="PDF file")
+    report.set_defaults(func=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    actor = Actor.current()
+    case = intake.open_case(actor, args.case)
+    path = review_report.write(actor, case, args.version, args.out)
+    print(f"review report of mesh v{args.version} of {case.pseudonym}: {path}")
+    return 0
 
 
 _MEANINGS = {

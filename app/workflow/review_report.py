@@ -1,0 +1,125 @@
+"""The review report of a mesh version: assembled from the case, made as PDF, audited.
+
+It shows the case by pseudonym only: acquisition facts come from the stored series facts and
+a few technical header fields of the first original (kernel, tilt), never a patient field.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pydicom
+
+from app.case import Case
+from app.tools.mesh.core import make_mesh
+from app.tools.mesh.meshio import read_mesh_bytes
+from app.tools.mesh.review_report import ReviewFacts, report_pdf
+from app.workflow import names, policy
+from app.workflow.actor import Actor
+
+ACTION = "review.report"
+# Technical header fields the report may show (no identity among them).
+_HEADER_FIELDS = {
+    "kernel": "ConvolutionKernel",
+    "gantry_tilt": "GantryDetectorTilt",
+    "slice_thickness": "SliceThickness",
+}
+_INFO_SKIP = {"author", "operation", "time_utc", "parent_version", "authors"}
+
+
+def make(actor: Actor, case: Case, version: int) -> bytes:
+    """The review report of mesh ``version`` as PDF bytes (audited)."""
+    policy.allow(actor, "review.view", case.pseudonym)
+    data = report_bytes(case, version)
+    policy.record(actor, ACTION, case.pseudonym, version=version, bytes=len(data))
+    return data
+
+
+def write(actor: Actor, case: Case, version: int, out: str | os.PathLike[str]) -> Path:
+    """Write the report of ``version`` to ``out`` (a file name the caller chose)."""
+    target = Path(out)
+    names.check_outgoing(actor, case, target.name, what="report file name", action=ACTION)
+    target.write_bytes(make(actor, case, version))
+    return target
+
+
+def report_bytes(case: Case, version: int) -> bytes:
+    """The report itself, without a permission check (the package build has made it)."""
+    return report_pdf(facts(case, version))
+
+
+def facts(case: Case, version: int) -> ReviewFacts:
+    stored = case.load_mesh_version(version)
+    parts = {n: make_mesh(*read_mesh_bytes(d, "stl")) for n, d in stored.parts.items()}
+    colours = {e["name"]: e.get("colour") for e in stored.part_facts if e.get("colour")}
+    series = {**case.series_facts(), **header_facts(case)}
+    return ReviewFacts(
+        pseudonym=case.pseudonym,
+        version=version,
+        parts=parts,
+        colours=colours,
+        series=series,
+        qa=stored.qa,
+        history=history(case, version),
+        decision=decision_for(case, stored.sha256),
+        volume=case.load_volume() if case.has_volume() else None,
+        suitability=list(series.get("suitability") or []),
+    )
+
+
+def header_facts(case: Case) -> dict:
+    """Kernel, tilt and thickness from the first original's header (technical fields only)."""
+    names = case.original_names()
+    if not names:
+        return {}
+    ds = pydicom.dcmread(io.BytesIO(case.load_original(names[0])), stop_before_pixels=True)
+    found = {}
+    for key, keyword in _HEADER_FIELDS.items():
+        value = ds.get(keyword)
+        if value is not None and value != "":
+            found[key] = _plain(value)
+    return found
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, pydicom.multival.MultiValue):
+        return "/".join(str(v) for v in value)
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def history(case: Case, version: int) -> list[dict]:
+    """The version lineage, oldest first: operation, parameters, who and when."""
+    steps: list[dict] = []
+    number: int | None = version
+    while number is not None and number in case.mesh_versions():
+        if any(s["version"] == number for s in steps):
+            break
+        info = case.mesh_info(number)
+        params = {k: v for k, v in info.items() if k not in _INFO_SKIP}
+        steps.append(
+            {
+                "version": number,
+                "operation": info.get("operation", "build"),
+                "params": info.get("params", params),
+                "author": info.get("author"),
+                "time_utc": info.get("time_utc"),
+            }
+        )
+        parent = info.get("parent_version")
+        number = int(parent) if parent is not None else None
+    return steps[::-1]
+
+
+def decision_for(case: Case, mesh_sha256: str) -> dict | None:
+    """The newest signed decision on this mesh hash, if any."""
+    found = [
+        r
+        for r in case.load_decisions()
+        if r.get("type") == "decision" and r.get("mesh_sha256") == mesh_sha256
+    ]
+    return found[-1] if found else None
