@@ -25,7 +25,8 @@ from app.settings import Paths, resolve_paths
 SHIPPED_DIR = resources_root() / "printers"
 PRINTER_FORMAT = "medprint-printer/1"
 MATERIAL_FORMAT = "medprint-material/1"
-CONNECTION_KINDS = ("usb", "octoprint", "moonraker")
+CONNECTION_KINDS = ("usb", "octoprint", "moonraker", "prusalink", "formlabs")
+TECHNOLOGIES = ("fdm", "sla", "msla")  # filament, or resin (laser SLA / masked LCD)
 FIRMWARES = ("marlin",)
 PLACEHOLDERS = (
     "temperature",
@@ -88,6 +89,19 @@ class Motion:
 
 
 @dataclass(frozen=True)
+class Resin:
+    """A resin printer's layer height and exposure display (exposure times are the material's
+    and the engine's; the display sets the slicing raster)."""
+
+    layer_height: float = 0.05
+    display_width: float = 120.96
+    display_height: float = 68.04
+    display_pixels_x: int = 2560
+    display_pixels_y: int = 1440
+    model: str = "SL1S"  # the printer model the engine's archive names (SL1S, SL1 or generic)
+
+
+@dataclass(frozen=True)
 class PrinterProfile:
     """One printer: its build volume, hardware, speeds, G-code and connection."""
 
@@ -107,7 +121,13 @@ class PrinterProfile:
     end_gcode: str = "M104 S0\nM140 S0\nM107\nM84"
     default_material: str = "pla"
     connection: Connection = field(default_factory=Connection)
+    technology: str = "fdm"
+    resin: Resin = field(default_factory=Resin)
     origin: str = field(default="shipped", compare=False)
+
+    @property
+    def is_resin(self) -> bool:
+        return self.technology in ("sla", "msla")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -132,7 +152,13 @@ class MaterialProfile:
     fan_max: float = 100.0
     fan_off_layers: int = 1
     cost_per_kg: float = 0.0
+    exposure_time: float = 2.0  # resin only: seconds per layer, and for the first layers
+    initial_exposure_time: float = 25.0
     origin: str = field(default="shipped", compare=False)
+
+    @property
+    def is_resin(self) -> bool:
+        return self.type.upper() == "RESIN"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -204,6 +230,14 @@ _RANGES: dict[str, tuple[float, float]] = {
     "jerk_xy": (0.0, 100.0),
     "jerk_e": (0.0, 100.0),
     "baud_rate": (1200.0, 1000000.0),
+    # resin
+    "exposure_time": (0.1, 300.0),
+    "initial_exposure_time": (0.1, 600.0),
+    "layer_height": (0.01, 0.3),
+    "display_width": (10.0, 1000.0),
+    "display_height": (10.0, 1000.0),
+    "display_pixels_x": (100.0, 20000.0),
+    "display_pixels_y": (100.0, 20000.0),
 }
 
 
@@ -239,8 +273,9 @@ def _build(cls: type, where: str, raw: object, prefix: str = "") -> dict[str, An
     return values
 
 
-_INTEGERS = ("baud_rate", "fan_off_layers")
+_INTEGERS = ("baud_rate", "fan_off_layers", "display_pixels_x", "display_pixels_y")
 _SUBSECTIONS: dict[str, type] = {
+    "resin": Resin,
     "speeds": Speeds,
     "retraction": Retraction,
     "motion": Motion,
@@ -281,6 +316,8 @@ def printer_from_dict(
         raise _fail(where, f"firmware '{values['firmware']}' is not supported; use 'marlin'")
     for key in ("start_gcode", "end_gcode"):
         _check_gcode(where, key, values.get(key, ""))
+    if values.get("technology", "fdm") not in TECHNOLOGIES:
+        raise _fail(where, f"technology '{values['technology']}' must be one of fdm, sla, msla")
     profile = PrinterProfile(**values, origin=origin)
     conn = profile.connection
     if conn.kind not in CONNECTION_KINDS:
@@ -321,7 +358,13 @@ def material_from_dict(
 
 
 def check_pair(printer: PrinterProfile, material: MaterialProfile) -> None:
-    """Refuse a material whose temperatures the printer cannot reach."""
+    """Refuse a resin on a filament printer (and back), or temperatures the printer cannot reach."""
+    if printer.is_resin != material.is_resin:
+        kind = "a resin" if printer.is_resin else "a filament"
+        msg = f"'{printer.name}' prints {kind}, not '{material.name}'; choose {kind} material"
+        raise PrintingError(msg)
+    if printer.is_resin:
+        return
     hot = max(material.temperature, material.first_layer_temperature)
     bed = max(material.bed_temperature, material.first_layer_bed_temperature)
     if hot > printer.max_nozzle_temperature:
