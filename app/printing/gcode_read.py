@@ -143,6 +143,7 @@ class _Tokens:
     start: int
     buf: np.ndarray  # the chunk's bytes
     sep: np.ndarray  # offsets of the bytes ending words
+    sep_byte: np.ndarray  # those bytes
     newline: np.ndarray  # which of those end a line
     word_start: np.ndarray
     word_len: np.ndarray
@@ -153,7 +154,8 @@ class _Tokens:
     def of(cls, text: Text, start: int, end: int) -> _Tokens:
         buf = text.bytes[start:end]
         sep = np.flatnonzero(buf <= 32)
-        newline = buf[sep] == 10
+        sep_byte = buf[sep]
+        newline = sep_byte == 10
         word_start = np.empty_like(sep)
         word_start[0] = 0
         word_start[1:] = sep[:-1] + 1
@@ -161,15 +163,19 @@ class _Tokens:
         first[0] = True
         first[1:] = newline[:-1]
         line = np.cumsum(first) - 1
-        return cls(text, start, buf, sep, newline, word_start, sep - word_start, first, line)
+        return cls(
+            text, start, buf, sep, sep_byte, newline, word_start, sep - word_start, first, line
+        )
 
     def odd_lines(self, n_lines: int) -> np.ndarray:
         """Lines with a tab or control byte (other than the "\r" of "\r\n")."""
-        byte = self.buf[self.sep]
+        lines = np.zeros(n_lines, bool)
+        byte = self.sep_byte
         odd = (byte != 32) & ~self.newline
+        if not odd.any():  # only spaces and newlines: the common case
+            return lines
         after = self.buf[np.minimum(self.sep + 1, len(self.buf) - 1)]
         odd &= ~((byte == 13) & (after == 10))
-        lines = np.zeros(n_lines, bool)
         lines[self.word_line[odd]] = True
         return lines
 
