@@ -16,6 +16,8 @@ if [ "$mode" = test ]; then
   apt_packages+=(xvfb xauth prusa-slicer binutils desktop-file-utils passwd dbus-bin util-linux)
   # a real PACS and the DICOM reference client: tests/pacs, benchmarks/bench_pacs.py
   apt_packages+=(orthanc orthanc-dicomweb dcmtk)
+  # PDF rendering and text for the review report tests (tests/review)
+  apt_packages+=(poppler-utils)
 fi
 
 missing=()

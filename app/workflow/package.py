@@ -35,6 +35,7 @@ from app.security.package.format import (
     MESH_MANIFEST,
     QA_REPORT,
     QA_REPORT_HTML,
+    REVIEW_REPORT_PDF,
     PackageMeta,
     canonical_json,
 )
@@ -42,10 +43,11 @@ from app.security.package.verify import VerifyReport, verify_package
 from app.security.signing import PublicKey, RecipientBook, RecipientKey, TrustStore
 from app.settings import resolve_paths
 from app.tools.mesh.core import make_mesh
+from app.tools.mesh.gltf import glb_bytes
 from app.tools.mesh.meshio import export_name, mesh_bytes, read_mesh_bytes
 from app.tools.mesh.qa import QAReport
 from app.tools.mesh.report import qa_report_html
-from app.workflow import names, policy, review
+from app.workflow import names, policy, review, review_report
 from app.workflow.actor import Actor
 
 ACTION = "package.build"
@@ -99,6 +101,7 @@ def build(
     lab = review.lab(actor)
     signers = {actor.user, *(str(r.get("signer")) for r in [release.approval, *overrides] if r)}
     files = _mesh_files(case.pseudonym, stored) | _gcode_files(case.pseudonym, gcode)
+    files |= _review_files(case, stored, release)
     built = build_package(
         out_dir,
         files=files,
@@ -212,6 +215,18 @@ def _mesh_files(pseudonym: str, stored: StoredMesh) -> dict[str, bytes]:
     if page is not None:
         files[QA_REPORT_HTML] = page
     return files
+
+
+def _review_files(case: Case, stored: StoredMesh, release: review.Release) -> dict[str, bytes]:
+    """The signed review report (PDF) and the whole approved model as GLB (metres, +Y up, the
+    way back to LPS millimetres in its extras), one node per part in its colour."""
+    parts = {e["name"]: read_mesh_bytes(stored.parts[e["name"]], "stl") for e in stored.part_facts}
+    colours = {e["name"]: e.get("colour") for e in stored.part_facts}
+    glb = f"{case.pseudonym}_model.glb"  # the whole model, every part a node
+    return {
+        REVIEW_REPORT_PDF: review_report.report_bytes(case, stored.number, release.approval),
+        f"{MESH_DIR}/{glb}": glb_bytes(parts, colours, pseudonym=case.pseudonym),
+    }
 
 
 Shape = tuple[np.ndarray, np.ndarray]  # vertices, faces

@@ -45,12 +45,13 @@ def write(actor: Actor, case: Case, version: int, out: str | os.PathLike[str]) -
     return target
 
 
-def report_bytes(case: Case, version: int) -> bytes:
-    """The report itself, without a permission check (the package build has made it)."""
-    return report_pdf(facts(case, version))
+def report_bytes(case: Case, version: int, decision: dict | None = None) -> bytes:
+    """The report itself, without a permission check (the package build has made it), signed
+    by ``decision`` (default: the newest decision on the version's hash)."""
+    return report_pdf(facts(case, version, decision))
 
 
-def facts(case: Case, version: int) -> ReviewFacts:
+def facts(case: Case, version: int, decision: dict | None = None) -> ReviewFacts:
     stored = case.load_mesh_version(version)
     parts = {n: make_mesh(*read_mesh_bytes(d, "stl")) for n, d in stored.parts.items()}
     colours = {e["name"]: e.get("colour") for e in stored.part_facts if e.get("colour")}
@@ -63,7 +64,7 @@ def facts(case: Case, version: int) -> ReviewFacts:
         series=series,
         qa=stored.qa,
         history=history(case, version),
-        decision=decision_for(case, stored.sha256),
+        decision=decision or decision_for(case, stored.sha256),
         volume=case.load_volume() if case.has_volume() else None,
         suitability=list(series.get("suitability") or []),
     )

@@ -65,11 +65,12 @@ from app.settings import Paths, resolve_paths
 
 Source = bytes | os.PathLike[str]
 _SPACE_MARGIN = 1 << 20
-# What a package may carry besides its records: mesh parts and their manifest, G-code with its
-# provenance, the QA report. Nothing else (no DICOM, no loose user files) leaves this way.
+# What a package may carry besides its records: mesh parts (STL, 3MF, the whole model as GLB)
+# and their manifest, G-code with its provenance, the QA report and the review report (PDF).
+# Nothing else (no DICOM, no loose user files) leaves this way.
 PACKAGE_KINDS = re.compile(
-    r"^(mesh/[^/]+\.(stl|3mf)|mesh/manifest\.json|gcode/[^/]+\.(gcode|json)"
-    r"|qa/report\.(json|html))$"
+    r"^(mesh/[^/]+\.(stl|3mf|glb)|mesh/manifest\.json|gcode/[^/]+\.(gcode|json)"
+    r"|qa/report\.(json|html)|qa/review\.pdf)$"
 )
 
 
@@ -176,7 +177,8 @@ def _check_kinds(files: Mapping[str, Source]) -> None:
     for name in files:
         if not PACKAGE_KINDS.match(name):
             msg = f"'{name}' cannot be a package file: a package holds only mesh parts (.stl, "
-            msg += ".3mf) and their manifest, G-code with its provenance, and the QA report"
+            msg += ".3mf, .glb) and their manifest, G-code with its provenance, the QA report "
+            msg += "and the review report"
             raise PackageError(msg)
 
 

@@ -59,6 +59,7 @@ MESH_DIR = "mesh"
 GCODE_DIR = "gcode"
 QA_REPORT = "qa/report.json"
 QA_REPORT_HTML = "qa/report.html"
+REVIEW_REPORT_PDF = "qa/review.pdf"
 FREE_TEXT_FIELDS = frozenset({"comment", "reason"})
 RESERVED = frozenset({MANIFEST, SIGNATURE})
 PARTIAL_MARK = ".partial-"
