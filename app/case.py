@@ -17,6 +17,8 @@ Layout inside a case::
     mesh/vN/qa.json             its QA report
     print/gN.gcode              sliced G-code N
     print/gN.json               its provenance: the mesh version and hash, profile, engine
+    print/sN.sl1                resin slicing N (label-stripped SL1 archive)
+    print/sN.json               its provenance: the mesh version and hash, profile, settings
     approvals.json              decisions and overrides (append-only history)
     viewer.json                 the window's view state (window, layout, crosshair)
     reports/NAME                reports made from the case
@@ -45,6 +47,7 @@ VIEW_FILE = "viewer.json"
 
 _MESH_DIR = re.compile(r"^mesh/v(\d+)/manifest\.json$")
 _GCODE = re.compile(r"^print/g(\d+)\.gcode$")
+_SL1 = re.compile(r"^print/s(\d+)\.sl1$")
 _ORIGINAL = re.compile(r"^dicom/\d{5}\.dcm$")
 PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 _REPORT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
@@ -104,6 +107,19 @@ class StoredGcode:
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class StoredSla:
+    """One stored resin slicing (an SL1 archive) with its provenance."""
+
+    number: int
+    data: bytes
+    provenance: dict
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
 
 
 @dataclass
@@ -310,6 +326,25 @@ class Case:
             msg = f"case {self.pseudonym} has no G-code {number}"
             raise VaultError(msg)
         return self._load_json(f"print/g{number}.json")
+
+    # ----- resin slicings (SL1 archives) -------------------------------------------------------
+    def sla_versions(self) -> list[int]:
+        return sorted(int(m.group(1)) for name in self.files() if (m := _SL1.match(name)))
+
+    def save_sla(self, data: bytes, provenance: Mapping[str, Any]) -> StoredSla:
+        """Store an SL1 archive with its provenance (which records the archive's SHA-256)."""
+        number = (self.sla_versions() or [0])[-1] + 1
+        record = dict(provenance) | {"sl1_sha256": hashlib.sha256(data).hexdigest()}
+        self._save_json(f"print/s{number}.json", record)
+        self._save_bytes(f"print/s{number}.sl1", data)  # last: the archive exists once complete
+        return StoredSla(number, data, record)
+
+    def load_sla(self, number: int) -> StoredSla:
+        if number not in self.sla_versions():
+            msg = f"case {self.pseudonym} has no resin slicing s{number}"
+            raise VaultError(msg)
+        data = self._load_bytes(f"print/s{number}.sl1")
+        return StoredSla(number, data, self._load_json(f"print/s{number}.json"))
 
     # ----- decisions ------------------------------------------------------------------------------
     def load_decisions(self) -> list[dict]:

@@ -1,7 +1,9 @@
 """``medprint slice CASE [--version N] --printer P [--out FILE]`` and ``medprint printers``.
 
 Slicing stores the G-code in the case with its provenance (the mesh version and its SHA-256,
-the profiles, the engine and the settings); ``--out`` also writes a copy.
+the profiles, the engine and the settings); ``--out`` also writes a copy. A resin printer
+(``--printer prusa-sl1s``) is sliced by PrusaSlicer's SLA engine into a label-stripped ``.sl1``
+archive stored the same way (``--no-supports``, ``--no-pad``, ``--rotate-x/-y`` choose the rest).
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from app.case import Case
 from app.printing.profiles import load_materials, load_printers
 from app.printing.slicer import SliceSettings, engines
-from app.workflow import intake
+from app.printing.slicer.sla import SlaSettings
+from app.workflow import intake, resin
 from app.workflow import slice as slicing
 from app.workflow.actor import Actor
 
@@ -43,7 +47,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _settings_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--layer-height", type=float, default=0.2, metavar="MM")
+    parser.add_argument(
+        "--layer-height",
+        type=float,
+        default=None,
+        metavar="MM",
+        help="default 0.2 (resin: the printer's)",
+    )
     parser.add_argument("--first-layer-height", type=float, default=None, metavar="MM")
     parser.add_argument("--perimeters", type=int, default=2)
     parser.add_argument("--infill", type=float, default=15.0, metavar="PERCENT")
@@ -57,12 +67,18 @@ def _settings_options(parser: argparse.ArgumentParser) -> None:
         help="support overhangs beyond this angle from vertical",
     )
     parser.add_argument("--brim", type=float, default=0.0, metavar="MM", help="brim width")
+    sla = parser.add_argument_group("resin printers")
+    sla.add_argument("--no-supports", action="store_true", help="resin: no supports")
+    sla.add_argument("--no-pad", action="store_true", help="resin: no pad under the supports")
+    sla.add_argument("--rotate-x", type=float, default=0.0, metavar="DEG", help="resin: tilt")
+    sla.add_argument("--rotate-y", type=float, default=0.0, metavar="DEG", help="resin: tilt")
 
 
 def _settings(args: argparse.Namespace) -> SliceSettings:
+    layer_height = args.layer_height or 0.2
     return SliceSettings(
-        layer_height=args.layer_height,
-        first_layer_height=args.first_layer_height or max(args.layer_height, 0.2),
+        layer_height=layer_height,
+        first_layer_height=args.first_layer_height or max(layer_height, 0.2),
         perimeters=args.perimeters,
         infill_density=args.infill,
         infill_pattern=args.pattern,
@@ -77,6 +93,8 @@ def _slice(args: argparse.Namespace) -> int:
 
     actor = Actor.current()
     case = intake.open_case(actor, args.case)
+    if resin.is_resin_printer(actor, args.printer):
+        return _slice_resin(actor, case, args)
     with cli_progress(f"slicing ({args.engine})") as progress:
         sliced = slicing.slice_version(
             actor,
@@ -116,6 +134,41 @@ def _slice(args: argparse.Namespace) -> int:
             print(f"  copy: {args.out}")
     for warning in sliced.warnings:
         print(f"medprint: warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _slice_resin(actor: Actor, case: Case, args: argparse.Namespace) -> int:
+    from app.commands.progressbar import cli_progress  # noqa: PLC0415
+
+    settings = SlaSettings(
+        supports=not args.no_supports,
+        pad=not args.no_pad,
+        rotate_x=args.rotate_x,
+        rotate_y=args.rotate_y,
+        layer_height=args.layer_height,
+    )
+    with cli_progress("slicing (PrusaSlicer SLA)") as progress:
+        sliced = resin.slice_resin(
+            actor, case, version=args.version, printer=args.printer, material=args.material,
+            settings=settings, out=args.out, progress=progress,
+        )  # fmt: skip
+    prov, archive = sliced.stored.provenance, sliced.archive
+    if args.json:
+        keys = ("mesh_version", "mesh_sha256", "printer", "material", "engine", "sl1_sha256")
+        data = {"case": case.pseudonym, "sla_version": sliced.stored.number}
+        data |= {k: prov[k] for k in keys} | {"out": str(args.out) if args.out else None}
+        data |= {"layers": archive.layers, "layer_height": archive.layer_height}
+        data |= {"resin_ml": archive.resin_ml, "print_time_s": archive.print_time_s}
+        print(json.dumps(data, indent=2))
+        return 0
+    print(
+        f"{case.pseudonym}: resin slicing s{sliced.stored.number} from mesh v{prov['mesh_version']}"
+        f" ({prov['printer']}, {prov['material']}, engine {prov['engine']})"
+    )
+    for line in archive.summary_lines(resin.material_of(actor, prov["material"])):
+        print(f"  {line}")
+    if args.out:
+        print(f"  copy: {args.out}")
     return 0
 
 

@@ -1,0 +1,102 @@
+"""Resin slicing: a stored mesh version becomes a label-stripped SL1 archive stored in the case.
+
+The archive carries no names (no part, file, case or person); what it was made from is kept in
+the case's provenance record beside it: the mesh version and its SHA-256 (manifest hash over the
+parts), the printer and resin profiles, the engine and the settings.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from app.atomic import atomic_write_bytes
+from app.case import Case, StoredSla
+from app.printing.profiles import MaterialProfile, get_material, get_printer
+from app.printing.slicer.sla import ENGINE, SlaArchive, SlaSettings, read_sl1, slice_sla
+from app.progress import CancelToken, Progress, ensure
+from app.tools.mesh.meshio import read_mesh_bytes
+from app.workflow import names, policy
+from app.workflow.actor import Actor
+
+
+@dataclass(frozen=True)
+class SlicedResin:
+    """A stored resin slicing: the archive in the case, its facts, and the copy written."""
+
+    stored: StoredSla
+    archive: SlaArchive
+    out: Path | None = None
+
+
+def slice_resin(
+    actor: Actor,
+    case: Case,
+    *,
+    version: int | None = None,
+    printer: str,
+    material: str | None = None,
+    settings: SlaSettings | None = None,
+    out: Path | None = None,
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
+) -> SlicedResin:
+    """Slice mesh ``version`` (default: latest) for resin printer ``printer`` with PrusaSlicer's
+    SLA engine; store the archive with its provenance, copy it to ``out``, audit ``slice``."""
+    policy.allow(actor, "slice", case.pseudonym)
+    progress = ensure(progress)
+    number = case.latest_mesh_version() if version is None else version
+    stored = case.load_mesh_version(number)
+    if out is not None:
+        names.check_outgoing(actor, case, Path(out).name, what="file name", action="slice")
+    profile = get_printer(printer, actor.paths)
+    chosen = get_material(material or profile.default_material, actor.paths)
+    settings = settings or SlaSettings()
+    parts = [read_mesh_bytes(data, "stl") for data in stored.parts.values()]
+    progress.update(0.05, f"slicing mesh v{number} for resin")
+    archive = slice_sla(
+        parts, profile, chosen, settings, progress=progress.sub(0.05, 0.95), cancel=cancel
+    )
+    provenance = {
+        "mesh_version": number,
+        "mesh_sha256": stored.sha256,
+        "printer": profile.id,
+        "material": chosen.id,
+        "engine": ENGINE,
+        "settings": asdict(settings),
+        "parts": sorted(stored.parts),
+        "layers": archive.layers,
+        "resin_ml": round(archive.resin_ml, 3),
+        "print_time_s": round(archive.print_time_s, 1),
+        "user": actor.user,
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    saved = case.save_sla(archive.data, provenance)
+    if out is not None:
+        atomic_write_bytes(Path(out), archive.data)
+    policy.record(
+        actor, "slice", case.pseudonym, sla_version=saved.number, mesh_version=number,
+        mesh_sha256=stored.sha256, sl1_sha256=saved.sha256, printer=profile.id,
+        material=chosen.id, engine=ENGINE, copy=out is not None,
+    )  # fmt: skip
+    progress.update(1.0, f"stored resin slicing s{saved.number}")
+    return SlicedResin(saved, archive, Path(out) if out is not None else None)
+
+
+def load(actor: Actor, case: Case, number: int | None = None) -> SlicedResin:
+    """Stored resin slicing ``number`` (default: the newest) with its facts, for a preview."""
+    policy.allow(actor, "case.open", case.pseudonym)
+    versions = case.sla_versions()
+    stored = case.load_sla(number if number is not None else (versions or [0])[-1])
+    return SlicedResin(stored, read_sl1(stored.data))
+
+
+def material_of(actor: Actor, material: str) -> MaterialProfile:
+    """The material profile ``material`` (for a front end's estimate lines)."""
+    return get_material(material, actor.paths)
+
+
+def is_resin_printer(actor: Actor, printer: str) -> bool:
+    """Whether ``printer`` names a resin (SLA/MSLA) profile, for front ends choosing the use case."""
+    return get_printer(printer, actor.paths).is_resin

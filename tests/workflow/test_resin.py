@@ -1,0 +1,94 @@
+"""Resin slicing of a stored mesh version: the SL1 archive is stored in the case with its
+provenance (the mesh SHA-256 there, not in the archive), copied out, audited, and carries
+nothing identifying: no part, file, case or patient name in any file of it."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import zipfile
+
+import pytest
+import trimesh
+
+from app.errors import AccessDenied
+from app.printing.slicer import prusaslicer
+from app.printing.slicer.sla import SlaSettings, bare_png
+from app.security import audit
+from app.tools.mesh.meshio import mesh_bytes
+from app.workflow import resin
+
+from .mesh_versions import sphere_qa
+
+pytestmark = pytest.mark.skipif(
+    prusaslicer.find_executable() is None, reason="prusa-slicer not installed"
+)
+MARK = "zzmarkq"
+FLAT = SlaSettings(supports=False, pad=False)
+
+
+def marked_version(case) -> int:
+    b = trimesh.creation.box((12.0, 12.0, 5.0))
+    data = {f"{MARK}-part": mesh_bytes(b.vertices, b.faces, "stl")}
+    info = {"author": "tess", "part": f"{MARK}-part"}
+    return case.save_mesh_version(data, qa=sphere_qa(), info=info)
+
+
+def test_resin_slicing_is_stored_bound_and_label_free(sphere_case, people, tmp_path):
+    tess = people["tess"]
+    number = marked_version(sphere_case)
+    out = tmp_path / f"{MARK}path" / "part.sl1"
+    out.parent.mkdir()
+    sliced = resin.slice_resin(
+        tess, sphere_case, version=number, printer="prusa-sl1s", settings=FLAT, out=out
+    )
+    assert sliced.archive.layers == 100  # 5 mm at 0.05 mm
+    assert sliced.archive.resin_ml == pytest.approx(0.72, rel=0.02)
+    prov = sphere_case.load_sla(1).provenance
+    assert prov["mesh_sha256"] == sphere_case.mesh_sha256(number) and prov["layers"] == 100
+    assert prov["printer"] == "prusa-sl1s" and prov["material"] == "resin"
+    assert prov["sl1_sha256"] == sliced.stored.sha256 and out.read_bytes() == sliced.stored.data
+
+    forbidden = [MARK, "DOE", "JANE", sphere_case.pseudonym, prov["mesh_sha256"], "tess", "/tmp"]
+    with zipfile.ZipFile(io.BytesIO(out.read_bytes())) as archive:
+        for info in archive.infolist():
+            data = archive.read(info)
+            text = info.filename + ("" if info.filename.endswith(".png") else data.decode())
+            found = [w for w in forbidden if w.lower() in text.lower()]
+            assert found == [], f"{info.filename} carries {found}"
+            assert info.date_time == (1980, 1, 1, 0, 0, 0) and not info.comment
+            if info.filename.endswith(".png"):  # image chunks only: no text, time or profile
+                assert bare_png(data) == data
+
+    [record] = [r for r in audit.read_records(tess.paths) if r["action"] == "slice"]
+    assert record["facts"]["sla_version"] == 1 and record["facts"]["engine"] == "prusaslicer-sla"
+    assert record["facts"]["mesh_sha256"] == prov["mesh_sha256"]
+    assert resin.load(tess, sphere_case).archive.layers == 100
+
+
+def test_refusals_are_before_any_slicing(sphere_case, people, tmp_path):
+    number = marked_version(sphere_case)
+    with pytest.raises(AccessDenied):
+        resin.slice_resin(people["nemo"], sphere_case, version=number, printer="prusa-sl1s")
+    with pytest.raises(AccessDenied):
+        resin.slice_resin(
+            people["tess"], sphere_case, version=number, printer="prusa-sl1s",
+            out=tmp_path / "doe-jane.sl1",
+        )  # fmt: skip
+    assert sphere_case.sla_versions() == []
+
+
+def test_cli_slice_for_a_resin_printer(sphere_case, people, tmp_path, data_dir):
+    """``medprint slice CASE --printer prusa-sl1s --out part.sl1 --json`` (OS user = founder)."""
+    number = marked_version(sphere_case)
+    out = tmp_path / "part.sl1"
+    command = [sys.executable, "-m", "app", "slice", sphere_case.pseudonym, "--printer"]
+    command += ["prusa-sl1s", "--no-supports", "--no-pad", "--out", str(out), "--json"]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["sla_version"] == 1 and report["layers"] == 100
+    assert report["mesh_sha256"] == sphere_case.mesh_sha256(number)
+    assert out.read_bytes() == sphere_case.load_sla(1).data
