@@ -38,6 +38,8 @@ def _cases(args: argparse.Namespace) -> int:
         for e in entries
     ]
     if args.json:
+        for row in rows:
+            row["suitability"] = intake.case_suitability(actor, row["pseudonym"])
         print(json.dumps(rows, indent=2))
         return 0
     for row in rows:

@@ -31,10 +31,13 @@ def _import(args: argparse.Namespace) -> int:
             "shape": facts["geometry"]["shape"],
             "spacing": facts["geometry"]["spacing"],
             "warnings": facts["warnings"],
+            "suitability": facts.get("suitability", []),
         }
         print(json.dumps(out, indent=2))
     else:
         print(case.pseudonym)
         for warning in facts["warnings"]:
             print(f"warning: {warning}")
+        for warning in facts.get("suitability", []):
+            print(f"fit to print? {warning['reason']}")
     return 0

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.errors import DicomError
+from app.imaging import suitability
 from app.imaging.classify import Header
 from app.imaging.headers import SliceInfo, orientation_key
 from app.imaging.sources import Rejected, SourceRef
@@ -84,6 +85,7 @@ class Series:
             "thickness": None if self.thickness is None else round(self.thickness, 6),
             "transfer_syntaxes": self.transfer_syntaxes,
             "notes": list(self.notes),
+            "suitability": suitability.series_warnings(self),
         }
         if identity:
             out["identity"] = {

@@ -47,6 +47,8 @@ JSON (``ScanResult.to_json()``, ``medprint scan --json``), format ``medprint-sca
                   "thickness": 3.0,           # SliceThickness or null
                   "transfer_syntaxes": ["Implicit VR Little Endian"],
                   "notes": ["..."],           # e.g. uneven spacing, gantry tilt
+                  "suitability": [{"code": "thickness", "reason": "..."}],  # fit to print?
+                                              #   (app.imaging.suitability; informs only)
                   "identity": {...}           # identity=True only: uid, description, date
                 }
               ]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from app.case import Case
 from app.errors import DicomError, MedPrintError
+from app.imaging import suitability
 from app.imaging.sources import SourceOpener
 from app.imaging.volume import Volume
 from app.progress import CancelToken, Progress, check_cancel, ensure
@@ -117,6 +118,7 @@ def import_series(
         facts = series.to_json() | {
             "warnings": list(volume.warnings),
             "geometry": volume.geometry(),
+            "suitability": _suitability(case, series, volume),
         }
         case.save_series_facts(facts)
     except BaseException:
@@ -133,6 +135,14 @@ def import_series(
         warnings=len(volume.warnings),
     )
     return case
+
+
+def _suitability(case: Case, series: Series, volume: Volume) -> list[dict[str, str]]:
+    """Is the series fit to print: warnings with reasons (they inform, never block)."""
+    names = case.original_names()
+    header = suitability.header_warnings(case.load_original(names[0])) if names else []
+    found = [*suitability.series_warnings(series), *header, *suitability.image_warnings(volume)]
+    return suitability.unique(found)
 
 
 def _store_originals(
@@ -293,6 +303,12 @@ def list_cases(
     policy.allow(actor, "case.identity")
     policy.record(actor, "cases.identity_shown", count=len(entries))
     return entries
+
+
+def case_suitability(actor: Actor, pseudonym: str) -> list[dict[str, str]]:
+    """The import's fit-to-print warnings of a case (codes and reasons, no identity)."""
+    policy.allow(actor, "case.list")
+    return list(Case(actor.vault, pseudonym).series_facts().get("suitability") or [])
 
 
 def delete_case(actor: Actor, pseudonym: str) -> None:
