@@ -36,6 +36,9 @@ def _register_package(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="stored G-code to include (default: the newest sliced from that version, if any)",
     )
+    parser.add_argument(
+        "--sla-version", type=int, metavar="N", help="stored resin slicing (SL1) to include"
+    )
     parser.add_argument("--out", required=True, type=Path, help="target drive or folder")
     parser.add_argument("--zip", action="store_true", help="also write the package as one zip")
     parser.add_argument("--recipient", metavar="NAME", help="encrypt for this recipient (.mpkg)")
@@ -52,6 +55,7 @@ def _package(args: argparse.Namespace) -> int:
             case,
             version=args.version,
             gcode_version=args.gcode_version,
+            sla_version=args.sla_version,
             out_dir=args.out,
             make_zip=args.zip,
             recipient=args.recipient,

@@ -79,6 +79,7 @@ def build(
     *,
     version: int | None = None,
     gcode_version: int | None = None,
+    sla_version: int | None = None,
     out_dir: str | os.PathLike[str],
     make_zip: bool = False,
     recipient: str | None = None,
@@ -88,7 +89,8 @@ def build(
     """Write a signed package of mesh ``version`` (default: the latest approved) to ``out_dir``.
 
     ``gcode_version`` names the stored G-code to include; by default the newest one sliced from
-    that version, if any. ``recipient`` (a name in the recipient book) encrypts the package.
+    that version, if any. ``sla_version`` adds a stored resin slicing (SL1 archive) of that
+    version. ``recipient`` (a name in the recipient book) encrypts the package.
     """
     policy.allow(actor, ACTION, case.pseudonym)
     number = version if version is not None else _latest_approved(actor, case)
@@ -102,6 +104,7 @@ def build(
     signers = {actor.user, *(str(r.get("signer")) for r in [release.approval, *overrides] if r)}
     files = _mesh_files(case.pseudonym, stored) | _gcode_files(case.pseudonym, gcode)
     files |= _review_files(case, stored, release)
+    files |= _sla_files(actor, case, release, sla_version)
     built = build_package(
         out_dir,
         files=files,
@@ -126,6 +129,7 @@ def build(
         mesh_sha256=release.mesh_sha256,
         gcode_version=gcode.number if gcode else None,
         gcode_sha256=gcode.sha256 if gcode else None,
+        sla_version=sla_version,
         approval_id=(release.approval or {}).get("id"),
         override_kinds=[o.get("kind") for o in overrides],
         override_ids=[o.get("id") for o in overrides],
@@ -177,6 +181,21 @@ def _release_gcode(
             gcode=gcode.number,
         )
     return released
+
+
+def _sla_files(
+    actor: Actor, case: Case, mesh: review.Release, number: int | None
+) -> dict[str, bytes]:
+    """A stored SL1 archive and its provenance, when it was sliced from the packaged version."""
+    if number is None:
+        return {}
+    sla = case.load_sla(number)
+    if sla.provenance.get("mesh_sha256") != mesh.mesh_sha256:
+        msg = f"resin slicing s{number} was not sliced from the packaged mesh "
+        msg += f"v{mesh.mesh_version}; slice v{mesh.mesh_version} for resin and package that"
+        policy.refuse(actor, ACTION, case.pseudonym, reason="sl1-other-mesh", message=msg)
+    stem = f"{GCODE_DIR}/{case.pseudonym}_s{number}"
+    return {f"{stem}.sl1": sla.data, f"{stem}.json": canonical_json(sla.provenance)}
 
 
 def _unique(records: list[dict]) -> list[dict]:

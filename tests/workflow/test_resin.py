@@ -15,12 +15,13 @@ import trimesh
 
 from app.errors import AccessDenied
 from app.printing.slicer import prusaslicer
-from app.printing.slicer.sla import SlaSettings, bare_png
+from app.printing.slicer.sla import SlaSettings, _zip, bare_png
 from app.security import audit
+from app.security.package import format as fmt
 from app.tools.mesh.meshio import mesh_bytes
-from app.workflow import resin
+from app.workflow import package, resin, review
 
-from .mesh_versions import sphere_qa
+from .mesh_versions import sphere_qa, store_version
 
 pytestmark = pytest.mark.skipif(
     prusaslicer.find_executable() is None, reason="prusa-slicer not installed"
@@ -92,3 +93,23 @@ def test_cli_slice_for_a_resin_printer(sphere_case, people, tmp_path, data_dir):
     assert report["sla_version"] == 1 and report["layers"] == 100
     assert report["mesh_sha256"] == sphere_case.mesh_sha256(number)
     assert out.read_bytes() == sphere_case.load_sla(1).data
+
+
+def test_a_package_carries_the_sl1_of_the_approved_version(people, sphere_case, tmp_path):
+    version = store_version(sphere_case, "tess")
+    review.approve(people["rafael"], sphere_case, version, comment="fits")
+    mesh_sha = sphere_case.mesh_sha256(version)
+    archive = _zip([("config.ini", b"layerHeight = 0.05\n")])
+    good = sphere_case.save_sla(archive, {"mesh_version": version, "mesh_sha256": mesh_sha})
+    other = sphere_case.save_sla(archive, {"mesh_version": 9, "mesh_sha256": "ab" * 32})
+    drive = tmp_path / "drive"
+    drive.mkdir()
+    made = package.build(people["tess"], sphere_case, sla_version=good.number, out_dir=drive)
+    path = f"gcode/{sphere_case.pseudonym}_s{good.number}.sl1"
+    assert (made.path / path).read_bytes() == archive
+    manifest = json.loads((made.path / fmt.MANIFEST).read_bytes())
+    assert [(g["path"], g["mesh_sha256"]) for g in manifest["gcode"]] == [(path, mesh_sha)]
+    report = package.verify(people["tess"], made.path)
+    assert report.ok, report.message
+    with pytest.raises(AccessDenied, match="not sliced from the packaged mesh"):
+        package.build(people["tess"], sphere_case, sla_version=other.number, out_dir=drive)

@@ -7,8 +7,8 @@ Once every file is known to be the one signed, a package is still only usable wh
   manifest ``mesh/manifest.json`` (and its ``qa_sha256`` the packaged QA report);
 - an approval that rests on an override (self-approved, approved with a QA override, or of a
   mesh whose QA failed) comes with that override record, for that mesh;
-- every G-code comes with its provenance, and the provenance names the packaged mesh, unless
-  the package carries a foreign-gcode override for that G-code's SHA-256.
+- every G-code (or resin SL1 archive) comes with its provenance, and the provenance names the
+  packaged mesh, unless the package carries a foreign-gcode override for that file's SHA-256.
 
 This module reads nothing itself: it is given every file's SHA-256 and a reader for the small
 files (records, manifests, provenance), so the same checks run on the content before it is
@@ -235,7 +235,7 @@ def _check_gcode(
 
 
 def _is_gcode(path: str) -> bool:
-    return path.startswith(f"{GCODE_DIR}/") and path.lower().endswith(".gcode")
+    return path.startswith(f"{GCODE_DIR}/") and path.lower().endswith((".gcode", ".sl1"))
 
 
 def _provenance_mesh(
@@ -252,7 +252,8 @@ def _provenance_mesh(
         msg = f"{path} has no readable provenance ({record}): nothing says what it was sliced from"
         found.fail(BAD_PROVENANCE, msg, path)
         return False, None
-    if provenance.get("gcode_sha256") != gcode_sha:
+    key = "sl1_sha256" if path.lower().endswith(".sl1") else "gcode_sha256"
+    if provenance.get(key) != gcode_sha:
         msg = f"the provenance {record} is for another G-code than {path}"
         found.fail(BAD_PROVENANCE, msg, path)
         return False, None

@@ -66,10 +66,11 @@ from app.settings import Paths, resolve_paths
 Source = bytes | os.PathLike[str]
 _SPACE_MARGIN = 1 << 20
 # What a package may carry besides its records: mesh parts (STL, 3MF, the whole model as GLB)
-# and their manifest, G-code with its provenance, the QA report and the review report (PDF).
+# and their manifest, G-code or a resin SL1 archive with its provenance, the QA report and the
+# review report (PDF).
 # Nothing else (no DICOM, no loose user files) leaves this way.
 PACKAGE_KINDS = re.compile(
-    r"^(mesh/[^/]+\.(stl|3mf|glb)|mesh/manifest\.json|gcode/[^/]+\.(gcode|json)"
+    r"^(mesh/[^/]+\.(stl|3mf|glb)|mesh/manifest\.json|gcode/[^/]+\.(gcode|sl1|json)"
     r"|qa/report\.(json|html)|qa/review\.pdf)$"
 )
 
@@ -177,7 +178,9 @@ def _check_kinds(files: Mapping[str, Source]) -> None:
     for name in files:
         if not PACKAGE_KINDS.match(name):
             msg = f"'{name}' cannot be a package file: a package holds only mesh parts (.stl, "
-            msg += ".3mf, .glb) and their manifest, G-code with its provenance, the QA report "
+            msg += (
+                ".3mf, .glb) and their manifest, G-code or SL1 with its provenance, the QA report "
+            )
             msg += "and the review report"
             raise PackageError(msg)
 
