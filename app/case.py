@@ -20,6 +20,8 @@ Layout inside a case::
     print/sN.sl1                resin slicing N (label-stripped SL1 archive)
     print/sN.json               its provenance: the mesh version and hash, profile, settings
     approvals.json              decisions and overrides (append-only history)
+    order.json                  the case order: coded indication, region, service, due date, note
+    comments.json               comments pinned to points of mesh versions (resolvable)
     viewer.json                 the window's view state (window, layout, crosshair)
     reports/NAME                reports made from the case
 """
@@ -44,6 +46,8 @@ SEGMENTATION_FILE = "segmentation.seg"
 SEGMENTATION_AUTHORS_FILE = "segmentation-authors.json"
 DECISIONS_FILE = "approvals.json"
 VIEW_FILE = "viewer.json"
+ORDER_FILE = "order.json"
+COMMENTS_FILE = "comments.json"
 
 _MESH_DIR = re.compile(r"^mesh/v(\d+)/manifest\.json$")
 _GCODE = re.compile(r"^print/g(\d+)\.gcode$")
@@ -345,6 +349,27 @@ class Case:
             raise VaultError(msg)
         data = self._load_bytes(f"print/s{number}.sl1")
         return StoredSla(number, data, self._load_json(f"print/s{number}.json"))
+
+    # ----- the order and the review comments --------------------------------------------------------
+    def save_order(self, order: Mapping[str, Any]) -> None:
+        """The case order: coded indication, region, service, due date; its free-text note."""
+        self._save_json(ORDER_FILE, dict(order))
+
+    def load_order(self) -> dict | None:
+        return self._load_json(ORDER_FILE) if self._has(ORDER_FILE) else None
+
+    def load_comments(self) -> list[dict]:
+        """Comments pinned to mesh versions (free text: they never leave the vault)."""
+        if not self._has(COMMENTS_FILE):
+            return []
+        data = self._load_json(COMMENTS_FILE)
+        if not isinstance(data, dict) or not isinstance(data.get("comments"), list):
+            msg = f"{COMMENTS_FILE} of case {self.pseudonym} is malformed; restore it from a backup"
+            raise VaultError(msg)
+        return list(data["comments"])
+
+    def save_comments(self, comments: list[dict]) -> None:
+        self._save_json(COMMENTS_FILE, {"version": 1, "comments": comments})
 
     # ----- decisions ------------------------------------------------------------------------------
     def load_decisions(self) -> list[dict]:

@@ -36,6 +36,8 @@ COMMANDS = [
     "demo",
     "settings",
     "pacs",
+    "order",
+    "registry",
 ]
 
 
