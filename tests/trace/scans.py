@@ -1,0 +1,65 @@
+"""Synthetic scans of a printed model: the plan moved, re-triangulated, noisy, with a bump."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import fast_simplification
+import numpy as np
+import trimesh
+
+from app.tools.mesh.verify import UNITS
+
+
+@dataclass(frozen=True)
+class Scan:
+    mesh: trimesh.Trimesh  # in ``units``
+    matrix: np.ndarray  # 4x4: plan frame -> scan frame (mm)
+    bump_centre: np.ndarray | None  # in the plan frame (mm)
+
+
+def rigid(angles_deg: tuple[float, float, float], shift_mm: tuple[float, float, float]):
+    """A proper rigid transform: rotations about x, y, z, then a shift."""
+    return trimesh.transformations.compose_matrix(angles=np.deg2rad(angles_deg), translate=shift_mm)
+
+
+def retriangulate(plan: trimesh.Trimesh, keep: float = 0.7) -> trimesh.Trimesh:
+    """Another triangulation of the same surface: subdivided once, then decimated to ``keep``
+    of that (a denser, different mesh, as a scanner gives)."""
+    fine = plan.subdivide()
+    vertices, faces = fast_simplification.simplify(
+        fine.vertices.astype(np.float32), fine.faces, target_reduction=1.0 - keep
+    )
+    return trimesh.Trimesh(vertices.astype(np.float64), faces, process=True)
+
+
+def make_scan(
+    plan: trimesh.Trimesh,
+    *,
+    matrix: np.ndarray,
+    noise_mm: float = 0.05,
+    bump_mm: float = 0.0,
+    bump_radius_mm: float = 4.0,
+    units: str = "mm",
+    mirror: bool = False,
+    seed: int = 1,
+) -> Scan:
+    """``plan`` re-triangulated, with a Gaussian bump along the normals at the vertex farthest
+    along +x (when ``bump_mm``), Gaussian noise, moved by ``matrix``, mirrored (x -> -x) when
+    asked, in ``units``."""
+    rng = np.random.default_rng(seed)
+    scan = retriangulate(plan)
+    vertices = scan.vertices.copy()
+    centre = None
+    if bump_mm:
+        centre = vertices[vertices[:, 0].argmax()].copy()
+        r2 = ((vertices - centre) ** 2).sum(axis=1)
+        vertices += (
+            scan.vertex_normals * (bump_mm * np.exp(-r2 / (2 * (bump_radius_mm / 2) ** 2)))[:, None]
+        )
+    vertices += rng.normal(0.0, noise_mm, vertices.shape)
+    vertices = vertices @ matrix[:3, :3].T + matrix[:3, 3]
+    if mirror:
+        vertices[:, 0] *= -1
+    faces = scan.faces[:, ::-1] if mirror else scan.faces
+    return Scan(trimesh.Trimesh(vertices / UNITS[units], faces, process=False), matrix, centre)

@@ -1,0 +1,100 @@
+"""Registration and deviation of synthetic scans of a printed lumbar block, a CT of a printed
+phantom, and the calibration phantom."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import trimesh
+
+from app.imaging.volume import Volume
+from app.tools.mesh import verify
+from app.tools.mesh.phantom import calibration_phantom
+from tests.trace.scans import make_scan, rigid
+
+MOTION = rigid((20.0, -35.0, 50.0), (12.0, -7.0, 30.0))
+
+
+def _errors(found: np.ndarray, moved: np.ndarray) -> tuple[float, float]:
+    """Angle (degrees) and shift (mm) left after undoing ``moved`` with ``found``."""
+    left = found @ moved
+    angle = np.degrees(np.arccos(np.clip((np.trace(left[:3, :3]) - 1) / 2, -1, 1)))
+    return float(angle), float(np.linalg.norm(left[:3, 3]))
+
+
+def test_a_bump_is_found_where_it_was_put_and_fails_the_print(plan):
+    scan = make_scan(plan, matrix=MOTION, bump_mm=1.5)
+    check = verify.check_scan(scan.mesh, plan)
+    angle, shift = _errors(check.registration.matrix, MOTION)
+    assert angle < 0.1 and shift < 0.1
+    assert check.registration.residual_mm < 0.07  # the 0.05 mm noise
+    assert check.verdict == verify.FAIL and "region" in check.message
+    worst = check.deviation.regions[0]
+    assert np.linalg.norm(np.array(worst.centre_mm) - scan.bump_centre) < 1.5
+    assert 1.3 < worst.peak_mm < 1.7 and worst.area_mm2 > verify.MAX_REGION_MM2
+    assert check.deviation.p95_mm < 0.15, "the rest of the print is within the noise"
+    big = [r for r in check.deviation.regions if r.area_mm2 > verify.MAX_REGION_MM2]
+    assert big == [worst], "the bump is the only region that fails the print"
+
+
+def test_without_the_bump_the_same_scan_passes(plan):
+    scan = make_scan(plan, matrix=MOTION)
+    check = verify.check_scan(scan.mesh, plan)
+    assert check.verdict == verify.PASS and check.deviation.regions == []
+    assert abs(check.deviation.mean_mm) < 0.02 and check.deviation.max_mm < 0.4
+
+
+def test_inches_declared_right_pass_declared_wrong_are_told(plan):
+    scan = make_scan(plan, matrix=MOTION, units="inch")
+    check = verify.check_scan(scan.mesh, plan, units="inch")
+    assert check.verdict == verify.PASS
+    angle, shift = _errors(check.registration.matrix, MOTION)
+    assert angle < 0.1 and shift < 0.1
+    wrong = verify.check_scan(scan.mesh, plan, units="mm")
+    assert wrong.verdict == verify.CHECK_UNITS and wrong.deviation is None
+    assert "--units inch" in wrong.message
+
+
+def test_a_mirrored_scan_is_called_mirrored_not_passed(plan):
+    scan = make_scan(plan, matrix=MOTION, units="inch", mirror=True)
+    check = verify.check_scan(scan.mesh, plan, units="inch")
+    assert check.verdict == verify.MIRRORED and not check.passed
+    assert "mirrored" in check.message and check.deviation is None
+    assert check.registration.reflected_fit_mm < 0.15 < check.registration.fit_mm
+
+
+def test_landmarks_give_the_coarse_alignment(plan):
+    scan = make_scan(plan, matrix=MOTION)
+    picks = plan.vertices[[0, len(plan.vertices) // 2, -1]]
+    moved = picks @ MOTION[:3, :3].T + MOTION[:3, 3]
+    check = verify.check_scan(scan.mesh, plan, landmarks=(moved, picks))
+    assert check.registration.method == "landmarks" and check.verdict == verify.PASS
+
+
+def test_signed_distance_is_exact_and_signed():
+    box = trimesh.creation.box(extents=(10.0, 20.0, 30.0))
+    points = np.array([[0.0, 0.0, 16.0], [0.0, 0.0, 14.0], [8.0, 0.0, 0.0], [6.0, 12.0, 0.0]])
+    found = verify.signed_distance(points, box)
+    assert np.allclose(found, [1.0, -1.0, 3.0, np.hypot(1.0, 2.0)])
+
+
+def test_ct_of_a_printed_phantom(tmp_path):
+    """A CT of the printed phantom (voxelised at 0.3 mm, plastic 100 HU in air) segmented and
+    meshed by the pipeline, then verified against the phantom."""
+    phantom = calibration_phantom()
+    pitch = 0.3
+    grid = phantom.voxelized(pitch).fill()
+    filled = np.pad(grid.matrix, 4)  # (x, y, z) with air around
+    array = np.where(filled.transpose(2, 1, 0), 100, -1000).astype(np.int16)
+    origin = tuple(grid.transform[:3, 3] - 4 * pitch)
+    volume = Volume(array, origin=origin, spacing=(pitch,) * 3, modality="CT")
+    mesh = verify.mesh_from_mask(array > -300, volume)
+    moved = mesh.copy().apply_transform(rigid((5.0, -3.0, 30.0), (2.0, 1.0, -4.0)))
+    check = verify.check_scan(moved, phantom, tolerance_mm=0.5)
+    assert check.verdict == verify.PASS, check.message
+    assert check.deviation.p95_mm < 0.4  # a voxelised CT: the surface within half a voxel
+
+
+@pytest.mark.parametrize("units", ["cm", "m"])
+def test_units_scale(units):
+    assert verify.to_millimetres(np.ones((1, 3)), units)[0, 0] == verify.UNITS[units]
