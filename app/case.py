@@ -19,6 +19,8 @@ Layout inside a case::
     print/gN.json               its provenance: the mesh version and hash, profile, engine
     print/sN.sl1                resin slicing N (label-stripped SL1 archive)
     print/sN.json               its provenance: the mesh version and hash, profile, settings
+    print/record.json           the print record: signed post-processing and material steps
+    verify/vN.json              verification N of the printed model (signed report)
     approvals.json              decisions and overrides (append-only history)
     order.json                  the case order: coded indication, region, service, due date, note
     comments.json               comments pinned to points of mesh versions (resolvable)
@@ -53,6 +55,8 @@ _MESH_DIR = re.compile(r"^mesh/v(\d+)/manifest\.json$")
 _GCODE = re.compile(r"^print/g(\d+)\.gcode$")
 _SL1 = re.compile(r"^print/s(\d+)\.sl1$")
 _ORIGINAL = re.compile(r"^dicom/\d{5}\.dcm$")
+_VERIFICATION = re.compile(r"^verify/v(\d+)\.json$")
+PRINT_RECORD_FILE = "print/record.json"
 PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 _REPORT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 
@@ -188,6 +192,14 @@ class Case:
             raise VaultError(msg)
         return self._load_bytes(name)
 
+    def originals_sha256(self) -> str | None:
+        """One hash over the original DICOM files (each file's SHA-256 in order), if any."""
+        names = self.original_names()
+        if not names:
+            return None
+        digests = "".join(hashlib.sha256(self._load_bytes(n)).hexdigest() for n in names)
+        return hashlib.sha256(digests.encode("ascii")).hexdigest()
+
     # ----- segmentation ---------------------------------------------------------------------
     def has_segmentation(self) -> bool:
         return self._has(SEGMENTATION_FILE)
@@ -197,6 +209,12 @@ class Case:
 
     def read_segmentation(self) -> AbstractContextManager[BinaryIO]:
         return self.vault.read_file(self.pseudonym, SEGMENTATION_FILE)
+
+    def segmentation_sha256(self) -> str | None:
+        """The SHA-256 of the stored segmentation, if any."""
+        if not self.has_segmentation():
+            return None
+        return hashlib.sha256(self._load_bytes(SEGMENTATION_FILE)).hexdigest()
 
     def add_segmentation_author(self, user: str) -> None:
         """Record that ``user`` saved the segmentation: they author every mesh built from it."""
@@ -349,6 +367,36 @@ class Case:
             raise VaultError(msg)
         data = self._load_bytes(f"print/s{number}.sl1")
         return StoredSla(number, data, self._load_json(f"print/s{number}.json"))
+
+    # ----- the print record and verifications -----------------------------------------------------
+    def print_record(self) -> list[dict]:
+        """The signed steps after slicing (material, post-processing, delivery), oldest first."""
+        if not self._has(PRINT_RECORD_FILE):
+            return []
+        data = self._load_json(PRINT_RECORD_FILE)
+        if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
+            msg = f"the print record of case {self.pseudonym} is malformed; restore it from a backup"
+            raise VaultError(msg)
+        return list(data["steps"])
+
+    def save_print_record(self, steps: list[dict]) -> None:
+        self._save_json(PRINT_RECORD_FILE, {"version": 1, "steps": steps})
+
+    def verifications(self) -> list[int]:
+        """Numbers of the stored verifications of the printed model, oldest first."""
+        return sorted(int(m.group(1)) for n in self.files() if (m := _VERIFICATION.match(n)))
+
+    def save_verification(self, report: Mapping[str, Any]) -> int:
+        """Store a verification report; its number."""
+        number = (self.verifications() or [0])[-1] + 1
+        self._save_json(f"verify/v{number}.json", dict(report))
+        return number
+
+    def load_verification(self, number: int) -> dict:
+        if number not in self.verifications():
+            msg = f"case {self.pseudonym} has no verification {number}"
+            raise VaultError(msg)
+        return self._load_json(f"verify/v{number}.json")
 
     # ----- the order and the review comments --------------------------------------------------------
     def save_order(self, order: Mapping[str, Any]) -> None:

@@ -33,6 +33,7 @@ COMMANDS = [
     "package",
     "print",
     "slice",
+    "trace",
     "demo",
     "settings",
     "pacs",
@@ -41,7 +42,23 @@ COMMANDS = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Commands registered by a module of another name (the rest live in app/commands/<command>.py).
+COMMAND_MODULES = {
+    "scan": "imaging",
+    "convert": "imaging",
+    "import": "importing",
+    "whoami": "users",
+    "verify": "package",
+    "printers": "slice",
+    "record": "trace",
+    "verify-print": "trace",
+    "lab-qa": "trace",
+}
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for ``argv``: with only the module of the command it names, so a command
+    imports only its own libraries; with every module for ``--help`` and the GUI."""
     parser = argparse.ArgumentParser(
         prog="medprint",
         description="MedPrint: medical 3D printing workstation. Without a command, opens the GUI.",
@@ -52,16 +69,29 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"folder for the vault, audit log, settings and logs (also ${DATA_DIR_ENV})",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    word = command_word(sys.argv[1:] if argv is None else argv)
+    module = COMMAND_MODULES.get(word or "", word)
+    for name in [module] if module in COMMANDS else COMMANDS:
         importlib.import_module(f"app.commands.{name}").register(sub)
     return parser
+
+
+def command_word(argv: list[str]) -> str | None:
+    """The command named in ``argv``, past medprint's own options."""
+    words = iter(argv)
+    for word in words:
+        if word == "--data-dir":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     if (sys.argv[1:] if argv is None else argv) == ["--version"]:
         print(f"medprint {__version__}")  # without importing every command's libraries
         return 0
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.data_dir:
         import os  # noqa: PLC0415

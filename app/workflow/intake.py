@@ -133,6 +133,7 @@ def import_series(
         slices=series.slice_count,
         shape=list(volume.shape),
         warnings=len(volume.warnings),
+        series_sha256=case.originals_sha256(),  # the trace's source link (app.workflow.trace)
     )
     return case
 
