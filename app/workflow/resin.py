@@ -14,8 +14,10 @@ from pathlib import Path
 from app.atomic import atomic_write_bytes
 from app.case import Case, StoredSla
 from app.printing.profiles import MaterialProfile, get_material, get_printer
-from app.printing.slicer.sla import ENGINE, SlaArchive, SlaSettings, read_sl1, slice_sla
+from app.printing.slicer.sla import ENGINE, SlaArchive, SlaSettings, merged, read_sl1, slice_sla
 from app.progress import CancelToken, Progress, ensure
+from app.tools.mesh.core import make_mesh
+from app.tools.mesh.drain import ResinCheck, resin_check
 from app.tools.mesh.meshio import read_mesh_bytes
 from app.workflow import names, policy
 from app.workflow.actor import Actor
@@ -90,6 +92,18 @@ def load(actor: Actor, case: Case, number: int | None = None) -> SlicedResin:
     versions = case.sla_versions()
     stored = case.load_sla(number if number is not None else (versions or [0])[-1])
     return SlicedResin(stored, read_sl1(stored.data))
+
+
+def check(
+    actor: Actor, case: Case, version: int | None = None, voxel_mm: float = 0.5
+) -> ResinCheck:
+    """Resin QA of mesh ``version`` (default: latest), all parts together: resin volume in ml and
+    the cavities closed to the outside (each traps resin; drain them with the hollow edit)."""
+    policy.allow(actor, "mesh.view", case.pseudonym)
+    number = case.latest_mesh_version() if version is None else version
+    parts = [read_mesh_bytes(data, "stl") for data in case.load_mesh_version(number).parts.values()]
+    vertices, faces = merged(parts)
+    return resin_check(make_mesh(vertices, faces), voxel_mm)
 
 
 def material_of(actor: Actor, material: str) -> MaterialProfile:

@@ -14,6 +14,8 @@ from app.errors import PrintingError
 from app.printing.profiles import get_material, get_printer
 from app.printing.slicer import prusaslicer
 from app.printing.slicer.sla import SlaSettings, bare_png, config_ini, slice_sla
+from app.tools.mesh.drain import resin_check
+from app.tools.mesh.operations import apply_edit
 
 pytestmark = pytest.mark.skipif(
     prusaslicer.find_executable() is None, reason="prusa-slicer not installed"
@@ -55,3 +57,16 @@ def test_config_and_refusals():
         slice_sla([box()], get_printer("prusa-mk3s"), get_material("resin"))
     with pytest.raises(PrintingError, match="not a PNG"):
         bare_png(b"GIF89a")
+
+
+def test_resin_of_a_hollowed_drained_part_matches_its_mesh_volume():
+    solid = trimesh.creation.box((24.0, 20.0, 16.0))
+    made, _ = apply_edit(solid, "hollow", {"wall_mm": 2.0, "hole_mm": 3.0})
+    check = resin_check(made)
+    assert check.passed
+    archive = slice_sla(
+        [(made.vertices, made.faces)], get_printer("prusa-sl1s"), get_material("resin"),
+        SlaSettings(supports=False, pad=False),
+    )  # fmt: skip
+    assert archive.resin_ml == pytest.approx(check.resin_ml, rel=0.02)
+    assert archive.layers == 320  # 16 mm at 0.05 mm

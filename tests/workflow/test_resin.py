@@ -113,3 +113,20 @@ def test_a_package_carries_the_sl1_of_the_approved_version(people, sphere_case, 
     assert report.ok, report.message
     with pytest.raises(AccessDenied, match="not sliced from the packaged mesh"):
         package.build(people["tess"], sphere_case, sla_version=other.number, out_dir=drive)
+
+
+def test_resin_check_of_a_stored_version(sphere_case, people):
+    outer, inner = (
+        trimesh.creation.box((20.0, 20.0, 20.0)),
+        trimesh.creation.box((16.0, 16.0, 16.0)),
+    )
+    inner.invert()  # a closed 16 mm cavity inside a 2 mm wall
+    shell = trimesh.util.concatenate([outer, inner])
+    data = {"shell": mesh_bytes(shell.vertices, shell.faces, "stl")}
+    number = sphere_case.save_mesh_version(data, qa=sphere_qa(), info={"author": "tess"})
+    check = resin.check(people["tess"], sphere_case, number)
+    assert check.closed_cavities == 1 and not check.passed
+    assert check.resin_ml == pytest.approx((20**3 - 16**3) / 1000, rel=1e-6)
+    assert check.trapped_ml == pytest.approx(16**3 / 1000, rel=0.1)
+    with pytest.raises(AccessDenied):
+        resin.check(people["nemo"], sphere_case, number)

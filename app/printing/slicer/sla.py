@@ -150,7 +150,7 @@ def slice_sla(
         msg = f"'{printer.name}' is not a resin printer; choose an SLA/MSLA profile"
         raise PrintingError(msg)
     check_pair(printer, material)
-    vertices, faces = _merged(parts)
+    vertices, faces = merged(parts)
     folder = _private_dir()
     try:
         os.chmod(folder, 0o700)
@@ -168,7 +168,8 @@ def slice_sla(
     return read_sl1(data)
 
 
-def _merged(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+def merged(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """All parts as one vertex and face list, each where it is."""
     if not parts:
         msg = "there is nothing to slice; build a mesh version first"
         raise PrintingError(msg)

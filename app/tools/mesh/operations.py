@@ -10,7 +10,7 @@ An edit takes one part and a dict of JSON-able parameters (stored with the new v
 ``scale``
     ``factor`` about the model's centre (1.0 keeps the size).
 ``hollow``
-    ``wall_mm``; ``hole_mm`` the drain hole at the lowest point (0: none).
+    ``wall_mm``; ``hole_mm`` the drain hole at the lowest point of every cavity (0: none).
 ``flat_base``
     ``thickness_mm`` of a plate under the model.
 ``label``
@@ -35,7 +35,7 @@ from scipy.spatial import cKDTree
 
 from app.errors import MeshError
 from app.progress import CancelToken, Progress, ensure
-from app.tools.mesh import edit
+from app.tools.mesh import drain, edit
 from app.tools.mesh.core import concatenate
 from app.tools.mesh.label import (
     DEFAULT_DEPTH_MM,
@@ -143,14 +143,10 @@ def _hollow(
     cancel: CancelToken | None,
 ) -> trimesh.Trimesh:
     hole = float(p["hole_mm"])
-    holes = []
-    if hole > 0:
-        v = np.asarray(mesh.vertices)
-        holes = [(v[int(np.argmin(v[:, 2]))], np.array([0.0, 0.0, -1.0]))]
-    return edit.hollow(
-        mesh, float(p["wall_mm"]), drain_holes=holes, hole_diameter_mm=hole or 4.0,
-        progress=ensure(progress), cancel=cancel,
-    )  # fmt: skip
+    hollowed = edit.hollow(mesh, float(p["wall_mm"]), progress=ensure(progress), cancel=cancel)
+    if hole <= 0:
+        return hollowed
+    return drain.drill(hollowed, drain.cavity_holes(hollowed), hole)  # every cavity, lowest point
 
 
 def _connect(mesh: trimesh.Trimesh, diameter_mm: float) -> trimesh.Trimesh:
