@@ -11,7 +11,7 @@ from pathlib import Path
 
 from app.case import Case
 from app.errors import MedPrintError
-from app.workflow import intake, review, review_report
+from app.workflow import comments, intake, review, review_report
 from app.workflow.actor import Actor
 
 OVERRIDE_KINDS = ("qa-failure", "self-approval", "foreign-gcode")
@@ -42,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action.add_argument("--json", action="store_true", help="print the result as JSON")
         action.set_defaults(func=_HANDLERS[name])
     _report_parser(actions)
+    _comment_parsers(actions)
 
 
 def _report_parser(actions: argparse._SubParsersAction) -> None:
@@ -58,6 +59,66 @@ def _report(args: argparse.Namespace) -> int:
     path = review_report.write(actor, case, args.version, args.out)
     print(f"review report of mesh v{args.version} of {case.pseudonym}: {path}")
     return 0
+
+
+def _comment_parsers(actions: argparse._SubParsersAction) -> None:
+    add = actions.add_parser("comment", help="pin a comment to a point of a mesh version")
+    add.add_argument("case", help="case pseudonym")
+    add.add_argument("--version", type=int, metavar="N", required=True, help="mesh version")
+    add.add_argument("--at", required=True, metavar="X,Y,Z", help="the point, LPS mm")
+    add.add_argument("--text", required=True, help="the comment (kept in the vault only)")
+    add.add_argument("--json", action="store_true", help="print the comment as JSON")
+    add.set_defaults(func=_comment)
+    shown = actions.add_parser("comments", help="list the comments of a case or version")
+    shown.add_argument("case", help="case pseudonym")
+    shown.add_argument("--version", type=int, metavar="N", help="only this mesh version")
+    shown.add_argument("--json", action="store_true", help="print the comments as JSON")
+    shown.set_defaults(func=_comments)
+    done = actions.add_parser("resolve", help="mark a comment resolved")
+    done.add_argument("case", help="case pseudonym")
+    done.add_argument("--comment", required=True, metavar="ID", help="the comment's id")
+    done.add_argument("--json", action="store_true", help="print the comment as JSON")
+    done.set_defaults(func=_resolve)
+
+
+def _at(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        msg = f"--at takes X,Y,Z in millimetres, not '{text}'"
+        raise MedPrintError(msg) from None
+
+
+def _comment(args: argparse.Namespace) -> int:
+    actor = Actor.current()
+    case = intake.open_case(actor, args.case)
+    made = comments.add(actor, case, args.version, at=_at(args.at), text=args.text)
+    _show_comments(args, [made])
+    return 0
+
+
+def _comments(args: argparse.Namespace) -> int:
+    actor = Actor.current()
+    case = intake.open_case(actor, args.case)
+    _show_comments(args, comments.listed(actor, case, args.version))
+    return 0
+
+
+def _resolve(args: argparse.Namespace) -> int:
+    actor = Actor.current()
+    case = intake.open_case(actor, args.case)
+    _show_comments(args, [comments.resolve(actor, case, args.comment)])
+    return 0
+
+
+def _show_comments(args: argparse.Namespace, found: list[dict]) -> None:
+    if args.json:
+        print(json.dumps(found, indent=2, sort_keys=True))
+        return
+    for c in found:
+        state = "resolved" if c.get("resolved") else "open"
+        at = ", ".join(f"{v:.1f}" for v in c["at_lps_mm"])
+        print(f"{c['id']} v{c['version']} ({at}) {state}, {c['author']}: {c['text']}")
 
 
 _MEANINGS = {
