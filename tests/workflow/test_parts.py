@@ -4,6 +4,9 @@ role-checked, names checked, audited with the manifest hash."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import trimesh
@@ -12,7 +15,8 @@ from app.errors import AccessDenied
 from app.security import audit
 from app.tools.mesh.meshio import mesh_bytes
 from app.tools.mesh.multipart import check_3mf
-from app.workflow import mesh, parts
+from app.tools.segmentation import Segmentation
+from app.workflow import mesh, parts, segment
 
 from .mesh_versions import sphere_qa
 
@@ -70,3 +74,29 @@ def test_identity_in_the_file_name_and_other_roles_are_refused(sphere_case, peop
     with pytest.raises(AccessDenied):
         parts.export_parts(people["nemo"], sphere_case, number, tmp_path / "m.3mf")
     assert list(tmp_path.glob("*.3mf")) == []
+
+
+def test_cli_mesh_with_two_segments_writes_one_coloured_3mf(
+    sphere_case, people, tmp_path, data_dir
+):
+    """``medprint mesh CASE --segment A --segment B --out model.3mf`` (OS user = founder)."""
+    volume = sphere_case.load_volume()
+    seg = Segmentation(volume)
+    bone, x = volume.array > 0, np.arange(volume.shape[2])
+    colours = {"Bone": (0.9, 0.86, 0.78), "Tumour": (0.8, 0.2, 0.2)}
+    for (name, colour), side in zip(colours.items(), (x < 22, x > 25), strict=True):
+        seg.modify(seg.add_segment(name, colour), bone & side[None, None, :], "set")
+    segment.save(people["tess"], sphere_case, seg)
+    out = tmp_path / "model.3mf"
+    command = [sys.executable, "-m", "app", "mesh", sphere_case.pseudonym, "--segment", "Bone"]
+    command += ["--segment", "Tumour", "--settings", "review", "--out", str(out)]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr
+    found = objects(out)
+    assert [name for name, _ in found] == ["bone", "tumour"] and all(n > 100 for _, n in found)
+    model = lib3mf.get_wrapper().CreateModel()
+    model.QueryReader("3mf").ReadFromFile(str(out))
+    group = model.GetBaseMaterialGroupByID(1)
+    rgb = [group.GetDisplayColor(p) for p in group.GetAllPropertyIDs()]
+    assert [(c.Red, c.Green, c.Blue) for c in rgb] == [(230, 219, 199), (204, 51, 51)]
+    assert b"Bone" not in out.read_bytes() and check_3mf(out.read_bytes()) == []
