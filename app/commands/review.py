@@ -11,7 +11,7 @@ from pathlib import Path
 
 from app.case import Case
 from app.errors import MedPrintError
-from app.workflow import comments, intake, review, review_report
+from app.workflow import comments, compare, intake, review, review_report
 from app.workflow.actor import Actor
 
 OVERRIDE_KINDS = ("qa-failure", "self-approval", "foreign-gcode")
@@ -43,6 +43,33 @@ def register(sub: argparse._SubParsersAction) -> None:
         action.set_defaults(func=_HANDLERS[name])
     _report_parser(actions)
     _comment_parsers(actions)
+    _compare_parser(actions)
+
+
+def _compare_parser(actions: argparse._SubParsersAction) -> None:
+    parser = actions.add_parser("compare", help="how one mesh version differs from another")
+    parser.add_argument("case", help="case pseudonym")
+    parser.add_argument("--from", dest="older", type=int, metavar="A", required=True)
+    parser.add_argument("--to", dest="newer", type=int, metavar="B", required=True)
+    parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    parser.set_defaults(func=_compare)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    actor = Actor.current()
+    case = intake.open_case(actor, args.case)
+    found = compare.compare(actor, case, args.older, args.newer)
+    if args.json:
+        print(json.dumps(found, indent=2, sort_keys=True))
+        return 0
+    for name, part in found["parts"].items():
+        print(f"{name}: max {part['max_mm']} mm, {len(part['regions'])} moved region(s)")
+        for region in part["regions"]:
+            centre = ", ".join(f"{v:.1f}" for v in region["centre_lps_mm"])
+            print(f"  {region['vertices']} vertices at ({centre}), max {region['max_mm']} mm")
+    for step in found["history"]:
+        print(f"v{step['version']}: {step['operation']} by {step['author']} at {step['time_utc']}")
+    return 0
 
 
 def _report_parser(actions: argparse._SubParsersAction) -> None:
