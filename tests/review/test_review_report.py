@@ -53,6 +53,7 @@ def test_report_renders_names_the_pseudonym_and_matches_the_signature(
     assert "iterations=12" in text
     assert "Slice thickness (mm): 3.0" in text and "Spacing (mm): 2.15 x 2.15 x 6" in text
     assert "Reconstruction kernel: B" in text and "Gantry tilt (deg): 0.0" in text
+    assert "- slice thickness 3.00 mm, column spacing 2.15 mm" in text  # fit to print?
 
 
 def test_a_report_file_named_after_the_patient_is_refused(people, canary_case, tmp_path):
