@@ -94,7 +94,9 @@ def test_import_list_identity_and_audit_through_the_cli(data_dir, keystore_servi
     pseudonym = imported["case"]
     assert imported["modality"] == "CT" and len(imported["shape"]) == 3
     listed = json.loads(medprint("cases", "--json", data_dir=data_dir).stdout)
-    assert listed == [{"pseudonym": pseudonym, "created": listed[0]["created"]}]
+    fit = imported["suitability"]  # fit to print? the tilted head CT is not, and says why
+    assert {"tilt", "gaps"} <= {w["code"] for w in fit}
+    assert listed == [{"pseudonym": pseudonym, "created": listed[0]["created"], "suitability": fit}]
     shown = json.loads(medprint("cases", "--show-identity", "--json", data_dir=data_dir).stdout)
     patient_id = shown[0]["identity"]["patient_id"]
     assert patient_id

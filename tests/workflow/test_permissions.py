@@ -21,9 +21,11 @@ from app.security import audit
 from app.security.identity import PersonalKeys
 from app.settings import resolve_paths
 from app.workflow import (
+    comments,
     intake,
     keys,
     mesh,
+    order,
     package,
     policy,
     printing,
@@ -232,6 +234,26 @@ ROWS: list[tuple[str, str, Callable[[Actor, World], object], bool]] = [
         lambda a, w: package.build(
             a, w.case, version=1, gcode_version=1, out_dir=_folder(w, f"pkg-{a.user}")
         ),
+        False,
+    ),
+    (
+        "pin a comment to a mesh version",
+        "review.comment",
+        lambda a, w: comments.add(a, w.case, 1, at=(0.0, 0.0, 0.0), text="check the rim"),
+        False,
+    ),
+    (
+        "record the case order",
+        "order.set",
+        lambda a, w: order.set_order(
+            a, w.case, indication="trauma", region="head", service="other", due="2027-01-01"
+        ),
+        False,
+    ),
+    (
+        "export the registry",
+        "registry.export",
+        lambda a, w: order.export_registry(a, w.tmp / f"registry-{uuid.uuid4().hex[:6]}.csv"),
         False,
     ),
     ("verify the audit log", "audit.view", lambda a, w: records.verify_log(a), False),
