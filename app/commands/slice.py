@@ -159,7 +159,7 @@ def _slice_resin(actor: Actor, case: Case, args: argparse.Namespace) -> int:
         data |= {k: prov[k] for k in keys} | {"out": str(args.out) if args.out else None}
         data |= {"layers": archive.layers, "layer_height": archive.layer_height}
         data |= {"resin_ml": archive.resin_ml, "print_time_s": archive.print_time_s}
-        print(json.dumps(data, indent=2))
+        print(json.dumps(data | {"warnings": sliced.warnings}, indent=2))
         return 0
     print(
         f"{case.pseudonym}: resin slicing s{sliced.stored.number} from mesh v{prov['mesh_version']}"
@@ -169,6 +169,8 @@ def _slice_resin(actor: Actor, case: Case, args: argparse.Namespace) -> int:
         print(f"  {line}")
     if args.out:
         print(f"  copy: {args.out}")
+    for warning in sliced.warnings:
+        print(f"medprint: warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -31,6 +31,17 @@ class SlicedResin:
     archive: SlaArchive
     out: Path | None = None
 
+    @property
+    def warnings(self) -> list[str]:
+        """Resin QA findings recorded with the slicing (closed cavities trap resin)."""
+        check = self.stored.provenance.get("resin_check") or {}
+        if check.get("closed_cavities"):
+            return [
+                f"{check['closed_cavities']} closed cavities trap {check['trapped_ml']:.2f} ml "
+                "of resin; hollow with drain holes (medprint edit CASE hollow) or print solid"
+            ]
+        return []
+
 
 def slice_resin(
     actor: Actor,
@@ -56,6 +67,8 @@ def slice_resin(
     chosen = get_material(material or profile.default_material, actor.paths)
     settings = settings or SlaSettings()
     parts = [read_mesh_bytes(data, "stl") for data in stored.parts.values()]
+    progress.update(0.02, "resin check (closed cavities)")
+    qa = resin_check(make_mesh(*merged(parts)))
     progress.update(0.05, f"slicing mesh v{number} for resin")
     archive = slice_sla(
         parts, profile, chosen, settings, progress=progress.sub(0.05, 0.95), cancel=cancel
@@ -71,6 +84,7 @@ def slice_resin(
         "layers": archive.layers,
         "resin_ml": round(archive.resin_ml, 3),
         "print_time_s": round(archive.print_time_s, 1),
+        "resin_check": qa.to_dict(),
         "user": actor.user,
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -95,15 +109,14 @@ def load(actor: Actor, case: Case, number: int | None = None) -> SlicedResin:
 
 
 def check(
-    actor: Actor, case: Case, version: int | None = None, voxel_mm: float = 0.5
+    actor: Actor, case: Case, version: int | None = None, voxel_mm: float | None = None
 ) -> ResinCheck:
     """Resin QA of mesh ``version`` (default: latest), all parts together: resin volume in ml and
     the cavities closed to the outside (each traps resin; drain them with the hollow edit)."""
     policy.allow(actor, "mesh.view", case.pseudonym)
     number = case.latest_mesh_version() if version is None else version
     parts = [read_mesh_bytes(data, "stl") for data in case.load_mesh_version(number).parts.values()]
-    vertices, faces = merged(parts)
-    return resin_check(make_mesh(vertices, faces), voxel_mm)
+    return resin_check(make_mesh(*merged(parts)), voxel_mm)
 
 
 def material_of(actor: Actor, material: str) -> MaterialProfile:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 import zipfile
@@ -51,6 +52,7 @@ def test_resin_slicing_is_stored_bound_and_label_free(sphere_case, people, tmp_p
     assert prov["mesh_sha256"] == sphere_case.mesh_sha256(number) and prov["layers"] == 100
     assert prov["printer"] == "prusa-sl1s" and prov["material"] == "resin"
     assert prov["sl1_sha256"] == sliced.stored.sha256 and out.read_bytes() == sliced.stored.data
+    assert prov["resin_check"]["closed_cavities"] == 0 and sliced.warnings == []
 
     forbidden = [MARK, "DOE", "JANE", sphere_case.pseudonym, prov["mesh_sha256"], "tess", "/tmp"]
     with zipfile.ZipFile(io.BytesIO(out.read_bytes())) as archive:
@@ -130,3 +132,11 @@ def test_resin_check_of_a_stored_version(sphere_case, people):
     assert check.trapped_ml == pytest.approx(16**3 / 1000, rel=0.1)
     with pytest.raises(AccessDenied):
         resin.check(people["nemo"], sphere_case, number)
+    sliced = resin.slice_resin(
+        people["tess"], sphere_case, version=number, printer="generic-msla", settings=FLAT
+    )
+    assert sliced.stored.provenance["resin_check"]["closed_cavities"] == 1
+    [warning] = sliced.warnings
+    trapped = float(re.match(r"1 closed cavities trap (\d+\.\d+) ml", warning).group(1))
+    assert trapped == pytest.approx(16**3 / 1000, rel=0.1)
+    assert sliced.archive.resin_ml == pytest.approx(check.resin_ml, rel=0.02)

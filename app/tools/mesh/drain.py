@@ -99,8 +99,13 @@ class ResinCheck:
         return [f"resin: {self.resin_ml:.2f} ml", f"cavities: {state}"]
 
 
-def resin_check(mesh: trimesh.Trimesh, voxel_mm: float = 0.5) -> ResinCheck:
-    """Voxelize ``mesh`` and find empty regions not connected to the outside (6-neighbours)."""
+def resin_check(mesh: trimesh.Trimesh, voxel_mm: float | None = None) -> ResinCheck:
+    """Voxelize ``mesh`` and find empty regions not connected to the outside (6-neighbours).
+
+    ``voxel_mm`` defaults to 0.5 mm, coarser for big models (at most 300 voxels along a side).
+    """
+    extent = float(np.max(mesh.bounds[1] - mesh.bounds[0]))
+    voxel_mm = voxel_mm or max(0.5, extent / 300.0)
     solid, _ = edit._voxelize(mesh, voxel_mm, pad=2, progress=ensure(None), cancel=None)
     empty, count = ndimage.label(~solid)
     border = np.unique(
