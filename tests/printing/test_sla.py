@@ -7,8 +7,10 @@ from __future__ import annotations
 import io
 import zipfile
 
+import numpy as np
 import pytest
 import trimesh
+from PIL import Image
 
 from app.errors import PrintingError
 from app.printing.profiles import get_material, get_printer
@@ -36,8 +38,12 @@ def test_layer_count_volume_and_time_without_supports():
     assert archive.layer_height == 0.05
     assert archive.resin_ml == pytest.approx(20 * 16 * 10 / 1000, rel=0.02)
     assert 10 * 60 < archive.print_time_s < 3 * 3600
-    png = archive.layer_png(0)
+    png = archive.layer_png(100)
     assert png.startswith(b"\x89PNG") and bare_png(png) == png
+    image = np.asarray(Image.open(io.BytesIO(png)).convert("L"))
+    assert image.shape == (1620, 2560)  # the SL1S display, rows x columns
+    pixel_mm2 = (127.008 / 2560) * (79.38 / 1620)
+    assert (image > 127).sum() * pixel_mm2 == pytest.approx(20 * 16, rel=0.03)  # the section
     names = zipfile.ZipFile(io.BytesIO(archive.data)).namelist()
     assert names[:3] == ["config.ini", "prusaslicer.ini", "part00000.png"] and len(names) == 202
 
