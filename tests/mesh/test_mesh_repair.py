@@ -98,3 +98,26 @@ def test_decimation_target_count_and_refusals():
         decimate_mesh(s, reduction=1.2)
     with pytest.raises(MeshError):
         repair_mesh(sphere(radius=0.1, subdivisions=1))
+
+
+def fine_box(centre, size=10.0):
+    b = trimesh.creation.box((size, size, size)).subdivide().subdivide()  # 192 triangles
+    return make_mesh(b.vertices + np.asarray(centre, dtype=float), b.faces)
+
+
+def test_repair_keeps_touching_bodies_and_small_islands_with_their_volume():
+    # a decimated surface as the 536-slice CT gave it: bodies touching at one corner, bodies
+    # sharing one edge, and a 99 mm3 island left with 80 triangles (once dropped for < 100)
+    parts = [
+        fine_box((0, 0, 0)), fine_box((10, 10, 10)),
+        fine_box((40, 0, 0)), fine_box((50, 10, 0)),
+        sphere(radius=3.0, centre=(80, 0, 0), subdivisions=1),
+    ]  # fmt: skip
+    fixed, report = repair_mesh(concatenate(parts))
+    assert report.closed_manifold and topology(fixed).closed_manifold
+    assert report.components_removed == 0
+    volumes = sorted(signed_volume(p) for p in split_components(fixed))
+    assert len(volumes) == 5
+    assert volumes[0] == pytest.approx(98.79, abs=0.01)  # the island, untouched
+    assert all(v == pytest.approx(1000.0, rel=0.05) for v in volumes[1:])
+    assert signed_volume(fixed) == pytest.approx(sum(signed_volume(p) for p in parts), rel=0.03)
