@@ -199,7 +199,8 @@ def _printers(args: argparse.Namespace) -> int:
         return 0
     for p in printers.values():
         x, y, z = p.build_volume
-        print(f"{p.id:24} {p.name:46} {x:g}x{y:g}x{z:g} mm  {p.connection.kind} ({p.origin})")
+        kind = f"{p.technology} {p.connection.kind}"
+        print(f"{p.id:24} {p.name:46} {x:g}x{y:g}x{z:g} mm  {kind} ({p.origin})")
     for e in engines():
         state = f"available {e.version}".strip() if e.available else f"unavailable: {e.hint}"
         print(f"engine {e.name:17} {state}")

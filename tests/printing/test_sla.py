@@ -14,7 +14,7 @@ from PIL import Image
 
 from app.errors import PrintingError
 from app.printing.profiles import get_material, get_printer
-from app.printing.slicer import prusaslicer
+from app.printing.slicer import Part, prusaslicer, slice_parts
 from app.printing.slicer.sla import SlaSettings, bare_png, config_ini, slice_sla
 from app.tools.mesh.drain import resin_check
 from app.tools.mesh.operations import apply_edit
@@ -61,6 +61,8 @@ def test_config_and_refusals():
     assert "supports_enable = 1\n" in ini and "material_density = 1.1\n" in ini
     with pytest.raises(PrintingError, match="not a resin printer"):
         slice_sla([box()], get_printer("prusa-mk3s"), get_material("resin"))
+    with pytest.raises(PrintingError, match="sliced by Formlabs PreForm"):
+        slice_sla([box()], get_printer("formlabs-form4b"), get_material("resin"))
     with pytest.raises(PrintingError, match="not a PNG"):
         bare_png(b"GIF89a")
 
@@ -76,3 +78,9 @@ def test_resin_of_a_hollowed_drained_part_matches_its_mesh_volume():
     )  # fmt: skip
     assert archive.resin_ml == pytest.approx(check.resin_ml, rel=0.02)
     assert archive.layers == 320  # 16 mm at 0.05 mm
+
+
+def test_the_fdm_slicers_refuse_a_resin_printer():
+    part = Part.from_trimesh("C-7K3M-Q9 box", trimesh.creation.box((10.0, 10.0, 5.0)))
+    with pytest.raises(PrintingError, match="is a resin printer"):
+        slice_parts([part], get_printer("prusa-sl1s"), get_material("resin"))

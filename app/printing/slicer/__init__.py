@@ -39,6 +39,10 @@ def slice_parts(
 ) -> SliceResult:
     """Slice ``parts`` with ``engine`` ("builtin" or "prusaslicer")."""
     settings = settings or SliceSettings()
+    if printer.is_resin:
+        msg = f"'{printer.name}' is a resin printer: it is sliced into an SL1 archive by "
+        msg += "PrusaSlicer's SLA engine (medprint slice picks it for a resin printer)"
+        raise PrintingError(msg)
     if engine == "builtin":
         from app.printing.slicer.builtin import slice_builtin  # noqa: PLC0415 (shapely on first use)
 

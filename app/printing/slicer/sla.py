@@ -149,6 +149,10 @@ def slice_sla(
     if not printer.is_resin:
         msg = f"'{printer.name}' is not a resin printer; choose an SLA/MSLA profile"
         raise PrintingError(msg)
+    if printer.connection.kind == "formlabs":
+        msg = f"'{printer.name}' is sliced by Formlabs PreForm, not into an SL1 archive; send the "
+        msg += "approved mesh to PreForm instead"
+        raise PrintingError(msg)
     check_pair(printer, material)
     vertices, faces = merged(parts)
     folder = _private_dir()
