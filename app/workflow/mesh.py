@@ -36,6 +36,7 @@ from app.tools.mesh.meshio import export_name, format_of, mesh_bytes, part_name,
 from app.tools.mesh.operations import NEEDS_OTHER, apply_edit, edit_params
 from app.tools.mesh.pipeline import MeshSettings, build_parts, check_parts, settings_for
 from app.tools.mesh.qa import QAReport
+from app.tools.mesh.surface import MaskCrop
 from app.tools.segmentation import Segment, Segmentation
 from app.workflow import names, policy, review, segment
 from app.workflow.actor import Actor
@@ -176,14 +177,17 @@ def _segments(case: Case, seg: Segmentation, names: list[str] | None) -> list[Se
     return chosen
 
 
-def _masks(seg: Segmentation, chosen: list[Segment]) -> dict[str, Any]:
+def _masks(seg: Segmentation, chosen: list[Segment]) -> dict[str, MaskCrop]:
+    """Each segment cut to its box (a copy, so the GUI may edit the segmentation meanwhile):
+    meshing never holds a whole-grid mask."""
     masks = {}
     for s in chosen:
         name = part_name(s.name)
         if name in masks:
             msg = f"two segments would make the part {name!r}; rename one of them"
             raise MeshError(msg)
-        masks[name] = seg.mask(s)
+        box = seg.bbox(s)  # not None: _segments refused empty segments
+        masks[name] = MaskCrop(seg.mask(s, box), box)
     return masks
 
 

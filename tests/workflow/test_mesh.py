@@ -190,3 +190,21 @@ def test_several_segments_make_one_version_of_named_parts(sphere_case, people, t
     assert single.name == f"{sphere_case.pseudonym}_right-half.stl"
     with pytest.raises(MeshError, match="no part 'middle'"):
         mesh.export(tess, sphere_case, 2, tmp_path, part="middle")
+
+
+def test_build_meshes_each_segment_cut_to_its_box(bone_case, people, monkeypatch):
+    seen = {}
+    real = mesh.build_parts
+
+    def spy(masks, volume, *args, **kwargs):
+        seen.update(masks, grid=volume.shape)
+        return real(masks, volume, *args, **kwargs)
+
+    monkeypatch.setattr(mesh, "build_parts", spy)
+    made = mesh.build(people["tess"], bone_case, settings="review")
+    crop, grid = seen["bone"], seen["grid"]
+    box = segment.load(people["tess"], bone_case, bone_case.load_volume()).bbox("bone")
+    assert crop.box == box and crop.array.shape == tuple(b.stop - b.start for b in box)
+    assert crop.array.size < np.prod(grid) / 2  # the sphere's box, not the whole grid
+    assert crop.array.all(axis=(1, 2)).sum() == 0 and crop.array.any(axis=(1, 2)).all()
+    assert made.qa.volume_mm3 == pytest.approx(SPHERE_MM3, rel=0.03)
