@@ -198,6 +198,7 @@ def save(actor: Actor, case: Case, seg: Segmentation) -> None:
         case.pseudonym,
         segments=len(seg.segments),
         voxels=int(sum(seg.voxel_count(s) for s in seg.segments)),
+        sha256=case.segmentation_sha256(),  # the trace's segmentation link
     )
 
 
