@@ -61,3 +61,24 @@ def test_qa_on_real_bone(lumbar_build):
     assert report.deviation["mean_mm"] < 0.2
     assert report.check("deviation from segmentation").passed
     assert np.isfinite(report.wall["min_mm"])
+
+
+def test_qa_reuses_the_repair_count_of_crossings_for_one_unlabelled_part(monkeypatch):
+    from app.tools.mesh import qa
+    from app.tools.mesh.pipeline import build_parts, settings_for
+
+    from .conftest import phantom_volume
+
+    volume = phantom_volume((24, 24, 24), (1.0, 1.0, 1.0), np.eye(3), (0.0, 0.0, 0.0))
+    k, j, i = np.ogrid[:24, :24, :24]
+    ball = (k - 11.5) ** 2 + (j - 11.5) ** 2 + (i - 11.5) ** 2 < 8.0**2
+    searched = []
+    real = qa.count_self_intersections
+    monkeypatch.setattr(qa, "count_self_intersections", lambda m: searched.append(1) or real(m))
+    settings = settings_for("review", volume)
+    one = build_parts({"ball": ball}, volume, settings)
+    assert searched == [] and one.qa.self_intersections == 0 and one.qa.passed
+    assert one.qa.volume_mm3 == pytest.approx(4 / 3 * np.pi * 8.0**3, rel=0.05)
+    shifted = np.roll(ball, 4, axis=2)  # overlaps the ball: the two parts cross
+    two = build_parts({"a": ball, "b": shifted}, volume, settings)
+    assert searched == [1] and two.qa.self_intersections > 0

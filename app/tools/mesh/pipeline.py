@@ -332,10 +332,19 @@ def build_parts(
             labels=[p.label for p in parts if p.label is not None],
             build_volume_mm=build_volume_mm,
             tolerance_mm=settings.tolerance_mm,
+            crossings=_known_crossings(parts),
             progress=progress.sub(0.75, 1.0),
             cancel=cancel,
         )
     return Built(parts, qa, settings, dict(meter.stages) if meter else {})
+
+
+def _known_crossings(parts: list[Part]) -> int | None:
+    """Repair's count of crossing triangles when QA checks exactly the mesh repair returned
+    (one part, no label added since); None when QA must search itself."""
+    if len(parts) != 1 or parts[0].mesh is not parts[0].build.mesh:
+        return None
+    return parts[0].build.repair.self_intersections_left
 
 
 def check_parts(
@@ -345,10 +354,12 @@ def check_parts(
     labels: list[LabelInfo] | None = None,
     build_volume_mm: tuple[float, float, float] | None = None,
     tolerance_mm: float = DEFAULT_TOLERANCE_MM,
+    crossings: int | None = None,
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
 ) -> QAReport:
-    """The QA report of a version: all its parts together (as they go on the build plate)."""
+    """The QA report of a version: all its parts together (as they go on the build plate).
+    ``crossings``: the self-intersections already counted on exactly these meshes, if known."""
     whole = meshes[0] if len(meshes) == 1 else concatenate(meshes)
     reference = None
     if references:
@@ -359,6 +370,7 @@ def check_parts(
         build_volume_mm=build_volume_mm,
         tolerance_mm=tolerance_mm,
         labels=labels or (),
+        crossings=crossings,
         progress=progress,
         cancel=cancel,
     )

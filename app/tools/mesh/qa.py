@@ -175,10 +175,14 @@ def qa_report(
     max_thin_fraction: float = 0.02,
     wall_samples: int = 1000,
     labels: Sequence[LabelInfo] = (),
+    crossings: int | None = None,
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
 ) -> QAReport:
     """Check ``mesh`` for printing; ``reference`` is the unsmoothed segmentation surface.
+
+    ``crossings`` is the number of self-intersecting triangles when the caller has just
+    counted them on exactly this mesh (repair does); otherwise they are searched here.
 
     Pass rules: watertight and manifold as an STL reader sees the mesh; no self-intersections;
     fits the build volume in some axis-aligned orientation; at most ``max_thin_fraction`` of
@@ -201,7 +205,8 @@ def qa_report(
     )  # fmt: skip
     check_cancel(cancel)
     progress.update(0.2, "looking for self-intersections")
-    crossings = count_self_intersections(mesh)
+    if crossings is None:
+        crossings = count_self_intersections(mesh)
     checks.append(Check("self-intersections", crossings == 0, crossings, "0", "triangles"))
     lo, hi = np.asarray(mesh.vertices).min(axis=0), np.asarray(mesh.vertices).max(axis=0)
     size = hi - lo
