@@ -148,7 +148,8 @@ def _slices_page(facts: ReviewFacts) -> Figure | None:
     for row, k in enumerate(picks):
         ax = fig.add_subplot(len(picks), 1, row + 1)
         image = volume.array[k]
-        ax.imshow(image, cmap="gray", vmin=-200, vmax=1200, origin="upper", aspect="equal")
+        low, high = _window(volume, image)
+        ax.imshow(image, cmap="gray", vmin=low, vmax=high, origin="upper", aspect="equal")
         for name, mesh in facts.parts.items():
             segs = contour_segments(mesh, volume, float(k))
             colour = facts.colours.get(name) or "#ff3030"
@@ -156,6 +157,14 @@ def _slices_page(facts: ReviewFacts) -> Figure | None:
         ax.set_title(f"slice {k + 1} of {volume.shape[0]}", fontsize=8)
         ax.set_axis_off()
     return fig
+
+
+def _window(volume: Volume, image: np.ndarray) -> tuple[float, float]:
+    """A bone window for CT; the 1st to 99th percentile otherwise (MR has no fixed scale)."""
+    if volume.modality == "CT":
+        return -200.0, 1200.0
+    low, high = np.percentile(image, [1, 99])
+    return float(low), float(max(high, low + 1))
 
 
 def _views_page(facts: ReviewFacts) -> Figure:
