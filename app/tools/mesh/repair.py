@@ -102,8 +102,8 @@ def _fix_crossings(mesh: trimesh.Trimesh, tris: np.ndarray) -> trimesh.Trimesh |
     affected = submesh(mesh, np.flatnonzero(touched))
     local = (np.cumsum(touched) - 1)[tris]  # the crossing faces' indices in ``affected``
     bad = np.unique(np.asarray(affected.faces)[local])
-    rebuilt = _local_fix(_cut_around(affected, bad, 1), rounds=3)
-    if not topology(rebuilt, as_stl=False).closed_manifold:
+    rebuilt, closed = _local_fix(_cut_around(affected, bad, 1), rounds=3)
+    if not closed:
         return None
     return weld(concatenate([submesh(mesh, np.flatnonzero(~touched)), rebuilt]))
 
@@ -132,8 +132,12 @@ def weld(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
     return make_mesh(vertices[used], inverse.reshape(-1, 3))
 
 
-def _local_fix(component: trimesh.Trimesh, rings: int = 1, rounds: int = 4) -> trimesh.Trimesh:
-    """Cut out the faces around each defect and fill the holes again.
+def _local_fix(
+    component: trimesh.Trimesh, rings: int = 1, rounds: int = 4
+) -> tuple[trimesh.Trimesh, bool]:
+    """Cut out the faces around each defect and fill the holes again; the result and whether
+    it is a closed 2-manifold, as the last defect search found (on a welded mesh that is what
+    :func:`topology` checks, so nobody checks it again).
 
     Unlike a global clean this never removes a distant part of a large bone: only the
     neighbourhood of a non-manifold edge, pinch vertex or boundary is rebuilt. Faces are cut
@@ -143,7 +147,7 @@ def _local_fix(component: trimesh.Trimesh, rings: int = 1, rounds: int = 4) -> t
     for _ in range(rounds):
         bad = defect_vertices(mesh.faces)
         if len(bad) == 0:
-            return mesh
+            return mesh, len(mesh.faces) > 0
         mesh = _cut_around(mesh, bad, rings)
         for _ in range(10):  # holes must not touch at a vertex or share a bad edge
             pinch = defect_vertices(mesh.faces, boundary=False)
@@ -151,9 +155,9 @@ def _local_fix(component: trimesh.Trimesh, rings: int = 1, rounds: int = 4) -> t
                 break
             mesh = _cut_around(mesh, pinch, 1)
         if len(mesh.faces) == 0:
-            return mesh
+            return mesh, False
         mesh = weld(_fill_holes(mesh))
-    return mesh
+    return mesh, len(mesh.faces) > 0 and len(defect_vertices(mesh.faces)) == 0
 
 
 def _fill_holes(mesh: trimesh.Trimesh, max_fan_edges: int = 64) -> trimesh.Trimesh:
@@ -222,8 +226,8 @@ def _cut_around(mesh: trimesh.Trimesh, vertices: np.ndarray, rings: int) -> trim
 
 def _fix_component(component: trimesh.Trimesh) -> trimesh.Trimesh:
     """Local fix first; the global MeshFix clean only when that did not close the part."""
-    fixed = _local_fix(component)
-    if len(fixed.faces) and topology(fixed, as_stl=True).closed_manifold:
+    fixed, closed = _local_fix(component)
+    if closed:
         return fixed
     return _meshfix(component)
 
