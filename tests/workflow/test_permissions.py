@@ -17,6 +17,8 @@ import pytest
 
 from app.case import Case
 from app.errors import AccessDenied, MedPrintError
+from app.imaging.pacs.nodes import Node
+from app.imaging.pacs.query import Query
 from app.security import audit
 from app.security.identity import PersonalKeys
 from app.settings import resolve_paths
@@ -27,13 +29,16 @@ from app.workflow import (
     mesh,
     order,
     package,
+    pacs,
     policy,
     printing,
     records,
     review,
     segment,
     settings,
+    trace,
     users,
+    verify_print,
 )
 from app.workflow import slice as slicing
 from app.workflow.actor import Actor
@@ -264,6 +269,41 @@ ROWS: list[tuple[str, str, Callable[[Actor, World], object], bool]] = [
         lambda a, w: settings.set_value(a, "units", "mm"),
         False,
     ),
+    (
+        "record a print step",
+        "record.step",
+        lambda a, w: trace.record_step(a, w.case, "cure"),
+        False,
+    ),
+    ("view the trace", "trace.view", lambda a, w: trace.trace(a, w.case), False),
+    # The rows below get past the permission, then fail on purpose: no scan file, no archive.
+    (
+        "verify a printed part",
+        "verify_print",
+        lambda a, w: verify_print.verify_print(a, w.case, w.tmp / "no-scan.stl"),
+        True,
+    ),
+    (
+        "lab QA of a printer",
+        "lab_qa",
+        lambda a, w: verify_print.lab_qa_verify(a, "generic-marlin-220", w.tmp / "no-scan.stl"),
+        True,
+    ),
+    ("list PACS nodes", "pacs.nodes", lambda a, w: pacs.nodes(a), False),
+    (
+        "add a PACS node",
+        "pacs.manage",
+        lambda a, w: pacs.add_node(a, Node("archive", "ORTHANC", "127.0.0.1", 9)),
+        False,
+    ),
+    ("query a PACS", "pacs.query", lambda a, w: pacs.find(a, "none", Query(), timeout=1), True),
+    (
+        "retrieve from a PACS",
+        "pacs.retrieve",
+        lambda a, w: pacs.retrieve(a, "none", "1.2.3"),
+        True,
+    ),
+    ("store to a PACS", "pacs.store", lambda a, w: pacs.store(a, w.case, "none", 1), True),
 ]
 
 
