@@ -113,7 +113,7 @@ class Volume:
 
     @classmethod
     def from_sitk(cls, image, modality: str = "OT", warnings: list[str] | None = None) -> Volume:
-        import SimpleITK as sitk  # noqa: PLC0415
+        import SimpleITK as sitk  # noqa: PLC0415 (heavy import, only when needed)
 
         if image.GetDimension() != 3:
             msg = f"expected a 3D image, got {image.GetDimension()}D"
