@@ -375,7 +375,9 @@ class Case:
             return []
         data = self._load_json(PRINT_RECORD_FILE)
         if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
-            msg = f"the print record of case {self.pseudonym} is malformed; restore it from a backup"
+            msg = (
+                f"the print record of case {self.pseudonym} is malformed; restore it from a backup"
+            )
             raise VaultError(msg)
         return list(data["steps"])
 

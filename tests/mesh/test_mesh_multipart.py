@@ -27,7 +27,9 @@ def three_parts():
     for index, (name, subdivisions, colour) in enumerate(PARTS):
         ball = trimesh.creation.icosphere(subdivisions=subdivisions, radius=5.0)
         style = {"colour": colour, "material": "Resin Clear"}
-        out.append(make_part(name, ball.vertices + np.array([index * 15.0, 0, 0]), ball.faces, style))
+        out.append(
+            make_part(name, ball.vertices + np.array([index * 15.0, 0, 0]), ball.faces, style)
+        )
     return out
 
 

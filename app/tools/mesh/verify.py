@@ -492,7 +492,11 @@ class _Pieces:
             vec = points - closest_on_triangles(self.triangles[faces], points)
             d2 = np.einsum("ij,ij->i", vec, vec)
             closer = d2 < best
-            best[closer], best_vec[closer], best_face[closer] = d2[closer], vec[closer], faces[closer]
+            best[closer], best_vec[closer], best_face[closer] = (
+                d2[closer],
+                vec[closer],
+                faces[closer],
+            )
         kth = near[:, -1] if k < len(self.triangles) else np.full(len(points), np.inf)
         return np.sqrt(best), best_vec, best_face, kth
 
