@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import trimesh
 
-pytest_plugins = ["tests.mesh.conftest"]
+# The shared mesh fixtures (a conftest may not declare pytest_plugins below the root).
+from tests.mesh.conftest import lumbar, lumbar_build, tcia_ct  # noqa: F401
 
 
 @pytest.fixture(scope="session")
-def plan(lumbar_build) -> trimesh.Trimesh:
+def plan(lumbar_build) -> trimesh.Trimesh:  # noqa: F811 (the imported fixture)
     """The lumbar block's surface as the pipeline builds it (the approved mesh of the tests)."""
     return lumbar_build.mesh
