@@ -156,3 +156,29 @@ def test_tilted_head_skull_watertight_through_stl(ge_skull, tmp_path):
     )
     voxel_volume = mask.sum() * volume.voxel_volume_mm3()
     assert signed_volume(reread) == pytest.approx(voxel_volume, rel=0.02)
+
+
+def test_the_raw_surface_index_is_built_once_for_smoothing_and_qa(monkeypatch):
+    import scipy.spatial
+    import trimesh
+
+    from app.tools.mesh.surface import distances_to_surface, smooth_surface, surface_deviation
+
+    built = []
+
+    class Counting(scipy.spatial.cKDTree):
+        def __init__(self, data, *args, **kwargs):
+            built.append(len(data))
+            super().__init__(data, *args, **kwargs)
+
+    monkeypatch.setattr(scipy.spatial, "cKDTree", Counting)
+    raw = trimesh.creation.icosphere(4, radius=10.0)  # 5120 triangles
+    smooth_surface(raw, 0.5)
+    assert built == [5120, 5120]  # the raw surface, then the smoothed one
+    final = trimesh.creation.icosphere(3, radius=10.0)  # 1280 triangles
+    dev = surface_deviation(final, raw)
+    assert built == [5120, 5120, 1280]  # QA's raw-surface index is the smoothing's
+    assert 0.0 < dev.mean_mm < 0.2 and dev.max_mm < 0.5
+    raw.vertices = raw.vertices * 2.0  # a changed surface gets a new index
+    far = distances_to_surface(np.array([[0.0, 0.0, 0.0]]), raw)
+    assert built[-1] == 5120 and far[0] == pytest.approx(20.0, abs=0.1)

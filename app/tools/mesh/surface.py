@@ -402,28 +402,47 @@ def distances_to_surface(points: np.ndarray, surface: trimesh.Trimesh, k: int = 
     typical one are always candidates, so a big flat patch is never missed; with many (long
     thin triangles from thick slices) VTK's exact cell locator answers instead.
     """
-    from scipy.spatial import cKDTree  # noqa: PLC0415
-
     points = np.asarray(points, dtype=np.float64)
-    tri = np.asarray(surface.vertices)[np.asarray(surface.faces)]
-    if len(points) == 0 or len(tri) == 0:
+    vertices, faces = np.asarray(surface.vertices), np.asarray(surface.faces)
+    if len(points) == 0 or len(faces) == 0:
         return np.full(len(points), np.inf)
-    centre = tri.mean(axis=1)
-    k = min(k, len(tri))
-    _, index = cKDTree(centre).query(points, k=k, workers=-1)
+    tree, big = _nearest_index(surface)
+    if len(big) > 64:  # long thin triangles (thick slices): VTK's exact locator instead
+        return _vtk_distances(points, surface)
+    k = min(k, len(faces))
+    _, index = tree.query(points, k=k, workers=-1)
     index = index.reshape(len(points), k)
     best = np.full(len(points), np.inf)
     for column in range(k):
-        best = np.minimum(best, _point_triangle(points, tri[index[:, column]]))
-    radius = np.linalg.norm(tri - centre[:, None], axis=2).max(axis=1)
-    big = np.flatnonzero(radius > 4.0 * np.median(radius))
-    if len(big) > 64:  # long thin triangles (thick slices): VTK's exact locator instead
-        return _vtk_distances(points, surface)
+        best = np.minimum(best, _point_triangle(points, vertices[faces[index[:, column]]]))
     for b in big:
         best = np.minimum(
-            best, _point_triangle(points, np.broadcast_to(tri[b], (len(points), 3, 3)))
+            best, _point_triangle(points, np.broadcast_to(vertices[faces[b]], (len(points), 3, 3)))
         )
     return best
+
+
+_INDEX_KEY = "medprint_nearest_index"
+
+
+def _nearest_index(surface: trimesh.Trimesh) -> tuple[object, np.ndarray]:
+    """A k-d tree over the triangle centres and the triangles far larger than the typical one.
+
+    Kept in the mesh's own cache (dropped by trimesh when its vertices or faces change), so
+    the raw surface's index built when smoothing is measured serves QA's deviation too.
+    """
+    if _INDEX_KEY in surface._cache:
+        return surface._cache[_INDEX_KEY]
+    from scipy.spatial import cKDTree  # noqa: PLC0415
+
+    tri = np.asarray(surface.vertices)[np.asarray(surface.faces)]
+    centre = tri.mean(axis=1)
+    radius = np.linalg.norm(tri - centre[:, None], axis=2).max(axis=1)
+    del tri
+    big = np.flatnonzero(radius > 4.0 * np.median(radius))
+    index = (cKDTree(centre), big)
+    surface._cache[_INDEX_KEY] = index
+    return index
 
 
 def _vtk_distances(points: np.ndarray, surface: trimesh.Trimesh) -> np.ndarray:
