@@ -290,9 +290,11 @@ def _label_sites(mesh: trimesh.Trimesh):
                 yield np.asarray(hits[0].position), -direction, side if up is None else up
 
 
-def _printable(mesh: trimesh.Trimesh) -> bool:
-    """Closed, manifold and free of crossing triangles, as an STL reader and QA see it."""
-    return topology(mesh).closed_manifold and count_self_intersections(mesh) == 0
+def _printable(mesh: trimesh.Trimesh, crossings_before: int) -> bool:
+    """Closed and manifold as an STL reader sees it, with no more crossing triangles than the
+    model had before the label (QA counts them; the label must not add any)."""
+    closed = topology(mesh).closed_manifold
+    return closed and count_self_intersections(mesh) <= crossings_before
 
 
 def label_with_pseudonym(
@@ -305,6 +307,7 @@ def label_with_pseudonym(
 ) -> tuple[trimesh.Trimesh, LabelInfo]:
     """Emboss (or engrave) the pseudonym at the first automatic site where the text fits."""
     check_label_text(pseudonym)
+    before = count_self_intersections(mesh)
     for point, normal, up in _label_sites(mesh):
         try:
             labelled, info = add_label(
@@ -315,9 +318,9 @@ def label_with_pseudonym(
             continue
         # The union is exact, but its STL (float32 vertices) can pinch or cross where letters
         # meet the surface: mend that locally, or try the next site.
-        if not _printable(labelled):
+        if not _printable(labelled, before):
             labelled, _ = repair_mesh(labelled)
-        if _printable(labelled):
+        if _printable(labelled, before):
             return labelled, info
     msg = "no surface of this model is large and flat enough for the label; place it by hand"
     raise MeshError(msg)
