@@ -128,7 +128,7 @@ def test_the_file_name_picks_the_format(small_volume, tmp_path):
         exchange.format_of("LABELS.NII")  # the NIfTI writer needs the lower-case suffix
     with pytest.raises(SegmentationError, match="original series"):
         exchange.export_file(seg, tmp_path / "d.dcm")
-    with pytest.raises(SegmentationError, match="no file"):
+    with pytest.raises(SegmentationError, match="does not exist"):
         exchange.import_file(tmp_path / "missing.nii", small_volume)
 
 
