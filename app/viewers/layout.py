@@ -32,6 +32,9 @@ class ViewArea(QtWidgets.QWidget):
         grid.addWidget(self.view3d, 0, 1)
         grid.addWidget(self.panels["coronal"], 1, 0)
         grid.addWidget(self.panels["sagittal"], 1, 1)
+        for index in (0, 1):  # four equal quarters, whatever the 3D view's placeholder asks
+            grid.setColumnStretch(index, 1)
+            grid.setRowStretch(index, 1)
         self.layout_name = "four-up"
         self.state.volumeChanged.connect(self._on_volume)
         for view in self.slice_views.values():

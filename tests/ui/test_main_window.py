@@ -61,7 +61,12 @@ def test_first_start_creates_the_vault_and_offers_the_sample_or_import(window, q
         # lines, is drawn bright grey.
         volume, axial = window.state.volume, window.area.slice_views["axial"]
         k = axial.slice_index
-        js, is_ = np.nonzero(volume.array[k] > 900)
+        # Inside the bone (its 3x3 neighbourhood averages over 600 HU), not at a partial-volume
+        # edge that the display blends with its neighbours; soft tissue draws below 100 grey.
+        from scipy import ndimage
+
+        local = ndimage.uniform_filter(volume.array[k].astype(np.float32), size=3)
+        js, is_ = np.nonzero(local > 600)
         cross = axial.crosshair_screen()
         points = [
             axial.lps_to_screen(volume.index_to_lps([i, j, k]))
@@ -69,7 +74,7 @@ def test_first_start_creates_the_vault_and_offers_the_sample_or_import(window, q
         ]
         best = max(points, key=lambda p: min(abs(p.x() - cross.x()), abs(p.y() - cross.y())))
         pixel = grab_array(axial)[round(best.y()), round(best.x())].astype(int)
-        assert pixel.min() > 150 and pixel.max() - pixel.min() < 20, pixel
+        assert pixel.min() > 130 and pixel.max() - pixel.min() < 20, pixel
         image = window.area.view3d.image().astype(int)
         assert ((image[..., 0] > image[..., 2] + 25) & (image[..., 0] > 90)).mean() > 0.03
     else:
