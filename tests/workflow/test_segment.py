@@ -50,7 +50,11 @@ def test_bone_tool_on_the_sphere_saved_reloaded_and_audited(people, sphere_case)
     assert applied["facts"]["tool"] == "bone"
     assert json.loads(applied["facts"]["params"])["keep_largest"] == 1
     [saved] = records(tess, "segmentation.save")
-    assert saved["facts"] == {"segments": 1, "voxels": stats.voxels}
+    assert saved["facts"] == {
+        "segments": 1,
+        "voxels": stats.voxels,
+        "sha256": case.segmentation_sha256(),
+    }
     log = b"".join(f.read_bytes() for f in tess.paths.audit.iterdir() if f.is_file())
     assert b"JANE" not in log  # the patient name stays in the vault's index
 
