@@ -114,6 +114,9 @@ def logging_set_up(data_dir):
     """:func:`log.setup_logging` in this process, undone afterwards."""
     root = logging.getLogger()
     saved = (root.handlers[:], root.level, sys.excepthook, threading.excepthook)
+    # An earlier in-process CLI test may have left warnings captured under pytest's own
+    # per-test recorder: start from uncaptured so setup_logging routes them to the log.
+    logging.captureWarnings(False)
     log.setup_logging(resolve_paths().ensure())
     yield data_dir
     for handler in root.handlers:
