@@ -7,8 +7,8 @@ while the user rotates. Both are prepared off the GUI thread (downsampling, VTK 
 ray caster's gradient and shading tables) and handed over when ready, so opening a case never
 waits for the 3D view. The image keeps its direction and origin through the actor's matrix.
 
-VTK, pyvista and pyvistaqt are imported on first use: :meth:`View3D.prewarm` imports them in a
-background thread once the window is up, so the window appears without waiting for them.
+VTK and pyvista are imported on first use: :meth:`View3D.prewarm` imports them in a
+background thread once the window is up (pyvistaqt, which loads Qt bindings, on the GUI thread).
 """
 
 from __future__ import annotations
@@ -33,12 +33,16 @@ _IMPORT_LOCK = threading.Lock()
 
 
 def import_rendering() -> None:
-    """Import the VTK modules, pyvista and pyvistaqt the view uses (once; thread-safe)."""
+    """Import the VTK modules and pyvista the view uses (once; thread-safe).
+
+    pyvistaqt is not among them: it imports Qt bindings (qtpy), which must happen on the GUI
+    thread (importing them in a worker while the event loop runs crashed the test suite), so
+    :meth:`View3D._ensure_plotter` imports it there.
+    """
     with _IMPORT_LOCK:
         if _IMPORTED.is_set():
             return
         import pyvista  # noqa: F401, PLC0415
-        import pyvistaqt  # noqa: F401, PLC0415
         import vtkmodules.vtkRenderingVolumeOpenGL2  # noqa: F401, PLC0415 (ray caster factory)
         from vtkmodules import vtkRenderingVolume  # noqa: F401, PLC0415
 
@@ -315,7 +319,7 @@ class View3D(QtWidgets.QWidget):
         return self._ensure_plotter()
 
     def prewarm(self) -> None:
-        """Import VTK and pyvistaqt in a background thread, then make the VTK widget.
+        """Import VTK and pyvista in a background thread (pyvistaqt on the GUI thread), then make the VTK widget.
 
         Call it once the window is shown: the window then appears without waiting for VTK.
         """
