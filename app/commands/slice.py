@@ -130,11 +130,7 @@ def _slice(args: argparse.Namespace) -> int:
         )
         for line in sliced.summary_lines():
             print(f"  {line}")
-        if args.out:
-            print(f"  copy: {args.out}")
-    for warning in sliced.warnings:
-        print(f"medprint: warning: {warning}", file=sys.stderr)
-    return 0
+    return _finish(args, sliced.warnings)
 
 
 def _slice_resin(actor: Actor, case: Case, args: argparse.Namespace) -> int:
@@ -167,9 +163,14 @@ def _slice_resin(actor: Actor, case: Case, args: argparse.Namespace) -> int:
     )
     for line in archive.summary_lines(resin.material_of(actor, prov["material"])):
         print(f"  {line}")
-    if args.out:
+    return _finish(args, sliced.warnings)
+
+
+def _finish(args: argparse.Namespace, warnings: list[str]) -> int:
+    """The copy's path (in the text report) and the slicer's warnings on stderr."""
+    if args.out and not args.json:
         print(f"  copy: {args.out}")
-    for warning in sliced.warnings:
+    for warning in warnings:
         print(f"medprint: warning: {warning}", file=sys.stderr)
     return 0
 

@@ -192,7 +192,12 @@ def _3mf(vertices: np.ndarray, faces: np.ndarray) -> bytes:
     parts.append(
         '</triangles></mesh></object></resources><build><item objectid="1"/></build></model>'
     )
-    model = "".join(parts).encode("utf-8")
+    return zip_3mf("".join(parts).encode("utf-8"))
+
+
+def zip_3mf(model: bytes) -> bytes:
+    """A 3MF package around ``model`` (3D/3dmodel.model): fixed zip dates, no thumbnails, no
+    metadata, so the same model always gives the same bytes."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, data in (*_3MF_PARTS.items(), ("3D/3dmodel.model", model)):

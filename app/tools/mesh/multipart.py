@@ -30,6 +30,7 @@ from app.tools.mesh.meshio import (
     _ZIP_DATE,
     mesh_bytes,
     part_name,
+    zip_3mf,
 )
 
 NS_MATERIAL = "http://schemas.microsoft.com/3dmanufacturing/material/2015/02"
@@ -144,15 +145,7 @@ def model_xml(parts: list[Part]) -> bytes:
 
 def model_3mf(parts: list[Part]) -> bytes:
     """The whole 3MF package (fixed zip dates, no thumbnails, no metadata)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in (*_3MF_PARTS.items(), ("3D/3dmodel.model", model_xml(parts))):
-            info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.create_system = 0
-            info.external_attr = 0
-            archive.writestr(info, data)
-    return buffer.getvalue()
+    return zip_3mf(model_xml(parts))
 
 
 _ALLOWED = {
