@@ -275,6 +275,7 @@ class PrintJob:
         self.summary: GcodeSummary | None = None
         self.resume_point: ResumePoint | None = None
         self.event_errors: list[str] = []
+        self._stopping = False
         self._state = PrinterState.IDLE
         self._message = ""
         self._lock = threading.RLock()
@@ -358,7 +359,12 @@ class PrintJob:
 
     def emergency_stop(self) -> None:
         """M112: the printer halts at once and must be reset. Use only in an emergency."""
-        self._do_emergency_stop()
+        self._stopping = True
+        try:
+            self._do_emergency_stop()
+        except MedPrintError:
+            self._stopping = False
+            raise
         self._end(PrinterState.ERROR, "emergency stop: reset the printer before using it again")
 
     def resume_after(self, index: int) -> None:
@@ -465,6 +471,8 @@ class PrintJob:
             self._notify_progress()
 
     def _fail(self, message: str) -> None:
+        if self._stopping:
+            return  # the halt we asked for: emergency_stop ends the job itself
         self._event("error", reason=message[:120])
         self._end(PrinterState.ERROR, message)
 
