@@ -18,6 +18,8 @@ if [ "$mode" = test ]; then
   apt_packages+=(orthanc orthanc-dicomweb dcmtk)
   # PDF rendering and text for the review report tests (tests/review)
   apt_packages+=(poppler-utils)
+  # a real headless browser renders the package's HTML QA report (tests/review)
+  apt_packages+=(chromium)
 fi
 
 missing=()
