@@ -1,0 +1,217 @@
+"""A mesh's cross-section on the slice views: the mesh ∩ slice plane as line segments in the
+view's 2D millimetres, fast enough to recompute on every scroll.
+
+The slice views show the volume on its own voxel grid (:mod:`app.viewers.geometry`), so a
+slice is the plane "voxel index along the view's normal = s". Mapping the mesh's LPS vertices
+into (display column, display row, slice) is affine, and an affine map keeps planes and lines,
+so cutting in that space is exact, whatever the grid's obliquity or flips. Each view keeps
+the mesh's triangles binned by the slices they cross (built once per mesh version and view);
+a slice change then cuts only that slice's triangles, vectorised over them.
+
+This module has no Qt in it; it is tested on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from app.imaging.volume import Volume
+from app.viewers.geometry import ORIENTATIONS, SliceGeometry
+
+
+def display_points(geometry: SliceGeometry, lps: np.ndarray) -> np.ndarray:
+    """(N, 3) LPS mm -> (N, 3) (display mm across, display mm down, continuous slice index)."""
+    affine = geometry.affine
+    ijk = (np.asarray(lps, dtype=float) - affine[:3, 3]) @ np.linalg.inv(affine[:3, :3]).T
+    col, row = ijk[:, geometry.h_axis], ijk[:, geometry.v_axis]
+    if geometry.h_flip:
+        col = geometry.width - 1 - col
+    if geometry.v_flip:
+        row = geometry.height - 1 - row
+    sx, sy = geometry.pixel_mm
+    return np.column_stack([col * sx, row * sy, ijk[:, geometry.n_axis]])
+
+
+@dataclass(frozen=True)
+class Cut:
+    """One slice's cross-section: ``segments`` (M, 2, 2) display mm, ``values`` (M,) the
+    vertex scalar interpolated at each segment's middle (None without a scalar)."""
+
+    segments: np.ndarray
+    values: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class MeshSection:
+    """A mesh in one view's display space, its triangles binned per slice index.
+
+    ``members[starts[s]:starts[s + 1]]`` are the triangles that reach slice ``s``.
+    """
+
+    points: np.ndarray  # (V, 3): display mm across, down, slice index
+    faces: np.ndarray  # (F, 3) vertex indices
+    starts: np.ndarray  # (n_slices + 1,) offsets into members
+    members: np.ndarray  # triangle indices, grouped by slice
+    values: np.ndarray | None = None  # (V,) a scalar per vertex (e.g. distance in mm)
+
+    @classmethod
+    def build(
+        cls,
+        geometry: SliceGeometry,
+        vertices: np.ndarray,
+        faces: np.ndarray,
+        values: np.ndarray | None = None,
+    ) -> MeshSection:
+        points = display_points(geometry, vertices)
+        faces = np.asarray(faces, dtype=np.int64)
+        along = points[:, 2][faces]
+        first = np.maximum(np.ceil(along.min(axis=1)), 0).astype(np.int64)
+        last = np.minimum(np.floor(along.max(axis=1)), geometry.n_slices - 1).astype(np.int64)
+        counts = np.maximum(last - first + 1, 0)
+        members = np.repeat(np.arange(len(faces)), counts)
+        # Each triangle's slices: its first slice plus 0, 1, ... within its own run.
+        runs = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        slices = np.repeat(first, counts) + runs
+        order = np.argsort(slices, kind="stable")
+        per_slice = np.bincount(slices, minlength=geometry.n_slices)
+        starts = np.concatenate([[0], np.cumsum(per_slice)])
+        vals = None if values is None else np.asarray(values, dtype=float)
+        return cls(points, faces, starts, members[order], vals)
+
+    def cut(self, slice_index: int) -> Cut:
+        """The mesh ∩ the plane of slice ``slice_index``: one segment per crossing triangle.
+
+        A vertex on the plane counts as above it, so neighbouring triangles agree and the
+        segments join up into closed loops.
+        """
+        if not 0 <= slice_index < len(self.starts) - 1:
+            return Cut(np.zeros((0, 2, 2)), None if self.values is None else np.zeros(0))
+        tri = self.faces[self.members[self.starts[slice_index] : self.starts[slice_index + 1]]]
+        d = self.points[:, 2][tri] - slice_index
+        above = d >= 0
+        n_above = above.sum(axis=1)
+        crossing = (n_above == 1) | (n_above == 2)
+        tri, d, above, n_above = tri[crossing], d[crossing], above[crossing], n_above[crossing]
+        lone = np.where(n_above == 1, np.argmax(above, axis=1), np.argmin(above, axis=1))
+        rows = np.arange(len(tri))
+        ends, weights = [], []
+        for step in (1, 2):
+            other = (lone + step) % 3
+            da, db = d[rows, lone], d[rows, other]
+            t = da / (da - db)
+            a, b = tri[rows, lone], tri[rows, other]
+            ends.append(self.points[a, :2] + t[:, None] * (self.points[b, :2] - self.points[a, :2]))
+            weights.append((a, b, t))
+        segments = np.stack(ends, axis=1)
+        return Cut(segments, self._middle_values(weights))
+
+    def _middle_values(self, weights: list[tuple]) -> np.ndarray | None:
+        if self.values is None:
+            return None
+        at_ends = [(1 - t) * self.values[a] + t * self.values[b] for a, b, t in weights]
+        return (at_ends[0] + at_ends[1]) / 2
+
+
+def polylines(segments: np.ndarray, tolerance: float = 1e-6) -> list[np.ndarray]:
+    """Join a cut's segments end to end: a list of (K, 2) point chains (closed loops repeat
+    their first point). Ends closer than ``tolerance`` mm are the same point."""
+    segments = np.asarray(segments, dtype=float).reshape(-1, 2, 2)
+    if not len(segments):
+        return []
+    keys = np.round(segments.reshape(-1, 2) / tolerance).astype(np.int64)
+    _, node = np.unique(keys, axis=0, return_inverse=True)
+    node = node.reshape(-1, 2)
+    touching: dict[int, list[int]] = {}
+    for index, (a, b) in enumerate(node):
+        if a != b:
+            touching.setdefault(int(a), []).append(index)
+            touching.setdefault(int(b), []).append(index)
+    used = np.zeros(len(node), dtype=bool)
+    used[node[:, 0] == node[:, 1]] = True  # a triangle touching the plane at one vertex
+    chains = []
+    for start in range(len(node)):
+        if not used[start]:
+            chains.append(_walk(start, node, touching, used, segments))
+    return chains
+
+
+def _walk(start: int, node: np.ndarray, touching: dict, used: np.ndarray, segments: np.ndarray):
+    """Follow unused segments from ``start`` both ways; the chain's points in order."""
+    used[start] = True
+    ends = [[int(node[start, 0])], [int(node[start, 1])]]
+    points = [[segments[start, 0]], [segments[start, 1]]]
+    for side in (1, 0):
+        at = ends[side][-1]
+        while True:
+            nxt = next((s for s in touching.get(at, ()) if not used[s]), None)
+            if nxt is None:
+                break
+            used[nxt] = True
+            far = 1 if node[nxt, 0] == at else 0
+            at = int(node[nxt, far])
+            ends[side].append(at)
+            points[side].append(segments[nxt, far])
+    return np.array(points[0][::-1] + points[1])
+
+
+@dataclass(frozen=True)
+class ContourLayer:
+    """One mesh drawn on the slice views: its sections per orientation and how to draw them.
+
+    ``style`` is ``solid`` or ``dash``; with ``value_range`` the segments are coloured by the
+    mesh's vertex values (e.g. distance in mm) instead of ``colour``.
+    """
+
+    name: str
+    label: str
+    colour: tuple[int, int, int]
+    sections: dict[str, MeshSection] = field(default_factory=dict)
+    style: str = "solid"
+    value_range: tuple[float, float] | None = None
+
+    @classmethod
+    def build(
+        cls,
+        name: str,
+        label: str,
+        colour: tuple[int, int, int],
+        volume: Volume,
+        *,
+        vertices: np.ndarray,
+        faces: np.ndarray,
+        values: np.ndarray | None = None,
+        style: str = "solid",
+        value_range: tuple[float, float] | None = None,
+    ) -> ContourLayer:
+        """Section a mesh (LPS mm) for the three views of ``volume``; seconds on a big bone
+        mesh, so call it off the GUI thread."""
+        sections = {
+            o: MeshSection.build(SliceGeometry.for_volume(volume, o), vertices, faces, values)
+            for o in ORIENTATIONS
+        }
+        return cls(name, label, tuple(colour), sections, style, value_range)
+
+
+def distance_to_mask(volume: Volume, mask: np.ndarray, vertices: np.ndarray) -> np.ndarray:
+    """Signed distance in mm from each vertex (LPS) to the surface of a voxel ``mask`` on
+    ``volume``'s grid (positive outside, negative inside), read from a distance map of the
+    mask's box plus a margin, interpolated linearly; the mask's surface is taken half-way
+    between inside and outside voxels."""
+    from scipy import ndimage  # noqa: PLC0415 (only this colouring needs it)
+
+    margin = 4
+    found = np.argwhere(mask)
+    if not len(found):
+        return np.full(len(vertices), np.inf)
+    low = np.maximum(found.min(axis=0) - margin, 0)
+    high = np.minimum(found.max(axis=0) + margin + 1, mask.shape)
+    box = np.asarray(mask[tuple(slice(a, b) for a, b in zip(low, high, strict=True))], bool)
+    sampling = tuple(reversed(volume.spacing))  # numpy order: k, j, i
+    outside = ndimage.distance_transform_edt(~box, sampling=sampling)
+    inside = ndimage.distance_transform_edt(box, sampling=sampling)
+    half = min(volume.spacing) / 2
+    signed = np.where(box, half - inside, outside - half)
+    kji = volume.lps_to_index(vertices)[:, ::-1] - low
+    return ndimage.map_coordinates(signed, kji.T, order=1, mode="nearest")
