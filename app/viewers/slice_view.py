@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from app.viewers.contours import ContourLayer, Cut
 from app.viewers.geometry import SliceGeometry
 from app.viewers.state import ViewerState
 from app.viewers.windowing import WindowLut, overlay_rgba, premultiplied
@@ -33,6 +34,12 @@ VIEW_COLORS = {
 TOOLS = ("navigate", "ruler", "angle", "stroke")  # stroke: a drag handed to an editing tool
 _TEXT = QtGui.QColor(230, 230, 230)
 _MEASURE = QtGui.QColor(80, 220, 255)
+# Contours coloured by a value (distance in mm): blue (inside) through white to red (outside).
+_VALUE_COLORS = [
+    QtGui.QColor.fromHsvF(h, s, 1.0)
+    for h, s in ((0.62, 0.9), (0.6, 0.6), (0.58, 0.3), (0.0, 0.0), (0.08, 0.3), (0.03, 0.6),
+                 (0.0, 0.9))
+]  # fmt: skip
 
 
 @dataclass
@@ -96,6 +103,7 @@ class SliceView(QtWidgets.QWidget):
         self._drag: tuple[str, QtCore.QPointF, tuple] | None = None
         self._hover: QtCore.QPointF | None = None
         self._readout = ""
+        self._cuts: dict[int, tuple[int, Cut]] = {}  # id(layer) -> (slice, its cut there)
         self.setMouseTracking(True)
         self.setFocusPolicy(QtCore.Qt.FocusPolicy.StrongFocus)
         self.setMinimumSize(160, 160)
@@ -109,6 +117,7 @@ class SliceView(QtWidgets.QWidget):
         state.overlayChanged.connect(self._on_overlay)
         state.labelsEdited.connect(self._on_overlay)
         state.previewChanged.connect(self._on_overlay)
+        state.meshContoursChanged.connect(self._on_contours)
         if state.volume is not None:
             self._on_volume()
 
@@ -232,10 +241,12 @@ class SliceView(QtWidgets.QWidget):
         if volume is None:
             self.geometry_ = None
             self._image = self._overlay = None
+            self._cuts.clear()
             self._invalidate()
             self.update()
             return
         self.geometry_ = SliceGeometry.for_volume(volume, self.orientation)
+        self._cuts.clear()
         self.slice_index = self.geometry_.slice_index_of(self.state.cursor)
         self._lut = WindowLut(*self.state.window)
         self._rebuild_image()
@@ -262,6 +273,10 @@ class SliceView(QtWidgets.QWidget):
 
     def _on_overlay(self) -> None:
         self._rebuild_overlay()
+        self.update()
+
+    def _on_contours(self) -> None:
+        self._cuts.clear()
         self.update()
 
     # -- image building -----------------------------------------------------------------------
@@ -363,6 +378,7 @@ class SliceView(QtWidgets.QWidget):
             return
         painter.drawPixmap(0, 0, cached[0])
         painter.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing, True)
+        self._paint_contours(painter)
         self._paint_crosshair(painter)
         self._paint_measurements(painter)
         self._paint_text(painter)
@@ -389,6 +405,74 @@ class SliceView(QtWidgets.QWidget):
         painter.drawLine(
             QtCore.QPointF(point.x() + gap, point.y()), QtCore.QPointF(self.width(), point.y())
         )
+
+    def contour_cut(self, layer: ContourLayer) -> Cut:
+        """``layer``'s cross-section on the shown slice (display mm), kept until the slice
+        or the layers change."""
+        cached = self._cuts.get(id(layer))
+        if cached is None or cached[0] != self.slice_index:
+            cached = (self.slice_index, layer.sections[self.orientation].cut(self.slice_index))
+            self._cuts[id(layer)] = cached
+        return cached[1]
+
+    def contour_screen_segments(self, layer: ContourLayer) -> np.ndarray:
+        """(M, 2, 2) widget pixels of ``layer``'s segments on the shown slice."""
+        segments = self.contour_cut(layer).segments
+        centre = np.array([self.width() / 2, self.height() / 2])
+        mm = np.array([self.center_mm.x(), self.center_mm.y()])
+        return (segments - mm) * self.zoom + centre
+
+    def _paint_contours(self, painter: QtGui.QPainter) -> None:
+        layers = [layer for layer in self.state.mesh_contours if self.orientation in layer.sections]
+        for layer in layers:
+            screen = self.contour_screen_segments(layer)
+            if not len(screen):
+                continue
+            dash = layer.style == "dash"
+            values = self.contour_cut(layer).values
+            if layer.value_range is None or values is None:
+                self._draw_segments(painter, screen, QtGui.QColor(*layer.colour), dash)
+                continue
+            low, high = layer.value_range
+            scaled = (values - low) / max(high - low, 1e-9) * (len(_VALUE_COLORS) - 1)
+            bins = np.clip(np.rint(scaled), 0, len(_VALUE_COLORS) - 1).astype(int)
+            for index, color in enumerate(_VALUE_COLORS):
+                self._draw_segments(painter, screen[bins == index], color, dash)
+        if layers:
+            self._paint_legend(painter, layers)
+
+    @staticmethod
+    def _draw_segments(
+        painter: QtGui.QPainter, screen: np.ndarray, color: QtGui.QColor, dash: bool
+    ) -> None:
+        if not len(screen):
+            return
+        pen = QtGui.QPen(color, 2.0)
+        pen.setCapStyle(QtCore.Qt.PenCapStyle.RoundCap)
+        if dash:
+            pen.setStyle(QtCore.Qt.PenStyle.DashLine)
+        painter.setPen(pen)
+        flat = screen.reshape(-1, 4).tolist()
+        painter.drawLines([QtCore.QLineF(*row) for row in flat])
+
+    def _paint_legend(self, painter: QtGui.QPainter, layers: list[ContourLayer]) -> None:
+        """One line per contour layer, bottom right: a line in its colour and style, its label."""
+        metrics = QtGui.QFontMetricsF(painter.font())
+        line = metrics.height()
+        y = self.height() - 8 - line * (len(layers) - 1)
+        for layer in layers:
+            text = layer.label
+            if layer.value_range is not None:
+                text += f"  ({layer.value_range[0]:+.1f} to {layer.value_range[1]:+.1f} mm)"
+            x = self.width() - metrics.horizontalAdvance(text) - 40
+            color = QtGui.QColor(*layer.colour)
+            pen = QtGui.QPen(color, 2.0)
+            if layer.style == "dash":
+                pen.setStyle(QtCore.Qt.PenStyle.DashLine)
+            painter.setPen(pen)
+            painter.drawLine(QtCore.QPointF(x, y - line / 3), QtCore.QPointF(x + 26, y - line / 3))
+            self._text_with_shadow(painter, QtCore.QPointF(x + 32, y), text, color)
+            y += line
 
     def _crosshair_colors(self, others: list[str]) -> tuple[QtGui.QColor, QtGui.QColor]:
         pairs = {

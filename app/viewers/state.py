@@ -10,6 +10,7 @@ import numpy as np
 from PySide6 import QtCore
 
 from app.imaging.volume import Volume
+from app.viewers.contours import ContourLayer
 from app.viewers.windowing import SEGMENT_COLORS, window_for
 
 
@@ -22,6 +23,7 @@ class ViewerState(QtCore.QObject):
     overlayChanged = QtCore.Signal()
     labelsEdited = QtCore.Signal()  # the label array's contents changed in place
     previewChanged = QtCore.Signal()
+    meshContoursChanged = QtCore.Signal()  # the meshes drawn as contours on the slices
 
     def __init__(self, parent: QtCore.QObject | None = None) -> None:
         super().__init__(parent)
@@ -39,6 +41,7 @@ class ViewerState(QtCore.QObject):
         self.label_shown: np.ndarray | None = None  # (N,) bool per label value
         self.label_names: dict[int, str] = {}
         self.preview: tuple[float, float, tuple[int, int, int]] | None = None
+        self.mesh_contours: list[ContourLayer] = []  # drawn in this order, the last on top
 
     # -- volume -------------------------------------------------------------------------------
     def set_volume(self, volume: Volume | None, preset: str = "auto") -> None:
@@ -50,6 +53,7 @@ class ViewerState(QtCore.QObject):
         self.label_table = self.label_shown = None
         self.label_names = {}
         self.preview = None
+        self.mesh_contours = []  # sectioned on the old grid
         if volume is not None:
             ni, nj, nk = volume.size_ijk
             self.cursor = volume.index_to_lps(np.array([(ni - 1) / 2, (nj - 1) / 2, (nk - 1) / 2]))
@@ -151,6 +155,12 @@ class ViewerState(QtCore.QObject):
                 tuple(int(c) for c in rgb),
             )
         self.previewChanged.emit()
+
+    def set_mesh_contours(self, layers: list[ContourLayer]) -> None:
+        """Draw these meshes' cross-sections on the slice views (sectioned for the shown
+        volume by :meth:`ContourLayer.build`); an empty list removes them."""
+        self.mesh_contours = list(layers)
+        self.meshContoursChanged.emit()
 
     def set_segment_color(self, label: int, rgb: tuple[int, int, int]) -> None:
         self.segment_colors[label] = tuple(int(c) for c in rgb)

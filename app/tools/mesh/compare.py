@@ -39,16 +39,25 @@ def moved_regions(
     return sorted(regions, key=lambda r: -r["vertices"])
 
 
+def part_distances(
+    before: Mapping[str, trimesh.Trimesh], after: Mapping[str, trimesh.Trimesh]
+) -> dict[str, np.ndarray]:
+    """Per part present in both: each vertex of ``after``'s distance (mm) to ``before``."""
+    return {n: vertex_deviation(after[n], before[n]) for n in sorted(set(before) & set(after))}
+
+
 def compare_parts(
     before: Mapping[str, trimesh.Trimesh],
     after: Mapping[str, trimesh.Trimesh],
     threshold: float = MOVED_MM,
+    distances: Mapping[str, np.ndarray] | None = None,
 ) -> dict:
     """Per part present in both: the distance summary and moved regions; parts added or
-    removed are named."""
+    removed are named. ``distances`` (from :func:`part_distances`) saves measuring again."""
+    distances_of = part_distances(before, after) if distances is None else distances
     parts = {}
     for name in sorted(set(before) & set(after)):
-        distances = vertex_deviation(after[name], before[name])
+        distances = distances_of[name]
         parts[name] = {
             "max_mm": round(float(distances.max()), 4),
             "mean_mm": round(float(distances.mean()), 4),
