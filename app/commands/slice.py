@@ -1,4 +1,5 @@
-"""``medprint slice CASE [--version N] --printer P [--out FILE]`` and ``medprint printers``.
+"""``medprint slice CASE [--version N] --printer P [--extruder PART=N ...] [--out FILE]`` and
+``medprint printers``.
 
 Slicing stores the G-code in the case with its provenance (the mesh version and its SHA-256,
 the profiles, the engine and the settings); ``--out`` also writes a copy. A resin printer
@@ -15,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from app.case import Case
+from app.errors import PrintingError
 from app.printing.profiles import load_materials, load_printers
 from app.printing.slicer import SliceSettings, engines
 from app.printing.slicer.sla import SlaSettings
@@ -35,6 +37,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--printer", required=True, help="printer profile id or name")
     parser.add_argument("--material", help="material profile (default: the printer's)")
     parser.add_argument("--engine", choices=["builtin", "prusaslicer"], default="builtin")
+    parser.add_argument(
+        "--extruder",
+        action="append",
+        metavar="PART=N",
+        help="multi-material printer: print PART with extruder N (repeat for every part; "
+        "default: the parts in order)",
+    )
     _settings_options(parser)
     parser.add_argument("--out", type=Path, metavar="FILE", help="also write a copy of the G-code")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -88,6 +97,20 @@ def _settings(args: argparse.Namespace) -> SliceSettings:
     )
 
 
+def _extruders(pairs: list[str] | None) -> dict[str, int] | None:
+    """``["bone=1", "tumour=2"]`` as a part->extruder map (None when not given)."""
+    if not pairs:
+        return None
+    chosen: dict[str, int] = {}
+    for pair in pairs:
+        part, _, tool = pair.partition("=")
+        if not part or not tool.isdigit():
+            msg = f"--extruder takes PART=N (like bone=1), not {pair!r}"
+            raise PrintingError(msg)
+        chosen[part.strip()] = int(tool)
+    return chosen
+
+
 def _slice(args: argparse.Namespace) -> int:
     from app.commands.progressbar import cli_progress  # noqa: PLC0415
 
@@ -104,6 +127,7 @@ def _slice(args: argparse.Namespace) -> int:
             material=args.material,
             settings=_settings(args),
             engine=args.engine,
+            extruders=_extruders(args.extruder),
             out=args.out,
             progress=progress,
         )
@@ -118,6 +142,7 @@ def _slice(args: argparse.Namespace) -> int:
             "printer": prov["printer"],
             "material": prov["material"],
             "engine": prov["engine"],
+            "extruders": prov.get("extruders"),
             "out": str(args.out) if args.out else None,
             "warnings": sliced.warnings,
             **asdict(sliced.result.summary),

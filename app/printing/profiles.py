@@ -110,6 +110,7 @@ class PrinterProfile:
     build_volume: tuple[float, float, float] = (220.0, 220.0, 250.0)
     nozzle_diameter: float = 0.4
     filament_diameter: float = 1.75
+    extruders: int = 1  # tool heads (or MMU slots): a multi-part model prints a part per tool
     firmware: str = "marlin"
     relative_e: bool = False
     max_nozzle_temperature: float = 285.0
@@ -154,6 +155,8 @@ class MaterialProfile:
     cost_per_kg: float = 0.0
     exposure_time: float = 2.0  # resin only: seconds per layer, and for the first layers
     initial_exposure_time: float = 25.0
+    min_wall_mm: float = 0.8  # resin only: thinnest wall and smallest feature that print reliably
+    min_feature_mm: float = 0.4
     origin: str = field(default="shipped", compare=False)
 
     @property
@@ -192,6 +195,7 @@ def _text(where: str, key: str, value: object, max_len: int = 4000) -> str:
 
 _RANGES: dict[str, tuple[float, float]] = {
     "nozzle_diameter": (0.1, 2.0),
+    "extruders": (1.0, 16.0),
     "filament_diameter": (1.0, 3.5),
     "max_nozzle_temperature": (150.0, 500.0),
     "max_bed_temperature": (0.0, 200.0),
@@ -233,6 +237,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     # resin
     "exposure_time": (0.1, 300.0),
     "initial_exposure_time": (0.1, 600.0),
+    "min_wall_mm": (0.05, 20.0),
+    "min_feature_mm": (0.05, 20.0),
     "layer_height": (0.01, 0.3),
     "display_width": (10.0, 1000.0),
     "display_height": (10.0, 1000.0),
@@ -273,7 +279,7 @@ def _build(cls: type, where: str, raw: object, prefix: str = "") -> dict[str, An
     return values
 
 
-_INTEGERS = ("baud_rate", "fan_off_layers", "display_pixels_x", "display_pixels_y")
+_INTEGERS = ("extruders", "baud_rate", "fan_off_layers", "display_pixels_x", "display_pixels_y")
 _SUBSECTIONS: dict[str, type] = {
     "resin": Resin,
     "speeds": Speeds,

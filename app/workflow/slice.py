@@ -15,6 +15,7 @@ from pathlib import Path
 
 from app.atomic import atomic_write_bytes
 from app.case import Case, StoredGcode
+from app.errors import PrintingError
 from app.printing.profiles import get_material, get_printer
 from app.printing.slicer import Part, SliceResult, SliceSettings, slice_parts
 from app.progress import CancelToken, Progress, ensure
@@ -50,13 +51,16 @@ def slice_version(
     material: str | None = None,
     settings: SliceSettings | None = None,
     engine: str = "builtin",
+    extruders: dict[str, int] | None = None,
     out: Path | None = None,
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
 ) -> Sliced:
     """Slice mesh ``version`` (default: the latest) of ``case`` for profile ``printer``.
 
-    Stores the G-code in the case with its provenance, writes a copy to ``out`` when given, and
+    On a printer with several extruders each part prints with its own: ``extruders`` maps every
+    part name to a tool (1-based), by default the parts in order. Stores the G-code in the case
+    with its provenance (with the part->extruder map), writes a copy to ``out`` when given, and
     audits ``slice``; returns the stored G-code and the slicer's result.
     """
     policy.allow(actor, "slice", case.pseudonym)
@@ -69,7 +73,8 @@ def slice_version(
     profile = get_printer(printer, actor.paths)
     chosen = get_material(material or profile.default_material, actor.paths)
     settings = settings or SliceSettings()
-    parts = [_part(case.pseudonym, name, data) for name, data in stored.parts.items()]
+    tools = tool_map(list(stored.parts), profile.extruders, extruders)
+    parts = [_part(case.pseudonym, name, data, tools) for name, data in stored.parts.items()]
     progress.update(0.05, f"slicing mesh v{number} ({engine})")
     result = slice_parts(
         parts,
@@ -88,6 +93,7 @@ def slice_version(
         "engine": result.engine,
         "settings": asdict(settings),
         "parts": sorted(stored.parts),
+        "extruders": tools if result.engine != "builtin" else dict.fromkeys(tools, 1),
         "user": actor.user,
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -111,10 +117,30 @@ def slice_version(
     return Sliced(gcode, result, Path(out) if out is not None else None)
 
 
-def _part(pseudonym: str, name: str, stl: bytes) -> Part:
+def tool_map(parts: list[str], tools: int, chosen: dict[str, int] | None) -> dict[str, int]:
+    """Each part's extruder (1-based): ``chosen`` (naming every part), else the parts in order."""
+    if chosen is None:
+        if tools > 1 and len(parts) > tools:
+            msg = f"{len(parts)} parts but {tools} extruders; choose each part's extruder"
+            raise PrintingError(msg)
+        return {name: min(index + 1, tools) for index, name in enumerate(parts)}
+    unknown = sorted(set(chosen) - set(parts))
+    missing = [name for name in parts if name not in chosen]
+    if unknown or missing:
+        msg = f"the extruder map must name each part ({', '.join(parts)}) once"
+        raise PrintingError(msg)
+    wrong = sorted(name for name, tool in chosen.items() if not 1 <= tool <= tools)
+    if wrong:
+        msg = f"the printer has {tools} extruder(s); part '{wrong[0]}' needs one of 1..{tools}"
+        raise PrintingError(msg)
+    return {name: int(chosen[name]) for name in parts}
+
+
+def _part(pseudonym: str, name: str, stl: bytes, tools: dict[str, int]) -> Part:
     """One part of a stored version, named by the pseudonym and the part (checked), read by
-    the capped mesh reader."""
-    return Part.from_trimesh(f"{pseudonym} {name}", make_mesh(*read_mesh_bytes(stl, "stl")))
+    the capped mesh reader, with its extruder."""
+    mesh = make_mesh(*read_mesh_bytes(stl, "stl"))
+    return Part(f"{pseudonym} {name}", mesh.vertices, mesh.faces, tools[name])
 
 
 def stored_gcodes(actor: Actor, case: Case) -> list[tuple[int, dict]]:

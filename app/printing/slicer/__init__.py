@@ -9,9 +9,13 @@ The GUI and the CLI call one function::
     segments_by_type = result.analysis.layer_segments_by_type(layer_index)
 
 :func:`engines` lists every engine with whether it is available and, if not, how to install it.
+On a printer with several extruders PrusaSlicer prints each part with its ``Part.extruder``; the
+built-in engine prints the parts in place as one, in one colour, and says so in its warnings.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from app.errors import PrintingError
 from app.printing.profiles import MaterialProfile, PrinterProfile
@@ -20,6 +24,19 @@ from app.printing.slicer.engine import EngineInfo
 from app.printing.slicer.result import SliceResult
 from app.printing.slicer.settings import Part, SliceSettings
 from app.progress import CancelToken, Progress
+
+ONE_COLOUR = (
+    "the built-in engine prints all parts in one colour (one extruder); slice with PrusaSlicer "
+    "(--engine prusaslicer) for an extruder per part"
+)
+
+
+def _as_one(parts: list[Part]) -> Part:
+    """The parts as one part in place (the built-in engine has one extruder)."""
+    base = np.cumsum([0] + [len(p.vertices) for p in parts[:-1]])
+    faces = np.concatenate([p.faces + b for p, b in zip(parts, base, strict=True)])
+    name = parts[0].name.split(" ")[0] + " model"
+    return Part(name, np.concatenate([p.vertices for p in parts]), faces)
 
 
 def engines() -> list[EngineInfo]:
@@ -46,7 +63,13 @@ def slice_parts(
     if engine == "builtin":
         from app.printing.slicer.builtin import slice_builtin  # noqa: PLC0415 (shapely on first use)
 
-        return slice_builtin(parts, printer, material, settings, progress=progress, cancel=cancel)
+        one_colour = printer.extruders > 1 and len(parts) > 1
+        if one_colour:
+            parts = [_as_one(parts)]
+        result = slice_builtin(parts, printer, material, settings, progress=progress, cancel=cancel)
+        if one_colour:
+            result.warnings.insert(0, ONE_COLOUR)
+        return result
     if engine == "prusaslicer":
         return prusaslicer.slice_prusaslicer(
             parts, printer, material, settings, progress=progress, cancel=cancel

@@ -63,3 +63,19 @@ def arrange(parts: list[Part], printer: PrinterProfile, spacing: float) -> list[
         )
         for i in range(len(parts))
     ]
+
+
+def place_together(parts: list[Part], printer: PrinterProfile) -> list[np.ndarray]:
+    """One translation for every part (repeated per part): the parts keep their places relative
+    to each other (a tumour inside its bone), the group on the bed (z = 0), centred in x/y."""
+    if not parts:
+        msg = "nothing to slice; add a part first"
+        raise PrintingError(msg)
+    vertices = np.concatenate([part.vertices for part in parts])
+    check_fits(Part("model", vertices, np.zeros((1, 3), dtype=np.int64)), printer)
+    low, high = vertices.min(axis=0), vertices.max(axis=0)
+    bed = np.asarray(printer.build_volume, dtype=np.float64)
+    shift = np.array([bed[0] / 2, bed[1] / 2, 0.0]) - np.array(
+        [(low[0] + high[0]) / 2, (low[1] + high[1]) / 2, low[2]]
+    )
+    return [shift.copy() for _ in parts]

@@ -1,7 +1,8 @@
 """PrusaSlicer as a second engine: same profile and settings, its G-code through our analysis.
 
-The parts are placed by our own arrangement, written as one STL named ``part.stl`` into a private
-folder (in RAM under ``/dev/shm`` when the system has it), sliced by ``prusa-slicer
+The parts are placed by our own arrangement, written as one STL named ``part.stl`` (on a printer
+with several extruders: kept in place as one object with a volume and an extruder per part,
+``part.3mf``, see :mod:`app.printing.slicer.toolmodel`) into a private folder (in RAM under ``/dev/shm`` when the system has it), sliced by ``prusa-slicer
 --export-gcode`` in a subprocess that a cancel kills, and the folder is removed afterwards.
 Its G-code is stripped of anything that could name a source (object labels, file names,
 thumbnails, the generation date) before it is analysed like any other G-code.
@@ -23,10 +24,11 @@ import numpy as np
 from app.errors import PrintingError
 from app.printing.gcode import MotionLimits, parse_gcode
 from app.printing.profiles import MaterialProfile, PrinterProfile, check_pair
-from app.printing.slicer.arrange import arrange
+from app.printing.slicer.arrange import arrange, place_together
 from app.printing.slicer.engine import EngineInfo
 from app.printing.slicer.result import SliceResult
 from app.printing.slicer.settings import Part, SliceSettings
+from app.printing.slicer.toolmodel import tool_model_3mf
 from app.progress import CancelToken, Progress, check_cancel, ensure
 
 ENGINE = "prusaslicer"
@@ -86,6 +88,7 @@ def config_ini(printer: PrinterProfile, material: MaterialProfile, settings: Sli
         "nozzle_diameter": printer.nozzle_diameter,
         "filament_diameter": printer.filament_diameter,
         "use_relative_e_distances": int(printer.relative_e),
+        "layer_gcode": "G92 E0" if printer.relative_e else "",  # PrusaSlicer asks it of relative E
         "layer_height": settings.layer_height,
         "first_layer_height": settings.first_layer_height,
         "perimeters": settings.perimeters,
@@ -170,9 +173,27 @@ def config_ini(printer: PrinterProfile, material: MaterialProfile, settings: Sli
         "support_material_extrusion_width",
     ):
         values[key] = w
+    if printer.extruders > 1:
+        values |= _per_tool(values, printer.extruders)
     lines = ["# MedPrint: PrusaSlicer settings equal to the built-in slicer's"]
     lines += [f"{key} = {_fmt(value)}" for key, value in values.items()]
     return "\n".join(lines) + "\n"
+
+
+_TOOL_KEYS = (
+    "nozzle_diameter", "filament_diameter", "temperature", "first_layer_temperature",
+    "filament_density", "filament_type", "retract_length", "retract_speed", "retract_lift",
+    "retract_before_travel", "retract_layer_change", "min_fan_speed", "max_fan_speed",
+    "disable_fan_first_layers", "fan_below_layer_time", "slowdown_below_layer_time",
+)  # fmt: skip
+
+
+def _per_tool(values: dict[str, object], extruders: int) -> dict[str, object]:
+    """Per-extruder settings repeated for each tool (one material on every tool), and no wipe
+    tower (a tool head per part on a tool changer oozes little; the tower's place could clash
+    with an anatomy-sized model)."""
+    tools = {key: ",".join([_fmt(values[key])] * extruders) for key in _TOOL_KEYS}
+    return tools | {"wipe_tower": 0, "single_extruder_multi_material": 0}
 
 
 def _fmt(value: object) -> str:
@@ -198,7 +219,7 @@ def strip_gcode(text: str, object_names: list[str]) -> str:
             continue
         if _DROP_COMMENTS.match(line) or line.upper().startswith(("M486", "EXCLUDE_OBJECT")):
             continue
-        if "part.stl" in low or "medprint-ps-" in low:
+        if "part.stl" in low or "part.3mf" in low or "medprint-ps-" in low:
             continue
         out.append(line)
     return "\n".join(out) + "\n"
@@ -211,7 +232,21 @@ def _private_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="medprint-ps-", dir=base))
 
 
-def _write_stl(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
+def _check_tools(parts: list[Part], printer: PrinterProfile) -> None:
+    """Refuse a part assigned to a tool the printer does not have."""
+    for part in parts:
+        if not 0 <= part.extruder <= printer.extruders:
+            msg = (
+                f"part '{part.safe_name}' is assigned to extruder {part.extruder}, but "
+                f"'{printer.name}' has {printer.extruders}; choose 1..{printer.extruders}"
+            )
+            raise PrintingError(msg)
+
+
+def _write_stl(path: Path, parts: list[Part], offsets: list[np.ndarray]) -> None:
+    vertices = np.concatenate([p.vertices + o for p, o in zip(parts, offsets, strict=True)])
+    base = np.cumsum([0] + [len(p.vertices) for p in parts[:-1]])
+    faces = np.concatenate([p.faces + b for p, b in zip(parts, base, strict=True)])
     tri = vertices[faces].astype(np.float32)
     normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     length = np.linalg.norm(normals, axis=1, keepdims=True)
@@ -246,17 +281,22 @@ def slice_prusaslicer(
         raise PrintingError(msg)
     settings.check_against(printer.nozzle_diameter)
     check_pair(printer, material)
-    offsets = arrange(parts, printer, settings.part_spacing)
-    vertices = np.concatenate([p.vertices + o for p, o in zip(parts, offsets, strict=True)])
-    base = np.cumsum([0] + [len(p.vertices) for p in parts[:-1]])
-    faces = np.concatenate([p.faces + b for p, b in zip(parts, base, strict=True)])
+    _check_tools(parts, printer)
+    tools = printer.extruders > 1
+    offsets = (
+        place_together(parts, printer) if tools else arrange(parts, printer, settings.part_spacing)
+    )
     folder = _private_dir()
     try:
         os.chmod(folder, 0o700)
         stl, ini, out, log = (
-            folder / n for n in ("part.stl", "config.ini", "out.gcode", "log.txt")
+            folder / n
+            for n in ("part.3mf" if tools else "part.stl", "config.ini", "out.gcode", "log.txt")
         )
-        _write_stl(stl, vertices, faces)
+        if tools:
+            stl.write_bytes(tool_model_3mf(parts, offsets))
+        else:
+            _write_stl(stl, parts, offsets)
         ini.write_text(config_ini(printer, material, settings), encoding="utf-8")
         cmd = [
             exe,

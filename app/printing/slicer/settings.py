@@ -111,12 +111,14 @@ class Part:
     """One mesh to print: vertices (n, 3) mm and triangles (m, 3), and a neutral name.
 
     ``name`` is what appears in the G-code: the case pseudonym and the part name
-    (e.g. ``"MP-7F3K skull"``), never a file name or a patient's name.
+    (e.g. ``"MP-7F3K skull"``), never a file name or a patient's name. ``extruder`` (1-based)
+    is the tool that prints the part on a multi-material printer; 0 means the first.
     """
 
     name: str
     vertices: np.ndarray
     faces: np.ndarray
+    extruder: int = 0
 
     def __post_init__(self) -> None:
         self.vertices = np.ascontiguousarray(self.vertices, dtype=np.float64)
