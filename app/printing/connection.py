@@ -1,39 +1,47 @@
-"""How to reach a printer, and the job for it: USB, OctoPrint or Moonraker.
+"""How to reach a printer, and the job for it: USB, OctoPrint, Moonraker or PrusaLink.
 
     settings = ConnectionSettings.from_profile(profile, port="/dev/ttyUSB0")
     job = open_job(gcode, settings, pause=PauseSettings(...), printer=profile.name,
                    remote_name="C-7K3M-Q9-g2.gcode", on_state=..., on_event=...)
 
-:func:`check_connection` reaches a printer once (the profile dialog's Test button).
+:func:`check_connection` reaches a printer once (the profile dialog's Test button). A Formlabs
+printer takes the approved mesh through PreForm, not G-code: :func:`open_preform` gives its client.
+Secrets live in the OS keystore: an API key under ``printer-api-key/<profile id>``, a PrusaLink
+digest login (user and password) under ``printer-login/<profile id>``.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from app.errors import PrintingError
+from app.printing.backends.formlabs import PreFormClient
 from app.printing.backends.moonraker import MoonrakerClient
 from app.printing.backends.octoprint import OctoPrintClient
+from app.printing.backends.prusalink import PrusaLinkClient, PrusaLinkJob
 from app.printing.backends.remote import RemoteBackend, RemoteJob
 from app.printing.backends.usb import PauseSettings, UsbBackend, UsbJob
 from app.printing.job import PrintJob
 from app.printing.profiles import api_key_name
 from app.printing.serial_link import LinkOptions
 
-CONNECTION_KINDS = ("usb", "octoprint", "moonraker")
+CONNECTION_KINDS = ("usb", "octoprint", "moonraker", "prusalink", "formlabs")
 
 
 @dataclass(frozen=True)
 class ConnectionSettings:
-    """How to reach one printer; a profile's connection adapted, plus the API key if any."""
+    """How to reach one printer; a profile's connection adapted, plus its secret if any: the
+    API key, or with ``user`` (PrusaLink digest login) the password."""
 
     kind: str = "usb"
     port: str = "auto"
     baud: int = 115200
     url: str = ""
     api_key: str | None = field(default=None, repr=False)
+    user: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in CONNECTION_KINDS:
@@ -54,7 +62,8 @@ class ConnectionSettings:
 
         ``port`` forces USB; ``url`` forces a networked printer (the profile's kind when it is
         one, else ``kind`` or OctoPrint). The API key of a networked printer comes from the OS
-        keystore (``printer-api-key/<profile id>``) unless given.
+        keystore (``printer-api-key/<profile id>``) unless given; a PrusaLink printer uses its
+        stored digest login (``printer-login/<profile id>``) when there is one.
         """
         conn = getattr(profile, "connection", None)
         chosen = kind or getattr(conn, "kind", "usb")
@@ -69,8 +78,13 @@ class ConnectionSettings:
             url=(url or getattr(conn, "url", "") or "").rstrip("/"),
             api_key=api_key,
         )
-        if settings.kind != "usb" and settings.api_key is None:
-            settings = replace(settings, api_key=api_key_from_keystore(getattr(profile, "id", "")))
+        profile_id = getattr(profile, "id", "")
+        if settings.kind == "prusalink" and settings.api_key is None:
+            user, password = login_from_keystore(profile_id)
+            if user:
+                return replace(settings, user=user, api_key=password)
+        if settings.kind not in ("usb", "formlabs") and settings.api_key is None:
+            settings = replace(settings, api_key=api_key_from_keystore(profile_id))
         return settings
 
 
@@ -82,22 +96,56 @@ def api_key_from_keystore(profile_id: str) -> str | None:
     return None if value is None else value.decode("utf-8")
 
 
+def login_name(profile_id: str) -> str:
+    """The keystore entry holding a PrusaLink digest login (user and password) of a profile."""
+    return f"printer-login/{profile_id}"
+
+
+def login_from_keystore(profile_id: str) -> tuple[str, str | None]:
+    """The stored (user, password) of ``profile_id``; ("", None) when there is none."""
+    from app.security.keystore import Keystore  # noqa: PLC0415 (keyring only when needed)
+
+    value = Keystore().get(login_name(profile_id))
+    if value is None:
+        return "", None
+    login = json.loads(value.decode("utf-8"))
+    return str(login.get("user", "")), str(login.get("password", ""))
+
+
+def login_secret(user: str, password: str) -> bytes:
+    """What :func:`login_from_keystore` reads back: the bytes to store under ``login_name``."""
+    return json.dumps({"user": user, "password": password}).encode("utf-8")
+
+
 def open_backend(
     settings: ConnectionSettings,
     *,
     pause: PauseSettings | None = None,
     options: LinkOptions | None = None,
 ) -> UsbBackend | RemoteBackend:
-    """The backend for ``settings``: USB, OctoPrint or Moonraker."""
+    """The backend for ``settings``: USB, OctoPrint, Moonraker or PrusaLink."""
     if settings.kind == "usb":
         opts = options or LinkOptions(baud=settings.baud)
         return UsbBackend(settings.port, options=opts, pause=pause)
     if not settings.url:
         msg = f"the {settings.kind} printer has no URL; set it in the printer profile or --url"
         raise PrintingError(msg)
+    if settings.kind == "formlabs":
+        msg = "a Formlabs printer prints the approved mesh through PreForm, not G-code or SL1"
+        raise PrintingError(msg)
     if settings.kind == "octoprint":
         return OctoPrintClient(settings.url, settings.api_key)
+    if settings.kind == "prusalink":
+        return PrusaLinkClient(settings.url, settings.api_key, user=settings.user)
     return MoonrakerClient(settings.url, settings.api_key)
+
+
+def open_preform(settings: ConnectionSettings) -> PreFormClient:
+    """The PreForm (Formlabs Local API) client of a ``formlabs`` connection."""
+    if settings.kind != "formlabs" or not settings.url:
+        msg = "a Formlabs printer needs a formlabs connection with PreFormServer's URL"
+        raise PrintingError(msg)
+    return PreFormClient(settings.url)
 
 
 def open_job(
@@ -113,6 +161,8 @@ def open_job(
     backend = open_backend(settings, pause=pause, options=options)
     if isinstance(backend, UsbBackend):
         return UsbJob(gcode, backend, **job_options)
+    if isinstance(backend, PrusaLinkClient):
+        return PrusaLinkJob(gcode, backend, **job_options)
     return RemoteJob(gcode, backend, **job_options)
 
 
@@ -120,9 +170,12 @@ def check_connection(settings: ConnectionSettings, *, options: LinkOptions | Non
     """Reach the printer once and say what answered (for the profile dialog's Test button).
 
     USB: opens the port, shakes hands and reads the firmware name, then closes. OctoPrint and
-    Moonraker: checks the URL, the API key and that the printer behind them is ready. Raises
-    :class:`PrinterConnectionError` with the reason otherwise.
+    Moonraker: checks the URL, the API key and that the printer behind them is ready. PrusaLink:
+    the URL, the login or key, and the printer's state. Formlabs: PreFormServer and the printers
+    it sees. Raises :class:`PrinterConnectionError` with the reason otherwise.
     """
+    if settings.kind == "formlabs":
+        return open_preform(settings).test_connection()
     backend = open_backend(settings, options=options)
     if isinstance(backend, UsbBackend):
         try:

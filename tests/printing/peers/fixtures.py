@@ -17,6 +17,7 @@ from tests.printing.peers.gcode_samples import synthetic_gcode
 from tests.printing.peers.marlin_sim import SimulatedMarlin
 from tests.printing.peers.moonraker_server import MoonrakerContract
 from tests.printing.peers.octoprint_server import OctoPrintServer, Unavailable, start_octoprint
+from tests.printing.peers.prusalink_server import PrusaLinkContract
 
 REFERENCE_INI = (
     Path(__file__).resolve().parents[3]
@@ -85,5 +86,12 @@ def octoprint_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OctoP
 @pytest.fixture
 def moonraker() -> Iterator[MoonrakerContract]:
     server = MoonrakerContract(api_key="moonraker-test-key").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def prusalink() -> Iterator[PrusaLinkContract]:
+    server = PrusaLinkContract(password="pl-secret").start()
     yield server
     server.stop()
