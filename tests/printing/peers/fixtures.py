@@ -17,6 +17,7 @@ from tests.printing.peers.gcode_samples import synthetic_gcode
 from tests.printing.peers.marlin_sim import SimulatedMarlin
 from tests.printing.peers.moonraker_server import MoonrakerContract
 from tests.printing.peers.octoprint_server import OctoPrintServer, Unavailable, start_octoprint
+from tests.printing.peers.preform_server import PreFormContract
 from tests.printing.peers.prusalink_server import PrusaLinkContract
 
 REFERENCE_INI = (
@@ -93,5 +94,12 @@ def moonraker() -> Iterator[MoonrakerContract]:
 @pytest.fixture
 def prusalink() -> Iterator[PrusaLinkContract]:
     server = PrusaLinkContract(password="pl-secret").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def preform() -> Iterator[PreFormContract]:
+    server = PreFormContract().start()
     yield server
     server.stop()
