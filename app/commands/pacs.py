@@ -29,7 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add.add_argument("--our-aet", default=DEFAULT_OUR_AET)
     add.add_argument("--our-port", type=int, default=DEFAULT_OUR_PORT, help="C-MOVE destination")
     add.add_argument("--dicomweb", default="", help="DICOMweb root URL (QIDO-RS, WADO-RS)")
-    add.add_argument("--tls-cert", default="", help="PEM certificate the node's TLS must show")
+    add.add_argument("--tls", action="store_true", help="DICOM TLS to the node's port")
+    add.add_argument("--tls-ca", default="", help="PEM CA (or certificate) the node must chain to")
+    add.add_argument("--tls-cert", default="", help="our PEM certificate, if the node asks")
+    add.add_argument("--tls-key", default="", help="the PEM key of --tls-cert")
     add.add_argument("--research", action="store_true", help="takes de-identified objects only")
     add.set_defaults(func=_add)
 
@@ -78,7 +81,8 @@ def _nodes(args: argparse.Namespace) -> int:
 def _add(args: argparse.Namespace) -> int:
     node = Node(
         args.node, args.aet, args.host, args.port, args.our_aet, args.our_port,
-        args.dicomweb, args.tls_cert, args.research,
+        args.dicomweb, research=args.research, tls=args.tls,
+        tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
     )  # fmt: skip
     pacs.add_node(Actor.current(), node)
     print(f"added PACS node {node.name}")

@@ -26,8 +26,8 @@ def _client(node: Node) -> DICOMwebClient:
         msg = f"PACS '{node.name}' has no DICOMweb address; add one with --dicomweb URL"
         raise PacsError(msg)
     client = DICOMwebClient(node.dicomweb.rstrip("/"))
-    if node.tls_cert:
-        client._session.verify = node.tls_cert
+    if node.tls_ca:
+        client._session.verify = node.tls_ca
     return client
 
 

@@ -3,7 +3,6 @@ SCP, and C-STORE. Every call names the node and answers within ``timeout`` secon
 
 from __future__ import annotations
 
-import ssl
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,6 +28,7 @@ from app.imaging.pacs.query import (
     as_int,
     check_page,
 )
+from app.imaging.pacs.tls import explain, tls_args
 from app.progress import CancelToken, Progress, check_cancel, ensure
 
 TIMEOUT = 10.0
@@ -68,35 +68,40 @@ def _ae(node: Node, timeout: float) -> AE:
     return ae
 
 
-def _tls(node: Node) -> tuple[ssl.SSLContext, str] | None:
-    if not node.tls_cert:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=node.tls_cert)
-    return context, node.host
-
-
 @contextmanager
 def _association(ae: AE, node: Node, timeout: float, **kwargs: object) -> Iterator[Association]:
     started = time.monotonic()
-    try:
-        assoc = ae.associate(node.host, node.port, ae_title=node.aet, tls_args=_tls(node), **kwargs)
-    except (OSError, ssl.SSLError) as exc:
-        msg = f"PACS '{node.name}' ({node.host}:{node.port}): TLS failed ({type(exc).__name__})"
-        raise PacsError(msg) from None
-    if assoc.is_rejected:
-        msg = f"PACS '{node.name}' rejected the association (called AE title '{node.aet}', "
-        msg += f"ours '{node.our_aet}'); check both AE titles in the node and on the archive"
-        raise PacsError(msg)
+    tls = tls_args(node)
+    opened: list[evt.Event] = []  # the TCP connection was made (a TLS or plain port answered)
+    handlers = [*kwargs.pop("evt_handlers", []), (evt.EVT_CONN_OPEN, opened.append)]  # type: ignore[misc]
+    assoc = ae.associate(
+        node.host, node.port, ae_title=node.aet, tls_args=tls, evt_handlers=handlers, **kwargs
+    )
+    if tls is not None and tls[0].failure is not None:
+        raise PacsError(explain(node, tls[0].failure))
     if not assoc.is_established:
-        waited = time.monotonic() - started
-        msg = f"PACS '{node.name}' at {node.host}:{node.port} does not answer "
-        msg += f"(no association after {waited:.1f} s of {timeout:.0f} s); is it running and reachable?"
-        raise PacsError(msg)
+        raise PacsError(
+            _no_association(node, assoc, bool(opened), time.monotonic() - started, timeout)
+        )
     try:
         yield assoc
     finally:
         if assoc.is_established:
             assoc.release()
+
+
+def _no_association(
+    node: Node, assoc: Association, opened: bool, waited: float, timeout: float
+) -> str:
+    where = f"PACS '{node.name}' at {node.host}:{node.port}"
+    if assoc.is_rejected:
+        msg = f"PACS '{node.name}' rejected the association (called AE title '{node.aet}', "
+        return msg + f"ours '{node.our_aet}'); check both AE titles in the node and on the archive"
+    if opened and waited < timeout / 2:
+        tls_hint = "" if node.tls else "; if that port speaks DICOM TLS, add --tls"
+        return f"{where} closed the connection without answering{tls_hint}"
+    msg = f"{where} does not answer (no association after {waited:.1f} s of {timeout:.0f} s); "
+    return msg + "is it running and reachable?"
 
 
 def echo(node: Node, *, timeout: float = TIMEOUT) -> float:

@@ -24,9 +24,12 @@ class PacsError(MedPrintError):
 class Node:
     """One archive: its AE title, address, our AE title and storage port, and options.
 
-    ``dicomweb`` is the DICOMweb root (QIDO-RS/WADO-RS), ``tls_cert`` a PEM file of the
-    certificate (or CA) the node's DICOM TLS port must present, ``research`` marks an archive
-    that only receives de-identified objects.
+    ``dicomweb`` is the DICOMweb root (QIDO-RS/WADO-RS). ``tls`` speaks DICOM TLS to the
+    node's port: its certificate must chain to ``tls_ca`` (a PEM file; the system's CAs when
+    empty) and name ``host``; ``tls_cert`` and ``tls_key`` are our own certificate and key
+    (PEM) for a node that asks for one (paths only are kept). ``research`` marks an archive
+    that only receives de-identified objects, ``clinical`` one that may receive identified
+    objects of any case (otherwise only the cases retrieved from it).
     """
 
     name: str
@@ -38,6 +41,10 @@ class Node:
     dicomweb: str = ""
     tls_cert: str = ""
     research: bool = False
+    tls: bool = False
+    tls_ca: str = ""
+    tls_key: str = ""
+    clinical: bool = False
 
     def __post_init__(self) -> None:
         if not NAME_RE.match(self.name):
@@ -54,9 +61,23 @@ class Node:
         if self.dicomweb and not self.dicomweb.startswith(("http://", "https://")):
             msg = "the DICOMweb address must start with http:// or https://"
             raise PacsError(msg)
-        if self.tls_cert and not Path(self.tls_cert).is_file():
-            msg = f"TLS certificate file {Path(self.tls_cert).name} not found"
+        if self.research and self.clinical:
+            msg = "a node is either a research archive or a clinical one, not both"
             raise PacsError(msg)
+        self._check_tls()
+
+    def _check_tls(self) -> None:
+        files = {"--tls-ca": self.tls_ca, "--tls-cert": self.tls_cert, "--tls-key": self.tls_key}
+        if any(files.values()) and not self.tls:
+            msg = "TLS files are given but TLS is off; add --tls"
+            raise PacsError(msg)
+        if bool(self.tls_cert) != bool(self.tls_key):
+            msg = "our TLS certificate and its key go together: give both --tls-cert and --tls-key"
+            raise PacsError(msg)
+        for option, file in files.items():
+            if file and not Path(file).is_file():
+                msg = f"{option} file {Path(file).name} not found"
+                raise PacsError(msg)
 
 
 def load_nodes(path: Path) -> dict[str, Node]:
@@ -66,10 +87,20 @@ def load_nodes(path: Path) -> dict[str, Node]:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
         known = {f.name for f in fields(Node)}
-        return {n["name"]: Node(**{k: v for k, v in n.items() if k in known}) for n in raw["nodes"]}
+        return {
+            n["name"]: Node(**{k: v for k, v in _upgrade(n).items() if k in known})
+            for n in raw["nodes"]
+        }
     except (OSError, ValueError, KeyError, TypeError) as exc:
         msg = f"PACS node file {path.name} is unreadable ({type(exc).__name__}); fix or delete it"
         raise PacsError(msg) from None
+
+
+def _upgrade(entry: dict) -> dict:
+    """A node saved before ``tls`` existed: its ``tls_cert`` was the CA to trust."""
+    if "tls" in entry or not entry.get("tls_cert"):
+        return entry
+    return entry | {"tls": True, "tls_ca": entry["tls_cert"], "tls_cert": ""}
 
 
 def save_nodes(path: Path, nodes: dict[str, Node]) -> None:
