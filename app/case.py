@@ -7,6 +7,7 @@ nothing of a case is ever written to disk in the clear.
 Layout inside a case::
 
     series.json                 the source series' facts (no identity), warnings, geometry
+    origin.json                 where the series came from: the PACS node (name, AE title, address)
     volume.mpvol                the loaded image
     dicom/00000.dcm ...         the original DICOM, for traceability
     segmentation.seg            the segmentation (bit-field labels)
@@ -44,6 +45,7 @@ from app.security.access import mesh_manifest_sha256
 
 VOLUME_FILE = "volume.mpvol"
 SERIES_FILE = "series.json"
+ORIGIN_FILE = "origin.json"
 SEGMENTATION_FILE = "segmentation.seg"
 SEGMENTATION_AUTHORS_FILE = "segmentation-authors.json"
 DECISIONS_FILE = "approvals.json"
@@ -178,6 +180,13 @@ class Case:
 
     def series_facts(self) -> dict:
         return self._load_json(SERIES_FILE) if self._has(SERIES_FILE) else {}
+
+    def save_origin(self, origin: Mapping[str, Any]) -> None:
+        """Where the source series came from (a PACS node's name and address; no identity)."""
+        self._save_json(ORIGIN_FILE, dict(origin))
+
+    def origin(self) -> dict:
+        return self._load_json(ORIGIN_FILE) if self._has(ORIGIN_FILE) else {}
 
     def write_original(self, number: int) -> AbstractContextManager[BinaryIO]:
         """A stream for original DICOM file ``number`` (encrypted as it is written)."""

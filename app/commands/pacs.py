@@ -34,7 +34,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add.add_argument("--tls-cert", default="", help="our PEM certificate, if the node asks")
     add.add_argument("--tls-key", default="", help="the PEM key of --tls-cert")
     add.add_argument("--research", action="store_true", help="takes de-identified objects only")
+    add.add_argument("--clinical", action="store_true", help="takes identified objects of any case")
     add.set_defaults(func=_add)
+
+    remove = commands.add_parser("remove", help="remove a PACS node (administrators)")
+    remove.add_argument("node")
+    remove.set_defaults(func=_remove)
 
     echo = commands.add_parser("echo", help="test the connection (C-ECHO)")
     echo.add_argument("node")
@@ -74,18 +79,25 @@ def _nodes(args: argparse.Namespace) -> int:
         print(json.dumps([asdict(n) for n in found], indent=2))
     for n in [] if args.json else found:
         web = f" dicomweb {n.dicomweb}" if n.dicomweb else ""
-        print(f"{n.name}: {n.aet}@{n.host}:{n.port} (we are {n.our_aet}:{n.our_port}){web}")
+        kind = " [clinical]" if n.clinical else " [research]" if n.research else ""
+        print(f"{n.name}: {n.aet}@{n.host}:{n.port} (we are {n.our_aet}:{n.our_port}){web}{kind}")
     return 0
 
 
 def _add(args: argparse.Namespace) -> int:
     node = Node(
         args.node, args.aet, args.host, args.port, args.our_aet, args.our_port,
-        args.dicomweb, research=args.research, tls=args.tls,
+        args.dicomweb, research=args.research, clinical=args.clinical, tls=args.tls,
         tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
     )  # fmt: skip
     pacs.add_node(Actor.current(), node)
     print(f"added PACS node {node.name}")
+    return 0
+
+
+def _remove(args: argparse.Namespace) -> int:
+    pacs.remove_node(Actor.current(), args.node)
+    print(f"removed PACS node {args.node}")
     return 0
 
 
@@ -147,6 +159,5 @@ def _store(args: argparse.Namespace) -> int:
     actor = Actor.current()
     case = intake.open_case(actor, args.case)
     stored = pacs.store(actor, case, args.node, args.version, deidentified=args.deidentified)
-    kind = "de-identified " if stored.deidentified else ""
-    print(f"stored {stored.instances} {kind}Encapsulated STL instance(s) of mesh v{args.version}")
+    print(pacs.stored_summary(stored, args.version))
     return 0

@@ -11,11 +11,13 @@ design, to a configured archive: reviewers and administrators, approved mesh ver
 from __future__ import annotations
 
 import hashlib
+import io
 import socket
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import pydicom
 from pydicom.uid import generate_uid
 
 from app.case import Case, check_part
@@ -27,11 +29,17 @@ from app.imaging.pacs.model3d import (
     encapsulated_stl,
     read_stl_object,
 )
+from app.imaging.pacs.model_obj import (
+    MTL_SOP_CLASS,
+    OBJ_SOP_CLASS,
+    encapsulated_obj_mtl,
+    obj_and_mtl,
+)
 from app.imaging.pacs.nodes import Node, PacsError, load_nodes, save_nodes
-from app.imaging.pacs.query import FindPage, Query, uid_hash
+from app.imaging.pacs.query import STL_SOP_CLASS, FindPage, Query, uid_hash
 from app.imaging.pacs.received import ReceivedInstances
 from app.progress import CancelToken, Progress, check_cancel, ensure
-from app.workflow import intake, policy, review
+from app.workflow import intake, policy, review, segment
 from app.workflow.actor import Actor
 
 NODES_FILE = "pacs-nodes.json"
@@ -40,6 +48,13 @@ METHODS = ("get", "move", "wado")
 ATNA_QUERY = "110112"
 ATNA_BEGIN_TRANSFER = "110102"
 ATNA_INSTANCES_TRANSFERRED = "110104"
+SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+OBJECT_KINDS = {
+    STL_SOP_CLASS: "STL",
+    MTL_SOP_CLASS: "MTL",
+    OBJ_SOP_CLASS: "OBJ",
+    SEG_SOP_CLASS: "SEG",
+}
 
 
 # --- nodes --------------------------------------------------------------------------------------
@@ -72,6 +87,16 @@ def add_node(actor: Actor, new: Node) -> Node:
     save_nodes(_nodes_path(actor), found)
     policy.record(actor, "pacs.node_set", node=new.name, aet=new.aet, host=new.host, port=new.port)
     return new
+
+
+def remove_node(actor: Actor, name: str) -> None:
+    """Remove node ``name`` (administrators; audited ``pacs.node_removed``)."""
+    policy.allow(actor, "pacs.manage")
+    node(actor, name)
+    found = load_nodes(_nodes_path(actor))
+    del found[name]
+    save_nodes(_nodes_path(actor), found)
+    policy.record(actor, "pacs.node_removed", node=name)
 
 
 def echo(actor: Actor, name: str, *, timeout: float = dimse.TIMEOUT) -> float:
@@ -179,6 +204,9 @@ def retrieve(
         result = intake.scan(actor, [str(received.finish())], cancel=cancel)
         series = _choose(result, series_uid)
         case = intake.import_series(actor, series, progress=progress.sub(0.5, 1.0), cancel=cancel)
+    case.save_origin(
+        {"pacs_node": name, "aet": target.aet, "host": target.host, "port": target.port}
+    )
     rejected = [r.reason for r in result.rejected]
     policy.record(
         actor, "pacs.retrieve", case.pseudonym, atna=ATNA_INSTANCES_TRANSFERRED, node=name,
@@ -203,13 +231,18 @@ def _choose(result: ScanResult, series_uid: str | None) -> Series:
 
 @dataclass
 class Stored:
-    """What a store sent: instances, the new series (hashed), part SHA-256s, de-identified."""
+    """What a store sent: instances, the model series (hashed), part SHA-256s, de-identified;
+    the number of objects of each kind (STL, MTL, OBJ, SEG), of series, and the SHA-256 of
+    the OBJ and MTL documents and of the SEG's pixel data."""
 
     node: str
     instances: int
     series_sha256: str
     parts: dict[str, str]
     deidentified: bool
+    objects: dict[str, int] = field(default_factory=dict)
+    series: int = 1
+    documents: dict[str, str] = field(default_factory=dict)
 
 
 def store(
@@ -221,16 +254,15 @@ def store(
     deidentified: bool = False,
     timeout: float = dimse.TIMEOUT,
 ) -> Stored:
-    """Store approved mesh ``version`` to node ``name`` as Encapsulated STL, one per part: the
-    source series' patient and study, a new series, the same frame of reference, the source
-    instances referenced. ``deidentified`` applies the PS3.15 Basic Profile (a research node
-    takes nothing else). Reviewers and administrators; audited begin and transferred."""
+    """Store approved mesh ``version`` to node ``name``: an Encapsulated STL per part, an
+    Encapsulated OBJ + MTL when its parts carry colours (one new series: the source series'
+    patient and study, the same frame of reference, the source instances referenced), and the
+    case's segmentation as a DICOM SEG (its own series). ``deidentified`` applies the PS3.15
+    Basic Profile; identified objects go only to the node the case was retrieved from or a
+    node marked clinical. Reviewers and administrators; audited begin and transferred."""
     release = review.release_mesh(actor, case, version, "pacs.store")
     target = node(actor, name)
-    if target.research and not deidentified:
-        msg = f"PACS '{name}' is a research archive: it takes de-identified objects only "
-        msg += "(--deidentified)"
-        policy.refuse(actor, "pacs.store", case.pseudonym, reason="research", message=msg)
+    _check_destination(actor, case, target, deidentified)
     datasets = _model_objects(actor, case, version, deidentified)
     policy.record(
         actor, "pacs.store_begin", case.pseudonym, atna=ATNA_BEGIN_TRANSFER, node=name,
@@ -240,12 +272,54 @@ def store(
     mesh = case.load_mesh_version(version)
     parts = {p["name"]: p["sha256"] for p in mesh.part_facts}
     series = uid_hash(str(datasets[0].SeriesInstanceUID))
+    kinds = _kinds(datasets)
+    count = len({str(ds.SeriesInstanceUID) for ds in datasets})
+    documents = _documents(datasets)
     policy.record(
         actor, "pacs.store", case.pseudonym, atna=ATNA_INSTANCES_TRANSFERRED, node=name,
         version=version, instances=sent, series_sha256=series, parts=parts,
-        deidentified=deidentified,
+        deidentified=deidentified, objects=kinds, series=count, documents=documents,
     )  # fmt: skip
-    return Stored(name, sent, series, parts, deidentified)
+    return Stored(name, sent, series, parts, deidentified, kinds, count, documents)
+
+
+def stored_summary(stored: Stored, version: int) -> str:
+    """One line saying what a store sent, e.g. "stored 4 objects (1 STL, 1 MTL, 1 OBJ, 1 SEG)
+    of mesh v2 in 2 series to PACS 'pacs'"."""
+    kinds = ", ".join(f"{n} {kind}" for kind, n in stored.objects.items())
+    what = "de-identified objects" if stored.deidentified else "objects"
+    return (
+        f"stored {stored.instances} {what} ({kinds}) of mesh v{version} in {stored.series} "
+        f"series to PACS '{stored.node}'"
+    )
+
+
+def _check_destination(actor: Actor, case: Case, target: Node, deidentified: bool) -> None:
+    """Identity leaves only to the archive the case came from or a clinical archive."""
+    if deidentified:
+        return
+    if target.research:
+        msg = f"PACS '{target.name}' is a research archive: it takes de-identified objects only "
+        msg += "(--deidentified)"
+        policy.refuse(actor, "pacs.store", case.pseudonym, reason="research", message=msg)
+    if target.clinical or is_origin(case, target):
+        return
+    msg = f"PACS '{target.name}' is neither the archive case {case.pseudonym} came from nor a "
+    msg += "clinical archive: identified objects go only there; store de-identified "
+    msg += "(--deidentified) or have an administrator mark the node clinical (--clinical)"
+    policy.refuse(
+        actor, "pacs.store", case.pseudonym, reason="not-origin", message=msg, node=target.name
+    )
+
+
+def is_origin(case: Case, target: Node) -> bool:
+    """Whether ``case`` was retrieved from ``target``'s address (AE title, host, port)."""
+    origin = case.origin()
+    return bool(origin) and (origin.get("aet"), origin.get("host"), origin.get("port")) == (
+        target.aet,
+        target.host,
+        target.port,
+    )
 
 
 def _model_objects(actor: Actor, case: Case, version: int, deidentified: bool) -> list:
@@ -264,9 +338,39 @@ def _model_objects(actor: Actor, case: Case, version: int, deidentified: bool) -
         )
         for n, part in enumerate(mesh.part_facts, start=1)
     ]
+    colours = {p["name"]: p.get("colour") for p in mesh.part_facts}
+    if any(colours.values()):
+        obj, mtl = obj_and_mtl(mesh.parts, colours)
+        datasets += encapsulated_obj_mtl(
+            obj, mtl, source, series_uid=series_uid, first_number=len(datasets) + 1,
+            title=f"mesh v{version}", serial=serial,
+        )  # fmt: skip
     if deidentified:
         datasets = [_deidentify(ds, case.pseudonym) for ds in datasets]
+    seg = segment.dicom_seg(actor, case, identified=not deidentified)
+    if seg is not None:
+        datasets.append(pydicom.dcmread(io.BytesIO(seg)))
     return datasets
+
+
+def _kinds(datasets: list) -> dict[str, int]:
+    kinds: dict[str, int] = {}
+    for ds in datasets:
+        kind = OBJECT_KINDS.get(str(ds.SOPClassUID), "other")
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
+
+
+def _documents(datasets: list) -> dict[str, str]:
+    out = {}
+    for ds in datasets:
+        kind = OBJECT_KINDS.get(str(ds.SOPClassUID), "other")
+        if kind in ("OBJ", "MTL"):
+            data = bytes(ds.EncapsulatedDocument)[: int(ds.EncapsulatedDocumentLength)]
+            out[kind] = hashlib.sha256(data).hexdigest()
+        elif kind == "SEG":
+            out[kind] = hashlib.sha256(bytes(ds.PixelData)).hexdigest()
+    return out
 
 
 def _deidentify(ds, pseudonym: str):
@@ -278,7 +382,8 @@ def _deidentify(ds, pseudonym: str):
         ds, options=DeidOptions(), uid_key=uid_key_from_keystore(), pseudonym=pseudonym
     )
     # The profile blanks Encapsulated Document (a PDF may hold anything); ours is the model:
-    # a binary STL whose 80-byte header MedPrint wrote, geometry only.
+    # a binary STL whose 80-byte header MedPrint wrote, or an OBJ/MTL of vertices, faces,
+    # colours and part names (checked when the version was made): geometry only.
     out.EncapsulatedDocument = ds.EncapsulatedDocument
     out.EncapsulatedDocumentLength = len(ds.EncapsulatedDocument)
     out.file_meta.MediaStorageSOPInstanceUID = out.SOPInstanceUID

@@ -365,3 +365,19 @@ def _who(actor: Actor | None) -> Actor:
         msg = "working on a case needs the acting user; open the case through the workflow"
         raise SegmentationError(msg)
     return actor
+
+
+def dicom_seg(actor: Actor, case: Case, *, identified: bool) -> bytes | None:
+    """The case's saved segmentation as a DICOM SEG referencing its original series (same
+    frame of reference), or None when it has none or every segment is empty. De-identified
+    (pseudonym, remapped UIDs, checked segment names) unless ``identified``. Not audited: the
+    caller records where it goes."""
+    seg = load(actor, case)
+    if seg is None or all(seg.is_empty(s) for s in seg.segments):
+        return None
+    if not identified:
+        labels = [s.name for s in seg.segments]
+        names.check_all(actor, case, labels, what="segment name", action="pacs.store")
+    out = io.BytesIO()
+    exchange.write_dicom_seg(seg, _source_datasets(case, identified=identified), out)
+    return out.getvalue()

@@ -68,7 +68,7 @@ def study_of(server: Orthanc, patient_id: str) -> tuple[str, str]:
         f'{{"Level": "Series", "Query": {{"PatientID": "{patient_id}"}}, "Expand": true}}'.encode(),
         "application/json",
     )
-    series = next(s for s in found if s["MainDicomTags"].get("Modality") != "M3D")  # type: ignore[union-attr]
+    series = next(s for s in found if s["MainDicomTags"].get("Modality") not in ("M3D", "SEG"))  # type: ignore[union-attr]
     study = server.get(f"/studies/{series['ParentStudy']}")
     return study["MainDicomTags"]["StudyInstanceUID"], series["MainDicomTags"]["SeriesInstanceUID"]  # type: ignore[index]
 
