@@ -296,6 +296,7 @@ ROWS: list[tuple[str, str, Callable[[Actor, World], object], bool]] = [
         lambda a, w: pacs.add_node(a, Node("archive", "ORTHANC", "127.0.0.1", 9)),
         False,
     ),
+    ("remove a PACS node", "pacs.manage", lambda a, w: pacs.remove_node(a, "none"), True),
     ("query a PACS", "pacs.query", lambda a, w: pacs.find(a, "none", Query(), timeout=1), True),
     (
         "retrieve from a PACS",
