@@ -7,6 +7,12 @@ version's hash), or an administrator recorded a ``foreign-gcode`` override for i
 override, which only an administrator records. Names on the printer are the pseudonym and the
 G-code number (or hash), nothing else.
 
+A resin slicing (SL1, :func:`start_resin`) passes the same gate through its provenance. A
+Formlabs printer (:func:`start_mesh`) takes the approved mesh itself, prepared by PreForm: the
+mesh version must be approved and its stored parts must hash to the approved SHA-256; PreForm's
+reported mesh hashes are checked against them before anything is sent
+(:mod:`app.printing.backends.formlabs`).
+
 Every step is audited: ``print.start`` (G-code and mesh hashes, printer, transport, overrides),
 the user's ``print.pause``, ``print.resume``, ``print.cancel``, ``print.recover`` and
 ``print.emergency_stop``, and what the job reports by itself (``print.finish``, ``print.error``,
@@ -16,13 +22,22 @@ the user's ``print.pause``, ``print.resume``, ``print.cancel``, ``print.recover`
 from __future__ import annotations
 
 import hashlib
+import shutil
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from app.case import Case
+from app.case import Case, StoredMesh, StoredSla
 from app.errors import PrintingError
+from app.printing.backends.formlabs import (
+    FormlabsJob,
+    MeshPart,
+    PreFormClient,
+    PreFormPrint,
+    SceneSettings,
+)
 from app.printing.backends.usb import PauseSettings
-from app.printing.connection import ConnectionSettings, open_job
+from app.printing.connection import ConnectionSettings, open_job, open_preform
 from app.printing.job import (
     EventCallback,
     PrintJob,
@@ -131,6 +146,110 @@ def start_file(
     return _begin(actor, job, None)
 
 
+def target(actor: Actor, printer: str, kind: str | None = None) -> str:
+    """What ``printer`` takes: ``mesh`` (Formlabs, through PreForm), ``sl1`` (a resin printer
+    on PrusaLink) or ``gcode``."""
+    profile = get_printer(printer, actor.paths)
+    chosen = kind or profile.connection.kind
+    if chosen == "formlabs":
+        return "mesh"
+    return "sl1" if profile.is_resin else "gcode"
+
+
+def start_resin(
+    actor: Actor,
+    case: Case,
+    *,
+    sla_version: int | None = None,
+    printer: str,
+    url: str | None = None,
+    on_state: StateCallback | None = None,
+    on_progress: ProgressCallback | None = None,
+    on_temperature: TemperatureCallback | None = None,
+    poll_interval: float = 1.0,
+) -> PrintJob:
+    """Print stored resin slicing ``sla_version`` (default: the latest) of ``case`` on a
+    PrusaLink resin printer (SL1S); refused (audited) unless it was sliced from an approved
+    mesh version of the case."""
+    policy.allow(actor, "print", case.pseudonym)
+    versions = case.sla_versions()
+    if not versions:
+        msg = f"case {case.pseudonym} has no resin slicing; slice it for the resin printer first"
+        raise PrintingError(msg)
+    stored = case.load_sla(versions[-1] if sla_version is None else sla_version)
+    release = _release_sla(actor, case, stored)
+    profile = get_printer(printer, actor.paths)
+    job = open_job(
+        stored.data,
+        _settings(profile, None, url, "prusalink", None),
+        printer=profile.name,
+        remote_name=_remote_name(actor, case, f"{case.pseudonym}-s{stored.number}.sl1"),
+        context={
+            **_context(case, release, profile, gcode_version=None),
+            "sla_version": stored.number,
+        },
+        on_state=on_state,
+        on_progress=on_progress,
+        on_temperature=on_temperature,
+        on_event=_event_recorder(actor),
+        poll_interval=poll_interval,
+    )
+    return _begin(actor, job, None)
+
+
+def start_mesh(
+    actor: Actor,
+    case: Case,
+    *,
+    version: int | None = None,
+    printer: str,
+    url: str | None = None,
+    device: str | None = None,
+    material_code: str | None = None,
+    on_state: StateCallback | None = None,
+    on_progress: ProgressCallback | None = None,
+    poll_interval: float = 5.0,
+) -> PrintJob:
+    """Print approved mesh ``version`` (default: the latest) on a Formlabs printer: PreForm
+    prepares it (orient, support, lay out, validate, estimate) and sends it to ``device`` (the
+    printer's name in PreForm; default: the only one it sees).
+
+    Refused (audited) unless the version is approved and its stored parts hash to the approved
+    SHA-256. The parts go to PreForm as STL files in a private temporary folder, named by the
+    job, deleted once the print is sent; PreForm's mesh hashes must match before sending.
+    """
+    policy.allow(actor, "print", case.pseudonym)
+    number = case.latest_mesh_version() if version is None else version
+    release = review.release_mesh(actor, case, number, "print")
+    stored = case.load_mesh_version(number)  # every part checked against its manifest
+    if stored.sha256 != release.mesh_sha256:
+        msg = (
+            f"mesh v{number} of {case.pseudonym} is not the approved mesh; ask for the review again"
+        )
+        policy.refuse(actor, "print", case.pseudonym, reason="mesh-changed", message=msg)
+    profile = get_printer(printer, actor.paths)
+    client = open_preform(ConnectionSettings.from_profile(profile, url=url, kind="formlabs"))
+    scene = SceneSettings.for_model(profile.resin.model, profile.resin.layer_height, material_code)
+    name = _remote_name(actor, case, f"{case.pseudonym}-m{number}")
+    folder = Path(tempfile.mkdtemp(prefix="medprint-preform-"))
+    try:
+        parts = _export_parts(actor, case, stored, folder)
+        backend = PreFormPrint(client, parts, scene, device or _only_printer(client))
+        job = FormlabsJob(
+            backend,
+            printer=profile.name,
+            remote_name=name,
+            context=_context(case, release, profile, gcode_version=None),
+            on_state=on_state,
+            on_progress=on_progress,
+            on_event=_event_recorder(actor),
+            poll_interval=poll_interval,
+        )
+        return _begin(actor, job, None)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def pause(actor: Actor, job: PrintJob, *, cool_down: bool = False) -> None:
     """Pause ``job`` (USB: park the head; ``cool_down`` also turns the nozzle off)."""
     policy.allow(actor, "print", _case_of(job))
@@ -186,6 +305,40 @@ def _read(path: Path) -> bytes:
     except OSError as exc:
         msg = f"cannot read the G-code file ({exc.strerror or type(exc).__name__}); check the path"
         raise PrintingError(msg) from None
+
+
+def _release_sla(actor: Actor, case: Case, stored: StoredSla) -> Release:
+    """A resin slicing prints when it is unchanged and was sliced from an approved version."""
+    if stored.sha256 != stored.provenance.get("sl1_sha256"):
+        msg = f"resin slicing s{stored.number} does not match its provenance record; slice again"
+        policy.refuse(actor, "print", case.pseudonym, reason="sl1-changed", message=msg)
+    mesh_sha = stored.provenance.get("mesh_sha256")
+    version = case.find_mesh_version(mesh_sha) if isinstance(mesh_sha, str) else None
+    if version is None:
+        msg = f"resin slicing s{stored.number} was not sliced from a mesh version of "
+        msg += f"{case.pseudonym}; slice an approved version for the resin printer"
+        policy.refuse(actor, "print", case.pseudonym, reason="foreign-sl1", message=msg)
+    return review.release_mesh(actor, case, version, "print")
+
+
+def _export_parts(actor: Actor, case: Case, stored: StoredMesh, folder: Path) -> list[MeshPart]:
+    """The approved parts as STL files named by the job (never by the part or the patient)."""
+    parts = []
+    for index, entry in enumerate(stored.part_facts, start=1):
+        name = _remote_name(actor, case, f"{case.pseudonym}-m{stored.number}-p{index}.stl")
+        path = folder / name
+        path.write_bytes(stored.parts[entry["name"]])
+        parts.append(MeshPart(f"p{index}", path, entry["sha256"]))
+    return parts
+
+
+def _only_printer(client: PreFormClient) -> str:
+    devices = [str(d.get("id")) for d in client.devices()]
+    if len(devices) != 1:
+        seen = ", ".join(devices) or "none"
+        msg = f"PreForm sees {len(devices)} printers ({seen}); choose one with --device"
+        raise PrintingError(msg)
+    return devices[0]
 
 
 def _remote_name(actor: Actor, case: Case, name: str) -> str:
