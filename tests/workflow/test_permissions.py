@@ -234,6 +234,14 @@ ROWS: list[tuple[str, str, Callable[[Actor, World], object], bool]] = [
         True,
     ),
     (
+        "print the approved mesh on a Formlabs printer",
+        "print",
+        lambda a, w: printing.start_mesh(
+            a, w.case, version=1, printer="formlabs-form4b", url=_dead_url()
+        ),
+        True,
+    ),
+    (
         "package",
         "package.build",
         lambda a, w: package.build(
