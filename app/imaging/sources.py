@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import zipfile
 from collections.abc import Iterator
@@ -13,6 +14,32 @@ from typing import BinaryIO
 from app.progress import CancelToken, check_cancel
 
 MAX_MEMBER_BYTES = 4 << 30  # zip members larger than this are not opened
+MEMORY_PREFIX = "memory:"
+# Zip archives held in memory (instances received from a PACS where the system has no
+# anonymous memory files), by the name that stands for their path.
+_MEMORY: dict[str, bytes] = {}
+
+
+@contextlib.contextmanager
+def memory_archive(data: bytes) -> Iterator[str]:
+    """A name the scanner and loader read the in-memory zip ``data`` through, like a path,
+    for as long as the block runs; nothing is written anywhere."""
+    name = f"{MEMORY_PREFIX}{id(data):x}.zip"
+    _MEMORY[name] = data
+    try:
+        yield name
+    finally:
+        _MEMORY.pop(name, None)
+
+
+def _open_file(path: str) -> BinaryIO:
+    data = _MEMORY.get(path)
+    return open(path, "rb") if data is None else io.BytesIO(data)
+
+
+def _zip(path: str) -> zipfile.ZipFile:
+    data = _MEMORY.get(path)
+    return zipfile.ZipFile(path if data is None else io.BytesIO(data))
 
 
 @dataclass(frozen=True)
@@ -31,16 +58,16 @@ class SourceRef:
     def open(self) -> Iterator[BinaryIO]:
         """A seekable binary stream of the file's bytes."""
         if self.member is None:
-            with open(self.path, "rb") as handle:
+            with _open_file(self.path) as handle:
                 yield handle
             return
-        with zipfile.ZipFile(self.path) as archive, archive.open(self.member) as handle:
+        with _zip(self.path) as archive, archive.open(self.member) as handle:
             yield handle  # type: ignore[misc]
 
     def size(self) -> int:
         if self.member is None:
             return os.path.getsize(self.path)
-        with zipfile.ZipFile(self.path) as archive:
+        with _zip(self.path) as archive:
             return archive.getinfo(self.member).file_size
 
 
@@ -64,7 +91,7 @@ def list_sources(
                 check_cancel(cancel)
                 dirs.sort()
                 files.extend(os.path.join(folder, n) for n in sorted(names))
-        elif root.exists():
+        elif root.exists() or str(root) in _MEMORY:
             files.append(str(root))
         else:
             rejected.append(Rejected(str(root), "does not exist"))
@@ -87,7 +114,7 @@ def zip_members(
 ) -> list[tuple[SourceRef, zipfile.ZipFile | None]]:
     """The members of a zip archive worth reading; the others go to ``rejected``."""
     try:
-        archive = zipfile.ZipFile(path)
+        archive = _zip(path)
         infos = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         rejected.append(Rejected(path, f"unreadable zip archive ({type(exc).__name__})"))
@@ -204,11 +231,11 @@ class SourceOpener:
     @contextlib.contextmanager
     def open(self, source: SourceRef) -> Iterator[BinaryIO]:
         if source.member is None:
-            with open(source.path, "rb") as handle:
+            with _open_file(source.path) as handle:
                 yield handle
             return
         archive = self._archives.get(source.path)
         if archive is None:
-            archive = self._archives[source.path] = zipfile.ZipFile(source.path)
+            archive = self._archives[source.path] = _zip(source.path)
         with archive.open(source.member) as handle:
             yield handle  # type: ignore[misc]

@@ -13,8 +13,6 @@ from __future__ import annotations
 import hashlib
 import io
 import socket
-import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pydicom
@@ -201,7 +199,7 @@ def retrieve(
         if received.count == 0:
             msg = f"PACS '{name}' sent no instances for that study or series"
             raise PacsError(msg)
-        result = intake.scan(actor, [str(received.finish())], cancel=cancel)
+        result = intake.scan(actor, [received.finish()], cancel=cancel)
         series = _choose(result, series_uid)
         case = intake.import_series(actor, series, progress=progress.sub(0.5, 1.0), cancel=cancel)
     case.save_origin(
@@ -413,7 +411,7 @@ def open_model(
     target = node(actor, name)
     with ReceivedInstances() as received:
         dimse.get(target, study_uid, series_uid, received.add, timeout=timeout)
-        models = [read_stl_object(data) for data in _members(received)]
+        models = [read_stl_object(data) for data in received.instances()]
     if not models:
         msg = f"PACS '{name}' sent no Encapsulated STL for that series"
         raise PacsError(msg)
@@ -430,12 +428,6 @@ def open_model(
         version=number, sha256=case.mesh_sha256(number), parts=len(parts),
     )  # fmt: skip
     return number
-
-
-def _members(received: ReceivedInstances) -> Iterator[bytes]:
-    with zipfile.ZipFile(received.finish()) as archive:
-        for member in archive.namelist():
-            yield archive.read(member)
 
 
 def _part_name(title: str, number: int) -> str:
