@@ -32,6 +32,7 @@ COMMANDS = [
     "review",
     "package",
     "print",
+    "printer",
     "slice",
     "trace",
     "demo",

@@ -3,7 +3,10 @@
 Prints a G-code stored in the case (``medprint slice CASE``); it must come from an approved mesh
 version of the case. A loose file (``--gcode-file F``) needs an administrator's ``--override
 --reason TEXT`` (or an override recorded before). Streams over USB (Marlin) or hands the job to
-OctoPrint/Moonraker, with a progress bar on stderr and one line per state change. Ctrl+C cancels
+OctoPrint/Moonraker/PrusaLink, with a progress bar on stderr and one line per state change.
+A resin printer on PrusaLink (SL1S) prints the stored resin slicing (``--sla-version N``); a
+Formlabs printer prints the approved mesh version itself (``--mesh-version N``), prepared by
+PreForm, on ``--device NAME`` (default: the only printer PreForm sees). Ctrl+C cancels
 the print safely (heaters off, head parked, motors off). ``--list-ports`` shows the serial
 ports, printer-like ones first.
 Exit status: 0 finished, 1 cancelled, 2 error or refusal (the message says what to do), 3 the
@@ -31,7 +34,7 @@ from app.workflow.actor import Actor
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "print",
-        help="print a case's stored G-code on a USB, OctoPrint or Moonraker printer",
+        help="print a case's stored G-code, resin slicing or approved mesh on a printer",
         description="Print stored G-code of CASE on the printer of profile P; Ctrl+C cancels "
         "safely. The G-code must come from an approved mesh version of the case.",
     )
@@ -51,10 +54,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--printer", metavar="PROFILE", help="printer profile id or name")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--port", help="USB serial port (overrides the profile), or 'auto'")
-    where.add_argument("--url", help="OctoPrint/Moonraker URL (overrides the profile)")
+    where.add_argument("--url", help="the printer's or PreForm's URL (overrides the profile)")
     parser.add_argument(
-        "--kind", choices=("octoprint", "moonraker"), help="the server behind --url"
+        "--kind",
+        choices=("octoprint", "moonraker", "prusalink", "formlabs"),
+        help="the server behind --url",
     )
+    parser.add_argument(
+        "--sla-version", type=int, metavar="N", help="resin: stored slicing (default: latest)"
+    )
+    parser.add_argument(
+        "--mesh-version", type=int, metavar="N", help="Formlabs: mesh version (default: latest)"
+    )
+    parser.add_argument("--device", help="Formlabs: the printer's name in PreForm")
+    parser.add_argument("--material-code", help="Formlabs: PreForm resin code, e.g. FLBMCL01")
     parser.add_argument("--baud", type=int, help="baud rate (overrides the profile)")
     parser.add_argument(
         "--resume-after",
@@ -88,6 +101,27 @@ def _start(actor: Actor, case: Case, args: argparse.Namespace, view: _View) -> P
     """One workflow call: the case's stored G-code, or a loose file (with an override)."""
     where = {"port": args.port, "url": args.url, "kind": args.kind, "baud": args.baud}
     callbacks = {"on_state": view.state, "on_progress": view.progress}
+    target = printing.target(actor, args.printer, args.kind)
+    if target == "mesh" and args.gcode_file is None:
+        return printing.start_mesh(
+            actor,
+            case,
+            version=args.mesh_version,
+            printer=args.printer,
+            url=args.url,
+            device=args.device,
+            material_code=args.material_code,
+            **callbacks,
+        )
+    if target == "sl1" and args.gcode_file is None:
+        return printing.start_resin(
+            actor,
+            case,
+            sla_version=args.sla_version,
+            printer=args.printer,
+            url=args.url,
+            **callbacks,
+        )
     if args.gcode_file is not None:
         reason = args.reason if args.override else None
         return printing.start_file(

@@ -5,6 +5,7 @@ tests/printing/peers."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -145,3 +146,47 @@ def test_formlabs_mesh_hash_mismatch_stops_the_print(approved_case, people, pref
     assert not preform.printed
     [error] = records(tess, "print.error")
     assert "different mesh" in error["facts"]["reason"]
+
+
+# --- the CLI --------------------------------------------------------------------------------------
+
+
+def run_cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def test_cli_stores_the_prusalink_login_tests_and_prints(approved_case, prusalink):
+    number = store_gcode(approved_case, 1)
+    where = ["--url", prusalink.url, "--kind", "prusalink"]
+    stored = run_cli("printer", "login", FDM, "--user", "maker", stdin="not-it\n")
+    assert stored.returncode == 0 and "not-it" not in stored.stdout + stored.stderr
+    refused = run_cli("printer", "test", FDM, *where)
+    assert refused.returncode == 2
+    [line] = refused.stderr.strip().splitlines()
+    assert "refused the user name or password (HTTP 401)" in line
+    assert run_cli("printer", "login", FDM, stdin="pl-secret\n").returncode == 0
+    tested = run_cli("printer", "test", FDM, *where)
+    assert tested.stdout.strip() == "PrusaLink 2.1.2, printer MK4 idle", tested.stderr
+    done = run_cli("print", approved_case.pseudonym, "--printer", FDM, *where)
+    assert done.returncode == 0, done.stderr
+    assert f"{approved_case.pseudonym}-g{number}.gcode" in prusalink.files
+    assert run_cli("printer", "forget", FDM).returncode == 0
+    assert Keystore().get(login_name(FDM)) is None
+
+
+def test_cli_prints_the_approved_mesh_on_a_formlabs_printer(approved_case, preform):
+    command = ["print", approved_case.pseudonym, "--printer", FORM, "--url", preform.url]
+    done = run_cli(*command, "--device", FORM4, "--json")
+    assert done.returncode == 0, done.stderr
+    assert '"state": "finished"' in done.stdout and len(preform.printed) == 1
+    preform.swap_mesh = True
+    refused = run_cli(*command)
+    assert refused.returncode == 2 and len(preform.printed) == 1
+    assert "reports a different mesh" in refused.stderr.strip().splitlines()[-1]
