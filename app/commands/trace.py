@@ -11,7 +11,10 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+
 from app.atomic import atomic_write_bytes
+from app.errors import MedPrintError
 from app.tools.mesh.verify import DEFAULT_TOLERANCE_MM, UNITS
 from app.workflow import intake, trace, verify_print
 from app.workflow.actor import Actor
@@ -35,7 +38,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     check = sub.add_parser("verify-print", help="check a scan of the printed model")
     check.add_argument("case", help="case pseudonym")
-    check.add_argument("--scan", required=True, type=Path, help="STL/PLY/OBJ, or a CT folder")
+    source = check.add_mutually_exclusive_group(required=True)
+    source.add_argument("--scan", type=Path, help="STL/PLY/OBJ scan of the printed part")
+    source.add_argument("--scan-dicom", type=Path, metavar="DIR", help="a CT of the printed part")
+    check.add_argument(
+        "--threshold", type=float, default=verify_print.CT_THRESHOLD_HU, metavar="HU",
+        help="segments the CT of the print (default %(default)s HU: resin or plastic in air)",
+    )  # fmt: skip
+    marks = check.add_mutually_exclusive_group()
+    marks.add_argument(
+        "--landmarks", type=Path, metavar="FILE",
+        help='three picked pairs: {"scan": [[x,y,z],...], "plan": [[x,y,z],...]}',
+    )  # fmt: skip
+    marks.add_argument(
+        "--landmark", action="append", metavar="SX,SY,SZ:PX,PY,PZ",
+        help="one picked pair (scan point : plan point); give it three times or more",
+    )  # fmt: skip
     _scan_options(check)
     check.add_argument("--version", type=int, metavar="N", help="approved mesh version")
     check.add_argument("--pdf", type=Path, metavar="FILE", help="write the report PDF")
@@ -97,8 +115,9 @@ def _verify(args: argparse.Namespace) -> int:
     actor = Actor.current()
     case = intake.open_case(actor, args.case)
     done = verify_print.verify_print(
-        actor, case, args.scan, units=args.units, tolerance_mm=args.tolerance,
-        version=args.version,
+        actor, case, args.scan or args.scan_dicom, units=args.units,
+        tolerance_mm=args.tolerance, version=args.version, landmarks=_landmarks(args),
+        threshold_hu=args.threshold,
     )  # fmt: skip
     if args.pdf:
         atomic_write_bytes(args.pdf, verify_print.report_pdf(actor, case, done.number))
@@ -107,6 +126,39 @@ def _verify(args: argparse.Namespace) -> int:
     else:
         print(f"{case.pseudonym} verification {done.number}: {done.check.message}")
     return 0 if done.passed else 1
+
+
+def _landmarks(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray] | None:
+    """The picked pairs of ``--landmarks FILE`` or the repeated ``--landmark``."""
+    if args.landmarks:
+        try:
+            found = json.loads(args.landmarks.read_text(encoding="utf-8"))
+            pairs = (found["scan"], found["plan"])
+        except (OSError, ValueError, KeyError, TypeError):
+            msg = 'the landmarks file must be JSON: {"scan": [[x,y,z],...], "plan": [...]}'
+            raise MedPrintError(msg) from None
+    elif args.landmark:
+        try:
+            split = [text.split(":") for text in args.landmark]
+            pairs = tuple([[float(v) for v in p[i].split(",")] for p in split] for i in (0, 1))
+        except (ValueError, IndexError):
+            msg = "a landmark is 'SX,SY,SZ:PX,PY,PZ' (the scan's point, then the plan's)"
+            raise MedPrintError(msg) from None
+    else:
+        return None
+    return _point_pairs(*pairs)
+
+
+def _point_pairs(scan: object, plan: object) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        points = np.asarray(scan, dtype=float), np.asarray(plan, dtype=float)
+    except (ValueError, TypeError):
+        points = np.zeros(0), np.zeros(0)
+    shapes = {p.shape for p in points}
+    if len(shapes) != 1 or points[0].ndim != 2 or points[0].shape[1] != 3 or len(points[0]) < 3:
+        msg = "landmarks are three or more pairs of x,y,z points (as many on the scan as on "
+        raise MedPrintError(msg + "the plan)")
+    return points
 
 
 def _lab_verify(args: argparse.Namespace) -> int:

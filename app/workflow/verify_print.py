@@ -58,6 +58,9 @@ def read_scan(path: Path, *, threshold_hu: float = CT_THRESHOLD_HU) -> trimesh.T
     """A scan of the printed part: a mesh file, or a CT (DICOM folder or image file)
     segmented at ``threshold_hu`` (its largest connected piece)."""
     path = Path(path)
+    if not path.exists():
+        msg = "the scan of the print was not found; check the file or folder"
+        raise MedPrintError(msg)
     if path.is_file() and path.suffix.lower() in {".stl", ".ply", ".obj", ".3mf"}:
         return make_mesh(*read_mesh_file(path))
     return _ct_scan(path, threshold_hu)
@@ -102,13 +105,17 @@ def verify_print(
     tolerance_mm: float = DEFAULT_TOLERANCE_MM,
     version: int | None = None,
     landmarks: tuple[np.ndarray, np.ndarray] | None = None,
+    threshold_hu: float = CT_THRESHOLD_HU,
 ) -> Verification:
-    """Check a scan of the printed part against the approved mesh; stored, signed, audited."""
+    """Check a scan of the printed part against the approved mesh; stored, signed, audited.
+
+    ``landmarks``: three or more picked pairs (scan points in the scan's units, plan points in
+    mm) for the coarse alignment; ``threshold_hu`` segments a CT of the print."""
     policy.allow(actor, "verify_print", case.pseudonym)
     number, plan = approved_mesh(actor, case, version)
     check = check_scan(
-        read_scan(Path(scan_path)), plan, units=units, tolerance_mm=tolerance_mm,
-        landmarks=landmarks,
+        read_scan(Path(scan_path), threshold_hu=threshold_hu), plan, units=units,
+        tolerance_mm=tolerance_mm, landmarks=landmarks,
     )  # fmt: skip
     body = {
         "type": "verification",

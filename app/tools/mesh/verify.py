@@ -110,6 +110,7 @@ class ScanCheck:
     registration: Registration | None = None
     deviation: Deviation | None = None
     aligned: np.ndarray | None = field(default=None, repr=False)  # scan vertices, plan frame
+    faces: np.ndarray | None = field(default=None, repr=False)  # the scan's triangles
 
     @property
     def passed(self) -> bool:
@@ -211,8 +212,9 @@ def check_scan(
     dev = deviation(aligned, faces, plan, tolerance_mm=tolerance_mm)
     verdict, msg = _verdict(dev, tolerance_mm, max_region_mm2)
     return ScanCheck(
-        verdict, msg, scale_ratio=ratio, registration=reg, deviation=dev, aligned=aligned, **base
-    )
+        verdict, msg, scale_ratio=ratio, registration=reg, deviation=dev, aligned=aligned,
+        faces=faces, **base,
+    )  # fmt: skip
 
 
 def _verdict(dev: Deviation, tolerance_mm: float, max_region_mm2: float) -> tuple[str, str]:
