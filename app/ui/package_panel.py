@@ -20,6 +20,7 @@ from app.errors import MedPrintError
 from app.progress import CancelToken, Progress
 from app.security.drives import eject, list_drives
 from app.ui.deferred import mesh_stack
+from app.ui.pacs_store import PacsStoreBox
 from app.ui.progress_bar import ProgressBar
 from app.ui.worker import Worker
 from app.workflow import review, users
@@ -97,6 +98,7 @@ class PackagePanel(QtWidgets.QWidget):
         self.package_button = QtWidgets.QPushButton("Write signed package", self)
         self.eject_button = QtWidgets.QPushButton("Eject drive", self)
         self.eject_button.setEnabled(False)
+        self.pacs_store = PacsStoreBox(self._chosen, self)
         self.progress = ProgressBar(self)
         self.progress.setRange(0, 1000)
         self.progress.setTextVisible(False)
@@ -132,6 +134,7 @@ class PackagePanel(QtWidgets.QWidget):
         layout.addLayout(run)
         layout.addWidget(self.message)
         layout.addWidget(self.eject_button)
+        layout.addWidget(self.pacs_store)
         layout.addStretch(1)
 
         self.approve_button.clicked.connect(lambda: self.review(approve=True))
@@ -145,10 +148,12 @@ class PackagePanel(QtWidgets.QWidget):
     def set_actor(self, actor: Actor) -> None:
         """Who reviews and packages: the window's actor."""
         self.actor = actor
+        self.pacs_store.refresh(actor)
         self._sync()
 
     def set_case(self, case: Case | None) -> None:
         self.case = case
+        self.pacs_store.refresh(self.actor)
         mesh_stack().call(self.refresh_versions)  # the mesh workflow imports on first use
         self.refresh_drives()
 
@@ -187,12 +192,17 @@ class PackagePanel(QtWidgets.QWidget):
         if text:
             self.destination.setCurrentText(text)
 
+    def _chosen(self) -> tuple[Actor, Case, int] | None:
+        number = self._selected()
+        return None if number is None else (self.actor, self.case, number)  # type: ignore[return-value]
+
     def _selected(self) -> int | None:
         number = self.version.currentData()
         return None if number is None or self.case is None or self.actor is None else int(number)
 
     def refresh_status(self) -> None:
         self._sync()
+        self.pacs_store.sync()
         number = self._selected()
         if number is None:
             self.status.setText("No stored mesh version yet: build one in the Mesh panel.")

@@ -9,7 +9,6 @@ import hashlib
 import io
 import json
 import logging
-import urllib.request
 
 import numpy as np
 import pydicom
@@ -21,13 +20,12 @@ from app.errors import AccessDenied
 from app.imaging.pacs.model_obj import MTL_SOP_CLASS, OBJ_SOP_CLASS
 from app.imaging.pacs.query import STL_SOP_CLASS
 from app.security import audit
-from app.workflow import pacs, review, segment
+from app.workflow import pacs
 from app.workflow.pacs import SEG_SOP_CLASS
 from tests.pacs.conftest import CANARY, CANARY_ID, node_for, study_of
-from tests.workflow.conftest import ADMIN, REVIEWER, TECH
-from tests.workflow.mesh_versions import sphere_qa, sphere_stl
-
-COLOURS = {"bone": "#e6dcc8", "vessel": "#c83232"}
+from tests.pacs.stores import coloured_version, delete_new
+from tests.workflow.conftest import ADMIN, REVIEWER
+from tests.workflow.mesh_versions import sphere_stl
 
 
 @pytest.fixture
@@ -37,28 +35,7 @@ def ct_case(people, pacs_node, orthanc):
     study, series = study_of(orthanc, CANARY_ID)
     before = set(orthanc.get("/instances"))
     yield pacs.retrieve(people[ADMIN], "pacs", study, series).case
-    for instance in set(orthanc.get("/instances")) - before:
-        request = urllib.request.Request(f"{orthanc.url}/instances/{instance}", method="DELETE")
-        urllib.request.urlopen(request, timeout=10).close()
-
-
-def _coloured_version(people, case: Case) -> int:
-    """Two coloured parts by the technician, with a saved segmentation; approved."""
-    tech = people[TECH]
-    volume = case.load_volume()
-    seg = segment.new(volume)
-    mask = np.zeros(volume.shape, dtype=bool)
-    mask[60:70, 200:260, 220:300] = True
-    segment.add_segment_from_mask(tech, case, seg, "liver", mask)
-    segment.save(tech, case, seg)
-    version = case.save_mesh_version(
-        {"bone": sphere_stl(10.0), "vessel": sphere_stl(5.0)},
-        qa=sphere_qa(),
-        info={"author": TECH, "part": "bone"},
-        styles={name: {"colour": colour} for name, colour in COLOURS.items()},
-    )
-    review.approve(people[REVIEWER], case, version)
-    return version
+    delete_new(orthanc, before)
 
 
 def _study_instances(orthanc, study_uid: str) -> set[str]:
@@ -85,7 +62,7 @@ def _document(ds: pydicom.Dataset) -> bytes:
 
 def test_coloured_version_and_segmentation_reach_orthanc(people, ct_case, orthanc, caplog):
     caplog.set_level(logging.DEBUG)
-    version = _coloured_version(people, ct_case)
+    version = coloured_version(people, ct_case)
     source = _sources(ct_case)
     study_uid = str(source[0].StudyInstanceUID)
     before = _study_instances(orthanc, study_uid)
@@ -165,7 +142,7 @@ def _check_seg(seg: pydicom.Dataset, source: list[pydicom.Dataset], stored) -> N
 
 def test_deidentified_variants_to_a_research_node(people, ct_case, orthanc):
     pacs.add_node(people[ADMIN], node_for(orthanc, "research", research=True))
-    version = _coloured_version(people, ct_case)
+    version = coloured_version(people, ct_case)
     query = {"Level": "Instance", "Query": {"PatientID": ct_case.pseudonym}}
     before = set(orthanc.post("/tools/find", json.dumps(query).encode(), "application/json"))
     stored = pacs.store(people[ADMIN], ct_case, "research", version, deidentified=True)
@@ -187,7 +164,7 @@ def test_deidentified_variants_to_a_research_node(people, ct_case, orthanc):
 def test_identified_store_only_to_the_origin_or_a_clinical_node(people, ct_case, orthanc):
     admin, reviewer = people[ADMIN], people[REVIEWER]
     pacs.add_node(admin, node_for(orthanc, "other", host="localhost"))
-    version = _coloured_version(people, ct_case)
+    version = coloured_version(people, ct_case)
     with pytest.raises(AccessDenied, match=r"neither the archive case .* came from nor a clinical"):
         pacs.store(reviewer, ct_case, "other", version)
     denied = audit.read_records(admin.paths)[-1]

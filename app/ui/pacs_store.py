@@ -1,0 +1,93 @@
+""" "Store to PACS" in the Package panel: choose a node, de-identified or not, and store the
+approved mesh version (Encapsulated STL, OBJ + MTL when coloured, the segmentation as DICOM SEG)
+through :func:`app.workflow.pacs.store` in the worker; the result line says what was stored."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6 import QtCore, QtWidgets
+
+from app.case import Case
+from app.errors import MedPrintError
+from app.ui.worker import Worker
+from app.workflow.actor import Actor
+
+
+def _pacs():
+    from app.workflow import pacs  # noqa: PLC0415 (pynetdicom on first use, not at start-up)
+
+    return pacs
+
+
+class PacsStoreBox(QtWidgets.QGroupBox):
+    """Node, de-identified, Store. ``selected`` gives the actor, case and mesh version."""
+
+    stored = QtCore.Signal(object)  # app.workflow.pacs.Stored
+
+    def __init__(
+        self,
+        selected: Callable[[], tuple[Actor, Case, int] | None],
+        parent: QtWidgets.QWidget | None = None,
+    ) -> None:
+        super().__init__("Store to PACS", parent)
+        self.selected = selected
+        self.version = 0
+        self.node = QtWidgets.QComboBox(self)
+        self.node.setToolTip(
+            "Identified objects go only to the archive the case came from or a clinical archive"
+        )
+        self.deidentified = QtWidgets.QCheckBox("De-identified", self)
+        self.store_button = QtWidgets.QPushButton("Store to PACS", self)
+        self.result = QtWidgets.QLabel(self)
+        self.result.setObjectName("pacsStoreResult")
+        self.result.setWordWrap(True)
+        self.worker = Worker(self)
+        self.worker.done.connect(self._stored)
+        self.worker.error.connect(self.result.setText)
+        self.worker.finished.connect(self.sync)
+        row = QtWidgets.QHBoxLayout()
+        row.addWidget(self.node, 1)
+        row.addWidget(self.deidentified)
+        row.addWidget(self.store_button)
+        column = QtWidgets.QVBoxLayout(self)
+        column.addLayout(row)
+        column.addWidget(self.result)
+        self.store_button.clicked.connect(self.store)
+
+    def refresh(self, actor: Actor | None) -> None:
+        """The configured nodes (names only: no identity here)."""
+        current = self.node.currentText()
+        self.node.clear()
+        if actor is not None:
+            try:
+                self.node.addItems([n.name for n in _pacs().nodes(actor)])
+            except MedPrintError as exc:
+                self.result.setText(str(exc))
+        if current:
+            self.node.setCurrentText(current)
+        self.sync()
+
+    def sync(self) -> None:
+        ready = self.selected() is not None and self.node.count() > 0
+        self.store_button.setEnabled(ready and not self.worker.busy)
+
+    def store(self) -> None:
+        chosen, node = self.selected(), self.node.currentText()
+        if chosen is None or not node:
+            return
+        actor, case, version = chosen
+        self.version, deidentified = version, self.deidentified.isChecked()
+        self.result.setText(f"Storing mesh v{version} to {node}…")
+        self.worker.start(
+            lambda _i, progress, cancel: _pacs().store(
+                actor, case, node, version, deidentified=deidentified
+            ),
+            name="storing to the PACS",
+        )
+        self.sync()
+
+    def _stored(self, stored) -> None:
+        line = _pacs().stored_summary(stored, self.version)
+        self.result.setText(line[:1].upper() + line[1:] + ".")
+        self.stored.emit(stored)
