@@ -23,6 +23,7 @@ from app.ui.panels import AuditPanel, DisplayPanel
 from app.ui.print_job import ACTIVE_JOBS
 from app.ui.print_panel import PrintPanel
 from app.ui.progress_bar import ProgressBar
+from app.ui.review_panel import ReviewPanel
 from app.ui.segment_panel import SegmentPanel
 from app.ui.settings_dialog import DATA_DIR_KEY, SettingsDialog, qt_settings
 from app.ui.worker import Worker
@@ -48,6 +49,7 @@ SHORTCUTS_HELP = """
 <tr><td><b>Alt+1 … Alt+5</b></td><td>bone, soft tissue, lung, brain, auto window</td></tr>
 <tr><td><b>Double-click a slice view</b></td><td>that view alone, and back to four-up</td></tr>
 <tr><td><b>Ctrl+Shift+R</b></td><td>review mode</td></tr>
+<tr><td><b>[ / ]</b></td><td>review: previous / next step through the scan</td></tr>
 </table>
 """
 
@@ -215,15 +217,17 @@ class MainWindow(QtWidgets.QMainWindow):
         self.print_panel = PrintPanel(self.mesh_panel, self)
         self.print_panel.load_profiles(self.paths, self.settings.default_printer)
         self.package_panel = PackagePanel(self)
+        self.review_panel = ReviewPanel(self.state, self.mesh_panel, self.area.view3d, self)
         self.mesh_panel.meshBuilt.connect(lambda _r: self.package_panel.refresh_versions())
         self.mesh_panel.meshEdited.connect(lambda _v: self.package_panel.refresh_versions())
-        for panel in (self.mesh_panel, self.print_panel, self.package_panel):
+        for panel in (self.mesh_panel, self.print_panel, self.package_panel, self.review_panel):
             self.track(panel.worker)
         return {
             "Segment": self.segment_panel,
             "Mesh": self.mesh_panel,
             "Print": self.print_panel,
             "Package": self.package_panel,
+            "Review": self.review_panel,
         }
 
     def _action(
@@ -478,6 +482,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.mesh_panel.set_case(case, self._printer_volume())
         self.print_panel.set_case(case)
         self.package_panel.set_case(case)
+        self.review_panel.set_case(case)
         if case.pseudonym not in {e.pseudonym for e in self.browser.entries}:
             self.refresh_cases()  # a case the job created (the sample on first start)
         self._push_recent(case.pseudonym)
@@ -613,8 +618,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.layout_actions[name].setChecked(True)
 
     def set_review_mode(self, on: bool) -> None:
-        """Review layout: Mesh (QA) and Package (approve/reject) docks, the latest stored mesh
-        version in the 3D view; the editing docks are hidden until review mode ends."""
+        """Review layout: Mesh (QA), Package (approve/reject) and Review (contours, steps,
+        compare, comments) docks, the latest stored mesh version in the 3D view and on the
+        slices; the editing docks are hidden until review mode ends."""
         self.act_review.setChecked(on)
         editing = [self.stage_docks[t] for t in ("Segment", "Print") if t in self.stage_docks]
         for dock in editing:
@@ -624,11 +630,12 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.set_layout("four-up")
         self.area.set_tool("navigate")
-        for title in ("Mesh", "Package"):
+        for title in ("Mesh", "Package", "Review"):
             if title in self.stage_docks:
                 self.stage_docks[title].show()
-        if "Package" in self.stage_docks:
-            self.stage_docks["Package"].raise_()
+        if "Review" in self.stage_docks:
+            self.stage_docks["Review"].raise_()
+        self.review_panel.outline.setChecked(True)  # image, segmentation and mesh together
         panel = self.mesh_panel
         if panel is not None and panel.versions.count():
             panel.versions.setCurrentIndex(0)  # the newest version
