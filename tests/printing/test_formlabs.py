@@ -168,3 +168,9 @@ def test_connection_test_and_no_pause_over_the_local_api(preform, parts):
     with pytest.raises(PrinterConnectionError, match="pause it on the printer's screen"):
         job.backend.pause()
     job.close()
+
+
+def test_preform_that_stops_answering_times_out_in_one_line(preform):
+    preform.delay = 1.5
+    with pytest.raises(PrinterConnectionError, match=r"does not answer \(timed out\)"):
+        PreFormClient(preform.url, timeout=0.5).devices()

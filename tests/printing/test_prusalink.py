@@ -164,9 +164,13 @@ def test_server_down_garbage_and_html_errors(prusalink):
         down.test_connection()
     client = PrusaLinkClient(prusalink.url, PASSWORD, user="maker")
     prusalink.garbage = True
-    with pytest.raises(PrinterConnectionError, match="not JSON; is the URL that of PrusaLink"):
+    with pytest.raises(PrinterConnectionError, match="not a JSON object; is the URL that of"):
         client.poll()
     prusalink.garbage = False
+    prusalink.odd_json = True
+    with pytest.raises(PrinterConnectionError, match="not a JSON object"):
+        client.test_connection()
+    prusalink.odd_json = False
     prusalink.html_errors = True
     with pytest.raises(PrinterConnectionError) as caught:
         client.start("C-NONE.gcode")
@@ -174,3 +178,10 @@ def test_server_down_garbage_and_html_errors(prusalink):
     assert "<" not in str(caught.value)
     with pytest.raises(PrinterConnectionError, match="not a print file name"):
         client.upload("notes.txt", b"x")
+
+
+def test_a_printer_that_stops_answering_times_out_in_one_line(prusalink):
+    prusalink.delay = 1.5
+    client = PrusaLinkClient(prusalink.url, PASSWORD, user="maker", timeout=0.5)
+    with pytest.raises(PrinterConnectionError, match=r"does not answer \(timed out\)"):
+        client.poll()

@@ -39,11 +39,11 @@ from app.printing.job import GcodeSummary
 from app.printing.marlin import PrinterState
 
 SERVER = "PreForm"
-MACHINE_TYPES = {
-    "FORM3B": "FORM-3-1",
-    "FORM4B": "FORM-4-0",
+MACHINE_TYPES = {  # profile resin.model -> PreForm machine_type
     "FORM3": "FORM-3-0",
+    "FORM3B": "FORM-3B-0",
     "FORM4": "FORM-4-0",
+    "FORM4B": "FORM-4B-0",
 }
 DEFAULT_MATERIAL = "FLGPGR05"  # Grey Resin V5; a medical job names its resin (e.g. BioMed)
 _RUN_STATES = {
@@ -145,7 +145,7 @@ class PreFormClient:
         if not device.get("is_connected", True):
             msg = f"printer '{printer}' is known to {SERVER} but not connected; switch it on"
             raise PrinterConnectionError(msg)
-        run = device.get("current_print_run") or {}
+        run = _dict(device.get("current_print_run"))
         if str(run.get("status", "")).upper() in ("PRINTING", "PREPRINT", "PAUSED", "PAUSING"):
             msg = f"printer '{printer}' is busy ({str(run['status']).lower()}); wait for the "
             msg += "current print to end, then send again"
@@ -190,11 +190,13 @@ class PreFormClient:
 
     def validate(self, scene: str) -> None:
         """Refuse a scene PreForm finds unprintable, naming each problem."""
-        results = self._call("GET", f"/scene/{scene}/print-validation/").get("per_model_results")
-        names = {m.get("id"): m.get("name") for m in self.scene(scene).get("models", [])}
+        found = self._call("GET", f"/scene/{scene}/print-validation/")
+        results = _dict(found.get("per_model_results"))
+        models = [m for m in self.scene(scene).get("models") or [] if isinstance(m, dict)]
+        names = {m.get("id"): m.get("name") for m in models}
         problems = []
-        for model_id, found in (results or {}).items():
-            problems += [f"{names.get(model_id, model_id)}: {p}" for p in _problems(found or {})]
+        for model_id, result in results.items():
+            problems += [f"{names.get(model_id, model_id)}: {p}" for p in _problems(_dict(result))]
         if problems:
             msg = f"{SERVER} finds the job unprintable ({'; '.join(problems)}); fix the mesh or "
             msg += "its supports and send again"
@@ -203,11 +205,11 @@ class PreFormClient:
     def estimate(self, scene: str) -> Estimate:
         found = self._call("GET", f"/scene/{scene}/estimate-print-time/")
         facts = self.scene(scene)
-        usage = facts.get("material_usage") or {}
+        usage = _dict(facts.get("material_usage"))
         return Estimate(
             _float(found.get("total_print_time_s")),
             _float(usage.get("volume_ml")),
-            facts.get("layer_count"),
+            _int(facts.get("layer_count")),
         )
 
     def print(self, scene: str, printer: str, job_name: str) -> str:
@@ -299,13 +301,13 @@ class PreFormPrint:
         self.job_id = self.client.print(scene, self.printer, name)
 
     def poll(self) -> RemoteStatus:
-        device = self.client.device(self.printer)
-        run = device.get("current_print_run") or {}
+        run = _dict(self.client.device(self.printer).get("current_print_run"))
         status = str(run.get("status", "")).upper()
         state = _RUN_STATES.get(status, PrinterState.IDLE if not run else PrinterState.ERROR)
-        layer, layers = run.get("currently_printing_layer"), run.get("layer_count")
+        layer, layers = _int(run.get("currently_printing_layer")), _int(run.get("layer_count"))
         progress = (layer or 0) / layers if layers else 0.0
-        elapsed, left = run.get("elapsed_duration_ms"), run.get("estimated_time_remaining_ms")
+        elapsed = _float(run.get("elapsed_duration_ms"))
+        left = _float(run.get("estimated_time_remaining_ms"))
         message = "waiting for confirmation on the printer" if status == "QUEUED" else ""
         if state == PrinterState.ERROR:
             message = str(
@@ -386,6 +388,15 @@ def _file_sha256(path: Path) -> str:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:
         return ""
+
+
+def _dict(value: object) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _int(value: object) -> int | None:
+    number = _float(value)
+    return None if number is None else int(number)
 
 
 def _float(value: object) -> float | None:

@@ -105,8 +105,8 @@ class PrusaLinkClient:
         except ValueError:
             data = None
         if not isinstance(data, dict):
-            msg = f"{SERVER} at {self.base_url} sent an answer that is not JSON; is the URL "
-            msg += f"that of {SERVER}?"
+            msg = f"{SERVER} at {self.base_url} sent an answer that is not a JSON object; is the "
+            msg += f"URL that of {SERVER}?"
             raise PrinterConnectionError(msg)
         return data
 
@@ -145,7 +145,7 @@ class PrusaLinkClient:
         """Check the URL and credentials; e.g. "PrusaLink 2.1.2, printer MK4 idle"."""
         version = self._json("GET", "/api/version")
         info = self._json("GET", "/api/v1/info")
-        state = self._json("GET", "/api/v1/status").get("printer", {}).get("state", "?")
+        state = self.status()["printer"].get("state", "?")
         self.serial = info.get("serial") or None
         name = info.get("name") or info.get("hostname") or "?"
         return f"{version.get('text', SERVER)}, printer {name} {str(state).lower()}"
@@ -166,10 +166,8 @@ class PrusaLinkClient:
 
     def _storage(self) -> str:
         if self.storage is None:
-            found = self._json("GET", "/api/v1/storage").get("storage_list", [])
-            usable = [
-                s for s in found if s.get("available") and not s.get("read_only") and s.get("path")
-            ]
+            found = self._json("GET", "/api/v1/storage").get("storage_list")
+            usable = [s for s in found if _writable(s)] if isinstance(found, list) else []
             if not usable:
                 msg = f"{SERVER} has no writable storage; insert a USB stick in the printer"
                 raise PrinterConnectionError(msg)
@@ -191,7 +189,7 @@ class PrusaLinkClient:
         }
         path = self._file_path(name)
         self._send("PUT", path, data=data, headers=headers, timeout=max(self.timeout, 300.0))
-        stored = self._json("GET", path).get("size")
+        stored = _number(self._json("GET", path).get("size"))
         if stored is not None and int(stored) != len(data):
             msg = f"{SERVER} stored {stored} of {len(data)} bytes; the upload broke, send it again"
             raise PrinterConnectionError(msg)
@@ -201,7 +199,7 @@ class PrusaLinkClient:
 
     def upload_and_start(self, name: str, data: bytes, sha256: str) -> None:
         """Refuse early when the printer is busy, then upload and start."""
-        state = self.status().get("printer", {}).get("state", "")
+        state = self.status()["printer"].get("state", "")
         if str(state).upper() in _BUSY:
             msg = (
                 f"{SERVER} refused: the printer is busy ({str(state).lower()}); wait for the "
@@ -220,14 +218,17 @@ class PrusaLinkClient:
 
     def poll(self) -> RemoteStatus:
         status = self.status()
-        printer, job = status["printer"], status.get("job") or {}
+        printer, job = status["printer"], status.get("job")
+        job = job if isinstance(job, dict) else {}
         state = state_from_status(str(printer.get("state", "")), bool(job))
-        progress = float(job.get("progress") or 0.0) / 100.0
+        progress = (_number(job.get("progress")) or 0.0) / 100.0
         message = ""
         if str(printer.get("state", "")).upper() == "ATTENTION":
             message = "the printer needs attention: see its screen"
         elif state == PrinterState.ERROR:
-            message = (printer.get("status_printer") or {}).get("message") or "printer error"
+            said = printer.get("status_printer")
+            message = str(said.get("message", "")) if isinstance(said, dict) else ""
+            message = message or "the printer reports an error; see its screen"
         return RemoteStatus(
             state=state,
             progress=min(max(progress, 0.0), 1.0),
@@ -238,11 +239,11 @@ class PrusaLinkClient:
         )
 
     def job_id(self) -> int:
-        job = self._json("GET", "/api/v1/job")
-        if job.get("id") is None:
+        number = _number(self._json("GET", "/api/v1/job").get("id"))
+        if number is None:
             msg = f"{SERVER} has no current job; it may have ended already"
             raise PrinterConnectionError(msg)
-        return int(job["id"])
+        return int(number)
 
     def pause(self) -> None:
         self._send("PUT", f"/api/v1/job/{self.job_id()}/pause")
@@ -298,6 +299,12 @@ def _error_detail(answer: requests.Response) -> str:
         parts = [str(data.get(k)) for k in ("title", "text", "message") if data.get(k)]
         return ": ".join(parts)[:160]
     return ""
+
+
+def _writable(storage: object) -> bool:
+    if not isinstance(storage, dict):
+        return False
+    return bool(storage.get("available") and not storage.get("read_only") and storage.get("path"))
 
 
 def _number(value: object) -> float | None:

@@ -18,7 +18,7 @@
 Errors are ``{"error": {"code", "message"}}`` with the HTTP status. Faults: ``swap_mesh`` (PreForm
 reports another mesh for every import), ``swap_after_support`` (the mesh changes when supports
 are added), ``cups`` (validation finds cups), ``busy`` (the printer is printing another job),
-``garbage`` (HTML instead of JSON).
+``garbage`` (HTML instead of JSON), ``delay`` (seconds before every answer).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 PRINTER = "Form4-CalmOtter"
-MACHINES = ("FORM-3-0", "FORM-3-1", "FORM-4-0")
+MACHINES = ("FORM-3-0", "FORM-3B-0", "FORM-4-0", "FORM-4B-0")
 MATERIALS = ("FLGPGR05", "FLBMCL01", "FLBMAM01")
 
 
@@ -51,6 +51,7 @@ class PreFormContract:
         self.cups = 0
         self.busy = False
         self.garbage = False
+        self.delay = 0.0
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._stop = threading.Event()
@@ -273,6 +274,7 @@ def _handler(contract: PreFormContract) -> type[BaseHTTPRequestHandler]:
                 self._reply(400, _error("INVALID_JSON", "Request body is not JSON"))
                 return
             contract.requests.append((method, url.path, body))
+            time.sleep(contract.delay)
             parts = [p for p in url.path.split("/") if p]
             status, payload = self._answer(method, parts, body)
             self._reply(status, payload)

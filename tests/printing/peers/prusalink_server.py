@@ -15,7 +15,8 @@
 
 Errors are JSON ``{"title", "text"}`` when the client accepts JSON, else plain text. A print
 advances ``percent_per_second``; a G-code's M104/M140 set the targets. Faults: ``busy``
-(state BUSY with another job), ``garbage`` (answers that are not JSON), ``html_errors``.
+(state BUSY with another job), ``garbage`` (answers that are not JSON), ``odd_json`` (JSON of
+another shape), ``html_errors``, ``delay`` (seconds before every answer).
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ class PrusaLinkContract:
         self.busy = False
         self.garbage = False
         self.html_errors = False
+        self.odd_json = False
+        self.delay = 0.0
         self.targets = {"nozzle": 0.0, "bed": 0.0}
         self.nonces: set[str] = set()
         self._lock = threading.Lock()
@@ -220,6 +223,8 @@ def _handler(contract: PrusaLinkContract) -> type[BaseHTTPRequestHandler]:
             if contract.garbage:
                 self._send(status, b"<html><body>Loading...</body></html>", "text/html")
                 return
+            if contract.odd_json:
+                payload = ["unexpected", {"printer": None}]
             self._send(status, json.dumps(payload).encode(), "application/json")
 
         def _error(self, status: int, text: str, extra: dict | None = None) -> None:
@@ -247,6 +252,7 @@ def _handler(contract: PrusaLinkContract) -> type[BaseHTTPRequestHandler]:
         def _route(self, method: str) -> None:
             path = urllib.parse.urlsplit(self.path).path
             contract.requests.append((method, path))
+            time.sleep(contract.delay)
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             if not contract.authorised(method, dict(self.headers)):
