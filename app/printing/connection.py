@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from app.errors import PrintingError
+from app.errors import KeystoreError, PrintingError
 from app.printing.backends.formlabs import PreFormClient
 from app.printing.backends.moonraker import MoonrakerClient
 from app.printing.backends.octoprint import OctoPrintClient
@@ -108,8 +108,13 @@ def login_from_keystore(profile_id: str) -> tuple[str, str | None]:
     value = Keystore().get(login_name(profile_id))
     if value is None:
         return "", None
-    login = json.loads(value.decode("utf-8"))
-    return str(login.get("user", "")), str(login.get("password", ""))
+    try:
+        login = json.loads(value.decode("utf-8"))
+        return str(login["user"]), str(login["password"])
+    except (ValueError, KeyError, TypeError):
+        msg = f"the stored login of printer '{profile_id}' is unreadable; store it again "
+        msg += f"('medprint printer login {profile_id}')"
+        raise KeystoreError(msg) from None
 
 
 def login_secret(user: str, password: str) -> bytes:

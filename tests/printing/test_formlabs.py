@@ -109,6 +109,7 @@ def test_a_different_mesh_in_preform_stops_the_print(preform, parts):
         job.start()
     assert job.state == PrinterState.ERROR and not preform.printed
     assert "/auto-orient/" not in " ".join(preform.paths()), "stopped at the first check"
+    assert not preform.scenes, "the scene that was not sent is deleted"
 
 
 def test_a_mesh_changed_while_preparing_stops_the_print(preform, parts):

@@ -32,7 +32,7 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.errors import PrinterConnectionError, PrintingError
+from app.errors import MedPrintError, PrinterConnectionError, PrintingError
 from app.printing.backends.octoprint import JsonHttp
 from app.printing.backends.remote import RemoteJob, RemoteStatus
 from app.printing.job import GcodeSummary
@@ -287,6 +287,13 @@ class PreFormPrint:
         again, and only then print (``name`` becomes the job name)."""
         scene = self.client.create_scene(self.settings)
         self.scene_id = scene
+        try:
+            self._send(scene, name)
+        except MedPrintError:
+            self._discard(scene)
+            raise
+
+    def _send(self, scene: str, name: str) -> None:
         expected = {}
         for part in self.parts:
             if _file_sha256(part.path) != part.sha256:
@@ -299,6 +306,13 @@ class PreFormPrint:
         self.estimate = self.client.estimate(scene)
         check_meshes(self.client.scene(scene), expected)
         self.job_id = self.client.print(scene, self.printer, name)
+
+    def _discard(self, scene: str) -> None:
+        """Drop a scene that was not sent, so no one prints it from PreForm by mistake."""
+        try:
+            self.client.delete_scene(scene)
+        except PrinterConnectionError:
+            return
 
     def poll(self) -> RemoteStatus:
         run = _dict(self.client.device(self.printer).get("current_print_run"))
