@@ -20,6 +20,7 @@ from collections.abc import Callable
 from PySide6 import QtCore
 
 from app.log import crash_summary
+from app.viewers.imports import HEAVY_IMPORTS
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ MESH_MODULES = (
     "app.tools.mesh.operations",
     "app.workflow.package",
     "app.workflow.slice",
+    "app.workflow.trace",
+    "app.workflow.verify_print",
 )
 
 
@@ -90,8 +93,9 @@ class ModuleLoader(QtCore.QObject):
         self._imported.emit()
 
     def _import_all(self) -> None:
-        for name in self.modules:
-            importlib.import_module(name)
+        with HEAVY_IMPORTS:  # never beside another thread's VTK import (see app.viewers.imports)
+            for name in self.modules:
+                importlib.import_module(name)
 
     @QtCore.Slot()
     def _finish(self) -> None:

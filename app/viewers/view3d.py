@@ -22,6 +22,7 @@ import numpy as np
 from PySide6 import QtCore, QtWidgets
 
 from app.imaging.volume import Volume
+from app.viewers.imports import HEAVY_IMPORTS
 
 if TYPE_CHECKING:
     from vtkmodules.vtkRenderingCore import vtkVolume
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 MAX_SIDE = 256  # the ray caster never gets more than 256 voxels a side
 COARSE_SIDE = 96  # the copy rendered while the user rotates
 _IMPORTED = threading.Event()
-_IMPORT_LOCK = threading.Lock()
 
 
 def import_rendering() -> None:
@@ -39,7 +39,7 @@ def import_rendering() -> None:
     thread (importing them in a worker while the event loop runs crashed the test suite), so
     :meth:`View3D._ensure_plotter` imports it there.
     """
-    with _IMPORT_LOCK:
+    with HEAVY_IMPORTS:
         if _IMPORTED.is_set():
             return
         import pyvista  # noqa: F401, PLC0415
@@ -336,7 +336,8 @@ class View3D(QtWidgets.QWidget):
         if self._plotter is not None:
             return self._plotter
         import_rendering()
-        from pyvistaqt import QtInteractor  # noqa: PLC0415
+        with HEAVY_IMPORTS:
+            from pyvistaqt import QtInteractor  # noqa: PLC0415
 
         # The QtInteractor is a QOpenGLWidget: with it in the window, Qt composes the whole
         # window with OpenGL on every repaint (on Mesa's llvmpipe that is most of a slice-scroll
@@ -474,8 +475,12 @@ class View3D(QtWidgets.QWidget):
         color: tuple[float, float, float] | str = (0.95, 0.90, 0.80),
         opacity: float = 1.0,
         scalars: str | None = None,
+        *,
+        clim: tuple[float, float] | None = None,
+        cmap: str | None = None,
     ) -> None:
-        """Show (or replace) a named surface in LPS mm: a pyvista/VTK mesh or a trimesh."""
+        """Show (or replace) a named surface in LPS mm: a pyvista/VTK mesh or a trimesh
+        (coloured by its point array ``scalars`` over ``clim`` with ``cmap``, when given)."""
         import pyvista as pv  # noqa: PLC0415
 
         if name in self._meshes:
@@ -490,6 +495,8 @@ class View3D(QtWidgets.QWidget):
             name=f"mesh:{name}",
             reset_camera=False,
             render=False,
+            clim=clim,
+            cmap=cmap,
             show_scalar_bar=bool(scalars),
             scalar_bar_args={
                 "title": scalars or "",
@@ -509,6 +516,14 @@ class View3D(QtWidgets.QWidget):
         self._meshes[name] = actor
         self.render()
         self.meshesChanged.emit()
+
+    def show_deviation(self, name: str, surface: object, scalars: str, limit_mm: float) -> None:
+        """Show ``surface`` coloured by its signed distances ``scalars`` (mm) on a diverging
+        map from -2×``limit_mm`` (blue, missing material) to +2×``limit_mm`` (red, excess),
+        with a scalar bar, and point the camera at it."""
+        span = 2.0 * float(limit_mm)
+        self.add_mesh(name, surface, scalars=scalars, clim=(-span, span), cmap="coolwarm")
+        self.frame_mesh(name)
 
     def show_mask_surface(
         self,
