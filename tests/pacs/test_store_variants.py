@@ -16,6 +16,7 @@ import pytest
 import trimesh
 
 from app.case import Case
+from app.cli import main
 from app.errors import AccessDenied
 from app.imaging.pacs.model_obj import MTL_SOP_CLASS, OBJ_SOP_CLASS
 from app.imaging.pacs.query import STL_SOP_CLASS
@@ -174,3 +175,22 @@ def test_identified_store_only_to_the_origin_or_a_clinical_node(people, ct_case,
     assert pacs.store(reviewer, ct_case, "other", version).instances == 5
     pacs.remove_node(admin, "other")
     assert [n.name for n in pacs.nodes(admin)] == ["pacs"]
+
+
+def test_cli_clinical_node_remove_and_store_line(people, ct_case, orthanc, capsys):
+    version = coloured_version(people, ct_case, segmentation=False)
+    argv = ["pacs", "add", "clinic", "--aet", "ORTHANC", "--host", "localhost"]
+    assert main([*argv, "--port", str(orthanc.dicom_port), "--clinical"]) == 0
+    assert main(["pacs", "nodes"]) == 0
+    assert "clinic: ORTHANC@localhost" in capsys.readouterr().out.split("[clinical]")[0]
+    argv = ["pacs", "store", "clinic", ct_case.pseudonym, "--version", str(version)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.strip() == (
+        f"stored 4 objects (2 STL, 1 MTL, 1 OBJ) of mesh v{version} in 1 series to PACS 'clinic'"
+    )
+    assert main(["pacs", "remove", "clinic"]) == 0
+    assert main(["pacs", "store", "clinic", ct_case.pseudonym, "--version", str(version)]) == 2
+    captured = capsys.readouterr()
+    assert "no PACS node named 'clinic'" in captured.out + captured.err
+    assert CANARY not in out

@@ -11,6 +11,7 @@ import logging
 
 import pydicom
 import pytest
+from PySide6 import QtWidgets
 
 from app.imaging.pacs.model_obj import MTL_SOP_CLASS, OBJ_SOP_CLASS
 from app.imaging.pacs.nodes import Node
@@ -147,3 +148,42 @@ def test_store_from_the_package_panel(qtbot, styled_app, people, store_case, ort
     )
     assert classes == sorted([STL_SOP_CLASS, STL_SOP_CLASS, MTL_SOP_CLASS, OBJ_SOP_CLASS])
     assert grab_array(panel).std() > 10
+
+
+@pytest.mark.usefixtures("styled_app", "data_dir", "keystore_service")
+def test_window_pacs_action_cancel_late_then_retrieve_opens_the_case(qtbot, orthanc, artifacts):  # noqa: F811
+    """From the window: cancelled while the case is being stored, nothing is left; retrieved
+    again, the window opens the one new case."""
+    from app.settings import resolve_paths
+    from app.ui.main_window import MainWindow
+
+    window = MainWindow(resolve_paths())
+    window.resize(1500, 920)
+    window.show()
+    qtbot.addWidget(window)
+    window.startup(open_sample=False)
+    for box in window.findChildren(QtWidgets.QMessageBox):
+        box.close()
+    pacs.add_node(window.actor, node_for(orthanc))
+    window.act_pacs.trigger()
+    dialog = window.pacs_dialog
+    _find_canary(qtbot, dialog)
+    seen: list[float] = []
+
+    def cancel_late(fraction: float, _message: str) -> None:
+        seen.append(fraction)
+        if fraction >= 0.65 and dialog.cancel_button.isEnabled():
+            dialog.cancel_button.click()
+
+    dialog.worker.progress.connect(cancel_late)
+    with qtbot.waitSignal(dialog.worker.cancelled, timeout=RETRIEVE_S):
+        dialog.start_retrieve()
+    dialog.worker.progress.disconnect(cancel_late)
+    assert max(seen) >= 0.65 and window.actor.vault.list_cases() == []
+    with qtbot.waitSignal(window.caseOpened, timeout=RETRIEVE_S) as opened:
+        dialog.start_retrieve()
+    pseudonym = opened.args[0]
+    assert [c.pseudonym for c in window.actor.vault.list_cases()] == [pseudonym]
+    assert pseudonym in window.windowTitle() and not dialog.isVisible()
+    window.save_screenshot(artifacts / "main-window-pacs-case.png", whole_window=True)
+    assert grab_array(window.area).std() > 20
