@@ -90,7 +90,7 @@ def test_digest_login_upload_print_and_finish(prusalink):
     assert any(t["T0"].target == 215.0 and t["B"].target == 60.0 for t in temps)
     assert recorder.actions == ["finish"]
     facts = recorder.events[0][1]
-    assert facts["printer_serial"] == SERIAL and facts["transport"] == "prusalink"
+    assert facts["serial"] == SERIAL and facts["transport"] == "prusalink"
 
 
 def test_connection_test_names_version_and_printer(prusalink):

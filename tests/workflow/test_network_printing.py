@@ -67,7 +67,7 @@ def test_prusalink_prints_approved_gcode_with_the_serial_on_record(
     [started] = records(tess, "print.start")
     assert started["facts"]["transport"] == "prusalink" and started["facts"]["mesh_version"] == 1
     [finished] = records(tess, "print.finish")
-    assert finished["facts"]["printer_serial"] == SERIAL
+    assert finished["facts"]["serial"] == SERIAL
 
 
 def test_prusalink_refuses_unapproved_gcode_and_sends_nothing(
@@ -125,7 +125,7 @@ def test_formlabs_prints_the_approved_mesh_after_checking_its_hash(approved_case
     assert facts["transport"] == "formlabs" and facts["mesh_sha256"] == approved_case.mesh_sha256(1)
     assert facts["parts_sha256"] == [part["sha256"]] and facts["approval_id"]
     [finished] = records(tess, "print.finish")
-    assert finished["facts"]["printer_serial"] == FORM4 and finished["facts"]["resin_ml"] > 0
+    assert finished["facts"]["serial"] == FORM4 and finished["facts"]["resin_ml"] > 0
 
 
 def test_formlabs_refuses_an_unapproved_version(add_version, approved_case, people, preform):

@@ -39,6 +39,7 @@ from app.printing.job import GcodeSummary
 from app.printing.marlin import PrinterState
 
 SERVER = "PreForm"
+SOURCE = "printer (PreForm device id)"
 MACHINE_TYPES = {  # profile resin.model -> PreForm machine_type
     "FORM3": "FORM-3-0",
     "FORM3B": "FORM-3B-0",
@@ -266,6 +267,7 @@ class PreFormPrint:
         self.job_id: str | None = None
         self.estimate: Estimate | None = None
         self.serial: str | None = None
+        self.model = ""
 
     @property
     def mesh_sha256(self) -> str:
@@ -278,6 +280,11 @@ class PreFormPrint:
     def connect(self) -> None:
         device = self.client.check_printer(self.printer)
         self.serial = str(device.get("id") or self.printer)
+        self.model = str(device.get("product_name") or "")
+
+    def identity(self) -> dict[str, str]:
+        """The printer's serial name and model, as PreForm reported them on connecting."""
+        return {"serial": self.serial or "", "model": self.model, "source": SOURCE}
 
     def close(self) -> None:
         """Nothing to release: every call is one HTTP request."""
@@ -377,10 +384,12 @@ class FormlabsJob(RemoteJob):
         facts.update(
             parts_sha256=[p.sha256 for p in self.backend.parts],
             preform_job=self.backend.job_id,
-            printer_serial=self.backend.serial,
             estimated_s=estimate.seconds if estimate else None,
             resin_ml=estimate.resin_ml if estimate else None,
         )
+        if self.backend.serial:  # unless the job's own machine facts already say
+            facts.setdefault("serial", self.backend.serial)
+            facts.setdefault("serial_source", SOURCE)
         return facts
 
 

@@ -31,6 +31,7 @@ from app.printing.job import GcodeSummary
 from app.printing.marlin import PrinterState, Temperature
 
 SERVER = "PrusaLink"
+SOURCE = "printer (PrusaLink /api/v1/info)"
 PRINT_SUFFIXES = (".gcode", ".bgcode", ".sl1", ".sl1s")
 ARCHIVE_SUFFIXES = (".sl1", ".sl1s")
 _STATES = {
@@ -156,11 +157,16 @@ class PrusaLinkClient:
     def close(self) -> None:
         self.session.close()
 
-    def serial_number(self) -> str | None:
-        """The printer's serial number (for the print record), None when it does not say."""
-        if self.serial is None:
-            self.serial = self._json("GET", "/api/v1/info").get("serial") or None
-        return self.serial
+    def identity(self) -> dict[str, str]:
+        """The serial number and model ``/api/v1/info`` reports (for the print record);
+        nothing when the printer does not say."""
+        try:
+            info = self._json("GET", "/api/v1/info")
+        except PrinterConnectionError:
+            return {}
+        self.serial = str(info.get("serial") or "") or None
+        model = str(info.get("name") or "")
+        return {"serial": self.serial or "", "model": model, "source": SOURCE}
 
     # -- files and jobs ----------------------------------------------------------------------
 
@@ -282,7 +288,9 @@ class PrusaLinkJob(RemoteJob):
 
     def facts(self) -> dict[str, object]:
         facts = super().facts()
-        facts["printer_serial"] = self.backend.serial
+        if self.backend.serial:  # unless the job's own machine facts already say
+            facts.setdefault("serial", self.backend.serial)
+            facts.setdefault("serial_source", SOURCE)
         if self.archive:
             facts["sl1_sha256"] = facts.pop("gcode_sha256")
             facts.pop("commands", None)
