@@ -26,7 +26,7 @@ def _codes(warnings: list[dict]) -> set[str]:
 def test_the_tilted_head_ct_warns_of_tilt_and_gaps(people, dicom_dir):
     case = intake.import_path(people["tess"], str(dicom_dir / TILTED))
     found = case.series_facts()["suitability"]
-    assert {"tilt", "gaps"} <= _codes(found)
+    assert {"tilt", "gaps"} <= _codes(found) and "motion" not in _codes(found)
     gaps = next(w for w in found if w["code"] == "gaps")
     assert "13 gap(s)" in gaps["reason"] and "up to 7.00 mm" in gaps["reason"]
     assert any("18.5" in w["reason"] for w in found if w["code"] == "tilt")
@@ -72,6 +72,29 @@ def test_image_checks_find_metal_and_a_truncated_field_of_view():
     cut[:, 10:54, 0:54] = 40  # the body runs off the left edge
     found = suitability.image_warnings(_ct(cut))
     assert _codes(found) == {"truncated"} and "100%" in found[0]["reason"]
+
+
+def _load(folder) -> Volume:
+    from app.imaging.load import load_series
+
+    return load_series(scan([str(folder)]).series[0])
+
+
+@pytest.mark.parametrize("which", [TCIA, TILTED, "mr-brain-t1-sagittal-philips-170"])
+def test_real_series_show_no_motion(dicom_dir, which):
+    assert suitability.motion_warnings(_load(dicom_dir / which)) == []
+
+
+@pytest.mark.parametrize(("shift_mm", "axis"), [(5.0, 2), (3.0, 1)])
+def test_a_slab_shifted_by_motion_is_named(shift_mm, axis):
+    volume = _load(SAMPLE)
+    assert suitability.motion_warnings(volume) == []
+    pixels = round(shift_mm / volume.spacing[0])
+    volume.array[30:] = np.roll(volume.array[30:], pixels, axis=axis)  # moved before slice 31
+    found = suitability.image_warnings(volume)
+    (motion,) = found  # the image checks: no metal, no truncation, one motion hint
+    assert motion["reason"].startswith("slices 30 and 31 are displaced against each other")
+    assert f"by about {pixels * volume.spacing[0]:.0f} mm" in motion["reason"]
 
 
 def test_sharp_kernels_warn_and_smooth_ones_do_not(tmp_path):
