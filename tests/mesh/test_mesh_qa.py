@@ -63,7 +63,7 @@ def test_qa_on_real_bone(lumbar_build):
     assert np.isfinite(report.wall["min_mm"])
 
 
-def test_qa_reuses_the_repair_count_of_crossings_for_one_unlabelled_part(monkeypatch):
+def test_qa_reuses_the_repair_topology_and_crossings_for_one_unlabelled_part(monkeypatch):
     from app.tools.mesh import qa
     from app.tools.mesh.pipeline import build_parts, settings_for
 
@@ -75,10 +75,16 @@ def test_qa_reuses_the_repair_count_of_crossings_for_one_unlabelled_part(monkeyp
     searched = []
     real = qa.count_self_intersections
     monkeypatch.setattr(qa, "count_self_intersections", lambda m: searched.append(1) or real(m))
+    checked = []
+    real_topology = qa.topology
+    monkeypatch.setattr(qa, "topology", lambda m: checked.append(1) or real_topology(m))
     settings = settings_for("review", volume)
     one = build_parts({"ball": ball}, volume, settings)
-    assert searched == [] and one.qa.self_intersections == 0 and one.qa.passed
+    assert searched == [] and checked == []
+    assert one.qa.self_intersections == 0 and one.qa.passed
+    assert one.qa.check("watertight").passed and one.qa.check("manifold").passed
+    assert one.qa.components == 1
     assert one.qa.volume_mm3 == pytest.approx(4 / 3 * np.pi * 8.0**3, rel=0.05)
     shifted = np.roll(ball, 4, axis=2)  # overlaps the ball: the two parts cross
     two = build_parts({"a": ball, "b": shifted}, volume, settings)
-    assert searched == [1] and two.qa.self_intersections > 0
+    assert searched == [1] and checked == [1] and two.qa.self_intersections > 0

@@ -196,7 +196,7 @@ def topology(mesh: trimesh.Trimesh, *, as_stl: bool = True) -> Topology:
     two = counts == 2
     sign_sum = np.bincount(inverse, weights=directed_sign, minlength=len(uniq))
     inconsistent = int(np.sum(two & (sign_sum != 0)))
-    components = _face_components(faces, inverse, len(uniq))
+    components = int(_edge_linked(len(faces), inverse).max()) + 1 if len(faces) else 0
     bad_vertices = len(_nonmanifold_vertices(faces, edges, inverse, edge_count, face_of_edge))
     return Topology(
         vertices=int(np.count_nonzero(np.bincount(faces.ravel()))),
@@ -220,15 +220,31 @@ def _half_edges(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.sort(directed, axis=1), sign, face_of_edge
 
 
-def _face_components(faces: np.ndarray, inverse: np.ndarray, n_edges: int) -> int:
-    """Connected components of faces joined through shared edges."""
-    face_of_edge = np.repeat(np.arange(len(faces)), 3)
-    graph = coo_matrix(
-        (np.ones(len(inverse)), (face_of_edge, inverse)), shape=(len(faces), n_edges)
-    ).tocsr()
-    adjacency = graph @ graph.T
-    n, _ = connected_components(adjacency, directed=False)
-    return int(n)
+def _edge_linked(n_faces: int, inverse: np.ndarray) -> np.ndarray:
+    """Component of each face, faces joined through shared edges; ``inverse`` is the edge of
+    each half-edge (three per face, in face order). Faces sharing an edge are linked in a
+    chain, no face-by-face product is formed."""
+    order = np.argsort(inverse, kind="stable")
+    same = inverse[order[1:]] == inverse[order[:-1]]
+    a, b = order[:-1][same] // 3, order[1:][same] // 3
+    graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n_faces, n_faces))
+    _, labels = connected_components(graph, directed=False)
+    return labels.astype(np.int64)
+
+
+def vertex_clusters(faces: np.ndarray) -> np.ndarray:
+    """The cluster of each face, faces joined through shared vertices (so parts that touch at
+    one vertex are one cluster)."""
+    faces = np.asarray(faces, dtype=np.int64)
+    n_faces = len(faces)
+    if n_faces == 0:
+        return np.zeros(0, dtype=np.int64)
+    n = n_faces + int(faces.max()) + 1
+    rows = np.repeat(np.arange(n_faces), 3)
+    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, n_faces + faces.ravel())), (n, n))
+    _, labels = connected_components(graph, directed=False)
+    _, labels = np.unique(labels[:n_faces], return_inverse=True)
+    return labels.astype(np.int64)
 
 
 def _nonmanifold_vertices(
@@ -311,14 +327,10 @@ def component_labels(faces: np.ndarray) -> np.ndarray:
     faces = np.asarray(faces, dtype=np.int64)
     if len(faces) == 0:
         return np.zeros(0, dtype=np.int64)
-    edges, _, face_of_edge = _half_edges(faces)
+    edges, _, _ = _half_edges(faces)
     n_v = int(faces.max()) + 1
     _, inverse = np.unique(edges[:, 0] * n_v + edges[:, 1], return_inverse=True)
-    graph = coo_matrix(
-        (np.ones(len(inverse)), (face_of_edge, inverse)), shape=(len(faces), inverse.max() + 1)
-    ).tocsr()
-    _, labels = connected_components(graph @ graph.T, directed=False)
-    return labels.astype(np.int64)
+    return _edge_linked(len(faces), inverse)
 
 
 def submesh(mesh: trimesh.Trimesh, face_index: np.ndarray) -> trimesh.Trimesh:

@@ -18,7 +18,7 @@ import trimesh
 from app.errors import MeshError
 from app.imaging.volume import Volume
 from app.progress import CancelToken, Progress, check_cancel, ensure
-from app.tools.mesh.core import concatenate
+from app.tools.mesh.core import Topology, concatenate
 from app.tools.mesh.label import (
     DEFAULT_DEPTH_MM,
     DEFAULT_HEIGHT_MM,
@@ -332,19 +332,20 @@ def build_parts(
             labels=[p.label for p in parts if p.label is not None],
             build_volume_mm=build_volume_mm,
             tolerance_mm=settings.tolerance_mm,
-            crossings=_known_crossings(parts),
+            known=_known_repair(parts),
             progress=progress.sub(0.75, 1.0),
             cancel=cancel,
         )
     return Built(parts, qa, settings, dict(meter.stages) if meter else {})
 
 
-def _known_crossings(parts: list[Part]) -> int | None:
-    """Repair's count of crossing triangles when QA checks exactly the mesh repair returned
-    (one part, no label added since); None when QA must search itself."""
+def _known_repair(parts: list[Part]) -> RepairReport | None:
+    """Repair's report when QA checks exactly the mesh repair returned (one part, no label
+    added since): its topology and count of crossing triangles were measured on that very
+    mesh. None when QA must measure them itself."""
     if len(parts) != 1 or parts[0].mesh is not parts[0].build.mesh:
         return None
-    return parts[0].build.repair.self_intersections_left
+    return parts[0].build.repair
 
 
 def check_parts(
@@ -354,12 +355,13 @@ def check_parts(
     labels: list[LabelInfo] | None = None,
     build_volume_mm: tuple[float, float, float] | None = None,
     tolerance_mm: float = DEFAULT_TOLERANCE_MM,
-    crossings: int | None = None,
+    known: RepairReport | None = None,
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
 ) -> QAReport:
     """The QA report of a version: all its parts together (as they go on the build plate).
-    ``crossings``: the self-intersections already counted on exactly these meshes, if known."""
+    ``known``: repair's report when it measured exactly these meshes (its topology and
+    self-intersection count are then taken, not measured again)."""
     whole = meshes[0] if len(meshes) == 1 else concatenate(meshes)
     reference = None
     if references:
@@ -370,7 +372,8 @@ def check_parts(
         build_volume_mm=build_volume_mm,
         tolerance_mm=tolerance_mm,
         labels=labels or (),
-        crossings=crossings,
+        crossings=known.self_intersections_left if known else None,
+        topo=Topology(**known.topology_after()) if known else None,
         progress=progress,
         cancel=cancel,
     )

@@ -20,6 +20,7 @@ from vtkmodules.vtkCommonDataModel import vtkStaticCellLocator
 
 from app.progress import CancelToken, Progress, check_cancel, ensure
 from app.tools.mesh.core import (
+    Topology,
     enable_vtk_threads,
     signed_volume,
     surface_area,
@@ -176,13 +177,15 @@ def qa_report(
     wall_samples: int = 1000,
     labels: Sequence[LabelInfo] = (),
     crossings: int | None = None,
+    topo: Topology | None = None,
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
 ) -> QAReport:
     """Check ``mesh`` for printing; ``reference`` is the unsmoothed segmentation surface.
 
-    ``crossings`` is the number of self-intersecting triangles when the caller has just
-    counted them on exactly this mesh (repair does); otherwise they are searched here.
+    ``crossings`` (the number of self-intersecting triangles) and ``topo`` are taken when the
+    caller has just measured them on exactly this mesh (repair does); otherwise they are
+    measured here.
 
     Pass rules: watertight and manifold as an STL reader sees the mesh; no self-intersections;
     fits the build volume in some axis-aligned orientation; at most ``max_thin_fraction`` of
@@ -193,7 +196,8 @@ def qa_report(
     progress = ensure(progress)
     checks: list[Check] = []
     progress.update(0.0, "checking topology")
-    topo = topology(mesh)
+    if topo is None:
+        topo = topology(mesh)
     checks.append(
         Check("watertight", topo.watertight, topo.watertight, "no open or shared-by-3 edges", "",
               f"{topo.boundary_edges} open edges, {topo.nonmanifold_edges} non-manifold edges")

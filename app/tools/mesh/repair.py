@@ -16,8 +16,6 @@ import fast_simplification
 import numpy as np
 import pymeshfix
 import trimesh
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from app.errors import MeshError
 from app.progress import CancelToken, Progress, check_cancel, ensure
@@ -35,6 +33,7 @@ from app.tools.mesh.core import (
     split_components,
     submesh,
     topology,
+    vertex_clusters,
 )
 
 
@@ -54,6 +53,11 @@ class RepairReport:
     @property
     def closed_manifold(self) -> bool:
         return bool(self.after.get("watertight")) and bool(self.after.get("manifold"))
+
+    def topology_after(self) -> dict:
+        """The counts of :class:`Topology` measured on the repaired mesh."""
+        derived = ("watertight", "manifold")
+        return {k: v for k, v in self.after.items() if k not in derived}
 
     def to_dict(self) -> dict:
         return dict(asdict(self), closed_manifold=self.closed_manifold)
@@ -75,11 +79,14 @@ def remove_self_intersections(
 ) -> tuple[trimesh.Trimesh, int]:
     """Cut out the triangles that cross each other (and their neighbours) and refill the holes.
 
-    Returns the mesh and the number of intersecting triangles left (0 when it worked). After
-    the first full search only the rebuilt patches are searched again.
+    Returns the mesh (``mesh`` itself when nothing crosses) and the number of intersecting
+    triangles left (0 when it worked). After the first full search only the rebuilt patches
+    are searched again.
     """
-    mesh = weld(mesh)
+    original, mesh = mesh, weld(mesh)
     tris = self_intersecting_faces(mesh)
+    if len(tris) == 0:
+        return original, 0
     for _ in range(rounds):
         if len(tris) == 0:
             return mesh, 0
@@ -263,7 +270,7 @@ def repair_mesh(
     before = topology(mesh)
     report = RepairReport(before=before.to_dict(), after={}, faces_before=len(mesh.faces))
     welded = weld(mesh)
-    parts, closed = _components(welded, known_closed=before.closed_manifold)
+    parts, closed = _clusters(welded, known_closed=before.closed_manifold)
     del welded
     kept: list[trimesh.Trimesh] = []
 
@@ -279,10 +286,9 @@ def repair_mesh(
         if ok:
             kept.append(part)
             continue
-        volume = signed_volume(part)
         fixed = _fix_component(part)
         report.components_fixed += 1
-        if np.sign(signed_volume(fixed)) != np.sign(volume):
+        if np.sign(signed_volume(fixed)) != np.sign(signed_volume(part)):
             fixed = make_mesh(fixed.vertices, np.asarray(fixed.faces)[:, ::-1])
         pieces = split_components(fixed)
         report.components_removed += sum(small(p) for p in pieces)
@@ -291,34 +297,37 @@ def repair_mesh(
         msg = "nothing printable is left after removing small parts; check the segment"
         raise MeshError(msg)
     out = concatenate(kept)
+    del kept, parts
     if signed_volume(out) < 0:
         out = make_mesh(out.vertices, np.asarray(out.faces)[:, ::-1])
-    if report.components_fixed or not before.closed_manifold:
-        after = topology(out)
-        if not after.closed_manifold:
-            out, after = _second_pass(out, report)
+    changed = report.components_fixed or report.components_removed or not before.closed_manifold
+    after = topology(out) if changed else before
+    if not after.closed_manifold:
+        out, after = _second_pass(out, report)
     if fix_intersections:
         check_cancel(cancel)
         progress.update(0.9, "removing self-intersections")
-        out, left = remove_self_intersections(out)
+        crossed, left = remove_self_intersections(out)
         report.self_intersections_left = left
-    after = topology(out)
+        if crossed is not out:
+            out, after = crossed, topology(crossed)
     report.after = after.to_dict()
     report.faces_after = len(out.faces)
     progress.update(1.0, "repaired")
     return out, report
 
 
-def _components(
+def _clusters(
     welded: trimesh.Trimesh, *, known_closed: bool = False
 ) -> tuple[list[trimesh.Trimesh], np.ndarray]:
-    """Edge-connected components of a welded mesh and whether each is a closed 2-manifold.
+    """Clusters of a welded mesh (faces joined through shared vertices, so bodies touching at
+    one vertex are repaired together) and whether each is a closed 2-manifold.
 
-    The defects are found once over the whole mesh: a component is closed when none of its
+    The defects are found once over the whole mesh: a cluster is closed when none of its
     vertices is on a boundary, non-manifold or flipped edge or is a pinch vertex.
     """
     faces = np.asarray(welded.faces, dtype=np.int64)
-    labels = component_labels(faces)
+    labels = vertex_clusters(faces)
     n = int(labels.max()) + 1 if len(labels) else 0
     closed = np.ones(n, dtype=bool)
     if not known_closed and n:
@@ -332,11 +341,7 @@ def _second_pass(mesh: trimesh.Trimesh, report: RepairReport) -> tuple[trimesh.T
     """Components that touch once merged as an STL reader does: fix each touching group."""
     welded = weld(mesh)
     faces = np.asarray(welded.faces)
-    incidence = coo_matrix(
-        (np.ones(faces.size), (np.repeat(np.arange(len(faces)), 3), faces.ravel())),
-        shape=(len(faces), len(welded.vertices)),
-    ).tocsr()
-    _, cluster = connected_components(incidence @ incidence.T, directed=False)
+    cluster = vertex_clusters(faces)
     defect = np.zeros(len(welded.vertices), dtype=bool)
     defect[defect_vertices(faces)] = True
     broken = np.zeros(int(cluster.max()) + 1, dtype=bool)
