@@ -440,7 +440,9 @@ def _nearest_index(surface: trimesh.Trimesh) -> tuple[object, np.ndarray]:
     radius = np.linalg.norm(tri - centre[:, None], axis=2).max(axis=1)
     del tri
     big = np.flatnonzero(radius > 4.0 * np.median(radius))
-    index = (cKDTree(centre), big)
+    # an unbalanced tree without shrunk nodes builds about 3x faster on millions of centres;
+    # the queries (exact k nearest) give the same answers
+    index = (cKDTree(centre, balanced_tree=False, compact_nodes=False), big)
     surface._cache[_INDEX_KEY] = index
     return index
 
