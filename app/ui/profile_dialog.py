@@ -2,8 +2,9 @@
 
 The profile is validated by :func:`app.printing.profiles.edit_profile` (a bad value gives its
 one-line message in the dialog, nothing is saved) and written to the user's printer folder with
-:func:`~app.printing.profiles.save_printer`. The OctoPrint/Moonraker API key never goes into the
-profile file: it is stored in the OS keystore under :func:`~app.printing.profiles.api_key_name`.
+:func:`~app.printing.profiles.save_printer`. The OctoPrint/Moonraker/PrusaLink API key never goes
+into the profile file: it is stored in the OS keystore under
+:func:`~app.printing.profiles.api_key_name`.
 "Test connection" reaches the printer once with the values in the dialog
 (:func:`app.printing.connection.check_connection`, run in the worker).
 """
@@ -25,7 +26,14 @@ from app.printing.profiles import (
 from app.ui.worker import Worker
 
 BAUD_RATES = ("115200", "250000", "230400", "57600", "500000", "1000000")
-KINDS = (("usb", "USB (Marlin)"), ("octoprint", "OctoPrint"), ("moonraker", "Moonraker"))
+KINDS = (
+    ("usb", "USB (Marlin)"),
+    ("octoprint", "OctoPrint"),
+    ("moonraker", "Moonraker"),
+    ("prusalink", "PrusaLink (API key; a login: 'medprint printer login')"),
+    ("formlabs", "Formlabs (PreFormServer URL)"),
+)
+KEYLESS = ("usb", "formlabs")  # no API key: a serial port, or PreFormServer on this computer
 
 
 def _test(settings: ConnectionSettings, **_: object) -> str:
@@ -134,12 +142,13 @@ class ProfileDialog(QtWidgets.QDialog):
 
     def _sync_kind(self) -> None:
         usb = self.kind.currentData() == "usb"
+        keyless = self.kind.currentData() in KEYLESS
         self.port.setEnabled(usb)
         self.baud.setEnabled(usb)
         self.url.setEnabled(not usb)
-        self.api_key.setEnabled(not usb)
-        stored = self._stored_key_hint() if not usb else ""
-        self.api_key.setPlaceholderText(stored or ("not needed over USB" if usb else ""))
+        self.api_key.setEnabled(not keyless)
+        stored = self._stored_key_hint() if not keyless else ""
+        self.api_key.setPlaceholderText(stored or ("not needed" if keyless else ""))
 
     def _stored_key_hint(self) -> str:
         try:
@@ -201,7 +210,7 @@ class ProfileDialog(QtWidgets.QDialog):
         try:
             profile = self.edited()
             key = self.api_key.text().strip()
-            if key and profile.connection.kind != "usb":
+            if key and profile.connection.kind not in KEYLESS:
                 from app.security.keystore import Keystore  # noqa: PLC0415
 
                 Keystore().set(api_key_name(profile), key.encode("utf-8"))
