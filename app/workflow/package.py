@@ -5,8 +5,9 @@ A package carries every part of the approved version as its exact STL (``mesh/<p
 names), the QA report as JSON and HTML, the G-code with its provenance, the signed approval
 record and every signed override it rests on (qa-failure, self-approval, foreign-gcode), each as
 a record file and shown in the manifest, and the role statements that show each signer's role
-back to the lab's founding key (``roles.json``, public keys only). Free text (comments, reasons)
-stays in the vault. The package is signed with the packager's personal key.
+back to the lab's founding key (``roles.json``, public keys only), and the case's traceability
+chain as far as it exists (``trace/chain.json``, :func:`app.workflow.trace.public`). Free text
+(comments, reasons) stays in the vault. The package is signed with the packager's personal key.
 
 Building needs the release of the mesh version (:func:`app.workflow.review.release_mesh`) and of
 the G-code (:func:`~app.workflow.review.release_gcode`), which must be sliced from that same
@@ -29,6 +30,7 @@ from app.security import access, esign
 from app.security.package.build import build_package
 from app.security.package.extract import extract_package
 from app.security.package.format import (
+    CHAIN_FILE,
     ENC_MAGIC,
     GCODE_DIR,
     MESH_DIR,
@@ -47,7 +49,7 @@ from app.tools.mesh.gltf import glb_bytes
 from app.tools.mesh.meshio import export_name, mesh_bytes, read_mesh_bytes
 from app.tools.mesh.qa import QAReport
 from app.tools.mesh.report import qa_report_html
-from app.workflow import names, policy, review, review_report
+from app.workflow import names, policy, review, review_report, trace
 from app.workflow.actor import Actor
 
 ACTION = "package.build"
@@ -102,8 +104,10 @@ def build(
     overrides = _unique([*release.overrides, *(gcode_release.overrides if gcode_release else [])])
     lab = review.lab(actor)
     signers = {actor.user, *(str(r.get("signer")) for r in [release.approval, *overrides] if r)}
+    chain = trace.build(actor, case, version=number, gcode=gcode.number if gcode else None)
     files = _mesh_files(case.pseudonym, stored) | _gcode_files(case.pseudonym, gcode)
-    files |= _review_files(case, stored, release)
+    files |= _review_files(case, stored, release, chain)
+    files[CHAIN_FILE] = canonical_json(trace.public(chain))
     files |= _sla_files(actor, case, release, sla_version)
     built = build_package(
         out_dir,
@@ -236,14 +240,17 @@ def _mesh_files(pseudonym: str, stored: StoredMesh) -> dict[str, bytes]:
     return files
 
 
-def _review_files(case: Case, stored: StoredMesh, release: review.Release) -> dict[str, bytes]:
-    """The signed review report (PDF) and the whole approved model as GLB (metres, +Y up, the
-    way back to LPS millimetres in its extras), one node per part in its colour."""
+def _review_files(
+    case: Case, stored: StoredMesh, release: review.Release, chain: trace.Trace
+) -> dict[str, bytes]:
+    """The signed review report (PDF, with the chain as far as it exists) and the whole
+    approved model as GLB (metres, +Y up, the way back to LPS millimetres in its extras), one
+    node per part in its colour."""
     parts = {e["name"]: read_mesh_bytes(stored.parts[e["name"]], "stl") for e in stored.part_facts}
     colours = {e["name"]: e.get("colour") for e in stored.part_facts}
     glb = f"{case.pseudonym}_model.glb"  # the whole model, every part a node
     return {
-        REVIEW_REPORT_PDF: review_report.report_bytes(case, stored.number, release.approval),
+        REVIEW_REPORT_PDF: review_report.report_bytes(case, stored.number, release.approval, chain),
         f"{MESH_DIR}/{glb}": glb_bytes(parts, colours, pseudonym=case.pseudonym),
     }
 

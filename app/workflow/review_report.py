@@ -16,7 +16,7 @@ from app.case import Case
 from app.tools.mesh.core import make_mesh
 from app.tools.mesh.meshio import read_mesh_bytes
 from app.tools.mesh.review_report import ReviewFacts, report_pdf
-from app.workflow import names, policy
+from app.workflow import names, policy, trace
 from app.workflow.actor import Actor
 
 ACTION = "review.report"
@@ -32,7 +32,7 @@ _INFO_SKIP = {"author", "operation", "time_utc", "parent_version", "authors"}
 def make(actor: Actor, case: Case, version: int) -> bytes:
     """The review report of mesh ``version`` as PDF bytes (audited)."""
     policy.allow(actor, "review.view", case.pseudonym)
-    data = report_bytes(case, version)
+    data = report_bytes(case, version, chain=trace.build(actor, case, version=version))
     policy.record(actor, ACTION, case.pseudonym, version=version, bytes=len(data))
     return data
 
@@ -45,13 +45,17 @@ def write(actor: Actor, case: Case, version: int, out: str | os.PathLike[str]) -
     return target
 
 
-def report_bytes(case: Case, version: int, decision: dict | None = None) -> bytes:
+def report_bytes(
+    case: Case, version: int, decision: dict | None = None, chain: trace.Trace | None = None
+) -> bytes:
     """The report itself, without a permission check (the package build has made it), signed
-    by ``decision`` (default: the newest decision on the version's hash)."""
-    return report_pdf(facts(case, version, decision))
+    by ``decision`` (default: the newest decision on the version's hash), with ``chain``."""
+    return report_pdf(facts(case, version, decision, chain))
 
 
-def facts(case: Case, version: int, decision: dict | None = None) -> ReviewFacts:
+def facts(
+    case: Case, version: int, decision: dict | None = None, chain: trace.Trace | None = None
+) -> ReviewFacts:
     stored = case.load_mesh_version(version)
     parts = {n: make_mesh(*read_mesh_bytes(d, "stl")) for n, d in stored.parts.items()}
     colours = {e["name"]: e.get("colour") for e in stored.part_facts if e.get("colour")}
@@ -67,6 +71,7 @@ def facts(case: Case, version: int, decision: dict | None = None) -> ReviewFacts
         decision=decision or decision_for(case, stored.sha256),
         volume=case.load_volume() if case.has_volume() else None,
         suitability=list(series.get("suitability") or []),
+        chain=trace.public(chain) if chain is not None else None,
     )
 
 

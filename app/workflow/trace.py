@@ -157,6 +157,8 @@ class _Context:
     lab: esign.Lab
     identity: names.Identity
     vault_id: str
+    version: int | None = None  # the mesh version of the chain (default: see _chosen_version)
+    gcode: int | None = None  # its G-code (default: the newest sliced from that version)
 
     def last(self, action: str, **match: object) -> dict | None:
         found = [r for r in self.records if r["action"] == action and _matches(r, match)]
@@ -181,12 +183,15 @@ def trace(actor: Actor, case: Case) -> Trace:
     return result
 
 
-def build(actor: Actor, case: Case) -> Trace:
-    """The chain without the audit record of viewing it (for reports that embed it)."""
+def build(
+    actor: Actor, case: Case, *, version: int | None = None, gcode: int | None = None
+) -> Trace:
+    """The chain without the audit record of viewing it (for reports that embed it); with
+    ``version`` and ``gcode``, the chain of that mesh version and G-code (what a package or a
+    review report carries), else of the newest G-code's version."""
     records = [r for r in audit.read_records(actor.paths) if r.get("case") == case.pseudonym]
-    ctx = _Context(
-        case, records, review.lab(actor), names.identity_of(actor, case), actor.vault.vault_id
-    )
+    identity = names.identity_of(actor, case)
+    ctx = _Context(case, records, review.lab(actor), identity, actor.vault.vault_id, version, gcode)
     links = [_series(ctx), _segmentation(ctx)]
     mesh_link, mesh_sha = _mesh(ctx)
     links += [mesh_link, _approval(ctx, mesh_sha)]
@@ -210,7 +215,9 @@ def _series(ctx: _Context) -> Link:
     names_ = ctx.case.original_names()
     facts = {"files": len(names_), **_uid_hashes(ctx)}
     facts["modality"] = ctx.case.series_facts().get("modality")
-    signed = (ctx.last("case.import") or {}).get("facts", {}).get("series_sha256")
+    record = ctx.last("case.import") or {}
+    facts["time_utc"] = record.get("time")
+    signed = record.get("facts", {}).get("series_sha256")
     return _compare("series", ctx.case.originals_sha256(), signed, facts, "the source series")
 
 
@@ -238,14 +245,19 @@ def _uid_hashes(ctx: _Context) -> dict:
 
 
 def _segmentation(ctx: _Context) -> Link:
-    signed = (ctx.last("segmentation.save") or {}).get("facts", {}).get("sha256")
+    record = ctx.last("segmentation.save") or {}
+    signed = record.get("facts", {}).get("sha256")
     current = ctx.case.segmentation_sha256()
-    return _compare("segmentation", current, signed, {}, "the segmentation")
+    facts = {"time_utc": record.get("time")}
+    return _compare("segmentation", current, signed, facts, "the segmentation")
 
 
 def _chosen_version(ctx: _Context) -> int | None:
-    """The mesh version of the chain: that of the latest G-code, else the latest version."""
+    """The mesh version of the chain: the one asked for, else that of the latest G-code, else
+    the latest version."""
     case = ctx.case
+    if ctx.version is not None:
+        return ctx.version
     for number in reversed(case.gcode_versions()):
         found = case.find_mesh_version(str(case.gcode_provenance(number).get("mesh_sha256")))
         if found is not None:
@@ -266,6 +278,7 @@ def _mesh(ctx: _Context) -> tuple[Link, str | None]:
         "operation": info.get("operation"),
         "parent": info.get("parent_version"),
         "parts": [p["name"] for p in manifest["parts"]],
+        "time_utc": info.get("time_utc"),
     }
     made = ctx.all(("mesh.build", "mesh.edit"), version=number)
     signed = made[-1]["facts"].get("sha256") if made else None
@@ -314,6 +327,8 @@ def _gcode(ctx: _Context, mesh_sha: str | None) -> tuple[Link, str | None]:
         for n in case.gcode_versions()
         if mesh_sha and case.gcode_provenance(n).get("mesh_sha256") == mesh_sha
     ]
+    if ctx.gcode is not None:
+        numbers = [ctx.gcode]
     if not numbers:
         return Link("gcode", PENDING, None, "not sliced yet"), None
     number = numbers[-1]
@@ -325,7 +340,9 @@ def _gcode(ctx: _Context, mesh_sha: str | None) -> tuple[Link, str | None]:
         "engine": prov.get("engine"),
         "layer_height": (prov.get("settings") or {}).get("layer_height"),
     }
-    signed = (ctx.last("slice", gcode_version=number) or {}).get("facts", {}).get("gcode_sha256")
+    record = ctx.last("slice", gcode_version=number) or {}
+    facts["time_utc"] = record.get("time")
+    signed = record.get("facts", {}).get("gcode_sha256")
     current = case.load_gcode(number).sha256
     return _compare("gcode", current, signed, facts, f"G-code g{number}"), signed
 
@@ -420,6 +437,21 @@ def _verification(ctx: _Context, mesh_sha: str | None) -> Link:
     if link.status == OK and check.get("verdict") != "pass":
         return Link(link.name, ATTENTION, link.sha256, str(check.get("message")), facts)
     return link
+
+
+# --- the chain as it leaves the vault -----------------------------------------------------------
+
+CHAIN_FORMAT = "medprint-chain"
+_KEPT_IN_VAULT = ("detail",)  # free text stays in the vault
+
+
+def public(chain: Trace) -> dict:
+    """The chain as a package or report carries it: pseudonym, hashes (the series' UIDs only
+    keyed by the vault id), roles and times; a step's free-text detail stays in the vault."""
+    body = {"format": CHAIN_FORMAT, "format_version": 1, **chain.to_dict()}
+    for link in body["links"]:
+        link["facts"] = {k: v for k, v in link["facts"].items() if k not in _KEPT_IN_VAULT}
+    return body
 
 
 # --- the signed record PDF ----------------------------------------------------------------------

@@ -38,7 +38,7 @@ def test_report_renders_names_the_pseudonym_and_matches_the_signature(
     out = tmp_path / "report.pdf"
     review_report.write(people["rafael"], canary_case, version, out)
     pages = _pages(out, tmp_path)
-    assert len(pages) == 5
+    assert len(pages) == 6
     for page in pages:
         pixels = np.asarray(Image.open(page).convert("L"), dtype=float)
         assert pixels.std() > 5, f"{page.name} is blank"

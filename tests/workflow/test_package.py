@@ -60,7 +60,7 @@ def test_a_package_of_an_approved_version_names_the_mesh_and_verifies(people, ap
     assert {f["path"] for f in manifest["files"]} == {
         stl, f"mesh/{approved.pseudonym}_sphere.3mf", "mesh/manifest.json",
         "qa/report.json", "qa/report.html", "approval.json", "roles.json",
-        "qa/review.pdf", f"mesh/{approved.pseudonym}_model.glb",
+        "qa/review.pdf", f"mesh/{approved.pseudonym}_model.glb", "trace/chain.json",
     }  # fmt: skip
     assert (made.path / stl).read_bytes() == approved.load_mesh_version(1).parts["sphere"]
     for file in made.path.rglob("*"):  # no identity and no review comment left the vault

@@ -8,7 +8,10 @@ Once every file is known to be the one signed, a package is still only usable wh
 - an approval that rests on an override (self-approved, approved with a QA override, or of a
   mesh whose QA failed) comes with that override record, for that mesh;
 - every G-code (or resin SL1 archive) comes with its provenance, and the provenance names the
-  packaged mesh, unless the package carries a foreign-gcode override for that file's SHA-256.
+  packaged mesh, unless the package carries a foreign-gcode override for that file's SHA-256;
+- the traceability chain (``trace/chain.json``), when carried, is the chain of this package:
+  its case is the approval's, its mesh link names the packaged mesh, its approval link the
+  packaged approval, and its G-code link the packaged G-code (or none when none is packaged).
 
 This module reads nothing itself: it is given every file's SHA-256 and a reader for the small
 files (records, manifests, provenance), so the same checks run on the content before it is
@@ -27,6 +30,8 @@ from app.security.package.format import (
     APPROVAL_MESH_MISMATCH,
     BAD_MESH_MANIFEST,
     BAD_PROVENANCE,
+    CHAIN_FILE,
+    CHAIN_MISMATCH,
     GCODE_DIR,
     GCODE_MESH_MISMATCH,
     MESH_DIR,
@@ -87,6 +92,8 @@ def check(
         _check_approval(hashes, approval, mesh_sha, found)
         _check_overrides(approval, overrides, mesh_sha, found)
     _check_gcode(hashes, read, overrides, mesh_sha, found)
+    if CHAIN_FILE in hashes and not found.problems:  # the chain of a package that binds
+        _check_chain(read, approval, found)
     return found
 
 
@@ -259,3 +266,34 @@ def _provenance_mesh(
         return False, None
     named = provenance.get("mesh_sha256")
     return True, named if isinstance(named, str) else None
+
+
+def _check_chain(read: Reader, approval: Mapping[str, object], found: Binding) -> None:
+    """The carried chain names this package's case, mesh, approval and G-code."""
+    try:
+        chain = _load_json(read, CHAIN_FILE)
+        links = {link["name"]: link for link in chain["links"]}  # type: ignore[index]
+        case = chain["case"]  # type: ignore[index]
+    except (ValueError, KeyError, TypeError):
+        found.fail(CHAIN_MISMATCH, f"{CHAIN_FILE} is not a readable chain", CHAIN_FILE)
+        return
+    gcode = {g["sha256"] for g in found.gcode if g["path"].lower().endswith(".gcode")}
+    named_gcode = _link(links, "gcode", "sha256")
+    agrees = {
+        "case": case == approval.get("case"),
+        "mesh": _link(links, "mesh", "sha256") == (found.mesh or {}).get("sha256"),
+        "approval": _link(links, "approval", "decision_id") == approval.get("id"),
+        "G-code": named_gcode in gcode if gcode else named_gcode is None,
+    }
+    wrong = [what for what, ok in agrees.items() if not ok]
+    if wrong:
+        msg = f"the traceability chain ({CHAIN_FILE}) names another {', '.join(wrong)} than "
+        msg += "the package carries; do not use this package"
+        found.fail(CHAIN_MISMATCH, msg, CHAIN_FILE)
+
+
+def _link(links: Mapping[str, Mapping], name: str, key: str) -> str | None:
+    """A link's hash (``sha256``) or one of its facts; None when the link is pending."""
+    link = links.get(name) or {}
+    value = link.get(key) if key == "sha256" else (link.get("facts") or {}).get(key)
+    return value if isinstance(value, str) else None

@@ -67,11 +67,11 @@ Source = bytes | os.PathLike[str]
 _SPACE_MARGIN = 1 << 20
 # What a package may carry besides its records: mesh parts (STL, 3MF, the whole model as GLB)
 # and their manifest, G-code or a resin SL1 archive with its provenance, the QA report and the
-# review report (PDF).
+# review report (PDF), the traceability chain.
 # Nothing else (no DICOM, no loose user files) leaves this way.
 PACKAGE_KINDS = re.compile(
     r"^(mesh/[^/]+\.(stl|3mf|glb)|mesh/manifest\.json|gcode/[^/]+\.(gcode|sl1|json)"
-    r"|qa/report\.(json|html)|qa/review\.pdf)$"
+    r"|qa/report\.(json|html)|qa/review\.pdf|trace/chain\.json)$"
 )
 
 
@@ -181,7 +181,7 @@ def _check_kinds(files: Mapping[str, Source]) -> None:
             msg += (
                 ".3mf, .glb) and their manifest, G-code or SL1 with its provenance, the QA report "
             )
-            msg += "and the review report"
+            msg += "the review report and the traceability chain"
             raise PackageError(msg)
 
 

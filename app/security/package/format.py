@@ -16,7 +16,10 @@ named recipient) holding the de-identified print files plus
 - ``roles.json``: the role statements that show each signer's role, chained to the lab's
   founding key (public keys only; :func:`app.security.esign.roles_bundle`);
 - ``mesh/manifest.json``: the mesh version's part list, whose hash the approval names
-  (see :mod:`.binding`); ``gcode/NAME.gcode`` with its provenance ``gcode/NAME.json``.
+  (see :mod:`.binding`); ``gcode/NAME.gcode`` with its provenance ``gcode/NAME.json``;
+- ``trace/chain.json``: the case's traceability chain as far as it existed when the package
+  was made (hashes, pseudonym, roles, times), which must name the packaged mesh, approval and
+  G-code (see :mod:`.binding`).
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ GCODE_DIR = "gcode"
 QA_REPORT = "qa/report.json"
 QA_REPORT_HTML = "qa/report.html"
 REVIEW_REPORT_PDF = "qa/review.pdf"
+CHAIN_FILE = "trace/chain.json"
 FREE_TEXT_FIELDS = frozenset({"comment", "reason"})
 RESERVED = frozenset({MANIFEST, SIGNATURE})
 PARTIAL_MARK = ".partial-"
@@ -128,6 +132,7 @@ MISSING_OVERRIDE = "missing-override"
 BAD_PROVENANCE = "bad-provenance"
 GCODE_MESH_MISMATCH = "gcode-mesh-mismatch"
 DECISION_CASE = "decision-case"
+CHAIN_MISMATCH = "chain-mismatch"
 # The e-signature codes (decision-unsigned, decision-signature, signer-unknown, signer-role,
 # no-roles, roles-chain, lab-untrusted) are app.security.esign's.
 

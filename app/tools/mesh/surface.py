@@ -381,13 +381,15 @@ class Deviation:
     ``mean_mm`` and ``p95_mm`` are over points spread evenly (by area) on the mesh, each to the
     nearest point of the reference: the numbers a deviation colour map on the mesh shows.
     ``max_mm`` is the symmetric (Hausdorff) maximum, so a part of the reference that the mesh
-    lost (a removed component, a filled cavity) shows up there.
+    lost (a removed component, a filled cavity) shows up there. ``histogram`` bins the mesh
+    points' distances (``edges_mm``, ``counts``) so a report can show their distribution.
     """
 
     mean_mm: float
     p95_mm: float
     max_mm: float
     samples: int
+    histogram: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -526,7 +528,15 @@ def surface_deviation(
         p95_mm=float(np.percentile(forward, 95)),
         max_mm=float(max(forward.max(), backward.max())),
         samples=len(forward),
+        histogram=deviation_histogram(forward),
     )
+
+
+def deviation_histogram(distances: np.ndarray, bins: int = 40) -> dict:
+    """The distances' distribution in ``bins`` equal bins from 0 to the largest (mm)."""
+    top = max(float(distances.max()), 1e-3) if len(distances) else 1.0
+    counts, edges = np.histogram(distances, bins=bins, range=(0.0, top))
+    return {"edges_mm": [round(float(e), 6) for e in edges], "counts": counts.tolist()}
 
 
 def _area_samples(mesh: trimesh.Trimesh, count: int, rng: np.random.Generator) -> np.ndarray:
