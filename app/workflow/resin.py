@@ -11,6 +11,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+import trimesh
+
 from app.atomic import atomic_write_bytes
 from app.case import Case, StoredSla
 from app.printing.profiles import MaterialProfile, get_material, get_printer
@@ -35,12 +38,14 @@ class SlicedResin:
     def warnings(self) -> list[str]:
         """Resin QA findings recorded with the slicing (closed cavities trap resin)."""
         check = self.stored.provenance.get("resin_check") or {}
-        if check.get("closed_cavities"):
-            return [
-                f"{check['closed_cavities']} closed cavities trap {check['trapped_ml']:.2f} ml "
-                "of resin; hollow with drain holes (medprint edit CASE hollow) or print solid"
-            ]
-        return []
+        if not check:
+            return []
+        found = ResinCheck.from_dict(check)
+        closed = [
+            f"{found.closed_cavities} closed cavities trap {found.trapped_ml:.2f} ml "
+            "of resin; hollow with drain holes (medprint edit CASE hollow) or print solid"
+        ]
+        return (closed if found.closed_cavities else []) + found.problems()
 
 
 def slice_resin(
@@ -67,8 +72,8 @@ def slice_resin(
     chosen = get_material(material or profile.default_material, actor.paths)
     settings = settings or SlaSettings()
     parts = [read_mesh_bytes(data, "stl") for data in stored.parts.values()]
-    progress.update(0.02, "resin check (closed cavities)")
-    qa = resin_check(make_mesh(*merged(parts)))
+    progress.update(0.02, "resin check (cavities, suction cups, thin walls)")
+    qa = _check(make_mesh(*merged(parts)), chosen, settings)
     progress.update(0.05, f"slicing mesh v{number} for resin")
     archive = slice_sla(
         parts, profile, chosen, settings, progress=progress.sub(0.05, 0.95), cancel=cancel
@@ -100,6 +105,19 @@ def slice_resin(
     return SlicedResin(saved, archive, Path(out) if out is not None else None)
 
 
+def _check(mesh: trimesh.Trimesh, resin: MaterialProfile, settings: SlaSettings) -> ResinCheck:
+    """The resin check of ``mesh`` turned as it is sliced (x then y, degrees), against the resin's
+    minimum wall and feature size; without supports the plate seals the part's underside."""
+    for angle, axis in ((settings.rotate_x, (1, 0, 0)), (settings.rotate_y, (0, 1, 0))):
+        if angle:
+            mesh = mesh.copy()
+            mesh.apply_transform(trimesh.transformations.rotation_matrix(np.radians(angle), axis))
+    return resin_check(
+        mesh, min_wall_mm=resin.min_wall_mm, min_feature_mm=resin.min_feature_mm,
+        on_plate=not settings.supports,
+    )  # fmt: skip
+
+
 def load(actor: Actor, case: Case, number: int | None = None) -> SlicedResin:
     """Stored resin slicing ``number`` (default: the newest) with its facts, for a preview."""
     policy.allow(actor, "case.open", case.pseudonym)
@@ -109,14 +127,24 @@ def load(actor: Actor, case: Case, number: int | None = None) -> SlicedResin:
 
 
 def check(
-    actor: Actor, case: Case, version: int | None = None, voxel_mm: float | None = None
+    actor: Actor,
+    case: Case,
+    version: int | None = None,
+    voxel_mm: float | None = None,
+    material: str | None = None,
 ) -> ResinCheck:
-    """Resin QA of mesh ``version`` (default: latest), all parts together: resin volume in ml and
-    the cavities closed to the outside (each traps resin; drain them with the hollow edit)."""
+    """Resin QA of mesh ``version`` (default: latest), all parts together as stored (z up from
+    the plate): resin volume in ml, the cavities closed to the outside (each traps resin; drain
+    them with the hollow edit), suction cups, and with ``material`` (a resin profile) the walls
+    and features thinner than its minimums."""
     policy.allow(actor, "mesh.view", case.pseudonym)
     number = case.latest_mesh_version() if version is None else version
     parts = [read_mesh_bytes(data, "stl") for data in case.load_mesh_version(number).parts.values()]
-    return resin_check(make_mesh(*merged(parts)), voxel_mm)
+    limits = {}
+    if material:
+        resin = get_material(material, actor.paths)
+        limits = {"min_wall_mm": resin.min_wall_mm, "min_feature_mm": resin.min_feature_mm}
+    return resin_check(make_mesh(*merged(parts)), voxel_mm, **limits)
 
 
 def material_of(actor: Actor, material: str) -> MaterialProfile:

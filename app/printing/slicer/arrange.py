@@ -79,3 +79,11 @@ def place_together(parts: list[Part], printer: PrinterProfile) -> list[np.ndarra
         [(low[0] + high[0]) / 2, (low[1] + high[1]) / 2, low[2]]
     )
     return [shift.copy() for _ in parts]
+
+
+def placed(parts: list[Part], offsets: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The parts moved by their offsets, as one vertex and face list."""
+    vertices = np.concatenate([p.vertices + o for p, o in zip(parts, offsets, strict=True)])
+    base = np.cumsum([0] + [len(p.vertices) for p in parts[:-1]])
+    faces = np.concatenate([p.faces + b for p, b in zip(parts, base, strict=True)])
+    return vertices, faces

@@ -24,7 +24,7 @@ import numpy as np
 from app.errors import PrintingError
 from app.printing.gcode import MotionLimits, parse_gcode
 from app.printing.profiles import MaterialProfile, PrinterProfile, check_pair
-from app.printing.slicer.arrange import arrange, place_together
+from app.printing.slicer.arrange import arrange, place_together, placed
 from app.printing.slicer.engine import EngineInfo
 from app.printing.slicer.result import SliceResult
 from app.printing.slicer.settings import Part, SliceSettings
@@ -243,10 +243,7 @@ def _check_tools(parts: list[Part], printer: PrinterProfile) -> None:
             raise PrintingError(msg)
 
 
-def _write_stl(path: Path, parts: list[Part], offsets: list[np.ndarray]) -> None:
-    vertices = np.concatenate([p.vertices + o for p, o in zip(parts, offsets, strict=True)])
-    base = np.cumsum([0] + [len(p.vertices) for p in parts[:-1]])
-    faces = np.concatenate([p.faces + b for p, b in zip(parts, base, strict=True)])
+def _write_stl(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
     tri = vertices[faces].astype(np.float32)
     normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     length = np.linalg.norm(normals, axis=1, keepdims=True)
@@ -296,7 +293,7 @@ def slice_prusaslicer(
         if tools:
             stl.write_bytes(tool_model_3mf(parts, offsets))
         else:
-            _write_stl(stl, parts, offsets)
+            _write_stl(stl, *placed(parts, offsets))
         ini.write_text(config_ini(printer, material, settings), encoding="utf-8")
         cmd = [
             exe,

@@ -14,6 +14,7 @@ import zipfile
 
 import numpy as np
 
+from app.printing.slicer.arrange import placed
 from app.printing.slicer.settings import Part
 
 _NS = "http://schemas.microsoft.com/3dmanufacturing/core/2015/02"
@@ -34,9 +35,7 @@ _RELS = (
 
 def tool_model_3mf(parts: list[Part], offsets: list[np.ndarray]) -> bytes:
     """The 3MF PrusaSlicer reads as one object with a volume (and extruder) per part."""
-    vertices = np.concatenate([p.vertices + o for p, o in zip(parts, offsets, strict=True)])
-    base = np.cumsum([0] + [len(p.vertices) for p in parts[:-1]])
-    faces = np.concatenate([p.faces + b for p, b in zip(parts, base, strict=True)])
+    vertices, faces = placed(parts, offsets)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("[Content_Types].xml", _CONTENT_TYPES)

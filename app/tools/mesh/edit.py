@@ -277,11 +277,21 @@ def _exact_band(
 
 
 def _voxelize(
-    mesh: trimesh.Trimesh, pitch: float, pad: int, progress: Progress, cancel: CancelToken | None
+    mesh: trimesh.Trimesh,
+    pitch: float,
+    pad: int,
+    progress: Progress,
+    cancel: CancelToken | None,
+    *,
+    half_step: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Inside mask ``[k, j, i]`` of a closed surface on an axis-aligned grid, and its origin."""
+    """Inside mask ``[k, j, i]`` of a closed surface on an axis-aligned grid, and its origin.
+
+    ``half_step`` moves the grid by half a voxel so flat faces at the model's bounds (a flat
+    bottom) fall between grid points instead of on them (where the sampling is ragged).
+    """
     lo, hi = mesh.bounds
-    origin = lo - pad * pitch
+    origin = lo - (pad - 0.5 * half_step) * pitch
     dims = np.ceil((hi - lo) / pitch).astype(int) + 2 * pad + 1
     if np.prod(dims) > 400_000_000:
         msg = "the model is too large to hollow at this resolution; give a larger voxel size"

@@ -10,7 +10,8 @@ An edit takes one part and a dict of JSON-able parameters (stored with the new v
 ``scale``
     ``factor`` about the model's centre (1.0 keeps the size).
 ``hollow``
-    ``wall_mm``; ``hole_mm`` the drain hole at the lowest point of every cavity (0: none).
+    ``wall_mm``; ``hole_mm`` the drain hole at the lowest point of every cavity (0: none);
+    cavities under 0.1 ml (``drain.MIN_CAVITY_ML``) are filled back to solid first.
 ``flat_base``
     ``thickness_mm`` of a plate under the model.
 ``label``
@@ -144,6 +145,7 @@ def _hollow(
 ) -> trimesh.Trimesh:
     hole = float(p["hole_mm"])
     hollowed = edit.hollow(mesh, float(p["wall_mm"]), progress=ensure(progress), cancel=cancel)
+    hollowed, _ = drain.fill_small_cavities(hollowed, drain.MIN_CAVITY_ML)  # too small to drain
     if hole <= 0:
         return hollowed
     return drain.drill(hollowed, drain.cavity_holes(hollowed), hole)  # every cavity, lowest point
