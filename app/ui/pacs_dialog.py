@@ -102,6 +102,7 @@ class PacsDialog(QtWidgets.QDialog):
         self.resize(980, 640)
         self.actor = actor
         self.page: FindPage | None = None
+        self.known: dict[str, Node] = {}
         self.worker = Worker(self)
         self.worker.progress.connect(self._progress)
         self.worker.error.connect(self._failed)
@@ -216,7 +217,7 @@ class PacsDialog(QtWidgets.QDialog):
             self.node_status.setText("No PACS node yet: an administrator adds one (Add…).")
 
     def current_node(self) -> Node | None:
-        item = self.nodes.currentItem() if hasattr(self, "nodes") else None
+        item = self.nodes.currentItem()
         return None if item is None else self.known.get(item.data(_UID_ROLE))
 
     def edit_node(self, node: Node | None) -> None:
@@ -295,6 +296,7 @@ class PacsDialog(QtWidgets.QDialog):
         self.tree.expandAll()
         for column in range(len(self.COLUMNS)):
             self.tree.resizeColumnToContents(column)
+        self.tree.setColumnWidth(0, max(self.tree.columnWidth(0) + 24, 200))  # room for the arrow
         n = len(page.studies)
         more = " (more on the archive: narrow the query)" if page.more else ""
         self.status.setText(

@@ -31,7 +31,9 @@ from app.imaging.pacs.model_obj import (
     MTL_SOP_CLASS,
     OBJ_SOP_CLASS,
     encapsulated_obj_mtl,
+    mtl_colours,
     obj_and_mtl,
+    read_document,
 )
 from app.imaging.pacs.nodes import Node, PacsError, load_nodes, save_nodes
 from app.imaging.pacs.query import STL_SOP_CLASS, FindPage, Query, uid_hash
@@ -401,7 +403,8 @@ def open_model(
     timeout: float = dimse.TIMEOUT,
 ) -> int:
     """Retrieve an Encapsulated STL series (C-GET) and store it as a new mesh version of
-    ``case`` (the STL bytes unchanged, checked by QA); its number."""
+    ``case`` (the STL bytes unchanged, checked by QA; part colours from an Encapsulated MTL in
+    the series); its number."""
     from app.tools.mesh.core import make_mesh  # noqa: PLC0415 (trimesh on demand)
     from app.tools.mesh.meshio import read_mesh_bytes  # noqa: PLC0415
     from app.tools.mesh.pipeline import check_parts  # noqa: PLC0415
@@ -411,7 +414,11 @@ def open_model(
     target = node(actor, name)
     with ReceivedInstances() as received:
         dimse.get(target, study_uid, series_uid, received.add, timeout=timeout)
-        models = [read_stl_object(data) for data in received.instances()]
+        instances = {data: _sop_class(data) for data in received.instances()}
+    models = [read_stl_object(d) for d, sop in instances.items() if sop == STL_SOP_CLASS]
+    colours = {}
+    for data in (d for d, sop in instances.items() if sop == MTL_SOP_CLASS):
+        colours.update(mtl_colours(read_document(data)))
     if not models:
         msg = f"PACS '{name}' sent no Encapsulated STL for that series"
         raise PacsError(msg)
@@ -422,12 +429,18 @@ def open_model(
     meshes = [make_mesh(*read_mesh_bytes(data, "stl")) for data in parts.values()]
     qa = check_parts(meshes)
     info = {"author": actor.user, "operation": "pacs-import", "node": name, "parts": list(parts)}
-    number = case.save_mesh_version(parts, qa=_plain(qa.to_dict()), info=info)
+    styles = {p: {"colour": colours[p]} for p in parts if p in colours}
+    number = case.save_mesh_version(parts, qa=_plain(qa.to_dict()), info=info, styles=styles)
     policy.record(
         actor, "pacs.open_model", case.pseudonym, atna=ATNA_INSTANCES_TRANSFERRED, node=name,
         version=number, sha256=case.mesh_sha256(number), parts=len(parts),
     )  # fmt: skip
     return number
+
+
+def _sop_class(data: bytes) -> str:
+    header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
+    return str(header.get("SOPClassUID", ""))
 
 
 def _part_name(title: str, number: int) -> str:

@@ -24,7 +24,7 @@ from app.security import audit
 from app.workflow import pacs
 from app.workflow.pacs import SEG_SOP_CLASS
 from tests.pacs.conftest import CANARY, CANARY_ID, node_for, study_of
-from tests.pacs.stores import coloured_version, delete_new
+from tests.pacs.stores import COLOURS, coloured_version, delete_new
 from tests.workflow.conftest import ADMIN, REVIEWER
 from tests.workflow.mesh_versions import sphere_stl
 
@@ -106,6 +106,13 @@ def test_coloured_version_and_segmentation_reach_orthanc(people, ct_case, orthan
     assert stl_hashes == set(stored.parts.values())
     [(_, seg)] = found[SEG_SOP_CLASS]
     _check_seg(seg, source, stored)
+    # Opened back: the STL parts, coloured from the MTL (the OBJ is not a second copy).
+    series = str(obj.SeriesInstanceUID)
+    number = pacs.open_model(people[ADMIN], ct_case, "pacs", study_uid, series)
+    parts = ct_case.load_mesh_version(number).part_facts
+    assert {p["name"]: (p["sha256"], p["colour"]) for p in parts} == {
+        name: (stored.parts[name], colour) for name, colour in COLOURS.items()
+    }
     record = next(
         r for r in audit.read_records(people[REVIEWER].paths) if r["action"] == "pacs.store"
     )

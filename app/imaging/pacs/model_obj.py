@@ -8,10 +8,12 @@ patient, study, frame of reference and source references as the Encapsulated STL
 
 from __future__ import annotations
 
+import io
 import struct
 from collections.abc import Mapping
 
 import numpy as np
+import pydicom
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
@@ -54,16 +56,52 @@ def obj_and_mtl(
     mtl = ["# MedPrint materials\n"]
     first = 1
     for name, stl in parts.items():
-        corners = stl_triangles(stl).reshape(-1, 3)
-        vertices, faces = np.unique(corners, axis=0, return_inverse=True)
-        faces = faces.reshape(-1, 3) + first
-        first += len(vertices)
+        vertices, faces = _welded(stl_triangles(stl))
         obj.append(f"o {name}\nusemtl {name}\n")
-        obj.append("".join(f"v {x:.9g} {y:.9g} {z:.9g}\n" for x, y, z in vertices.tolist()))
-        obj.append("".join(f"f {a} {b} {c}\n" for a, b, c in faces.tolist()))
+        obj.append(("v %.9g %.9g %.9g\n" * len(vertices)) % tuple(vertices.ravel().tolist()))
+        obj.append(("f %d %d %d\n" * len(faces)) % tuple((faces + first).ravel().tolist()))
+        first += len(vertices)
         r, g, b = _rgb(colours.get(name))
         mtl.append(f"newmtl {name}\nKa 0 0 0\nKd {r:.4f} {g:.4f} {b:.4f}\nKs 0 0 0\nd 1\nillum 1\n")
     return "".join(obj).encode("ascii"), "".join(mtl).encode("ascii")
+
+
+def _welded(triangles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct corners (bit-equal, compared as 12-byte rows: faster than a float sort) and
+    each triangle's three corner indices."""
+    corners = np.ascontiguousarray(triangles.reshape(-1, 3))
+    rows = corners.view(np.dtype((np.void, corners.itemsize * 3))).ravel()
+    _, first, index = np.unique(rows, return_index=True, return_inverse=True)
+    return corners[first], index.reshape(-1, 3)
+
+
+def read_document(data: bytes) -> bytes:
+    """The document inside an encapsulated instance (its trailing pad byte removed)."""
+    ds = pydicom.dcmread(io.BytesIO(data), force=True)
+    if "EncapsulatedDocument" not in ds:
+        msg = "this instance holds no encapsulated document"
+        raise PacsError(msg)
+    document = bytes(ds.EncapsulatedDocument)
+    length = ds.get("EncapsulatedDocumentLength")
+    return (
+        document[: int(length)] if length is not None and int(length) <= len(document) else document
+    )
+
+
+def mtl_colours(mtl: bytes) -> dict[str, str]:
+    """Material name -> ``#rrggbb`` from an MTL's ``newmtl`` / ``Kd`` lines."""
+    colours, name = {}, None
+    for line in mtl.decode("ascii", "replace").splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0] == "newmtl":
+            name = words[1]
+        elif len(words) == 4 and words[0] == "Kd" and name:
+            try:
+                rgb = [min(255, max(0, round(float(v) * 255))) for v in words[1:]]
+            except ValueError:
+                continue
+            colours[name] = "#" + "".join(f"{v:02x}" for v in rgb)
+    return colours
 
 
 def _as(ds: Dataset, sop_class: str, mime: str) -> Dataset:
