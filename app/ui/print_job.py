@@ -37,6 +37,7 @@ from app.workflow.actor import Actor
 
 ACTIVE_JOBS: list[PrintJob] = []  # running jobs outlive the widgets that show them
 REFRESH_MS = 250
+SERVERS = {"octoprint": "OctoPrint", "moonraker": "Moonraker", "prusalink": "PrusaLink"}  # G-code
 PLOT_WINDOW_S = 600.0  # the plot shows the last ten minutes
 HEATER_NAMES = {"T0": "Nozzle", "T1": "Nozzle 2", "T2": "Nozzle 3", "B": "Bed", "C": "Chamber"}
 HEATER_COLORS = {
@@ -594,8 +595,8 @@ class PrintSection(QtWidgets.QGroupBox):
         typed = self.connection.currentText()
         self.connection.clear()
         conn = getattr(profile, "connection", None)
-        if conn is not None and conn.kind != "usb" and conn.url:
-            label = "OctoPrint" if conn.kind == "octoprint" else "Moonraker"
+        label = SERVERS.get(getattr(conn, "kind", ""))
+        if conn is not None and label and conn.url:
             self.connection.addItem(f"{label}: {conn.url}", (conn.kind, conn.url))
         self.connection.addItem("USB: most printer-like port", ("usb", "auto"))
         if conn is not None and conn.kind == "usb" and conn.port not in ("", "auto"):
@@ -611,7 +612,7 @@ class PrintSection(QtWidgets.QGroupBox):
         if (
             typed
             and self.connection.findText(typed) < 0
-            and not typed.startswith(("USB:", "Oct", "Moo"))
+            and not typed.startswith(("USB:", *SERVERS.values()))
         ):
             self.connection.setEditText(typed)
 

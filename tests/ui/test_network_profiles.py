@@ -1,6 +1,6 @@
-"""The profile dialog keeps a PrusaLink or Formlabs profile's connection kind (a shipped SL1S or
-Form 4B profile must not reopen as USB), tests PrusaLink with its API key, and asks no key for
-PreForm."""
+"""PrusaLink and Formlabs in the window: the profile dialog keeps their connection kind (a
+shipped SL1S or Form 4B profile must not reopen as USB), tests PrusaLink with its API key and asks
+no key for PreForm; the Print section prints an approved G-code on a PrusaLink printer."""
 
 from __future__ import annotations
 
@@ -9,8 +9,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # for tests.printing.peers
 
-from app.printing.profiles import get_printer
+from app.case import Case
+from app.printing.connection import login_name, login_secret
+from app.printing.profiles import edit_profile, get_printer, save_printer
+from app.security.keystore import Keystore
+from app.settings import resolve_paths
+from app.ui.print_job import PrintSection
 from app.ui.profile_dialog import ProfileDialog
+from app.workflow import review, users
+from app.workflow.actor import Actor
+from tests.workflow.conftest import person
+from tests.workflow.print_fixtures import store_version
 
 pytest_plugins = ["tests.printing.peers.fixtures"]
 
@@ -31,3 +40,35 @@ def test_prusalink_and_formlabs_profiles_keep_their_kind(
     form = ProfileDialog(get_printer("formlabs-form4b"))
     qtbot.addWidget(form)
     assert form.kind.currentData() == "formlabs" and not form.api_key.isEnabled()
+
+
+def test_the_print_section_prints_on_a_prusalink_printer(
+    qtbot, styled_app, data_dir, keystore_service, prusalink
+):
+    actor = Actor.current(resolve_paths(data_dir))
+    users.init_vault(actor)
+    case = Case(actor.vault, actor.vault.create_case({"PatientName": "TEST^PRINT"}))
+    store_version(case, author="tess")
+    review.approve(person(actor, "rafael", "reviewer"), case, 1, comment="fits")
+    gcode = "M104 S215\nG28\n" + "".join(f"G1 X{i % 40} Y5 E0.1\n" for i in range(200))
+    case.save_gcode(gcode, {"mesh_version": 1, "mesh_sha256": case.mesh_sha256(1)})
+    profile = edit_profile(
+        get_printer("prusa-mk3s"),
+        id="mk4-test",
+        name="MK4 (test)",
+        connection={"kind": "prusalink", "url": prusalink.url},
+    )
+    save_printer(profile)
+    Keystore().set(login_name(profile.id), login_secret("maker", "pl-secret"))
+    section = PrintSection()
+    qtbot.addWidget(section)
+    section.poll_interval = 0.1
+    section.set_printers({profile.id: profile}, profile.id)
+    section.set_actor(actor)
+    section.set_case(case, select=1)
+    qtbot.waitUntil(lambda: section.selected_gcode() == 1, timeout=20000)
+    assert section.connection.currentText() == f"PrusaLink: {prusalink.url}"
+    section.print_button.click()
+    qtbot.waitUntil(lambda: section.view.job is not None, timeout=10000)
+    qtbot.waitUntil(lambda: section.view.state.text() == "Finished", timeout=20000)
+    assert prusalink.files[f"{case.pseudonym}-g1.gcode"] == gcode.encode()
