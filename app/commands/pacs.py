@@ -124,7 +124,9 @@ def _find(args: argparse.Namespace) -> int:
         for s in study.series:
             print(f"    {s.modality:4} #{s.number}  {s.instances} images  series {s.uid}")
     if page.more:
-        print(f"more matches: --offset {args.offset + args.limit}")
+        shown = args.offset + len(page.studies)
+        print(f"more than {shown} matches: narrow the query, or see the next {args.limit} "
+              f"with --offset {shown}")  # fmt: skip
     return 0
 
 

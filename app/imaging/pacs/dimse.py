@@ -199,36 +199,47 @@ def find(
 ) -> FindPage:
     """Studies matching ``query`` (``offset`` onwards, at most ``limit``), each with its series.
 
-    DIMSE has no paging: the C-FIND is cancelled (C-CANCEL) once the page is full and one more
-    match is known, and a later page repeats the query and skips the first ``offset`` matches,
-    which relies on the archive's stable order (Orthanc's is).
+    DIMSE has no paging: the C-FIND is cancelled (C-CANCEL, then A-ABORT) once the page is
+    full and one more match is known, and a later page repeats the query and skips the first
+    ``offset`` matches, which relies on the archive's stable order (Orthanc's is). The series
+    of the page's studies come from one more C-FIND (UID list) on a new association.
     """
     check_page(limit, offset)
     ae = _ae(node, timeout)
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
     with _association(ae, node, timeout) as assoc:
-        found = _find_studies(node, assoc, _study_keys(query), offset + limit + 1)
-        page = found[offset : offset + limit]
-        series = _find_series(node, assoc, [study.uid for study in page]) if page else {}
+        page, more = _find_studies(node, assoc, _study_keys(query), offset, limit)
+    if page:
+        with _association(ae, node, timeout) as assoc:
+            series = _find_series(node, assoc, [study.uid for study in page])
         for study in page:
             study.series = series.get(study.uid, [])
-    return FindPage(page, offset, limit, more=len(found) > offset + limit)
+    return FindPage(page, offset, limit, more=more)
 
 
-def _find_studies(node: Node, assoc: Association, keys: Dataset, wanted: int) -> list[StudyMatch]:
+def _find_studies(
+    node: Node, assoc: Association, keys: Dataset, offset: int, limit: int
+) -> tuple[list[StudyMatch], bool]:
+    """The matches from ``offset`` on, at most ``limit``, and whether there are more. The
+    matches before ``offset`` are counted, not kept. At match ``offset + limit + 1`` the
+    C-FIND is cancelled and the association aborted: the archive may have thousands of
+    responses in flight already, and reading them all would take seconds."""
     model = StudyRootQueryRetrieveInformationModelFind
-    found: list[StudyMatch] = []
+    page: list[StudyMatch] = []
+    seen = 0
     responses = assoc.send_c_find(keys, model, msg_id=1)
     for status, identifier in responses:
         code = _check_status(node, status, "C-FIND")
-        if code in (0xFF00, 0xFF01) and identifier is not None:
-            found.append(study_match(identifier))
-            if len(found) == wanted:
-                assoc.send_c_cancel(1, query_model=model)
-                for _ in responses:  # drain up to the final (cancelled) response
-                    pass
-                break
-    return found
+        if code not in (0xFF00, 0xFF01) or identifier is None:
+            continue
+        seen += 1
+        if seen > offset + limit:
+            assoc.send_c_cancel(1, query_model=model)
+            assoc.abort()
+            return page, True
+        if seen > offset:
+            page.append(study_match(identifier))
+    return page, False
 
 
 def _find_series(
