@@ -10,12 +10,17 @@ import io
 import os
 from pathlib import Path
 
+import numpy as np
 import pydicom
+import trimesh
 
 from app.case import Case
+from app.imaging.volume import Volume
 from app.tools.mesh.core import make_mesh
 from app.tools.mesh.meshio import read_mesh_bytes
 from app.tools.mesh.review_report import ReviewFacts, report_pdf
+from app.tools.mesh.surface import MaskCrop, extract_surface, sample_distances
+from app.tools.segmentation.storage import read_segmentation
 from app.workflow import names, policy, trace
 from app.workflow.actor import Actor
 
@@ -60,6 +65,7 @@ def facts(
     parts = {n: make_mesh(*read_mesh_bytes(d, "stl")) for n, d in stored.parts.items()}
     colours = {e["name"]: e.get("colour") for e in stored.part_facts if e.get("colour")}
     series = {**case.series_facts(), **header_facts(case)}
+    volume = case.load_volume() if case.has_volume() else None
     return ReviewFacts(
         pseudonym=case.pseudonym,
         version=version,
@@ -69,10 +75,36 @@ def facts(
         qa=stored.qa,
         history=history(case, version),
         decision=decision or decision_for(case, stored.sha256),
-        volume=case.load_volume() if case.has_volume() else None,
+        volume=volume,
+        distances=_distances(case, version, stored.qa, parts, volume),
         suitability=list(series.get("suitability") or []),
         chain=trace.public(chain) if chain is not None else None,
     )
+
+
+def _distances(
+    case: Case, version: int, qa: dict, parts: dict[str, trimesh.Trimesh], volume: Volume | None
+) -> np.ndarray | None:
+    """Per-point distances to the segmentation surface for a version whose QA kept no
+    histogram of them (made before QA did): each part against the surface of the segment it was
+    built from, in the saved segmentation. None when QA kept them, or nothing to measure."""
+    deviation = qa.get("deviation")
+    if not isinstance(deviation, dict) or deviation.get("histogram") or volume is None:
+        return None
+    info = case.mesh_info(version)
+    built_from = dict(zip(info.get("parts") or [], info.get("segments") or [], strict=False))
+    if not built_from or not case.has_segmentation():
+        return None
+    with case.read_segmentation() as src:
+        seg = read_segmentation(src)
+    names_ = {s.name for s in seg.segments}
+    found = []
+    for part, name in built_from.items():
+        box = seg.bbox(seg.segment(name)) if name in names_ and part in parts else None
+        if box is not None and seg.grid.matches(volume):
+            reference, _ = extract_surface(MaskCrop(seg.mask(seg.segment(name), box), box), volume)
+            found.append(sample_distances(parts[part], reference))
+    return np.concatenate(found) if found else None
 
 
 def header_facts(case: Case) -> dict:

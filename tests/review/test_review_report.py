@@ -3,6 +3,7 @@ decision exactly, and draws the mesh's true cross-section over the image."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -13,9 +14,16 @@ from PIL import Image
 
 from app.errors import AccessDenied
 from app.imaging.volume import Volume
-from app.tools.mesh.review_report import SIGNATURE_FIELDS, contour_segments, key_slices
-from app.workflow import review, review_report
+from app.tools.mesh.review_report import (
+    SIGNATURE_FIELDS,
+    contour_segments,
+    key_slices,
+    plane_name,
+    slice_normal,
+)
+from app.workflow import mesh, review, review_report
 from tests.review.conftest import CANARY, store_lineage
+from tests.workflow.test_mesh import bone_case  # noqa: F401 (fixture)
 
 
 def _pdf_text(path: Path) -> str:
@@ -104,18 +112,25 @@ def _oblique_mirrored_grid() -> Volume:
     )
 
 
+@pytest.mark.parametrize("axis", [2, 1, 0])
 @pytest.mark.parametrize("k", [12.0, 18.5, 20.0, 27.0])
-def test_contour_equals_the_analytic_circle(k):
+def test_contour_equals_the_analytic_circle(k, axis):
     volume = _oblique_mirrored_grid()
     centre = volume.index_to_lps(np.array([30.0, 30.0, 20.0]))
+    k = k + (30.0 - 20.0) * (axis != 2)  # the same offsets from the centre on every axis
     sphere = trimesh.creation.icosphere(subdivisions=6, radius=15.0)
     sphere.apply_translation(centre)
-    segs = contour_segments(sphere, volume, k)
+    segs = contour_segments(sphere, volume, k, axis)
     assert len(segs) > 100
-    ij = segs.reshape(-1, 2)
-    lps = volume.index_to_lps(np.column_stack([ij, np.full(len(ij), k)]))
-    plane = volume.index_to_lps(np.array([0.0, 0.0, k]))
-    normal = volume.direction[:, 2]
+    column_row = segs.reshape(-1, 2)
+    ijk = np.full((len(column_row), 3), k)
+    row, column = {2: (1, 0), 1: (2, 0), 0: (2, 1)}[axis]
+    ijk[:, column], ijk[:, row] = column_row[:, 0], column_row[:, 1]
+    lps = volume.index_to_lps(ijk)
+    corner = np.zeros(3)
+    corner[axis] = k
+    plane = volume.index_to_lps(corner)
+    normal = slice_normal(volume, axis)
     offset = float((centre - plane) @ normal)
     assert np.allclose((lps - plane) @ normal, 0, atol=1e-6)  # on the slice plane
     expected = np.sqrt(15.0**2 - offset**2)
@@ -132,3 +147,38 @@ def test_key_slices_lie_within_the_mesh():
     picks = key_slices(sphere, volume)
     assert len(picks) == 3 and all(11 <= k <= 29 for k in picks)
     assert all(len(contour_segments(sphere, volume, float(k))) for k in picks)
+
+
+def test_plane_names_follow_the_grid():
+    volume = _oblique_mirrored_grid()
+    assert [plane_name(volume, axis) for axis in (2, 1, 0)] == ["axial", "coronal", "sagittal"]
+
+
+def _p95(text: str) -> float:
+    return float(re.search(r"95th percentile ([0-9.]+) mm", " ".join(text.split())).group(1))
+
+
+def test_the_deviation_histogram_and_three_planes_of_a_built_mesh(
+    people,
+    bone_case,  # noqa: F811 (the imported fixture)
+    tmp_path,
+):
+    made = mesh.build(people["tess"], bone_case, settings="review")
+    deviation = made.qa.deviation
+    assert sum(deviation["histogram"]["counts"]) == deviation["samples"]
+    out = tmp_path / "built.pdf"
+    out.write_bytes(review_report.make(people["rafael"], bone_case, made.number))
+    text = " ".join(_pdf_text(out).split())
+    assert _p95(text) == pytest.approx(deviation["p95_mm"], abs=5e-4)
+    assert "tolerance 0.5 mm" in text and f"{deviation['samples']} points" in text
+    for plane in ("axial", "coronal", "sagittal"):
+        assert f"{plane} " in text and " of 48" in text
+
+    # a version whose QA kept no histogram: measured again against the saved segmentation
+    stored = bone_case.load_mesh_version(made.number)
+    qa = dict(stored.qa) | {"deviation": {k: v for k, v in deviation.items() if k != "histogram"}}
+    info = bone_case.mesh_info(made.number)
+    older = bone_case.save_mesh_version(dict(stored.parts), qa=qa, info=info)
+    out.write_bytes(review_report.make(people["rafael"], bone_case, older))
+    text = _pdf_text(out)
+    assert "20000 points" in text and _p95(text) == pytest.approx(deviation["p95_mm"], abs=0.05)
