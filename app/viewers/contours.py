@@ -36,11 +36,60 @@ def display_points(geometry: SliceGeometry, lps: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Cut:
-    """One slice's cross-section: ``segments`` (M, 2, 2) display mm, ``values`` (M,) the
-    vertex scalar interpolated at each segment's middle (None without a scalar)."""
+    """One slice's cross-section: ``segments`` (M, 2, 2) in display mm, ordered so that each
+    joins the next within a chain; ``starts`` the first segment of each chain; ``values`` (M,)
+    the vertex scalar interpolated at each segment's middle (None without a scalar)."""
 
     segments: np.ndarray
+    starts: np.ndarray
     values: np.ndarray | None = None
+
+    def polylines(self, split_at: np.ndarray | None = None) -> list[np.ndarray]:
+        """The chains as (K, 2) point arrays (a closed loop repeats its first point); also
+        split where ``split_at`` (M,) changes, e.g. a colour bin."""
+        if not len(self.segments):
+            return []
+        starts = self.starts
+        if split_at is not None and len(split_at):
+            starts = np.union1d(starts, np.flatnonzero(np.diff(split_at)) + 1)
+        ends = np.append(starts[1:], len(self.segments))
+        return [
+            np.vstack([self.segments[a:b, 0], self.segments[b - 1 : b, 1]])
+            for a, b in zip(starts, ends, strict=True)
+        ]
+
+
+def _empty_cut(with_values: bool) -> Cut:
+    values = np.zeros(0) if with_values else None
+    return Cut(np.zeros((0, 2, 2)), np.zeros(0, dtype=np.int64), values)
+
+
+def _chain_order(first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Order segments, given as (start node, end node) ids, into chains: (order, starts).
+
+    Each segment's successor is the one starting where it ends. Cycles are broken at their
+    lowest segment, then every segment's distance to its chain's tail is found by pointer
+    jumping (log2 M numpy steps, no Python loop over segments). A node two segments start
+    from (a mesh wound inconsistently) only adds a break: the chains stay true.
+    """
+    n = len(first)
+    index = np.arange(n)
+    by_first = np.argsort(first, kind="stable")
+    at = np.minimum(np.searchsorted(first[by_first], last), n - 1)
+    nxt = np.where(first[by_first][at] == last, by_first[at], index)  # a tail: itself
+    steps = int(np.ceil(np.log2(n + 1))) + 1
+    low, ahead = index.copy(), nxt.copy()
+    for _ in range(steps):
+        low, ahead = np.minimum(low, low[ahead]), ahead[ahead]
+    on_cycle = nxt[ahead] != ahead
+    nxt = np.where(on_cycle & (nxt == low), index, nxt)
+    rank, ahead = (nxt != index).astype(np.int64), nxt.copy()
+    for _ in range(steps):
+        rank, ahead = rank + rank[ahead], ahead[ahead]
+    order = np.lexsort((-rank, ahead))
+    joined = last[order[:-1]] == first[order[1:]]
+    starts = np.concatenate([[0], np.flatnonzero(~joined) + 1]).astype(np.int64)
+    return order, starts
 
 
 @dataclass(frozen=True)
@@ -81,22 +130,26 @@ class MeshSection:
         return cls(points, faces, starts, members[order], vals)
 
     def cut(self, slice_index: int) -> Cut:
-        """The mesh ∩ the plane of slice ``slice_index``: one segment per crossing triangle.
+        """The mesh ∩ the plane of slice ``slice_index``: one segment per crossing triangle,
+        chained.
 
-        A vertex on the plane counts as above it, so neighbouring triangles agree and the
-        segments join up into closed loops.
+        A vertex on the plane counts as above it, so neighbouring triangles agree; a point is
+        named by the mesh edge it lies on, and each segment runs the way its triangle's
+        winding says, so the segments of a closed mesh join up into closed loops.
         """
         if not 0 <= slice_index < len(self.starts) - 1:
-            return Cut(np.zeros((0, 2, 2)), None if self.values is None else np.zeros(0))
+            return _empty_cut(self.values is not None)
         tri = self.faces[self.members[self.starts[slice_index] : self.starts[slice_index + 1]]]
         d = self.points[:, 2][tri] - slice_index
         above = d >= 0
         n_above = above.sum(axis=1)
         crossing = (n_above == 1) | (n_above == 2)
         tri, d, above, n_above = tri[crossing], d[crossing], above[crossing], n_above[crossing]
+        if not len(tri):
+            return _empty_cut(self.values is not None)
         lone = np.where(n_above == 1, np.argmax(above, axis=1), np.argmin(above, axis=1))
         rows = np.arange(len(tri))
-        ends, weights = [], []
+        ends, weights, nodes = [], [], []
         for step in (1, 2):
             other = (lone + step) % 3
             da, db = d[rows, lone], d[rows, other]
@@ -104,56 +157,28 @@ class MeshSection:
             a, b = tri[rows, lone], tri[rows, other]
             ends.append(self.points[a, :2] + t[:, None] * (self.points[b, :2] - self.points[a, :2]))
             weights.append((a, b, t))
-        segments = np.stack(ends, axis=1)
-        return Cut(segments, self._middle_values(weights))
+            nodes.append(np.minimum(a, b) * len(self.points) + np.maximum(a, b))
+        segments, nodes = np.stack(ends, axis=1), np.stack(nodes, axis=1)
+        backwards = self._runs_backwards(tri, segments)
+        segments[backwards] = segments[backwards, ::-1]
+        nodes[backwards] = nodes[backwards, ::-1]
+        order, starts = _chain_order(nodes[:, 0], nodes[:, 1])
+        values = self._middle_values(weights)
+        return Cut(segments[order], starts, None if values is None else values[order])
+
+    def _runs_backwards(self, tri: np.ndarray, segments: np.ndarray) -> np.ndarray:
+        """Segments pointing against the way their triangle's normal turns about the view's
+        normal: flipped, every loop of a consistently wound mesh runs one way round."""
+        p = self.points[tri]
+        normal = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
+        direction = segments[:, 1] - segments[:, 0]
+        return direction[:, 1] * normal[:, 0] - direction[:, 0] * normal[:, 1] < 0
 
     def _middle_values(self, weights: list[tuple]) -> np.ndarray | None:
         if self.values is None:
             return None
         at_ends = [(1 - t) * self.values[a] + t * self.values[b] for a, b, t in weights]
         return (at_ends[0] + at_ends[1]) / 2
-
-
-def polylines(segments: np.ndarray, tolerance: float = 1e-6) -> list[np.ndarray]:
-    """Join a cut's segments end to end: a list of (K, 2) point chains (closed loops repeat
-    their first point). Ends closer than ``tolerance`` mm are the same point."""
-    segments = np.asarray(segments, dtype=float).reshape(-1, 2, 2)
-    if not len(segments):
-        return []
-    keys = np.round(segments.reshape(-1, 2) / tolerance).astype(np.int64)
-    _, node = np.unique(keys, axis=0, return_inverse=True)
-    node = node.reshape(-1, 2)
-    touching: dict[int, list[int]] = {}
-    for index, (a, b) in enumerate(node):
-        if a != b:
-            touching.setdefault(int(a), []).append(index)
-            touching.setdefault(int(b), []).append(index)
-    used = np.zeros(len(node), dtype=bool)
-    used[node[:, 0] == node[:, 1]] = True  # a triangle touching the plane at one vertex
-    chains = []
-    for start in range(len(node)):
-        if not used[start]:
-            chains.append(_walk(start, node, touching, used, segments))
-    return chains
-
-
-def _walk(start: int, node: np.ndarray, touching: dict, used: np.ndarray, segments: np.ndarray):
-    """Follow unused segments from ``start`` both ways; the chain's points in order."""
-    used[start] = True
-    ends = [[int(node[start, 0])], [int(node[start, 1])]]
-    points = [[segments[start, 0]], [segments[start, 1]]]
-    for side in (1, 0):
-        at = ends[side][-1]
-        while True:
-            nxt = next((s for s in touching.get(at, ()) if not used[s]), None)
-            if nxt is None:
-                break
-            used[nxt] = True
-            far = 1 if node[nxt, 0] == at else 0
-            at = int(node[nxt, far])
-            ends[side].append(at)
-            points[side].append(segments[nxt, far])
-    return np.array(points[0][::-1] + points[1])
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import shiboken6
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.viewers.contours import ContourLayer, Cut
@@ -34,6 +35,8 @@ VIEW_COLORS = {
 TOOLS = ("navigate", "ruler", "angle", "stroke")  # stroke: a drag handed to an editing tool
 _TEXT = QtGui.QColor(230, 230, 230)
 _MEASURE = QtGui.QColor(80, 220, 255)
+CONTOUR_WIDTH = 1.0  # px; wider strokes cost Qt's stroker several ms per thousand segments
+_CUTS_KEPT = 4096  # slice cuts kept per view (a few MB for a bone)
 # Contours coloured by a value (distance in mm): blue (inside) through white to red (outside).
 _VALUE_COLORS = [
     QtGui.QColor.fromHsvF(h, s, 1.0)
@@ -64,6 +67,39 @@ class Measurement:
         if denom == 0:
             return 0.0
         return float(np.degrees(np.arccos(np.clip(np.dot(a, b) / denom, -1.0, 1.0))))
+
+
+def _contour_pen(color: QtGui.QColor, dash: bool) -> QtGui.QPen:
+    pen = QtGui.QPen(color, CONTOUR_WIDTH)
+    pen.setCapStyle(QtCore.Qt.PenCapStyle.RoundCap)
+    if dash:
+        pen.setStyle(QtCore.Qt.PenStyle.DashLine)
+    return pen
+
+
+def _value_bins(layer: ContourLayer, cut: Cut) -> np.ndarray | None:
+    """Each segment's colour in :data:`_VALUE_COLORS` (None: the layer's one colour)."""
+    if layer.value_range is None or cut.values is None:
+        return None
+    low, high = layer.value_range
+    scaled = (cut.values - low) / max(high - low, 1e-9) * (len(_VALUE_COLORS) - 1)
+    return np.clip(np.rint(scaled), 0, len(_VALUE_COLORS) - 1).astype(int)
+
+
+def _firsts(chains: list[np.ndarray]) -> np.ndarray:
+    """Index of each chain's first segment in the cut (chains of K points have K - 1)."""
+    lengths = np.array([len(c) - 1 for c in chains], dtype=int)
+    return np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int)
+
+
+def _polygon(points: np.ndarray) -> QtGui.QPolygonF:
+    """A polygon filled from numpy through its own memory: thousands of points without a
+    Python object each (QPointF is two doubles)."""
+    polygon = QtGui.QPolygonF()
+    polygon.resize(len(points))
+    memory = shiboken6.VoidPtr(polygon.data(), len(points) * 16, True)
+    np.frombuffer(memory, dtype=np.float64).reshape(-1, 2)[:] = points
+    return polygon
 
 
 class SliceView(QtWidgets.QWidget):
@@ -103,7 +139,7 @@ class SliceView(QtWidgets.QWidget):
         self._drag: tuple[str, QtCore.QPointF, tuple] | None = None
         self._hover: QtCore.QPointF | None = None
         self._readout = ""
-        self._cuts: dict[int, tuple[int, Cut]] = {}  # id(layer) -> (slice, its cut there)
+        self._cuts: dict[tuple[int, int], Cut] = {}  # (id(layer), slice) -> its cut there
         self.setMouseTracking(True)
         self.setFocusPolicy(QtCore.Qt.FocusPolicy.StrongFocus)
         self.setMinimumSize(160, 160)
@@ -407,53 +443,43 @@ class SliceView(QtWidgets.QWidget):
         )
 
     def contour_cut(self, layer: ContourLayer) -> Cut:
-        """``layer``'s cross-section on the shown slice (display mm), kept until the slice
-        or the layers change."""
-        cached = self._cuts.get(id(layer))
-        if cached is None or cached[0] != self.slice_index:
-            cached = (self.slice_index, layer.sections[self.orientation].cut(self.slice_index))
-            self._cuts[id(layer)] = cached
-        return cached[1]
+        """``layer``'s cross-section on the shown slice (display mm), kept until the layers
+        change, so scrolling back over slices seen before costs no cutting."""
+        key = (id(layer), self.slice_index)
+        cut = self._cuts.get(key)
+        if cut is None:
+            if len(self._cuts) >= _CUTS_KEPT:
+                self._cuts.clear()
+            cut = layer.sections[self.orientation].cut(self.slice_index)
+            self._cuts[key] = cut
+        return cut
 
     def contour_screen_segments(self, layer: ContourLayer) -> np.ndarray:
         """(M, 2, 2) widget pixels of ``layer``'s segments on the shown slice."""
-        segments = self.contour_cut(layer).segments
+        return self._to_screen(self.contour_cut(layer).segments)
+
+    def _to_screen(self, mm: np.ndarray) -> np.ndarray:
+        """Display mm (..., 2) to widget pixels, as :meth:`mm_to_screen` for many points."""
         centre = np.array([self.width() / 2, self.height() / 2])
-        mm = np.array([self.center_mm.x(), self.center_mm.y()])
-        return (segments - mm) * self.zoom + centre
+        return (mm - np.array([self.center_mm.x(), self.center_mm.y()])) * self.zoom + centre
 
     def _paint_contours(self, painter: QtGui.QPainter) -> None:
         layers = [layer for layer in self.state.mesh_contours if self.orientation in layer.sections]
         for layer in layers:
-            screen = self.contour_screen_segments(layer)
-            if not len(screen):
+            cut = self.contour_cut(layer)
+            if not len(cut.segments):
                 continue
-            dash = layer.style == "dash"
-            values = self.contour_cut(layer).values
-            if layer.value_range is None or values is None:
-                self._draw_segments(painter, screen, QtGui.QColor(*layer.colour), dash)
-                continue
-            low, high = layer.value_range
-            scaled = (values - low) / max(high - low, 1e-9) * (len(_VALUE_COLORS) - 1)
-            bins = np.clip(np.rint(scaled), 0, len(_VALUE_COLORS) - 1).astype(int)
-            for index, color in enumerate(_VALUE_COLORS):
-                self._draw_segments(painter, screen[bins == index], color, dash)
+            bins = _value_bins(layer, cut)
+            colours = [QtGui.QColor(*layer.colour)] if bins is None else _VALUE_COLORS
+            pens = [_contour_pen(c, layer.style == "dash") for c in colours]
+            on_screen = Cut(self._to_screen(cut.segments), cut.starts, cut.values)
+            chains = on_screen.polylines(bins)
+            firsts = np.zeros(len(chains), dtype=int) if bins is None else bins[_firsts(chains)]
+            for chain, colour in zip(chains, firsts, strict=True):
+                painter.setPen(pens[colour])
+                painter.drawPolyline(_polygon(chain))
         if layers:
             self._paint_legend(painter, layers)
-
-    @staticmethod
-    def _draw_segments(
-        painter: QtGui.QPainter, screen: np.ndarray, color: QtGui.QColor, dash: bool
-    ) -> None:
-        if not len(screen):
-            return
-        pen = QtGui.QPen(color, 2.0)
-        pen.setCapStyle(QtCore.Qt.PenCapStyle.RoundCap)
-        if dash:
-            pen.setStyle(QtCore.Qt.PenStyle.DashLine)
-        painter.setPen(pen)
-        flat = screen.reshape(-1, 4).tolist()
-        painter.drawLines([QtCore.QLineF(*row) for row in flat])
 
     def _paint_legend(self, painter: QtGui.QPainter, layers: list[ContourLayer]) -> None:
         """One line per contour layer, bottom right: a line in its colour and style, its label."""

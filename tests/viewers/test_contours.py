@@ -8,7 +8,7 @@ import pytest
 import trimesh
 
 from app.imaging.volume import Volume
-from app.viewers.contours import ContourLayer, MeshSection, distance_to_mask, polylines
+from app.viewers.contours import ContourLayer, MeshSection, distance_to_mask
 from app.viewers.geometry import ORIENTATIONS, SliceGeometry
 
 RADIUS = 20.0
@@ -51,7 +51,8 @@ def test_the_cut_of_a_sphere_is_the_analytic_circle(sphere, orientation):
     for s in range(geometry.n_slices):
         on_plane = geometry.display_to_lps(0, 0, s)
         d = float(np.dot(CENTRE - on_plane, normal))
-        segments = section.cut(s).segments
+        cut = section.cut(s)
+        segments = cut.segments
         if abs(d) > 0.8 * RADIUS:
             if abs(d) > RADIUS + 0.01:
                 assert len(segments) == 0
@@ -63,7 +64,7 @@ def test_the_cut_of_a_sphere_is_the_analytic_circle(sphere, orientation):
         ends = segments.reshape(-1, 2)
         error = np.abs(np.linalg.norm(ends - centre_mm, axis=1) - radius)
         assert error.max() < 0.1, (orientation, s, error.max())
-        loops = polylines(segments)
+        loops = cut.polylines()
         assert len(loops) == 1 and np.allclose(loops[0][0], loops[0][-1])  # one closed loop
         length = np.linalg.norm(np.diff(loops[0], axis=0), axis=1).sum()
         assert abs(length - 2 * np.pi * radius) < 0.01 * 2 * np.pi * radius
@@ -107,3 +108,19 @@ def test_distance_to_a_voxel_mask_is_near_zero_on_its_surface(sphere):
     assert np.abs(on_surface).max() < 0.8  # within about a voxel
     outward = distance_to_mask(volume, mask, CENTRE + (sphere.vertices - CENTRE) * 1.15)
     assert abs(np.median(outward) - 0.15 * RADIUS) < 0.6
+
+
+def test_chains_stay_true_on_a_mesh_wound_inconsistently(sphere):
+    """Half the triangles wound the other way: the chains break more often, but every line
+    drawn is one of the cut's segments (no jump between loose ends)."""
+    geometry = SliceGeometry.for_volume(_oblique_volume(), "axial")
+    faces = sphere.faces.copy()
+    east = sphere.vertices[faces].mean(axis=1)[:, 0] > CENTRE[0]
+    faces[east] = faces[east, ::-1]
+    cut = MeshSection.build(geometry, sphere.vertices, faces).cut(geometry.slice_index_of(CENTRE))
+    chains = cut.polylines()
+    assert len(chains) >= 2
+    drawn = sum(np.linalg.norm(np.diff(c, axis=0), axis=1).sum() for c in chains)
+    cut_length = np.linalg.norm(cut.segments[:, 1] - cut.segments[:, 0], axis=1).sum()
+    assert abs(drawn - cut_length) < 1e-6 * cut_length
+    assert sum(len(c) - 1 for c in chains) == len(cut.segments)
