@@ -400,6 +400,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def startup(self, open_sample: bool = True) -> None:
         """Open (or create) the vault, list the cases; with none, show the bundled sample."""
         entries = self.refresh_cases()
+        self.package_panel.show_user()
         if open_sample and not entries and self.vault_ready:
             if intake.sample_available():
                 self.open_sample()

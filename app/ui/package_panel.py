@@ -67,6 +67,7 @@ class PackagePanel(QtWidgets.QWidget):
         super().__init__(parent)
         self.setObjectName("packagePanel")
         self.actor: Actor | None = None
+        self._roles_shown = False  # roles are read once the window is up (see show_user)
         self.case: Case | None = None
         self.drives: list[Any] = []
         self.last_drive: Any = None
@@ -150,6 +151,9 @@ class PackagePanel(QtWidgets.QWidget):
         self.actor = actor
         self.pacs_store.refresh(actor)
         self._sync()
+        self.user.setText(actor.user)
+        if self._roles_shown:
+            self.show_user()
 
     def set_case(self, case: Case | None) -> None:
         self.case = case
@@ -231,7 +235,13 @@ class PackagePanel(QtWidgets.QWidget):
             widget.setEnabled(has and not self.worker.busy)
         if self.actor is None:
             self.user.setText("")
+
+    def show_user(self) -> None:
+        """The actor and their roles (read from the signed chain, so from the keystore: the
+        window calls it once it is on screen and the vault is open)."""
+        if self.actor is None:
             return
+        self._roles_shown = True
         try:
             roles = ", ".join(users.whoami(self.actor)["roles"]) or "no role"
         except MedPrintError:

@@ -38,11 +38,14 @@ def panel(qtbot, styled_app, people) -> PackagePanel:
 def test_review_then_package_as_the_actor(panel, people, qtbot, tmp_path):
     assert panel.version.currentText() == "v1"
     assert panel.status.text().lower().startswith("none")
+    assert panel.user.text() == "tess", "roles are read once the window is up"
+    panel.show_user()  # what the window does once it is on screen
     assert panel.user.text() == "tess (technician)"
     panel.approve_button.click()  # the technician may not approve
     assert "reviewer role" in panel.message.text()
 
     panel.set_actor(people["rafael"])
+    assert panel.user.text() == "rafael (reviewer)"
     panel.reject_button.click()
     assert "reason" in panel.message.text() and "required" in panel.message.text()
     panel.comment.setText("fits")
