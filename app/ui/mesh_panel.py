@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 # VTK take seconds); tests/ui/test_mesh_panel.py checks the two lists agree.
 PRESET_NAMES = ("print", "review")
 MESH_NAME = "mesh"
+PART_PREFIX = "part:"  # the 3D view's name of a part shown on its own
 DEVIATION = "deviation (mm)"
 _PASS = QtGui.QColor(127, 211, 127)
 _FAIL = QtGui.QColor(255, 123, 123)
@@ -132,6 +133,18 @@ def edit_version(
     )  # fmt: skip
 
 
+def _surface(part: Any) -> Any:
+    """A display surface of one part (vertices, faces in mm)."""
+    import trimesh  # noqa: PLC0415 (loaded with the mesh stack)
+
+    return display_surface(trimesh.Trimesh(part.vertices, part.faces, process=False))
+
+
+def _light(colour: str) -> bool:
+    r, g, b = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    return 0.299 * r + 0.587 * g + 0.114 * b > 140
+
+
 class MeshPanel(QtWidgets.QWidget):
     """Builds, checks and shows meshes of the Segment panel's segments."""
 
@@ -214,6 +227,13 @@ class MeshPanel(QtWidgets.QWidget):
         self.versions = QtWidgets.QComboBox(self)
         self.versions.setToolTip("mesh versions stored in this case")
         self.show_version = QtWidgets.QPushButton("Show", self)
+        self.parts = QtWidgets.QTableWidget(0, 4, self)
+        self.parts.setHorizontalHeaderLabels(["Show", "Segment", "Colour", "Material"])
+        self.parts.verticalHeader().setVisible(False)
+        self.parts.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.parts.horizontalHeader().setStretchLastSection(True)
+        self.parts.setToolTip("the parts of the version shown, each in its colour in the 3D view")
+        self.parts.setMaximumHeight(120)
 
     def _lay_out(self) -> None:
         form = QtWidgets.QFormLayout()
@@ -241,6 +261,7 @@ class MeshPanel(QtWidgets.QWidget):
         layout.addWidget(self.checks)
         layout.addWidget(self.summary)
         layout.addLayout(stored)
+        layout.addWidget(self.parts)
         layout.addWidget(self.tools)
         layout.addStretch(1)
 
@@ -248,6 +269,7 @@ class MeshPanel(QtWidgets.QWidget):
         self.cancel_button.clicked.connect(self.worker.cancel)
         self.worker.progress.connect(lambda f, _m: self.progress.setValue(int(f * 1000)))
         self.show_version.clicked.connect(self._show_stored)
+        self.parts.itemChanged.connect(self._toggle_part)
         self.preset.currentTextChanged.connect(self._apply_preset)
 
     # -- inputs -------------------------------------------------------------------------------
@@ -261,6 +283,7 @@ class MeshPanel(QtWidgets.QWidget):
         self.current_mesh, self.current_part = None, ""
         self.current_part_name, self.current_version = "", None
         self.printer_volume = printer_volume
+        self._show_parts(None)
         self.meshChanged.emit()
         mesh_stack().call(self._apply_preset)
         mesh_stack().call(self._sync_versions)
@@ -405,6 +428,55 @@ class MeshPanel(QtWidgets.QWidget):
         self.current_part = f"v{version}" if version is not None else part
         if version is not None:
             self.versions.setCurrentIndex(max(0, self.versions.findData(version)))
+        self._show_parts(version)
+
+    # -- parts --------------------------------------------------------------------------------
+    def _show_parts(self, version: int | None) -> None:
+        """List the parts of stored ``version``; with several, the 3D view shows each in its
+        colour instead of the one mesh."""
+        for name in self.view3d.mesh_names():
+            if name.startswith(PART_PREFIX):
+                self.view3d.remove_mesh(name)
+        found = []
+        if version is not None and self.case is not None and self.actor is not None:
+            from app.workflow import parts as workflow_parts  # noqa: PLC0415 (with the mesh stack)
+
+            try:
+                found = workflow_parts.version_parts(self.actor, self.case, version)
+            except Exception as exc:  # one line for the user, whatever failed
+                self.message.setText(error_message(exc, "listing the parts"))
+        several = len(found) > 1
+        if several:
+            self.view3d.remove_mesh(MESH_NAME)
+        self.parts.blockSignals(True)
+        self.parts.setRowCount(len(found))
+        for row, part in enumerate(found):
+            shown = PART_PREFIX + part.name if several else MESH_NAME
+            if several:
+                self.view3d.add_mesh(shown, _surface(part), color=part.colour)
+            self._part_row(row, part, shown)
+        self.parts.blockSignals(False)
+        self.parts.resizeColumnsToContents()
+
+    def _part_row(self, row: int, part: Any, shown: str) -> None:
+        visible = QtWidgets.QTableWidgetItem()
+        visible.setFlags(visible.flags() | QtCore.Qt.ItemFlag.ItemIsUserCheckable)
+        visible.setCheckState(QtCore.Qt.CheckState.Checked)
+        visible.setData(QtCore.Qt.ItemDataRole.UserRole, shown)
+        swatch = QtWidgets.QTableWidgetItem(part.colour)
+        swatch.setBackground(QtGui.QColor(part.colour))
+        swatch.setForeground(QtGui.QColor("#000000" if _light(part.colour) else "#ffffff"))
+        items = [visible, QtWidgets.QTableWidgetItem(part.name), swatch]
+        items.append(QtWidgets.QTableWidgetItem(part.material or "—"))
+        for column, item in enumerate(items):
+            self.parts.setItem(row, column, item)
+
+    def _toggle_part(self, item: QtWidgets.QTableWidgetItem) -> None:
+        """The Show box of a part: hide or show it in the 3D view."""
+        name = item.data(QtCore.Qt.ItemDataRole.UserRole)
+        if item.column() == 0 and name in self.view3d.mesh_names():
+            checked = item.checkState() == QtCore.Qt.CheckState.Checked
+            self.view3d.set_mesh_style(name, visible=checked)
 
     def _finish(self, message: str) -> None:
         self.message.setText(message)

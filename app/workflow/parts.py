@@ -39,6 +39,12 @@ def export_parts(
     return paths
 
 
+def version_parts(actor: Actor, case: Case, version: int) -> list[Part]:
+    """The parts of mesh ``version`` with their colours and materials, in order (for a view)."""
+    policy.allow(actor, "mesh.view", case.pseudonym)
+    return _parts(case.load_mesh_version(version))
+
+
 def _parts(stored: StoredMesh) -> list[Part]:
     styles = {p["name"]: p for p in stored.part_facts}
     return [
