@@ -35,7 +35,9 @@ VIEW_COLORS = {
 TOOLS = ("navigate", "ruler", "angle", "stroke")  # stroke: a drag handed to an editing tool
 _TEXT = QtGui.QColor(230, 230, 230)
 _MEASURE = QtGui.QColor(80, 220, 255)
-CONTOUR_WIDTH = 1.0  # px; wider strokes cost Qt's stroker several ms per thousand segments
+# Contours are 1 px lines drawn three times, one pixel apart (right, then down): as thick as
+# a 2 px pen, without the stroker's cost (several ms per thousand segments here).
+_CONTOUR_PASSES = ((0, 0), (1, 0), (-1, 1))
 _CUTS_KEPT = 4096  # slice cuts kept per view (a few MB for a bone)
 # Contours coloured by a value (distance in mm): blue (inside) through white to red (outside).
 _VALUE_COLORS = [
@@ -70,8 +72,7 @@ class Measurement:
 
 
 def _contour_pen(color: QtGui.QColor, dash: bool) -> QtGui.QPen:
-    pen = QtGui.QPen(color, CONTOUR_WIDTH)
-    pen.setCapStyle(QtCore.Qt.PenCapStyle.RoundCap)
+    pen = QtGui.QPen(color, 1.0)
     if dash:
         pen.setStyle(QtCore.Qt.PenStyle.DashLine)
     return pen
@@ -475,9 +476,15 @@ class SliceView(QtWidgets.QWidget):
             on_screen = Cut(self._to_screen(cut.segments), cut.starts, cut.values)
             chains = on_screen.polylines(bins)
             firsts = np.zeros(len(chains), dtype=int) if bins is None else bins[_firsts(chains)]
-            for chain, colour in zip(chains, firsts, strict=True):
-                painter.setPen(pens[colour])
-                painter.drawPolyline(_polygon(chain))
+            polygons = [_polygon(chain) for chain in chains]
+            painter.save()
+            painter.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing, False)
+            for dx, dy in _CONTOUR_PASSES:
+                painter.translate(dx, dy)
+                for polygon, colour in zip(polygons, firsts, strict=True):
+                    painter.setPen(pens[colour])
+                    painter.drawPolyline(polygon)
+            painter.restore()
         if layers:
             self._paint_legend(painter, layers)
 
