@@ -110,9 +110,9 @@ def compare_job(
     )
     progress.update(0.5, "sectioning both versions for the slice views")
     layers = []
-    for number, mesh, colour, style in (
-        (job.older, older, OLDER_COLOUR, "dash"),
+    for number, mesh, colour, style in (  # the dashed older on top: the newer shows between
         (job.newer, newer, NEWER_COLOUR, "solid"),
+        (job.older, older, OLDER_COLOUR, "dash"),
     ):
         check_cancel(cancel)
         layers.append(

@@ -199,7 +199,7 @@ def _compare(win, qtbot, artifacts) -> None:
     with qtbot.waitSignal(panel.compared, timeout=180_000):
         panel.compare_button.click()
     layers = state.mesh_contours
-    assert [(x.label, x.style) for x in layers] == [("v1", "dash"), ("v2", "solid")]
+    assert [(x.label, x.style) for x in layers] == [("v2", "solid"), ("v1", "dash")]
     assert all(len(axial.contour_cut(x).segments) > 20 for x in layers)
     shot = grab_array(axial).astype(int)
     axial.grab().save(str(artifacts / "review-axial-compare.png"))
