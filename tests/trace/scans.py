@@ -63,3 +63,27 @@ def make_scan(
         vertices[:, 0] *= -1
     faces = scan.faces[:, ::-1] if mirror else scan.faces
     return Scan(trimesh.Trimesh(vertices / UNITS[units], faces, process=False), matrix, centre)
+
+
+def printed_phantom(
+    plan: trimesh.Trimesh,
+    *,
+    matrix: np.ndarray,
+    bump_mm: float = 0.0,
+    noise_mm: float = 0.03,
+    max_edge_mm: float = 1.5,
+    seed: int = 1,
+) -> trimesh.Trimesh:
+    """A scan of the printed calibration phantom (a CAD part of flat faces, which
+    :func:`retriangulate` would round off): its faces split to ``max_edge_mm``, a Gaussian bump
+    of ``bump_mm`` on the plate's top at (30, 22), noise, moved by ``matrix``."""
+    vertices, faces = trimesh.remesh.subdivide_to_size(
+        plan.vertices, plan.faces, max_edge=max_edge_mm
+    )
+    part = trimesh.Trimesh(vertices, faces)
+    top = np.abs(part.vertices[:, 2] - 4.0) < 1e-6
+    r2 = ((part.vertices[:, :2] - (30.0, 22.0)) ** 2).sum(axis=1)
+    lift = np.where(top, bump_mm * np.exp(-r2 / (2 * 1.5**2)), 0.0)
+    moved = part.vertices + np.column_stack([np.zeros((len(lift), 2)), lift])
+    moved += np.random.default_rng(seed).normal(0.0, noise_mm, moved.shape)
+    return trimesh.Trimesh(moved, part.faces, process=False).apply_transform(matrix)

@@ -33,6 +33,7 @@ DEFAULT_TOLERANCE_MM = 0.5
 MAX_REGION_MM2 = 4.0
 SCALE_LIMIT = 0.15  # a scan more than 15 % larger or smaller than the plan is in other units
 COARSE_POINTS, FINE_POINTS = 3000, 20000
+ANNEAL_MM = 2.0  # ICP's first inlier limit; it narrows by 0.7 per iteration to the noise
 _CANDIDATES = 24  # nearest piece centres examined per point (enough for a proof on even meshes)
 _CHUNK = 200_000
 
@@ -376,11 +377,15 @@ def _icp(
     points: np.ndarray, target: _Target, start: np.ndarray, *, iterations: int
 ) -> tuple[np.ndarray, float, float, float]:
     """Point-to-plane ICP with a robust (median-based) inlier limit; the transform, the RMS
-    residual of the inliers, their fraction and the fit (:func:`_fit`)."""
+    residual of the inliers, their fraction and the fit (:func:`_fit`).
+
+    The limit starts wide and narrows (:data:`ANNEAL_MM`): a part made mostly of flat faces
+    has few points on the faces that fix a slide along the others, and a tight limit from the
+    start would drop them as outliers, leaving the slide of the coarse start uncorrected."""
     matrix = start.copy()
-    for _ in range(iterations):
+    for i in range(iterations):
         moved = points @ matrix[:3, :3].T + matrix[:3, 3]
-        residual, normals, keep = _correspond(moved, target)
+        residual, normals, keep = _correspond(moved, target, ANNEAL_MM * 0.7**i)
         step = _plane_step(moved[keep], normals[keep], residual[keep])
         matrix = step @ matrix
         if np.abs(step - np.eye(4)).max() < 1e-7:
@@ -400,12 +405,14 @@ def _fit(moved: np.ndarray, target: _Target) -> float:
     return float(np.percentile(np.where(near, plane, distance), 90))
 
 
-def _correspond(moved: np.ndarray, target: _Target) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _correspond(
+    moved: np.ndarray, target: _Target, floor_mm: float = 1e-3
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     distance, index = target.tree.query(moved, workers=_workers(len(moved)))
     normals = target.normals[index]
     residual = np.einsum("ij,ij->i", moved - target.points[index], normals)
     spread = 1.4826 * np.median(np.abs(residual - np.median(residual)))
-    limit = max(3.0 * spread, 1e-3)
+    limit = max(3.0 * spread, floor_mm)
     keep = (np.abs(residual) <= limit) & (distance <= max(4.0 * np.median(distance), 1e-3))
     return residual, normals, keep
 
