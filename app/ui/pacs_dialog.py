@@ -23,6 +23,7 @@ from app.workflow import pacs
 from app.workflow.actor import Actor
 
 _UID_ROLE = QtCore.Qt.ItemDataRole.UserRole
+METHODS = (("DIMSE C-GET", "get"), ("DIMSE C-MOVE", "move"), ("DICOMweb (QIDO/WADO-RS)", "wado"))
 _STUDY_ROLE = QtCore.Qt.ItemDataRole.UserRole + 1
 
 
@@ -183,6 +184,10 @@ class PacsDialog(QtWidgets.QDialog):
         self.date_to = QtWidgets.QLineEdit(box)
         self.date_to.setPlaceholderText("to YYYYMMDD")
         self.find_button = QtWidgets.QPushButton("Find", box)
+        self.method = QtWidgets.QComboBox(box)
+        for label, method in METHODS:
+            self.method.addItem(label, method)
+        self.method.setToolTip("How to query and retrieve; DICOMweb needs the node's root")
         dates = QtWidgets.QHBoxLayout()
         dates.addWidget(self.date_from)
         dates.addWidget(self.date_to)
@@ -192,6 +197,7 @@ class PacsDialog(QtWidgets.QDialog):
             form.addRow(label, widget)
             widget.returnPressed.connect(self.start_find)
         form.addRow("Study date", dates)
+        form.addRow("Transfer", self.method)
         form.addRow("", self.find_button)
         self.find_button.clicked.connect(self.start_find)
         return box
@@ -269,6 +275,9 @@ class PacsDialog(QtWidgets.QDialog):
             **values, date_from=self.date_from.text().strip(), date_to=self.date_to.text().strip()
         )
 
+    def is_web(self) -> bool:
+        return self.method.currentData() == "wado"
+
     def start_find(self) -> None:
         node = self.current_node()
         if node is None:
@@ -282,7 +291,9 @@ class PacsDialog(QtWidgets.QDialog):
         self.tree.clear()
         self.status.setText(f"Querying {node.name}…")
         self.worker.start(
-            lambda _i, progress, cancel: pacs.find(self.actor, node.name, query),
+            lambda _i, progress, cancel: pacs.find(
+                self.actor, node.name, query, method="dicomweb" if self.is_web() else "dimse"
+            ),
             name="querying the PACS",
             on_done=self._found,
         )
@@ -352,7 +363,7 @@ class PacsDialog(QtWidgets.QDialog):
         self.status.setText(f"Retrieving from {node.name}…")
         self.bar.setValue(0)
         self.worker.start(
-            partial(_retrieve, self.actor, node.name, study, series),
+            partial(_retrieve, self.actor, node.name, study, series, self.method.currentData()),
             name="retrieving from the PACS",
             on_done=self._retrieved,
         )
@@ -399,6 +410,16 @@ class PacsDialog(QtWidgets.QDialog):
 
 
 def _retrieve(
-    actor: Actor, node: str, study: str, series: str | None, _inputs: object, *, progress, cancel
+    actor: Actor,
+    node: str,
+    study: str,
+    series: str | None,
+    method: str,
+    _inputs: object,
+    *,
+    progress,
+    cancel,
 ) -> pacs.Retrieved:
-    return pacs.retrieve(actor, node, study, series, progress=progress, cancel=cancel)
+    return pacs.retrieve(
+        actor, node, study, series, method=method, progress=progress, cancel=cancel
+    )

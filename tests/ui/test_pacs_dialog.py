@@ -72,6 +72,17 @@ def test_test_query_and_retrieve(qtbot, dialog, admin, artifacts):  # noqa: F811
     assert dialog.status.text() == f"Retrieved 134 instances as case {pseudonym}."
 
 
+def test_query_and_retrieve_over_dicomweb(qtbot, dialog, admin):  # noqa: F811
+    dialog.method.setCurrentIndex(dialog.method.findData("wado"))
+    _find_canary(qtbot, dialog)
+    study = dialog.tree.topLevelItem(0)
+    assert (study.text(0), study.child(0).text(3), study.child(0).text(4)) == (CANARY, "CT", "134")
+    with qtbot.waitSignal(dialog.retrieved, timeout=RETRIEVE_S) as got:
+        dialog.retrieve_button.click()
+    case = intake.open_case(admin, got.args[0])
+    assert case.series_facts()["geometry"]["shape"][0] == 134
+
+
 def test_cancel_leaves_no_case(qtbot, dialog, admin):  # noqa: F811
     _find_canary(qtbot, dialog)
     before = intake.list_cases(admin)
