@@ -74,6 +74,9 @@ def format_scan(result, *, identity: bool = False) -> list[str]:
                 lines.extend(f"        note: {note}" for note in s.notes)
     if not result.patients:
         lines.append("no image series found")
+    for model in result.models:
+        uid = f"  series {model.series_uid}" if identity else ""
+        lines.append(f"3D model {model.key}: {model.kind}, {len(model.sources)} part(s){uid}")
     if result.rejected:
         lines.append(f"rejected ({len(result.rejected)}):")
         lines.extend(f"  {r.file}: {r.reason}" for r in result.rejected)

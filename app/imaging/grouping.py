@@ -111,12 +111,53 @@ class Patient:
     studies: list[Study] = field(default_factory=list)
 
 
+# 3D model objects a scan lists apart from the image series (DICOM Supplement 205).
+MODEL_KINDS = {"1.2.840.10008.5.1.4.1.1.104.3": "STL"}
+
+
+@dataclass
+class Model:
+    """A 3D model series found by a scan (Encapsulated STL, one instance per part): not an
+    image series; ``medprint import`` adds it to its case as a mesh version."""
+
+    series_uid: str
+    study_uid: str
+    frame_of_reference: str
+    kind: str
+    sources: list[SourceRef] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        """Stable: ``m`` and a hash of the series UID (no UID shown)."""
+        return "m" + hashlib.sha256(self.series_uid.encode()).hexdigest()[:11]
+
+    def to_json(self, *, identity: bool = False) -> dict:
+        out: dict = {"key": self.key, "kind": self.kind, "parts": len(self.sources)}
+        if identity:
+            out["identity"] = {"uid": self.series_uid, "study_uid": self.study_uid}
+        return out
+
+
 @dataclass
 class ScanResult:
     patients: list[Patient] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     dicomdirs: list[str] = field(default_factory=list)
     files: int = 0
+    models: list[Model] = field(default_factory=list)
+
+    def add_model(self, source: SourceRef, kind: str, keys: dict[str, str]) -> None:
+        """Note one model instance (``keys``: its series, study and frame of reference UIDs)."""
+        series = keys["SeriesInstanceUID"]
+        found = next((m for m in self.models if m.series_uid == series), None)
+        if found is None:
+            study, frame = keys["StudyInstanceUID"], keys["FrameOfReferenceUID"]
+            found = Model(series, study, frame, kind)
+            self.models.append(found)
+        found.sources.append(source)
+
+    def find_model(self, key_or_uid: str) -> Model | None:
+        return next((m for m in self.models if key_or_uid in (m.key, m.series_uid)), None)
 
     @property
     def series(self) -> list[Series]:
@@ -161,8 +202,10 @@ class ScanResult:
                 "series": len(self.series),
                 "rejected": len(self.rejected),
                 "dicomdirs": len(self.dicomdirs),
+                "models": len(self.models),
             },
             "patients": patients,
+            "models": [m.to_json(identity=identity) for m in self.models],
             "rejected": [{"file": r.file, "reason": r.reason} for r in self.rejected],
             "dicomdirs": list(self.dicomdirs),
         }

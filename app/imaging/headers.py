@@ -25,6 +25,7 @@ DEFER_SIZE = 64 * 1024  # values larger than this are skipped, not read, during 
 HEADER_TAGS = [
     "AccessionNumber", "AcquisitionNumber", "BitsAllocated", "BitsStored", "BodyPartExamined",
     "Columns", "DirectoryRecordSequence", "EchoNumbers", "FrameIncrementPointer",
+    "FrameOfReferenceUID",
     "GantryDetectorTilt", "HighBit", "ImageOrientationPatient", "ImagePositionPatient",
     "ImageType", "ImagerPixelSpacing", "InstanceNumber", "InstitutionName",
     "LossyImageCompression", "Modality", "ModalityLUTSequence", "NumberOfFrames",

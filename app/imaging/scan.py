@@ -21,7 +21,8 @@ JSON (``ScanResult.to_json()``, ``medprint scan --json``), format ``medprint-sca
       "format": "medprint-scan/1",
       "summary": {"files": 311,         # files looked at (zip members count one each)
                   "images": 240,        # 2D images in all series (frames of multi-frame count)
-                  "series": 41, "rejected": 70, "dicomdirs": 3},
+                  "series": 41, "rejected": 70, "dicomdirs": 3,
+                  "models": 1},         # Encapsulated STL series (import adds them as meshes)
       "patients": [
         {
           "key": "P1",                       # order of discovery, stable for the same input
@@ -56,6 +57,8 @@ JSON (``ScanResult.to_json()``, ``medprint scan --json``), format ``medprint-sca
           ]
         }
       ],
+      "models": [{"key": "m3fa9c2d01b7", "kind": "STL", "parts": 1,   # 3D model objects
+                  "identity": {...}}],        # identity=True only: uid, study_uid
       "rejected": [{"file": "path/or/archive.zip!member", "reason": "not an image: ..."}],
       "dicomdirs": ["path/to/DICOMDIR"]
     }
@@ -83,8 +86,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from app.imaging.classify import Header, classify, summarise
-from app.imaging.elements import get_value
-from app.imaging.grouping import ScanResult, dedupe, group
+from app.imaging.elements import get_value, raw_text
+from app.imaging.grouping import MODEL_KINDS, ScanResult, dedupe, group
 from app.imaging.guards import Reject
 from app.imaging.headers import IsZip, quiet, read_header
 from app.imaging.sources import (
@@ -188,6 +191,10 @@ def _read_one(
             if missing:
                 reason = f"DICOMDIR lists {missing} file(s) that are not on the media"
                 result.rejected.append(Rejected(source.label, reason))
+            return None
+        if sop in MODEL_KINDS:
+            keys = ("SeriesInstanceUID", "StudyInstanceUID", "FrameOfReferenceUID")
+            result.add_model(source, MODEL_KINDS[sop], {k: raw_text(ds, k) for k in keys})
             return None
         header = classify(source, ds, pixel, size)
         summarise(header, ds, identified)

@@ -170,8 +170,13 @@ def import_path(
     policy.allow(actor, "case.import")
     progress = ensure(progress)
     result = scan(actor, [path], progress=progress.sub(0.0, 0.2), cancel=cancel)
-    series = result.find(series_key) if series_key else _default_series(result.series)
+    series = choose_series(result, series_key)
     return import_series(actor, series, progress=progress.sub(0.2, 1.0), cancel=cancel)
+
+
+def choose_series(result: ScanResult, series_key: str | None) -> Series:
+    """The series ``series_key`` (key or UID) of a scan, or its only / largest CT."""
+    return result.find(series_key) if series_key else _default_series(result.series)
 
 
 def _default_series(candidates: list[Series]) -> Series:
