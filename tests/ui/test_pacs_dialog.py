@@ -137,7 +137,9 @@ def store_case(people, orthanc):  # noqa: F811
     delete_new(orthanc, before)
 
 
-def test_store_from_the_package_panel(qtbot, styled_app, people, store_case, orthanc):  # noqa: F811
+@pytest.mark.usefixtures("styled_app")
+def test_store_from_the_package_panel(qtbot, people, store_case, orthanc, caplog):  # noqa: F811
+    caplog.set_level(logging.DEBUG)
     version = coloured_version(people, store_case, segmentation=False)
     panel = PackagePanel()
     qtbot.addWidget(panel)
@@ -159,6 +161,18 @@ def test_store_from_the_package_panel(qtbot, styled_app, people, store_case, ort
     )
     assert classes == sorted([STL_SOP_CLASS, STL_SOP_CLASS, MTL_SOP_CLASS, OBJ_SOP_CLASS])
     assert grab_array(panel).std() > 10
+    # Another archive: identified is refused on the result line, de-identified goes.
+    pacs.add_node(people[ADMIN], node_for(orthanc, "other", host="localhost"))
+    panel.set_case(store_case)
+    box.node.setCurrentText("other")
+    with qtbot.waitSignal(box.worker.finished, timeout=60_000):
+        box.store_button.click()
+    assert "neither the archive case" in box.result.text() and "--deidentified" in box.result.text()
+    box.deidentified.setChecked(True)
+    with qtbot.waitSignal(box.stored, timeout=60_000):
+        box.store_button.click()
+    assert box.result.text().startswith("Stored 4 de-identified objects (2 STL, 1 MTL, 1 OBJ)")
+    assert CANARY not in caplog.text and CANARY_ID not in caplog.text
 
 
 @pytest.mark.usefixtures("styled_app", "data_dir", "keystore_service")
