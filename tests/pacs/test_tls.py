@@ -1,5 +1,6 @@
 """DICOM TLS against a real Orthanc whose DICOM port speaks TLS only: certificates made here
-(a CA, Orthanc's certificate for 127.0.0.1, ours), echo, find and retrieve over TLS; an
+(a CA, Orthanc's certificate for 127.0.0.1, ours), echo, find and retrieve (C-GET, and C-MOVE
+with Orthanc connecting back to our storage SCP over TLS) over TLS; an
 untrusted certificate, a missing client certificate and plain DIMSE to the TLS port each end
 in one clear line within the timeout."""
 
@@ -23,7 +24,7 @@ from app.imaging.pacs.nodes import PacsError
 from app.imaging.pacs.query import Query
 from app.workflow import pacs
 from tests.pacs.conftest import node_for, study_of
-from tests.pacs.orthanc import Orthanc
+from tests.pacs.orthanc import OUR_AET, Orthanc
 
 PATIENT = "TLS-PATIENT-1"
 
@@ -86,14 +87,17 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def tls_orthanc(tmp_path_factory: pytest.TempPathFactory, certs, dicom_dir: Path):
     """Orthanc with DICOM TLS on its DICOM port, asking for a client certificate."""
-    tls = {
+    server = Orthanc(tmp_path_factory.mktemp("orthanc-tls"))
+    ours = {"AET": OUR_AET, "Host": "127.0.0.1", "Port": server.our_port, "UseDicomTls": True}
+    server.tls = {
+        "DicomModalities": {"medprint": ours},  # C-MOVE connects back to us over TLS
         "DicomTlsEnabled": True,
         "DicomTlsCertificate": str(certs["orthanc.crt"]),
         "DicomTlsPrivateKey": str(certs["orthanc.key"]),
         "DicomTlsTrustedCertificates": str(certs["ca"]),
         "DicomTlsRemoteCertificateRequired": True,
     }
-    server = Orthanc(tmp_path_factory.mktemp("orthanc-tls"), tls=tls).start()
+    server.start()
     try:
         files = sorted((dicom_dir / "mr-brain-t1-sagittal-philips-170").glob("*.dcm"))[:12]
         for file in files:
@@ -121,14 +125,21 @@ def _tls_node(server: Orthanc, certs, name: str = "secure", **changes: object):
     return node_for(server, name, **(values | changes))
 
 
-def test_echo_find_retrieve_over_tls(admin, tls_orthanc, certs):
+@pytest.mark.parametrize("method", ["get", "move"])
+def test_echo_find_retrieve_over_tls(admin, tls_orthanc, certs, method):
     pacs.add_node(admin, _tls_node(tls_orthanc, certs))
     assert pacs.echo(admin, "secure") < 5
     page = pacs.find(admin, "secure", Query(patient_id=PATIENT))
     [study] = page.studies
     assert study.series[0].instances == 12
-    got = pacs.retrieve(admin, "secure", *study_of(tls_orthanc, PATIENT))
+    got = pacs.retrieve(admin, "secure", *study_of(tls_orthanc, PATIENT), method=method)
     assert got.instances == 12 and got.case.series_facts()["modality"] == "MR"
+
+
+def test_move_over_tls_needs_our_certificate(admin, tls_orthanc, certs):
+    pacs.add_node(admin, _tls_node(tls_orthanc, certs, "nocert", tls_cert="", tls_key=""))
+    with pytest.raises(PacsError, match=r"needs our certificate .* or use --method get"):
+        pacs.retrieve(admin, "nocert", *study_of(tls_orthanc, PATIENT), method="move")
 
 
 def test_untrusted_certificate_is_one_line(admin, tls_orthanc, certs):

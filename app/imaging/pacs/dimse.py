@@ -28,7 +28,7 @@ from app.imaging.pacs.query import (
     as_int,
     check_page,
 )
-from app.imaging.pacs.tls import explain, tls_args
+from app.imaging.pacs.tls import explain, server_context, tls_args
 from app.progress import CancelToken, Progress, check_cancel, ensure
 
 TIMEOUT = 10.0
@@ -316,15 +316,16 @@ def move(
     timeout: float = TIMEOUT,
 ) -> int:
     """C-MOVE a study or series to our own storage SCP (listening on ``node.our_port`` only
-    while the move runs, accepting only ``node.aet``). Failed count."""
+    while the move runs, accepting only ``node.aet``; over TLS for a TLS node). Failed count."""
     ae = _ae(node, timeout)
     ae.require_calling_aet = [node.aet]
     contexts = [build_context(uid, TRANSFER_SYNTAXES) for uid in STORAGE_CLASSES]
     handlers = [(evt.EVT_C_STORE, _store_handler(on_instance, cancel))]
     try:
         server = ae.start_server(
-            ("", node.our_port), block=False, evt_handlers=handlers, contexts=contexts
-        )
+            ("", node.our_port), block=False, evt_handlers=handlers, contexts=contexts,
+            ssl_context=server_context(node),
+        )  # fmt: skip
     except OSError:
         msg = f"cannot listen on port {node.our_port} for the C-MOVE; is it in use?"
         raise PacsError(msg) from None

@@ -44,11 +44,36 @@ def client_context(node: Node) -> TlsContext:
     context = TlsContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.sslsocket_class = _WatchedSocket
+    _load(context, node)
+    return context
+
+
+def server_context(node: Node) -> ssl.SSLContext | None:
+    """Our storage SCP's context for a C-MOVE from a TLS node (None without TLS): the archive
+    connects back with TLS, shows a certificate chaining to the node's CA, and gets ours."""
+    if not node.tls:
+        return None
+    if not node.tls_cert:
+        msg = f"a C-MOVE from TLS node '{node.name}' needs our certificate and key "
+        msg += "(--tls-cert, --tls-key): the archive connects back to us; or use --method get"
+        raise PacsError(msg)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_REQUIRED
+    _load(context, node)
+    return context
+
+
+def _load(context: ssl.SSLContext, node: Node) -> None:
+    """The node's CA (or the system's) to verify the peer, and our certificate if any."""
     try:
         if node.tls_ca:
             context.load_verify_locations(cafile=node.tls_ca)
         else:
-            context.load_default_certs(ssl.Purpose.SERVER_AUTH)
+            server = context.protocol == ssl.PROTOCOL_TLS_CLIENT
+            context.load_default_certs(
+                ssl.Purpose.SERVER_AUTH if server else ssl.Purpose.CLIENT_AUTH
+            )
     except (OSError, ssl.SSLError):
         msg = f"the TLS CA file {Path(node.tls_ca).name} of PACS '{node.name}' is not a PEM certificate"
         raise PacsError(msg) from None
@@ -59,7 +84,6 @@ def client_context(node: Node) -> TlsContext:
         msg = f"our TLS certificate {Path(node.tls_cert).name} and key "
         msg += f"{Path(node.tls_key).name} for PACS '{node.name}' do not load (PEM, matching pair)"
         raise PacsError(msg) from None
-    return context
 
 
 def tls_args(node: Node) -> tuple[TlsContext, str] | None:
