@@ -46,13 +46,18 @@ class PacsStoreBox(QtWidgets.QGroupBox):
         self.worker.done.connect(self._stored)
         self.worker.error.connect(self.result.setText)
         self.worker.finished.connect(self.sync)
+        self.result.setMinimumHeight(self.result.fontMetrics().lineSpacing() * 3)
+        self.result.setAlignment(
+            QtCore.Qt.AlignmentFlag.AlignTop | QtCore.Qt.AlignmentFlag.AlignLeft
+        )
         row = QtWidgets.QHBoxLayout()
-        row.addWidget(self.node, 1)
         row.addWidget(self.deidentified)
+        row.addStretch(1)
         row.addWidget(self.store_button)
-        column = QtWidgets.QVBoxLayout(self)
-        column.addLayout(row)
-        column.addWidget(self.result)
+        form = QtWidgets.QFormLayout(self)
+        form.addRow("Node", self.node)
+        form.addRow("", row)
+        form.addRow(self.result)
         self.store_button.clicked.connect(self.store)
 
     def refresh(self, actor: Actor | None) -> None:

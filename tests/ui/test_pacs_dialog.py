@@ -22,7 +22,7 @@ from app.workflow import intake, pacs
 from tests.pacs.conftest import CANARY, CANARY_ID, node_for, orthanc, study_of  # noqa: F401
 from tests.pacs.orthanc import free_port
 from tests.pacs.stores import coloured_version, delete_new
-from tests.ui.conftest import grab_array
+from tests.ui.conftest import ARTIFACTS, grab_array
 from tests.workflow.conftest import ADMIN, REVIEWER, admin, people, person  # noqa: F401
 
 RETRIEVE_S = 180_000
@@ -172,6 +172,8 @@ def test_store_from_the_package_panel(qtbot, people, store_case, orthanc, caplog
     with qtbot.waitSignal(box.stored, timeout=60_000):
         box.store_button.click()
     assert box.result.text().startswith("Stored 4 de-identified objects (2 STL, 1 MTL, 1 OBJ)")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    panel.grab().save(str(ARTIFACTS / "package-panel-pacs-store.png"))
     assert CANARY not in caplog.text and CANARY_ID not in caplog.text
 
 
