@@ -23,6 +23,7 @@ from app.ui.panels import AuditPanel, DisplayPanel
 from app.ui.print_job import ACTIVE_JOBS
 from app.ui.print_panel import PrintPanel
 from app.ui.progress_bar import ProgressBar
+from app.ui.record_panel import RecordPanel
 from app.ui.review_panel import ReviewPanel
 from app.ui.segment_panel import SegmentPanel
 from app.ui.settings_dialog import DATA_DIR_KEY, SettingsDialog, qt_settings
@@ -217,6 +218,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.print_panel = PrintPanel(self.mesh_panel, self)
         self.print_panel.load_profiles(self.paths, self.settings.default_printer)
         self.package_panel = PackagePanel(self)
+        self.record_panel = RecordPanel(self.area.view3d, self)
+        self.track(self.record_panel.worker)
         self.review_panel = ReviewPanel(self.state, self.mesh_panel, self.area.view3d, self)
         self.mesh_panel.meshBuilt.connect(lambda _r: self.package_panel.refresh_versions())
         self.mesh_panel.meshEdited.connect(lambda _v: self.package_panel.refresh_versions())
@@ -227,6 +230,7 @@ class MainWindow(QtWidgets.QMainWindow):
             "Mesh": self.mesh_panel,
             "Print": self.print_panel,
             "Package": self.package_panel,
+            "Record": self.record_panel,
             "Review": self.review_panel,
         }
 
@@ -483,6 +487,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.mesh_panel.set_case(case, self._printer_volume())
         self.print_panel.set_case(case)
         self.package_panel.set_case(case)
+        self.record_panel.set_case(case)
         self.review_panel.set_case(case)
         if case.pseudonym not in {e.pseudonym for e in self.browser.entries}:
             self.refresh_cases()  # a case the job created (the sample on first start)
