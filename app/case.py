@@ -9,6 +9,7 @@ Layout inside a case::
     series.json                 the source series' facts (no identity), warnings, geometry
     origin.json                 where the series came from: the PACS node (name, AE title, address)
     volume.mpvol                the loaded image
+    preview.mpvol               the image at most 256 voxels a side, shown while the full loads
     dicom/00000.dcm ...         the original DICOM, for traceability
     segmentation.seg            the segmentation (bit-field labels)
     segmentation-authors.json   every account that saved it (four eyes)
@@ -34,7 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
@@ -44,6 +45,7 @@ from app.imaging.volume import Volume
 from app.security.access import mesh_manifest_sha256
 
 VOLUME_FILE = "volume.mpvol"
+PREVIEW_FILE = "preview.mpvol"
 SERIES_FILE = "series.json"
 ORIGIN_FILE = "origin.json"
 SEGMENTATION_FILE = "segmentation.seg"
@@ -162,15 +164,32 @@ class Case:
 
     # ----- the source series ------------------------------------------------------------------
     def save_volume(self, volume: Volume) -> None:
+        """Store the image, then its preview."""
         with self.vault.write_file(self.pseudonym, VOLUME_FILE) as out:
             volume.write(out)
+        self.save_preview(volume)
 
-    def load_volume(self) -> Volume:
+    def load_volume(self, progress: Callable[[float], None] | None = None) -> Volume:
         if not self._has(VOLUME_FILE):
             msg = f"case {self.pseudonym} has no image yet; import a series first"
             raise VaultError(msg)
         with self.vault.read_file(self.pseudonym, VOLUME_FILE) as src:
+            return Volume.read(src, progress)
+
+    def save_preview(self, volume: Volume) -> None:
+        """Store ``volume`` reduced to a preview (cases stored before previews get one so)."""
+        with self.vault.write_file(self.pseudonym, PREVIEW_FILE) as out:
+            volume.reduced().write(out)
+
+    def load_preview(self) -> Volume | None:
+        """The image's preview, or None when the case has none (yet)."""
+        if not self._has(PREVIEW_FILE):
+            return None
+        with self.vault.read_file(self.pseudonym, PREVIEW_FILE) as src:
             return Volume.read(src)
+
+    def has_preview(self) -> bool:
+        return self._has(PREVIEW_FILE)
 
     def has_volume(self) -> bool:
         return self._has(VOLUME_FILE)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -20,6 +21,8 @@ import numpy as np
 from app.errors import MedPrintError
 
 _MAGIC = b"MPVOL1\n"
+PREVIEW_SIDE = 256  # a preview has at most this many voxels a side
+_READ_STEP = 16 << 20  # bytes decrypted between progress reports
 
 
 @dataclass
@@ -127,6 +130,19 @@ class Volume:
             warnings=list(warnings or []),
         )
 
+    def reduced(self, max_side: int = PREVIEW_SIDE) -> Volume:
+        """Every n-th voxel along each axis, n the smallest that keeps every side within
+        ``max_side``: the same region and geometry at a coarser spacing (a quick preview)."""
+        sk, sj, si = (-(-n // max_side) for n in self.array.shape)
+        return Volume(
+            array=np.ascontiguousarray(self.array[::sk, ::sj, ::si]),
+            origin=self.origin,
+            spacing=(self.spacing[0] * si, self.spacing[1] * sj, self.spacing[2] * sk),
+            direction=self.direction,
+            modality=self.modality,
+            warnings=list(self.warnings),
+        )
+
     def write(self, stream: BinaryIO) -> None:
         """Serialise to a binary stream (header JSON + raw C-order array), no extra copy."""
         header = dict(self.geometry(), warnings=self.warnings)
@@ -139,8 +155,11 @@ class Volume:
             stream.write(view[start : start + step])
 
     @classmethod
-    def read(cls, stream: BinaryIO) -> Volume:
-        """Inverse of :meth:`write`; refuses anything that is not a MedPrint volume."""
+    def read(cls, stream: BinaryIO, progress: Callable[[float], None] | None = None) -> Volume:
+        """Inverse of :meth:`write`; refuses anything that is not a MedPrint volume.
+
+        ``progress(fraction)`` is called as the samples arrive (and may raise to stop).
+        """
         if stream.read(len(_MAGIC)) != _MAGIC:
             msg = "not a MedPrint volume stream"
             raise MedPrintError(msg)
@@ -150,9 +169,13 @@ class Volume:
         dtype = np.dtype(header["dtype"])
         array = np.empty(shape, dtype=dtype)
         view = memoryview(array.reshape(-1).view(np.uint8))
-        if stream.readinto(view) != len(view):  # type: ignore[attr-defined]
-            msg = "volume stream is truncated"
-            raise MedPrintError(msg)
+        for start in range(0, len(view), _READ_STEP):
+            part = view[start : start + _READ_STEP]
+            if stream.readinto(part) != len(part):  # type: ignore[attr-defined]
+                msg = "volume stream is truncated"
+                raise MedPrintError(msg)
+            if progress is not None:
+                progress((start + len(part)) / len(view))
         return cls(
             array=array,
             origin=header["origin"],

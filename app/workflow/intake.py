@@ -25,6 +25,8 @@ from app.workflow import policy, segment
 from app.workflow.actor import Actor
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import numpy as np
 
     from app.imaging.grouping import ScanResult, Series
@@ -218,12 +220,20 @@ def load_case(
     *,
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
+    preview: Callable[[Volume], None] | None = None,
 ) -> LoadedCase:
-    """Open case ``pseudonym`` and read its volume and segmentation (audited ``case.open``)."""
+    """Open case ``pseudonym`` and read its volume and segmentation (audited ``case.open``).
+
+    ``preview(volume)`` is first given the case's reduced image (≤ 256 voxels a side) to show
+    while the full one is read: only to look at, never to segment or measure on.
+    """
     policy.allow(actor, "case.open", pseudonym)
     progress = ensure(progress)
     progress.update(0.05, f"opening case {pseudonym}")
     case = actor.case(pseudonym)
+    reduced = case.load_preview() if preview is not None else None
+    if reduced is not None:
+        preview(reduced)
     loaded = _load(actor, case, progress, cancel)
     policy.record(actor, "case.open", pseudonym, shape=list(loaded.volume.shape))
     return loaded
@@ -231,8 +241,15 @@ def load_case(
 
 def _load(actor: Actor, case: Case, progress: Progress, cancel: CancelToken | None) -> LoadedCase:
     check_cancel(cancel)
-    progress.update(0.2, "decrypting the image")
-    volume = case.load_volume()
+    progress.update(0.1, "decrypting the image")
+
+    def read(fraction: float) -> None:
+        check_cancel(cancel)
+        progress.update(0.1 + 0.7 * fraction, "decrypting the image")
+
+    volume = case.load_volume(read)
+    if not case.has_preview():  # a case stored before previews: give it one for next time
+        case.save_preview(volume)
     check_cancel(cancel)
     progress.update(0.8, "reading the segmentation")
     segmentation = segment.load(actor, case, volume)

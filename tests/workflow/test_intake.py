@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.case import PREVIEW_FILE, Case
 from app.errors import AccessDenied, Cancelled, VaultError
+from app.imaging.volume import Volume
 from app.progress import CancelToken, Progress
 from app.security import audit
 from app.security.deid.profile import DeidOptions
@@ -104,6 +106,44 @@ def test_open_and_load_are_audited_for_every_role(people, sphere_case, who):
     loaded = intake.load_case(actor, sphere_case.pseudonym)
     assert loaded.volume.shape == (48, 48, 48) and loaded.segmentation is None
     assert _records(actor)[-1]["facts"]["shape"] == [48, 48, 48]
+
+
+def test_load_shows_the_stored_preview_before_the_full_image(admin):
+    volume = Volume(np.arange(600 * 40 * 30, dtype=np.int16).reshape(600, 40, 30),
+                    origin=(1.0, 2.0, 3.0), spacing=(0.5, 0.6, 0.7), modality="CT")  # fmt: skip
+    case = Case(admin.vault, admin.vault.create_case({}))
+    case.save_volume(volume)
+    shown: list[Volume] = []
+    loaded = intake.load_case(admin, case.pseudonym, preview=shown.append)
+    (preview,) = shown
+    assert preview.shape == (200, 40, 30)  # every 3rd slice: at most 256 a side
+    assert np.allclose(preview.spacing, (0.5, 0.6, 2.1)) and preview.origin == volume.origin
+    assert np.array_equal(preview.array, volume.array[::3])
+    assert np.array_equal(loaded.volume.array, volume.array)
+
+
+def test_a_case_without_a_preview_opens_and_gets_one(admin, sphere_case):
+    path = admin.vault.root / "cases" / sphere_case.pseudonym / PREVIEW_FILE
+    path.unlink()  # as stored before previews
+    shown: list[Volume] = []
+    loaded = intake.load_case(admin, sphere_case.pseudonym, preview=shown.append)
+    assert shown == [] and loaded.volume.shape == (48, 48, 48)
+    assert path.exists() and sphere_case.load_preview().shape == (48, 48, 48)
+
+
+def test_loading_the_image_can_be_cancelled_part_way(admin, sphere_case, monkeypatch):
+    monkeypatch.setattr("app.imaging.volume._READ_STEP", 4096)  # 54 steps for the sphere
+    token = CancelToken()
+    steps: list[float] = []
+
+    def progress(fraction: float, _message: str) -> None:
+        steps.append(fraction)
+        if fraction > 0.2:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        intake.load_case(admin, sphere_case.pseudonym, progress=Progress(progress), cancel=token)
+    assert 0.2 < max(steps) < 0.3
 
 
 def test_open_is_refused_without_a_role_and_a_missing_case_is_named(people, sphere_case):
