@@ -28,7 +28,8 @@ _STUDY_ROLE = QtCore.Qt.ItemDataRole.UserRole + 1
 
 
 class NodeDialog(QtWidgets.QDialog):
-    """Add or edit one node: AE titles, address, ports, DICOMweb root, research or clinical."""
+    """Add or edit one node: AE titles, address, ports, DICOMweb root, research or clinical,
+    DICOM TLS (the CA to trust, our certificate and key: PEM file paths)."""
 
     def __init__(self, node: Node | None, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
@@ -51,6 +52,15 @@ class NodeDialog(QtWidgets.QDialog):
             "Clinical: takes identified objects of any case. Research: de-identified only. "
             "Ordinary: identified objects only of the cases retrieved from it."
         )
+        self.tls = QtWidgets.QCheckBox("DICOM TLS", self)
+        self.tls.setChecked(bool(node and node.tls))
+        self.tls_files = {
+            key: QtWidgets.QLineEdit(getattr(node, key, "") if node else "", self)
+            for key in ("tls_ca", "tls_cert", "tls_key")
+        }
+        self.tls_files["tls_ca"].setPlaceholderText("CA file (PEM); empty: the system's CAs")
+        self.tls_files["tls_cert"].setPlaceholderText("our certificate (PEM), if asked")
+        self.tls_files["tls_key"].setPlaceholderText("its key (PEM)")
         buttons = QtWidgets.QDialogButtonBox(
             QtWidgets.QDialogButtonBox.StandardButton.Ok
             | QtWidgets.QDialogButtonBox.StandardButton.Cancel,
@@ -62,7 +72,9 @@ class NodeDialog(QtWidgets.QDialog):
         for label, widget in (
             ("Name", self.name), ("AE title", self.aet), ("Host", self.host),
             ("Port", self.port), ("Our AE title", self.our_aet), ("Our port", self.our_port),
-            ("DICOMweb root", self.dicomweb), ("Kind", self.kind),
+            ("DICOMweb root", self.dicomweb), ("Kind", self.kind), ("", self.tls),
+            ("TLS CA", self.tls_files["tls_ca"]), ("Our certificate", self.tls_files["tls_cert"]),
+            ("Our key", self.tls_files["tls_key"]),
         ):  # fmt: skip
             form.addRow(label, widget)
         form.addRow(buttons)
@@ -85,8 +97,9 @@ class NodeDialog(QtWidgets.QDialog):
             "dicomweb": self.dicomweb.text().strip(),
             "clinical": self.kind.currentIndex() == 1,
             "research": self.kind.currentIndex() == 2,
-        }
-        if self.original is not None:  # keep what this form does not show (TLS files)
+            "tls": self.tls.isChecked(),
+        } | {key: edit.text().strip() for key, edit in self.tls_files.items()}
+        if self.original is not None:  # keep any field this form does not show
             return dataclasses.replace(self.original, **values)
         return Node(**values)
 

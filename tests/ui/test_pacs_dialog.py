@@ -104,6 +104,12 @@ def test_nodes_add_refuse_edit_remove(qtbot, dialog, orthanc):  # noqa: F811
     dialog.save_node(form)
     assert "AE title 'BAD\\AET' is not valid" in dialog.node_status.text()
     form.aet.setText("ORTHANC")
+    form.tls.setChecked(True)
+    form.tls_files["tls_ca"].setText("/nonexistent/ca.pem")
+    dialog.save_node(form)
+    assert dialog.node_status.text() == "--tls-ca file ca.pem not found"
+    form.tls.setChecked(False)
+    form.tls_files["tls_ca"].clear()
     form.port.setValue(orthanc.dicom_port)
     form.kind.setCurrentIndex(1)
     dialog.save_node(form)
