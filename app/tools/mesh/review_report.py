@@ -32,6 +32,7 @@ SIGNATURE_FIELDS = (
     ("Signer key", "signer_key"),
 )
 _PAGE = (8.27, 11.69)  # A4 portrait, inches
+ZOOM_MARGIN_MM = 40.0  # image shown around the mesh's cut on each side
 
 
 @dataclass
@@ -194,12 +195,30 @@ def _slice_panel(ax, facts: ReviewFacts, axis: int, index: int) -> None:
     superior_up = axis != 2 and volume.direction[2, 2] > 0  # k runs up the page
     origin = "lower" if superior_up else "upper"
     ax.imshow(image, cmap="gray", vmin=low, vmax=high, origin=origin, aspect=aspect)
+    drawn = []
     for name, mesh in facts.parts.items():
         segs = contour_segments(mesh, volume, float(index), axis)
         colour = facts.colours.get(name) or "#ff3030"
         ax.add_collection(LineCollection(segs, colors=colour, linewidths=0.8))
+        drawn.append(segs.reshape(-1, 2))
+    margin = np.array(
+        [ZOOM_MARGIN_MM / volume.spacing[column], ZOOM_MARGIN_MM / volume.spacing[row]]
+    )
+    _zoom(ax, np.concatenate(drawn), image.shape, margin, flip=origin == "upper")
     ax.set_title(f"{plane_name(volume, axis)} {index + 1} of {volume.size_ijk[axis]}", fontsize=7)
     ax.set_axis_off()
+
+
+def _zoom(ax, points: np.ndarray, shape: tuple[int, ...], margin: np.ndarray, flip: bool) -> None:
+    """Show the contour with ``margin`` (pixels per image axis) around it, within the image:
+    the anatomy around the cut is what a reviewer judges."""
+    if not len(points):
+        return
+    top = np.array([shape[1], shape[0]]) - 0.5
+    lo = np.clip(points.min(axis=0) - margin, -0.5, top)
+    hi = np.clip(points.max(axis=0) + margin, -0.5, top)
+    ax.set_xlim(lo[0], hi[0])
+    ax.set_ylim((hi[1], lo[1]) if flip else (lo[1], hi[1]))
 
 
 def _window(volume: Volume, image: np.ndarray) -> tuple[float, float]:
