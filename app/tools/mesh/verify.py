@@ -386,13 +386,15 @@ def _icp(
     for i in range(iterations):
         moved = points @ matrix[:3, :3].T + matrix[:3, 3]
         residual, normals, keep = _correspond(moved, target, ANNEAL_MM * 0.7**i)
+        if np.count_nonzero(keep) < 6:  # too few inliers to fix six degrees of freedom
+            break
         step = _plane_step(moved[keep], normals[keep], residual[keep])
         matrix = step @ matrix
         if np.abs(step - np.eye(4)).max() < 1e-7:
             break
     moved = points @ matrix[:3, :3].T + matrix[:3, 3]
     residual, _, keep = _correspond(moved, target)
-    rms = float(np.sqrt(np.mean(residual[keep] ** 2)))
+    rms = float(np.sqrt(np.mean(residual[keep] ** 2))) if keep.any() else float("inf")
     return matrix, rms, float(keep.mean()), _fit(moved, target)
 
 
