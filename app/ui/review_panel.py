@@ -159,6 +159,7 @@ class ReviewPanel(QtWidgets.QWidget):
         self.comparison: CompareResult | None = None
         self._before_compare: str | None = None  # the 3D view's volume preset, while comparing
         self.notes: list[dict] = []
+        self.moved: list[tuple[str, dict]] = []  # (part, region) of the last compare
         self.worker = Worker(self)
         self.worker.error.connect(self._say)
         self.worker.cancelled.connect(lambda: self._say("Cancelled."))
@@ -240,7 +241,12 @@ class ReviewPanel(QtWidgets.QWidget):
         self.history.verticalHeader().setVisible(False)
         self.history.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         self.history.horizontalHeader().setStretchLastSection(True)
-        self.history.setMaximumHeight(130)
+        self.regions = QtWidgets.QTableWidget(0, 3, box)
+        self.regions.setHorizontalHeaderLabels(["Moved region", "Max", "Mean"])
+        self.regions.verticalHeader().setVisible(False)
+        self.regions.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.regions.horizontalHeader().setStretchLastSection(True)
+        self.regions.setToolTip("double-click a region to go to its centre")
         row = QtWidgets.QHBoxLayout()
         for label, widget in (("from", self.older), ("to", self.newer)):
             row.addWidget(QtWidgets.QLabel(label, box))
@@ -250,9 +256,14 @@ class ReviewPanel(QtWidgets.QWidget):
         layout = QtWidgets.QVBoxLayout(box)
         layout.addLayout(row)
         layout.addWidget(self.compare_summary)
-        layout.addWidget(self.history)
+        self.compare_tabs = QtWidgets.QTabWidget(box)
+        self.compare_tabs.addTab(self.history, "Edits between")
+        self.compare_tabs.addTab(self.regions, "Moved regions")
+        self.compare_tabs.setMaximumHeight(160)
+        layout.addWidget(self.compare_tabs)
         self.compare_button.clicked.connect(self.compare)
         self.clear_button.clicked.connect(self.clear_compare)
+        self.regions.cellDoubleClicked.connect(lambda row, _col: self.go_to_region(row))
         return box
 
     def _build_comments(self) -> QtWidgets.QGroupBox:
@@ -402,6 +413,7 @@ class ReviewPanel(QtWidgets.QWidget):
             f"{extra}"
         )
         self._fill_history(report["history"])
+        self._fill_regions(report["parts"])
         self._say("")
         self.compared.emit(result)
 
@@ -433,6 +445,25 @@ class ReviewPanel(QtWidgets.QWidget):
                 self.history.setItem(row, column, item)
         self.history.resizeColumnsToContents()
 
+    def _fill_regions(self, parts: dict) -> None:
+        """The moved regions of every part, largest first: the places to look at."""
+        self.moved = [(name, region) for name, part in parts.items() for region in part["regions"]]
+        self.regions.setRowCount(len(self.moved))
+        for row, (name, region) in enumerate(self.moved):
+            cells = [
+                f"{name}: {region['vertices']} vertices",
+                f"{region['max_mm']:.2f} mm",
+                f"{region['mean_mm']:.2f} mm",
+            ]
+            for column, text in enumerate(cells):
+                self.regions.setItem(row, column, QtWidgets.QTableWidgetItem(text))
+        self.regions.resizeColumnsToContents()
+
+    def go_to_region(self, row: int) -> None:
+        """Move the crosshair (all views) to a moved region's centre."""
+        if 0 <= row < len(self.moved):
+            self.state.set_cursor(np.array(self.moved[row][1]["centre_lps_mm"], dtype=float))
+
     def clear_compare(self) -> None:
         if self.comparison is not None:
             for name in (COMPARE_OLDER, COMPARE_NEWER):
@@ -446,6 +477,8 @@ class ReviewPanel(QtWidgets.QWidget):
         self.comparison = None
         self.compare_summary.clear()
         self.history.setRowCount(0)
+        self.moved = []
+        self.regions.setRowCount(0)
         self._apply_layers()
 
     # -- comments -----------------------------------------------------------------------------

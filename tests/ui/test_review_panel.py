@@ -72,6 +72,13 @@ def _show_version(win, qtbot, number: int) -> None:
     assert win.review_panel.layer.label == f"v{number}"
 
 
+def _double_click(qtbot, table, row: int) -> None:
+    """As a person does: press (the view remembers the cell), then the double-click."""
+    at = table.visualItemRect(table.item(row, 0)).center()
+    qtbot.mouseClick(table.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=at)
+    qtbot.mouseDClick(table.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=at)
+
+
 def _contour_pixels(view, state) -> tuple[np.ndarray, np.ndarray]:
     """(mask of the pixels the contours changed, the view drawn without them)."""
     layers = state.mesh_contours
@@ -175,9 +182,7 @@ def _comments(win, qtbot, ct_volume) -> None:
     assert table.item(0, 0).text() == "thin cortex here"
     assert table.item(0, 1).text() == win.actor.user
     state.set_cursor(ct_volume.index_to_lps([100, 100, 10]))
-    rect = table.visualItemRect(table.item(0, 0))
-    qtbot.mouseClick(table.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=rect.center())
-    qtbot.mouseDClick(table.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=rect.center())
+    _double_click(qtbot, table, 0)
     assert np.allclose(state.cursor, point)
     assert axial.slice_index == 66
     table.selectRow(0)
@@ -213,6 +218,11 @@ def _compare(win, qtbot, artifacts) -> None:
     assert panel.history.item(0, 1).text() == "scale"
     assert "factor=1.01" in panel.history.item(0, 2).text()
     assert "v1 (dashed) → v2 (solid)" in panel.compare_summary.text()
+    assert panel.regions.rowCount() >= 1 and panel.regions.item(0, 0).text().startswith("bone")
+    biggest = panel.moved[0][1]
+    panel.compare_tabs.setCurrentWidget(panel.regions)
+    _double_click(qtbot, panel.regions, 0)
+    assert np.linalg.norm(state.cursor - biggest["centre_lps_mm"]) < 3.0  # its nearest voxel
     win.save_screenshot(artifacts / "review-compare-window.png", whole_window=True)
     panel.clear_button.click()
     assert state.mesh_contours == [panel.layer]
