@@ -54,6 +54,7 @@ COMMAND_MODULES = {
     "record": "trace",
     "verify-print": "trace",
     "lab-qa": "trace",
+    "printer-serial": "print",
 }
 
 

@@ -79,6 +79,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--list-ports", action="store_true", help="list serial ports and exit")
     parser.set_defaults(func=_print)
 
+    serial = sub.add_parser(
+        "printer-serial",
+        help="set a printer profile's serial number (the print record's, when the printer "
+        "reports none)",
+    )
+    serial.add_argument("printer", help="printer profile id or name")
+    serial.add_argument("serial", help="the serial number on the machine's plate ('' clears it)")
+    serial.set_defaults(func=_set_serial)
+
+
+def _set_serial(args: argparse.Namespace) -> int:
+    profile = printing.set_serial(Actor.current(), args.printer, args.serial)
+    print(f"{profile.id}: serial number {profile.serial or '(none)'}")
+    return 0
+
 
 def _print(args: argparse.Namespace) -> int:
     if args.list_ports:

@@ -38,6 +38,7 @@ from typing import Any
 from app.errors import MedPrintError, PrintingError
 from app.printing import marlin
 from app.printing.marlin import GcodeState, PrinterState, Temperature
+from app.printing.profiles import SERIAL_RE
 
 StateCallback = Callable[[PrinterState, str], None]
 ProgressCallback = Callable[["JobStatus"], None]
@@ -186,6 +187,19 @@ def _parse_duration(text: str) -> float | None:
     return total or None
 
 
+def machine_identity(
+    serial: str | None = None, model: str | None = None, source: str = "printer"
+) -> dict[str, str]:
+    """A job's facts about its machine: ``serial`` (when it is a plain serial-number text),
+    where it came from, and the ``model``; nothing for what the printer did not report."""
+    found: dict[str, str] = {}
+    if serial and SERIAL_RE.match(serial.strip()):
+        found |= {"serial": serial.strip(), "serial_source": source}
+    if model:
+        found["machine"] = " ".join(model.split())[:64]
+    return found
+
+
 # ---------------------------------------------------------------------------------------------
 # status
 
@@ -275,6 +289,7 @@ class PrintJob:
         self.summary: GcodeSummary | None = None
         self.resume_point: ResumePoint | None = None
         self.event_errors: list[str] = []
+        self.machine: dict[str, str] = {}  # what the connected printer says it is
         self._stopping = False
         self._state = PrinterState.IDLE
         self._message = ""
@@ -403,12 +418,19 @@ class PrintJob:
             "commands": summary.commands if summary else None,
             "printer": self.printer,
             **self.context,
+            **self.machine,
         }
 
     def close(self) -> None:
         """Release the connection (a running USB job stops being fed: cancel it first)."""
         self._done.set()
         self.backend.close()
+
+    def _identify(self) -> None:
+        """Once connected: the serial number (and model) the printer reports, which the
+        job's facts then carry over the profile's (a backend without ``identity`` has none)."""
+        ask = getattr(self.backend, "identity", None)
+        self.machine = machine_identity(**(ask() if callable(ask) else {}))
 
     # -- what a backend's job implements -----------------------------------------------------
 

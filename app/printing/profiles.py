@@ -35,6 +35,7 @@ PLACEHOLDERS = (
     "first_layer_bed_temperature",
 )
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+SERIAL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
 _PLACEHOLDER_RE = re.compile(r"\[([A-Za-z_][A-Za-z0-9_]*)\]")
 
 
@@ -124,6 +125,7 @@ class PrinterProfile:
     connection: Connection = field(default_factory=Connection)
     technology: str = "fdm"
     resin: Resin = field(default_factory=Resin)
+    serial: str = ""  # the machine's serial number, for the print record when it reports none
     origin: str = field(default="shipped", compare=False)
 
     @property
@@ -318,6 +320,9 @@ def printer_from_dict(
         if not values.get(key):
             raise _fail(where, f"'{key}' is missing; add it")
     _check_id(where, values["id"])
+    if values.get("serial") and not SERIAL_RE.match(values["serial"]):
+        msg = "'serial' must be 1-64 letters, digits, '.', '_', ':', '/' or '-'; fix it"
+        raise _fail(where, msg)
     if values.get("firmware", "marlin") not in FIRMWARES:
         raise _fail(where, f"firmware '{values['firmware']}' is not supported; use 'marlin'")
     for key in ("start_gcode", "end_gcode"):

@@ -50,6 +50,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "registry.export": frozenset({R, A}),
     "slice": MAKERS,
     "print": MAKERS,
+    "printer.serial": MAKERS,
     "package.build": MAKERS,
     "audit.view": ANYONE,
     "audit.export": frozenset({R, A}),

@@ -44,8 +44,9 @@ from app.printing.job import (
     ProgressCallback,
     StateCallback,
     TemperatureCallback,
+    machine_identity,
 )
-from app.printing.profiles import PrinterProfile, get_printer
+from app.printing.profiles import PrinterProfile, edit_profile, get_printer, save_printer
 from app.printing.serial_link import LinkOptions
 from app.security import access
 from app.workflow import names, policy, review
@@ -296,6 +297,17 @@ def recover(
     job.recover(back=back, port=port)
 
 
+def set_serial(actor: Actor, printer: str, serial: str) -> PrinterProfile:
+    """Give printer profile ``printer`` the machine's serial number, which its jobs' records
+    carry when the printer reports none itself (saved as the user's profile; audited
+    ``printer.serial``)."""
+    policy.allow(actor, "printer.serial")
+    profile = edit_profile(get_printer(printer, actor.paths), serial=serial.strip())
+    save_printer(profile, actor.paths)
+    policy.record(actor, "printer.serial", None, profile=profile.id, serial=profile.serial)
+    return profile
+
+
 # --- helpers ------------------------------------------------------------------------------------
 
 
@@ -367,6 +379,7 @@ def _context(
         "mesh_version": release.mesh_version,
         "mesh_sha256": release.mesh_sha256,
         "profile": profile.id,
+        **machine_identity(profile.serial, None, "profile"),
         "approval_id": release.approval.get("id") if release.approval else None,
         "override_ids": [o["id"] for o in release.overrides],
     }

@@ -361,7 +361,7 @@ def _print_job(ctx: _Context, gcode_sha: str | None) -> Link:
         "started_utc": start[-1]["time"] if start else None,
         "outcome": last["action"].removeprefix("print."),
         "operator": last["user"],
-        "serial": _serial(ctx),
+        **_machine(ctx, last["facts"]),
     }
     status = OK if last["action"] == "print.finish" else ATTENTION
     if last["action"] == "print.start":
@@ -370,9 +370,15 @@ def _print_job(ctx: _Context, gcode_sha: str | None) -> Link:
     return Link("print", status, digest, f"job {facts['outcome']}", facts)
 
 
-def _serial(ctx: _Context) -> str | None:
-    steps = [s for s in ctx.case.print_record() if s.get("step") == "printer"]
-    return steps[-1].get("fields", {}).get("serial") if steps else None
+def _machine(ctx: _Context, facts: dict) -> dict:
+    """The printer's serial number as the job recorded it (reported by the printer, else its
+    profile's), else from a signed ``printer`` step; where it came from; the machine model."""
+    serial, source = facts.get("serial"), facts.get("serial_source")
+    if not serial:
+        steps = [s for s in ctx.case.print_record() if s.get("step") == "printer"]
+        serial = steps[-1].get("fields", {}).get("serial") if steps else None
+        source = "printer step" if serial else None
+    return {"serial": serial, "serial_source": source, "machine": facts.get("machine")}
 
 
 def _steps(ctx: _Context) -> list[Link]:

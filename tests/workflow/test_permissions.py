@@ -242,6 +242,12 @@ ROWS: list[tuple[str, str, Callable[[Actor, World], object], bool]] = [
         True,
     ),
     (
+        "set a printer's serial number",
+        "printer.serial",
+        lambda a, w: printing.set_serial(a, "generic-marlin-220", f"SN-{a.user}"),
+        False,
+    ),
+    (
         "package",
         "package.build",
         lambda a, w: package.build(

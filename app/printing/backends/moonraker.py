@@ -82,6 +82,27 @@ class MoonrakerClient:
     def close(self) -> None:
         """Nothing to release: every call is one HTTP request."""
 
+    def identity(self) -> dict[str, str]:
+        """The serial number ``/machine/system_info`` reports: the printer's product serial
+        when the machine is set up with one, else the serial of the host's CPU; nothing when
+        the server does not say (older Moonraker, no permission)."""
+        try:
+            info = self._call("GET", "/machine/system_info").get("system_info", {})
+        except (PrinterConnectionError, HttpError, AttributeError):
+            return {}
+        product, cpu = info.get("product_info") or {}, info.get("cpu_info") or {}
+        if product.get("serial_number"):
+            return {
+                "serial": str(product["serial_number"]),
+                "model": str(product.get("machine_name") or ""),
+                "source": "printer (Moonraker product_info)",
+            }
+        return {
+            "serial": str(cpu.get("serial_number") or ""),
+            "model": str(cpu.get("model") or ""),
+            "source": "printer host (Moonraker cpu_info)",
+        }
+
     # -- files and jobs ----------------------------------------------------------------------
 
     def upload(self, name: str, data: bytes, sha256: str) -> dict:

@@ -59,6 +59,7 @@ class RemoteJob(PrintJob):
 
     def _begin(self) -> None:
         self.backend.connect()
+        self._identify()
         self._set_state(PrinterState.UPLOADING, f"uploading {self.remote_name}")
         self.backend.upload_and_start(
             self.remote_name, self.source.read_bytes(), self.summary.sha256

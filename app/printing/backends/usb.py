@@ -60,6 +60,15 @@ class UsbBackend:
         if self.link is not None:
             self.link.close()
 
+    def identity(self) -> dict[str, str]:
+        """What the firmware's M115 reply names: its UUID (as the serial) and MACHINE_TYPE."""
+        fields = self.link.firmware.fields if self.link is not None else {}
+        return {
+            "serial": fields.get("UUID", ""),
+            "model": fields.get("MACHINE_TYPE", ""),
+            "source": "printer (M115 UUID)",
+        }
+
 
 def pause_script(state: GcodeState, settings: PauseSettings) -> list[str]:
     """Retract, lift and park: the head leaves the part without a blob or a scar."""
@@ -162,6 +171,7 @@ class UsbJob(PrintJob, LinkListener):
 
     def _begin(self) -> None:
         self.backend.connect(self)
+        self._identify()
         self._started_at = time.monotonic()
         self._set_state(PrinterState.PRINTING, f"printing {self.summary.commands} commands")
         self.backend.link.start_stream(self.source.commands())

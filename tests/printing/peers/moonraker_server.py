@@ -6,7 +6,9 @@ contract (docs/external_api: introduction, file_manager, printer):
 - Answers are ``{"result": ...}``; errors are ``{"error": {"code": <status>, "message": ...}}``
   with the same HTTP status. With an API key configured, requests without the right
   ``X-Api-Key`` get 401.
-- ``GET /server/info``; ``POST /server/files/upload`` (multipart ``file``, optional ``root``,
+- ``GET /server/info``; ``GET /machine/system_info`` (``cpu_info``, and ``product_info`` on a
+  machine set up with one; 404 until a test sets ``system_info``); ``POST
+  /server/files/upload`` (multipart ``file``, optional ``root``,
   ``path``, ``checksum`` (SHA-256; mismatch -> 422), ``print``) answering 201 with ``item``,
   ``print_started``, ``print_queued``, ``action: create_file`` and a ``Location`` header;
   ``GET /server/files/metadata``; ``POST /printer/print/start?filename=`` / ``pause`` /
@@ -39,6 +41,7 @@ class MoonrakerContract:
         self.requests: list[tuple[str, str]] = []
         self.klippy_state = "ready"
         self.damage_uploads = False
+        self.system_info: dict | None = None  # /machine/system_info; None: 404 (older servers)
         self.state = "standby"
         self.filename = ""
         self.message = ""
@@ -233,6 +236,7 @@ def _handler(contract: MoonrakerContract) -> type[BaseHTTPRequestHandler]:
             query = urllib.parse.parse_qs(url.query, keep_blank_values=True)
             routes = {
                 ("GET", "/server/info"): self._info,
+                ("GET", "/machine/system_info"): self._system_info,
                 ("POST", "/server/files/upload"): lambda: self._upload(body),
                 ("GET", "/server/files/metadata"): lambda: self._metadata(query),
                 ("GET", "/printer/objects/query"): lambda: self._query(list(query)),
@@ -276,6 +280,12 @@ def _handler(contract: MoonrakerContract) -> type[BaseHTTPRequestHandler]:
                     }
                 },
             )
+
+        def _system_info(self) -> None:
+            if contract.system_info is None:
+                self._error(404, "Not Found")
+                return
+            self._reply(200, {"result": {"system_info": contract.system_info}})
 
         def _upload(self, body: bytes) -> None:
             ctype = self.headers.get("Content-Type", "")
