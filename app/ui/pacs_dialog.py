@@ -197,6 +197,8 @@ class PacsDialog(QtWidgets.QDialog):
         self.date_to = QtWidgets.QLineEdit(box)
         self.date_to.setPlaceholderText("to YYYYMMDD")
         self.find_button = QtWidgets.QPushButton("Find", box)
+        self.next_button = QtWidgets.QPushButton("Next page", box)
+        self.limit = 100
         self.method = QtWidgets.QComboBox(box)
         for label, method in METHODS:
             self.method.addItem(label, method)
@@ -208,11 +210,15 @@ class PacsDialog(QtWidgets.QDialog):
         labels = ("Patient ID", "Name", "Birth date", "Accession number", "Modality")
         for label, widget in zip(labels, self.keys.values(), strict=True):
             form.addRow(label, widget)
-            widget.returnPressed.connect(self.start_find)
+            widget.returnPressed.connect(self.new_query)
         form.addRow("Study date", dates)
         form.addRow("Transfer", self.method)
-        form.addRow("", self.find_button)
-        self.find_button.clicked.connect(self.start_find)
+        find_row = QtWidgets.QHBoxLayout()
+        find_row.addWidget(self.find_button, 1)
+        find_row.addWidget(self.next_button)
+        form.addRow("", find_row)
+        self.next_button.clicked.connect(self.next_page)
+        self.find_button.clicked.connect(self.new_query)
         return box
 
     # -- nodes --------------------------------------------------------------------------------
@@ -291,7 +297,7 @@ class PacsDialog(QtWidgets.QDialog):
     def is_web(self) -> bool:
         return self.method.currentData() == "wado"
 
-    def start_find(self) -> None:
+    def start_find(self, offset: int = 0) -> None:
         node = self.current_node()
         if node is None:
             self.status.setText("Choose a node first.")
@@ -305,12 +311,24 @@ class PacsDialog(QtWidgets.QDialog):
         self.status.setText(f"Querying {node.name}…")
         self.worker.start(
             lambda _i, progress, cancel: pacs.find(
-                self.actor, node.name, query, method="dicomweb" if self.is_web() else "dimse"
+                self.actor,
+                node.name,
+                query,
+                limit=self.limit,
+                offset=offset,
+                method="dicomweb" if self.is_web() else "dimse",
             ),
             name="querying the PACS",
             on_done=self._found,
         )
         self._sync()
+
+    def new_query(self) -> None:
+        self.start_find(0)
+
+    def next_page(self) -> None:
+        if self.page is not None and self.page.more:
+            self.start_find(self.page.offset + self.page.limit)
 
     def _found(self, page: FindPage) -> None:
         self.page = page
@@ -321,11 +339,14 @@ class PacsDialog(QtWidgets.QDialog):
         for column in range(len(self.COLUMNS)):
             self.tree.resizeColumnToContents(column)
         self.tree.setColumnWidth(0, max(self.tree.columnWidth(0) + 24, 200))  # room for the arrow
-        n = len(page.studies)
-        more = " (more on the archive: narrow the query)" if page.more else ""
-        self.status.setText(
-            f"{n} stud{'y' if n == 1 else 'ies'} found{more}." if n else "No study matches."
+        n, first = len(page.studies), page.offset + 1
+        shown = (
+            f"{n} stud{'y' if n == 1 else 'ies'} found"
+            if page.offset == 0 and not page.more
+            else f"Studies {first}-{page.offset + n}"
         )
+        more = " (more on the archive: Next page, or narrow the query)" if page.more else ""
+        self.status.setText(f"{shown}{more}." if n else "No study matches.")
         self._select_default()
 
     def _study_item(self, study: StudyMatch) -> None:
@@ -411,6 +432,7 @@ class PacsDialog(QtWidgets.QDialog):
         for button in (self.edit_button, self.remove_button, self.test_button, self.find_button):
             button.setEnabled(has_node and not busy)
         self.add_button.setEnabled(not busy)
+        self.next_button.setEnabled(not busy and self.page is not None and self.page.more)
         self.retrieve_button.setEnabled(
             not busy and has_node and self.tree.currentItem() is not None
         )

@@ -83,6 +83,18 @@ def test_query_and_retrieve_over_dicomweb(qtbot, dialog, admin):  # noqa: F811
     assert case.series_facts()["geometry"]["shape"][0] == 134
 
 
+def test_pages_of_studies(qtbot, dialog):
+    dialog.limit = 1
+    dialog.find_button.click()  # every study: the canary CT and the MR
+    qtbot.waitUntil(lambda: dialog.tree.topLevelItemCount() == 1, timeout=30_000)
+    assert dialog.status.text().startswith("Studies 1-1 (more on the archive")
+    first = dialog.tree.topLevelItem(0).text(3)
+    assert dialog.next_button.isEnabled()
+    dialog.next_button.click()
+    qtbot.waitUntil(lambda: dialog.status.text().startswith("Studies 2-2"), timeout=30_000)
+    assert {first, dialog.tree.topLevelItem(0).text(3)} == {"CT", "MR"}
+
+
 def test_cancel_leaves_no_case(qtbot, dialog, admin):  # noqa: F811
     _find_canary(qtbot, dialog)
     before = intake.list_cases(admin)
