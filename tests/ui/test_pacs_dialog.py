@@ -23,9 +23,11 @@ from tests.pacs.conftest import CANARY, CANARY_ID, node_for, orthanc, study_of  
 from tests.pacs.orthanc import free_port
 from tests.pacs.stores import coloured_version, delete_new
 from tests.ui.conftest import ARTIFACTS, grab_array
+from tests.ui.stall import StallMeter
 from tests.workflow.conftest import ADMIN, REVIEWER, admin, people, person  # noqa: F401
 
 RETRIEVE_S = 180_000
+STALL_LIMIT_S = 0.5  # the GUI thread never waits on the network or the import (2 busy cores)
 
 
 @pytest.fixture
@@ -63,8 +65,9 @@ def test_test_query_and_retrieve(qtbot, dialog, admin, artifacts):  # noqa: F811
     assert pixels.std() > 10  # drawn, not blank
     dialog.grab().save(str(artifacts / "pacs-dialog.png"))
     before = {e.pseudonym for e in intake.list_cases(admin)}
-    with qtbot.waitSignal(dialog.retrieved, timeout=RETRIEVE_S) as got:
+    with StallMeter() as meter, qtbot.waitSignal(dialog.retrieved, timeout=RETRIEVE_S) as got:
         dialog.retrieve_button.click()
+    assert meter.longest_s < STALL_LIMIT_S, meter.report()
     pseudonym = got.args[0]
     assert {e.pseudonym for e in intake.list_cases(admin)} - before == {pseudonym}
     case = intake.open_case(admin, pseudonym)
