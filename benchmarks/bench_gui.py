@@ -6,7 +6,8 @@
 - the longest event-loop stall (``tests/ui/stall.py``: a 10 ms timer) while a case opens, the
   bone tool runs, a mesh builds and a mesh slices, on the synthetic 512×512×1000 CT
   (``benchmarks/inputs.py``; the 134-slice TCIA CT with ``--quick``), against the 100 ms goal;
-  the time until the slices show after opening and until the first volume rendering.
+  the time until the slices show after opening (the stored preview), until the full image is
+  in and until the first volume rendering.
 
 The GUI parts run in child processes under a display (``xvfb-run`` when there is none) and a
 private keystore session (``scripts/with-keyring.sh``).
@@ -216,9 +217,10 @@ def _row(name: str, meter, label: str) -> dict:
 
 def _open_rows(app, window, pseudonym: str, label: str, meter_class) -> list[dict]:
     view3d = window.area.view3d
-    opened, slices, shown = [], [], []
+    opened, slices, full, shown = [], [], [], []
     window.caseOpened.connect(opened.append)
-    window.volumeShown.connect(lambda: slices.append(1))
+    window.previewShown.connect(lambda: slices.append(1))  # the stored preview
+    window.volumeShown.connect(lambda: (slices.append(1), full.append(time.perf_counter())))
     view3d.volumeReady.connect(lambda: shown.append(time.perf_counter()))
     axial = window.area.slice_views["axial"]
     with meter_class() as meter:
@@ -229,11 +231,14 @@ def _open_rows(app, window, pseudonym: str, label: str, meter_class) -> list[dic
         slices_s = time.perf_counter() - start
         _wait(app, lambda: shown and opened)
         _settle(app)
-    first_volume_s = shown[0] - start
+    full_s, first_volume_s = full[0] - start, shown[0] - start
     return [
         _row("stall: opening a case", meter, label),
         {"name": "open: slices shown", "ours": slices_s, "anchor_name": "the 1.0 s goal",
-         "anchor": 1.0, "goal": "<= 1.0x", "note": label},
+         "anchor": 1.0, "goal": "<= 1.0x", "note": label + ", its preview"},
+        {"name": "open: full image shown, tools on", "ours": full_s,
+         "anchor_name": "slices shown", "anchor": slices_s, "goal": "no GUI block",
+         "note": "read in the background"},
         {"name": "open: first volume rendering", "ours": first_volume_s,
          "anchor_name": "slices shown", "anchor": slices_s, "goal": "no GUI block",
          "note": "3D prepared in the background"},

@@ -55,6 +55,12 @@ SHORTCUTS_HELP = """
 """
 
 
+class PreviewHandover(QtCore.QObject):
+    """Brings a case's preview from the loading thread to the window (a queued signal)."""
+
+    ready = QtCore.Signal(str, object)
+
+
 class JobBar(QtWidgets.QWidget):
     """Progress bar, message and Cancel for whichever tracked worker is running."""
 
@@ -112,6 +118,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     caseOpened = QtCore.Signal(str)
     volumeShown = QtCore.Signal()
+    previewShown = QtCore.Signal()  # a case's reduced image, while the full one loads
 
     def __init__(self, paths: Paths | None = None, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
@@ -132,6 +139,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.setCentralWidget(self.area)
         self.jobs = Worker(self)  # case loading, sample loading
         self.jobs.error.connect(lambda m: self.report_error("Could not open", m))
+        self._opening = self._previewed = ""  # the case being opened; whose preview is shown
+        self.previews = PreviewHandover(self)
+        self.previews.ready.connect(self._show_preview)
         self.job_bar = JobBar(self)
         self.job_bar.track(self.jobs)
         self._build_docks()
@@ -463,8 +473,20 @@ class MainWindow(QtWidgets.QMainWindow):
         self.jobs.start(job, inputs, name=name, on_done=done)
 
     def open_case(self, pseudonym: str) -> None:
-        job = partial(intake.load_case, self.actor)
+        self._opening = pseudonym
+        preview = partial(self.previews.ready.emit, pseudonym)
+        job = partial(intake.load_case, self.actor, preview=preview)
         self._start_load(job, pseudonym, f"opening case {pseudonym}")
+
+    def _show_preview(self, pseudonym: str, volume: Volume) -> None:
+        """A case's reduced image while the full one loads: to look at, with the tools off."""
+        if pseudonym != self._opening:
+            return  # another case was opened meanwhile
+        self.case = None
+        self.segment_panel.detach()
+        self.setWindowTitle(f"MedPrint — {pseudonym} (loading)")
+        self._previewed = pseudonym
+        self.show_volume(volume, preview=True)
 
     def open_sample(self) -> None:
         """Open the bundled sample case (imported into the vault on first use)."""
@@ -475,7 +497,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.case = case
         self.case_title = title.format(case.pseudonym)
         self.setWindowTitle(f"MedPrint — {self.case_title}")
+        cursor = self.state.cursor if self._previewed == case.pseudonym else None
+        self._opening = self._previewed = ""
         self.show_volume(loaded.volume)
+        if cursor is not None:
+            self.state.set_cursor(cursor)  # where the user went on the preview
         # The slices paint first; the panels (segment table, mesh versions, G-codes) follow.
         QtCore.QTimer.singleShot(30, partial(self._attach_case, loaded))
 
@@ -505,14 +531,16 @@ class MainWindow(QtWidgets.QMainWindow):
         except Exception:  # no profile: the QA report just skips the fit check
             return None
 
-    def show_volume(self, volume: Volume, window_preset: str | None = None) -> None:
+    def show_volume(
+        self, volume: Volume, window_preset: str | None = None, preview: bool = False
+    ) -> None:
         preset = window_preset or self.settings.default_window_preset
         if preset not in PRESET_NAMES:
             preset = "auto"
-        self.area.show_volume(volume, preset)
+        self.area.show_volume(volume, preset, preview=preview)
         for warning in volume.warnings:
             self.statusBar().showMessage(warning, 10000)
-        self.volumeShown.emit()
+        (self.previewShown if preview else self.volumeShown).emit()
 
     def import_dicom(self) -> None:
         try:

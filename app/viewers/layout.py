@@ -37,6 +37,7 @@ class ViewArea(QtWidgets.QWidget):
             grid.setRowStretch(index, 1)
         self.layout_name = "four-up"
         self.state.volumeChanged.connect(self._on_volume)
+        self._preview = False  # the volume shown is a preview (no 3D rendering of it)
         for view in self.slice_views.values():
             view.maximizeRequested.connect(self.toggle_maximized)
 
@@ -83,8 +84,12 @@ class ViewArea(QtWidgets.QWidget):
         self.view3d.render()
         return (widget or self).grab()
 
-    def show_volume(self, volume: Volume | None, window_preset: str = "auto") -> None:
-        """Show a volume in all four views (the 3D view downsamples it)."""
+    def show_volume(
+        self, volume: Volume | None, window_preset: str = "auto", preview: bool = False
+    ) -> None:
+        """Show a volume in all four views (the 3D view downsamples it); a ``preview`` (a
+        reduced image shown while the full one loads) in the slice views only."""
+        self._preview = preview
         self.state.set_volume(volume, preset=window_preset)
 
     def _on_volume(self) -> None:
@@ -97,4 +102,6 @@ class ViewArea(QtWidgets.QWidget):
         """Give the 3D view the current volume now, if that is still pending."""
         if getattr(self, "_pending_3d", False):
             self._pending_3d = False
-            self.view3d.set_volume(self.state.volume)
+            volume = None if self._preview else self.state.volume
+            if volume is not None or self.view3d.volume is not None:
+                self.view3d.set_volume(volume)
