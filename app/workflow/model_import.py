@@ -13,17 +13,18 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass, field
-
-import pydicom
+from typing import TYPE_CHECKING
 
 from app.case import Case, check_part
 from app.errors import DicomError, MedPrintError
-from app.imaging.grouping import Model, ScanResult
-from app.imaging.pacs.model3d import ModelObject, read_stl_object
 from app.imaging.sources import SourceOpener
 from app.progress import CancelToken, Progress, ensure
 from app.workflow import intake, policy
 from app.workflow.actor import Actor
+
+if TYPE_CHECKING:  # pydicom and numpy on demand: every command module is imported for --help
+    from app.imaging.grouping import Model, ScanResult
+    from app.imaging.pacs.model3d import ModelObject
 
 
 @dataclass
@@ -77,6 +78,8 @@ def _chosen_model(result: ScanResult, key: str | None) -> Model | None:
 
 
 def _read(model: Model) -> list[ModelObject]:
+    from app.imaging.pacs.model3d import read_stl_object  # noqa: PLC0415 (pydicom on demand)
+
     with SourceOpener() as opener:
         objects = []
         for source in model.sources:
@@ -103,6 +106,8 @@ def _owner(actor: Actor, model: Model) -> Case | None:
 
 
 def _frame_of(case: Case) -> str:
+    import pydicom  # noqa: PLC0415 (on demand)
+
     names = case.original_names()
     if not names:
         return ""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import urllib.request
 
 import pydicom
 import pytest
@@ -28,9 +29,9 @@ PATIENT = "IMPORT-BACK-{}"
 
 
 @pytest.fixture
-def study(orthanc, request) -> tuple[str, str]:
-    """Twelve MR slices under new UIDs and a patient ID of their own (one study per test: the
-    models stored back join no study another test counts)."""
+def study(orthanc, request):
+    """Twelve MR slices under new UIDs and a patient ID of their own, deleted from Orthanc
+    after the test (the models stored back join no study another test counts)."""
     patient = PATIENT.format(request.node.name[-12:])
     study_uid, series_uid, frame = generate_uid(), generate_uid(), generate_uid()
     for file in sorted((SHARED_DATA / "dicom" / MR).glob("*.dcm"))[60:72]:
@@ -41,7 +42,11 @@ def study(orthanc, request) -> tuple[str, str]:
         out = io.BytesIO()
         ds.save_as(out)
         orthanc.upload_bytes(out.getvalue())
-    return study_of(orthanc, patient)
+    uids = study_of(orthanc, patient)
+    yield uids
+    [found] = orthanc.post("/tools/lookup", uids[0].encode(), "text/plain")  # type: ignore[misc]
+    delete = urllib.request.Request(f"{orthanc.url}/studies/{found['ID']}", method="DELETE")
+    urllib.request.urlopen(delete, timeout=10).close()
 
 
 @pytest.fixture
