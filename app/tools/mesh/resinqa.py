@@ -80,9 +80,10 @@ def _join(
 ) -> None:
     """Union each component of this layer with the empty components under it (flags: or)."""
     both = (labels > 0) & (below > 0)
-    pairs = np.unique(np.stack([labels[both], below[both]], axis=1), axis=0)
-    for comp, under in pairs:
-        a, b = _find(parent, int(ids[comp - 1])), _find(parent, int(under))
+    pairs = np.unique((labels[both].astype(np.int64) << 32) | below[both])  # 1D: fast
+    for pair in pairs.tolist():
+        comp, under = pair >> 32, pair & 0xFFFFFFFF
+        a, b = _find(parent, int(ids[comp - 1])), _find(parent, under)
         if a != b:
             parent[a - 1] = b
             for flag in flags:
