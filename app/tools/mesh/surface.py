@@ -11,7 +11,7 @@ edge once an STL reader merges equal vertices (measured on the TCIA CT, see DESI
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -101,26 +101,31 @@ def clean_mask(
         mask = np.asarray(mask).astype(bool, copy=True)
     report = MaskCleanReport(voxel_volume_mm3=voxel_volume_mm3)
     if min_island_voxels > 0:
-        drop, count = _small_components(mask, min_island_voxels)
-        if count:
-            mask[drop] = 0
-            report.islands_removed, report.island_voxels = count, int(drop.sum())
+        for box, inside in _small_components(mask, min_island_voxels):
+            mask[box][inside] = 0
+            report.islands_removed += 1
+            report.island_voxels += int(inside.sum())
     if max_cavity_voxels > 0:
-        fill, count = _small_components(mask == 0, max_cavity_voxels, enclosed=True)
-        if count:
-            mask[fill] = 1
-            report.cavities_filled, report.cavity_voxels = count, int(fill.sum())
+        for box, inside in _small_components(
+            np.logical_not(mask), max_cavity_voxels, enclosed=True
+        ):
+            mask[box][inside] = 1
+            report.cavities_filled += 1
+            report.cavity_voxels += int(inside.sum())
     return mask, report
 
 
 def _small_components(
     mask: np.ndarray, limit: int, *, enclosed: bool = False
-) -> tuple[np.ndarray | None, int]:
-    """Voxels of the face-connected components of ``mask`` smaller than ``limit``, and how
-    many components that is; with ``enclosed`` only components that do not touch the border
-    of the array (cavities)."""
-    labels = _labels(mask)
-    sizes = np.bincount(labels.ravel())
+) -> Iterator[tuple[tuple[slice, ...], np.ndarray]]:
+    """The face-connected components of ``mask`` smaller than ``limit``, each as its box and
+    its voxels in that box; with ``enclosed`` only components that do not touch the border of
+    the array (cavities). Sizes are counted slab by slab and each component is cut out of its
+    own box: no whole-grid temporary besides the labels."""
+    labels, count = _labels(mask)
+    sizes = np.zeros(count + 1, dtype=np.int64)
+    for k in range(0, labels.shape[0], 16):
+        sizes += np.bincount(labels[k : k + 16].ravel(), minlength=count + 1)
     small = sizes < limit
     small[0] = False
     if enclosed:
@@ -133,17 +138,20 @@ def _small_components(
             labels[..., -1],
         ):
             small[np.unique(face)] = False
-    count = int(small.sum())
-    return (small[labels] if count else None), count
+    boxes = ndimage.find_objects(labels)
+    for label in np.flatnonzero(small).tolist():
+        box = boxes[label - 1]
+        yield box, labels[box] == label
 
 
-def _labels(mask: np.ndarray) -> np.ndarray:
-    """Face-connected component labels, in uint16 when they fit (half the memory of int32)."""
+def _labels(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """Face-connected component labels (in uint16 when they fit: half the memory of int32)
+    and their number."""
     try:
-        labels, _ = ndimage.label(mask, output=np.uint16)
+        labels, count = ndimage.label(mask, output=np.uint16)
     except RuntimeError:  # more than 65535 components
-        labels, _ = ndimage.label(mask)
-    return labels
+        labels, count = ndimage.label(mask)
+    return labels, int(count)
 
 
 def mask_bounds(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
