@@ -252,6 +252,8 @@ def store(
     version: int,
     *,
     deidentified: bool = False,
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
     timeout: float = dimse.TIMEOUT,
 ) -> Stored:
     """Store approved mesh ``version`` to node ``name``: an Encapsulated STL per part, an
@@ -259,16 +261,23 @@ def store(
     patient and study, the same frame of reference, the source instances referenced), and the
     case's segmentation as a DICOM SEG (its own series). ``deidentified`` applies the PS3.15
     Basic Profile; identified objects go only to the node the case was retrieved from or a
-    node marked clinical. Reviewers and administrators; audited begin and transferred."""
+    node marked clinical. Reviewers and administrators; audited begin and transferred.
+
+    ``cancel`` stops it while the objects are made, before anything is sent; once sending has
+    begun the series is completed (an archive should not keep half a model series)."""
     release = review.release_mesh(actor, case, version, "pacs.store")
     target = node(actor, name)
     _check_destination(actor, case, target, deidentified)
+    progress = ensure(progress)
+    progress.update(0.0, "making the DICOM objects")
     datasets = _model_objects(actor, case, version, deidentified)
+    check_cancel(cancel)
+    progress.update(0.4, f"sending {len(datasets)} objects to {name}")
     policy.record(
         actor, "pacs.store_begin", case.pseudonym, atna=ATNA_BEGIN_TRANSFER, node=name,
         version=version, mesh_sha256=release.mesh_sha256, deidentified=deidentified,
     )  # fmt: skip
-    sent = dimse.store(target, datasets, timeout=timeout)
+    sent = dimse.store(target, datasets, progress=progress.sub(0.4, 1.0), timeout=timeout)
     mesh = case.load_mesh_version(version)
     parts = {p["name"]: p["sha256"] for p in mesh.part_facts}
     series = uid_hash(str(datasets[0].SeriesInstanceUID))

@@ -17,9 +17,10 @@ import trimesh
 
 from app.case import Case
 from app.cli import main
-from app.errors import AccessDenied
+from app.errors import AccessDenied, Cancelled
 from app.imaging.pacs.model_obj import MTL_SOP_CLASS, OBJ_SOP_CLASS
 from app.imaging.pacs.query import STL_SOP_CLASS
+from app.progress import CancelToken, Progress
 from app.security import audit
 from app.workflow import pacs
 from app.workflow.pacs import SEG_SOP_CLASS
@@ -167,6 +168,23 @@ def test_deidentified_variants_to_a_research_node(people, ct_case, orthanc):
     [(_, obj)] = found[OBJ_SOP_CLASS]
     assert obj.ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == mtl.SOPInstanceUID
     assert hashlib.sha256(_document(obj)).hexdigest() == stored.documents["OBJ"]
+
+
+def test_cancelled_store_sends_nothing_and_progress_reaches_the_end(people, ct_case, orthanc):
+    version = coloured_version(people, ct_case, segmentation=False)
+    before = set(orthanc.get("/instances"))
+    cancel = CancelToken()
+    cancel.cancel()
+    with pytest.raises(Cancelled):
+        pacs.store(people[REVIEWER], ct_case, "pacs", version, cancel=cancel)
+    assert set(orthanc.get("/instances")) == before
+    actions = [r["action"] for r in audit.read_records(people[REVIEWER].paths)]
+    assert "pacs.store_begin" not in actions
+    seen: list[tuple[float, str]] = []
+    progress = Progress(lambda f, m: seen.append((f, m)))
+    assert pacs.store(people[REVIEWER], ct_case, "pacs", version, progress=progress).instances == 4
+    assert seen[-1] == (pytest.approx(1.0), "stored 4 of 4 objects")
+    assert [f for f, _ in seen] == sorted(f for f, _ in seen)
 
 
 def test_identified_store_only_to_the_origin_or_a_clinical_node(people, ct_case, orthanc):

@@ -173,6 +173,8 @@ def test_store_from_the_package_panel(qtbot, people, store_case, orthanc, caplog
     before = set(orthanc.get("/instances"))
     with qtbot.waitSignal(box.stored, timeout=60_000):
         box.store_button.click()
+        assert box.cancel_button.isEnabled() and not box.store_button.isEnabled()
+    assert box.bar.value() == 1000 and not box.cancel_button.isEnabled()
     assert box.result.text() == (
         f"Stored 4 objects (2 STL, 1 MTL, 1 OBJ) of mesh v{version} in 1 series to PACS 'pacs'."
     )

@@ -375,8 +375,15 @@ def _follow(
 # --- C-STORE ------------------------------------------------------------------------------------
 
 
-def store(node: Node, datasets: list[Dataset], *, timeout: float = TIMEOUT) -> int:
+def store(
+    node: Node,
+    datasets: list[Dataset],
+    *,
+    progress: Progress | None = None,
+    timeout: float = TIMEOUT,
+) -> int:
     """C-STORE ``datasets`` (Explicit VR Little Endian) to ``node``; how many were stored."""
+    progress = ensure(progress)
     ae = _ae(node, timeout)
     for uid in sorted({str(ds.SOPClassUID) for ds in datasets}):
         ae.add_requested_context(uid, ["1.2.840.10008.1.2.1"])
@@ -389,4 +396,5 @@ def store(node: Node, datasets: list[Dataset], *, timeout: float = TIMEOUT) -> i
                 msg = f"PACS '{node.name}' did not store an instance (status 0x{code:04X})"
                 raise PacsError(msg)
             stored += 1
+            progress.update(stored / len(datasets), f"stored {stored} of {len(datasets)} objects")
     return stored
