@@ -5,10 +5,11 @@
   hidden.
 - A form for post-processing and material steps (:func:`app.workflow.trace.record_step`:
   signed and audited there), which adds a link.
-- "Verify printed part": a scan (STL/PLY/OBJ in mm, cm or inch, or a CT folder) checked
-  against the approved mesh by :func:`app.workflow.verify_print.verify_print` in the worker;
-  the panel shows mean, p95, max and the verdict (or the mirrored / units message), and the 3D
-  view shows the scan coloured by its signed distance.
+- "Verify printed part": a scan (STL/PLY/OBJ in mm, cm or inch, or a CT's DICOM folder
+  segmented at a threshold in HU) checked against the approved mesh by
+  :func:`app.workflow.verify_print.verify_print` in the worker; the panel shows mean, p95, max
+  and the verdict (or the mirrored / units message), and the 3D view shows the scan coloured
+  by its signed distance.
 
 Every act goes through the workflow as the window's actor; refusals arrive as one line.
 """
@@ -52,6 +53,7 @@ class VerifyJob:
     scan: Path
     units: str
     tolerance_mm: float
+    threshold_hu: float
 
 
 @dataclass(frozen=True)
@@ -85,8 +87,9 @@ def verify_job(
     progress = ensure(progress)
     progress.update(0.05, "registering the scan to the approved mesh")
     done = verify_print.verify_print(
-        job.actor, job.case, job.scan, units=job.units, tolerance_mm=job.tolerance_mm
-    )
+        job.actor, job.case, job.scan, units=job.units, tolerance_mm=job.tolerance_mm,
+        threshold_hu=job.threshold_hu,
+    )  # fmt: skip
     check = done.check
     surface = None
     if check.deviation is not None and check.aligned is not None and check.faces is not None:
@@ -197,6 +200,15 @@ class RecordPanel(QtWidgets.QWidget):
         self.scan.setPlaceholderText("scan of the print: STL, PLY, OBJ, or a CT folder")
         browse = QtWidgets.QPushButton("Scan…", box)
         browse.clicked.connect(self._browse)
+        ct_folder = QtWidgets.QPushButton("CT folder…", box)
+        ct_folder.setToolTip("a CT of the printed part: its DICOM folder")
+        ct_folder.clicked.connect(self._browse_ct)
+        self.threshold = QtWidgets.QSpinBox(box)
+        self.threshold.setRange(-1000, 3000)
+        self.threshold.setSingleStep(50)
+        self.threshold.setSuffix(" HU")
+        self.threshold.setValue(-300)
+        self.threshold.setToolTip("segments a CT of the print (resin or plastic against air)")
         self.units = QtWidgets.QComboBox(box)
         self.units.addItems(SCAN_UNITS)
         self.tolerance = QtWidgets.QDoubleSpinBox(box)
@@ -213,9 +225,11 @@ class RecordPanel(QtWidgets.QWidget):
         where = QtWidgets.QHBoxLayout()
         where.addWidget(self.scan, 1)
         where.addWidget(browse)
+        where.addWidget(ct_folder)
         form = QtWidgets.QFormLayout(box)
         form.addRow("Scan", where)
         form.addRow("Units", self.units)
+        form.addRow("CT threshold", self.threshold)
         form.addRow("Tolerance", self.tolerance)
         form.addRow("", self.verify_button)
         form.addRow(self.result)
@@ -319,6 +333,14 @@ class RecordPanel(QtWidgets.QWidget):
         if chosen:
             self.scan.setText(chosen)
 
+    def _browse_ct(self) -> None:
+        chosen = QtWidgets.QFileDialog.getExistingDirectory(
+            self, "CT of the printed part (DICOM folder)", self.scan.text()
+        )
+        if chosen:
+            self.scan.setText(chosen)
+            self.units.setCurrentText("mm")  # a CT's geometry is in millimetres
+
     def verify(self) -> None:
         """Verify the scan in the worker; the result and the colour map follow."""
         if self.case is None or self.actor is None:
@@ -328,8 +350,9 @@ class RecordPanel(QtWidgets.QWidget):
             self.message.setText("Choose the scan of the printed part first.")
             return
         job = VerifyJob(
-            self.actor, self.case, Path(path), self.units.currentText(), self.tolerance.value()
-        )
+            self.actor, self.case, Path(path), self.units.currentText(), self.tolerance.value(),
+            float(self.threshold.value()),
+        )  # fmt: skip
         self.result.setText("Registering the scan and measuring its deviation…")
         _mark(self.result, True)
         self.worker.start(

@@ -15,6 +15,7 @@ from app.case import Case
 from app.tools.mesh.phantom import calibration_phantom
 from app.workflow import review, users
 from app.workflow.actor import Actor
+from tests.trace.ct_print import write_ct_series
 from tests.trace.scans import make_scan, printed_phantom, rigid
 from tests.ui.conftest import grab_array
 from tests.workflow.conftest import person, sphere_volume
@@ -88,6 +89,7 @@ def test_chain_step_verification_and_a_broken_link(window, qtbot, tmp_path, arti
     _record_cure(panel, qtbot)
     _verify_with_colours(window, panel, qtbot, tmp_path, artifacts)
     _verify_in_wrong_units(window, panel, qtbot, tmp_path)
+    _ct_folder_at_the_threshold(panel, qtbot, tmp_path)
     _tamper_and_see_red(case, panel, qtbot, artifacts)
 
 
@@ -141,6 +143,18 @@ def _verify_in_wrong_units(window, panel, qtbot, tmp_path) -> None:
     _verify(panel, qtbot, inches, units="mm")
     assert "CHECK-UNITS" in panel.result.text() and "--units inch" in panel.result.text()
     assert "printed part" not in window.area.view3d.mesh_names(), "no stale colour map"
+
+
+def _ct_folder_at_the_threshold(panel, qtbot, tmp_path) -> None:
+    """A CT of the print as a DICOM folder, segmented at the panel's threshold (set above the
+    resin's HU here, so nothing is found: one line, and the panel keeps working)."""
+    folder = write_ct_series(calibration_phantom(), tmp_path / "ct", pitch=0.6)
+    panel.scan.setText(str(folder))
+    panel.threshold.setValue(2500)
+    panel.verify_button.click()
+    qtbot.waitUntil(lambda: not panel.worker.busy, timeout=120_000)
+    assert "nothing above the threshold" in panel.message.text(), panel.message.text()
+    assert panel.verify_button.isEnabled()
 
 
 def _tamper_and_see_red(case, panel, qtbot, artifacts) -> None:
