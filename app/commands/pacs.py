@@ -160,6 +160,10 @@ def _retrieve(args: argparse.Namespace) -> int:
 def _store(args: argparse.Namespace) -> int:
     actor = Actor.current()
     case = intake.open_case(actor, args.case)
-    stored = pacs.store(actor, case, args.node, args.version, deidentified=args.deidentified)
+    with cli_progress("storing") as progress:
+        stored = pacs.store(
+            actor, case, args.node, args.version, deidentified=args.deidentified,
+            progress=progress,
+        )  # fmt: skip
     print(pacs.stored_summary(stored, args.version))
     return 0
