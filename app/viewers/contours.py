@@ -64,19 +64,33 @@ def _empty_cut(with_values: bool) -> Cut:
     return Cut(np.zeros((0, 2, 2)), np.zeros(0, dtype=np.int64), values)
 
 
+def _successors(first: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """For each segment, the one starting at the node where it ends (itself when none).
+
+    On a consistently wound closed mesh every node starts one segment and ends one, so the
+    two sorted key lists line up; otherwise each end is looked up among the starts."""
+    index = np.arange(len(first))
+    by_first, by_last = np.argsort(first, kind="stable"), np.argsort(last, kind="stable")
+    if np.array_equal(first[by_first], last[by_last]):
+        nxt = np.empty_like(index)
+        nxt[by_last] = by_first
+        return nxt
+    sorted_first = first[by_first]
+    at = np.minimum(np.searchsorted(sorted_first, last), len(first) - 1)
+    return np.where(sorted_first[at] == last, by_first[at], index)
+
+
 def _chain_order(first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Order segments, given as (start node, end node) ids, into chains: (order, starts).
 
-    Each segment's successor is the one starting where it ends. Cycles are broken at their
-    lowest segment, then every segment's distance to its chain's tail is found by pointer
-    jumping (log2 M numpy steps, no Python loop over segments). A node two segments start
-    from (a mesh wound inconsistently) only adds a break: the chains stay true.
+    Cycles are broken at their lowest segment, then every segment's distance to its chain's
+    tail is found by pointer jumping (log2 M numpy steps, no Python loop over segments) and
+    gives its place. A node two segments start from (a mesh wound inconsistently) only adds
+    a break: the chains stay true.
     """
     n = len(first)
     index = np.arange(n)
-    by_first = np.argsort(first, kind="stable")
-    at = np.minimum(np.searchsorted(first[by_first], last), n - 1)
-    nxt = np.where(first[by_first][at] == last, by_first[at], index)  # a tail: itself
+    nxt = _successors(first, last)
     steps = int(np.ceil(np.log2(n + 1))) + 1
     low, ahead = index.copy(), nxt.copy()
     for _ in range(steps):
@@ -86,10 +100,25 @@ def _chain_order(first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.nd
     rank, ahead = (nxt != index).astype(np.int64), nxt.copy()
     for _ in range(steps):
         rank, ahead = rank + rank[ahead], ahead[ahead]
-    order = np.lexsort((-rank, ahead))
+    # Chains one after another (grouped by their tail), each from its head to its tail.
+    sizes = np.bincount(ahead, minlength=n)
+    place = (np.cumsum(sizes) - sizes)[ahead] + sizes[ahead] - 1 - rank
+    order = np.empty(n, dtype=np.int64)
+    order[place] = index
     joined = last[order[:-1]] == first[order[1:]]
     starts = np.concatenate([[0], np.flatnonzero(~joined) + 1]).astype(np.int64)
     return order, starts
+
+
+def _runs_backwards(corners: np.ndarray, segments: np.ndarray) -> np.ndarray:
+    """Segments pointing against the way their triangle's normal turns about the view's
+    normal: flipped, every loop of a consistently wound mesh runs one way round. Only the
+    normal's two in-plane components matter."""
+    e1, e2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
+    normal_x = e1[:, 1] * e2[:, 2] - e1[:, 2] * e2[:, 1]
+    normal_y = e1[:, 2] * e2[:, 0] - e1[:, 0] * e2[:, 2]
+    direction = segments[:, 1] - segments[:, 0]
+    return direction[:, 1] * normal_x - direction[:, 0] * normal_y < 0
 
 
 @dataclass(frozen=True)
@@ -100,7 +129,7 @@ class MeshSection:
     """
 
     points: np.ndarray  # (V, 3): display mm across, down, slice index
-    faces: np.ndarray  # (F, 3) vertex indices
+    faces: np.ndarray  # (F, 3) vertex indices (int32)
     starts: np.ndarray  # (n_slices + 1,) offsets into members
     members: np.ndarray  # triangle indices, grouped by slice
     values: np.ndarray | None = None  # (V,) a scalar per vertex (e.g. distance in mm)
@@ -113,20 +142,28 @@ class MeshSection:
         faces: np.ndarray,
         values: np.ndarray | None = None,
     ) -> MeshSection:
+        """Bin the mesh for ``geometry``'s view. Vertices and triangles are stored sorted along
+        the view's normal, so a slice reads neighbouring memory, not 20 MB at random."""
         points = display_points(geometry, vertices)
-        faces = np.asarray(faces, dtype=np.int64)
+        by_height = np.argsort(points[:, 2], kind="stable")
+        renumber = np.empty(len(by_height), dtype=np.int32)
+        renumber[by_height] = np.arange(len(by_height), dtype=np.int32)
+        points = np.ascontiguousarray(points[by_height])
+        faces = renumber[np.asarray(faces)]
+        along = points[:, 2][faces]
+        faces = faces[np.argsort(along.min(axis=1), kind="stable")]
         along = points[:, 2][faces]
         first = np.maximum(np.ceil(along.min(axis=1)), 0).astype(np.int64)
         last = np.minimum(np.floor(along.max(axis=1)), geometry.n_slices - 1).astype(np.int64)
         counts = np.maximum(last - first + 1, 0)
-        members = np.repeat(np.arange(len(faces)), counts)
+        members = np.repeat(np.arange(len(faces), dtype=np.int32), counts)
         # Each triangle's slices: its first slice plus 0, 1, ... within its own run.
         runs = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
         slices = np.repeat(first, counts) + runs
         order = np.argsort(slices, kind="stable")
         per_slice = np.bincount(slices, minlength=geometry.n_slices)
         starts = np.concatenate([[0], np.cumsum(per_slice)])
-        vals = None if values is None else np.asarray(values, dtype=float)
+        vals = None if values is None else np.asarray(values, dtype=float)[by_height]
         return cls(points, faces, starts, members[order], vals)
 
     def cut(self, slice_index: int) -> Cut:
@@ -143,36 +180,33 @@ class MeshSection:
         d = self.points[:, 2][tri] - slice_index
         above = d >= 0
         n_above = above.sum(axis=1)
-        crossing = (n_above == 1) | (n_above == 2)
-        tri, d, above, n_above = tri[crossing], d[crossing], above[crossing], n_above[crossing]
-        if not len(tri):
+        crossing = np.flatnonzero((n_above == 1) | (n_above == 2))
+        if not len(crossing):
             return _empty_cut(self.values is not None)
+        tri, d, above, n_above = tri[crossing], d[crossing], above[crossing], n_above[crossing]
         lone = np.where(n_above == 1, np.argmax(above, axis=1), np.argmin(above, axis=1))
-        rows = np.arange(len(tri))
+        corners = self.points[tri]  # (n, 3 corners, 3)
+        # Flat indices of each triangle's lone corner and the two others (one gather each).
+        base = 3 * np.arange(len(tri))
+        flat_d, flat_tri, flat_xy = d.reshape(-1), tri.reshape(-1), corners.reshape(-1, 3)[:, :2]
         ends, weights, nodes = [], [], []
         for step in (1, 2):
-            other = (lone + step) % 3
-            da, db = d[rows, lone], d[rows, other]
+            at_lone, at_other = base + lone, base + (lone + step) % 3
+            da, db = flat_d[at_lone], flat_d[at_other]
             t = da / (da - db)
-            a, b = tri[rows, lone], tri[rows, other]
-            ends.append(self.points[a, :2] + t[:, None] * (self.points[b, :2] - self.points[a, :2]))
+            pa, pb = flat_xy[at_lone], flat_xy[at_other]
+            ends.append(pa + t[:, None] * (pb - pa))
+            a, b = flat_tri[at_lone], flat_tri[at_other]
             weights.append((a, b, t))
-            nodes.append(np.minimum(a, b) * len(self.points) + np.maximum(a, b))
+            low, high = np.minimum(a, b).astype(np.int64), np.maximum(a, b)
+            nodes.append(low * len(self.points) + high)
         segments, nodes = np.stack(ends, axis=1), np.stack(nodes, axis=1)
-        backwards = self._runs_backwards(tri, segments)
+        backwards = _runs_backwards(corners, segments)
         segments[backwards] = segments[backwards, ::-1]
         nodes[backwards] = nodes[backwards, ::-1]
         order, starts = _chain_order(nodes[:, 0], nodes[:, 1])
         values = self._middle_values(weights)
         return Cut(segments[order], starts, None if values is None else values[order])
-
-    def _runs_backwards(self, tri: np.ndarray, segments: np.ndarray) -> np.ndarray:
-        """Segments pointing against the way their triangle's normal turns about the view's
-        normal: flipped, every loop of a consistently wound mesh runs one way round."""
-        p = self.points[tri]
-        normal = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
-        direction = segments[:, 1] - segments[:, 0]
-        return direction[:, 1] * normal[:, 0] - direction[:, 0] * normal[:, 1] < 0
 
     def _middle_values(self, weights: list[tuple]) -> np.ndarray | None:
         if self.values is None:
