@@ -60,7 +60,8 @@ COMMAND_MODULES = {
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser for ``argv``: with only the module of the command it names, so a command
-    imports only its own libraries; with every module for ``--help`` and the GUI."""
+    imports only its own libraries; with none for the GUI (no command); with every module for
+    ``--help`` and for a word that names no command (argparse lists them)."""
     parser = argparse.ArgumentParser(
         prog="medprint",
         description="MedPrint: medical 3D printing workstation. Without a command, opens the GUI.",
@@ -71,9 +72,16 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         help=f"folder for the vault, audit log, settings and logs (also ${DATA_DIR_ENV})",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    word = command_word(sys.argv[1:] if argv is None else argv)
+    words = sys.argv[1:] if argv is None else argv
+    word = command_word(words)
     module = COMMAND_MODULES.get(word or "", word)
-    for name in [module] if module in COMMANDS else COMMANDS:
+    if module in COMMANDS:
+        names = [module]
+    elif word is None and not {"-h", "--help"} & set(words):
+        names = []  # the GUI: it imports what it needs itself, much of it after it is shown
+    else:
+        names = COMMANDS
+    for name in names:
         importlib.import_module(f"app.commands.{name}").register(sub)
     return parser
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import base64
 import os
-
-import keyring
-import keyring.errors
+from types import ModuleType
 
 from app.errors import KeystoreError
 
@@ -26,11 +24,21 @@ _FIX = (
 )
 
 
+def _keyring() -> ModuleType:
+    """``keyring``, imported on first use: its backends take about a second to import, which
+    the window's start does not wait for (the vault opens once the window is shown)."""
+    import keyring  # noqa: PLC0415
+    import keyring.errors  # noqa: PLC0415
+
+    return keyring
+
+
 class Keystore:
     """Named secrets in one keystore service."""
 
     def __init__(self, service: str | None = None) -> None:
         self.service = service or os.environ.get(SERVICE_ENV) or DEFAULT_SERVICE
+        self._keyring = keyring = _keyring()
         backend = keyring.get_keyring()
         module = type(backend).__module__
         if module.startswith(_INSECURE_BACKENDS) or backend.priority <= 0:
@@ -38,23 +46,23 @@ class Keystore:
 
     def get(self, name: str) -> bytes | None:
         try:
-            value = keyring.get_password(self.service, name)
-        except keyring.errors.KeyringError as exc:
+            value = self._keyring.get_password(self.service, name)
+        except self._keyring.errors.KeyringError as exc:
             raise KeystoreError(f"{_FIX} ({exc.__class__.__name__})") from None
         return None if value is None else base64.b64decode(value)
 
     def set(self, name: str, secret: bytes) -> None:
         try:
-            keyring.set_password(self.service, name, base64.b64encode(secret).decode("ascii"))
-        except keyring.errors.KeyringError as exc:
+            self._keyring.set_password(self.service, name, base64.b64encode(secret).decode("ascii"))
+        except self._keyring.errors.KeyringError as exc:
             raise KeystoreError(f"{_FIX} ({exc.__class__.__name__})") from None
 
     def delete(self, name: str) -> None:
         try:
-            keyring.delete_password(self.service, name)
-        except keyring.errors.PasswordDeleteError:
+            self._keyring.delete_password(self.service, name)
+        except self._keyring.errors.PasswordDeleteError:
             return
-        except keyring.errors.KeyringError as exc:
+        except self._keyring.errors.KeyringError as exc:
             raise KeystoreError(f"{_FIX} ({exc.__class__.__name__})") from None
 
     def require(self, name: str, what: str) -> bytes:

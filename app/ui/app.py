@@ -126,5 +126,8 @@ def when_exposed(window: QtWidgets.QWidget, fn: Callable[[], None]) -> None:
 
 
 def mark_shown() -> None:
-    """Print one line on stderr: the window is on screen (its first frame is painted)."""
+    """Print one line on stderr: the window is on screen (its first frame is painted); with
+    ``MEDPRINT_SHOWN_MARK=modules`` a second: the modules imported by then (for tests)."""
     print("medprint: window shown", file=sys.stderr, flush=True)
+    if os.environ.get(SHOWN_MARK_ENV) == "modules":
+        print("medprint: modules " + " ".join(sorted(sys.modules)), file=sys.stderr, flush=True)

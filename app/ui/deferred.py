@@ -34,6 +34,7 @@ MESH_MODULES = (
     "app.workflow.slice",
     "app.workflow.trace",
     "app.workflow.verify_print",
+    "app.workflow.pacs",  # pydicom, pynetdicom: for the Package panel's PACS nodes
 )
 
 

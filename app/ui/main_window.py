@@ -13,6 +13,7 @@ from app import __version__
 from app.errors import MedPrintError
 from app.imaging.volume import Volume
 from app.settings import Paths, Settings, resolve_paths
+from app.ui.app import when_exposed
 from app.ui.case_browser import CaseBrowser
 from app.ui.deferred import mesh_stack
 from app.ui.import_dialog import ImportDialog
@@ -406,10 +407,11 @@ class MainWindow(QtWidgets.QMainWindow):
         super().showEvent(event)
         if not getattr(self, "_shown_once", False):
             self._shown_once = True
-            # VTK and the mesh pipeline load in the background once the window is up (they are
-            # not needed to show it); the panels wait for them through app.ui.deferred.
-            QtCore.QTimer.singleShot(0, self.area.view3d.prewarm)
-            QtCore.QTimer.singleShot(200, mesh_stack().start)
+            # VTK and the mesh pipeline load in the background once the window is on screen
+            # (their imports hold the GIL: not while the window is first painted); the panels
+            # wait for them through app.ui.deferred.
+            when_exposed(self, self.area.view3d.prewarm)
+            when_exposed(self, lambda: QtCore.QTimer.singleShot(200, mesh_stack().start))
 
     def startup(self, open_sample: bool = True) -> None:
         """Open (or create) the vault, list the cases; with none, show the bundled sample."""

@@ -4,6 +4,7 @@ need them fill in when they arrive."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -20,6 +21,26 @@ def test_the_window_module_imports_no_heavy_package():
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
     )
     assert out.stdout.strip() == ""
+
+
+# Not imported until the window is on screen: the keystore's backends, DICOM and the network.
+NOT_BEFORE_SHOWN = ("keyring", "pydicom", "pynetdicom", "requests", "app.workflow.pacs", "trimesh",
+                    "scipy", "vtkmodules.all")  # fmt: skip
+
+
+def test_the_window_is_shown_before_heavy_packages_are_imported(data_dir, keystore_service):
+    env = {**os.environ, "MEDPRINT_SHOWN_MARK": "modules", "QT_QPA_PLATFORM": "xcb"}
+    proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=REPO, env=env,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        lines = (line for line in proc.stderr if line.startswith("medprint: "))
+        assert next(lines).strip() == "medprint: window shown"
+        modules = set(next(lines).split()[2:])
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "app.ui.main_window" in modules
+    assert [m for m in NOT_BEFORE_SHOWN if m in modules] == []
 
 
 def test_the_mesh_tools_never_import_all_of_vtk():

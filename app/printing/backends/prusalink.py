@@ -20,15 +20,15 @@ from __future__ import annotations
 
 import hashlib
 import urllib.parse
-from typing import Any
-
-import requests
-from requests.auth import HTTPDigestAuth
+from typing import TYPE_CHECKING, Any
 
 from app.errors import PrinterConnectionError
 from app.printing.backends.remote import RemoteJob, RemoteStatus
 from app.printing.job import GcodeSummary
 from app.printing.marlin import PrinterState, Temperature
+
+if TYPE_CHECKING:
+    import requests
 
 SERVER = "PrusaLink"
 SOURCE = "printer (PrusaLink /api/v1/info)"
@@ -72,6 +72,9 @@ class PrusaLinkClient:
             raise PrinterConnectionError(msg)
         self.base_url = url.rstrip("/")
         self.timeout = timeout
+        import requests  # noqa: PLC0415 (on first use: not while the window starts)
+        from requests.auth import HTTPDigestAuth  # noqa: PLC0415
+
         self.session = requests.Session()
         self.session.headers.update({"Accept": "application/json", "User-Agent": "MedPrint"})
         if user:
@@ -85,6 +88,8 @@ class PrusaLinkClient:
     # -- HTTP --------------------------------------------------------------------------------
 
     def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        import requests  # noqa: PLC0415 (imported by __init__)
+
         kwargs.setdefault("timeout", self.timeout)
         try:
             answer = self.session.request(method, self.base_url + path, **kwargs)
