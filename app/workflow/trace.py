@@ -280,7 +280,7 @@ def _mesh(ctx: _Context) -> tuple[Link, str | None]:
         "parts": [p["name"] for p in manifest["parts"]],
         "time_utc": info.get("time_utc"),
     }
-    made = ctx.all(("mesh.build", "mesh.edit"), version=number)
+    made = ctx.all(("mesh.build", "mesh.edit", "mesh.import", "pacs.open_model"), version=number)
     signed = made[-1]["facts"].get("sha256") if made else None
     link = _compare("mesh", case.mesh_sha256(number), signed, facts, f"mesh v{number}")
     try:

@@ -19,7 +19,7 @@ from app.errors import MedPrintError
 from app.imaging.pacs import dimse
 from app.imaging.pacs.received import ReceivedInstances
 from app.security import audit
-from app.workflow import intake, model_import, pacs, review
+from app.workflow import intake, model_import, pacs, review, trace
 from tests.conftest import SHARED_DATA
 from tests.pacs.conftest import MR, study_of
 from tests.workflow.conftest import ADMIN, REVIEWER, TECH
@@ -79,6 +79,8 @@ def test_model_round_trip_into_its_case(people, stored, pacs_node, study, capsys
     assert case.load_mesh_version(number).parts == original.parts
     record = [r for r in audit.read_records(admin.paths) if r["action"] == "mesh.import"][-1]
     assert record["facts"]["sha256"] == case.mesh_sha256(version)
+    [link] = [x for x in trace.build(admin, case, version=number).links if x.name == "mesh"]
+    assert link.status == trace.OK  # the imported version is checked against mesh.import
 
 
 def test_model_without_its_case_makes_a_new_case(people, stored, pacs_node, study):
