@@ -80,6 +80,7 @@ def _nodes(args: argparse.Namespace) -> int:
     for n in [] if args.json else found:
         web = f" dicomweb {n.dicomweb}" if n.dicomweb else ""
         kind = " [clinical]" if n.clinical else " [research]" if n.research else ""
+        kind += " [tls]" if n.tls else ""
         print(f"{n.name}: {n.aet}@{n.host}:{n.port} (we are {n.our_aet}:{n.our_port}){web}{kind}")
     return 0
 

@@ -180,6 +180,9 @@ def test_cli_adds_a_tls_node(admin, tls_orthanc, certs, capsys):
     assert main(argv) == 0
     assert main(["pacs", "echo", "cli-tls"]) == 0
     assert "C-ECHO ok" in capsys.readouterr().out
+    assert main(["pacs", "nodes"]) == 0
+    [line] = [x for x in capsys.readouterr().out.splitlines() if x.startswith("cli-tls:")]
+    assert line.endswith("[tls]")
     assert (
         main(["pacs", "add", "x", "--aet", "A", "--host", "h", "--port", "1", "--tls-ca", "f"]) == 2
     )
