@@ -178,36 +178,42 @@ def topology(mesh: trimesh.Trimesh, *, as_stl: bool = True) -> Topology:
     vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.faces, dtype=np.int64)
     if as_stl:
         vertices, faces = merge_float32(vertices, faces)
-    n_faces = len(faces)
-    if n_faces == 0:
+    if len(faces) == 0:
         return Topology(len(vertices), 0, 0, 0, 0, 0, 0, 0)
     degenerate = (
         (faces[:, 0] == faces[:, 1]) | (faces[:, 1] == faces[:, 2]) | (faces[:, 0] == faces[:, 2])
     )
-    faces = faces[~degenerate]
-    n_vertices = int(vertices.shape[0])
+    if degenerate.all():
+        return Topology(0, len(faces), 0, 0, 0, 0, 0, int(degenerate.sum()))
+    return inspect_faces(faces[~degenerate], degenerate=int(degenerate.sum()))[0]
+
+
+def inspect_faces(faces: np.ndarray, *, degenerate: int = 0) -> tuple[Topology, np.ndarray]:
+    """The :class:`Topology` of non-degenerate, welded ``faces`` (plus ``degenerate`` faces
+    left out by the caller) and their defect vertices (see :func:`defect_vertices`), from one
+    pass over the edges."""
+    faces = np.asarray(faces, dtype=np.int64)
+    n_vertices = int(faces.max()) + 1
     edges, directed_sign, face_of_edge = _half_edges(faces)
     key = edges[:, 0] * n_vertices + edges[:, 1]
-    uniq, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
-    edge_count = counts[inverse]
-    boundary = int(np.sum(counts == 1))
-    nonmanifold = int(np.sum(counts > 2))
+    _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
     # an interior edge is consistently oriented when its two half-edges run opposite ways
-    two = counts == 2
-    sign_sum = np.bincount(inverse, weights=directed_sign, minlength=len(uniq))
-    inconsistent = int(np.sum(two & (sign_sum != 0)))
-    components = int(_edge_linked(len(faces), inverse).max()) + 1 if len(faces) else 0
-    bad_vertices = len(_nonmanifold_vertices(faces, edges, inverse, edge_count, face_of_edge))
-    return Topology(
+    sign_sum = np.bincount(inverse, weights=directed_sign, minlength=len(counts))
+    flipped = (counts == 2) & (sign_sum != 0)
+    pinch = _nonmanifold_vertices(faces, edges, inverse, counts[inverse], face_of_edge)
+    bad_edge = (counts != 2) | flipped
+    defects = _sorted_unique(np.concatenate([edges[bad_edge[inverse]].ravel(), pinch]))
+    topo = Topology(
         vertices=int(np.count_nonzero(np.bincount(faces.ravel()))),
-        faces=int(n_faces),
-        components=components,
-        boundary_edges=boundary,
-        nonmanifold_edges=nonmanifold,
-        nonmanifold_vertices=bad_vertices,
-        inconsistent_edges=inconsistent,
-        degenerate_faces=int(np.sum(degenerate)),
+        faces=len(faces) + degenerate,
+        components=int(_edge_linked(len(faces), inverse).max()) + 1,
+        boundary_edges=int(np.sum(counts == 1)),
+        nonmanifold_edges=int(np.sum(counts > 2)),
+        nonmanifold_vertices=len(pinch),
+        inconsistent_edges=int(np.sum(flipped)),
+        degenerate_faces=degenerate,
     )
+    return topo, defects
 
 
 def _half_edges(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -25,6 +25,7 @@ from app.tools.mesh.core import (
     concatenate,
     defect_vertices,
     first_unique_rows,
+    inspect_faces,
     make_mesh,
     merge_float32,
     self_intersecting_faces,
@@ -267,11 +268,16 @@ def repair_mesh(
         decides: a triangle count depends on the decimation, not on what the part is.
     """
     progress = ensure(progress)
-    before = topology(mesh)
-    report = RepairReport(before=before.to_dict(), after={}, faces_before=len(mesh.faces))
     welded = weld(mesh)
-    parts, closed = _clusters(welded, known_closed=before.closed_manifold)
-    del welded
+    # when weld dropped no face, ``welded`` is ``mesh`` as an STL reader sees it
+    if 0 < len(welded.faces) == len(mesh.faces):
+        before, defects = inspect_faces(welded.faces)
+    else:
+        before = topology(mesh)
+        defects = defect_vertices(welded.faces) if not before.closed_manifold else None
+    report = RepairReport(before=before.to_dict(), after={}, faces_before=len(mesh.faces))
+    parts, closed = _clusters(welded, defects)
+    del welded, defects
     kept: list[trimesh.Trimesh] = []
 
     def small(part: trimesh.Trimesh) -> bool:
@@ -318,21 +324,19 @@ def repair_mesh(
 
 
 def _clusters(
-    welded: trimesh.Trimesh, *, known_closed: bool = False
+    welded: trimesh.Trimesh, defects: np.ndarray | None
 ) -> tuple[list[trimesh.Trimesh], np.ndarray]:
     """Clusters of a welded mesh (faces joined through shared vertices, so bodies touching at
-    one vertex are repaired together) and whether each is a closed 2-manifold.
-
-    The defects are found once over the whole mesh: a cluster is closed when none of its
-    vertices is on a boundary, non-manifold or flipped edge or is a pinch vertex.
+    one vertex are repaired together) and whether each is a closed 2-manifold: none of its
+    vertices is among the ``defects`` found once over the whole mesh (None: there are none).
     """
     faces = np.asarray(welded.faces, dtype=np.int64)
     labels = vertex_clusters(faces)
     n = int(labels.max()) + 1 if len(labels) else 0
     closed = np.ones(n, dtype=bool)
-    if not known_closed and n:
+    if defects is not None and len(defects) and n:
         defect = np.zeros(len(welded.vertices), dtype=bool)
-        defect[defect_vertices(faces)] = True
+        defect[defects] = True
         closed[labels[defect[faces].any(axis=1)]] = False
     return split_by_labels(welded, labels), closed
 
