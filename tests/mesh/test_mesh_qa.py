@@ -10,7 +10,8 @@ import trimesh
 
 from app.tools.mesh import edit
 from app.tools.mesh.core import make_mesh
-from app.tools.mesh.qa import QAReport, qa_report
+from app.tools.mesh.label import add_label, label_region
+from app.tools.mesh.qa import QAReport, qa_report, wall_thickness
 
 
 def cube(size=40.0):
@@ -88,3 +89,21 @@ def test_qa_reuses_the_repair_topology_and_crossings_for_one_unlabelled_part(mon
     shifted = np.roll(ball, 4, axis=2)  # overlaps the ball: the two parts cross
     two = build_parts({"a": ball, "b": shifted}, volume, settings)
     assert searched == [1] and checked == [1] and two.qa.self_intersections > 0
+
+
+def test_walls_thicker_than_the_probe_pass_with_a_clear_detail():
+    ball = trimesh.creation.icosphere(4, radius=40.0)
+    report = qa_report(make_mesh(ball.vertices, ball.faces))
+    wall = report.check("minimum wall thickness")
+    assert wall.passed and "every wall thicker than the 50 mm probed" in wall.detail
+
+
+def test_the_label_letters_are_left_out_of_the_wall_thickness():
+    slab = trimesh.creation.box((120, 60, 30))
+    labelled, info = add_label(make_mesh(slab.vertices, slab.faces), "C-7K3M-Q9", (0, 0, 15),
+                               (0, 0, 1))  # fmt: skip
+    inside = label_region(info)
+    everywhere = wall_thickness(labelled, 4000)
+    anatomy = wall_thickness(labelled, 4000, exclude=inside)
+    assert len(anatomy) < len(everywhere)
+    assert np.min(anatomy) > np.min(everywhere)
