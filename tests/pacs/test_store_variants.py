@@ -14,17 +14,21 @@ import numpy as np
 import pydicom
 import pytest
 import trimesh
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import CTImageStorage
 
 from app.case import Case
 from app.cli import main
 from app.errors import AccessDenied, Cancelled
 from app.imaging.pacs.model_obj import MTL_SOP_CLASS, OBJ_SOP_CLASS
+from app.imaging.pacs.nodes import Node, PacsError
 from app.imaging.pacs.query import STL_SOP_CLASS
 from app.progress import CancelToken, Progress
 from app.security import audit
 from app.workflow import pacs
 from app.workflow.pacs import SEG_SOP_CLASS
 from tests.pacs.conftest import CANARY, CANARY_ID, node_for, study_of
+from tests.pacs.orthanc import free_port
 from tests.pacs.stores import COLOURS, coloured_version, delete_new
 from tests.workflow.conftest import ADMIN, REVIEWER
 from tests.workflow.mesh_versions import sphere_stl
@@ -219,3 +223,27 @@ def test_cli_clinical_node_remove_and_store_line(people, ct_case, orthanc, capsy
     captured = capsys.readouterr()
     assert "no PACS node named 'clinic'" in captured.out + captured.err
     assert CANARY not in out
+
+
+def test_an_archive_that_refuses_the_model_classes_gets_nothing(people, ct_case):
+    """A storage SCP (pynetdicom) that takes CT and Encapsulated STL but not OBJ/MTL: the store
+    is refused before the first object, with the classes named."""
+    received: list[str] = []
+    scp = AE(ae_title="STRICT")
+    scp.add_supported_context(CTImageStorage)
+    scp.add_supported_context(STL_SOP_CLASS)
+    handler = (evt.EVT_C_STORE, lambda event: received.append("x") or 0x0000)
+    port = free_port()
+    server = scp.start_server(("127.0.0.1", port), block=False, evt_handlers=[handler])
+    try:
+        node = Node("strict", "STRICT", "127.0.0.1", port, clinical=True)
+        pacs.add_node(people[ADMIN], node)
+        version = coloured_version(people, ct_case, segmentation=False)
+        with pytest.raises(PacsError, match="PACS 'strict' does not accept") as refused:
+            pacs.store(people[REVIEWER], ct_case, "strict", version)
+    finally:
+        server.shutdown()
+    assert str(refused.value).endswith(
+        "does not accept Encapsulated OBJ Storage, Encapsulated MTL Storage; nothing was sent"
+    )
+    assert received == []

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 from pynetdicom import AE, build_context, build_role, evt
 from pynetdicom.association import Association
 from pynetdicom.sop_class import (
@@ -389,6 +390,7 @@ def store(
         ae.add_requested_context(uid, ["1.2.840.10008.1.2.1"])
     stored = 0
     with _association(ae, node, timeout) as assoc:
+        _check_accepted(node, assoc, datasets)
         for ds in datasets:
             status = assoc.send_c_store(ds)
             code = _check_status(node, status, "C-STORE")
@@ -398,3 +400,13 @@ def store(
             stored += 1
             progress.update(stored / len(datasets), f"stored {stored} of {len(datasets)} objects")
     return stored
+
+
+def _check_accepted(node: Node, assoc: Association, datasets: list[Dataset]) -> None:
+    """Refuse before the first C-STORE when the archive takes not every object's SOP class."""
+    accepted = {str(cx.abstract_syntax) for cx in assoc.accepted_contexts}
+    missing = sorted({str(ds.SOPClassUID) for ds in datasets} - accepted)
+    if missing:
+        names = ", ".join(UID(uid).name for uid in missing)
+        msg = f"PACS '{node.name}' does not accept {names}; nothing was sent"
+        raise PacsError(msg)
