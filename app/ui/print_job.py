@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from functools import partial
+from types import ModuleType
 from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -32,8 +33,16 @@ from app.printing.marlin import PrinterState, Temperature
 from app.ui.deferred import mesh_stack
 from app.ui.progress_bar import ProgressBar
 from app.ui.worker import Worker
-from app.workflow import printing
 from app.workflow.actor import Actor
+
+
+def _printing() -> ModuleType:
+    """The printing workflow, on first use: its printer backends (HTTP, serial) are not needed
+    to show the window."""
+    from app.workflow import printing  # noqa: PLC0415
+
+    return printing
+
 
 ACTIVE_JOBS: list[PrintJob] = []  # running jobs outlive the widgets that show them
 REFRESH_MS = 250
@@ -411,11 +420,11 @@ class JobView(QtWidgets.QWidget):
     def pause(self) -> None:
         if self.job is not None:
             cool = self.cool_down.isChecked() and self.job.usb
-            self._control(partial(printing.pause, cool_down=cool))
+            self._control(partial(_printing().pause, cool_down=cool))
 
     def resume(self) -> None:
         if self.job is not None:
-            self._control(printing.resume)
+            self._control(_printing().resume)
 
     def cancel(self) -> None:
         if self.job is None:
@@ -425,7 +434,7 @@ class JobView(QtWidgets.QWidget):
             "parked and the motors are released. The print cannot be continued afterwards."
         )
         if self.confirm("Cancel the print", text):
-            self._control(printing.cancel)
+            self._control(_printing().cancel)
 
     def emergency_stop(self) -> None:
         if self.job is None:
@@ -435,7 +444,7 @@ class JobView(QtWidgets.QWidget):
             "print is lost and the printer must be reset before it is used again. Stop now?"
         )
         if self.confirm("Emergency stop", text):
-            self._control(printing.emergency_stop)
+            self._control(_printing().emergency_stop)
 
     def recover(self) -> None:
         """Resume after a lost link or a printer reset, from the last acknowledged line."""
@@ -454,7 +463,7 @@ class JobView(QtWidgets.QWidget):
             self.show_error("no user for this print view; reopen the Print panel")
             return
         self._error = ""
-        call = partial(printing.recover, self.actor, job, port=self.port_provider())
+        call = partial(_printing().recover, self.actor, job, port=self.port_provider())
         self.worker.start(_call, call, name="resuming the print")
         self.timer.start()
         self.refresh()
@@ -690,7 +699,7 @@ class PrintSection(QtWidgets.QGroupBox):
         kind, where = self.connection_choice()
         target = {"port": where} if kind == "usb" else {"url": where, "kind": kind}
         call = partial(
-            printing.start,
+            _printing().start,
             self.actor,
             self.case,
             gcode_version=number,

@@ -24,8 +24,8 @@ def test_the_window_module_imports_no_heavy_package():
 
 
 # Not imported until the window is on screen: the keystore's backends, DICOM and the network.
-NOT_BEFORE_SHOWN = ("keyring", "pydicom", "pynetdicom", "requests", "app.workflow.pacs", "trimesh",
-                    "scipy", "vtkmodules.all")  # fmt: skip
+NOT_BEFORE_SHOWN = ("keyring", "pydicom", "pynetdicom", "requests", "app.workflow.pacs",
+                    "app.workflow.printing", "trimesh", "scipy", "vtkmodules.all")  # fmt: skip
 
 
 def test_the_window_is_shown_before_heavy_packages_are_imported(data_dir, keystore_service):
