@@ -87,3 +87,11 @@ def printed_phantom(
     moved = part.vertices + np.column_stack([np.zeros((len(lift), 2)), lift])
     moved += np.random.default_rng(seed).normal(0.0, noise_mm, moved.shape)
     return trimesh.Trimesh(moved, part.faces, process=False).apply_transform(matrix)
+
+
+def box_with_a_pin() -> trimesh.Trimesh:
+    """30 × 30 × 20 mm: two equal principal spreads; only a small pin on top tells the turns."""
+    box = trimesh.creation.box(extents=(30.0, 30.0, 20.0))
+    pin = trimesh.creation.cylinder(radius=2.0, height=4.0, sections=32)
+    pin.apply_translation([8.0, 5.0, 12.0])
+    return trimesh.boolean.union([box, pin], engine="manifold")

@@ -10,7 +10,7 @@ import trimesh
 from app.imaging.volume import Volume
 from app.tools.mesh import verify
 from app.tools.mesh.phantom import calibration_phantom
-from tests.trace.scans import make_scan, printed_phantom, rigid
+from tests.trace.scans import box_with_a_pin, make_scan, printed_phantom, rigid
 
 MOTION = rigid((20.0, -35.0, 50.0), (12.0, -7.0, 30.0))
 
@@ -109,3 +109,16 @@ def test_a_tilted_flat_faced_part_does_not_slide_along_its_faces():
     angle, shift = _errors(check.registration.matrix, motion)
     assert angle < 0.05 and shift < 0.05, (angle, shift)
     assert check.verdict == verify.PASS and check.deviation.p95_mm < 0.1, check.message
+
+
+def test_two_equal_spreads_are_tried_turned():
+    """A box with a pin: its principal axes leave the turn about the short axis open, so the
+    starts are turned in 30° steps; the scan passes from its axes alone, and its mirror image
+    fails where the pin is."""
+    plan = box_with_a_pin()
+    motion = rigid((0.0, 0.0, 120.0), (10.0, -5.0, 3.0))
+    check = verify.check_scan(make_scan(plan, matrix=motion).mesh, plan)
+    angle, shift = _errors(check.registration.matrix, motion)
+    assert check.verdict == verify.PASS and angle < 0.2 and shift < 0.1, check.message
+    mirrored = verify.check_scan(make_scan(plan, matrix=motion, mirror=True).mesh, plan)
+    assert not mirrored.passed and mirrored.deviation.regions[0].peak_mm > 3.0

@@ -17,11 +17,11 @@ from app.tools.mesh.phantom import calibration_phantom
 from app.workflow import review
 from app.workflow.actor import Actor
 from tests.trace.ct_print import write_ct_series
-from tests.trace.scans import make_scan, rigid
+from tests.trace.scans import box_with_a_pin, make_scan, rigid
 from tests.workflow.conftest import admin, people  # noqa: F401 (fixtures)
 
 QA_PASSED = {"passed": True, "checks": []}
-PICKS = np.array([[8.0, 5.0, 14.0], [15.0, -15.0, -10.0], [-15.0, 15.0, 10.0]])
+PICKS = np.array([[8.0, 5.0, 14.0], [15.0, -15.0, 10.0], [-15.0, 15.0, 10.0]])  # seen corners
 
 
 def _approved(people: dict[str, Actor], mesh: trimesh.Trimesh) -> Case:  # noqa: F811
@@ -63,22 +63,23 @@ def test_a_ct_of_the_print_as_a_dicom_series(people, tmp_path, capsys):  # noqa:
     assert found["number"] == 2 and case.verifications() == [1, 2]
 
 
-def _box_with_a_pin() -> trimesh.Trimesh:
-    """30 × 30 × 20 mm: two equal principal axes; only a small pin on top tells the turns."""
-    box = trimesh.creation.box(extents=(30.0, 30.0, 20.0))
-    pin = trimesh.creation.cylinder(radius=2.0, height=4.0, sections=32)
-    pin.apply_translation([8.0, 5.0, 12.0])
-    return trimesh.boolean.union([box, pin], engine="manifold")
+def _without_underside(plan: trimesh.Trimesh, motion: np.ndarray) -> trimesh.Trimesh:
+    """A scan that missed the lowest 5 mm (the part stood on the scanner's turntable)."""
+    scan = make_scan(plan, matrix=np.eye(4)).mesh
+    seen = scan.submesh([np.flatnonzero(scan.triangles_center[:, 2] > -5.0)], append=True)
+    return seen.apply_transform(motion)
 
 
 def test_landmarks_align_a_part_the_principal_axes_cannot(people, tmp_path, capsys):  # noqa: F811
-    plan = _box_with_a_pin()
+    """A near-symmetric part scanned without its underside: its principal axes and centroid
+    are not the plan's, and the best fit from them looks like a mirror image."""
+    plan = box_with_a_pin()
     case = _approved(people, plan)
     motion = rigid((0.0, 0.0, 120.0), (10.0, -5.0, 3.0))
     path = tmp_path / "scan.stl"
-    make_scan(plan, matrix=motion).mesh.export(path)
+    _without_underside(plan, motion).export(path)
     code, found = _verify(capsys, case, "--scan", str(path))
-    assert code == 1 and found["verdict"] != "pass", "the axes alone pick a wrong turn"
+    assert code == 1 and found["verdict"] != "pass", "the axes alone find no true fit"
 
     picked = PICKS @ motion[:3, :3].T + motion[:3, 3]
     marks = tmp_path / "marks.json"
@@ -105,9 +106,9 @@ def test_landmarks_align_a_part_the_principal_axes_cannot(people, tmp_path, caps
     ],
 )
 def test_bad_landmarks_are_one_line(people, tmp_path, capsys, options, message):  # noqa: F811
-    case = _approved(people, _box_with_a_pin())
+    case = _approved(people, box_with_a_pin())
     path = tmp_path / "scan.stl"
-    _box_with_a_pin().export(path)
+    box_with_a_pin().export(path)
     code = main(["verify-print", case.pseudonym, "--scan", str(path), *options])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1

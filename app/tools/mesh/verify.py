@@ -33,6 +33,8 @@ DEFAULT_TOLERANCE_MM = 0.5
 MAX_REGION_MM2 = 4.0
 SCALE_LIMIT = 0.15  # a scan more than 15 % larger or smaller than the plan is in other units
 COARSE_POINTS, FINE_POINTS = 3000, 20000
+AMBIGUOUS_SPREAD = 0.1  # principal spreads this close leave the turn between them open
+TURN_STEP_DEG = 30  # the extra starts about an ambiguous axis
 ANNEAL_MM = 2.0  # ICP's first inlier limit; it narrows by 0.7 per iteration to the noise
 _CANDIDATES = 24  # nearest piece centres examined per point (enough for a proof on even meshes)
 _CHUNK = 200_000
@@ -268,6 +270,22 @@ def _area_frame(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np
     return centroid, axes, total
 
 
+def _ambiguous_axes(vertices: np.ndarray, faces: np.ndarray) -> list[int]:
+    """The principal axes about which a turn is not fixed by the shape's spread: for two
+    spreads within :data:`AMBIGUOUS_SPREAD` of each other, the third axis (a square plate, a
+    box with a small pin); all three for a cube-like part."""
+    tri = vertices[faces]
+    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    offset = tri.mean(axis=1) - (tri.mean(axis=1) * area[:, None]).sum(axis=0) / area.sum()
+    spread = np.linalg.eigvalsh((offset * area[:, None]).T @ offset / area.sum())[::-1]
+    close = [
+        3 - i - j
+        for i, j in ((0, 1), (1, 2), (0, 2))
+        if abs(spread[i] - spread[j]) <= AMBIGUOUS_SPREAD * max(spread[i], 1e-12)
+    ]
+    return sorted(set(close)) if len(close) < 2 else [0, 1, 2]
+
+
 def _scale_ratio(vertices: np.ndarray, faces: np.ndarray, plan: trimesh.Trimesh) -> float:
     """How much larger the scan is than the plan (square root of the area ratio)."""
     _, _, scan_area = _area_frame(vertices, faces)
@@ -343,14 +361,23 @@ def _axis_candidates(
     vertices: np.ndarray, faces: np.ndarray, plan: trimesh.Trimesh, *, proper: bool
 ) -> list[np.ndarray]:
     """Transforms matching the scan's principal axes to the plan's: the four sign choices with
-    determinant +1 (``proper``) or -1 (mirror images)."""
+    determinant +1 (``proper``) or -1 (mirror images); where the plan's axes are ambiguous,
+    each also turned about them in steps of :data:`TURN_STEP_DEG`."""
     scan_c, scan_axes, _ = _area_frame(vertices, faces)
-    plan_c, plan_axes, _ = _area_frame(np.asarray(plan.vertices), np.asarray(plan.faces))
+    plan_v, plan_f = np.asarray(plan.vertices), np.asarray(plan.faces)
+    plan_c, plan_axes, _ = _area_frame(plan_v, plan_f)
+    turns = [np.eye(3)] + [
+        _rotation(plan_axes[:, axis] * np.radians(angle))
+        for axis in _ambiguous_axes(plan_v, plan_f)
+        for angle in range(TURN_STEP_DEG, 360, TURN_STEP_DEG)
+    ]
     found = []
     for signs in itertools.product((1.0, -1.0), repeat=3):
-        rotation = plan_axes @ np.diag(signs) @ scan_axes.T
-        if (np.linalg.det(rotation) > 0) == proper:
-            found.append(_matrix(rotation, plan_c - rotation @ scan_c))
+        aligned = plan_axes @ np.diag(signs) @ scan_axes.T
+        if (np.linalg.det(aligned) > 0) == proper:
+            for turn in turns:
+                rotation = turn @ aligned
+                found.append(_matrix(rotation, plan_c - rotation @ scan_c))
     return found
 
 
