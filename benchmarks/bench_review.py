@@ -1,7 +1,9 @@
 """The mesh on the scan (issue 16): drawing a bone mesh's contour on a slice view as it scrolls,
 on the TCIA CT (512×512×134) with its whole bone surface (>= 250 HU, smoothed, every triangle).
 
-Figures, per slice change of each view (median over the slices that cut the mesh):
+Figures, per slice change of each view (the best of three passes over the slices that cut the
+mesh, then the median over those slices: the machines these run on are shared, and a busy
+neighbour otherwise decides the figure):
 
 - contour: cutting the slice's triangles and painting the segments, against rebuilding the
   slice image itself (window lookup into an 8-bit image), which every scroll already pays;
@@ -55,15 +57,22 @@ def _bone_mesh(volume, quick: bool):
     return mesh, time.perf_counter() - start
 
 
-def _median_ms(times: list[float]) -> float:
+def _median_ms(times: list[list[float]]) -> float:
+    """Median over slices of each slice's best pass, in ms."""
     import numpy as np
 
-    return float(np.median(times)) * 1000
+    return float(np.median(np.min(np.array(times), axis=0))) * 1000
 
 
-def _per_slice(app, view, layer, mesh, slices) -> dict[str, float]:
+def _per_slice(view, layer, mesh, slices) -> dict[str, float]:
     """Median ms per slice change: image rebuild, contour (cut + paint), cut alone, trimesh's
     cut, and the whole repaint with and without the contour."""
+    names = ("image", "contour", "cut", "trimesh_cut", "repaint_with", "repaint_without")
+    passes = [_one_pass(view, layer, mesh, slices) for _ in range(3)]
+    return {name: _median_ms([p[n] for p in passes]) for n, name in enumerate(names)}
+
+
+def _one_pass(view, layer, mesh, slices) -> list[list[float]]:
     import trimesh
     from PySide6 import QtGui
 
@@ -71,7 +80,7 @@ def _per_slice(app, view, layer, mesh, slices) -> dict[str, float]:
     image, contour, cut, anchor, with_c, without = [], [], [], [], [], []
     canvas = QtGui.QImage(view.size(), QtGui.QImage.Format.Format_ARGB32_Premultiplied)
     normal = geometry.slice_normal_lps()
-    for s in slices:
+    for number, s in enumerate(slices):
         view.slice_index = s
         start = time.perf_counter()
         view._rebuild_image()
@@ -91,7 +100,8 @@ def _per_slice(app, view, layer, mesh, slices) -> dict[str, float]:
         start = time.perf_counter()
         trimesh.intersections.mesh_plane(mesh, normal, origin)
         anchor.append(time.perf_counter() - start)
-        for shown, times in (([layer], with_c), ([], without)):
+        both = (([layer], with_c), ([], without))  # in turn first: the first paint pays more
+        for shown, times in both[:: 1 if number % 2 else -1]:
             state.mesh_contours = shown
             view._cuts.clear()
             view.slice_index = s
@@ -100,9 +110,7 @@ def _per_slice(app, view, layer, mesh, slices) -> dict[str, float]:
             view._rebuild_overlay()
             view.repaint()
             times.append(time.perf_counter() - start)
-    names = ("image", "contour", "cut", "trimesh_cut", "repaint_with", "repaint_without")
-    figures = (image, contour, cut, anchor, with_c, without)
-    return dict(zip(names, map(_median_ms, figures), strict=True))
+    return [image, contour, cut, anchor, with_c, without]
 
 
 def _child(quick: bool) -> None:
@@ -138,8 +146,8 @@ def _child(quick: bool) -> None:
         app.processEvents()
         section = layer.sections[orientation]
         cutting = [s for s in range(view.n_slices) if section.starts[s + 1] > section.starts[s]]
-        step = max(1, len(cutting) // (10 if quick else 40))
-        figures = _per_slice(app, view, layer, mesh, cutting[::step])
+        step = max(1, len(cutting) // (6 if quick else 12))
+        figures = _per_slice(view, layer, mesh, cutting[::step])
         segments = np.mean([len(section.cut(s).segments) for s in cutting[::step]])
         rows += [
             {

@@ -21,10 +21,14 @@ from app.imaging.volume import Volume
 from app.viewers.geometry import ORIENTATIONS, SliceGeometry
 
 
-def display_points(geometry: SliceGeometry, lps: np.ndarray) -> np.ndarray:
-    """(N, 3) LPS mm -> (N, 3) (display mm across, display mm down, continuous slice index)."""
+def index_points(geometry: SliceGeometry, lps: np.ndarray) -> np.ndarray:
+    """(N, 3) LPS mm -> (N, 3) continuous voxel indices (i, j, k); the same for all views."""
     affine = geometry.affine
-    ijk = (np.asarray(lps, dtype=float) - affine[:3, 3]) @ np.linalg.inv(affine[:3, :3]).T
+    return (np.asarray(lps, dtype=float) - affine[:3, 3]) @ np.linalg.inv(affine[:3, :3]).T
+
+
+def display_points(geometry: SliceGeometry, ijk: np.ndarray) -> np.ndarray:
+    """(N, 3) voxel indices -> (N, 3) (display mm across, display mm down, slice index)."""
     col, row = ijk[:, geometry.h_axis], ijk[:, geometry.v_axis]
     if geometry.h_flip:
         col = geometry.width - 1 - col
@@ -142,19 +146,33 @@ class MeshSection:
         faces: np.ndarray,
         values: np.ndarray | None = None,
     ) -> MeshSection:
-        """Bin the mesh for ``geometry``'s view. Vertices and triangles are stored sorted along
-        the view's normal, so a slice reads neighbouring memory, not 20 MB at random."""
-        points = display_points(geometry, vertices)
-        by_height = np.argsort(points[:, 2], kind="stable")
+        """Bin a mesh (LPS mm) for ``geometry``'s view."""
+        return cls.from_index(geometry, index_points(geometry, vertices), faces, values)
+
+    @classmethod
+    def from_index(
+        cls,
+        geometry: SliceGeometry,
+        ijk: np.ndarray,
+        faces: np.ndarray,
+        values: np.ndarray | None = None,
+    ) -> MeshSection:
+        """Bin a mesh whose vertices are given as voxel indices (shared by the three views).
+
+        Vertices and triangles are stored in slice order (integer keys: radix sorts), so a
+        slice's cut reads neighbouring memory rather than the whole mesh at random.
+        """
+        points = display_points(geometry, ijk)
+        by_height = np.argsort(np.floor(points[:, 2]).astype(np.int32), kind="stable")
         renumber = np.empty(len(by_height), dtype=np.int32)
         renumber[by_height] = np.arange(len(by_height), dtype=np.int32)
-        points = np.ascontiguousarray(points[by_height])
+        points = points[by_height]
         faces = renumber[np.asarray(faces)]
-        along = points[:, 2][faces]
-        faces = faces[np.argsort(along.min(axis=1), kind="stable")]
         along = points[:, 2][faces]
         first = np.maximum(np.ceil(along.min(axis=1)), 0).astype(np.int64)
         last = np.minimum(np.floor(along.max(axis=1)), geometry.n_slices - 1).astype(np.int64)
+        in_order = np.argsort(first, kind="stable")
+        faces, first, last = faces[in_order], first[in_order], last[in_order]
         counts = np.maximum(last - first + 1, 0)
         members = np.repeat(np.arange(len(faces), dtype=np.int32), counts)
         # Each triangle's slices: its first slice plus 0, 1, ... within its own run.
@@ -246,10 +264,9 @@ class ContourLayer:
     ) -> ContourLayer:
         """Section a mesh (LPS mm) for the three views of ``volume``; seconds on a big bone
         mesh, so call it off the GUI thread."""
-        sections = {
-            o: MeshSection.build(SliceGeometry.for_volume(volume, o), vertices, faces, values)
-            for o in ORIENTATIONS
-        }
+        geometries = {o: SliceGeometry.for_volume(volume, o) for o in ORIENTATIONS}
+        ijk = index_points(geometries["axial"], vertices)
+        sections = {o: MeshSection.from_index(g, ijk, faces, values) for o, g in geometries.items()}
         return cls(name, label, tuple(colour), sections, style, value_range)
 
 
