@@ -310,13 +310,17 @@ class ReviewPanel(QtWidgets.QWidget):
         return self.mesh_panel.current_version
 
     def _sync_versions(self) -> None:
+        """The versions to compare; a pick still listed stays, else the two newest."""
         numbers = [v.number for v in self.mesh_panel.stored]
         for combo, pick in ((self.older, -2), (self.newer, -1)):
+            kept = combo.currentData()
             combo.clear()
             for number in numbers:
                 combo.addItem(f"v{number}", number)
-            if numbers:
-                combo.setCurrentIndex(len(numbers) + pick if len(numbers) >= -pick else 0)
+            if kept in numbers:
+                combo.setCurrentIndex(numbers.index(kept))
+            elif numbers:
+                combo.setCurrentIndex(max(len(numbers) + pick, 0))
         self.compare_button.setEnabled(len(numbers) >= 2)
 
     def _forget(self) -> None:
@@ -495,7 +499,7 @@ class ReviewPanel(QtWidgets.QWidget):
             done = note.get("resolved") or {}
             x, y, z = note["at_lps_mm"]
             cells = [
-                note["text"],
+                f"#{row + 1} {note['text']}",
                 note.get("author") or "?",
                 note.get("time_utc") or "",
                 f"{done.get('by')}, {done.get('time_utc')}" if done else "",
@@ -505,6 +509,13 @@ class ReviewPanel(QtWidgets.QWidget):
                 item.setToolTip(f"at ({x:.1f}, {y:.1f}, {z:.1f}) mm LPS")
                 self.comment_table.setItem(row, column, item)
         self.comment_table.resizeColumnsToContents()
+        self.state.set_markers(
+            [
+                (n["at_lps_mm"], f"#{row + 1}")
+                for row, n in enumerate(self.notes)
+                if not n.get("resolved")
+            ]
+        )
         ready = version is not None and self.actor is not None
         self.add_button.setEnabled(ready)
         self.resolve_button.setEnabled(ready and bool(self.notes))

@@ -35,6 +35,7 @@ VIEW_COLORS = {
 TOOLS = ("navigate", "ruler", "angle", "stroke")  # stroke: a drag handed to an editing tool
 _TEXT = QtGui.QColor(230, 230, 230)
 _MEASURE = QtGui.QColor(80, 220, 255)
+_MARKER = QtGui.QColor(255, 240, 60)  # review comments' points
 # Contours are 1 px lines drawn three times, one pixel apart (right, then down): as thick as
 # a 2 px pen, without the stroker's cost (several ms per thousand segments here).
 _CONTOUR_PASSES = ((0, 0), (1, 0), (-1, 1))
@@ -155,6 +156,7 @@ class SliceView(QtWidgets.QWidget):
         state.labelsEdited.connect(self._on_overlay)
         state.previewChanged.connect(self._on_overlay)
         state.meshContoursChanged.connect(self._on_contours)
+        state.markersChanged.connect(self.update)
         if state.volume is not None:
             self._on_volume()
 
@@ -416,6 +418,7 @@ class SliceView(QtWidgets.QWidget):
         painter.drawPixmap(0, 0, cached[0])
         painter.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing, True)
         self._paint_contours(painter)
+        self._paint_markers(painter)
         self._paint_crosshair(painter)
         self._paint_measurements(painter)
         self._paint_text(painter)
@@ -487,6 +490,19 @@ class SliceView(QtWidgets.QWidget):
             painter.restore()
         if layers:
             self._paint_legend(painter, layers)
+
+    def _paint_markers(self, painter: QtGui.QPainter) -> None:
+        """A ring and its label at each marked point within half a slice of this one."""
+        assert self.geometry_ is not None
+        pen = QtGui.QPen(_MARKER, 2.0)
+        for point, label in self.state.markers:
+            if abs(self.geometry_.lps_to_display(point)[2] - self.slice_index) > 0.5:
+                continue
+            at = self.lps_to_screen(point)
+            painter.setPen(pen)
+            painter.setBrush(QtCore.Qt.BrushStyle.NoBrush)
+            painter.drawEllipse(at, 7.0, 7.0)
+            self._text_with_shadow(painter, at + QtCore.QPointF(9, -9), label, _MARKER)
 
     def _paint_legend(self, painter: QtGui.QPainter, layers: list[ContourLayer]) -> None:
         """One line per contour layer, bottom right: a line in its colour and style, its label."""

@@ -24,6 +24,7 @@ class ViewerState(QtCore.QObject):
     labelsEdited = QtCore.Signal()  # the label array's contents changed in place
     previewChanged = QtCore.Signal()
     meshContoursChanged = QtCore.Signal()  # the meshes drawn as contours on the slices
+    markersChanged = QtCore.Signal()  # the points marked on the slices (review comments)
 
     def __init__(self, parent: QtCore.QObject | None = None) -> None:
         super().__init__(parent)
@@ -42,6 +43,7 @@ class ViewerState(QtCore.QObject):
         self.label_names: dict[int, str] = {}
         self.preview: tuple[float, float, tuple[int, int, int]] | None = None
         self.mesh_contours: list[ContourLayer] = []  # drawn in this order, the last on top
+        self.markers: list[tuple[np.ndarray, str]] = []  # (LPS point, short label)
 
     # -- volume -------------------------------------------------------------------------------
     def set_volume(self, volume: Volume | None, preset: str = "auto") -> None:
@@ -161,6 +163,11 @@ class ViewerState(QtCore.QObject):
         volume by :meth:`ContourLayer.build`); an empty list removes them."""
         self.mesh_contours = list(layers)
         self.meshContoursChanged.emit()
+
+    def set_markers(self, markers: list[tuple[np.ndarray, str]]) -> None:
+        """Mark these LPS points, each with a short label, on the slices through them."""
+        self.markers = [(np.asarray(p, dtype=float), str(label)) for p, label in markers]
+        self.markersChanged.emit()
 
     def set_segment_color(self, label: int, rgb: tuple[int, int, int]) -> None:
         self.segment_colors[label] = tuple(int(c) for c in rgb)

@@ -179,7 +179,12 @@ def _comments(win, qtbot, ct_volume) -> None:
     panel.add_button.click()
     table = panel.comment_table
     assert table.rowCount() == 1
-    assert table.item(0, 0).text() == "thin cortex here"
+    assert table.item(0, 0).text() == "#1 thin cortex here"
+    assert len(state.markers) == 1 and np.allclose(state.markers[0][0], point)
+    assert state.markers[0][1] == "#1"
+    at = axial.lps_to_screen(point)
+    near = grab_array(axial)[round(at.y()) - 12 : round(at.y()) + 13, round(at.x()) - 12 :][:, :25]
+    assert (np.abs(near.astype(int) - (255, 240, 60)).sum(axis=2) < 40).sum() > 10  # its ring
     assert table.item(0, 1).text() == win.actor.user
     state.set_cursor(ct_volume.index_to_lps([100, 100, 10]))
     _double_click(qtbot, table, 0)
@@ -188,6 +193,7 @@ def _comments(win, qtbot, ct_volume) -> None:
     table.selectRow(0)
     panel.resolve_button.click()
     assert table.item(0, 3).text().startswith(win.actor.user)
+    assert state.markers == []  # a resolved comment is no longer marked
     (stored,) = comments.listed(win.actor, win.case, 1)
     assert stored["resolved"]["by"] == win.actor.user and stored["at_lps_mm"] == list(point)
 
