@@ -288,6 +288,8 @@ def test_review_and_package_a_stored_mesh_version(window, qtbot, ct_volume, data
     with qtbot.waitSignal(window.caseOpened, timeout=60_000):
         window.open_case(pseudonym)
     panel = window.package_panel
+    # the panels list versions once the mesh modules, loading in the background, are in
+    qtbot.waitUntil(lambda: panel.version.currentText() == "v1", timeout=120_000)
     window.set_review_mode(True)
     assert not window.stage_docks["Segment"].isVisible()
     assert window.area.view3d.mesh_names() == ["mesh"]  # the stored version, in 3D
