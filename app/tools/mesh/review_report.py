@@ -217,6 +217,8 @@ def _zoom(ax, points: np.ndarray, shape: tuple[int, ...], margin: np.ndarray, fl
     top = np.array([shape[1], shape[0]]) - 0.5
     lo = np.clip(points.min(axis=0) - margin, -0.5, top)
     hi = np.clip(points.max(axis=0) + margin, -0.5, top)
+    if np.any(hi <= lo):  # the cut lies off the image: show the whole slice
+        return
     ax.set_xlim(lo[0], hi[0])
     ax.set_ylim((hi[1], lo[1]) if flip else (lo[1], hi[1]))
 
