@@ -210,7 +210,8 @@ def _prusaslicer_gcode(part, printer, material, tmp_path: Path, relative_e: bool
     config = prusaslicer.config_ini(printer, material, SliceSettings())
     if relative_e:  # PrusaSlicer then wants E reset on every layer
         config = config.replace("use_relative_e_distances = 0", "use_relative_e_distances = 1")
-        config += "\nlayer_gcode = G92 E0\n"
+        kept = [line for line in config.splitlines() if not line.startswith("layer_gcode =")]
+        config = "\n".join([*kept, "layer_gcode = G92 E0", ""])  # one key: PrusaSlicer
     ini.write_text(config)
     exe = prusaslicer.find_executable()
     assert exe is not None
