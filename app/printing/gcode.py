@@ -333,15 +333,15 @@ def _slice_times(moves: Moves, limits: MotionLimits) -> np.ndarray:
     """:func:`estimate_move_times` of consecutive moves, the first and last starting and
     ending at rest."""
     n = len(moves)
-    delta = (moves.end - moves.start).astype(np.float64)
-    length = np.sqrt((delta**2).sum(axis=1))
+    delta = [(moves.end[:, i] - moves.start[:, i]).astype(np.float64) for i in range(3)]
+    length = np.sqrt(delta[0] * delta[0] + delta[1] * delta[1] + delta[2] * delta[2])
     e_only = length < 1e-9
     dist = np.where(e_only, np.abs(moves.e.astype(np.float64)), length)
     feed = moves.feed.astype(np.float64)
     feed = np.where(feed > 0, feed, 1.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        unit = np.where(e_only[:, None], 0.0, delta / np.where(e_only, 1.0, length)[:, None])
-        z_frac = np.abs(unit[:, 2])
+    safe_length = np.where(e_only, 1.0, length)
+    unit = [np.where(e_only, 0.0, d / safe_length) for d in delta]  # columns: no strided passes
+    z_frac = np.abs(unit[2])
     cap = np.where(e_only, limits.max_feedrate_e, limits.max_feedrate_xy)
     cap = np.where(z_frac > 0.5, limits.max_feedrate_z, cap)
     v = np.minimum(feed, cap)
@@ -358,7 +358,8 @@ def _slice_times(moves: Moves, limits: MotionLimits) -> np.ndarray:
     # junction speed between move i-1 and i: the direction change may not exceed the jerk
     jerk = np.where(e_only, limits.jerk_e, limits.jerk_xy)
     junction = np.empty(n + 1)
-    change = np.linalg.norm(unit[1:] - unit[:-1], axis=1)
+    turn = [np.diff(u) for u in unit]
+    change = np.sqrt(turn[0] * turn[0] + turn[1] * turn[1] + turn[2] * turn[2])
     both_xy = ~e_only[1:] & ~e_only[:-1]
     with np.errstate(divide="ignore"):
         jerk_limit = np.where(change > 1e-9, jerk[1:] / np.maximum(change, 1e-9), np.inf)
@@ -681,6 +682,7 @@ class _LineReader:
         self.typed = False
         self.accel = 0.0
         self.travel_accel = 0.0
+        self.type_of: dict[bytes, int] = {}  # a ;TYPE: line's bytes -> its MoveType
         self.modal_lines = [-1]
         self.modal_states = [self._modal()]
         self.rows: list[tuple[float, ...]] = []
@@ -696,8 +698,24 @@ class _LineReader:
         bounds = zip(
             lines.slow.tolist(), lines.slow_start.tolist(), lines.slow_end.tolist(), strict=True
         )
+        data = text.data
         for number, start, end in bounds:
-            self.read(number, text.line_text(start, end))
+            raw = data[start:end]
+            if raw.startswith(b";TYPE:"):  # one a feature: by far the most common of these
+                self._set_type(number, raw)
+            else:
+                self.read(number, text.line_text(start, end))
+
+    def _set_type(self, number: int, raw: bytes) -> None:
+        """A ``;TYPE:`` line: only the move type changes (its label's type is looked up once)."""
+        kind = self.type_of.get(raw)
+        if kind is None:
+            label = raw[6:].decode("utf-8", errors="replace").strip().lower()  # "\r" stripped
+            kind = self.type_of[raw] = int(_TYPE_NAMES.get(label, MoveType.EXTRUDE))
+        if kind != self.kind or not self.typed:
+            self.kind, self.typed = kind, True
+            self.modal_lines.append(number)
+            self.modal_states.append(self._modal())
 
     def take_modal(self) -> tuple[np.ndarray, np.ndarray]:
         """The modal states since the last call and the line each starts at (-1: before)."""
