@@ -6,7 +6,7 @@ resident memory (``ru_maxrss`` from ``wait4``: address-space limits trip on VTK'
 reservations) must stay under 3 GiB. Measured with ``/usr/bin/time``-style ``wait4``: the
 code before the issue peaked at 5.9 GB already on the original 134 slices (its
 self-intersection search alone) and at 6.0 GB on the 536 when stopped, unfinished, after
-6.5 minutes; the command now peaks near 2.1 GiB on the 536 slices.
+6.5 minutes; the command now peaks near 1.75 GiB on the 536 slices.
 """
 
 from __future__ import annotations
