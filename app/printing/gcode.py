@@ -587,8 +587,8 @@ class _Machine:
             op[keep],
             modal_states,
             state[keep],
-            start=np.stack([b[keep] for b in before], axis=1),
-            end=np.stack([a[keep] for a in after], axis=1),
+            start=_points(before, keep),
+            end=_points(after, keep),
             de=de[keep],
             feed=feed[keep],
             moved=moved[keep],
@@ -630,6 +630,14 @@ class _Machine:
         return out
 
 
+def _points(columns: list[np.ndarray], keep: np.ndarray) -> np.ndarray:
+    """The kept rows of x/y/z columns as (n, 3) float32, cast while copied (no float64 stack)."""
+    points = np.empty((len(keep), 3), np.float32)
+    for axis, column in enumerate(columns):
+        points[:, axis] = column[keep]
+    return points
+
+
 def _per_row(flags: np.ndarray, state: np.ndarray) -> np.ndarray:
     """A modal flag at each row (one value when it never changes)."""
     return np.full(len(state), flags[0]) if flags.all() or not flags.any() else flags[state]
@@ -648,18 +656,19 @@ def _moves(
     seconds: np.ndarray,
 ) -> Moves:
     """The recorded rows as :class:`Moves`: typed by extrusion and ``;TYPE:`` (``modal[state]``
-    at each row); dwells last ``seconds`` (a zero-length retract-kind move with a negative
-    acceleration)."""
+    at each row), ``start``/``end`` already float32; dwells last ``seconds`` (a zero-length
+    retract-kind move with a negative acceleration)."""
     dwell = op == OP_DWELL
     typed = np.where(modal[:, _TYPED] > 0, modal[:, _KIND], MoveType.EXTRUDE)
-    typed = np.where(typed == MoveType.TRAVEL, MoveType.EXTRUDE, typed)[state]
+    typed = np.where(typed == MoveType.TRAVEL, MoveType.EXTRUDE, typed).astype(np.int8)[state]
     extrude = (de > 0) & (op == OP_G1)
     kind = np.where(extrude, typed, MoveType.TRAVEL)
     kind = np.where(moved & ~dwell, kind, MoveType.RETRACT)
-    accel = np.where(kind == MoveType.TRAVEL, modal[state, _TRAVEL_ACCEL], modal[state, _ACCEL])
+    travel_accel, print_accel = modal[:, _TRAVEL_ACCEL].copy(), modal[:, _ACCEL].copy()
+    accel = np.where(kind == MoveType.TRAVEL, travel_accel[state], print_accel[state])
     return Moves(
-        start=start.astype(np.float32),
-        end=end.astype(np.float32),
+        start=start,
+        end=end,
         e=de.astype(np.float32),
         feed=np.where(dwell, 0.0, feed).astype(np.float32),
         kind=kind.astype(np.int8),
