@@ -184,11 +184,12 @@ class _Tokens:
 def _read_chunk(text: Text, start: int, end: int, first_line: int) -> _Chunk:
     """Lines ``first_line...`` in bytes ``start:end`` (which end with a newline)."""
     tok = _Tokens.of(text, start, end)
-    line_start = tok.word_start[tok.first]
+    heads = np.flatnonzero(tok.first)  # gathers at these touch a third of the words
+    line_start = tok.word_start[heads]
     line_end = tok.sep[tok.newline]
     slow = tok.odd_lines(len(line_start))  # tabs, control bytes: the text reader decides
-    head_len = tok.word_len[tok.first]
-    ends_line = tok.newline[tok.first]  # the first word is the whole line
+    head_len = tok.word_len[heads]
+    ends_line = tok.newline[heads]  # the first word is the whole line
     head = text.at8[start + line_start]
     key = head & _low_bytes(np.minimum(head_len, 8))
     comment = tok.buf[line_start] == ord(";")
@@ -243,8 +244,9 @@ def _parse_words(tok: _Tokens, candidates: np.ndarray, g92: np.ndarray) -> _Word
     """Parse the axis words of the ``candidates`` lines; the lines with any odd word drop out."""
     pick = np.flatnonzero(candidates[tok.word_line] & ~tok.first & (tok.word_len > 0))
     line = tok.word_line[pick]
-    axis = _LETTER[tok.buf[tok.word_start[pick]]]
-    at = tok.start + tok.word_start[pick] + 1
+    word_start = tok.word_start[pick]
+    axis = _LETTER[tok.buf[word_start]]
+    at = tok.start + word_start + 1
     value, good = parse_numbers(tok.text, at, tok.word_len[pick] - 1)
     good &= (axis < 4) | ((axis == 4) & ~g92[line])
     ok = candidates.copy()
@@ -256,8 +258,10 @@ def _parse_words(tok: _Tokens, candidates: np.ndarray, g92: np.ndarray) -> _Word
     lines = np.flatnonzero(ok)
     values = np.full((len(AXES), len(lines)), np.nan)
     keep = ok[line]
-    row = (np.cumsum(ok) - 1)[line[keep]]
-    values.reshape(-1)[axis[keep].astype(np.int64) * len(lines) + row] = value[keep]
+    if not keep.all():  # most chunks have no odd word line
+        line, axis, value = line[keep], axis[keep], value[keep]
+    row = (np.cumsum(ok) - 1)[line]
+    values.reshape(-1)[axis.astype(np.int64) * len(lines) + row] = value
     return _Words(ok, lines, values)
 
 
