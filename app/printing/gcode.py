@@ -373,14 +373,17 @@ def _slice_times(moves: Moves, limits: MotionLimits) -> np.ndarray:
     v0 = np.minimum(junction[:-1], v)
     v1 = np.minimum(junction[1:], v)
     # what one move can reach from its ends (a single pass, not a full look-ahead planner)
-    v0 = np.minimum(v0, np.sqrt(v1**2 + 2 * acc * dist))
-    v1 = np.minimum(v1, np.sqrt(v0**2 + 2 * acc * dist))
-    d_acc = (v**2 - v0**2) / (2 * acc)
-    d_dec = (v**2 - v1**2) / (2 * acc)
+    two_acc = 2 * acc
+    reach = two_acc * dist  # squared speed gained over the move (products made once)
+    v0 = np.minimum(v0, np.sqrt(v1**2 + reach))
+    v1 = np.minimum(v1, np.sqrt(v0**2 + reach))
+    v_sq, v0_sq, v1_sq = v**2, v0**2, v1**2
+    d_acc = (v_sq - v0_sq) / two_acc
+    d_dec = (v_sq - v1_sq) / two_acc
     cruise = dist - d_acc - d_dec
     full = cruise >= 0
     t_full = (v - v0) / acc + (v - v1) / acc + np.maximum(cruise, 0) / v
-    peak = np.sqrt(np.maximum((2 * acc * dist + v0**2 + v1**2) / 2, 0))
+    peak = np.sqrt(np.maximum((reach + v0_sq + v1_sq) / 2, 0))
     peak = np.maximum(peak, np.maximum(v0, v1))
     t_tri = np.where(peak > 0, (peak - v0) / acc + (peak - v1) / acc, 0.0)
     t_tri = np.maximum(t_tri, np.where(peak > 0, dist / np.maximum(peak, 1e-9), 0.0))
