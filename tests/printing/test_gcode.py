@@ -253,6 +253,11 @@ EDGE_CASES = {
         "M82\nG1 Z.2\nG1 X-0 Y.5 E.5\nG1 X5. Y-.25 E1.\nG1 X+3 Y1e1 E2\nG1 X1234567.5 E3\n"
         "G1 X12345678 E4\nG1 X1.123456789 E5\nG1 X-0.00000001 E6\nG1 X1_0 E7\nG1 X-1e-1 E8\n"
     ),
+    "numbers at the 8-byte seam": (  # up to 8 bytes read in one load, longer ones in two
+        "M82\nG1 Z.2\nG1 X123.4567 Y-1234.567 E1234.5678\nG1 X1234567. Y.1234567 E12345.678\n"
+        "G1 X.12345678 Y1234567 E1.2.3\nG1 X-.1234567 Y12345678. E5.\nG1 X. Y- E6\n"
+        "G1 X1234567.1 Y1.2345678 E7\nG1 X12.45.78 E8\nG1 X-1234.5678 E9\n"
+    ),
     "words out of the plain form": (
         "G1 Z0.2\nG1 X1 X2 E1\nG1 E1 E3 X3\nG1 X1 Y2 Z3 E4 F500 X6\nG1 X1\tY2 E4\nG1  X2  Y3  E5 \nG1 X3 A4 E6\n"
         "G1 X4 E7 F\nG1 X5 E8 Fbad\nG1 F1200 E9 Xbad\nG1 X6 E10 F-5\nG1\nG0 \nG1 X7 E11*\n"
