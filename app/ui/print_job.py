@@ -3,9 +3,12 @@
 :class:`PrintSection` is what the Print panel hosts under its slicing controls: the case's stored
 G-codes (each with the mesh version it was sliced from), the printer profile, the connection
 (USB ports with printer-like devices first, or the profile's OctoPrint/Moonraker URL) and a
-Print button. Printing is :func:`app.workflow.printing.start` for the window's actor and the
-selected stored G-code: it prints only G-code sliced from an approved mesh version of the case
-(or with an administrator's override); a refusal is shown as its message and nothing is sent.
+Print button. What is listed and printed follows :func:`app.workflow.printing.target`: stored
+G-code (:func:`~app.workflow.printing.start`), a stored resin slicing on a PrusaLink resin printer
+(:func:`~app.workflow.printing.start_resin`) or a mesh version on a Formlabs printer through
+PreForm (:func:`~app.workflow.printing.start_mesh`, with its device and material code). Each
+prints only what comes from an approved mesh version of the case; a refusal is shown as its one
+line and nothing is sent.
 
 :class:`JobView` watches a :class:`~app.printing.job.PrintJob`: state, nozzle/bed temperatures
 with a small live plot (:class:`TemperaturePlot`, drawn with QPainter), progress, elapsed and
@@ -46,7 +49,13 @@ def _printing() -> ModuleType:
 
 ACTIVE_JOBS: list[PrintJob] = []  # running jobs outlive the widgets that show them
 REFRESH_MS = 250
-SERVERS = {"octoprint": "OctoPrint", "moonraker": "Moonraker", "prusalink": "PrusaLink"}  # G-code
+SERVERS = {
+    "octoprint": "OctoPrint",
+    "moonraker": "Moonraker",
+    "prusalink": "PrusaLink",
+    "formlabs": "PreForm",
+}
+SOURCES = {"gcode": "G-code", "sl1": "Resin slicing", "mesh": "Mesh version"}
 PLOT_WINDOW_S = 600.0  # the plot shows the last ten minutes
 HEATER_NAMES = {"T0": "Nozzle", "T1": "Nozzle 2", "T2": "Nozzle 3", "B": "Bed", "C": "Chamber"}
 HEATER_COLORS = {
@@ -87,6 +96,19 @@ def gcode_label(number: int, provenance: dict) -> str:
     parts += [str(provenance[k]) for k in ("printer", "engine") if provenance.get(k)]
     when = str(provenance.get("time_utc", ""))[:16].replace("T", " ")
     return " · ".join(parts + ([when] if when else []))
+
+
+def sla_label(number: int, provenance: dict) -> str:
+    """``s2 · mesh v1 · 412 layers · 3.2 ml · 1:05:00`` for the list."""
+    version = provenance.get("mesh_version")
+    parts = [f"s{number}", f"mesh v{version}" if version else "not from a mesh of this case"]
+    if provenance.get("layers"):
+        parts.append(f"{provenance['layers']} layers")
+    if provenance.get("resin_ml") is not None:
+        parts.append(f"{float(provenance['resin_ml']):.1f} ml")
+    if provenance.get("print_time_s") is not None:
+        parts.append(format_duration(float(provenance["print_time_s"])))
+    return " · ".join(parts)
 
 
 def _call(fn: Callable[[], Any], **_: object) -> Any:
@@ -501,7 +523,16 @@ class PrintSection(QtWidgets.QGroupBox):
 
     def _build(self) -> None:
         self.gcode = QtWidgets.QComboBox(self)
-        self.gcode.setToolTip("G-code stored in the case, with the mesh version it was sliced from")
+        self.gcode.setToolTip(
+            "what is printed: a stored G-code or resin slicing, or a mesh version"
+        )
+        self.target = "gcode"  # what the chosen printer takes (app.workflow.printing.target)
+        self.device = QtWidgets.QLineEdit(self)
+        self.device.setPlaceholderText("the only printer PreForm sees")
+        self.device.setToolTip("the printer's name in PreForm (Formlabs)")
+        self.material_code = QtWidgets.QLineEdit(self)
+        self.material_code.setPlaceholderText("the profile's resin")
+        self.material_code.setToolTip("PreForm's material code, e.g. FLGPBK05 (Formlabs)")
         self.profile = QtWidgets.QComboBox(self)
         self.edit_profile = QtWidgets.QPushButton("Edit…", self)
         self.edit_profile.setToolTip("copy or edit the printer profile, its connection and API key")
@@ -529,9 +560,13 @@ class PrintSection(QtWidgets.QGroupBox):
         connection_row.addWidget(self.connection, 1)
         connection_row.addWidget(self.refresh_ports)
         form = QtWidgets.QFormLayout()
+        self.form = form
         form.addRow("G-code", self.gcode)
         form.addRow("Printer", printer_row)
         form.addRow("Connection", connection_row)
+        form.addRow("Device", self.device)
+        form.addRow("Material code", self.material_code)
+        self._show_formlabs(visible=False)
         go = QtWidgets.QHBoxLayout()
         go.addStretch(1)
         go.addWidget(self.print_button)
@@ -541,7 +576,7 @@ class PrintSection(QtWidgets.QGroupBox):
         layout.addLayout(go)
         layout.addWidget(self.refusal)
         layout.addWidget(self.view, 1)
-        self.profile.currentIndexChanged.connect(self._fill_connections)
+        self.profile.currentIndexChanged.connect(self._profile_changed)
         self.edit_profile.clicked.connect(self._edit_profile)
         self.refresh_ports.clicked.connect(self._fill_connections)
         self.print_button.clicked.connect(self.print_)
@@ -558,7 +593,7 @@ class PrintSection(QtWidgets.QGroupBox):
             self.profile.addItem(profile.name, key)
         self.profile.setCurrentIndex(max(0, self.profile.findData(current)))
         self.profile.blockSignals(False)
-        self._fill_connections()
+        self._profile_changed()
 
     def set_actor(self, actor: Actor | None) -> None:
         """Who prints and presses the job's buttons (the window's actor)."""
@@ -566,29 +601,59 @@ class PrintSection(QtWidgets.QGroupBox):
         self.view.actor = actor
 
     def set_case(self, case: Case | None, select: int | None = None) -> None:
-        """The open case; its stored G-codes fill the list (newest first, or ``select``)."""
+        """The open case; what the printer takes fills the list (newest first, or ``select``):
+        stored G-codes, stored resin slicings (SL1) or mesh versions (Formlabs)."""
         self.case = case
         self.gcode.clear()
         self._refuse("")
         # app.workflow.slice reads meshes (trimesh, VTK): imported on first use (app.ui.deferred)
-        mesh_stack().call(partial(self._fill_gcodes, case, select))
+        mesh_stack().call(partial(self._fill_sources, case, select))
 
-    def _fill_gcodes(self, case: Case | None, select: int | None) -> None:
+    def _fill_sources(self, case: Case | None, select: int | None) -> None:
         if case is not self.case:
             return  # another case was opened meanwhile
-        from app.workflow import slice as slicing  # noqa: PLC0415
-
+        self.gcode.clear()
         try:
-            stored = slicing.stored_gcodes(self.actor, case) if case and self.actor else []
+            self.target = self._target()
+            items = self._sources(case) if case and self.actor else []
         except MedPrintError as exc:
-            stored = []
+            items = []
             self._refuse(str(exc))
-        for number, provenance in stored:
-            self.gcode.addItem(gcode_label(number, provenance), number)
+        self._show_formlabs(visible=self.target == "mesh")
+        for label, number in items:
+            self.gcode.addItem(label, number)
         if select is not None:
             self.gcode.setCurrentIndex(max(0, self.gcode.findData(select)))
         if case is not None and self.gcode.count() == 0:
-            self.gcode.addItem("no G-code yet: slice a mesh version above", None)
+            self.gcode.addItem(f"no {SOURCES[self.target]} yet: slice a mesh version above", None)
+
+    def _target(self) -> str:
+        profile = self.profile_selected()
+        if profile is None or self.actor is None:
+            return "gcode"
+        return _printing().target(self.actor, profile.id)
+
+    def _sources(self, case: Case) -> list[tuple[str, int]]:
+        """``(label, number)`` of what the chosen printer takes, newest first."""
+        if self.target == "mesh":
+            from app.workflow import mesh as meshing  # noqa: PLC0415
+
+            found = reversed(meshing.versions(self.actor, case))
+            return [(f"mesh v{v.number} · {v.operation}", v.number) for v in found]
+        if self.target == "sl1":
+            from app.workflow import resin  # noqa: PLC0415
+
+            return [(sla_label(n, p), n) for n, p in resin.stored_slicings(self.actor, case)]
+        from app.workflow import slice as slicing  # noqa: PLC0415
+
+        return [(gcode_label(n, p), n) for n, p in slicing.stored_gcodes(self.actor, case)]
+
+    def _show_formlabs(self, *, visible: bool) -> None:
+        self.form.setRowVisible(self.device, visible)
+        self.form.setRowVisible(self.material_code, visible)
+        label = self.form.labelForField(self.gcode)
+        if label is not None:
+            label.setText(SOURCES[self.target])
 
     def selected_gcode(self) -> int | None:
         """The number of the stored G-code chosen in the list."""
@@ -643,13 +708,20 @@ class PrintSection(QtWidgets.QGroupBox):
 
     # -- panel following ---------------------------------------------------------------------
 
+    def _profile_changed(self) -> None:
+        """Another printer: its connections, and what it takes listed."""
+        self._fill_connections()
+        if self.case is not None:  # the list stays until it is refilled (same choice kept)
+            mesh_stack().call(partial(self._fill_sources, self.case, self.selected_gcode()))
+
     def _follow_panel(self) -> None:
         panel = self.panel
         self.set_printers(panel.printers, panel.printer.currentData())
 
     def _sliced(self, sliced: Any) -> None:
-        """A new stored G-code: list it and select it."""
-        self.set_case(self.case, select=sliced.gcode.number)
+        """A new stored G-code or resin slicing: list it and select it."""
+        stored = sliced.stored if hasattr(sliced, "stored") else sliced.gcode
+        self.set_case(self.case, select=stored.number)
         if self.panel is not None and not self.printers:
             self._follow_panel()
 
@@ -676,7 +748,8 @@ class PrintSection(QtWidgets.QGroupBox):
         self.refusal.setVisible(bool(message))
 
     def print_(self) -> bool:
-        """Start printing the selected stored G-code in the worker; False when it cannot start.
+        """Start printing the selected G-code, resin slicing (SL1) or mesh version (Formlabs) in
+        the worker; False when it cannot start.
 
         The workflow decides (and audits) whether it may be printed: a refusal comes back as
         the worker's error and is shown under the button.
@@ -691,23 +764,12 @@ class PrintSection(QtWidgets.QGroupBox):
             self._refuse("open a case first: printing needs G-code sliced from its approved mesh")
             return False
         if number is None:
-            self._refuse("nothing to print: slice an approved mesh version of the case first")
+            self._refuse("nothing to print: choose an approved mesh version or slice one first")
             return False
         if profile is None:
             self._refuse("no printer profile: add one with 'medprint printers'")
             return False
-        kind, where = self.connection_choice()
-        target = {"port": where} if kind == "usb" else {"url": where, "kind": kind}
-        call = partial(
-            _printing().start,
-            self.actor,
-            self.case,
-            gcode_version=number,
-            printer=profile.id,
-            link_options=self.link_options,
-            poll_interval=self.poll_interval,
-            **target,
-        )
+        call = self._start_call(number, profile.id)
         self.print_button.setEnabled(False)
         self._refuse(f"connecting to {profile.name}…")
         self.refusal.setStyleSheet("")
@@ -716,18 +778,46 @@ class PrintSection(QtWidgets.QGroupBox):
             call,
             name="connecting to the printer",
             on_done=self._started,
-            on_error=lambda message: self._start_failed(number, message),
+            on_error=lambda message: self._start_failed(self._tag(number), message),
         )
         return True
+
+    def _start_call(self, number: int, printer: str) -> Callable[[], PrintJob]:
+        """The workflow call that prints ``number`` of what the printer takes."""
+        kind, where = self.connection_choice()
+        common = {"printer": printer, "poll_interval": self.poll_interval}
+        url = where if kind != "usb" else None
+        if self.target == "mesh":
+            extra = {
+                "device": self.device.text().strip() or None,
+                "material_code": self.material_code.text().strip() or None,
+            }
+            return partial(
+                _printing().start_mesh, self.actor, self.case, version=number, url=url,
+                **extra, **common,
+            )  # fmt: skip
+        if self.target == "sl1":
+            return partial(
+                _printing().start_resin, self.actor, self.case, sla_version=number, url=url,
+                **common,
+            )  # fmt: skip
+        target = {"port": where} if kind == "usb" else {"url": where, "kind": kind}
+        return partial(
+            _printing().start, self.actor, self.case, gcode_version=number,
+            link_options=self.link_options, **target, **common,
+        )  # fmt: skip
+
+    def _tag(self, number: int) -> str:
+        return {"mesh": f"mesh v{number}", "sl1": f"s{number}"}.get(self.target, f"g{number}")
 
     def _started(self, job: PrintJob) -> None:
         self._refuse("")
         ACTIVE_JOBS[:] = [j for j in ACTIVE_JOBS if not j.state.done] + [job]
         self.view.attach(job)
 
-    def _start_failed(self, number: int, message: str) -> None:
+    def _start_failed(self, tag: str, message: str) -> None:
         self.refusal.setStyleSheet("color: #ff6b6b;")
-        self._refuse(f"Not printed (g{number}): {message}")
+        self._refuse(f"Not printed ({tag}): {message}")
         self.print_button.setEnabled(True)
 
     def _job_state(self, value: str) -> None:

@@ -126,6 +126,12 @@ def load(actor: Actor, case: Case, number: int | None = None) -> SlicedResin:
     return SlicedResin(stored, read_sl1(stored.data))
 
 
+def stored_slicings(actor: Actor, case: Case) -> list[tuple[int, dict]]:
+    """The case's stored resin slicings as ``(number, provenance)``, newest first (for a list)."""
+    policy.allow(actor, "case.open", case.pseudonym)
+    return [(n, case.load_sla(n).provenance) for n in reversed(case.sla_versions())]
+
+
 def check(
     actor: Actor,
     case: Case,
