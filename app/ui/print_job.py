@@ -732,7 +732,7 @@ class PrintSection(QtWidgets.QGroupBox):
         profile = self.profile_selected()
         if profile is None:
             return
-        dialog = ProfileDialog(profile, parent=self)
+        dialog = ProfileDialog(profile, actor=self.actor, parent=self)
         if dialog.exec() and dialog.saved is not None:
             try:
                 printers = load_printers()

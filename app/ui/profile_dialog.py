@@ -5,12 +5,15 @@ one-line message in the dialog, nothing is saved) and written to the user's prin
 :func:`~app.printing.profiles.save_printer`. The OctoPrint/Moonraker/PrusaLink API key never goes
 into the profile file: it is stored in the OS keystore under
 :func:`~app.printing.profiles.api_key_name`.
+A PrusaLink user and password (digest login) are stored on Save through
+:func:`app.workflow.printers.store_login`, as ``medprint printer login`` does (keystore, audited).
 "Test connection" reaches the printer once with the values in the dialog
 (:func:`app.printing.connection.check_connection`, run in the worker).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from PySide6 import QtWidgets
@@ -24,13 +27,14 @@ from app.printing.profiles import (
     save_printer,
 )
 from app.ui.worker import Worker
+from app.workflow.actor import Actor
 
 BAUD_RATES = ("115200", "250000", "230400", "57600", "500000", "1000000")
 KINDS = (
     ("usb", "USB (Marlin)"),
     ("octoprint", "OctoPrint"),
     ("moonraker", "Moonraker"),
-    ("prusalink", "PrusaLink (API key; a login: 'medprint printer login')"),
+    ("prusalink", "PrusaLink (API key, or user and password)"),
     ("formlabs", "Formlabs (PreFormServer URL)"),
 )
 KEYLESS = ("usb", "formlabs")  # no API key: a serial port, or PreFormServer on this computer
@@ -44,12 +48,18 @@ class ProfileDialog(QtWidgets.QDialog):
     """Edit ``profile`` (saved as a user profile; a new id makes a copy)."""
 
     def __init__(
-        self, profile: PrinterProfile, *, paths: Any = None, parent: QtWidgets.QWidget | None = None
+        self,
+        profile: PrinterProfile,
+        *,
+        paths: Any = None,
+        actor: Actor | None = None,
+        parent: QtWidgets.QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"Printer profile — {profile.name}")
         self.profile = profile
         self.paths = paths
+        self.actor = actor  # who stores a PrusaLink login (audited by the workflow)
         self.saved: PrinterProfile | None = None
         self.worker = Worker(self)
         self.worker.done.connect(lambda text: self._say(f"✔ {text}", ok=True))
@@ -77,6 +87,11 @@ class ProfileDialog(QtWidgets.QDialog):
         self.url.setPlaceholderText("http://octopi.local")
         self.api_key = QtWidgets.QLineEdit(self)
         self.api_key.setEchoMode(QtWidgets.QLineEdit.EchoMode.Password)
+        self.user = QtWidgets.QLineEdit(self)
+        self.user.setPlaceholderText("maker")
+        self.password = QtWidgets.QLineEdit(self)
+        self.password.setEchoMode(QtWidgets.QLineEdit.EchoMode.Password)
+        self.password.setPlaceholderText("shown on the printer (kept in the OS keystore)")
         self.message = QtWidgets.QLabel(self)
         self.message.setWordWrap(True)
         self.test_button = QtWidgets.QPushButton("Test connection", self)
@@ -113,6 +128,8 @@ class ProfileDialog(QtWidgets.QDialog):
         form.addRow("Baud rate", self.baud)
         form.addRow("URL", self.url)
         form.addRow("API key", self.api_key)
+        form.addRow("PrusaLink user", self.user)
+        form.addRow("PrusaLink password", self.password)
         test_row = QtWidgets.QHBoxLayout()
         test_row.addWidget(self.test_button)
         test_row.addWidget(self.message, 1)
@@ -147,6 +164,8 @@ class ProfileDialog(QtWidgets.QDialog):
         self.baud.setEnabled(usb)
         self.url.setEnabled(not usb)
         self.api_key.setEnabled(not keyless)
+        self.user.setEnabled(self.kind.currentData() == "prusalink")
+        self.password.setEnabled(self.kind.currentData() == "prusalink")
         stored = self._stored_key_hint() if not keyless else ""
         self.api_key.setPlaceholderText(stored or ("not needed" if keyless else ""))
 
@@ -191,10 +210,21 @@ class ProfileDialog(QtWidgets.QDialog):
         )
 
     def settings(self) -> ConnectionSettings:
-        """Connection settings from the dialog (the typed API key, else the stored one)."""
+        """Connection settings from the dialog (the typed login or API key, else the stored)."""
         profile = self.edited()
         key = self.api_key.text().strip() or None
-        return ConnectionSettings.from_profile(profile, api_key=key)
+        settings = ConnectionSettings.from_profile(profile, api_key=key)
+        login = self._login()
+        if login is None:
+            return settings
+        return replace(settings, user=login[0], api_key=login[1])
+
+    def _login(self) -> tuple[str, str] | None:
+        """The typed PrusaLink user and password (None unless both are typed)."""
+        user, password = self.user.text().strip(), self.password.text()
+        if self.kind.currentData() != "prusalink" or not (user and password):
+            return None
+        return user, password
 
     def test_connection(self) -> None:
         try:
@@ -215,12 +245,25 @@ class ProfileDialog(QtWidgets.QDialog):
 
                 Keystore().set(api_key_name(profile), key.encode("utf-8"))
             save_printer(profile, self.paths)
+            self._store_login(profile)
         except MedPrintError as exc:
             self._say(f"✘ {exc}", ok=False)
             return None
         self.saved = profile
         self.accept()
         return profile
+
+    def _store_login(self, profile: PrinterProfile) -> None:
+        """The typed PrusaLink login into the keystore, as 'medprint printer login' does."""
+        login = self._login()
+        if login is None:
+            return
+        if self.actor is None:
+            msg = "no user to store the login for; open the dialog from the Print panel"
+            raise PrintingError(msg)
+        from app.workflow import printers  # noqa: PLC0415
+
+        printers.store_login(self.actor, profile.id, *login)
 
     def done(self, result: int) -> None:
         self.worker.cancel()

@@ -16,7 +16,7 @@ from app.security.keystore import Keystore
 from app.settings import resolve_paths
 from app.ui.print_job import PrintSection
 from app.ui.profile_dialog import ProfileDialog
-from app.workflow import review, users
+from app.workflow import printers, review, users
 from app.workflow.actor import Actor
 from tests.workflow.conftest import person
 from tests.workflow.print_fixtures import store_version
@@ -72,3 +72,30 @@ def test_the_print_section_prints_on_a_prusalink_printer(
     qtbot.waitUntil(lambda: section.view.job is not None, timeout=10000)
     qtbot.waitUntil(lambda: section.view.state.text() == "Finished", timeout=20000)
     assert prusalink.files[f"{case.pseudonym}-g1.gcode"] == gcode.encode()
+
+
+def test_the_dialog_stores_a_prusalink_login_that_then_works(
+    qtbot, styled_app, data_dir, keystore_service, prusalink
+):
+    actor = Actor.current(resolve_paths(data_dir))
+    users.init_vault(actor)
+    dialog = ProfileDialog(get_printer("prusa-sl1s"), actor=actor)
+    qtbot.addWidget(dialog)
+    assert dialog.user.isEnabled() and dialog.password.isEnabled()
+    dialog.url.setText(prusalink.url)
+    dialog.user.setText("maker")
+    dialog.password.setText("not-it")
+    dialog.test_button.click()
+    qtbot.waitUntil(lambda: dialog.message.text().startswith("✘"), timeout=10000)
+    assert "refused the user name or password (HTTP 401)" in dialog.message.text()
+    assert "\n" not in dialog.message.text() and "not-it" not in dialog.message.text()
+    dialog.password.setText("pl-secret")
+    dialog.test_button.click()
+    qtbot.waitUntil(lambda: dialog.message.text().startswith("✔"), timeout=10000)
+    saved = dialog.save()
+    assert saved is not None and Keystore().get(login_name(saved.id)) is not None
+    assert "pl-secret" not in (resolve_paths(data_dir).printers / f"{saved.id}.json").read_text()
+    assert printers.check(actor, saved.id).startswith("PrusaLink 2.1.2")
+    form = ProfileDialog(get_printer("formlabs-form4b"), actor=actor)
+    qtbot.addWidget(form)
+    assert not form.user.isEnabled() and form.url.isEnabled()
