@@ -19,7 +19,7 @@ from app.case import Case
 from app.errors import MedPrintError
 from app.progress import CancelToken, Progress
 from app.ui.deferred import mesh_stack
-from app.ui.print_job import PrintSection
+from app.ui.print_job import PrintSection, format_duration
 from app.ui.progress_bar import ProgressBar
 from app.ui.worker import Worker
 from app.workflow.actor import Actor
@@ -293,8 +293,13 @@ class PrintPanel(QtWidgets.QWidget):
             self.summary.setText(str(exc))
             return
         mesh_stack().load_now()
-        from app.workflow import slice as slicing  # noqa: PLC0415 (heavy: on first use)
+        from app.workflow import resin  # noqa: PLC0415 (heavy: on first use)
+        from app.workflow import slice as slicing  # noqa: PLC0415
 
+        printer = self.printer.currentData()
+        if resin.is_resin_printer(self.actor, printer):
+            self._slice_resin(version, printer)
+            return
         call = partial(
             slicing.slice_version,
             self.actor,
@@ -305,13 +310,33 @@ class PrintPanel(QtWidgets.QWidget):
             settings=settings,
             engine=self.engine.currentData(),
         )
+        self._run(call, version)
+
+    def _slice_resin(self, version: int, printer: str) -> None:
+        """Resin printer: an SL1 stored in the case (:func:`app.workflow.resin.slice_resin`)."""
+        from app.printing.slicer.sla import SlaSettings  # noqa: PLC0415
+        from app.workflow import resin  # noqa: PLC0415
+
+        settings = SlaSettings(
+            supports=self.supports.isChecked(), layer_height=self.layer_height.value()
+        )
+        call = partial(
+            resin.slice_resin, self.actor, self.case, version=version, printer=printer,
+            material=self.material.currentData(), settings=settings,
+        )  # fmt: skip
+        self._run(call, version)
+
+    def _run(self, call: Any, version: int) -> None:
         self.summary.setText(f"Slicing mesh v{version}…")
         self.progress.setValue(0)
         self.slice_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.worker.start(_slice, call, name=f"slicing mesh v{version}")
 
-    def _sliced(self, sliced: slicing.Sliced) -> None:
+    def _sliced(self, sliced: Any) -> None:
+        if hasattr(sliced, "archive"):
+            self._sliced_resin(sliced)
+            return
         self.result, self.stored = sliced.result, sliced.gcode
         head = f"Stored G-code g{sliced.gcode.number} from mesh v{sliced.gcode.provenance['mesh_version']}."
         self._finish("\n".join([head, *sliced.summary_lines(), *sliced.warnings]))
@@ -321,6 +346,23 @@ class PrintPanel(QtWidgets.QWidget):
         self.layer.setValue(min(count // 2, max(count - 1, 0)))
         self.show_layer(self.layer.value())
         self.save_button.setEnabled(True)
+        self.sliced.emit(sliced)
+
+    def _sliced_resin(self, sliced: Any) -> None:
+        """A stored SL1: its layers, resin and time (no toolpaths to preview)."""
+        self.result = None
+        archive, number = sliced.archive, sliced.stored.number
+        head = (
+            f"Stored resin slicing s{number} from mesh v{sliced.stored.provenance['mesh_version']}."
+        )
+        facts = (
+            f"{archive.layers} layers · {archive.resin_ml:.1f} ml resin · "
+            f"{format_duration(archive.print_time_s)}"
+        )
+        self._finish("\n".join([head, facts, *sliced.warnings]))
+        self.progress.setValue(1000)
+        self.layer.setEnabled(False)
+        self.save_button.setEnabled(False)
         self.sliced.emit(sliced)
 
     def _finish(self, message: str) -> None:

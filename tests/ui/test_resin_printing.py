@@ -9,6 +9,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from PySide6 import QtCore
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # for tests.printing.peers
 
 from app.case import Case
@@ -17,6 +19,7 @@ from app.printing.profiles import get_printer
 from app.security.keystore import Keystore
 from app.settings import resolve_paths
 from app.ui.print_job import PrintSection
+from app.ui.print_panel import PrintPanel
 from app.workflow import review, users
 from app.workflow.actor import Actor
 from tests.printing.peers.preform_server import PRINTER as FORM4
@@ -111,3 +114,26 @@ def test_an_sl1_prints_on_a_prusalink_resin_printer_with_progress(
     )
     assert any(0 < value < 1000 for value in seen) and section.view.progress.value() == 1000
     assert f"{case.pseudonym}-s1.sl1" in prusalink.files
+
+
+class _MeshPanel(QtCore.QObject):
+    meshChanged = QtCore.Signal()  # noqa: N815 (the Mesh panel's signal name)
+    current_version = 1
+
+
+def test_the_print_panel_slices_an_sl1_for_a_resin_printer(
+    qtbot, styled_app, data_dir, keystore_service
+):
+    actor, case = approved_case(data_dir)
+    panel = PrintPanel(_MeshPanel())
+    qtbot.addWidget(panel)
+    panel.set_actor(actor)
+    panel.load_profiles(actor.paths, SL1S)
+    panel.set_case(case)
+    panel.layer_height.setValue(0.1)
+    panel.slice_button.click()
+    qtbot.waitUntil(lambda: panel.summary.text().startswith("Stored"), timeout=240000)
+    lines = panel.summary.text().splitlines()
+    assert lines[0] == "Stored resin slicing s1 from mesh v1."
+    assert " layers · " in lines[1] and " ml resin · " in lines[1]
+    assert case.sla_versions() == [1]
