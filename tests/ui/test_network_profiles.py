@@ -99,3 +99,14 @@ def test_the_dialog_stores_a_prusalink_login_that_then_works(
     form = ProfileDialog(get_printer("formlabs-form4b"), actor=actor)
     qtbot.addWidget(form)
     assert not form.user.isEnabled() and form.url.isEnabled()
+
+
+def test_the_dialog_tests_a_formlabs_preform_url(
+    qtbot, styled_app, data_dir, keystore_service, preform
+):
+    dialog = ProfileDialog(get_printer("formlabs-form4b"))
+    qtbot.addWidget(dialog)
+    dialog.url.setText(preform.url)
+    dialog.test_button.click()
+    qtbot.waitUntil(lambda: dialog.message.text()[:1] in ("✔", "✘"), timeout=10000)
+    assert dialog.message.text().startswith("✔"), dialog.message.text()
