@@ -629,8 +629,8 @@ class PrintSection(QtWidgets.QGroupBox):
 
     def _target(self) -> str:
         profile = self.profile_selected()
-        if profile is None or self.actor is None:
-            return "gcode"
+        if profile is None or self.actor is None or self.case is None:
+            return "gcode"  # nothing listed: no need to load the printing workflow
         return _printing().target(self.actor, profile.id)
 
     def _sources(self, case: Case) -> list[tuple[str, int]]:
