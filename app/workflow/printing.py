@@ -83,19 +83,15 @@ def start(
     stored = case.load_gcode(number)
     release = review.release_gcode(actor, case, stored, "print")
     profile = get_printer(printer, actor.paths)
-    job = open_job(
+    job = _open(
+        actor,
         stored.text.encode("utf-8"),
         _settings(profile, port, url, kind, baud),
-        pause=_pause_settings(profile),
-        options=link_options,
-        printer=profile.name,
-        remote_name=_remote_name(actor, case, f"{case.pseudonym}-g{stored.number}.gcode"),
+        profile,
+        name=_remote_name(actor, case, f"{case.pseudonym}-g{stored.number}.gcode"),
         context=_context(case, release, profile, gcode_version=stored.number),
-        on_state=on_state,
-        on_progress=on_progress,
-        on_temperature=on_temperature,
-        on_event=_event_recorder(actor),
-        poll_interval=poll_interval,
+        link_options=link_options,
+        watch=(on_state, on_progress, on_temperature, poll_interval),
     )
     return _begin(actor, job, resume_after)
 
@@ -130,19 +126,15 @@ def start_file(
         review.override(actor, case, access.FOREIGN_GCODE, reason=reason, gcode_sha256=sha)
     release = review.release_foreign_gcode(actor, case, sha, "print")
     profile = get_printer(printer, actor.paths)
-    job = open_job(
+    job = _open(
+        actor,
         data,
         _settings(profile, port, url, kind, baud),
-        pause=_pause_settings(profile),
-        options=link_options,
-        printer=profile.name,
-        remote_name=_remote_name(actor, case, f"{case.pseudonym}-x{sha[:12]}.gcode"),
+        profile,
+        name=_remote_name(actor, case, f"{case.pseudonym}-x{sha[:12]}.gcode"),
         context=_context(case, release, profile, gcode_version=None),
-        on_state=on_state,
-        on_progress=on_progress,
-        on_temperature=on_temperature,
-        on_event=_event_recorder(actor),
-        poll_interval=poll_interval,
+        link_options=link_options,
+        watch=(on_state, on_progress, on_temperature, poll_interval),
     )
     return _begin(actor, job, None)
 
@@ -180,20 +172,17 @@ def start_resin(
     stored = case.load_sla(versions[-1] if sla_version is None else sla_version)
     release = _release_sla(actor, case, stored)
     profile = get_printer(printer, actor.paths)
-    job = open_job(
+    job = _open(
+        actor,
         stored.data,
         _settings(profile, None, url, "prusalink", None),
-        printer=profile.name,
-        remote_name=_remote_name(actor, case, f"{case.pseudonym}-s{stored.number}.sl1"),
+        profile,
+        name=_remote_name(actor, case, f"{case.pseudonym}-s{stored.number}.sl1"),
         context={
             **_context(case, release, profile, gcode_version=None),
             "sla_version": stored.number,
         },
-        on_state=on_state,
-        on_progress=on_progress,
-        on_temperature=on_temperature,
-        on_event=_event_recorder(actor),
-        poll_interval=poll_interval,
+        watch=(on_state, on_progress, on_temperature, poll_interval),
     )
     return _begin(actor, job, None)
 
@@ -367,6 +356,36 @@ def _settings(
 def _pause_settings(profile: PrinterProfile) -> PauseSettings:
     _, depth, height = profile.build_volume
     return PauseSettings(park_x=0.0, park_y=float(depth), max_z=float(height))
+
+
+def _open(
+    actor: Actor,
+    data: bytes,
+    settings: ConnectionSettings,
+    profile: PrinterProfile,
+    *,
+    name: str,
+    context: dict,
+    watch: tuple,
+    link_options: LinkOptions | None = None,
+) -> PrintJob:
+    """The job of ``data`` on ``profile``'s printer, each event recorded as ``actor``;
+    ``watch`` is (on_state, on_progress, on_temperature, poll_interval)."""
+    on_state, on_progress, on_temperature, poll_interval = watch
+    return open_job(
+        data,
+        settings,
+        pause=_pause_settings(profile),
+        options=link_options,
+        printer=profile.name,
+        remote_name=name,
+        context=context,
+        on_state=on_state,
+        on_progress=on_progress,
+        on_temperature=on_temperature,
+        on_event=_event_recorder(actor),
+        poll_interval=poll_interval,
+    )
 
 
 def _context(
