@@ -448,6 +448,36 @@ def test_unknown_format_and_signer_mismatch(built, signer):
     assert _verify(built, signer).codes == [fmt.SIGNER_MISMATCH]
 
 
+def _drop_approval(folder: Path, manifest: dict) -> None:
+    (folder / fmt.APPROVAL_FILE).unlink()
+    manifest["approval"] = None
+    manifest["files"] = [f for f in manifest["files"] if f["path"] != fmt.APPROVAL_FILE]
+
+
+def test_a_signed_package_without_an_approval_fails_verify(built, signer):
+    """A sender whose own key is trusted (the technician who packages) still needs a decision:
+    a package re-signed without its approval does not verify."""
+    _resign(built, signer, lambda m: _drop_approval(built, m))
+    report = _verify(built, signer)
+    assert report.codes == [fmt.NO_APPROVAL], report.message
+    assert "carries no approval of its mesh" in report.message
+
+
+def test_a_signed_package_whose_decision_is_a_rejection_fails_verify(built, signer):
+    rejection = signed(signer, {**APPROVAL, "decision": "rejected"})["approval"]
+    raw = fmt.canonical_json(rejection)
+    (built / fmt.APPROVAL_FILE).write_bytes(raw)
+
+    def show(manifest: dict) -> None:
+        manifest["approval"] = rejection
+        for item in manifest["files"]:
+            if item["path"] == fmt.APPROVAL_FILE:
+                item |= {"size": len(raw), "sha256": _sha(raw)}
+
+    _resign(built, signer, show)
+    assert _verify(built, signer).codes == [fmt.NO_APPROVAL]
+
+
 def test_a_signed_manifest_listing_an_unsafe_path_is_refused(built, signer):
     def edit(m):
         m["files"].append({"path": "../escape", "size": 0, "sha256": "0" * 64})
