@@ -83,6 +83,19 @@ def test_report_without_a_decision_says_so(people, sphere_case, tmp_path):
     assert "DOE" not in text
 
 
+def test_a_self_approved_report_says_so(admin, sphere_case, tmp_path):
+    """Alone in the vault, the administrator's own mesh is approved only as an override, and
+    the review report marks it self-approved."""
+    from tests.workflow.mesh_versions import store_version
+
+    version = store_version(sphere_case, admin.user)
+    review.override(admin, sphere_case, "self-approval", reason="alone", version=version)
+    out = tmp_path / "self.pdf"
+    review_report.write(admin, sphere_case, version, out)
+    text = _pdf_text(out)
+    assert f"Meaning: {review.SELF_APPROVED}" in text and review.SELF_APPROVED == "self-approved"
+
+
 def test_cli_writes_the_report(people, canary_case, tmp_path, capsys, monkeypatch):
     from app import cli
     from app.workflow.actor import Actor
