@@ -205,6 +205,7 @@ class Vault:
         if cls.exists(paths):
             msg = f"a vault already exists in {paths.vault}; use 'medprint vault status'"
             raise VaultError(msg)
+        cls.refuse_deleted_meta(paths)
         master = secrets.token_bytes(32)
         meta = {
             "format": VAULT_FORMAT,
@@ -300,9 +301,25 @@ class Vault:
     def _legacy_entry(meta: dict) -> str:
         return f"vault-master-{meta['vault_id']}-{meta['generation']}"
 
+    @staticmethod
+    def holds_data(paths: Paths) -> bool:
+        """Whether the vault folder holds a vault's encrypted index or records (with or
+        without its ``vault.json``)."""
+        return any((paths.vault / name).is_dir() for name in ("index", "records"))
+
+    @classmethod
+    def refuse_deleted_meta(cls, paths: Paths) -> None:
+        """Tampering, not an empty folder: ``vault.json`` gone while the vault's data stays
+        (a new vault founded over it would make its founder administrator of the folder)."""
+        if not cls.exists(paths) and cls.holds_data(paths):
+            msg = f"vault.json is missing (deleted) from {paths.vault}, which holds a vault's "
+            msg += "index and records; restore vault.json from a backup and tell an administrator"
+            raise IntegrityError(msg)
+
     @classmethod
     def _read_meta(cls, paths: Paths) -> dict:
         path = cls.meta_path(paths)
+        cls.refuse_deleted_meta(paths)
         if not path.exists():
             msg = f"no vault in {paths.vault}; create one with 'medprint vault init'"
             raise VaultError(msg)

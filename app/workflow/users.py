@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.atomic import atomic_write_bytes
-from app.errors import AccessDenied, MedPrintError, VaultError
+from app.errors import AccessDenied, MedPrintError
 from app.security import access, roles
 from app.security.identity import PublicIdentity
 from app.security.signing import TrustStore, utc_now
@@ -94,31 +94,6 @@ def rotate_key(actor: Actor) -> tuple[int, str]:
     return vault.generation, recovery
 
 
-def migrate(actor: Actor) -> Vault:
-    """Turn an old-format vault (master key in one keystore, unsigned roles) into a current one
-    founded by the actor, who must hold its master key in their own keystore (the account that
-    ran ``vault init``, or restored it with the recovery key: in the old format that was the one
-    account everybody used).
-
-    Roles of other accounts are not carried over (they had no keys): they run ``medprint
-    whoami`` and are enrolled again. The recovery key stays valid; rotate the keys afterwards.
-    """
-    try:
-        vault = Vault.open_legacy(actor.paths)
-    except MedPrintError:
-        msg = "this vault was made by an older MedPrint version and only the account holding "
-        msg += "its master key in its own keystore (its founder) can migrate it; see README, "
-        msg += "'Migrating an older vault'"
-        raise VaultError(msg) from None
-    old = vault.get_record(roles.RECORD)
-    vault.upgrade(actor.keys)
-    roles.found(vault, actor.keys)
-    actor.adopt_vault(vault)
-    left = max(len(json.loads(old).get("users", {})) - 1, 0) if old else 0
-    policy.record(actor, "vault.migrated", vault_id=vault.vault_id, roles_not_carried=left)
-    return vault
-
-
 # --- people ----------------------------------------------------------------------------------
 
 
@@ -129,6 +104,7 @@ def whoami(actor: Actor) -> dict:
     identity = actor.keys.public
     me = {"user": actor.user, "fingerprint": identity.fingerprint, "roles": []}
     if not actor.has_vault():
+        Vault.refuse_deleted_meta(actor.paths)
         return me | {"vault": False, "member": False, "request": False}
     if not Vault.lists_member(actor.paths, identity):
         request_enrolment(actor)

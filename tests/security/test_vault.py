@@ -243,6 +243,20 @@ def test_another_founder_in_vault_json_is_refused(vault, keys):
         _open(keys)
 
 
+def test_a_deleted_vault_json_is_named_and_no_vault_is_founded_over_its_data(vault, keys):
+    """Deleting vault.json to found a new vault (and be its administrator) over the old one's
+    data is refused: the folder still holds the index and records."""
+    pseudonym = vault.create_case({})
+    vault.write_bytes(pseudonym, "data", b"kept")
+    Vault.meta_path(vault.paths).unlink()
+    for attempt in (lambda: _open(keys), lambda: Vault.init(resolve_paths(), keys)):
+        with pytest.raises(IntegrityError, match=r"vault\.json is missing") as refused:
+            attempt()
+        assert "\n" not in str(refused.value)
+    assert not Vault.exists(resolve_paths())
+    assert (vault.root / "cases" / pseudonym).is_dir()
+
+
 def test_rotation_locks_out_the_old_master_and_the_old_recovery_key(data_dir, keys):
     vault, old_recovery = Vault.init(resolve_paths(), keys)
     pseudonym = _store_everything(vault)

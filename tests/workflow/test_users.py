@@ -15,7 +15,7 @@ import pytest
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from app.errors import AccessDenied, KeystoreError, MedPrintError, VaultError
+from app.errors import AccessDenied, IntegrityError, KeystoreError, MedPrintError, VaultError
 from app.security import audit, roles
 from app.security.identity import PersonalKeys
 from app.security.keystore import Keystore
@@ -181,6 +181,15 @@ def test_a_deleted_roles_record_is_reported_missing_not_empty(people, admin):
             policy.roles_of(who)
     with pytest.raises(VaultError, match="roles record is missing"):
         users.add_role(admin, "tess", "administrator")
+
+
+def test_a_deleted_vault_json_is_reported_to_whoami_not_a_fresh_folder(people, admin):
+    Vault.meta_path(admin.paths).unlink()
+    fresh = Actor(admin.user, admin.paths, keys=admin.keys)
+    with pytest.raises(IntegrityError, match=r"vault\.json is missing"):
+        users.whoami(fresh)
+    with pytest.raises(IntegrityError, match=r"vault\.json is missing"):
+        users.init_vault(Actor("tess", admin.paths, keys=people["tess"].keys))
 
 
 def test_bootstrap_is_gone(admin):
