@@ -303,9 +303,9 @@ class Vault:
 
     @staticmethod
     def holds_data(paths: Paths) -> bool:
-        """Whether the vault folder holds a vault's encrypted index or records (with or
+        """Whether the vault folder holds a vault's encrypted index, records or cases (with or
         without its ``vault.json``)."""
-        return any((paths.vault / name).is_dir() for name in ("index", "records"))
+        return any((paths.vault / name).is_dir() for name in ("index", "records", "cases"))
 
     @classmethod
     def refuse_deleted_meta(cls, paths: Paths) -> None:
@@ -313,7 +313,7 @@ class Vault:
         (a new vault founded over it would make its founder administrator of the folder)."""
         if not cls.exists(paths) and cls.holds_data(paths):
             msg = f"vault.json is missing (deleted) from {paths.vault}, which holds a vault's "
-            msg += "index and records; restore vault.json from a backup and tell an administrator"
+            msg += "cases and records; restore vault.json from a backup and tell an administrator"
             raise IntegrityError(msg)
 
     @classmethod

@@ -254,6 +254,10 @@ def test_a_deleted_vault_json_is_named_and_no_vault_is_founded_over_its_data(vau
             attempt()
         assert "\n" not in str(refused.value)
     assert not Vault.exists(resolve_paths())
+    for folder in ("index", "records"):  # the case folder alone still tells
+        shutil.rmtree(vault.root / folder, ignore_errors=True)
+    with pytest.raises(IntegrityError, match=r"vault\.json is missing"):
+        Vault.init(resolve_paths(), keys)
     assert (vault.root / "cases" / pseudonym).is_dir()
 
 
