@@ -1,12 +1,68 @@
-"""Pick a printable piece of a segment: its largest connected component that fits a printer."""
+"""Pick a printable piece of a segment: its largest connected component that fits a printer.
+
+The components are labelled by SimpleITK inside the mask's box and measured there (sizes,
+boxes, centroids), so no label array or float copy of the whole grid is made (numpy labelling
+of the whole grid, with an int64 copy for the sizes and a float64 product for the centre of
+mass, took 19 s and 4.7 GiB on a 512×512×1,000 CT).
+"""
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
+
+from app.tools.segmentation import ops
+from app.tools.segmentation.grid import Box, mask_box
 
 # Room kept free around the part on each axis (label, brim, skirt).
 MARGIN_MM = 10.0
+
+
+class _Components:
+    """The face-connected components of a mask, labelled inside its box."""
+
+    def __init__(self, mask: np.ndarray, box: Box) -> None:
+        import SimpleITK as sitk  # noqa: PLC0415
+
+        self.shape = mask.shape
+        self.box = box
+        self.labels = sitk.ConnectedComponent(ops.to_image(mask[box]))
+        self.stats = sitk.LabelShapeStatisticsImageFilter()
+        self.stats.ComputePerimeterOff()
+        self.stats.Execute(self.labels)
+
+    def by_size(self) -> list[int]:
+        """Labels, largest first."""
+        return sorted(
+            self.stats.GetLabels(), key=lambda label: -self.stats.GetNumberOfPixels(label)
+        )
+
+    def extent(self, label: int) -> np.ndarray:
+        """The component's box size in voxels (k, j, i)."""
+        size_ijk = self.stats.GetBoundingBox(label)[3:]
+        return np.asarray(size_ijk[::-1])
+
+    def centre(self, label: int) -> np.ndarray:
+        """The component's centre of mass, rounded, as a (k, j, i) index of the whole grid."""
+        centre_ijk = np.asarray(self.stats.GetCentroid(label))  # spacing 1, origin 0: indices
+        start = np.array([s.start for s in self.box])
+        return np.round(centre_ijk[::-1] + start).astype(int)  # rounded on the whole grid
+
+    def mask(self, label: int, window: Box | None = None) -> np.ndarray:
+        """The component (inside ``window`` of the whole grid) as a boolean array on the grid."""
+        window = window or tuple(slice(0, n) for n in self.shape)
+        part = tuple(
+            slice(max(w.start, b.start), min(w.stop, b.stop))
+            for w, b in zip(window, self.box, strict=True)
+        )
+        out = np.zeros(self.shape, dtype=bool)
+        if any(p.stop <= p.start for p in part):
+            return out
+        local = [
+            slice(p.start - b.start, p.stop - b.start) for p, b in zip(part, self.box, strict=True)
+        ]
+        region = self.labels[local[2], local[1], local[0]]  # SimpleITK indexes (i, j, k)
+        out[part] = ops.from_image(region == label).view(bool)
+        return out
 
 
 def largest_fitting_component(
@@ -20,19 +76,31 @@ def largest_fitting_component(
     (z, y, x). The box is compared axis by axis (x, y, z) with :data:`MARGIN_MM` kept free.
     Returns ``None`` when no component fits.
     """
-    labels, count = ndimage.label(mask)
-    if count == 0:
+    box = mask_box(mask)
+    if box is None:
         return None
-    sizes = np.bincount(labels.ravel())
-    boxes = ndimage.find_objects(labels)
-    step = np.abs(np.asarray(spacing_mm, dtype=np.float64))[::-1]  # (z, y, x)
+    parts = _Components(mask, box)
+    label = _first_fitting(parts, spacing_mm, build_volume_mm)
+    return None if label is None else parts.mask(label)
+
+
+def _first_fitting(
+    parts: _Components,
+    spacing_mm: tuple[float, float, float],
+    build_volume_mm: tuple[float, float, float],
+) -> int | None:
+    """The largest component whose box (in mm) fits the build volume less its margins."""
+    step = _step(spacing_mm)
     room = np.asarray(build_volume_mm, dtype=np.float64)[::-1] - MARGIN_MM
-    for label in np.argsort(sizes[1:])[::-1] + 1:
-        box = boxes[label - 1]
-        extent = np.array([s.stop - s.start for s in box]) * step
-        if np.all(extent <= room):
-            return labels == label
+    for label in parts.by_size():
+        if np.all(parts.extent(label) * step <= room):
+            return label
     return None
+
+
+def _step(spacing_mm: tuple[float, float, float]) -> np.ndarray:
+    """Voxel size (k, j, i) in mm."""
+    return np.abs(np.asarray(spacing_mm, dtype=np.float64))[::-1]
 
 
 def printable_piece(
@@ -47,24 +115,22 @@ def printable_piece(
 
     Returns (mask, was_cut); the mask is ``None`` when ``mask`` is empty.
     """
-    whole = largest_fitting_component(mask, spacing_mm, build_volume_mm)
-    if whole is not None:
-        return whole, False
-    labels, count = ndimage.label(mask)
-    if count == 0:
+    box = mask_box(mask)
+    if box is None:
         return None, False
-    largest = labels == (np.bincount(labels.ravel())[1:].argmax() + 1)
-    del labels
-    step = np.abs(np.asarray(spacing_mm, dtype=np.float64))[::-1]
+    parts = _Components(mask, box)
+    label = _first_fitting(parts, spacing_mm, build_volume_mm)
+    if label is not None:
+        return parts.mask(label), False
     room = np.asarray(build_volume_mm, dtype=np.float64)[::-1] - MARGIN_MM
     if cut_height_mm is not None:
         room[0] = min(room[0], cut_height_mm)
-    half = (room / step / 2).astype(int)
-    centre = np.round(ndimage.center_of_mass(largest)).astype(int)
+    half = (room / _step(spacing_mm) / 2).astype(int)
+    largest = parts.by_size()[0]
     window = tuple(
         slice(max(0, c - h), min(n, c + h))
-        for c, h, n in zip(centre, half, mask.shape, strict=True)
+        for c, h, n in zip(parts.centre(largest), half, mask.shape, strict=True)
     )
-    cut = np.zeros_like(mask, dtype=bool)
-    cut[window] = largest[window]
+    cut = parts.mask(largest, window)
+    del parts
     return largest_fitting_component(cut, spacing_mm, build_volume_mm), True

@@ -1,0 +1,45 @@
+"""The printable piece of a segment: the largest component that fits, else a block cut from it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from app.tools.segmentation.fit import largest_fitting_component, printable_piece
+
+SPACING = (1.0, 1.0, 2.0)  # (x, y, z) mm; masks are (z, y, x)
+BUILD = (40.0, 40.0, 40.0)  # 30 mm free per axis once the 10 mm margin is kept
+
+
+def two_parts() -> np.ndarray:
+    """A 16×16×100 mm bar (too long for the build volume) and a 20×20×20 mm cube that fits."""
+    mask = np.zeros((60, 40, 60), dtype=bool)
+    mask[5:55, 5:21, 5:21] = True  # bar: 50 slices of 2 mm
+    mask[20:30, 10:30, 35:55] = True  # cube: 10 slices of 2 mm, 20×20 voxels of 1 mm
+    return mask
+
+
+def test_the_largest_component_that_fits_is_chosen_whole():
+    mask = two_parts()
+    piece, was_cut = printable_piece(mask, SPACING, BUILD)
+    assert not was_cut
+    assert piece.shape == mask.shape
+    assert piece.sum() == 10 * 20 * 20
+    assert piece[20:30, 10:30, 35:55].all()
+
+
+def test_a_part_too_large_is_cut_around_its_centre_to_the_build_volume():
+    mask = np.zeros((60, 40, 60), dtype=bool)
+    mask[5:55, 5:21, 5:21] = True  # 100 mm long, centre slice 30
+    piece, was_cut = printable_piece(mask, SPACING, BUILD, cut_height_mm=20.0)
+    assert was_cut
+    slices = np.flatnonzero(piece.any(axis=(1, 2)))
+    assert (slices[0], slices[-1]) == (25, 34)  # 20 mm: 10 slices of 2 mm about slice 30
+    assert piece[25:35].sum() == 10 * 16 * 16
+    assert not (piece & ~mask).any()
+
+
+def test_no_fitting_component_and_an_empty_mask_give_none():
+    bar = np.zeros((60, 40, 60), dtype=bool)
+    bar[5:55, 5:21, 5:21] = True
+    assert largest_fitting_component(bar, SPACING, BUILD) is None
+    assert printable_piece(np.zeros((4, 4, 4), dtype=bool), SPACING, BUILD) == (None, False)
