@@ -7,7 +7,7 @@ from app.errors import KeystoreError
 from app.security.identity import PersonalKeys, os_user
 from app.security.vault import Vault
 from app.settings import Paths, resolve_paths
-from app.workflow import anchoring
+from app.workflow import anchoring, migration
 
 
 class Actor:
@@ -58,13 +58,11 @@ class Actor:
         """The opened vault (a clear error when there is none or this person is no member).
 
         An old-format vault is migrated when its founder opens it
-        (:func:`app.workflow.users.migrate`).
+        (:func:`app.workflow.migration.migrate`).
         """
         if self._vault is None:
             if Vault.is_legacy(self.paths):
-                from app.workflow.users import migrate  # noqa: PLC0415 (users imports actor)
-
-                self._vault = migrate(self)
+                self._vault = migration.migrate(self)
             else:
                 self._vault = Vault.open(self.paths, self.keys)
             self._check_anchors()

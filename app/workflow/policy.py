@@ -7,12 +7,14 @@ may do everything a technician may; approving and rejecting need the reviewer ro
 
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from app.errors import AccessDenied, MedPrintError
 from app.security import access, audit, roles
 from app.workflow import anchoring
-from app.workflow.actor import Actor
+
+if TYPE_CHECKING:
+    from app.workflow.actor import Actor
 
 T, R, A = access.TECHNICIAN, access.REVIEWER, access.ADMINISTRATOR
 ANYONE = frozenset({T, R, A})
