@@ -29,7 +29,7 @@ import io
 import json
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -225,14 +225,25 @@ def _locate(paths: Paths, handle: BinaryIO) -> _Tail:
     raise AuditError(msg + _TAMPERED)
 
 
-def _settle(paths: Paths, handle: BinaryIO) -> tuple[Head, dict | None]:
-    """The head after repairing an interrupted append, and the facts of the repair (or None)."""
+def _settle(
+    paths: Paths, handle: BinaryIO, people: Callable[[], Identities] | None = None
+) -> tuple[Head, dict | None]:
+    """The head after repairing an interrupted append, and the facts of the repair (or None).
+
+    A record after the head is taken in only when it follows the head and, given ``people``
+    (called only then), verifies: signed by the enrolled person it names."""
     tail = _locate(paths, handle)
     head = tail.head
+    identities = people() if people is not None and tail.after else None
     for line in tail.after:
         rec = _parse(line)
         if rec is None or rec.get("seq") != head.seq + 1 or rec.get("prev") != head.hash:
             msg = f"the audit log has records after its head ({head.seq}) that do not follow it"
+            raise AuditError(msg + _TAMPERED)
+        number = head.seq + 1
+        problem = None if identities is None else _check_line(identities, number, line, head.hash)
+        if problem:
+            msg = f"the audit log has a record after its head that does not verify: {problem}"
             raise AuditError(msg + _TAMPERED)
         head = Head(head.seq + 1, line_hash(line))
     cut = 0
@@ -327,15 +338,19 @@ def _legacy_problem(paths: Paths, first: dict) -> str | None:
     return None
 
 
-def repair(paths: Paths, user: str, keys: PersonalKeys) -> Head:
+def repair(
+    paths: Paths, user: str, keys: PersonalKeys, people: Callable[[], Identities] | None = None
+) -> Head:
     """Repair an interrupted append (recorded as ``audit.repaired``); the head of the log.
+    A record after the head (the head write was interrupted) is taken in only when it verifies
+    against the enrolled ``people()`` (when given); one that does not is tampering.
 
     Raises :class:`AuditError` when the log does not match its head (tampering).
     """
     if not log_path(paths).exists() and not head_path(paths).exists():
         return Head()
     with _locked_log(paths) as handle:
-        head, repaired = _settle(paths, handle)
+        head, repaired = _settle(paths, handle, people)
         if repaired:
             head = _append(handle, head, keys, user=user, action=REPAIRED, facts=repaired)
             _write_head(paths, keys, head)

@@ -75,7 +75,7 @@ def check(actor: Actor) -> None:
     """Repair an interrupted audit append, then check the audit log, ``vault.json`` and the
     roles chain against the actor's anchors (raises :class:`IntegrityError`)."""
     try:
-        head = audit.repair(actor.paths, actor.user, actor.keys)
+        head = audit.repair(actor.paths, actor.user, actor.keys, lambda: known_people(actor))
     except AuditError as exc:
         raise IntegrityError(str(exc)) from None
     check_audit(actor, head)
@@ -97,10 +97,11 @@ def check_audit(actor: Actor, head: audit.Head | None = None) -> None:
 
 
 def before_record(actor: Actor) -> None:
-    """Refuse to append to an audit log older than the actor saw (a cheap check: the head
-    only; opening the vault and ``audit verify`` check the whole history)."""
+    """Repair an interrupted append (taking in only records that verify), and refuse to append
+    to an audit log older than the actor saw (a cheap check: the head only; opening the vault
+    and ``audit verify`` check the whole history)."""
     if actor.opened_vault is not None:
-        head = audit.current_head(actor.paths)
+        head = audit.repair(actor.paths, actor.user, actor.keys, lambda: known_people(actor))
         anchors_of(actor).check(anchors.AUDIT, head.seq, head.hash)
 
 

@@ -169,6 +169,24 @@ def test_appended_forgery_after_the_head_is_not_repaired(paths, log, tess, known
         audit.record("more", user="tess", paths=paths, keys=tess)
 
 
+def test_a_forged_record_after_the_head_is_not_repaired_into_the_log(paths, log, tess, known):
+    """A record that chains to the head but is not signed by the person it names looks like
+    an interrupted append; the repair checks its signature and refuses it."""
+    original, head = log.read_bytes(), audit.head_path(paths).read_bytes()
+    audit.record("landed", user="rafael", paths=paths, keys=PersonalKeys.in_memory("rafael"))
+    audit.head_path(paths).write_bytes(head)  # as if the head write was lost
+    forged = log.read_bytes()
+    with pytest.raises(AuditError, match="record 7 is signed by an unknown key"):
+        audit.repair(paths, "tess", tess, lambda: known)
+    assert log.read_bytes() == forged and audit.head_path(paths).read_bytes() == head
+    log.write_bytes(original)  # a real crash between append and head write is still repaired
+    audit.record("landed", user="tess", paths=paths, keys=tess)
+    audit.head_path(paths).write_bytes(head)
+    assert audit.repair(paths, "tess", tess, lambda: known).seq == 8
+    assert [r["action"] for r in audit.read_records(paths)][-2:] == ["landed", "audit.repaired"]
+    assert audit.verify(paths, known).ok
+
+
 def test_old_mac_sealed_log_is_archived_not_trusted(paths, tess, known):
     """A log of the old format (a shared MAC key) is set aside with its hash in a signed
     ``audit.migrated`` record; changing the archive afterwards is caught."""

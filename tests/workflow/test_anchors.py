@@ -129,6 +129,22 @@ def test_a_crash_mid_append_is_repaired_on_the_next_start(people):
     assert [r["action"] for r in audit.read_records(admin.paths)].count("audit.repaired") == 1
 
 
+def test_a_record_forged_after_the_head_is_not_taken_in_as_a_crash(people):
+    """A technician appends a record naming the reviewer (chained, signed with her own key) and
+    puts the head back, as an interrupted append would leave it: the next act refuses it."""
+    tess, rafael = people[TECH], people[REVIEWER]
+    head = audit.head_path(tess.paths).read_bytes()
+    audit.record("review.approved", user=REVIEWER, paths=tess.paths, keys=tess.keys)
+    audit.head_path(tess.paths).write_bytes(head)
+    seq = json.loads(head)["seq"] + 1
+    forged = f"record {seq} names user '{REVIEWER}' but is signed by '{TECH}'"
+    with pytest.raises(AuditError, match=forged):
+        records.export_log(rafael, "json")
+    with pytest.raises(IntegrityError, match=forged):
+        _ = _reopened(rafael).vault
+    assert json.loads(audit.head_path(tess.paths).read_bytes())["seq"] == seq - 1
+
+
 def test_a_deleted_roles_record_is_named(people):
     admin = people["founder"]
     roles_file = admin.paths.vault / "records" / "roles"
