@@ -10,7 +10,7 @@ import numpy as np
 from app.errors import DicomError
 from app.imaging import suitability
 from app.imaging.classify import Header
-from app.imaging.headers import SliceInfo, orientation_key
+from app.imaging.headers import SliceInfo, normal_distances, orientation_key
 from app.imaging.sources import Rejected, SourceRef
 
 JSON_FORMAT = "medprint-scan/1"
@@ -307,14 +307,6 @@ def _split_frames(h: Header) -> dict[tuple, list[SliceInfo]]:
             key = ((), ("", ""))
         groups.setdefault(key, []).append(s)
     return groups
-
-
-def normal_distances(slices: list[SliceInfo]) -> np.ndarray | None:
-    first = slices[0]
-    if first.orientation is None or any(s.position is None for s in slices):
-        return None
-    normal = np.cross(first.orientation[:3], first.orientation[3:])
-    return np.array([float(np.dot(normal, s.position)) for s in slices])
 
 
 def _notes(series: Series) -> list[str]:

@@ -122,6 +122,16 @@ class SliceInfo:
     stack: tuple[str, str] = ("", "")  # enhanced: (StackID, TemporalPositionIndex)
 
 
+def normal_distances(slices: list[SliceInfo]) -> np.ndarray | None:
+    """Each slice's position along the first slice's normal (mm), or None when a slice has no
+    position or the first no orientation."""
+    first = slices[0]
+    if first.orientation is None or any(s.position is None for s in slices):
+        return None
+    normal = np.cross(first.orientation[:3], first.orientation[3:])
+    return np.array([float(np.dot(normal, s.position)) for s in slices])
+
+
 class IsZip(Exception):  # a signal: this "file" is a zip archive to expand
     pass
 

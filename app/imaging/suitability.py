@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from app.imaging.headers import normal_distances
+
 if TYPE_CHECKING:
     from app.imaging.grouping import Series
     from app.imaging.volume import Volume
@@ -45,8 +47,6 @@ def _warn(code: str, reason: str) -> Warning:
 
 def series_warnings(series: Series) -> list[Warning]:
     """What the slices' geometry says: thickness and spacing, gaps, irregular steps, tilt."""
-    from app.imaging.grouping import normal_distances  # noqa: PLC0415 (no import cycle)
-
     found = _resolution(series.thickness, series.spacing)
     distances = normal_distances(series.slices)
     if distances is not None and len(distances) > 2:

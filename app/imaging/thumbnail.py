@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.imaging.grouping import Series, normal_distances
+from app.imaging.grouping import Series
+from app.imaging.headers import normal_distances
 from app.imaging.load import read_slice
 
 
