@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
@@ -13,6 +12,7 @@ from app.errors import MedPrintError
 from app.log import log_qt_message
 from app.resources import resources_root
 from app.settings import DATA_DIR_ENV
+from app.ui.deferred import when_exposed
 
 
 def style_sheet() -> str:
@@ -114,15 +114,6 @@ def run_gui() -> int:
 
 
 SHOWN_MARK_ENV = "MEDPRINT_SHOWN_MARK"  # benchmarks/bench_gui.py times start-up with it
-
-
-def when_exposed(window: QtWidgets.QWidget, fn: Callable[[], None]) -> None:
-    """Call ``fn()`` once ``window`` is on screen (checked every 5 ms from the event loop)."""
-    handle = window.windowHandle()
-    if handle is None or not handle.isExposed():
-        QtCore.QTimer.singleShot(5, lambda: when_exposed(window, fn))
-        return
-    fn()
 
 
 def mark_shown() -> None:

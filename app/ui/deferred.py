@@ -17,7 +17,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from PySide6 import QtCore
+from PySide6 import QtCore, QtWidgets
 
 from app.log import crash_summary
 from app.viewers.imports import HEAVY_IMPORTS
@@ -121,3 +121,12 @@ def mesh_stack() -> ModuleLoader:
         if app is not None:
             _MESH_STACK.setParent(app)
     return _MESH_STACK
+
+
+def when_exposed(window: QtWidgets.QWidget, fn: Callable[[], None]) -> None:
+    """Call ``fn()`` once ``window`` is on screen (checked every 5 ms from the event loop)."""
+    handle = window.windowHandle()
+    if handle is None or not handle.isExposed():
+        QtCore.QTimer.singleShot(5, lambda: when_exposed(window, fn))
+        return
+    fn()

@@ -13,9 +13,8 @@ from app import __version__
 from app.errors import MedPrintError
 from app.imaging.volume import Volume
 from app.settings import Paths, Settings, resolve_paths
-from app.ui.app import when_exposed
 from app.ui.case_browser import CaseBrowser
-from app.ui.deferred import mesh_stack
+from app.ui.deferred import mesh_stack, when_exposed
 from app.ui.import_dialog import ImportDialog
 from app.ui.mesh_panel import MeshPanel
 from app.ui.messages import show_error, show_info

@@ -17,12 +17,9 @@ from app.viewers.windowing import PRESET_NAMES
 
 def threshold_presets() -> tuple[str, ...]:
     """The CT threshold presets of the segmentation tools (InVesalius' table)."""
-    try:
-        from app.tools.segmentation.threshold import CT_PRESETS  # noqa: PLC0415
+    from app.tools.segmentation.threshold import CT_PRESETS  # noqa: PLC0415 (on first use)
 
-        return tuple(CT_PRESETS)
-    except ImportError:
-        return ("bone",)
+    return tuple(CT_PRESETS)
 
 
 UNITS = ("mm", "cm", "in")
