@@ -164,3 +164,105 @@ def test_no_keystore_is_a_clear_error_and_nothing_is_stored(data_dir, monkeypatc
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "gnome-keyring" in proc.stderr and "keystore" in proc.stderr
     assert not (data_dir / "vault" / "vault.json").exists()
+
+
+# Commands whose output is itself the result, not a report of it.
+NO_JSON = {
+    "audit export": "prints the log in the --format asked for (json or csv)",
+}
+
+
+def _leaf_commands() -> dict[str, object]:
+    """Every runnable ``medprint`` command (with its subcommand) and its parser."""
+    import argparse
+
+    from app.cli import build_parser
+
+    found = {}
+
+    def walk(parser, words):
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            found[" ".join(words)] = parser
+        for action in subs:
+            for name, child in action.choices.items():
+                if child not in found.values():
+                    walk(child, [*words, name])
+
+    walk(build_parser(["--help"]), [])
+    return found
+
+
+def test_every_command_that_reports_takes_json():
+    missing = [
+        name
+        for name, parser in _leaf_commands().items()
+        if name not in NO_JSON and "--json" not in parser._option_string_actions
+    ]
+    assert missing == []
+
+
+def _readme_examples() -> list[str]:
+    """The command lines of the README's headless tour (``$M ...``), comments cut off."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    lines = [line.split("$M ", 1)[1] for line in readme.splitlines() if "$M " in line]
+    return [line.split("  #")[0].strip() for line in lines]
+
+
+def test_readme_examples_follow_the_grammar(capsys):
+    """Each example parses as written (a renamed option or verb fails here first)."""
+    import shlex
+
+    from app.cli import build_parser
+
+    examples = _readme_examples()
+    assert len(examples) > 20
+    for example in examples:
+        words = shlex.split(example)
+        try:
+            build_parser(words).parse_args(words)
+        except SystemExit:
+            pytest.fail(
+                f"README example does not parse: medprint {example}\n{capsys.readouterr().err}"
+            )
+
+
+def _json(capsys, *args: str) -> dict:
+    from app.cli import main
+
+    assert main(list(args)) == 0, capsys.readouterr().err
+    return json.loads(capsys.readouterr().out)
+
+
+def test_commands_that_change_something_report_it_as_json(
+    data_dir, keystore_service, capsys, tmp_path
+):
+    from app.cli import main
+
+    assert main(["vault", "init"]) == 0
+    capsys.readouterr()
+    assert _json(capsys, "settings", "set", "units", "cm", "--json") == {"units": "cm"}
+    serial = _json(capsys, "printer-serial", "generic-marlin-220", "SN-0042", "--json")
+    assert serial == {"profile": "generic-marlin-220", "serial": "SN-0042"}
+    add = ["pacs", "add", "archive", "--aet", "ORTHANC", "--host", "127.0.0.1", "--port", "4242"]
+    added = _json(capsys, *add, "--json")["added"]
+    assert (added["name"], added["aet"], added["port"]) == ("archive", "ORTHANC", 4242)
+    assert _json(capsys, "pacs", "remove", "archive", "--json") == {"removed": "archive"}
+    out = tmp_path / "registry.csv"
+    assert _json(capsys, "registry", "export", "--out", str(out), "--json") == {
+        "registry": str(out)
+    }
+    forgot = _json(capsys, "printer", "forget", "generic-marlin-220", "--json")
+    assert forgot["profile"] == "generic-marlin-220"
+
+
+def test_convert_reports_the_volume_as_json(data_dir, dicom_dir, capsys, tmp_path):
+    out = tmp_path / "head.nii.gz"
+    shown = _json(
+        capsys, "convert", str(dicom_dir / "ct-head-ge-gantry-tilt-28"), str(out), "--json"
+    )
+    assert out.is_file() and shown["out"] == "head.nii.gz"
+    assert len(shown["size_ijk"]) == 3 and shown["size_ijk"][2] >= 28
+    assert all(s > 0 for s in shown["spacing_mm"])

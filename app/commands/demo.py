@@ -1,9 +1,11 @@
-"""``medprint demo OUT [--input DICOM_DIR]``: the whole pipeline, headless, step by step."""
+"""``medprint demo OUT [--input DICOM_DIR] [--json]``: the whole pipeline, headless, step by
+step."""
 
 from __future__ import annotations
 
 import argparse
 
+from app.commands.output import add_json, show
 from app.workflow.demo import run_demo
 
 
@@ -17,14 +19,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--input",
         help="a DICOM folder, drive or zip to use instead of the bundled sample (largest CT)",
     )
+    add_json(parser)
     parser.set_defaults(func=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    def show(step: str, seconds: float, summary: str) -> None:
+    def line(step: str, seconds: float, summary: str) -> None:
         print(f"{step:22} {seconds:7.1f} s  {summary}", flush=True)
 
-    result = run_demo(args.out, args.input, report=show)
+    result = run_demo(args.out, args.input, report=None if args.json else line)
     total = sum(seconds for _, seconds, _ in result.steps)
-    print(f"{'total':22} {total:7.1f} s  case {result.case}; package {result.package}")
+    facts = {
+        "case": result.case,
+        "package": str(result.package),
+        "verified": result.verified,
+        "steps": [{"step": s, "seconds": round(t, 2), "summary": x} for s, t, x in result.steps],
+        "seconds": round(total, 2),
+    }
+    show(args, facts, f"{'total':22} {total:7.1f} s  case {result.case}; package {result.package}")
     return 0

@@ -6,7 +6,7 @@ is named by its key, which ``convert`` and ``import`` accept; ``--identity`` add
 for the person at the workstation. ``--json`` prints the stable format documented in
 :mod:`app.imaging.scan` (``medprint-scan/1``).
 
-``convert`` loads one series with its corrected geometry (sorted, de-sheared, uniform spacing)
+``convert`` (``--json``) loads one series with its corrected geometry (sorted, de-sheared, uniform spacing)
 and writes it as NRRD or NIfTI, like dcm2niix does; a NIfTI/NRRD input is converted too.
 """
 
@@ -16,8 +16,8 @@ import argparse
 import json
 from pathlib import Path
 
+from app.commands.output import add_json, show
 from app.commands.progressbar import cli_progress
-from app.errors import DicomError
 from app.workflow import intake
 from app.workflow.actor import Actor
 
@@ -37,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     convert.add_argument("path", help="folder, DICOMDIR, zip, or a .nrrd/.nii.gz volume")
     convert.add_argument("out", help="output file: .nrrd, .nii or .nii.gz")
     convert.add_argument("--series", help="series key or UID from 'medprint scan'")
+    add_json(convert)
     convert.set_defaults(func=_convert)
 
 
@@ -96,41 +97,20 @@ def _series_line(s, identity: bool) -> str:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from app.imaging.load import (  # noqa: PLC0415
-        IMAGE_SUFFIXES,
-        load_image_file,
-        load_series,
-        write_image_file,
-    )
-    from app.imaging.scan import scan  # noqa: PLC0415
-
     out = Path(args.out)
-    if not out.name.lower().endswith((".nrrd", ".nii", ".nii.gz")):
-        msg = "the output must end in .nrrd, .nii or .nii.gz"
-        raise DicomError(msg)
-    source = Path(args.path)
     with cli_progress("converting") as progress:
-        if source.is_file() and source.name.lower().endswith(IMAGE_SUFFIXES):
-            volume = load_image_file(source)
-        else:
-            result = scan([source], progress=progress.sub(0.0, 0.2))
-            series = result.find(args.series) if args.series else _only(result.series)
-            volume = load_series(series, progress=progress.sub(0.2, 0.95))
-        write_image_file(volume, out)
-    for warning in volume.warnings:
-        print(f"warning: {warning}")
+        volume = intake.convert(
+            Actor.current(), Path(args.path), out, args.series, progress=progress
+        )
     ni, nj, nk = volume.size_ijk
     si, sj, sk = volume.spacing
-    print(f"wrote {out.name}: {ni}×{nj}×{nk} voxels, {si:.4g}×{sj:.4g}×{sk:.4g} mm, LPS geometry")
+    facts = {
+        "out": out.name,
+        "size_ijk": [ni, nj, nk],
+        "spacing_mm": [si, sj, sk],
+        "warnings": list(volume.warnings),
+    }
+    text = "".join(f"warning: {w}\n" for w in volume.warnings)
+    text += f"wrote {out.name}: {ni}×{nj}×{nk} voxels, {si:.4g}×{sj:.4g}×{sk:.4g} mm, LPS geometry"
+    show(args, facts, text)
     return 0
-
-
-def _only(series: list) -> object:
-    if len(series) == 1:
-        return series[0]
-    if not series:
-        msg = "no image series found there; 'medprint scan PATH' lists what was found and why"
-        raise DicomError(msg)
-    keys = ", ".join(s.key for s in series)
-    msg = f"several series found ({keys}); choose one with --series"
-    raise DicomError(msg)

@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from app.commands.output import add_json, show
 from app.workflow import keys
 from app.workflow.actor import Actor
 
@@ -22,10 +23,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     export = actions.add_parser("export", help="write the public signing key for the receivers")
     export.add_argument("--format", choices=keys.FORMATS, default="pem")
     export.add_argument("--out", help="file to write (default: standard output)")
+    add_json(export)
     export.set_defaults(func=_export)
     trust = actions.add_parser("trust", help="trust another workstation's key (administrators)")
     trust.add_argument("key", help="public key file or base64")
     trust.add_argument("--name", help="a plain name for the key file, e.g. theatre-2")
+    add_json(trust)
     trust.set_defaults(func=_trust)
     revoke = actions.add_parser(
         "revoke",
@@ -33,15 +36,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     revoke.add_argument("key", nargs="?", help="key ID, fingerprint or key file")
     revoke.add_argument("--reason", default="", help="why (kept in the revocation list)")
+    add_json(revoke)
     revoke.set_defaults(func=_revoke)
     rkey = actions.add_parser(
         "recipient-key", help="this workstation's receiving key (X25519), to give to senders"
     )
     rkey.add_argument("--out", help="file to write (default: standard output)")
+    add_json(rkey)
     rkey.set_defaults(func=_recipient_key)
     radd = actions.add_parser("recipient-add", help="add a named recipient (administrators)")
     radd.add_argument("name", help="plain name, e.g. print-room")
     radd.add_argument("key", help="their receiving public key: file or base64")
+    add_json(radd)
     radd.set_defaults(func=_recipient_add)
     listing = actions.add_parser("recipients", help="list the named recipients")
     listing.add_argument("--json", action="store_true")
@@ -63,35 +69,38 @@ def _show(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     key, text = keys.export_signing_key(Actor.current(), args.format)
-    _emit(text, args.out)
-    if args.out:
-        print(f"public key {key.key_id} written; fingerprint {key.display_fingerprint}")
+    facts = {"key_id": key.key_id, "fingerprint": key.display_fingerprint}
+    written = f"public key {key.key_id} written; fingerprint {key.display_fingerprint}"
+    _emit(args, text, facts, written)
     return 0
 
 
 def _trust(args: argparse.Namespace) -> int:
     key = keys.trust(Actor.current(), args.key, args.name)
-    print(f"trusted key {key.key_id} (fingerprint {key.display_fingerprint})")
+    facts = {"trusted": key.key_id, "fingerprint": key.display_fingerprint}
+    show(args, facts, f"trusted key {key.key_id} (fingerprint {key.display_fingerprint})")
     return 0
 
 
 def _revoke(args: argparse.Namespace) -> int:
     key, replaced = keys.revoke(Actor.current(), args.key, args.reason)
-    print(f"revoked key {key.key_id}")
+    text = f"revoked key {key.key_id}"
     if replaced:
-        print("this workstation's signing key was removed; a new one is created on next use")
+        text += "\nthis workstation's signing key was removed; a new one is created on next use"
+    show(args, {"revoked": key.key_id, "own_key_replaced": replaced}, text)
     return 0
 
 
 def _recipient_key(args: argparse.Namespace) -> int:
-    _key, text = keys.export_recipient_key(Actor.current())
-    _emit(text, args.out)
+    key, text = keys.export_recipient_key(Actor.current())
+    _emit(args, text, {"key_id": key.key_id}, f"receiving key {key.key_id} written")
     return 0
 
 
 def _recipient_add(args: argparse.Namespace) -> int:
     key = keys.add_recipient(Actor.current(), args.name, args.key)
-    print(f"recipient '{args.name}' added (key {key.key_id})")
+    facts = {"recipient": args.name, "key_id": key.key_id}
+    show(args, facts, f"recipient '{args.name}' added (key {key.key_id})")
     return 0
 
 
@@ -107,8 +116,11 @@ def _recipients(args: argparse.Namespace) -> int:
     return 0
 
 
-def _emit(text: str, out: str | None) -> None:
-    if out:
-        Path(out).write_text(text, encoding="ascii")
-    else:
+def _emit(args: argparse.Namespace, text: str, facts: dict, written: str) -> None:
+    """Write the key ``text`` to ``--out`` and say so, or print it (in the JSON with --json)."""
+    if args.out:
+        Path(args.out).write_text(text, encoding="ascii")
+    elif not args.json:
         print(text, end="")
+        return
+    show(args, facts | {"out": args.out, "key": None if args.out else text}, written)

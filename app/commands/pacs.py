@@ -6,6 +6,7 @@ import argparse
 import json
 from dataclasses import asdict
 
+from app.commands.output import add_json, show
 from app.commands.progressbar import cli_progress
 from app.imaging.pacs.nodes import DEFAULT_OUR_AET, DEFAULT_OUR_PORT, Node
 from app.imaging.pacs.query import Query
@@ -16,7 +17,11 @@ from app.workflow.actor import Actor
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("pacs", help="query and retrieve from a PACS, store models back")
     commands = parser.add_subparsers(dest="pacs_command", metavar="ACTION", required=True)
+    _register_nodes(commands)
+    _register_exchange(commands)
 
+
+def _register_nodes(commands: argparse._SubParsersAction) -> None:
     nodes = commands.add_parser("nodes", help="list the configured PACS nodes")
     nodes.add_argument("--json", action="store_true")
     nodes.set_defaults(func=_nodes)
@@ -35,16 +40,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     add.add_argument("--tls-key", default="", help="the PEM key of --tls-cert")
     add.add_argument("--research", action="store_true", help="takes de-identified objects only")
     add.add_argument("--clinical", action="store_true", help="takes identified objects of any case")
+    add_json(add)
     add.set_defaults(func=_add)
 
     remove = commands.add_parser("remove", help="remove a PACS node (administrators)")
     remove.add_argument("node")
+    add_json(remove)
     remove.set_defaults(func=_remove)
 
     echo = commands.add_parser("echo", help="test the connection (C-ECHO)")
     echo.add_argument("node")
+    add_json(echo)
     echo.set_defaults(func=_echo)
 
+
+def _register_exchange(commands: argparse._SubParsersAction) -> None:
     find = commands.add_parser("find", help="find studies and their series")
     find.add_argument("node")
     for key in ("patient-id", "name", "birth-date", "accession", "modality"):
@@ -70,6 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     store.add_argument("case")
     store.add_argument("--version", type=int, required=True)
     store.add_argument("--deidentified", action="store_true", help="PS3.15 Basic Profile")
+    add_json(store)
     store.set_defaults(func=_store)
 
 
@@ -92,19 +103,20 @@ def _add(args: argparse.Namespace) -> int:
         tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
     )  # fmt: skip
     pacs.add_node(Actor.current(), node)
-    print(f"added PACS node {node.name}")
+    show(args, {"added": asdict(node)}, f"added PACS node {node.name}")
     return 0
 
 
 def _remove(args: argparse.Namespace) -> int:
     pacs.remove_node(Actor.current(), args.node)
-    print(f"removed PACS node {args.node}")
+    show(args, {"removed": args.node}, f"removed PACS node {args.node}")
     return 0
 
 
 def _echo(args: argparse.Namespace) -> int:
     seconds = pacs.echo(Actor.current(), args.node)
-    print(f"{args.node}: C-ECHO ok in {seconds * 1000:.0f} ms")
+    facts = {"node": args.node, "echo_ms": round(seconds * 1000, 1)}
+    show(args, facts, f"{args.node}: C-ECHO ok in {seconds * 1000:.0f} ms")
     return 0
 
 
@@ -166,5 +178,7 @@ def _store(args: argparse.Namespace) -> int:
             actor, case, args.node, args.version, deidentified=args.deidentified,
             progress=progress,
         )  # fmt: skip
-    print(pacs.stored_summary(stored, args.version))
+    show(
+        args, asdict(stored) | {"version": args.version}, pacs.stored_summary(stored, args.version)
+    )
     return 0

@@ -24,6 +24,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from app.case import Case
+from app.commands.output import add_json, show
 from app.errors import PrintingError
 from app.printing.job import JobStatus, PrintJob
 from app.printing.marlin import PrinterState
@@ -86,12 +87,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     serial.add_argument("printer", help="printer profile id or name")
     serial.add_argument("serial", help="the serial number on the machine's plate ('' clears it)")
+    add_json(serial)
     serial.set_defaults(func=_set_serial)
 
 
 def _set_serial(args: argparse.Namespace) -> int:
     profile = printing.set_serial(Actor.current(), args.printer, args.serial)
-    print(f"{profile.id}: serial number {profile.serial or '(none)'}")
+    facts = {"profile": profile.id, "serial": profile.serial}
+    show(args, facts, f"{profile.id}: serial number {profile.serial or '(none)'}")
     return 0
 
 

@@ -12,6 +12,7 @@ import argparse
 import getpass
 import sys
 
+from app.commands.output import add_json, show
 from app.workflow import printers
 from app.workflow.actor import Actor
 
@@ -23,20 +24,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="printer_action", metavar="ACTION", required=True)
     key = actions.add_parser("key", help="store the API key of PROFILE (read from stdin)")
     key.add_argument("profile", help="printer profile id or name")
+    add_json(key)
     key.set_defaults(func=_key)
     login = actions.add_parser(
         "login", help="store the PrusaLink login of PROFILE (password read from stdin)"
     )
     login.add_argument("profile", help="printer profile id or name")
     login.add_argument("--user", default="maker", help="PrusaLink user (default: maker)")
+    add_json(login)
     login.set_defaults(func=_login)
     forget = actions.add_parser("forget", help="remove the stored key and login of PROFILE")
     forget.add_argument("profile", help="printer profile id or name")
+    add_json(forget)
     forget.set_defaults(func=_forget)
     test = actions.add_parser("test", help="reach the printer of PROFILE once")
     test.add_argument("profile", help="printer profile id or name")
     test.add_argument("--url", help="the printer's URL (overrides the profile)")
     test.add_argument("--kind", choices=KINDS, help="the server behind --url")
+    add_json(test)
     test.set_defaults(func=_test)
 
 
@@ -48,22 +53,26 @@ def _secret(prompt: str) -> str:
 
 def _key(args: argparse.Namespace) -> int:
     printers.store_api_key(Actor.current(), args.profile, _secret("API key: "))
-    print(f"stored the API key of {args.profile} in the OS keystore")
+    facts = {"profile": args.profile, "stored": "api-key"}
+    show(args, facts, f"stored the API key of {args.profile} in the OS keystore")
     return 0
 
 
 def _login(args: argparse.Namespace) -> int:
     printers.store_login(Actor.current(), args.profile, args.user, _secret("Password: "))
-    print(f"stored the login of {args.profile} ({args.user}) in the OS keystore")
+    facts = {"profile": args.profile, "stored": "login", "user": args.user}
+    show(args, facts, f"stored the login of {args.profile} ({args.user}) in the OS keystore")
     return 0
 
 
 def _forget(args: argparse.Namespace) -> int:
     printers.forget(Actor.current(), args.profile)
-    print(f"removed the stored key and login of {args.profile}")
+    facts = {"profile": args.profile, "removed": ["api-key", "login"]}
+    show(args, facts, f"removed the stored key and login of {args.profile}")
     return 0
 
 
 def _test(args: argparse.Namespace) -> int:
-    print(printers.check(Actor.current(), args.profile, url=args.url, kind=args.kind))
+    answer = printers.check(Actor.current(), args.profile, url=args.url, kind=args.kind)
+    show(args, {"profile": args.profile, "answer": answer}, answer)
     return 0

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from app.case import Case
+from app.commands.output import add_json, show
 from app.errors import MedPrintError
 from app.workflow import comments, compare, intake, review, review_report
 from app.workflow.actor import Actor
@@ -77,6 +78,7 @@ def _report_parser(actions: argparse._SubParsersAction) -> None:
     report.add_argument("case", help="case pseudonym")
     report.add_argument("--version", type=int, metavar="N", required=True, help="mesh version")
     report.add_argument("--out", type=Path, metavar="FILE.pdf", required=True, help="PDF file")
+    add_json(report)
     report.set_defaults(func=_report)
 
 
@@ -84,7 +86,8 @@ def _report(args: argparse.Namespace) -> int:
     actor = Actor.current()
     case = intake.open_case(actor, args.case)
     path = review_report.write(actor, case, args.version, args.out)
-    print(f"review report of mesh v{args.version} of {case.pseudonym}: {path}")
+    facts = {"case": case.pseudonym, "version": args.version, "report": str(path)}
+    show(args, facts, f"review report of mesh v{args.version} of {case.pseudonym}: {path}")
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from app.commands.output import add_json, show
 from app.workflow import settings
 from app.workflow.actor import Actor
 
@@ -21,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     change.add_argument("name", choices=settings.settable(), metavar="NAME")
     change.add_argument("value", help="the new value ('' for the default; true/false)")
+    add_json(change)
     change.set_defaults(func=_set)
 
 
@@ -36,5 +38,5 @@ def _show(args: argparse.Namespace) -> int:
 
 def _set(args: argparse.Namespace) -> int:
     value = settings.set_value(Actor.current(), args.name, args.value)
-    print(f"{args.name} = {json.dumps(value)}")
+    show(args, {args.name: value}, f"{args.name} = {json.dumps(value)}")
     return 0

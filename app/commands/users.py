@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 
+from app.commands.output import add_json, show
 from app.workflow import users
 from app.workflow.actor import Actor
 
@@ -23,10 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     enrol.add_argument("user", help="OS login name")
     enrol.add_argument("roles", nargs="+", choices=users.ROLES, metavar="ROLE")
     enrol.add_argument("--fingerprint", help="the key fingerprint their 'whoami' showed")
+    add_json(enrol)
     enrol.set_defaults(func=_enrol)
     add = actions.add_parser("add", help="give an enrolled person another role")
     add.add_argument("user", help="OS login name")
     add.add_argument("role", choices=users.ROLES)
+    add_json(add)
     add.set_defaults(func=_add)
     remove = actions.add_parser(
         "remove",
@@ -54,13 +58,14 @@ def _list(args: argparse.Namespace) -> int:
 
 def _enrol(args: argparse.Namespace) -> int:
     done = users.enrol(Actor.current(), args.user, args.roles, fingerprint=args.fingerprint)
-    print(f"{done.user} enrolled as {', '.join(done.roles)}; key {done.fingerprint}")
+    text = f"{done.user} enrolled as {', '.join(done.roles)}; key {done.fingerprint}"
+    show(args, asdict(done), text)
     return 0
 
 
 def _add(args: argparse.Namespace) -> int:
     users.add_role(Actor.current(), args.user, args.role)
-    print(f"{args.user} is now a {args.role}")
+    show(args, {"user": args.user, "added": args.role}, f"{args.user} is now a {args.role}")
     return 0
 
 

@@ -90,6 +90,53 @@ def preview(
     return Preview(result, thumbs)
 
 
+def convert(
+    actor: Actor,
+    source: Path,
+    out: Path,
+    series_key: str | None = None,
+    *,
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
+) -> Volume:
+    """Write one series (``series_key``, or the only one under ``source``), or a NRRD/NIfTI
+    volume, to ``out`` (.nrrd, .nii, .nii.gz) with its corrected geometry, like dcm2niix.
+
+    Reads files the user already holds and writes where they ask; needs no vault and stores
+    nothing (the written volume carries no header identity).
+    """
+    from app.imaging.load import (  # noqa: PLC0415 (pydicom on demand)
+        IMAGE_SUFFIXES,
+        load_image_file,
+        load_series,
+        write_image_file,
+    )
+
+    if not out.name.lower().endswith((".nrrd", ".nii", ".nii.gz")):
+        msg = "the output must end in .nrrd, .nii or .nii.gz"
+        raise DicomError(msg)
+    progress = ensure(progress)
+    if source.is_file() and source.name.lower().endswith(IMAGE_SUFFIXES):
+        volume = load_image_file(source)
+    else:
+        result = scan(actor, [str(source)], progress=progress.sub(0.0, 0.2), cancel=cancel)
+        series = result.find(series_key) if series_key else _only(result.series)
+        volume = load_series(series, progress=progress.sub(0.2, 0.95), cancel=cancel)
+    write_image_file(volume, out)
+    return volume
+
+
+def _only(series: list[Series]) -> Series:
+    if len(series) == 1:
+        return series[0]
+    if not series:
+        msg = "no image series found there; 'medprint scan PATH' lists what was found and why"
+        raise DicomError(msg)
+    keys = ", ".join(s.key for s in series)
+    msg = f"several series found ({keys}); choose one with --series"
+    raise DicomError(msg)
+
+
 # --- importing ----------------------------------------------------------------------------------
 
 
