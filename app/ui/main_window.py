@@ -696,7 +696,6 @@ class MainWindow(QtWidgets.QMainWindow):
         """Save a PNG of the view area (or the whole window); returns the path."""
         path = Path(path)
         widget = self if whole_window else self.area
-        self.area.view3d.render()
         if not self.area.snapshot(widget).save(str(path), "PNG"):
             msg = f"could not write {path.name}; choose another folder"
             raise MedPrintError(msg)

@@ -81,7 +81,7 @@ class ViewArea(QtWidgets.QWidget):
     def snapshot(self, widget: QtWidgets.QWidget | None = None) -> QtGui.QPixmap:
         """A picture of ``widget`` (this area by default, or the window holding it), with the
         3D view freshly rendered into it."""
-        self.view3d.render()
+        self.view3d.render_now()
         return (widget or self).grab()
 
     def show_volume(

@@ -279,7 +279,6 @@ class View3D(QtWidgets.QWidget):
     actors are prepared in a background thread).
     """
 
-    rendered = QtCore.Signal()
     meshesChanged = QtCore.Signal()
     presetChanged = QtCore.Signal(str)
     volumeReady = QtCore.Signal()
@@ -667,18 +666,29 @@ class View3D(QtWidgets.QWidget):
         self.render()
 
     def render(self) -> None:
+        """Schedule one repaint of the 3D view (several calls before it make one frame).
+
+        The widget's paint renders the scene; rendering here as well (pyvista's
+        ``plotter.render``) drew every change twice on the GUI thread, and a frame of a large
+        mesh or of the volume on a software renderer is tens to hundreds of milliseconds.
+        """
+        self.plotter.interactor.update()
+
+    def render_now(self) -> None:
+        """Render the scene at once (before reading the frame back outside a paint)."""
         self.plotter.render()
-        self.rendered.emit()
 
     def image(self) -> np.ndarray:
         """The current rendering as an (h, w, 3) uint8 array (once a pending volume is shown)."""
         self.wait_volume()
+        self.render_now()
         return np.asarray(self.plotter.screenshot(return_img=True))
 
     def screenshot(self, path: str | Path) -> Path:
         """Save the current rendering as PNG; returns the path."""
         path = Path(path)
         self.wait_volume()
+        self.render_now()
         self.plotter.screenshot(str(path))
         return path
 
