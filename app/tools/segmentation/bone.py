@@ -90,12 +90,24 @@ def body_mask(
     labels, count = ndi.label(opened)
     if count == 0:
         return np.zeros(array.shape, dtype=bool)
-    sizes = np.bincount(labels.ravel())
+    sizes = _label_sizes(labels, count)
     sizes[0] = 0
     body = labels == int(sizes.argmax())
     body = ndi.maximum_filter(body.view(np.uint8), size=size).view(bool)
-    full = np.repeat(np.repeat(body, step_j, axis=1), step_i, axis=2)
-    return full[:, : array.shape[1], : array.shape[2]]
+    nk, nj, ni = body.shape
+    # Broadcast into the full grid: np.repeat holds the GIL (and stalls the window) for its
+    # whole copy, a broadcast assignment does not.
+    full = np.empty((nk, nj, step_j, ni, step_i), dtype=bool)
+    full[...] = body[:, :, None, :, None]
+    return full.reshape(nk, nj * step_j, ni * step_i)[:, : array.shape[1], : array.shape[2]]
+
+
+def _label_sizes(labels: np.ndarray, count: int, slab: int = 32) -> np.ndarray:
+    """Voxels per label, counted a slab of slices at a time (np.bincount holds the GIL)."""
+    sizes = np.zeros(count + 1, dtype=np.int64)
+    for k in range(0, labels.shape[0], slab):
+        sizes += np.bincount(labels[k : k + slab].ravel(), minlength=count + 1)
+    return sizes
 
 
 def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
