@@ -35,6 +35,7 @@ MESH_MODULES = (
     "app.workflow.trace",
     "app.workflow.verify_print",
     "app.workflow.pacs",  # pydicom, pynetdicom: for the Package panel's PACS nodes
+    "app.workflow.printing",  # printer backends: the Print section lists what a printer takes
 )
 
 
