@@ -5,7 +5,9 @@ resampled with SimpleITK (linear, 0.80 mm slices). Ours runs the tool through th
 existing segment, locks, sparse undo diff, events); the anchor is the plain SimpleITK call(s) on
 the whole volume with the result as a numpy view. Each figure is the best of a few runs; the
 machine is shared, so absolute times are noisy while the ratios are measured back to back.
-Also: undo memory of 100 brush strokes against keeping 100 full label-map copies.
+Also: undo memory of 100 brush strokes against keeping 100 full label-map copies, and the peak
+RSS of bone in one click against the same steps in SimpleITK, each in a fresh process reading
+the same NRRD (``benchmarks/inputs.py``: the TCIA CT, and unless quick its 536-slice resample).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from benchmarks.common import SHARED_DATA, Row
+from benchmarks.common import SHARED_DATA, Row, peak_rss_mib_of
 
 CT = SHARED_DATA / "dicom" / "ct-abdomen-tcia-pancreas-134"
 
@@ -301,12 +303,55 @@ def _undo_memory_row(volume) -> Row:
     )
 
 
+_BONE_OURS = """
+import SimpleITK as sitk
+from app.imaging.volume import Volume
+from app.tools.segmentation import Segmentation, get_tool
+_baseline()
+image = sitk.ReadImage({path!r})
+volume = Volume.from_sitk(image, modality="CT")
+del image
+get_tool("bone").apply(Segmentation(volume), volume)
+"""
+
+_BONE_ANCHOR = """
+import SimpleITK as sitk
+from benchmarks.bench_segmentation import _anchor_bone
+_baseline()
+image = sitk.ReadImage({path!r})
+solid = _anchor_bone(image, image.GetSpacing())
+"""
+
+
+def _bone_memory_row(slices: int) -> Row:
+    """Peak RSS above the imports of bone in one click (the tool on the model) vs sitk."""
+    from benchmarks.inputs import nrrd
+
+    path = str(nrrd(slices))
+    ours_base, ours_peak = peak_rss_mib_of(_BONE_OURS.format(path=path))
+    anchor_base, anchor_peak = peak_rss_mib_of(_BONE_ANCHOR.format(path=path))
+    volume_mib = slices * 512 * 512 * 2 / 2**20
+    ours = ours_peak - ours_base
+    return Row(
+        f"bone in one click, peak RSS [CT {slices}]",
+        ours,
+        "same steps in sitk, whole volume",
+        anchor_peak - anchor_base,
+        unit="M",
+        goal="report",
+        note=f"MiB above imports, volume read included; ours {ours / volume_mib:.1f}x the "
+        f"volume int16 (stage limit 12x); whole process {ours_peak:.0f} vs {anchor_peak:.0f} MiB",
+    )
+
+
 def run(quick: bool) -> list[Row]:
     volume = _load_ct()
     repeat = 2 if quick else 3
     rows = _rows_for("CT 134", volume, repeat)
     rows.append(_undo_memory_row(volume))
+    rows.append(_bone_memory_row(134))
     if not quick:
+        rows.append(_bone_memory_row(536))
         big = _resampled(volume, 500)
         del volume
         rows += _rows_for("CT 500", big, 2)
