@@ -174,7 +174,7 @@ def _child_main(quick: bool, hide_3d: bool = False) -> None:
         if hide_3d:  # the experiment: do stalls come from the OpenGL-composed window?
             window.set_layout("axial")
             label += ", 3D view hidden"
-        meter = partial(StallMeter, gil_dump_s=0.5)  # stacks of GIL holders on stderr
+        meter = partial(StallMeter, gil_dump_s=0.2)  # stacks of GIL holders on stderr
         rows = _open_rows(app, window, pseudonym, label, meter)
         rows += _work_rows(app, window, label, meter)
         window.close()
@@ -272,7 +272,9 @@ def _work_rows(app, window, label: str, meter_class) -> list[dict]:
         mesh_panel.build()
         _wait(app, lambda: built)
         _settle(app)
-    rows.append(_row("stall: building a mesh (bone in a 60 mm ball)", meter, label))
+    triangles = len(getattr(getattr(built[0], "mesh", None), "faces", ()))
+    rows.append(_row("stall: building a mesh (bone in a 60 mm ball)", meter,
+                     f"{label}, {triangles} triangles"))  # fmt: skip
     printer = window.print_panel
     sliced = []
     printer.sliced.connect(sliced.append)

@@ -20,11 +20,14 @@ import tempfile
 import threading
 import time
 import traceback
+from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from PySide6 import QtCore
 
 TICK_MS = 10
+_APP = str(Path(__file__).resolve().parents[2] / "app")
 
 
 @dataclass
@@ -34,6 +37,8 @@ class Stall:
     at_s: float
     length_s: float
     stack: str = ""
+    busy_s: float = 0.0  # CPU time the GUI thread itself used meanwhile
+    samples: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -41,7 +46,8 @@ class StallMeter:
     """Record the gaps between ticks of a 10 ms timer on the GUI thread.
 
     ``threshold_s``: gaps at least this long are kept in ``stalls`` with the GUI thread's
-    stack as the watcher saw it midway (``trace=False`` skips the watcher thread).
+    stack as the watcher saw it midway, and its innermost frames sampled every quarter
+    threshold while the gap lasted (``trace=False`` skips the watcher thread).
 
     A stall with no stack seen means some thread held the GIL all along (the watcher needs it
     too): ``gil_dump_s`` arms :func:`faulthandler.dump_traceback_later`, which writes every
@@ -61,11 +67,12 @@ class StallMeter:
         self._timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
         self._timer.setInterval(TICK_MS)
         self._timer.timeout.connect(self._tick)
-        self._start = self._last = 0.0
+        self._start = self._last = self._last_cpu = 0.0
         self._gui_thread = threading.get_ident()
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._seen_stack = ""
+        self._samples: list[str] = []
 
     def __enter__(self) -> StallMeter:
         self.start()
@@ -77,6 +84,7 @@ class StallMeter:
     def start(self) -> None:
         self._gui_thread = threading.get_ident()
         self._start = self._last = time.perf_counter()
+        self._last_cpu = time.thread_time()
         self._timer.start()
         if self.gil_dump_s is not None:
             self._dump_file = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed in stop)
@@ -100,16 +108,19 @@ class StallMeter:
             self._watcher = None
 
     def _tick(self) -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.thread_time()
         gap = now - self._last
         self.ticks += 1
         # The timer's own period is not a stall: count what exceeds it.
         stalled = max(0.0, gap - TICK_MS / 1000)
         self.longest_s = max(self.longest_s, stalled)
         if stalled >= self.threshold_s:
-            self.stalls.append(Stall(self._last - self._start, stalled, self._seen_stack))
+            at = self._last - self._start
+            busy = cpu - self._last_cpu
+            self.stalls.append(Stall(at, stalled, self._seen_stack, busy, self._samples))
         self._seen_stack = ""
-        self._last = now
+        self._samples = []
+        self._last, self._last_cpu = now, cpu
         if self.gil_dump_s is not None:
             self._arm_dump()
 
@@ -117,11 +128,26 @@ class StallMeter:
         faulthandler.dump_traceback_later(self.gil_dump_s, file=self._dump_file)
 
     def _watch(self) -> None:
-        """Note the GUI thread's stack once a gap is half the threshold old."""
+        """Note the GUI thread's stack once a gap is half the threshold old, and its innermost
+        frames at every later wake-up while the gap lasts."""
         while not self._stop.wait(self.threshold_s / 4):
-            if self._seen_stack or time.perf_counter() - self._last < self.threshold_s / 2:
+            if time.perf_counter() - self._last < self.threshold_s / 2:
                 continue
-            self._seen_stack = self._stacks()
+            if not self._seen_stack:
+                self._seen_stack = self._stacks()
+            self._samples.append(self._gui_frames())
+
+    def _gui_frames(self) -> str:
+        """The GUI thread's innermost frame and its two innermost frames in ``app/``."""
+        frame = sys._current_frames().get(self._gui_thread)
+        if frame is None:
+            return "?"
+        summary = traceback.extract_stack(frame)
+        ours = [f for f in summary[:-1] if f.filename.startswith(_APP)][-2:]
+        return " < ".join(
+            f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}"
+            for f in reversed([*ours, summary[-1]])
+        )
 
     def _stacks(self) -> str:
         """The GUI thread's stack, then the last frames of every other thread (a worker that
@@ -139,9 +165,14 @@ class StallMeter:
         """The longest stall and the stacks of the ``top`` longest ones."""
         lines = [f"longest stall {self.longest_s * 1000:.0f} ms over {self.ticks} ticks"]
         for stall in sorted(self.stalls, key=lambda s: -s.length_s)[:top]:
-            lines.append(f"- {stall.length_s * 1000:.0f} ms at {stall.at_s:.2f} s:")
+            lines.append(
+                f"- {stall.length_s * 1000:.0f} ms at {stall.at_s:.2f} s "
+                f"(GUI thread busy {stall.busy_s * 1000:.0f} ms of it):"
+            )
             lines.append(stall.stack or "  (no stack seen: a thread held the GIL)")
+            for sample, count in Counter(stall.samples).most_common(4):
+                lines.append(f"  sampled {count}x: {sample}")
         if self.gil_dumps:
             lines.append("stacks written without the GIL during stalls (faulthandler):")
-            lines.append(self.gil_dumps[-6000:])
+            lines.append(self.gil_dumps[-30000:])
         return "\n".join(lines)
