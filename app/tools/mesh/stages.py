@@ -5,14 +5,21 @@ few milliseconds and books it to the stage running at that moment; ``medprint me
 --stages`` and the benchmark show the result next to the volume's size (the design limit is
 12× the volume's int16 size per stage). A peak shorter than the sampling interval can be
 missed; the whole process's peak is measured from outside (``ru_maxrss``).
+
+Every stage ends by giving the C heap's free memory back to the system (glibc's
+``malloc_trim``): VTK, fast-simplification and numpy's small blocks free into the heap, where
+they would count in the resident size of the next stages (measured on the TCIA CT, 134
+slices: 160 MiB after smoothing, 127 MiB after repair).
 """
 
 from __future__ import annotations
 
+import ctypes
+import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 
 import psutil
 
@@ -62,6 +69,30 @@ class StageMeter:
                 facts["peak_rss_mib"] = max(facts["peak_rss_mib"], rss)
 
 
-def stage(meter: StageMeter | None, name: str) -> AbstractContextManager[None]:
-    """``meter.stage(name)``, or a no-op when no meter was asked for."""
-    return meter.stage(name) if meter is not None else nullcontext()
+@contextmanager
+def stage(meter: StageMeter | None, name: str) -> Iterator[None]:
+    """``meter.stage(name)`` (or nothing, when no meter was asked for), then
+    :func:`give_back_memory`."""
+    with meter.stage(name) if meter is not None else nullcontext():
+        try:
+            yield
+        finally:
+            give_back_memory()
+
+
+def give_back_memory() -> None:
+    """Return the free pages of the C heap to the system (glibc only; elsewhere nothing)."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
