@@ -360,6 +360,41 @@ def test_cli_refuses_unapproved_and_prints_approved_over_usb(
     assert start["user"] == people["founder"].user
 
 
+def _cli_where(transport: Transport) -> list[str]:
+    if "port" in transport.where:
+        return ["--port", transport.where["port"]]
+    return ["--url", transport.where["url"], "--kind", transport.where["kind"]]
+
+
+def test_cli_refuses_unapproved_edited_and_foreign_gcode_on_every_transport(
+    add_version, approved_case, transport, short_text
+):
+    """From the command line, over USB, OctoPrint and Moonraker: G-code of a version never
+    reviewed, of an edit of the approved version (its approval does not carry over) and of a
+    mesh that is no version of the case is refused in one line; nothing reaches the printer."""
+    from tests.workflow.print_fixtures import QA_PASSED, sphere_stl  # a plugin here
+
+    case = approved_case
+    never_reviewed = add_version(case, radius=7.0)
+    edited = case.save_mesh_version(
+        {"sphere": sphere_stl(9.0)}, qa=QA_PASSED, info={"author": "tess", "parent_version": 1}
+    )
+    refused = {
+        store_gcode(case, never_reviewed, short_text): f"mesh v{never_reviewed} of",
+        store_gcode(case, edited, short_text): f"mesh v{edited} of",
+        store_gcode(case, None, short_text): "was not sliced from a mesh version",
+    }
+    base = ["print", case.pseudonym, "--printer", PRINTER, *_cli_where(transport)]
+    for number, reason in refused.items():
+        proc = run_cli(*base, "--gcode-version", str(number))
+        last = proc.stderr.strip().splitlines()[-1]
+        assert proc.returncode == 2 and last.startswith("medprint: error: ") and reason in last
+        assert "Traceback" not in proc.stderr
+        assert transport.got(case, number) is None
+    denied = [r for r in audit.read_records() if r["action"] == "access.denied"]
+    assert [r["facts"]["attempted"] for r in denied[-3:]] == ["print"] * 3
+
+
 def test_cli_loose_file_needs_override_and_reason(approved_case, people, marlin, tmp_path):
     path = synthetic_gcode(tmp_path / "loose.gcode", lines=300)
     sim = marlin(delay=0.0)
