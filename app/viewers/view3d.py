@@ -121,9 +121,15 @@ class RenderedVolume:
     values: np.ndarray  # the fine copy's samples (for the MR ramps of a later preset)
 
 
-def volume_actor(image: Any, preset: str, placement: np.ndarray) -> vtkVolume:
+def volume_actor(
+    image: Any, preset: str, placement: np.ndarray, samples_per_voxel: float = 2.0
+) -> vtkVolume:
     """A CPU ray-cast volume actor of ``image`` with the preset's transfer functions, its
-    gradient and shading tables computed here (so the first frame does not)."""
+    gradient and shading tables computed here (so the first frame does not).
+
+    Rays take ``samples_per_voxel`` samples per voxel of the image (VTK's default is one per
+    millimetre whatever the voxel size: a downsampled copy then cost as much as the fine one).
+    """
     from vtkmodules.util.numpy_support import vtk_to_numpy  # noqa: PLC0415
     from vtkmodules.vtkCommonMath import vtkMatrix4x4  # noqa: PLC0415
     from vtkmodules.vtkRenderingCore import vtkRenderer, vtkVolume, vtkVolumeProperty  # noqa: PLC0415
@@ -136,6 +142,7 @@ def volume_actor(image: Any, preset: str, placement: np.ndarray) -> vtkVolume:
     mapper.SetMinimumImageSampleDistance(1.5)
     mapper.SetMaximumImageSampleDistance(6.0)
     mapper.SetBlendModeToComposite()
+    mapper.SetSampleDistance(min(image.GetSpacing()) / samples_per_voxel)
     values = vtk_to_numpy(image.GetPointData().GetScalars())
     color, opacity = _transfer_functions(preset, values)
     prop = vtkVolumeProperty()
@@ -223,7 +230,7 @@ def prepare_volume(volume: Volume, preset: str, max_voxels_per_side: int) -> Ren
     coarse_image, _ = _vtk_image(volume, min(COARSE_SIDE, max_voxels_per_side))
     return RenderedVolume(
         volume_actor(fine_image, preset, placement),
-        volume_actor(coarse_image, preset, placement),
+        volume_actor(coarse_image, preset, placement, samples_per_voxel=1.0),
         fine,
     )
 
@@ -342,7 +349,9 @@ class View3D(QtWidgets.QWidget):
         # window with OpenGL on every repaint (on Mesa's llvmpipe that is most of a slice-scroll
         # step; see benchmarks/bench_ui.py). Hosting it in its own native window through a
         # window container avoided that but crashed VTK on re-render, so it stays embedded.
-        plotter = QtInteractor(self, auto_update=False)
+        # No multisampling: on a software renderer it doubled a mesh's frame (pyvista's theme
+        # asks for 8, VTK gives 4). FXAA, tried instead, crashed here when enabled at set-up.
+        plotter = QtInteractor(self, auto_update=False, multi_samples=0)
         plotter.set_background((0.10, 0.11, 0.14), top=(0.28, 0.30, 0.36))
         plotter.add_axes(xlabel="L", ylabel="P", zlabel="S", line_width=2)
         plotter.ren_win.AddObserver("StartEvent", self._pick_level_of_detail)
