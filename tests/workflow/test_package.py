@@ -249,6 +249,23 @@ def test_gcode_whose_provenance_names_another_mesh_fails_verify(people, approved
     assert _codes(people[TECH], made.path) == [fmt.BAD_PROVENANCE]
 
 
+def test_a_foreign_gcode_without_its_override_record_fails_verify(people, approved, drive):
+    v2 = store_version(approved, TECH, radius=11.0)
+    number = store_gcode(approved, approved.mesh_sha256(v2))
+    sha = approved.load_gcode(number).sha256
+    review.override(people[ADMIN], approved, "foreign-gcode", reason="test", gcode_sha256=sha)
+    made = package.build(people[TECH], approved, version=1, gcode_version=number, out_dir=drive)
+    (override,) = _manifest(made.path)["overrides"]
+
+    def drop(manifest: dict) -> None:
+        manifest["overrides"] = []
+
+    _resign(people[TECH], made.path, drop, {fmt.override_file(override): None})
+    assert _codes(people[TECH], made.path) == [fmt.GCODE_MESH_MISMATCH]
+    report = package.verify(people[TECH], made.path)
+    assert "carries no foreign-gcode override" in report.message
+
+
 def test_a_self_approved_package_of_a_failed_qa_carries_both_overrides(admin, sphere_case, drive):
     version = store_version(sphere_case, admin.user, holed=True)
     review.override(admin, sphere_case, "qa-failure", reason="cosmetic", version=version)
