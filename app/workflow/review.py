@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from app.case import Case, StoredGcode
 from app.errors import MedPrintError
-from app.security import access, esign
+from app.security import access, audit, esign
 from app.security.roles import load_chain, verify_chain
 from app.workflow import policy
 from app.workflow.actor import Actor
@@ -113,17 +113,41 @@ def latest_approved(actor: Actor, case: Case) -> int | None:
 
 def authors(case: Case, version: int) -> set[str]:
     """Every account that built or edited ``version`` or a version it derives from, or saved
-    the segmentation it was built from."""
+    the segmentation it was built from: as the versions' files say, and as the signed audit log
+    says (a member rewriting a version's author in the vault does not leave the log's)."""
     found: set[str] = set()
-    seen: set[int] = set()
+    lineage: set[int] = set()
     number: int | None = version
-    while number is not None and number not in seen and number in case.mesh_versions():
-        seen.add(number)
+    while number is not None and number not in lineage and number in case.mesh_versions():
+        lineage.add(number)
         info = case.mesh_info(number)
         found.update(u for u in [info.get("author"), *info.get("authors", [])] if u)
         parent = info.get("parent_version")
         number = int(parent) if parent is not None else None
-    return found
+    return found | _logged_authors(case, lineage)
+
+
+_MADE = frozenset({"mesh.build", "mesh.edit", "mesh.import"})
+
+
+def _logged_authors(case: Case, lineage: set[int]) -> set[str]:
+    """Who the audit log shows making a version of ``lineage``, or saving the case's
+    segmentation before the last build of one."""
+    found: set[str] = set()
+    builds: list[int] = []
+    saves: list[tuple[int, str]] = []
+    for record in audit.read_records(case.vault.paths):
+        if record.get("case") != case.pseudonym:
+            continue
+        action, user = record.get("action"), str(record.get("user"))
+        if action in _MADE and (record.get("facts") or {}).get("version") in lineage:
+            found.add(user)
+            if action == "mesh.build":
+                builds.append(int(record["seq"]))
+        elif action == "segmentation.save":
+            saves.append((int(record["seq"]), user))
+    last_build = max(builds, default=0)
+    return found | {user for seq, user in saves if seq < last_build}
 
 
 def enrolled(roles: esign.Lab) -> set[str]:

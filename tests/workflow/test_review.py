@@ -271,6 +271,32 @@ def test_who_saved_the_segmentation_cannot_approve_a_mesh_built_from_it(admin, p
     assert review.approve(people[REVIEWER], sphere_case, made.number)["signer"] == REVIEWER
 
 
+def test_authors_rewritten_in_the_vault_still_cannot_approve(admin, people, sphere_case):
+    """rita (technician and reviewer) saved the segmentation; tess built from it. rita rewrites
+    the version's and the segmentation's authors in the vault (she holds the vault key): the
+    signed audit log still names her, so she can neither approve nor sign an approval that counts."""
+    rita = person(admin, "rita", "technician", "reviewer")
+    volume = sphere_case.load_volume()
+    seg = Segmentation(volume)
+    tool = get_tool("threshold")
+    tool.apply(seg, volume, tool.default_params(preset="bone"))
+    segment.save(rita, sphere_case, seg)
+    made = mesh.build(people[TECH], sphere_case, settings="review")
+    info = sphere_case.mesh_info(made.number) | {"authors": []}
+    sphere_case._save_json(f"mesh/v{made.number}/info.json", info)
+    sphere_case._save_json("segmentation-authors.json", [TECH])
+    assert review.authors(sphere_case, made.number) == {"rita", TECH}
+    with pytest.raises(AccessDenied, match="four eyes"):
+        review.approve(rita, sphere_case, made.number)
+    record = access.new_decision(
+        sphere_case.pseudonym, access.APPROVED, sphere_case.mesh_sha256(made.number),
+        sphere_case.mesh_qa(made.number), meaning=review.APPROVED_FOR_PRINTING,
+    )  # fmt: skip
+    _forge(sphere_case, esign.sign(record, rita.keys, access.REVIEWER))
+    state = review.status(people[TECH], sphere_case, made.number)
+    assert not state.approved and "four eyes" in state.message
+
+
 def test_the_environment_does_not_change_who_signs(admin, sphere_case, monkeypatch):
     monkeypatch.setenv("LOGNAME", REVIEWER)
     monkeypatch.setenv("USER", REVIEWER)
