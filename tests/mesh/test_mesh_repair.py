@@ -5,17 +5,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import trimesh
+from scipy.spatial import cKDTree
 
 from app.errors import MeshError
 from app.tools.mesh.core import (
     concatenate,
+    defect_vertices,
+    inspect_faces,
     make_mesh,
+    merge_float32,
     self_intersecting_faces,
     signed_volume,
     split_components,
     submesh,
     topology,
 )
+from app.tools.mesh.patch import _apart_in_float32, fix_locally
 from app.tools.mesh.repair import decimate_mesh, remove_self_intersections, repair_mesh
 
 
@@ -121,3 +126,51 @@ def test_repair_keeps_touching_bodies_and_small_islands_with_their_volume():
     assert volumes[0] == pytest.approx(98.79, abs=0.01)  # the island, untouched
     assert all(v == pytest.approx(1000.0, rel=0.05) for v in volumes[1:])
     assert signed_volume(fixed) == pytest.approx(sum(signed_volume(p) for p in parts), rel=0.03)
+
+
+def test_a_patch_rebuilds_only_the_neighbourhood_of_a_defect():
+    big = sphere(radius=30.0, subdivisions=6)  # 81,920 triangles
+    holed = submesh(big, np.arange(3, len(big.faces)))
+    vertices, faces = np.asarray(holed.vertices), np.asarray(holed.faces)
+    seeds = np.unique(faces[:0])  # no seeds: nothing to do, nothing changes
+    out = fix_locally(vertices, faces, seeds)
+    assert out is not None and np.array_equal(out[1], faces) and len(out[2]) == 0
+    bad, defects = inspect_faces(faces)
+    assert bad.boundary_edges > 0 and 0 < len(defects) < 20
+    fixed_vertices, fixed_faces, rebuilt = fix_locally(vertices, faces, defects)
+    assert topology(make_mesh(fixed_vertices, fixed_faces)).closed_manifold
+    # the faces outside the patch are the input's, in order; the patch is a few hundred at most
+    assert len(rebuilt) < 500
+    untouched = fixed_faces[: len(fixed_faces) - len(rebuilt)]
+    assert np.isin(
+        untouched.view([("", untouched.dtype)] * 3), faces.view([("", faces.dtype)] * 3)
+    ).all()
+
+
+def test_repair_keeps_the_far_surface_exactly_and_closes_pinches():
+    a = sphere(radius=20.0, subdivisions=5)
+    b = sphere(radius=20.0, centre=(40, 0, 0), subdivisions=5)  # touches a at one vertex
+    pinched, report = repair_mesh(concatenate([a, b]))
+    assert report.closed_manifold and topology(pinched).closed_manifold
+    original = np.asarray(a.vertices)
+    far = original[original[:, 0] < 0.0]  # a's far half is kept (as float32), never rebuilt
+    gap, _ = cKDTree(np.asarray(pinched.vertices)).query(far)
+    assert gap.max() < 1e-5
+
+
+def test_pinch_points_by_rotation_match_the_corner_graph():
+    bow = concatenate([box(centre=(0, 0, 0)), box(centre=(10, 10, 10))])
+    cones = concatenate([sphere(centre=(0, 0, 0)), sphere(centre=(20, 0, 0))])
+    holed = submesh(sphere(), np.arange(1, 1280))
+    for mesh, pinches in ((bow, 1), (cones, 1), (holed, 0), (sphere(), 0)):
+        _, faces = merge_float32(mesh.vertices, mesh.faces)
+        topo, defects = inspect_faces(faces)
+        assert topo.nonmanifold_vertices == pinches
+        assert set(defect_vertices(faces).tolist()) == set(defects.tolist())
+
+
+def test_a_fan_centre_never_lands_on_an_existing_vertex_in_float32():
+    points = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    centres = _apart_in_float32(np.array([[1.0, 1.0, 1.0], [2.0, 2.0, 2.0]]), points)
+    assert not np.array_equal(centres[0].astype(np.float32), points[1].astype(np.float32))
+    assert abs(centres[0, 0] - 1.0) < 1e-6 and np.array_equal(centres[1], [2.0, 2.0, 2.0])

@@ -8,8 +8,10 @@ tool never merges or reorders vertices behind the caller's back.
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -162,10 +164,17 @@ class Topology:
 
 def merge_float32(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Merge vertices that are equal once stored as float32, the way a slicer reads an STL."""
-    v32 = np.ascontiguousarray(np.asarray(vertices, dtype=np.float32))
-    keys = v32.view(np.dtype((np.void, 12))).ravel()
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    return v32[first].astype(np.float64), inverse.reshape(-1)[np.asarray(faces, dtype=np.int64)]
+    v32 = np.ascontiguousarray(np.asarray(vertices, dtype=np.float32)).reshape(-1, 3)
+    if len(v32) == 0:
+        return v32.astype(np.float64), np.asarray(faces, dtype=np.int64).reshape(-1, 3)
+    bits = v32.view(np.uint32).astype(np.uint64)  # equal bit patterns: the same vertex
+    high, low = (bits[:, 0] << np.uint64(32)) | bits[:, 1], bits[:, 2]
+    order = np.lexsort((low, high))
+    high, low = high[order], low[order]
+    new = np.concatenate([[True], (high[1:] != high[:-1]) | (low[1:] != low[:-1])])
+    inverse = np.empty(len(v32), dtype=np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    return v32[order[new]].astype(np.float64), inverse[np.asarray(faces, dtype=np.int64)]
 
 
 def topology(mesh: trimesh.Trimesh, *, as_stl: bool = True) -> Topology:
@@ -193,44 +202,62 @@ def inspect_faces(faces: np.ndarray, *, degenerate: int = 0) -> tuple[Topology, 
     left out by the caller) and their defect vertices (see :func:`defect_vertices`), from one
     pass over the edges."""
     faces = np.asarray(faces, dtype=np.int64)
-    n_vertices = int(faces.max()) + 1
-    edges, directed_sign, face_of_edge = _half_edges(faces)
-    key = edges[:, 0] * n_vertices + edges[:, 1]
-    _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
-    # an interior edge is consistently oriented when its two half-edges run opposite ways
-    sign_sum = np.bincount(inverse, weights=directed_sign, minlength=len(counts))
-    flipped = (counts == 2) & (sign_sum != 0)
-    pinch = _nonmanifold_vertices(faces, edges, inverse, counts[inverse], face_of_edge)
-    bad_edge = (counts != 2) | flipped
-    defects = _sorted_unique(np.concatenate([edges[bad_edge[inverse]].ravel(), pinch]))
+    table = _Edges.of(faces)
+    pinch = _nonmanifold_vertices(faces, table)
+    bad_edge = (table.counts != 2) | table.flipped
+    defects = _sorted_unique(np.concatenate([table.edges[bad_edge[table.inverse]].ravel(), pinch]))
     topo = Topology(
         vertices=int(np.count_nonzero(np.bincount(faces.ravel()))),
         faces=len(faces) + degenerate,
-        components=int(_edge_linked(len(faces), inverse).max()) + 1,
-        boundary_edges=int(np.sum(counts == 1)),
-        nonmanifold_edges=int(np.sum(counts > 2)),
+        components=int(_edge_linked(len(faces), table).max()) + 1,
+        boundary_edges=int(np.sum(table.counts == 1)),
+        nonmanifold_edges=int(np.sum(table.counts > 2)),
         nonmanifold_vertices=len(pinch),
-        inconsistent_edges=int(np.sum(flipped)),
+        inconsistent_edges=int(np.sum(table.flipped)),
         degenerate_faces=degenerate,
     )
     return topo, defects
 
 
-def _half_edges(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Undirected edges (sorted pairs) of each face corner, the direction sign and face index."""
-    directed = np.stack([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]], axis=1).reshape(
-        -1, 2
-    )
-    sign = np.where(directed[:, 0] < directed[:, 1], 1.0, -1.0)
-    face_of_edge = np.repeat(np.arange(len(faces)), 3)
-    return np.sort(directed, axis=1), sign, face_of_edge
+@dataclass
+class _Edges:
+    """Every face's three half-edges, grouped by undirected edge with one sort.
+
+    Half-edge ``h = 3 f + i`` runs from corner ``i`` of face ``f`` to the next corner;
+    ``edges[h]`` is its vertex pair sorted, ``sign[h]`` +1 when it runs up that pair,
+    ``order`` the half-edges sorted by edge, ``inverse[h]`` its edge, ``counts[e]`` the
+    half-edges of edge ``e`` and ``flipped[e]`` whether its two faces disagree on orientation.
+    """
+
+    edges: np.ndarray
+    sign: np.ndarray
+    order: np.ndarray
+    inverse: np.ndarray
+    counts: np.ndarray
+    flipped: np.ndarray
+
+    @classmethod
+    def of(cls, faces: np.ndarray) -> _Edges:
+        directed = np.stack([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]], axis=1)
+        directed = directed.reshape(-1, 2)
+        sign = np.where(directed[:, 0] < directed[:, 1], 1.0, -1.0)
+        edges = np.sort(directed, axis=1)
+        key = edges[:, 0] * (int(edges.max()) + 1) + edges[:, 1]
+        order = np.argsort(key, kind="stable")
+        ordered = key[order]
+        starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
+        counts = np.diff(np.append(starts, len(key)))
+        inverse = np.empty(len(key), dtype=np.int64)
+        inverse[order] = np.repeat(np.arange(len(starts)), counts)
+        # an interior edge is consistently oriented when its two half-edges run opposite ways
+        sign_sum = np.bincount(inverse, weights=sign, minlength=len(counts))
+        return cls(edges, sign, order, inverse, counts, (counts == 2) & (sign_sum != 0))
 
 
-def _edge_linked(n_faces: int, inverse: np.ndarray) -> np.ndarray:
-    """Component of each face, faces joined through shared edges; ``inverse`` is the edge of
-    each half-edge (three per face, in face order). Faces sharing an edge are linked in a
-    chain, no face-by-face product is formed."""
-    order = np.argsort(inverse, kind="stable")
+def _edge_linked(n_faces: int, table: _Edges) -> np.ndarray:
+    """Component of each face, faces joined through shared edges. Faces sharing an edge are
+    linked in a chain, no face-by-face product is formed."""
+    order, inverse = table.order, table.inverse
     same = inverse[order[1:]] == inverse[order[:-1]]
     a, b = order[:-1][same] // 3, order[1:][same] // 3
     graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n_faces, n_faces))
@@ -253,35 +280,69 @@ def vertex_clusters(faces: np.ndarray) -> np.ndarray:
     return labels.astype(np.int64)
 
 
-def _nonmanifold_vertices(
-    faces: np.ndarray,
-    edges: np.ndarray,
-    inverse: np.ndarray,
-    edge_count: np.ndarray,
-    face_of_edge: np.ndarray,
-) -> np.ndarray:
-    """Vertices whose incident faces form more than one fan (pinch points, bow ties)."""
-    n_faces = len(faces)
-    # a corner is (face, vertex); corners around the same vertex join across a shared edge
-    corner = np.arange(3 * n_faces).reshape(n_faces, 3)
+def _nonmanifold_vertices(faces: np.ndarray, table: _Edges) -> np.ndarray:
+    """Vertices whose incident faces form more than one fan (pinch points, bow ties).
+
+    Around a vertex whose every edge is shared by two consistently oriented faces, stepping
+    from each face across its edge leaving the vertex is a permutation of the vertex's
+    corners, one cycle per fan: cycles are counted by pointer jumping (a few passes over the
+    corners). Vertices on other edges are rare; their corners are joined as a graph.
+    """
+    order, inverse = table.order, table.inverse
+    pairs = order[table.counts[inverse[order]] == 2].reshape(-1, 2)  # the two half-edges
+    bad_edge = ((table.counts != 2) | table.flipped)[inverse]
+    dirty = np.zeros(int(faces.max()) + 1, dtype=bool)
+    dirty[table.edges[bad_edge].ravel()] = True
+    clean = _pinches_by_rotation(faces, pairs, dirty)
+    messy = _pinches_by_graph(faces, table.edges, pairs, dirty)
+    return np.union1d(clean, messy)
+
+
+def _corner_of(faces: np.ndarray, face: np.ndarray, vertex: np.ndarray) -> np.ndarray:
+    return 3 * face + np.argmax(faces[face] == vertex[:, None], axis=1)
+
+
+def _pinches_by_rotation(faces: np.ndarray, pairs: np.ndarray, dirty: np.ndarray) -> np.ndarray:
+    """Pinch vertices among those not ``dirty`` (every edge two-sided and consistent)."""
+    n = 3 * len(faces)
     vertex_of_corner = faces.ravel()
-    order = np.argsort(inverse, kind="stable")
-    pairs = order[edge_count[order] == 2].reshape(-1, 2)  # the two half-edges of each edge
+    step = np.arange(n)
+    # half-edge h = 3f + i leaves corner h's vertex; its twin's face holds the next corner
+    for h, twin in ((pairs[:, 0], pairs[:, 1]), (pairs[:, 1], pairs[:, 0])):
+        step[h] = _corner_of(faces, twin // 3, vertex_of_corner[h])
+    label = np.arange(n)
+    valence = int(np.bincount(vertex_of_corner).max())
+    for _ in range(max(1, int(np.ceil(np.log2(valence + 1))))):
+        np.minimum(label, label[step], out=label)
+        step = step[step]
+    first = (label == np.arange(n)) & ~dirty[vertex_of_corner]
+    return np.flatnonzero(np.bincount(vertex_of_corner[first], minlength=len(dirty)) > 1)
+
+
+def _pinches_by_graph(
+    faces: np.ndarray, edges: np.ndarray, pairs: np.ndarray, dirty: np.ndarray
+) -> np.ndarray:
+    """Pinch vertices among the ``dirty`` ones: their corners joined across two-sided edges."""
+    if not dirty.any():
+        return np.zeros(0, dtype=np.int64)
     rows, cols = [], []
     for end in (0, 1):
         vertex = edges[pairs[:, 0], end]
-        f0, f1 = face_of_edge[pairs[:, 0]], face_of_edge[pairs[:, 1]]
-        c0 = corner[f0, np.argmax(faces[f0] == vertex[:, None], axis=1)]
-        c1 = corner[f1, np.argmax(faces[f1] == vertex[:, None], axis=1)]
-        rows.append(c0)
-        cols.append(c1)
-    rows_a, cols_a = np.concatenate(rows), np.concatenate(cols)
-    graph = coo_matrix((np.ones(len(rows_a)), (rows_a, cols_a)), shape=(3 * n_faces, 3 * n_faces))
+        near = dirty[vertex]
+        f0, f1 = pairs[near, 0] // 3, pairs[near, 1] // 3
+        rows.append(_corner_of(faces, f0, vertex[near]))
+        cols.append(_corner_of(faces, f1, vertex[near]))
+    n = 3 * len(faces)
+    graph = coo_matrix(
+        (np.ones(sum(len(r) for r in rows)), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(n, n),
+    )
     _, labels = connected_components(graph, directed=False)
+    vertex_of_corner = faces.ravel()
+    corners = np.flatnonzero(dirty[vertex_of_corner])
     n_labels = int(labels.max()) + 1
-    fans = _sorted_unique(vertex_of_corner * n_labels + labels)
-    fans_per_vertex = np.bincount(fans // n_labels)
-    return np.flatnonzero(fans_per_vertex > 1)
+    fans = _sorted_unique(vertex_of_corner[corners] * n_labels + labels[corners])
+    return np.flatnonzero(np.bincount(fans // n_labels) > 1)
 
 
 def defect_vertices(faces: np.ndarray, *, boundary: bool = True) -> np.ndarray:
@@ -289,17 +350,12 @@ def defect_vertices(faces: np.ndarray, *, boundary: bool = True) -> np.ndarray:
     faces = np.asarray(faces, dtype=np.int64)
     if len(faces) == 0:
         return np.zeros(0, dtype=np.int64)
-    n_vertices = int(faces.max()) + 1
-    edges, sign, face_of_edge = _half_edges(faces)
-    _, inverse, counts = np.unique(
-        edges[:, 0] * n_vertices + edges[:, 1], return_inverse=True, return_counts=True
-    )
-    sign_sum = np.bincount(inverse, weights=sign, minlength=len(counts))
-    bad_edge = (counts > 2) | ((counts == 2) & (sign_sum != 0))
+    table = _Edges.of(faces)
+    bad_edge = (table.counts > 2) | table.flipped
     if boundary:
-        bad_edge |= counts == 1
-    on_bad_edge = edges[bad_edge[inverse]].ravel()
-    pinch = _nonmanifold_vertices(faces, edges, inverse, counts[inverse], face_of_edge)
+        bad_edge |= table.counts == 1
+    on_bad_edge = table.edges[bad_edge[table.inverse]].ravel()
+    pinch = _nonmanifold_vertices(faces, table)
     return _sorted_unique(np.concatenate([on_bad_edge, pinch]))
 
 
@@ -333,16 +389,20 @@ def component_labels(faces: np.ndarray) -> np.ndarray:
     faces = np.asarray(faces, dtype=np.int64)
     if len(faces) == 0:
         return np.zeros(0, dtype=np.int64)
-    edges, _, _ = _half_edges(faces)
-    n_v = int(faces.max()) + 1
-    _, inverse = np.unique(edges[:, 0] * n_v + edges[:, 1], return_inverse=True)
-    return _edge_linked(len(faces), inverse)
+    return _edge_linked(len(faces), _Edges.of(faces))
 
 
 def submesh(mesh: trimesh.Trimesh, face_index: np.ndarray) -> trimesh.Trimesh:
-    faces = np.asarray(mesh.faces)[face_index]
-    used, inverse = np.unique(faces, return_inverse=True)
-    return make_mesh(np.asarray(mesh.vertices)[used], inverse.reshape(-1, 3))
+    return compact(np.asarray(mesh.vertices), np.asarray(mesh.faces)[face_index])
+
+
+def compact(vertices: np.ndarray, faces: np.ndarray) -> trimesh.Trimesh:
+    """The mesh of ``faces`` with only the vertices they use, in their order (no sort)."""
+    faces = np.asarray(faces, dtype=np.int64)
+    used = np.zeros(len(vertices), dtype=bool)
+    used[faces.ravel()] = True
+    new_id = np.cumsum(used) - 1
+    return make_mesh(np.asarray(vertices)[used], new_id[faces])
 
 
 def concatenate(meshes: list[trimesh.Trimesh]) -> trimesh.Trimesh:
@@ -367,10 +427,10 @@ def self_intersecting_faces(
     """Indices of triangles that properly cross another triangle (sharing no vertex with it).
 
     Candidate pairs come from a uniform grid over the triangles' bounding boxes, generated and
-    tested ``chunk`` pairs at a time so memory stays bounded; each pair whose boxes overlap
-    gets the exact interval-overlap test of Möller (1997). Touching or coplanar contacts are
-    not counted. ``only`` (face indices) restricts the search to crossings involving those
-    faces, e.g. just after a local edit.
+    tested ``chunk`` pairs at a time so memory stays bounded (chunks run on every core); each
+    pair whose boxes overlap gets the exact interval-overlap test of Möller (1997). Touching or
+    coplanar contacts are not counted. ``only`` (face indices) restricts the search to
+    crossings involving those faces, e.g. just after a local edit.
     """
     vertices, faces = merge_float32(mesh.vertices, mesh.faces)
     if len(faces) < 2:
@@ -382,9 +442,17 @@ def self_intersecting_faces(
     if subset is not None:
         focus = np.zeros(len(faces), dtype=bool)
         focus[only] = True
-    hits = []
-    for candidates in _box_pairs(lo, hi, subset=subset, chunk=chunk):
-        hits.append(_crossing(candidates, faces, tri, focus))
+    grid = _BoxGrid.build(lo, hi, subset)
+    if grid is None:
+        return np.zeros(0, dtype=np.int64)
+
+    def crossing(pairs: np.ndarray) -> np.ndarray:
+        return _crossing(pairs, faces, tri, focus)
+
+    hits = [crossing(p) for p in _huge_pairs(grid.lo, grid.hi, grid.huge, grid.ids, chunk)]
+    ranges = grid.ranges(chunk)
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        hits.extend(pool.map(lambda r: crossing(grid.pairs(*r)), ranges))
     return _sorted_unique(np.concatenate(hits)) if hits else np.zeros(0, dtype=np.int64)
 
 
@@ -408,69 +476,97 @@ def _sorted_unique(values: np.ndarray) -> np.ndarray:
 
 
 def _boxes_near(lo: np.ndarray, hi: np.ndarray, only: np.ndarray) -> np.ndarray:
-    """``only`` and every box that may overlap one of them (a k-d tree on the box centres)."""
+    """``only`` and every box that may overlap one of them (a k-d tree on the box centres).
+
+    Two boxes overlap only if their centres are closer than the sum of their half diagonals;
+    the few boxes far larger than the typical one are always taken, so the search radius stays
+    small for the rest.
+    """
     if len(only) == 0:
         return only
     from scipy.spatial import cKDTree  # noqa: PLC0415
 
     centre = (lo + hi) / 2.0
     half = np.linalg.norm(hi - lo, axis=1) / 2.0
-    near = cKDTree(centre).query_ball_point(centre[only], half[only] + half.max())
-    return _sorted_unique(np.concatenate([only, *[np.asarray(n, dtype=np.int64) for n in near]]))
+    limit = 4.0 * float(np.median(half))
+    big = np.flatnonzero(half > limit)
+    tree = cKDTree(centre, balanced_tree=False, compact_nodes=False)
+    near = tree.query_ball_point(centre[only], half[only] + limit)
+    return _sorted_unique(
+        np.concatenate([only, big, *[np.asarray(n, dtype=np.int64) for n in near]])
+    )
 
 
-def _box_pairs(
-    lo: np.ndarray, hi: np.ndarray, *, subset: np.ndarray | None = None, chunk: int = 1_000_000
-) -> Iterator[np.ndarray]:
-    """Index pairs (i, j) of boxes that overlap, each pair once, about ``chunk`` at a time.
+@dataclass
+class _BoxGrid:
+    """Boxes entered in a uniform grid, sorted by cell, for finding overlapping pairs.
 
     Every box is entered in the grid cells it covers (cells twice the median box size); two
     boxes pair in the one cell that holds the lower corner of their intersection. The rare
-    box covering more than 64 cells is tested against all boxes directly.
+    box covering more than 64 cells (``huge``) is tested against all boxes directly.
     """
-    ids = np.arange(len(lo)) if subset is None else np.asarray(subset, dtype=np.int64)
-    if len(ids) < 2:
-        return
-    blo, bhi = lo[ids], hi[ids]
-    cell = float(np.median(np.max(bhi - blo, axis=1))) * 2.0 or 1.0
-    base = blo.min(axis=0)
-    first = np.floor((blo - base) / cell).astype(np.int64)
-    span = np.floor((bhi - base) / cell).astype(np.int64) - first + 1
-    count = span.prod(axis=1)
-    huge = count > 64
-    yield from _huge_pairs(blo, bhi, np.flatnonzero(huge), ids, chunk)
-    box = np.repeat(np.flatnonzero(~huge), count[~huge])
-    rank = np.arange(len(box)) - np.repeat(np.cumsum(count[~huge]) - count[~huge], count[~huge])
-    sx, sy = span[box, 0], span[box, 1]
-    coords = first[box] + np.column_stack([rank % sx, (rank // sx) % sy, rank // (sx * sy)])
-    dims = coords.max(axis=0) + 1
-    key = (coords[:, 0] * dims[1] + coords[:, 1]) * dims[2] + coords[:, 2]
-    order = np.argsort(key, kind="stable")
-    key, box = key[order], box[order]
-    del coords, rank, sx, sy, order
-    end = np.searchsorted(key, key, side="right")  # one past the last entry of each cell
-    followers = end - np.arange(len(key)) - 1
-    total = np.cumsum(followers)
-    start = 0
-    while start < len(key):
-        stop = int(np.searchsorted(total, (total[start - 1] if start else 0) + chunk)) + 1
-        stop = min(max(stop, start + 1), len(key))
-        a = np.repeat(np.arange(start, stop), followers[start:stop])
-        b = (
-            a
-            + 1
-            + np.arange(len(a))
-            - np.repeat(
-                np.cumsum(followers[start:stop]) - followers[start:stop], followers[start:stop]
-            )
-        )
-        i, j = box[a], box[b]
-        overlap = np.all(blo[i] <= bhi[j], axis=1) & np.all(bhi[i] >= blo[j], axis=1)
-        i, j, cell_key = i[overlap], j[overlap], key[a[overlap]]
-        corner = np.floor((np.maximum(blo[i], blo[j]) - base) / cell).astype(np.int64)
+
+    lo: np.ndarray
+    hi: np.ndarray
+    ids: np.ndarray
+    huge: np.ndarray
+    cell: np.ndarray
+    base: np.ndarray
+    dims: np.ndarray
+    key: np.ndarray
+    box: np.ndarray
+    followers: np.ndarray
+
+    @classmethod
+    def build(cls, lo: np.ndarray, hi: np.ndarray, subset: np.ndarray | None) -> _BoxGrid | None:
+        ids = np.arange(len(lo)) if subset is None else np.asarray(subset, dtype=np.int64)
+        if len(ids) < 2:
+            return None
+        blo, bhi = lo[ids], hi[ids]
+        extent = bhi - blo  # cells follow the typical box's shape (long on thick slices)
+        cell = np.maximum(np.median(extent, axis=0) * 2.0, float(np.median(extent.max(axis=1))) / 8)
+        cell = np.where(cell > 0, cell, 1.0)
+        base = blo.min(axis=0)
+        first = np.floor((blo - base) / cell).astype(np.int64)
+        span = np.floor((bhi - base) / cell).astype(np.int64) - first + 1
+        count = span.prod(axis=1)
+        huge = count > 64
+        box = np.repeat(np.flatnonzero(~huge), count[~huge])
+        rank = np.arange(len(box)) - np.repeat(np.cumsum(count[~huge]) - count[~huge], count[~huge])
+        sx, sy = span[box, 0], span[box, 1]
+        coords = first[box] + np.column_stack([rank % sx, (rank // sx) % sy, rank // (sx * sy)])
+        dims = coords.max(axis=0) + 1 if len(coords) else np.ones(3, dtype=np.int64)
+        key = (coords[:, 0] * dims[1] + coords[:, 1]) * dims[2] + coords[:, 2]
+        order = np.argsort(key, kind="stable")
+        key, box = key[order], box[order]
+        end = np.searchsorted(key, key, side="right")  # one past the last entry of each cell
+        followers = end - np.arange(len(key)) - 1
+        return cls(blo, bhi, ids, np.flatnonzero(huge), cell, base, dims, key, box, followers)
+
+    def ranges(self, chunk: int) -> list[tuple[int, int]]:
+        """Runs of entries that pair with about ``chunk`` followers in their cell."""
+        total = np.cumsum(self.followers)
+        out, start = [], 0
+        while start < len(self.key):
+            stop = int(np.searchsorted(total, (total[start - 1] if start else 0) + chunk)) + 1
+            stop = min(max(stop, start + 1), len(self.key))
+            out.append((start, stop))
+            start = stop
+        return out
+
+    def pairs(self, start: int, stop: int) -> np.ndarray:
+        """Face index pairs (i, j) whose boxes overlap, each once, from entries start:stop."""
+        followers = self.followers[start:stop]
+        a = np.repeat(np.arange(start, stop), followers)
+        b = a + 1 + np.arange(len(a)) - np.repeat(np.cumsum(followers) - followers, followers)
+        i, j = self.box[a], self.box[b]
+        lo, hi = self.lo, self.hi
+        overlap = np.all(lo[i] <= hi[j], axis=1) & np.all(hi[i] >= lo[j], axis=1)
+        i, j, cell_key = i[overlap], j[overlap], self.key[a[overlap]]
+        corner = np.floor((np.maximum(lo[i], lo[j]) - self.base) / self.cell).astype(np.int64)
+        dims = self.dims
         home = (corner[:, 0] * dims[1] + corner[:, 1]) * dims[2] + corner[:, 2] == cell_key
-        yield np.column_stack([ids[i[home]], ids[j[home]]])
-        start = stop
+        return np.column_stack([self.ids[i[home]], self.ids[j[home]]])
 
 
 def _huge_pairs(
@@ -533,6 +629,13 @@ def first_unique_rows(rows: np.ndarray) -> np.ndarray:
     """Indices of the first occurrence of each distinct row (sorted by index)."""
     if len(rows) == 0:
         return np.zeros(0, dtype=np.int64)
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.shape[1] == 3 and rows.min() >= 0 and rows.max() < 1 << 21:
+        key = (rows[:, 0] << 42) | (rows[:, 1] << 21) | rows[:, 2]  # one int64 per row
+        order = np.argsort(key, kind="stable")
+        ordered = key[order]
+        new = np.concatenate([[True], ordered[1:] != ordered[:-1]])
+        return np.sort(order[new])  # stable: the first of equal rows has the smallest index
     order = np.lexsort(rows.T[::-1])
     ordered = rows[order]
     new = np.concatenate([[True], np.any(ordered[1:] != ordered[:-1], axis=1)])

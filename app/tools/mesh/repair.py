@@ -21,6 +21,7 @@ from app.errors import MeshError
 from app.progress import CancelToken, Progress, check_cancel, ensure
 from app.tools.mesh.core import (
     Topology,
+    compact,
     component_labels,
     concatenate,
     defect_vertices,
@@ -31,11 +32,13 @@ from app.tools.mesh.core import (
     self_intersecting_faces,
     signed_volume,
     split_by_labels,
-    split_components,
     submesh,
     topology,
     vertex_clusters,
 )
+from app.tools.mesh.patch import boundary_loops, fix_locally
+
+TINY_PART_FACES = 64  # a part this small that crosses itself is dropped, not rebuilt
 
 
 @dataclass
@@ -91,13 +94,34 @@ def remove_self_intersections(
     for _ in range(rounds):
         if len(tris) == 0:
             return mesh, 0
-        fixed = _fix_crossings(mesh, tris)
+        fixed, new = _uncross(mesh, tris)
         if fixed is None:
             break
-        new = _new_faces(fixed, mesh)
         mesh = fixed
         tris = self_intersecting_faces(mesh, only=new)
     return mesh, len(tris)
+
+
+def _uncross(mesh: trimesh.Trimesh, tris: np.ndarray) -> tuple[trimesh.Trimesh | None, np.ndarray]:
+    """``mesh`` with the crossing triangles ``tris`` and their neighbours rebuilt, and the
+    rebuilt faces; a patch first, then tiny parts that cross themselves are dropped, and the
+    whole parts holding the rest are rebuilt when a patch cannot close."""
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    seeds = np.unique(faces[tris])
+    for rings in (3, 6):
+        patched = fix_locally(np.asarray(mesh.vertices), faces, seeds, rings=rings, cut_seeds=True)
+        if patched is not None:
+            vertices, faces, new = patched
+            return _compact(vertices, faces), new
+    labels = vertex_clusters(faces)
+    sizes = np.bincount(labels)
+    if (sizes[labels[tris]] <= TINY_PART_FACES).all():
+        keep = ~np.isin(labels, labels[tris])
+        return _compact(np.asarray(mesh.vertices), faces[keep]), np.zeros(0, dtype=np.int64)
+    fixed = _fix_crossings(mesh, tris)
+    if fixed is None:
+        return None, np.zeros(0, dtype=np.int64)
+    return fixed, _new_faces(fixed, mesh)
 
 
 def _fix_crossings(mesh: trimesh.Trimesh, tris: np.ndarray) -> trimesh.Trimesh | None:
@@ -135,9 +159,7 @@ def weld(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
         (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
     )
     faces = faces[keep]
-    faces = faces[first_unique_rows(np.sort(faces, axis=1))]
-    used, inverse = np.unique(faces, return_inverse=True)
-    return make_mesh(vertices[used], inverse.reshape(-1, 3))
+    return compact(vertices, faces[first_unique_rows(np.sort(faces, axis=1))])
 
 
 def _local_fix(
@@ -172,7 +194,7 @@ def _fill_holes(mesh: trimesh.Trimesh, max_fan_edges: int = 64) -> trimesh.Trime
     """Close every boundary loop: small ones with a fan around their centroid (fast, exact
     orientation), large ones with MeshFix's refined, faired patches."""
     faces = np.asarray(mesh.faces, dtype=np.int64)
-    loops = _boundary_loops(faces)
+    loops = boundary_loops(faces)
     if not loops:
         return mesh
     if max(len(loop) for loop in loops) > max_fan_edges:
@@ -195,30 +217,6 @@ def _fill_holes(mesh: trimesh.Trimesh, max_fan_edges: int = 64) -> trimesh.Trime
         added.append(np.column_stack([np.roll(ring, -1), ring, np.full(len(ring), next_id)]))
         next_id += 1
     return make_mesh(np.concatenate(vertices), np.concatenate(added))
-
-
-def _boundary_loops(faces: np.ndarray) -> list[list[int]]:
-    """Boundary loops as vertex lists in the direction the faces run along them."""
-    directed = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    n = int(faces.max()) + 1 if len(faces) else 0
-    key = np.minimum(directed[:, 0], directed[:, 1]) * n + np.maximum(
-        directed[:, 0], directed[:, 1]
-    )
-    _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
-    boundary = directed[counts[inverse] == 1]
-    following = dict(zip(boundary[:, 0].tolist(), boundary[:, 1].tolist(), strict=True))
-    loops, seen = [], set()
-    for start in following:
-        if start in seen:
-            continue
-        loop, v = [], start
-        while v not in seen and v in following:
-            seen.add(v)
-            loop.append(v)
-            v = following[v]
-        if len(loop) >= 3 and v == start:
-            loops.append(loop)
-    return loops
 
 
 def _cut_around(mesh: trimesh.Trimesh, vertices: np.ndarray, rings: int) -> trimesh.Trimesh:
@@ -274,45 +272,28 @@ def repair_mesh(
         before, defects = inspect_faces(welded.faces)
     else:
         before = topology(mesh)
-        defects = defect_vertices(welded.faces) if not before.closed_manifold else None
+        defects = defect_vertices(welded.faces)
     report = RepairReport(before=before.to_dict(), after={}, faces_before=len(mesh.faces))
-    parts, closed = _clusters(welded, defects)
-    del welded, defects
-    kept: list[trimesh.Trimesh] = []
-
-    def small(part: trimesh.Trimesh) -> bool:
-        return len(part.faces) < min_component_faces or abs(signed_volume(part)) < min_component_mm3
-
-    for n, (part, ok) in enumerate(zip(parts, closed, strict=True)):
-        check_cancel(cancel)
-        progress.update(n / max(len(parts), 1), "repairing components")
-        if small(part):
-            report.components_removed += 1
-            continue
-        if ok:
-            kept.append(part)
-            continue
-        fixed = _fix_component(part)
-        report.components_fixed += 1
-        if np.sign(signed_volume(fixed)) != np.sign(signed_volume(part)):
-            fixed = make_mesh(fixed.vertices, np.asarray(fixed.faces)[:, ::-1])
-        pieces = split_components(fixed)
-        report.components_removed += sum(small(p) for p in pieces)
-        kept.extend(p for p in pieces if not small(p))
-    if not kept:
-        msg = "nothing printable is left after removing small parts; check the segment"
-        raise MeshError(msg)
-    out = concatenate(kept)
-    del kept, parts
+    small = _SmallParts(min_component_faces, min_component_mm3)
+    vertices, faces = np.asarray(welded.vertices), np.asarray(welded.faces, dtype=np.int64)
+    del welded
+    faces, removed, alive = small.drop(vertices, faces)
+    report.components_removed += removed
+    defects = defects[alive[defects]]
+    check_cancel(cancel)
+    progress.update(0.2, "repairing defects")
+    if len(defects):
+        vertices, faces = _fix_defects(vertices, faces, defects, small, report)
+    out = _compact(vertices, faces)
     if signed_volume(out) < 0:
         out = make_mesh(out.vertices, np.asarray(out.faces)[:, ::-1])
-    changed = report.components_fixed or report.components_removed or not before.closed_manifold
-    after = topology(out) if changed else before
+    changed = report.components_removed or report.components_fixed
+    after = topology(out) if changed or not before.closed_manifold else before
     if not after.closed_manifold:
         out, after = _second_pass(out, report)
     if fix_intersections:
         check_cancel(cancel)
-        progress.update(0.9, "removing self-intersections")
+        progress.update(0.6, "removing self-intersections")
         crossed, left = remove_self_intersections(out)
         report.self_intersections_left = left
         if crossed is not out:
@@ -323,22 +304,79 @@ def repair_mesh(
     return out, report
 
 
-def _clusters(
-    welded: trimesh.Trimesh, defects: np.ndarray | None
-) -> tuple[list[trimesh.Trimesh], np.ndarray]:
-    """Clusters of a welded mesh (faces joined through shared vertices, so bodies touching at
-    one vertex are repaired together) and whether each is a closed 2-manifold: none of its
-    vertices is among the ``defects`` found once over the whole mesh (None: there are none).
-    """
-    faces = np.asarray(welded.faces, dtype=np.int64)
+@dataclass(frozen=True)
+class _SmallParts:
+    """Which vertex-joined clusters are too small to keep: too few triangles or too little
+    enclosed volume."""
+
+    min_faces: int
+    min_mm3: float
+
+    def drop(self, vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
+        """``faces`` without the small clusters, how many clusters went, and a vertex mask of
+        what is left."""
+        alive = np.zeros(len(vertices), dtype=bool)
+        if len(faces) == 0:
+            return faces, 0, alive
+        labels = vertex_clusters(faces)
+        n = int(labels.max()) + 1
+        v = vertices[faces]
+        volume = np.einsum("ij,ij->i", v[:, 0], np.cross(v[:, 1], v[:, 2])) / 6.0
+        del v
+        small = (np.bincount(labels, minlength=n) < self.min_faces) | (
+            np.abs(np.bincount(labels, weights=volume, minlength=n)) < self.min_mm3
+        )
+        faces = faces[~small[labels]]
+        alive[faces.ravel()] = True
+        return faces, int(small.sum()), alive
+
+
+def _fix_defects(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    defects: np.ndarray,
+    small: _SmallParts,
+    report: RepairReport,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rebuild the neighbourhood of each defect (wider rings if needed); the clusters a patch
+    cannot close go through the whole-part repair."""
     labels = vertex_clusters(faces)
-    n = int(labels.max()) + 1 if len(labels) else 0
-    closed = np.ones(n, dtype=bool)
-    if defects is not None and len(defects) and n:
-        defect = np.zeros(len(welded.vertices), dtype=bool)
-        defect[defects] = True
-        closed[labels[defect[faces].any(axis=1)]] = False
-    return split_by_labels(welded, labels), closed
+    touched = np.zeros(int(labels.max()) + 1, dtype=bool)
+    marked = np.zeros(len(vertices), dtype=bool)
+    marked[defects] = True
+    touched[labels[marked[faces].any(axis=1)]] = True
+    report.components_fixed += int(touched.sum())
+    for rings in (3, 6):
+        patched = fix_locally(vertices, faces, defects, rings=rings)
+        if patched is not None:
+            vertices, faces, _ = patched
+            faces, removed, _ = small.drop(vertices, faces)
+            report.components_removed += removed
+            return vertices, faces
+    report.notes.append("a defect needed a whole-part repair")
+    mesh = make_mesh(vertices, faces)
+    parts = split_by_labels(mesh, labels)
+    kept = [p for p, bad in zip(parts, touched, strict=True) if not bad]
+    for part in (p for p, bad in zip(parts, touched, strict=True) if bad):
+        kept.extend(_fix_part(part, small, report))
+    out = concatenate(kept)
+    return np.asarray(out.vertices), np.asarray(out.faces, dtype=np.int64)
+
+
+def _fix_part(part: trimesh.Trimesh, small: _SmallParts, report: RepairReport) -> list:
+    fixed = _fix_component(part)
+    if np.sign(signed_volume(fixed)) != np.sign(signed_volume(part)):
+        fixed = make_mesh(fixed.vertices, np.asarray(fixed.faces)[:, ::-1])
+    faces, removed, _ = small.drop(np.asarray(fixed.vertices), np.asarray(fixed.faces))
+    report.components_removed += removed
+    return [make_mesh(np.asarray(fixed.vertices), faces)] if len(faces) else []
+
+
+def _compact(vertices: np.ndarray, faces: np.ndarray) -> trimesh.Trimesh:
+    if len(faces) == 0:
+        msg = "nothing printable is left after removing small parts; check the segment"
+        raise MeshError(msg)
+    return compact(vertices, faces)
 
 
 def _second_pass(mesh: trimesh.Trimesh, report: RepairReport) -> tuple[trimesh.Trimesh, Topology]:
