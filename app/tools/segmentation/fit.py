@@ -49,6 +49,8 @@ class _Components:
 
     def mask(self, label: int, window: Box | None = None) -> np.ndarray:
         """The component (inside ``window`` of the whole grid) as a boolean array on the grid."""
+        import SimpleITK as sitk  # noqa: PLC0415
+
         window = window or tuple(slice(0, n) for n in self.shape)
         part = tuple(
             slice(max(w.start, b.start), min(w.stop, b.stop))
@@ -57,11 +59,15 @@ class _Components:
         out = np.zeros(self.shape, dtype=bool)
         if any(p.stop <= p.start for p in part):
             return out
-        local = [
-            slice(p.start - b.start, p.stop - b.start) for p, b in zip(part, self.box, strict=True)
-        ]
-        region = self.labels[local[2], local[1], local[0]]  # SimpleITK indexes (i, j, k)
-        out[part] = ops.from_image(region == label).view(bool)
+        region = self.labels
+        if part != self.box:
+            k, j, i = (
+                slice(p.start - b.start, p.stop - b.start)
+                for p, b in zip(part, self.box, strict=True)
+            )
+            region = region[i, j, k]  # SimpleITK indexes (i, j, k)
+        selected = region == label
+        out[part] = sitk.GetArrayViewFromImage(selected).view(bool)
         return out
 
 
