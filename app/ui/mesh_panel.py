@@ -12,6 +12,7 @@ nothing is stored or labelled.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,7 @@ class MeshResult:
     part: str
     deviation: np.ndarray | None
     surface: Any = None  # the 3D view's surface with normals, made in the worker
+    parts: list | None = None  # the stored version's parts, read in the worker
 
 
 def build_and_check(
@@ -105,8 +107,14 @@ def build_and_check(
     progress.update(0.98, "preparing the 3D display")
     scalars = None if deviation is None else {DEVIATION: np.asarray(deviation, dtype=np.float32)}
     surface = display_surface(mesh, scalars)
+    parts = None
+    if version is not None:  # the parts table's rows, read here rather than on the GUI thread
+        from app.workflow import parts as workflow_parts  # noqa: PLC0415
+
+        with contextlib.suppress(Exception):  # the panel reads them again and shows why not
+            parts = workflow_parts.version_parts(job.actor, job.case, version)
     progress.update(1.0, "mesh built and checked")
-    return MeshResult(mesh, qa, info, version, part_name(job.segment), deviation, surface)
+    return MeshResult(mesh, qa, info, version, part_name(job.segment), deviation, surface, parts)
 
 
 @dataclass
@@ -405,7 +413,7 @@ class MeshPanel(QtWidgets.QWidget):
         s = next(iter(builds.values()), {}).get("smoothing") or {}
         where = f"stored as v{result.version}" if result.version else "not stored (no case)"
         self._sync_versions()
-        self._set_current(result.mesh, result.part, result.version)
+        self._set_current(result.mesh, result.part, result.version, result.parts)
         self._finish(
             f"{len(result.mesh.faces)} triangles; smoothing changed the volume by "
             f"{s.get('volume_change_percent', 0):+.2f}%; {where}."
@@ -423,28 +431,24 @@ class MeshPanel(QtWidgets.QWidget):
         self.meshChanged.emit()
         self.meshEdited.emit(made)
 
-    def _set_current(self, mesh: Any, part: str, version: int | None) -> None:
+    def _set_current(
+        self, mesh: Any, part: str, version: int | None, parts: list | None = None
+    ) -> None:
         self.current_mesh, self.current_part_name, self.current_version = mesh, part, version
         self.current_part = f"v{version}" if version is not None else part
         if version is not None:
             self.versions.setCurrentIndex(max(0, self.versions.findData(version)))
-        self._show_parts(version)
+        self._show_parts(version, parts)
 
     # -- parts --------------------------------------------------------------------------------
-    def _show_parts(self, version: int | None) -> None:
-        """List the parts of stored ``version``; with several, the 3D view shows each in its
-        colour instead of the one mesh."""
+    def _show_parts(self, version: int | None, found: list | None = None) -> None:
+        """List the parts of stored ``version`` (``found``: already read, in a worker); with
+        several, the 3D view shows each in its colour instead of the one mesh."""
         for name in self.view3d.mesh_names():
             if name.startswith(PART_PREFIX):
                 self.view3d.remove_mesh(name)
-        found = []
-        if version is not None and self.case is not None and self.actor is not None:
-            from app.workflow import parts as workflow_parts  # noqa: PLC0415 (with the mesh stack)
-
-            try:
-                found = workflow_parts.version_parts(self.actor, self.case, version)
-            except Exception as exc:  # one line for the user, whatever failed
-                self.message.setText(error_message(exc, "listing the parts"))
+        if found is None:
+            found = self._read_parts(version)
         several = len(found) > 1
         if several:
             self.view3d.remove_mesh(MESH_NAME)
@@ -457,6 +461,17 @@ class MeshPanel(QtWidgets.QWidget):
             self._part_row(row, part, shown)
         self.parts.blockSignals(False)
         self.parts.resizeColumnsToContents()
+
+    def _read_parts(self, version: int | None) -> list:
+        if version is None or self.case is None or self.actor is None:
+            return []
+        from app.workflow import parts as workflow_parts  # noqa: PLC0415 (with the mesh stack)
+
+        try:
+            return workflow_parts.version_parts(self.actor, self.case, version)
+        except Exception as exc:  # one line for the user, whatever failed
+            self.message.setText(error_message(exc, "listing the parts"))
+            return []
 
     def _part_row(self, row: int, part: Any, shown: str) -> None:
         visible = QtWidgets.QTableWidgetItem()

@@ -39,6 +39,8 @@ class MeshTools(QtWidgets.QWidget):
         super().__init__(panel)
         self.panel = panel
         self._busy = False
+        self._measured_for: Any = None
+        self._measured_text = ""
         self._build()
         self._lay_out()
         panel.meshChanged.connect(self.refresh)
@@ -166,7 +168,14 @@ class MeshTools(QtWidgets.QWidget):
             if v.number != panel.current_version:
                 self.bool_with.addItem(f"v{v.number}", v.number)
         self.bool_button.setEnabled(self.bool_button.isEnabled() and self.bool_with.count() > 0)
-        self.measurements.setText(self.measure_text(mesh) if mesh is not None else "no mesh")
+        self.measurements.setText(self._measured(mesh) if mesh is not None else "no mesh")
+
+    def _measured(self, mesh: Any) -> str:
+        """The measurements of ``mesh``, computed once per mesh (refresh runs at the start and
+        the end of every job: on a thin-slice bone each measure took a noticeable pause)."""
+        if self._measured_for is not mesh:
+            self._measured_for, self._measured_text = mesh, self.measure_text(mesh)
+        return self._measured_text
 
     @staticmethod
     def measure_text(mesh: Any) -> str:
