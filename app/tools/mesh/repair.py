@@ -79,15 +79,15 @@ def _intersecting_vertices(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarra
 
 
 def remove_self_intersections(
-    mesh: trimesh.Trimesh, rounds: int = 3
+    mesh: trimesh.Trimesh, rounds: int = 3, *, welded: bool = False
 ) -> tuple[trimesh.Trimesh, int]:
     """Cut out the triangles that cross each other (and their neighbours) and refill the holes.
 
     Returns the mesh (``mesh`` itself when nothing crosses) and the number of intersecting
     triangles left (0 when it worked). After the first full search only the rebuilt patches
-    are searched again.
+    are searched again. ``welded`` says ``mesh`` already is (as :func:`repair_mesh` leaves it).
     """
-    original, mesh = mesh, weld(mesh)
+    original, mesh = mesh, mesh if welded else weld(mesh)
     tris = self_intersecting_faces(mesh)
     if len(tris) == 0:
         return original, 0
@@ -294,7 +294,8 @@ def repair_mesh(
     if fix_intersections:
         check_cancel(cancel)
         progress.update(0.6, "removing self-intersections")
-        crossed, left = remove_self_intersections(out)
+        # patches keep the mesh welded; a whole-part repair (it leaves a note) may not
+        crossed, left = remove_self_intersections(out, welded=not report.notes)
         report.self_intersections_left = left
         if crossed is not out:
             out, after = crossed, topology(crossed)
