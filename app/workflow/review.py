@@ -112,33 +112,47 @@ def latest_approved(actor: Actor, case: Case) -> int | None:
 
 
 def authors(case: Case, version: int) -> set[str]:
-    """Every account that built or edited ``version`` or a version it derives from, or saved
-    the segmentation it was built from: as the versions' files say, and as the signed audit log
-    says (a member rewriting a version's author in the vault does not leave the log's)."""
+    """Every account that built or edited ``version`` or a version it derives from (its parents
+    and the other versions of boolean edits), or saved the segmentation it was built from: as
+    the versions' files say, and as the signed audit log says (a member rewriting an author in
+    the vault does not change the log)."""
+    logged = [r for r in audit.read_records(case.vault.paths) if r.get("case") == case.pseudonym]
     found: set[str] = set()
     lineage: set[int] = set()
-    number: int | None = version
-    while number is not None and number not in lineage and number in case.mesh_versions():
+    todo = [version]
+    while todo:
+        number = todo.pop()
+        if number in lineage or number not in case.mesh_versions():
+            continue
         lineage.add(number)
         info = case.mesh_info(number)
         found.update(u for u in [info.get("author"), *info.get("authors", [])] if u)
-        parent = info.get("parent_version")
-        number = int(parent) if parent is not None else None
-    return found | _logged_authors(case, lineage)
+        todo += [int(info["parent_version"])] if info.get("parent_version") is not None else []
+        todo += _logged_sources(logged, number)
+    return found | _logged_authors(logged, lineage)
 
 
 _MADE = frozenset({"mesh.build", "mesh.edit", "mesh.import"})
 
 
-def _logged_authors(case: Case, lineage: set[int]) -> set[str]:
+def _logged_sources(logged: list[dict], number: int) -> list[int]:
+    """The versions the audit log shows version ``number`` was edited from."""
+    sources = []
+    for record in logged:
+        facts = record.get("facts") or {}
+        if record.get("action") == "mesh.edit" and facts.get("version") == number:
+            params = facts.get("params") if isinstance(facts.get("params"), dict) else {}
+            sources += [facts.get("parent_version"), params.get("with_version")]
+    return [int(v) for v in sources if isinstance(v, int | str) and str(v).isdigit()]
+
+
+def _logged_authors(logged: list[dict], lineage: set[int]) -> set[str]:
     """Who the audit log shows making a version of ``lineage``, or saving the case's
     segmentation before the last build of one."""
     found: set[str] = set()
     builds: list[int] = []
     saves: list[tuple[int, str]] = []
-    for record in audit.read_records(case.vault.paths):
-        if record.get("case") != case.pseudonym:
-            continue
+    for record in logged:
         action, user = record.get("action"), str(record.get("user"))
         if action in _MADE and (record.get("facts") or {}).get("version") in lineage:
             found.add(user)

@@ -297,6 +297,26 @@ def test_authors_rewritten_in_the_vault_still_cannot_approve(admin, people, sphe
     assert not state.approved and "four eyes" in state.message
 
 
+def test_the_other_version_of_a_boolean_counts_by_the_log(admin, people, sphere_case):
+    """rita built v1; tess unites her own v2 with it. Rewriting the authors of v1 and of the
+    union in the vault leaves rita an author, as the log's edit record names v1."""
+    rita, tess = person(admin, "rita", "technician", "reviewer"), people[TECH]
+    volume = sphere_case.load_volume()
+    seg = Segmentation(volume)
+    tool = get_tool("threshold")
+    tool.apply(seg, volume, tool.default_params(preset="bone"))
+    segment.save(tess, sphere_case, seg)
+    theirs = mesh.build(rita, sphere_case, settings="review").number
+    own = mesh.build(tess, sphere_case, settings="review").number
+    joined = mesh.edit(tess, sphere_case, own, "union", {"with_version": theirs}).number
+    for number, author in ((theirs, TECH), (joined, TECH)):
+        info = sphere_case.mesh_info(number) | {"author": author, "authors": []}
+        sphere_case._save_json(f"mesh/v{number}/info.json", info)
+    assert review.authors(sphere_case, joined) == {"rita", TECH}
+    with pytest.raises(AccessDenied, match="four eyes"):
+        review.approve(rita, sphere_case, joined)
+
+
 def test_the_environment_does_not_change_who_signs(admin, sphere_case, monkeypatch):
     monkeypatch.setenv("LOGNAME", REVIEWER)
     monkeypatch.setenv("USER", REVIEWER)
