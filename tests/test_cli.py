@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import trimesh
 
 from app import __version__
 
@@ -266,3 +267,49 @@ def test_convert_reports_the_volume_as_json(data_dir, dicom_dir, capsys, tmp_pat
     assert out.is_file() and shown["out"] == "head.nii.gz"
     assert len(shown["size_ijk"]) == 3 and shown["size_ijk"][2] >= 28
     assert all(s > 0 for s in shown["spacing_mm"])
+
+
+EDITS = [
+    ["--cut", "0,0,5:0,0,1"],
+    ["--mirror", "x"],
+    ["--scale", "0.9"],
+    ["--hollow", "2", "--drain", "0"],
+    ["--base"],
+    ["--label", "--height", "4", "--depth", "1"],
+    ["--union", "1"],
+    ["--difference", "1"],
+]
+
+
+def test_every_edit_verb_stores_a_new_version_of_the_case(data_dir, keystore_service, capsys):
+    """``medprint edit CASE --version N --VERB ...``: each verb makes version N+1 whose parent
+    is N, reported with --json (the grammar of issue 13)."""
+    from app.case import Case
+    from app.cli import main
+    from app.workflow.actor import Actor
+    from tests.workflow.print_fixtures import QA_PASSED
+
+    assert main(["vault", "init"]) == 0
+    me = Actor.current()
+    case = Case(me.vault, me.vault.create_case({}))
+    block = trimesh.creation.box(extents=(40.0, 30.0, 20.0)).export(file_type="stl")
+    case.save_mesh_version({"block": block}, qa=QA_PASSED, info={"author": me.user})
+    capsys.readouterr()
+    for number, verb in enumerate(EDITS, start=1):
+        code = main(["edit", case.pseudonym, "--version", str(number), *verb, "--json"])
+        out, err = capsys.readouterr()
+        assert code in (0, 1), (verb, err)
+        made = json.loads(out)
+        assert code == (0 if made["qa"]["passed"] else 1), verb  # exit 1: stored, QA failed
+        assert made["version"] == number + 1 and made["edit"]["parent_version"] == number, verb
+    operations = [case.mesh_info(n)["operation"] for n in case.mesh_versions()[1:]]
+    assert operations == [
+        "cut",
+        "mirror",
+        "scale",
+        "hollow",
+        "flat_base",
+        "label",
+        "union",
+        "difference",
+    ]
