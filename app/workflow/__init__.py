@@ -6,6 +6,7 @@ stores through :class:`app.case.Case`, and writes the audit record, including fo
 This package is the only place that decides, stores or audits.
 
 Modules: ``actor`` and ``policy`` (who may do what), ``users`` (set-up, vault, roles),
+``migration`` (an old-format vault, on its founder's first open),
 ``keys`` (signing key, trust, recipients), ``intake`` (scan, import, de-identify, cases),
 ``segment``, ``mesh`` (build, edit, export),
 ``review`` (approve, reject, override, release), ``slice``, ``printing`` (start, pause, resume,

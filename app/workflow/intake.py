@@ -1,4 +1,5 @@
-"""Intake: scan folders, import a series as a case, open cases, the case list, de-identify.
+"""Intake: scan folders, convert a series to NIfTI/NRRD, import a series as a case, open cases,
+the case list, de-identify.
 
 A case's patient identity lives only in the vault's encrypted index. The case list shows
 pseudonyms; the identity is shown on request only (audited with a count, never the values).
