@@ -349,17 +349,8 @@ def smooth_surface(
     if factor == 0.0:
         out = make_mesh(mesh.vertices.copy(), np.asarray(mesh.faces).copy())
     else:
-        algo = vtk.vtkWindowedSincPolyDataFilter()
-        algo.SetInputData(to_polydata(mesh))
-        algo.SetNumberOfIterations(int(iterations))
-        algo.SetPassBand(passband)
-        algo.BoundarySmoothingOff()
-        algo.FeatureEdgeSmoothingOff()
-        algo.NonManifoldSmoothingOn()
-        algo.NormalizeCoordinatesOn()
-        run_filter(algo, progress=progress.sub(0.0, 0.6), cancel=cancel, message="smoothing")
-        vertices = numpy_support.vtk_to_numpy(algo.GetOutput().GetPoints().GetData())
-        out = make_mesh(vertices.astype(np.float64), np.asarray(mesh.faces))
+        vertices = _windowed_sinc(mesh, passband, iterations, progress.sub(0.0, 0.6), cancel)
+        out = make_mesh(vertices, np.asarray(mesh.faces))
     after = signed_volume(out)
     mean_dev = max_dev = float("nan")
     if measure:
@@ -388,6 +379,28 @@ def _enclosed_volume(mesh: trimesh.Trimesh) -> float:
     if _VOLUME_KEY not in mesh._cache:
         mesh._cache[_VOLUME_KEY] = signed_volume(mesh)
     return mesh._cache[_VOLUME_KEY]
+
+
+def _windowed_sinc(
+    mesh: trimesh.Trimesh,
+    passband: float,
+    iterations: int,
+    progress: Progress,
+    cancel: CancelToken | None,
+) -> np.ndarray:
+    """The smoothed vertices (float64, a copy): VTK's copies of the surface are freed on
+    return, before the deviation is measured."""
+    algo = vtk.vtkWindowedSincPolyDataFilter()
+    algo.SetInputData(to_polydata(mesh))
+    algo.SetNumberOfIterations(int(iterations))
+    algo.SetPassBand(passband)
+    algo.BoundarySmoothingOff()
+    algo.FeatureEdgeSmoothingOff()
+    algo.NonManifoldSmoothingOn()
+    algo.NormalizeCoordinatesOn()
+    run_filter(algo, progress=progress, cancel=cancel, message="smoothing")
+    points = numpy_support.vtk_to_numpy(algo.GetOutput().GetPoints().GetData())
+    return points.astype(np.float64, copy=True)
 
 
 @dataclass
