@@ -391,6 +391,15 @@ def read_records(paths: Paths | None = None) -> list[dict]:
     return out
 
 
+def read_case_records(paths: Paths, case: str) -> list[dict]:
+    """The parseable records of ``case``, in file order (lines not naming it are not parsed)."""
+    path, needle = log_path(paths), json.dumps(case).encode()
+    if not path.exists():
+        return []
+    lines = (line for line in path.read_bytes().splitlines() if needle in line)
+    return [rec for rec in map(_parse, lines) if rec is not None and rec.get("case") == case]
+
+
 def _check_line(identities: Identities, number: int, raw: bytes, prev_hash: str) -> str | None:
     """Why line ``number`` (1-based) is bad, or None."""
     rec = _parse(raw)

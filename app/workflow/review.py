@@ -23,6 +23,7 @@ kinds, each an administrator's signed act with a reason:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -83,13 +84,16 @@ def status(actor: Actor, case: Case, version: int) -> access.ApprovalStatus:
 
 def _status(roles: esign.Lab, case: Case, version: int) -> access.ApprovalStatus:
     qa_sha = access.qa_report_sha256(case.mesh_qa(version))
-    made_by = authors(case, version)
+
+    @functools.cache
+    def made_by() -> frozenset[str]:  # read (the audit log too) only when an approval needs it
+        return frozenset(authors(case, version))
 
     def problem(record: dict) -> str | None:
         found = esign.check(record, roles.state)
         if found is not None:
             return found.message
-        own = record.get("decision") == access.APPROVED and record.get("signer") in made_by
+        own = record.get("decision") == access.APPROVED and record.get("signer") in made_by()
         if own and record.get("meaning") != SELF_APPROVED:
             msg = f"the approval is signed by {record.get('signer')}, an author of mesh "
             msg += f"v{version} (four eyes): it does not count; ask another reviewer"
@@ -116,7 +120,7 @@ def authors(case: Case, version: int) -> set[str]:
     and the other versions of boolean edits), or saved the segmentation it was built from: as
     the versions' files say, and as the signed audit log says (a member rewriting an author in
     the vault does not change the log)."""
-    logged = [r for r in audit.read_records(case.vault.paths) if r.get("case") == case.pseudonym]
+    logged = audit.read_case_records(case.vault.paths, case.pseudonym)
     found: set[str] = set()
     lineage: set[int] = set()
     todo = [version]

@@ -57,6 +57,7 @@ def test_records_are_chained_signed_and_complete(paths, log, tess, known):
     assert [r["seq"] for r in records] == [1, 2, 3, 4, 5, 6]
     assert records[2]["facts"] == {"n": 2} and records[2]["case"] == "C-TEST-02"
     assert records[2]["user"] == "tess" and records[2]["signer"] == tess.public.fingerprint
+    assert audit.read_case_records(paths, "C-TEST-02") == [records[2]]
     assert all(r["time"].endswith("+00:00") and r["signature"] for r in records)
     assert "mac" not in records[0]
     result = audit.verify(paths, known)
