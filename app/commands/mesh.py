@@ -30,20 +30,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 from pathlib import Path
-
-import numpy as np
 
 from app.commands.progressbar import cli_progress
 from app.errors import MeshError
-from app.imaging.load import load_image_file
-from app.imaging.volume import Volume
-from app.tools.mesh.export import export_mesh
-from app.tools.mesh.pipeline import PRESETS, Built, build_parts, settings_for
+from app.tools.mesh.pipeline import PRESETS
 from app.tools.mesh.qa import QAReport
-from app.tools.mesh.stages import StageMeter, stage
-from app.tools.mesh.surface import MaskCrop, threshold_crop
+from app.tools.mesh.stages import StageMeter
 from app.workflow import intake, mesh
 from app.workflow.actor import Actor
 
@@ -188,55 +181,22 @@ def _print_build(qa: QAReport, info: dict, path: Path | None) -> None:
 
 
 def _build_file(args: argparse.Namespace) -> int:
-    if not args.out or Path(args.out).is_dir():
+    if not args.out:
         msg = "without a case give --out FILE (nothing is stored, no pseudonym names the file)"
         raise MeshError(msg)
     meter = StageMeter() if args.stages else None
-    with stage(meter, "load"):
-        mask, volume = _file_source(args)
-    settings = settings_for(args.settings, volume, **(_changes(args) | {"label": False}))
     with cli_progress("mesh") as progress:
-        built: Built = build_parts(
-            {"part": mask},
-            volume,
-            settings,
-            build_volume_mm=_build_volume(args.build_volume),
-            meter=meter,
+        made = mesh.build_file(
+            Actor.current(), Path(args.out), volume=args.volume, threshold=args.threshold,
+            mask=args.mask, settings=args.settings, changes=_changes(args),
+            build_volume_mm=_build_volume(args.build_volume), fmt=args.format, meter=meter,
             progress=progress,
-        )
-    del mask
-    with stage(meter, "export"):
-        path = export_mesh(built.parts[0].mesh, Path(args.out), args.format)
-    info = {"settings": settings.to_dict(), "builds": {"part": built.parts[0].to_dict()}}
-    if meter:
-        info["stages"] = meter.stages | {"volume": {"int16_mib": 2 * np.prod(volume.shape) / 2**20}}
+        )  # fmt: skip
     if args.json:
-        print(json.dumps(_report(built.qa, info, path), indent=2))
+        print(json.dumps(_report(made.built.qa, made.info, made.path), indent=2))
     else:
-        _print_build(built.qa, info, path)
-    return 0 if built.qa.passed else 1
-
-
-def _file_source(args: argparse.Namespace) -> tuple[np.ndarray | MaskCrop, Volume]:
-    if args.mask:
-        mask_volume = load_image_file(args.mask)
-        return mask_volume.array > 0, mask_volume
-    if not (args.volume and args.threshold):
-        msg = "give a CASE, or --volume IMAGE with --threshold LOW[:HIGH], or --mask MASK"
-        raise MeshError(msg)
-    low, _, high = args.threshold.partition(":")
-    try:
-        lo, hi = float(low), float(high) if high else np.inf
-    except ValueError:
-        msg = "--threshold takes LOW or LOW:HIGH, e.g. 226 or 226:3000"
-        raise MeshError(msg) from None
-    volume = load_image_file(args.volume)
-    crop = threshold_crop(volume.array, lo, hi)
-    if crop is None:
-        msg = f"no voxel of the volume lies in {args.threshold}; lower the threshold"
-        raise MeshError(msg)
-    # only the grid is needed from here on: the pixels are released before meshing
-    return crop, replace(volume, array=np.broadcast_to(volume.array.dtype.type(0), volume.shape))
+        _print_build(made.built.qa, made.info, made.path)
+    return 0 if made.built.qa.passed else 1
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,6 +10,9 @@ Audited: ``mesh.build`` and ``mesh.edit`` (version, hash, triangles, QA verdict,
 edit parameters), ``mesh.export`` (version, format and SHA-256 of the file, never its path);
 a refusal as ``access.denied``. Loading and listing versions need ``mesh.view`` (any role).
 
+:func:`build_file` meshes a plain image file with the same pipeline (no case: nothing stored
+or audited, no role needed).
+
 The pipeline and its named settings (``print``, ``review``) are
 :mod:`app.tools.mesh.pipeline`'s; the edits by name are :mod:`app.tools.mesh.operations`'.
 """
@@ -19,24 +22,27 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import trimesh
 
 from app.case import Case, StoredMesh
 from app.errors import MeshError, SegmentationError
+from app.imaging.load import load_image_file
 from app.imaging.volume import Volume
 from app.progress import CancelToken, Progress, check_cancel, ensure
 from app.tools.mesh.core import concatenate, make_mesh
 from app.tools.mesh.export import export_mesh
 from app.tools.mesh.meshio import export_name, format_of, mesh_bytes, part_name, read_mesh_bytes
 from app.tools.mesh.operations import NEEDS_OTHER, apply_edit, edit_params
-from app.tools.mesh.pipeline import MeshSettings, build_parts, check_parts, settings_for
+from app.tools.mesh.pipeline import Built, MeshSettings, build_parts, check_parts, settings_for
 from app.tools.mesh.qa import QAReport
-from app.tools.mesh.surface import MaskCrop
+from app.tools.mesh.stages import StageMeter, stage
+from app.tools.mesh.surface import MaskCrop, threshold_crop
 from app.tools.segmentation import Segment, Segmentation
 from app.workflow import names, policy, review, segment
 from app.workflow.actor import Actor
@@ -284,6 +290,80 @@ def _targets(source: StoredMesh, parts: dict[str, trimesh.Trimesh], part: str | 
 def _build_volume(source: StoredMesh) -> tuple[float, float, float] | None:
     size = source.qa.get("build_volume_mm")
     return tuple(size) if size else None  # type: ignore[return-value]
+
+
+@dataclass
+class FileMesh:
+    """A mesh built from a plain image file: what was built, the file written, how."""
+
+    built: Built
+    path: Path
+    info: dict
+
+
+def build_file(
+    actor: Actor,
+    out: Path,
+    *,
+    volume: Path | None = None,
+    threshold: str | None = None,
+    mask: Path | None = None,
+    settings: str = "print",
+    changes: Mapping[str, Any] | None = None,
+    build_volume_mm: tuple[float, float, float] | None = None,
+    fmt: str | None = None,
+    meter: StageMeter | None = None,
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
+) -> FileMesh:
+    """Mesh a plain image file (``volume`` thresholded at ``threshold`` "LOW[:HIGH]", or the
+    binary ``mask``) with the named ``settings`` and write it to ``out``.
+
+    The user's own files in and out, no case: nothing is stored, labelled (a label is a case
+    pseudonym) or audited, and no role is needed. ``meter`` books each stage's time and memory.
+    """
+    if Path(out).is_dir():
+        msg = "without a case give --out FILE (nothing is stored, no pseudonym names the file)"
+        raise MeshError(msg)
+    with stage(meter, "load"):
+        source, grid = _file_source(volume, threshold, mask)
+    chosen = settings_for(settings, grid, **({**(changes or {}), "label": False}))
+    built = build_parts(
+        {"part": source}, grid, chosen, build_volume_mm=build_volume_mm, meter=meter,
+        progress=progress, cancel=cancel,
+    )  # fmt: skip
+    del source
+    with stage(meter, "export"):
+        path = export_mesh(built.parts[0].mesh, Path(out), fmt)
+    info = {"settings": chosen.to_dict(), "builds": {"part": built.parts[0].to_dict()}}
+    if meter:
+        info["stages"] = meter.stages | {"volume": {"int16_mib": 2 * np.prod(grid.shape) / 2**20}}
+    return FileMesh(built, path, info)
+
+
+def _file_source(
+    volume: Path | None, threshold: str | None, mask: Path | None
+) -> tuple[np.ndarray | MaskCrop, Volume]:
+    """The mask to mesh and the grid it lies on."""
+    if mask:
+        mask_volume = load_image_file(mask)
+        return mask_volume.array > 0, mask_volume
+    if not (volume and threshold):
+        msg = "give a CASE, or --volume IMAGE with --threshold LOW[:HIGH], or --mask MASK"
+        raise MeshError(msg)
+    low, _, high = threshold.partition(":")
+    try:
+        lo, hi = float(low), float(high) if high else np.inf
+    except ValueError:
+        msg = "--threshold takes LOW or LOW:HIGH, e.g. 226 or 226:3000"
+        raise MeshError(msg) from None
+    image = load_image_file(volume)
+    crop = threshold_crop(image.array, lo, hi)
+    if crop is None:
+        msg = f"no voxel of the volume lies in {threshold}; lower the threshold"
+        raise MeshError(msg)
+    # only the grid is needed from here on: the pixels are released before meshing
+    return crop, replace(image, array=np.broadcast_to(image.array.dtype.type(0), image.shape))
 
 
 # ---------------------------------------------------------------------------------------------

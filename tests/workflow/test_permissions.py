@@ -23,6 +23,7 @@ import pytest
 
 from app.case import Case
 from app.errors import AccessDenied, MedPrintError
+from app.imaging.load import write_image_file
 from app.imaging.pacs.model3d import ModelObject
 from app.imaging.pacs.nodes import Node
 from app.imaging.pacs.query import Query
@@ -72,6 +73,7 @@ class World:
     dicom: Path  # a real 28-slice CT series
     deid_in: Path  # three of its slices
     seg_file: Path  # the case's segmentation, exported
+    image: Path  # the case's volume as a plain NRRD file
 
     def fresh_case(self) -> str:
         founder = self.people["founder"]
@@ -121,7 +123,9 @@ def world(tmp_path_factory, dicom_dir) -> World:
     deid_in.mkdir()
     for path in sorted(p for p in dicom.iterdir() if p.suffix != ".txt")[:3]:
         shutil.copy(path, deid_in / path.name)
-    yield World(people, case, tmp, dicom, deid_in, seg_file)
+    image = tmp / "sphere.nrrd"
+    write_image_file(case.load_volume(), image)
+    yield World(people, case, tmp, dicom, deid_in, seg_file, image)
     if previous is None:
         os.environ.pop("MEDPRINT_KEYSTORE_SERVICE", None)
     else:
@@ -789,9 +793,17 @@ ROWS: list[Row] = [
         lambda a, w: pacs.open_model(a, w.case, "none", "1.2.3", "1.2.4"),
         connects=True,
     ),
-    # No role needed: reading the user's own folders, the user's own keys, the settings, a
-    # package (a receiving site has no vault), and the emergency stop (safety before roles).
+    # No role needed: reading the user's own folders and image files, the user's own keys, the
+    # settings, a package (a receiving site has no vault), the emergency stop (safety first).
     Row("scan a folder", None, intake.scan, lambda a, w: intake.scan(a, [str(w.dicom)])),
+    Row(
+        "mesh a plain image file",
+        None,
+        mesh.build_file,
+        lambda a, w: mesh.build_file(
+            a, w.tmp / f"{a.user}-file.stl", volume=w.image, threshold="300", settings="review"
+        ),
+    ),
     Row(
         "convert a series to NIfTI",
         None,
