@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app import __version__
+from app.case import Case
 from app.errors import MedPrintError
 from app.imaging.volume import Volume
 from app.settings import Paths, Settings, resolve_paths
@@ -507,15 +509,29 @@ class MainWindow(QtWidgets.QMainWindow):
         QtCore.QTimer.singleShot(30, partial(self._attach_case, loaded))
 
     def _attach_case(self, loaded: intake.LoadedCase) -> None:
+        """Give the case to the panels, one panel per turn of the event loop: each reads what
+        it lists from the vault, and all in one go kept the window from repainting for their
+        sum."""
         case = loaded.case
+        steps = [
+            partial(self.segment_panel.attach, loaded.volume, loaded.segmentation, case),
+            lambda: self.mesh_panel.set_case(case, self._printer_volume()),
+            partial(self.print_panel.set_case, case),
+            partial(self.package_panel.set_case, case),
+            partial(self.record_panel.set_case, case),
+            partial(self.review_panel.set_case, case),
+            partial(self._case_attached, case),
+        ]
+        self._attach_step(case, steps)
+
+    def _attach_step(self, case: Case, steps: list[Callable[[], None]]) -> None:
         if self.case is not case:
             return  # another case was opened meanwhile
-        self.segment_panel.attach(loaded.volume, loaded.segmentation, case)
-        self.mesh_panel.set_case(case, self._printer_volume())
-        self.print_panel.set_case(case)
-        self.package_panel.set_case(case)
-        self.record_panel.set_case(case)
-        self.review_panel.set_case(case)
+        steps[0]()
+        if len(steps) > 1:
+            QtCore.QTimer.singleShot(0, partial(self._attach_step, case, steps[1:]))
+
+    def _case_attached(self, case: Case) -> None:
         if case.pseudonym not in {e.pseudonym for e in self.browser.entries}:
             self.refresh_cases()  # a case the job created (the sample on first start)
         self._push_recent(case.pseudonym)
