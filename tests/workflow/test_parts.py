@@ -100,3 +100,32 @@ def test_cli_mesh_with_two_segments_writes_one_coloured_3mf(
     rgb = [group.GetDisplayColor(p) for p in group.GetAllPropertyIDs()]
     assert [(c.Red, c.Green, c.Blue) for c in rgb] == [(230, 219, 199), (204, 51, 51)]
     assert b"Bone" not in out.read_bytes() and check_3mf(out.read_bytes()) == []
+
+
+def test_a_versions_hash_is_the_manifest_hash_over_its_parts(sphere_case):
+    """The hash a decision binds covers every part's bytes, name, colour and material, not the
+    order the parts were given in; a part changed in the vault no longer loads."""
+    from app.errors import VaultError
+    from app.security.access import mesh_manifest_sha256
+
+    case = sphere_case
+    v1 = three_part_version(case, "tess")
+    manifest = case.mesh_manifest(v1)
+    assert [p["name"] for p in manifest["parts"]] == list(STYLES)
+    assert case.mesh_sha256(v1) == mesh_manifest_sha256(manifest["parts"])
+    stored = case.load_mesh_version(v1)
+    styles = {
+        p["name"]: {"colour": p["colour"], "material": p["material"]} for p in manifest["parts"]
+    }
+    again = dict(reversed(list(stored.parts.items())))
+    same = case.save_mesh_version(again, qa=sphere_qa(), info={"author": "tess"}, styles=styles)
+    assert case.mesh_sha256(same) == case.mesh_sha256(v1)
+    recoloured = styles | {"tumour": {"colour": "#00ff00", "material": "resin"}}
+    other = case.save_mesh_version(again, qa=sphere_qa(), info={}, styles=recoloured)
+    assert case.mesh_sha256(other) != case.mesh_sha256(v1)
+    changed = stored.parts | {"bone": stored.parts["bone"][:-50] + bytes(50)}
+    moved = case.save_mesh_version(changed, qa=sphere_qa(), info={}, styles=styles)
+    assert case.mesh_sha256(moved) != case.mesh_sha256(v1)
+    case._save_bytes(f"mesh/v{v1}/parts/bone.stl", changed["bone"])
+    with pytest.raises(VaultError, match="part bone of mesh v1 does not match its manifest"):
+        case.load_mesh_version(v1)
