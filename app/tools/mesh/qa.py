@@ -30,7 +30,7 @@ from app.tools.mesh.core import (
 from app.tools.mesh.export import ORIENTATION
 from app.tools.mesh.label import LabelInfo, label_region
 from app.tools.mesh.repair import count_self_intersections
-from app.tools.mesh.surface import surface_deviation
+from app.tools.mesh.surface import surface_deviation, triangle_corners
 
 DEFAULT_TOLERANCE_MM = 0.5
 DEFAULT_MIN_WALL_MM = 1.0
@@ -141,17 +141,17 @@ def wall_thickness(
     The rays go through one VTK cell locator over the mesh (built once, on all cores).
     """
     rng = np.random.default_rng(seed)
-    tri = np.asarray(mesh.vertices)[np.asarray(mesh.faces)]
-    cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    a, b, c = triangle_corners(mesh)
+    ab, ac = b - a, c - a
+    cross = np.cross(ab, ac)
     area = np.linalg.norm(cross, axis=1)
-    face = rng.choice(len(tri), samples, p=area / area.sum())
+    face = rng.choice(len(a), samples, p=area / area.sum())
     u, v = rng.random(samples), rng.random(samples)
     flip = u + v > 1
     u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
-    t = tri[face]
-    points = t[:, 0] + u[:, None] * (t[:, 1] - t[:, 0]) + v[:, None] * (t[:, 2] - t[:, 0])
+    points = a[face] + u[:, None] * ab[face] + v[:, None] * ac[face]
     inward = -cross[face] / area[face, None]
-    del tri, cross, area
+    del a, b, c, ab, ac, cross, area
     if exclude is not None:
         keep = ~exclude(points)
         points, inward = points[keep], inward[keep]
