@@ -11,7 +11,7 @@ edit): a colour table maps every bit combination to the colour of its top visibl
 from __future__ import annotations
 
 import dataclasses
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from app.workflow.actor import Actor
 _AXIS_NAMES = {0: "i", 1: "j", 2: "k"}
 _FILE_FILTER = "Segmentations (*.seg.nrrd *.nrrd *.nii *.nii.gz *.dcm)"
 _MAX_TABLE_BITS = 16
+_COUNTER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="count-voxels")
 
 
 def bitfield_table(seg: Any, bits: int) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
@@ -430,6 +431,8 @@ class SegmentPanel(QtWidgets.QWidget):
         generation, seg, segments = self._count_generation, self.seg, list(self.seg.segments)
 
         def work() -> None:
+            if generation != self._count_generation:
+                return  # a newer count is queued behind this one
             counts = {}
             for segment in segments:
                 try:
@@ -438,7 +441,9 @@ class SegmentPanel(QtWidgets.QWidget):
                     continue
             self._bridge.counted.emit(generation, counts)
 
-        threading.Thread(target=work, name="count-voxels", daemon=True).start()
+        # One long-lived thread: starting a thread waits until it runs, which took up to a
+        # second on a loaded machine while a tool's worker held the GIL.
+        _COUNTER.submit(work)
 
     def _show_counts(self, generation: int, counts: dict[Any, int]) -> None:
         if generation != self._count_generation or self.seg is None:

@@ -14,6 +14,7 @@ background thread once the window is up (pyvistaqt, which loads Qt bindings, on 
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
 MAX_SIDE = 256  # the ray caster never gets more than 256 voxels a side
 COARSE_SIDE = 96  # the copy rendered while the user rotates
 _IMPORTED = threading.Event()
+# Volume copies and mask surfaces are made here: long-lived threads, because starting a thread
+# waits until it runs (up to a second on a loaded machine while another thread held the GIL).
+_BACKGROUND = ThreadPoolExecutor(max_workers=2, thread_name_prefix="view3d")
 
 
 def import_rendering() -> None:
@@ -393,7 +397,7 @@ class View3D(QtWidgets.QWidget):
                 result = exc
             self._handover.ready.emit(generation, result)
 
-        threading.Thread(target=work, name="prepare-volume", daemon=True).start()
+        _BACKGROUND.submit(work)
 
     @QtCore.Slot(int, object)
     def _volume_prepared(self, generation: int, result: object) -> None:
@@ -558,7 +562,7 @@ class View3D(QtWidgets.QWidget):
                 surface = exc
             self._handover.surface.emit(generation, (name, surface, color, opacity))
 
-        threading.Thread(target=work, name="mask-surface", daemon=True).start()
+        _BACKGROUND.submit(work)
 
     @QtCore.Slot(int, object)
     def _surface_made(self, generation: int, made: tuple) -> None:
