@@ -174,3 +174,13 @@ def test_a_fan_centre_never_lands_on_an_existing_vertex_in_float32():
     centres = _apart_in_float32(np.array([[1.0, 1.0, 1.0], [2.0, 2.0, 2.0]]), points)
     assert not np.array_equal(centres[0].astype(np.float32), points[1].astype(np.float32))
     assert abs(centres[0, 0] - 1.0) < 1e-6 and np.array_equal(centres[1], [2.0, 2.0, 2.0])
+
+
+def test_a_hole_too_large_for_a_patch_goes_through_the_whole_part_repair():
+    ball = sphere(radius=20.0, subdivisions=5)
+    centres = np.asarray(ball.triangles_center)
+    capped = submesh(ball, np.flatnonzero(centres[:, 2] < 17.0))  # a cap off: a long rim
+    fixed, report = repair_mesh(capped)
+    assert report.closed_manifold and topology(fixed).closed_manifold
+    assert "a defect needed a whole-part repair" in report.notes
+    assert signed_volume(fixed) == pytest.approx(4 / 3 * np.pi * 20.0**3, rel=0.05)
