@@ -36,6 +36,10 @@ MESH_MODULES = (
     "app.workflow.verify_print",
     "app.workflow.pacs",  # pydicom, pynetdicom: for the Package panel's PACS nodes
     "app.workflow.printing",  # printer backends: the Print section lists what a printer takes
+    # The segmentation tools import these on first use: loading SimpleITK's library holds the
+    # GIL for ~0.2-0.4 s, which froze the window during the first bone in one click.
+    "SimpleITK",
+    "scipy.ndimage",
 )
 
 
