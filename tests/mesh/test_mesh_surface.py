@@ -75,6 +75,37 @@ def test_clean_mask_drops_islands_and_fills_cavities():
     assert cleaned[15, 15, 15] and not cleaned[1, 1, 1]
 
 
+def test_clean_mask_counts_face_connected_parts_and_keeps_pockets_on_the_border():
+    mask = np.zeros((10, 10, 10), dtype=np.uint8)
+    mask[4:9, 4:9, 4:9] = 1
+    mask[1, 1, 1] = mask[2, 2, 2] = 1  # touching by a corner only: two islands
+    _, report = clean_mask(mask, min_island_voxels=10, max_cavity_voxels=0, in_place=True)
+    assert (report.islands_removed, report.island_voxels) == (2, 2)
+    assert mask.sum() == 125 and mask.dtype == np.uint8
+    solid = np.ones((10, 10, 10), dtype=bool)
+    solid[0, 0, 0] = False  # open to the border: not a cavity
+    solid[5, 5, 5:7] = False  # a 2-voxel cavity
+    cleaned, report = clean_mask(solid, min_island_voxels=0, max_cavity_voxels=10)
+    assert (report.cavities_filled, report.cavity_voxels) == (1, 2)
+    assert cleaned[5, 5, 5] and cleaned[5, 5, 6] and not cleaned[0, 0, 0]
+    assert not solid[5, 5, 5]  # not in place: the caller's mask is left alone
+
+
+def test_distances_on_a_smoothed_surface_can_use_the_raw_surface_index():
+    import trimesh
+
+    from app.tools.mesh.surface import distances_to_surface
+
+    raw = trimesh.creation.icosphere(4, radius=10.0)
+    smoothed, _ = smooth_surface(raw, 0.8, measure=False)
+    points = np.random.default_rng(1).normal(size=(500, 3)) * 6.0
+    own = distances_to_surface(points, smoothed, keep_index=False)
+    moved = distances_to_surface(points, smoothed, moved_from=raw)
+    assert np.allclose(moved, own)
+    with pytest.raises(MeshError, match="keep the triangles"):
+        distances_to_surface(points, trimesh.creation.icosphere(3), moved_from=raw)
+
+
 def test_extract_refuses_wrong_grid_and_empty():
     volume = phantom_volume((10, 10, 10), (1, 1, 1), np.eye(3), (0, 0, 0))
     with pytest.raises(MeshError):
@@ -174,10 +205,10 @@ def test_the_raw_surface_index_is_built_once_for_smoothing_and_qa(monkeypatch):
     monkeypatch.setattr(scipy.spatial, "cKDTree", Counting)
     raw = trimesh.creation.icosphere(4, radius=10.0)  # 5120 triangles
     smooth_surface(raw, 0.5)
-    assert built == [5120, 5120]  # the raw surface, then the smoothed one
+    assert built == [5120]  # the raw surface's serves both directions (same triangles)
     final = trimesh.creation.icosphere(3, radius=10.0)  # 1280 triangles
     dev = surface_deviation(final, raw)
-    assert built == [5120, 5120, 1280]  # QA's raw-surface index is the smoothing's
+    assert built == [5120, 1280]  # QA's raw-surface index is the smoothing's
     assert 0.0 < dev.mean_mm < 0.2 and dev.max_mm < 0.5
     raw.vertices = raw.vertices * 2.0  # a changed surface gets a new index
     far = distances_to_surface(np.array([[0.0, 0.0, 0.0]]), raw)
