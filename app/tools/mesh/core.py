@@ -531,7 +531,7 @@ class _BoxGrid:
         span = np.floor((bhi - base) / cell).astype(np.int64) - first + 1
         count = span.prod(axis=1)
         huge = count > 64
-        box = np.repeat(np.flatnonzero(~huge), count[~huge])
+        box = np.repeat(np.flatnonzero(~huge).astype(np.int32), count[~huge])
         rank = np.arange(len(box)) - np.repeat(np.cumsum(count[~huge]) - count[~huge], count[~huge])
         sx, sy = span[box, 0], span[box, 1]
         coords = first[box] + np.column_stack([rank % sx, (rank // sx) % sy, rank // (sx * sy)])
@@ -560,13 +560,30 @@ class _BoxGrid:
         a = np.repeat(np.arange(start, stop), followers)
         b = a + 1 + np.arange(len(a)) - np.repeat(np.cumsum(followers) - followers, followers)
         i, j = self.box[a], self.box[b]
-        lo, hi = self.lo, self.hi
-        overlap = np.all(lo[i] <= hi[j], axis=1) & np.all(hi[i] >= lo[j], axis=1)
-        i, j, cell_key = i[overlap], j[overlap], self.key[a[overlap]]
-        corner = np.floor((np.maximum(lo[i], lo[j]) - self.base) / self.cell).astype(np.int64)
+        for axis in range(3):  # axis by axis, on what is left: most pairs fail the first test
+            lo, hi = self.axes[axis]
+            keep = (lo[i] <= hi[j]) & (hi[i] >= lo[j])
+            i, j, a = i[keep], j[keep], a[keep]
+        corner = np.floor((np.maximum(self.lo[i], self.lo[j]) - self.base) / self.cell)
+        corner = corner.astype(np.int64)
         dims = self.dims
-        home = (corner[:, 0] * dims[1] + corner[:, 1]) * dims[2] + corner[:, 2] == cell_key
+        home = (corner[:, 0] * dims[1] + corner[:, 1]) * dims[2] + corner[:, 2] == self.key[a]
         return np.column_stack([self.ids[i[home]], self.ids[j[home]]])
+
+    @property
+    def axes(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(low, high) of the boxes along each axis, contiguous, in float32 rounded outwards
+        (a box never shrinks, so no overlap is missed; the exact test comes after)."""
+        if not hasattr(self, "_axes"):
+            self._axes = [_outward_float32(self.lo[:, k], self.hi[:, k]) for k in range(3)]
+        return self._axes
+
+
+def _outward_float32(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    lo32, hi32 = lo.astype(np.float32), hi.astype(np.float32)
+    lo32 = np.where(lo32 > lo, np.nextafter(lo32, np.float32(-np.inf)), lo32)
+    hi32 = np.where(hi32 < hi, np.nextafter(hi32, np.float32(np.inf)), hi32)
+    return lo32, hi32
 
 
 def _huge_pairs(
