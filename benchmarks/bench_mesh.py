@@ -7,7 +7,9 @@ runs the 134 only. Ours: ``medprint mesh --volume CT.nrrd --threshold 226 --out 
 threshold 226, discrete flying edges, windowed sinc 40 / passband 0.01, fast-simplification
 80 %, STL). Each runs in its own process, paired in the same run; wall time and peak RSS come
 from ``wait4`` (the child's own ``ru_maxrss``). Our command also reports each stage's peak RSS,
-shown as a multiple of the volume's int16 size (design limit 12×), and the QA figures.
+shown as a multiple of the volume's int16 size (design limit 12×), and the QA figures. The
+machine's load average before and after each pair is noted with the wall times: on a shared
+machine they are only comparable at a similar load.
 """
 
 from __future__ import annotations
@@ -69,9 +71,11 @@ def anchor(image: Path, out: Path) -> Run:
 
 def _rows(slices: int) -> list[Row]:
     image = nrrd(slices)
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:  # public data only; nothing of a case
         theirs = anchor(image, Path(tmp) / "anchor.stl")
         mine = ours(image, Path(tmp) / "ours.stl")
+    load = f"load average {load_before:.1f} -> {os.getloadavg()[0]:.1f} (2 cores shared)"
     report = json.loads(mine.stdout)
     stages = report["build"]["stages"]
     volume_mib = stages.pop("volume")["int16_mib"]
@@ -86,7 +90,7 @@ def _rows(slices: int) -> list[Row]:
     name = f"medprint mesh, TCIA CT {slices} slices"
     return [
         Row(f"{name}: wall", mine.wall_s, "Slicer-style DFE+sinc40+fast-simpl.", theirs.wall_s,
-            "s", "<= 1.5x", f"{qa['triangles']} triangles, all QA"),
+            "s", "<= 1.5x", f"{qa['triangles']} triangles, all QA; {load}"),
         Row(f"{name}: peak RSS", mine.peak_mib, "same, same run", theirs.peak_mib, "M",
             "<= 1.0x", f"volume int16 {volume_mib:.0f} MiB"),
         Row(f"{name}: worst stage peak", worst[1]["peak_rss_mib"], "12x volume int16",
