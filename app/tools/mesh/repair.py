@@ -266,17 +266,9 @@ def repair_mesh(
         decides: a triangle count depends on the decimation, not on what the part is.
     """
     progress = ensure(progress)
-    welded = weld(mesh)
-    # when weld dropped no face, ``welded`` is ``mesh`` as an STL reader sees it
-    if 0 < len(welded.faces) == len(mesh.faces):
-        before, defects = inspect_faces(welded.faces)
-    else:
-        before = topology(mesh)
-        defects = defect_vertices(welded.faces)
+    vertices, faces, before, defects = _weld_and_inspect(mesh)
     report = RepairReport(before=before.to_dict(), after={}, faces_before=len(mesh.faces))
     small = _SmallParts(min_component_faces, min_component_mm3)
-    vertices, faces = np.asarray(welded.vertices), np.asarray(welded.faces, dtype=np.int64)
-    del welded
     faces, removed, alive = small.drop(vertices, faces)
     report.components_removed += removed
     defects = defects[alive[defects]]
@@ -303,6 +295,27 @@ def repair_mesh(
     report.faces_after = len(out.faces)
     progress.update(1.0, "repaired")
     return out, report
+
+
+def _weld_and_inspect(
+    mesh: trimesh.Trimesh,
+) -> tuple[np.ndarray, np.ndarray, Topology, np.ndarray]:
+    """``mesh`` welded as :func:`weld` (vertices not yet compacted), its topology as an STL
+    reader sees it and its defect vertices: one pass over the edges unless the mesh repeats
+    a triangle (then the defects are searched again without the copies)."""
+    vertices, faces = merge_float32(mesh.vertices, mesh.faces)
+    degenerate = (
+        (faces[:, 0] == faces[:, 1]) | (faces[:, 1] == faces[:, 2]) | (faces[:, 0] == faces[:, 2])
+    )
+    faces = faces[~degenerate]
+    if len(faces) == 0:
+        return vertices, faces, topology(mesh), np.zeros(0, dtype=np.int64)
+    before, defects = inspect_faces(faces, degenerate=int(degenerate.sum()))
+    unique = first_unique_rows(np.sort(faces, axis=1))
+    if len(unique) < len(faces):
+        faces = faces[unique]
+        defects = defect_vertices(faces)
+    return vertices, faces, before, defects
 
 
 @dataclass(frozen=True)
