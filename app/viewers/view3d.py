@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 MAX_SIDE = 256  # the ray caster never gets more than 256 voxels a side
 COARSE_SIDE = 96  # the copy rendered while the user rotates
+STILL_RATE = 5.0  # frames a second a still frame aims at (the interactive rate is VTK's 15)
 _IMPORTED = threading.Event()
 # Volume copies and mask surfaces are made here: long-lived threads, because starting a thread
 # waits until it runs (up to a second on a loaded machine while another thread held the GIL).
@@ -141,10 +142,12 @@ def volume_actor(
 
     mapper = vtkFixedPointVolumeRayCastMapper()
     mapper.SetInputData(image)
-    # The image sample distance adapts while the user rotates, 1.5 px for still frames.
+    # The image sample distance (rays every 1.5-6 px) adapts to the frame time the view allows
+    # (View3D: STILL_RATE when still, 15 frames a second while the user rotates).
     mapper.SetAutoAdjustSampleDistances(True)
     mapper.SetMinimumImageSampleDistance(1.5)
     mapper.SetMaximumImageSampleDistance(6.0)
+    mapper.SetImageSampleDistance(3.0)  # the first frame, before any frame time is known
     mapper.SetBlendModeToComposite()
     mapper.SetSampleDistance(min(image.GetSpacing()) / samples_per_voxel)
     values = vtk_to_numpy(image.GetPointData().GetScalars())
@@ -359,6 +362,11 @@ class View3D(QtWidgets.QWidget):
         plotter.set_background((0.10, 0.11, 0.14), top=(0.28, 0.30, 0.36))
         plotter.add_axes(xlabel="L", ylabel="P", zlabel="S", line_width=2)
         plotter.ren_win.AddObserver("StartEvent", self._pick_level_of_detail)
+        # A still frame gets 1/STILL_RATE s: the ray caster widens its image sample distance
+        # (from 1.5 px) when its last frame overran its share of that, as on a software
+        # renderer or a busy machine; VTK's default still rate (0.0001) never limits it.
+        plotter.iren.interactor.SetStillUpdateRate(STILL_RATE)
+        plotter.ren_win.SetDesiredUpdateRate(STILL_RATE)
         self._layout.replaceWidget(self._placeholder, plotter.interactor)
         self._placeholder.hide()
         self._placeholder.deleteLater()
@@ -464,7 +472,7 @@ class View3D(QtWidgets.QWidget):
         rendered = self._rendered
         if rendered is None or self.preset == "off":
             return
-        moving = window.GetDesiredUpdateRate() > 1.0
+        moving = window.GetDesiredUpdateRate() > STILL_RATE
         rendered.fine.SetVisibility(not moving)
         rendered.coarse.SetVisibility(moving)
 
