@@ -269,13 +269,13 @@ def repair_mesh(
     vertices, faces, before, defects = _weld_and_inspect(mesh)
     report = RepairReport(before=before.to_dict(), after={}, faces_before=len(mesh.faces))
     small = _SmallParts(min_component_faces, min_component_mm3)
-    faces, removed, alive = small.drop(vertices, faces)
+    faces, removed, alive, clusters = small.drop(vertices, faces)
     report.components_removed += removed
     defects = defects[alive[defects]]
     check_cancel(cancel)
     progress.update(0.2, "repairing defects")
     if len(defects):
-        vertices, faces = _fix_defects(vertices, faces, defects, small, report)
+        vertices, faces = _fix_defects(vertices, (faces, clusters), defects, small, report)
     out = _compact(vertices, faces)
     if signed_volume(out) < 0:
         out = make_mesh(out.vertices, np.asarray(out.faces)[:, ::-1])
@@ -326,12 +326,14 @@ class _SmallParts:
     min_faces: int
     min_mm3: float
 
-    def drop(self, vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
-        """``faces`` without the small clusters, how many clusters went, and a vertex mask of
-        what is left."""
+    def drop(
+        self, vertices: np.ndarray, faces: np.ndarray
+    ) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+        """``faces`` without the small clusters, how many clusters went, a vertex mask of
+        what is left and the cluster of each face left (0, 1, ...)."""
         alive = np.zeros(len(vertices), dtype=bool)
         if len(faces) == 0:
-            return faces, 0, alive
+            return faces, 0, alive, np.zeros(0, dtype=np.int64)
         labels = vertex_clusters(faces)
         n = int(labels.max()) + 1
         v = vertices[faces]
@@ -340,21 +342,23 @@ class _SmallParts:
         small = (np.bincount(labels, minlength=n) < self.min_faces) | (
             np.abs(np.bincount(labels, weights=volume, minlength=n)) < self.min_mm3
         )
-        faces = faces[~small[labels]]
+        kept = ~small[labels]
+        faces, labels = faces[kept], (np.cumsum(~small) - 1)[labels[kept]]
         alive[faces.ravel()] = True
-        return faces, int(small.sum()), alive
+        return faces, int(small.sum()), alive, labels
 
 
 def _fix_defects(
     vertices: np.ndarray,
-    faces: np.ndarray,
+    clustered: tuple[np.ndarray, np.ndarray],
     defects: np.ndarray,
     small: _SmallParts,
     report: RepairReport,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rebuild the neighbourhood of each defect (wider rings if needed); the clusters a patch
-    cannot close go through the whole-part repair."""
-    labels = vertex_clusters(faces)
+    cannot close go through the whole-part repair. ``clustered``: the faces and the
+    vertex-joined cluster of each."""
+    faces, labels = clustered
     touched = np.zeros(int(labels.max()) + 1, dtype=bool)
     marked = np.zeros(len(vertices), dtype=bool)
     marked[defects] = True
@@ -364,7 +368,7 @@ def _fix_defects(
         patched = fix_locally(vertices, faces, defects, rings=rings)
         if patched is not None:
             vertices, faces, _ = patched
-            faces, removed, _ = small.drop(vertices, faces)
+            faces, removed, _, _ = small.drop(vertices, faces)
             report.components_removed += removed
             return vertices, faces
     report.notes.append("a defect needed a whole-part repair")
@@ -381,7 +385,7 @@ def _fix_part(part: trimesh.Trimesh, small: _SmallParts, report: RepairReport) -
     fixed = _fix_component(part)
     if np.sign(signed_volume(fixed)) != np.sign(signed_volume(part)):
         fixed = make_mesh(fixed.vertices, np.asarray(fixed.faces)[:, ::-1])
-    faces, removed, _ = small.drop(np.asarray(fixed.vertices), np.asarray(fixed.faces))
+    faces, removed, _, _ = small.drop(np.asarray(fixed.vertices), np.asarray(fixed.faces))
     report.components_removed += removed
     return [make_mesh(np.asarray(fixed.vertices), faces)] if len(faces) else []
 
