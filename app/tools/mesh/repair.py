@@ -301,8 +301,9 @@ def _weld_and_inspect(
     mesh: trimesh.Trimesh,
 ) -> tuple[np.ndarray, np.ndarray, Topology, np.ndarray]:
     """``mesh`` welded as :func:`weld` (vertices not yet compacted), its topology as an STL
-    reader sees it and its defect vertices: one pass over the edges unless the mesh repeats
-    a triangle (then the defects are searched again without the copies)."""
+    reader sees it and its defect vertices, from one pass over the edges. Copies of a
+    triangle are dropped after that pass: the defects they made are still listed, which only
+    widens the patches around them (a patch checks its own defects exactly)."""
     vertices, faces = merge_float32(mesh.vertices, mesh.faces)
     degenerate = (
         (faces[:, 0] == faces[:, 1]) | (faces[:, 1] == faces[:, 2]) | (faces[:, 0] == faces[:, 2])
@@ -311,11 +312,7 @@ def _weld_and_inspect(
     if len(faces) == 0:
         return vertices, faces, topology(mesh), np.zeros(0, dtype=np.int64)
     before, defects = inspect_faces(faces, degenerate=int(degenerate.sum()))
-    unique = first_unique_rows(np.sort(faces, axis=1))
-    if len(unique) < len(faces):
-        faces = faces[unique]
-        defects = defect_vertices(faces)
-    return vertices, faces, before, defects
+    return vertices, faces[first_unique_rows(np.sort(faces, axis=1))], before, defects
 
 
 @dataclass(frozen=True)
