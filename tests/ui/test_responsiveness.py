@@ -1,9 +1,10 @@
 """The window stays responsive (invariant 6): the longest event-loop stall, measured by a 10 ms
 timer (``tests/ui/stall.py``), while a case opens, the bone tool runs, a mesh builds and a mesh
 slices, on the real CT in a private vault. The goal is 100 ms; CI machines are shared and use a
-software renderer, and mesh and slice jobs still stall 1-2 s (repaints of the OpenGL-backed window
-and worker threads holding the GIL), so the limit here is a generous 3 s that catches a job
-moved back onto the GUI thread; ``benchmarks/bench_gui.py`` reports the figures."""
+software renderer, where the stalls left are mostly waiting (other processes, llvmpipe, the GIL
+held by a worker): measured 0.1-0.25 s at load ~6 on 2 cores (Dec 4). The limit here is 1 s,
+which a job moved back onto the GUI thread exceeds; ``benchmarks/bench_gui.py`` reports the
+figures."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from PySide6 import QtWidgets
 from tests.ui.conftest import grab_array
 from tests.ui.stall import StallMeter
 
-STALL_LIMIT_S = 3.0
+STALL_LIMIT_S = 1.0
 
 
 @pytest.fixture
