@@ -422,7 +422,7 @@ def concatenate(meshes: list[trimesh.Trimesh]) -> trimesh.Trimesh:
 
 
 def self_intersecting_faces(
-    mesh: trimesh.Trimesh, *, only: np.ndarray | None = None, chunk: int = 1_000_000
+    mesh: trimesh.Trimesh, *, only: np.ndarray | None = None, chunk: int = 400_000
 ) -> np.ndarray:
     """Indices of triangles that properly cross another triangle (sharing no vertex with it).
 
@@ -522,25 +522,23 @@ class _BoxGrid:
         ids = np.arange(len(lo)) if subset is None else np.asarray(subset, dtype=np.int64)
         if len(ids) < 2:
             return None
-        blo, bhi = lo[ids], hi[ids]
+        blo, bhi = (lo, hi) if subset is None else (lo[ids], hi[ids])
         extent = bhi - blo  # cells follow the typical box's shape (long on thick slices)
         cell = np.maximum(np.median(extent, axis=0) * 2.0, float(np.median(extent.max(axis=1))) / 8)
         cell = np.where(cell > 0, cell, 1.0)
+        del extent
         base = blo.min(axis=0)
         first = np.floor((blo - base) / cell).astype(np.int64)
         span = np.floor((bhi - base) / cell).astype(np.int64) - first + 1
         count = span.prod(axis=1)
         huge = count > 64
-        box = np.repeat(np.flatnonzero(~huge).astype(np.int32), count[~huge])
-        rank = np.arange(len(box)) - np.repeat(np.cumsum(count[~huge]) - count[~huge], count[~huge])
-        sx, sy = span[box, 0], span[box, 1]
-        coords = first[box] + np.column_stack([rank % sx, (rank // sx) % sy, rank // (sx * sy)])
-        dims = coords.max(axis=0) + 1 if len(coords) else np.ones(3, dtype=np.int64)
-        key = (coords[:, 0] * dims[1] + coords[:, 1]) * dims[2] + coords[:, 2]
+        key, box = _cell_entries(first, span, count, ~huge)
+        dims = key[1]
+        key = key[0]
         order = np.argsort(key, kind="stable")
         key, box = key[order], box[order]
-        end = np.searchsorted(key, key, side="right")  # one past the last entry of each cell
-        followers = end - np.arange(len(key)) - 1
+        del order
+        followers = np.searchsorted(key, key, side="right") - np.arange(len(key)) - 1
         return cls(blo, bhi, ids, np.flatnonzero(huge), cell, base, dims, key, box, followers)
 
     def ranges(self, chunk: int) -> list[tuple[int, int]]:
@@ -577,6 +575,32 @@ class _BoxGrid:
         if not hasattr(self, "_axes"):
             self._axes = [_outward_float32(self.lo[:, k], self.hi[:, k]) for k in range(3)]
         return self._axes
+
+
+def _cell_entries(
+    first: np.ndarray, span: np.ndarray, count: np.ndarray, entered: np.ndarray
+) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+    """((cell key of every entry, grid dimensions), box of every entry): each ``entered`` box
+    in each of the ``count`` cells it spans from cell ``first``, one axis at a time."""
+    box = np.repeat(np.flatnonzero(entered).astype(np.int32), count[entered])
+    rank = np.arange(len(box)) - np.repeat(
+        np.cumsum(count[entered]) - count[entered], count[entered]
+    )
+    sx, sy = span[box, 0], span[box, 1]
+    x = first[box, 0] + rank % sx
+    y = first[box, 1] + (rank // sx) % sy
+    rank //= sx * sy
+    del sx, sy
+    z = first[box, 2] + rank
+    del rank
+    dims = np.array([x.max(), y.max(), z.max()]) + 1 if len(box) else np.ones(3, dtype=np.int64)
+    key = x
+    key *= dims[1]
+    key += y
+    del y
+    key *= dims[2]
+    key += z
+    return (key, dims), box
 
 
 def _outward_float32(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
