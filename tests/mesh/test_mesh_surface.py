@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -75,7 +77,14 @@ def test_clean_mask_drops_islands_and_fills_cavities():
     assert cleaned[15, 15, 15] and not cleaned[1, 1, 1]
 
 
-def test_clean_mask_counts_face_connected_parts_and_keeps_pockets_on_the_border():
+@pytest.mark.parametrize("labelling", ["SimpleITK", "scipy"])
+def test_clean_mask_counts_face_connected_parts_and_keeps_pockets_on_the_border(
+    labelling, monkeypatch
+):
+    import SimpleITK  # noqa: F401 (the labelling is SimpleITK's once it is loaded)
+
+    if labelling == "scipy":  # as in a process that never read an image file
+        monkeypatch.delitem(sys.modules, "SimpleITK")
     mask = np.zeros((10, 10, 10), dtype=np.uint8)
     mask[4:9, 4:9, 4:9] = 1
     mask[1, 1, 1] = mask[2, 2, 2] = 1  # touching by a corner only: two islands

@@ -11,6 +11,7 @@ edge once an STL reader merges equal vertices (measured on the TCIA CT, see DESI
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -115,7 +116,7 @@ def _set_small_components(mask: np.ndarray, limit: int, *, inside: bool) -> tupl
     (islands, cleared) or of the outside (cavities, filled; only those not touching the
     array's border). Returns how many components and voxels were flipped.
 
-    One labelling (SimpleITK, all cores), sizes counted slab by slab, and the small labels
+    One labelling (:func:`_labels`), sizes counted slab by slab, and the small labels
     looked up slab by slab: no whole-grid temporary besides the labels and their image."""
     labels, _owner = _labels(mask, inside=inside)
     sizes = np.zeros(int(labels.max(initial=0)) + 1, dtype=np.int64)
@@ -137,10 +138,28 @@ _SLAB = 16
 
 
 def _labels(mask: np.ndarray, *, inside: bool) -> tuple[np.ndarray, object]:
-    """Face-connected component labels (uint32, 0 = not in a component) of the mask's
-    inside (non-zero) voxels, or of its outside voxels; and the image that owns them (the
-    labels are a view of it: keep it while they are used)."""
-    import SimpleITK as sitk  # noqa: PLC0415 (heavy import, only when needed)
+    """Face-connected component labels (0 = not in a component) of the mask's inside
+    (non-zero) voxels, or of its outside voxels; and the object that owns them (keep it while
+    the labels are used).
+
+    SimpleITK's labelling (all cores, 2.4x less CPU than scipy's on one) when the library is
+    loaded already, as it is once an image file was read; scipy's otherwise (uint16 labels when
+    they fit): loading SimpleITK only for this would add ~110 MiB of resident library.
+    """
+    if "SimpleITK" in sys.modules:
+        return _sitk_labels(mask, inside=inside)
+    from scipy import ndimage  # noqa: PLC0415
+
+    voxels = mask if inside else np.logical_not(mask)
+    try:
+        labels, _ = ndimage.label(voxels, output=np.uint16)
+    except RuntimeError:  # more than 65535 components
+        labels, _ = ndimage.label(voxels)
+    return labels, None
+
+
+def _sitk_labels(mask: np.ndarray, *, inside: bool) -> tuple[np.ndarray, object]:
+    import SimpleITK as sitk  # noqa: PLC0415 (loaded already, see _labels)
 
     image = sitk.GetImageFromArray(mask.view(np.uint8) if mask.dtype == bool else mask)
     if not inside:
