@@ -34,7 +34,8 @@ def test_every_command_word_finds_the_module_that_registers_it() -> None:
 
 def test_a_command_imports_its_own_module_only() -> None:
     loaded = _modules_after(["settings", "--help"])
-    assert {m for m in loaded if m.startswith("app.commands.")} == {"app.commands.settings"}
+    commands = {f"app.commands.{name}" for name in cli.COMMANDS}
+    assert loaded & commands == {"app.commands.settings"}  # helpers (output) are not commands
     assert not {m for m in loaded if m.split(".")[0] in HEAVY}
 
 
