@@ -313,3 +313,15 @@ def test_every_edit_verb_stores_a_new_version_of_the_case(data_dir, keystore_ser
         "union",
         "difference",
     ]
+
+
+def test_an_incomplete_order_is_one_line_on_stderr(data_dir, keystore_service, capsys):
+    from app.cli import main
+    from app.workflow.actor import Actor
+
+    assert main(["vault", "init"]) == 0
+    pseudonym = Actor.current().vault.create_case({})
+    capsys.readouterr()
+    assert main(["order", pseudonym, "--indication", "trauma", "--region", "head"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == "medprint: error: an order also needs --service, --due\n"

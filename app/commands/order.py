@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from app.errors import MedPrintError
 from app.workflow import intake, order
 from app.workflow.actor import Actor
 
@@ -35,8 +36,8 @@ def _order(args: argparse.Namespace) -> int:
     else:
         missing = [f"--{n}" for n in ("region", "service", "due") if getattr(args, n) is None]
         if missing:
-            print(f"medprint: error: an order also needs {', '.join(missing)}")
-            return 2
+            msg = f"an order also needs {', '.join(missing)}"
+            raise MedPrintError(msg)
         made = order.set_order(
             actor,
             case,
