@@ -1,7 +1,7 @@
 """The Print section's gate over the networked printers: G-code of a version never reviewed,
 or of a mesh that is no version of the case, is refused with one line and nothing is uploaded
-to OctoPrint or Moonraker (USB: tests/ui/test_print_job.py). Same world as test_print_job: mesh
-v1 approved, v2 never reviewed, g1 sliced from v1, g2 from v2.
+to OctoPrint or Moonraker, while approved G-code prints (USB: tests/ui/test_print_job.py). Same
+world as test_print_job: mesh v1 approved, v2 never reviewed, g1 sliced from v1, g2 from v2.
 """
 
 from __future__ import annotations
@@ -66,3 +66,23 @@ def test_unapproved_and_foreign_gcode_are_refused_over_the_network(
     denied = [r for r in audit.read_records() if r["action"] == "access.denied"]
     assert [r["facts"]["attempted"] for r in denied[-2:]] == ["print", "print"]
     assert not any(r["action"] == "print.start" for r in audit.read_records())
+
+
+def test_approved_gcode_prints_on_octoprint_from_the_gui(request, section, case, qtbot, tmp_path):
+    """The other side of the gate: G-code sliced from the approved v1 is uploaded to OctoPrint
+    under the pseudonym and G-code number, and runs to the end."""
+    from tests.printing.peers.gcode_samples import synthetic_gcode
+
+    text = synthetic_gcode(tmp_path / "short.gcode", lines=300).read_text()
+    provenance = {"mesh_version": 1, "mesh_sha256": case.mesh_sha256(1), "printer": PRINTER}
+    number = case.save_gcode(text, provenance).number
+    profile, uploaded = _networked(request, "octoprint")
+    section.poll_interval = 0.2
+    section.set_printers({profile.id: profile}, profile.id)
+    section.set_case(case, select=1)
+    section.gcode.setCurrentIndex(section.gcode.findData(number))
+    job = world.start(section, qtbot)
+    qtbot.waitUntil(lambda: section.view.state.text() == "Finished", timeout=120000)
+    assert job.remote_name == f"{case.pseudonym}-g{number}.gcode" in uploaded()
+    start = next(r for r in audit.read_records() if r["action"] == "print.start")
+    assert start["facts"]["gcode_version"] == number and start["facts"]["transport"] == "octoprint"
