@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import resource
+
 import numpy as np
 import pytest
 import trimesh
 from scipy.spatial import cKDTree
 
 from app.errors import MeshError
+from app.tools.mesh import quadric
 from app.tools.mesh.core import (
     concatenate,
     defect_vertices,
@@ -184,3 +187,15 @@ def test_a_hole_too_large_for_a_patch_goes_through_the_whole_part_repair():
     assert report.closed_manifold and topology(fixed).closed_manifold
     assert "a defect needed a whole-part repair" in report.notes
     assert signed_volume(fixed) == pytest.approx(4 / 3 * np.pi * 20.0**3, rel=0.05)
+
+
+def test_a_big_mesh_is_decimated_in_a_child_and_this_process_keeps_nothing_of_it():
+    ball = sphere(radius=30.0, subdivisions=7)  # 327,680 triangles: decimated by a child
+    assert len(ball.faces) >= quadric.CHILD_FROM_TRIANGLES
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    small, report = decimate_mesh(ball, reduction=0.9)
+    assert report.faces_after == len(small.faces) < 0.11 * len(ball.faces)
+    assert topology(small).closed_manifold
+    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss >= before  # a child ran
+    same, _ = decimate_mesh(submesh(ball, np.arange(len(ball.faces))), reduction=0.9)
+    assert len(same.faces) == len(small.faces)  # the child gives what this process would

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-import fast_simplification
 import numpy as np
 import pymeshfix
 import trimesh
 
 from app.errors import MeshError
 from app.progress import CancelToken, Progress, check_cancel, ensure
+from app.tools.mesh import quadric
 from app.tools.mesh.core import (
     Topology,
     compact,
@@ -458,11 +458,11 @@ def decimate_mesh(
         return mesh, DecimationReport(n, n, 0.0, False)
     check_cancel(cancel)
     progress.update(0.05, "decimating")
-    points, faces = fast_simplification.simplify(
+    points, faces = quadric.simplify(
         np.asarray(mesh.vertices, dtype=np.float32),
         np.asarray(mesh.faces, dtype=np.int32),
-        target_reduction=float(reduction),
-        agg=float(aggressiveness),
+        float(reduction),
+        float(aggressiveness),
     )
     out = make_mesh(points, faces)
     check_cancel(cancel)
