@@ -10,6 +10,7 @@ result); the steps are also public on their own (:mod:`surface`, :mod:`repair`, 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
@@ -35,6 +36,7 @@ from app.tools.mesh.surface import (
     MaskCrop,
     SmoothingReport,
     extract_surface,
+    measure_smoothing,
     smooth_surface,
 )
 
@@ -195,21 +197,27 @@ def build_mesh(
             reference,
             smoothing,
             iterations=iterations,
-            progress=progress.sub(0.15, 0.45),
+            measure=False,
+            progress=progress.sub(0.15, 0.35),
             cancel=cancel,
         )
     check_cancel(cancel)
     decimation = None
-    if reduction or target_faces:
-        with stage(meter, "decimate"):
-            mesh, decimation = decimate_mesh(
-                mesh,
-                reduction=reduction,
-                target_faces=target_faces,
-                repair=False,  # repaired just below, once
-                progress=progress.sub(0.45, 0.7),
-                cancel=cancel,
-            )
+    # a big surface is decimated by a child process: measure the smoothing meanwhile
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        decimating = (
+            pool.submit(decimate_mesh, mesh, reduction=reduction, target_faces=target_faces,
+                        repair=False, cancel=cancel)
+            if reduction or target_faces
+            else None
+        )  # fmt: skip
+        with stage(meter, "smooth"):
+            progress.update(0.35, "measuring smoothing deviation")
+            smooth_report = measure_smoothing(smooth_report, mesh, reference, cancel=cancel)
+        if decimating is not None:
+            with stage(meter, "decimate"):
+                progress.update(0.45, "decimating")
+                mesh, decimation = decimating.result()
     with stage(meter, "repair"):
         mesh, repair = repair_mesh(mesh, progress=progress.sub(0.7, 1.0), cancel=cancel)
     return MeshBuild(
