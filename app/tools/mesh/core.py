@@ -435,8 +435,7 @@ def self_intersecting_faces(
     vertices, faces = merge_float32(mesh.vertices, mesh.faces)
     if len(faces) < 2:
         return np.zeros(0, dtype=np.int64)
-    tri = vertices[faces]
-    lo, hi = tri.min(axis=1), tri.max(axis=1)
+    lo, hi = _face_boxes(vertices, faces)
     subset = None if only is None else _boxes_near(lo, hi, np.asarray(only, dtype=np.int64))
     focus = None
     if subset is not None:
@@ -447,7 +446,7 @@ def self_intersecting_faces(
         return np.zeros(0, dtype=np.int64)
 
     def crossing(pairs: np.ndarray) -> np.ndarray:
-        return _crossing(pairs, faces, tri, focus)
+        return _crossing(pairs, faces, vertices, focus)
 
     hits = [crossing(p) for p in _huge_pairs(grid.lo, grid.hi, grid.huge, grid.ids, chunk)]
     ranges = grid.ranges(chunk)
@@ -456,15 +455,26 @@ def self_intersecting_faces(
     return _sorted_unique(np.concatenate(hits)) if hits else np.zeros(0, dtype=np.int64)
 
 
+def _face_boxes(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each triangle's bounding box, corner by corner (no copy of every triangle)."""
+    lo, hi = vertices[faces[:, 0]], vertices[faces[:, 0]]
+    for corner in (1, 2):
+        point = vertices[faces[:, corner]]
+        np.minimum(lo, point, out=lo)
+        np.maximum(hi, point, out=hi)
+    return lo, hi
+
+
 def _crossing(
-    pairs: np.ndarray, faces: np.ndarray, tri: np.ndarray, focus: np.ndarray | None
+    pairs: np.ndarray, faces: np.ndarray, vertices: np.ndarray, focus: np.ndarray | None
 ) -> np.ndarray:
     """Faces of the ``pairs`` that cross (pairs sharing a vertex never count)."""
     if focus is not None:
         pairs = pairs[focus[pairs[:, 0]] | focus[pairs[:, 1]]]
     shared = (faces[pairs[:, 0]][:, :, None] == faces[pairs[:, 1]][:, None, :]).any(axis=(1, 2))
     pairs = pairs[~shared]
-    return pairs[_tri_tri(tri[pairs[:, 0]], tri[pairs[:, 1]])].ravel()
+    first, second = vertices[faces[pairs[:, 0]]], vertices[faces[pairs[:, 1]]]
+    return pairs[_tri_tri(first, second)].ravel()
 
 
 def _sorted_unique(values: np.ndarray) -> np.ndarray:
