@@ -224,13 +224,12 @@ class _Edges:
     """Every face's three half-edges, grouped by undirected edge with one sort.
 
     Half-edge ``h = 3 f + i`` runs from corner ``i`` of face ``f`` to the next corner;
-    ``edges[h]`` is its vertex pair sorted, ``sign[h]`` +1 when it runs up that pair,
-    ``order`` the half-edges sorted by edge, ``inverse[h]`` its edge, ``counts[e]`` the
-    half-edges of edge ``e`` and ``flipped[e]`` whether its two faces disagree on orientation.
+    ``edges[h]`` is its vertex pair sorted, ``order`` the half-edges sorted by edge,
+    ``inverse[h]`` its edge, ``counts[e]`` the half-edges of edge ``e`` and ``flipped[e]``
+    whether its two faces disagree on orientation.
     """
 
     edges: np.ndarray
-    sign: np.ndarray
     order: np.ndarray
     inverse: np.ndarray
     counts: np.ndarray
@@ -238,20 +237,25 @@ class _Edges:
 
     @classmethod
     def of(cls, faces: np.ndarray) -> _Edges:
-        directed = np.stack([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]], axis=1)
-        directed = directed.reshape(-1, 2)
-        sign = np.where(directed[:, 0] < directed[:, 1], 1.0, -1.0)
-        edges = np.sort(directed, axis=1)
-        key = edges[:, 0] * (int(edges.max()) + 1) + edges[:, 1]
+        start = faces.ravel()  # a view: half-edge h starts at corner h
+        end = faces[:, [1, 2, 0]].ravel()
+        up = start < end
+        edges = np.empty((len(start), 2), dtype=np.int64)
+        np.minimum(start, end, out=edges[:, 0])
+        np.maximum(start, end, out=edges[:, 1])
+        del end
+        key = edges[:, 0] * (int(edges[:, 1].max()) + 1)
+        key += edges[:, 1]
         order = np.argsort(key, kind="stable")
-        ordered = key[order]
-        starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
-        counts = np.diff(np.append(starts, len(key)))
-        inverse = np.empty(len(key), dtype=np.int64)
+        key = key[order]
+        starts = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
+        del key
+        counts = np.diff(np.append(starts, len(start)))
+        inverse = np.empty(len(start), dtype=np.int64)
         inverse[order] = np.repeat(np.arange(len(starts)), counts)
-        # an interior edge is consistently oriented when its two half-edges run opposite ways
-        sign_sum = np.bincount(inverse, weights=sign, minlength=len(counts))
-        return cls(edges, sign, order, inverse, counts, (counts == 2) & (sign_sum != 0))
+        # an interior edge is consistently oriented when one of its half-edges runs up
+        ups = np.bincount(inverse[up], minlength=len(counts))
+        return cls(edges, order, inverse, counts, (counts == 2) & (ups != 1))
 
 
 def _edge_linked(n_faces: int, table: _Edges) -> np.ndarray:
