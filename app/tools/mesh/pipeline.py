@@ -36,6 +36,7 @@ from app.tools.mesh.surface import (
     MaskCrop,
     SmoothingReport,
     extract_surface,
+    forget_index,
     measure_smoothing,
     smooth_surface,
 )
@@ -214,6 +215,7 @@ def build_mesh(
         with stage(meter, "smooth"):
             progress.update(0.35, "measuring smoothing deviation")
             smooth_report = measure_smoothing(smooth_report, mesh, reference, cancel=cancel)
+            forget_index(reference)  # not kept through decimation and repair; QA rebuilds it
         if decimating is not None:
             with stage(meter, "decimate"):
                 progress.update(0.45, "decimating")

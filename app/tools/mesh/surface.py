@@ -536,6 +536,13 @@ def _nearest_index(
     return index
 
 
+def forget_index(surface: trimesh.Trimesh) -> None:
+    """Drop ``surface``'s cached nearest-triangle index (rebuilt when next needed): a build
+    frees it while it decimates and repairs, and QA builds it again."""
+    if _INDEX_KEY in surface._cache:
+        surface._cache.delete(_INDEX_KEY)
+
+
 def _vtk_distances(points: np.ndarray, surface: trimesh.Trimesh) -> np.ndarray:
     enable_vtk_threads()
     implicit = vtk.vtkImplicitPolyDataDistance()
