@@ -257,14 +257,19 @@ def test_a_key_that_is_not_the_enrolled_one_cannot_sign(people, sphere_case):
     assert _decisions(sphere_case) == []
 
 
-def test_who_saved_the_segmentation_cannot_approve_a_mesh_built_from_it(admin, people, sphere_case):
+def _rita_segments_tess_builds(admin, people, case):
+    """rita (technician and reviewer) saves a bone segmentation; the technician builds from it."""
     rita = person(admin, "rita", "technician", "reviewer")
-    volume = sphere_case.load_volume()
+    volume = case.load_volume()
     seg = Segmentation(volume)
     tool = get_tool("threshold")
     tool.apply(seg, volume, tool.default_params(preset="bone"))
-    segment.save(rita, sphere_case, seg)
-    made = mesh.build(people[TECH], sphere_case, settings="review")
+    segment.save(rita, case, seg)
+    return rita, mesh.build(people[TECH], case, settings="review")
+
+
+def test_who_saved_the_segmentation_cannot_approve_a_mesh_built_from_it(admin, people, sphere_case):
+    rita, made = _rita_segments_tess_builds(admin, people, sphere_case)
     assert review.authors(sphere_case, made.number) == {"rita", TECH}
     with pytest.raises(AccessDenied, match="four eyes"):
         review.approve(rita, sphere_case, made.number)
@@ -275,13 +280,7 @@ def test_authors_rewritten_in_the_vault_still_cannot_approve(admin, people, sphe
     """rita (technician and reviewer) saved the segmentation; tess built from it. rita rewrites
     the version's and the segmentation's authors in the vault (she holds the vault key): the
     signed audit log still names her, so she can neither approve nor sign an approval that counts."""
-    rita = person(admin, "rita", "technician", "reviewer")
-    volume = sphere_case.load_volume()
-    seg = Segmentation(volume)
-    tool = get_tool("threshold")
-    tool.apply(seg, volume, tool.default_params(preset="bone"))
-    segment.save(rita, sphere_case, seg)
-    made = mesh.build(people[TECH], sphere_case, settings="review")
+    rita, made = _rita_segments_tess_builds(admin, people, sphere_case)
     info = sphere_case.mesh_info(made.number) | {"authors": []}
     sphere_case._save_json(f"mesh/v{made.number}/info.json", info)
     sphere_case._save_json("segmentation-authors.json", [TECH])
