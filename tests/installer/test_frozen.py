@@ -11,6 +11,7 @@ permitted): nothing may be fetched at run time. The keystore is the real Secret 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -24,6 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import trimesh
+
+from app.tools.mesh import quadric
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "installer"))
@@ -222,6 +226,25 @@ def test_bundle_has_what_the_app_needs_and_no_more(frozen: Path) -> None:
 def test_version(frozen: Path, run: Runner) -> None:
     done = run("--version")
     assert done.stdout.strip() == f"medprint {buildlib.app_version()}"
+
+
+def test_the_frozen_app_is_its_own_decimation_child(frozen: Path) -> None:
+    """A frozen build has no ``python -c``: started with the child flag alone, the app takes
+    arrays on standard input and answers the decimated mesh (as quadric.simplify expects)."""
+    ball = trimesh.creation.icosphere(5)
+    request = io.BytesIO()
+    points, faces = ball.vertices.astype(np.float32), ball.faces.astype(np.int32)
+    for array in (points, faces, np.array([0.9, 7.0])):
+        np.lib.format.write_array(request, array)
+    done = subprocess.run(
+        [str(frozen / "medprint"), quadric.CHILD_FLAG],
+        input=request.getvalue(), capture_output=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    reply = io.BytesIO(done.stdout)
+    out_points, out_faces = np.lib.format.read_array(reply), np.lib.format.read_array(reply)
+    assert out_points.shape[1] == 3 and 0 < len(out_faces) <= 0.11 * len(faces)
+    assert out_faces.max() < len(out_points)
 
 
 def test_vault_scan_import_use_the_secret_service(run: Runner, secret_service: None) -> None:

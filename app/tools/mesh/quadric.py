@@ -4,8 +4,8 @@ fast-simplification keeps its working arrays (about 250 bytes a triangle of the 
 global C++ vectors that are cleared but never shrunk, so after one call on a 2.5-million
 triangle surface the process holds ~600 MiB until it exits. A big mesh is therefore
 decimated by a child Python that imports only numpy and fast-simplification (arrays in and
-out over its standard streams). A small mesh, a frozen build (no ``python -c``) or a child
-that fails is decimated in this process.
+out over its standard streams; a frozen build starts itself with :data:`CHILD_FLAG`). A small
+mesh, or a child that fails, is decimated in this process.
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ import numpy as np
 from numpy.lib.format import read_array, write_array
 
 CHILD_FROM_TRIANGLES = 300_000  # below this the kept arrays are < ~75 MiB: not worth a process
-_CHILD = "from app.tools.mesh.quadric import serve; serve()"
+CHILD_FLAG = "--medprint-decimation-child"  # the frozen launcher's way to run serve()
 
 
 def simplify(
     points: np.ndarray, faces: np.ndarray, reduction: float, aggressiveness: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(points, faces)`` with the fraction ``reduction`` of the triangles collapsed."""
-    if len(faces) >= CHILD_FROM_TRIANGLES and not getattr(sys, "frozen", False):
+    if len(faces) >= CHILD_FROM_TRIANGLES:
         out = _in_child(points, faces, reduction, aggressiveness)
         if out is not None:
             return out
@@ -39,13 +39,19 @@ def _in_child(
     for array in (points, faces, np.array([reduction, aggressiveness])):
         write_array(request, array, allow_pickle=False)
     done = subprocess.run(
-        [sys.executable, "-c", _CHILD], input=request.getbuffer(), capture_output=True, check=False
+        _child_command(), input=request.getbuffer(), capture_output=True, check=False
     )
     del request
     if done.returncode != 0:
         return None
     reply = io.BytesIO(done.stdout)
     return read_array(reply), read_array(reply)
+
+
+def _child_command() -> list[str]:
+    if getattr(sys, "frozen", False):
+        return [sys.executable, CHILD_FLAG]
+    return [sys.executable, "-c", "from app.tools.mesh.quadric import serve; serve()"]
 
 
 def serve() -> None:
