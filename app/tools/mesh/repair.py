@@ -1,11 +1,12 @@
 """Make a mesh a closed, oriented 2-manifold as a slicer reads it, and decimate it safely.
 
-Repair works per connected component, so a spine of separate vertebrae keeps every vertebra:
-components enclosing less than ``min_component_mm3`` are dropped (never by triangle count:
+The mesh is checked once as an STL reader would see it (vertices merged at float32).
+Components enclosing less than ``min_component_mm3`` are dropped, never by triangle count:
 after 80 % decimation of a thin-slice CT a real 30 mm3 bone fragment has fewer than 100
-triangles), and only the components that fail the check (as an STL reader would see them,
-vertices merged at float32) go through MeshFix, which fills holes, removes non-manifold parts
-and self-intersections. Inner shells (cavities) keep their inward normals.
+triangles; so a spine of separate vertebrae keeps every vertebra. Each defect (open, shared-
+by-3 or flipped edge, pinch vertex) and each pair of crossing triangles is then rebuilt in a
+small patch around it (:mod:`~app.tools.mesh.patch`); only a part whose defect a patch cannot
+close goes through MeshFix as a whole. Inner shells (cavities) keep their inward normals.
 """
 
 from __future__ import annotations
