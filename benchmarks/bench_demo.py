@@ -18,7 +18,6 @@ multiple). The demo's wall has no goal of its own; the machine is shared, so it 
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -29,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.common import REPO, Row
+from benchmarks.common import REPO, Row, measured, measured_result
 from benchmarks.inputs import TCIA, dicom_series, nrrd
 
 THRESHOLD = "226"
@@ -84,11 +83,13 @@ class _Sampler:
 
 
 def run_child(args: list[str], *, sample: bool = False) -> Run:
-    """Run ``args`` from the repository: wall time, the child's peak RSS (``wait4``) and, with
-    ``sample``, the sampled peak and time of each step line it prints."""
+    """Run ``args`` from the repository: wall time, their peak RSS (``common.measured``) and,
+    with ``sample``, the sampled peak and time of each step line it prints."""
     start = last = time.perf_counter()
     with tempfile.TemporaryFile("w+") as errors:
-        proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=errors, text=True)
+        proc = subprocess.Popen(
+            measured(args), cwd=REPO, stdout=subprocess.PIPE, stderr=errors, text=True
+        )
         sampler = _Sampler(proc.pid) if sample else None
         lines, steps = [], {}
         for line in proc.stdout or ():
@@ -98,15 +99,16 @@ def run_child(args: list[str], *, sample: bool = False) -> Run:
                 now = time.perf_counter()
                 steps[found.group(1)] = (sampler.take(), now - last)
                 last = now
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc.wait()
         if sampler is not None:
             sampler.stop()
-        if os.waitstatus_to_exitcode(status) != 0:
-            errors.seek(0)
-            msg = f"{' '.join(args[:5])} ... exited with {os.waitstatus_to_exitcode(status)}: "
-            raise RuntimeError(msg + errors.read()[-800:])
+        errors.seek(0)
+        code, peak, text = measured_result(errors.read())
+        if code != 0:
+            msg = f"{' '.join(args[:5])} ... exited with {code}: "
+            raise RuntimeError(msg + text[-800:])
     wall = time.perf_counter() - start
-    return Run(wall, usage.ru_maxrss / 1024, "".join(lines), steps)
+    return Run(wall, peak, "".join(lines), steps)
 
 
 def ours(series: Path, out: Path) -> Run:

@@ -6,7 +6,7 @@ runs the 134 only. Ours: ``medprint mesh --volume CT.nrrd --threshold 226 --out 
 --stages`` (default settings, all QA). Anchor: ``benchmarks/slicer_anchor.py`` (SimpleITK read,
 threshold 226, discrete flying edges, windowed sinc 40 / passband 0.01, fast-simplification
 80 %, STL). Each runs in its own process, paired in the same run; wall time and peak RSS come
-from ``wait4`` (the child's own ``ru_maxrss``). Our command also reports each stage's peak RSS,
+from ``wait4`` through a small measuring parent (``common.measured``). Our command also reports each stage's peak RSS,
 shown as a multiple of the volume's int16 size (design limit 12×), and the QA figures. The
 machine's load average before and after each pair is noted with the wall times: on a shared
 machine they are only comparable at a similar load.
@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.common import REPO, Row
+from benchmarks.common import REPO, Row, measured, measured_result
 from benchmarks.inputs import TCIA, nrrd
 
 THRESHOLD = "226"
@@ -40,19 +40,20 @@ class Run:
 
 
 def run_child(args: list[str]) -> Run:
-    """Run ``args`` from the repository; wall time and the child's own peak RSS (``wait4``)."""
+    """Run ``args`` from the repository; wall time and their peak RSS (see ``measured``)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(
-        args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    )
-    out = proc.stdout.read() if proc.stdout else ""
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - start
-    if proc.returncode not in (0, 1):  # 1: built, but the QA report fails a check
-        msg = f"{' '.join(args[:4])} ... exited with {proc.returncode}"
+    with tempfile.TemporaryFile("w+") as errors:
+        proc = subprocess.Popen(
+            measured(args), cwd=REPO, stdout=subprocess.PIPE, stderr=errors, text=True
+        )
+        out, _ = proc.communicate()
+        wall = time.perf_counter() - start
+        errors.seek(0)
+        code, peak, _ = measured_result(errors.read())
+    if code not in (0, 1):  # 1: built, but the QA report fails a check
+        msg = f"{' '.join(args[:4])} ... exited with {code}"
         raise RuntimeError(msg)
-    return Run(wall, usage.ru_maxrss / 1024, out)
+    return Run(wall, peak, out)
 
 
 def ours(image: Path, out: Path) -> Run:

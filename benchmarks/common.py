@@ -7,6 +7,7 @@ measured in the same run on the same input.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -44,6 +45,34 @@ def best_of(fn: Callable[[], object], repeat: int = 3) -> float:
         fn()
         best = min(best, time.perf_counter() - start)
     return best
+
+
+_MEASURE = """
+import json, os, subprocess, sys
+proc = subprocess.Popen(sys.argv[1:])
+_, status, usage = os.wait4(proc.pid, 0)
+print(json.dumps([os.waitstatus_to_exitcode(status), usage.ru_maxrss / 1024]), file=sys.stderr)
+"""
+
+
+def measured(args: list[str]) -> list[str]:
+    """``args`` started by a small Python that reports, as its last line on standard error,
+    their exit code and peak RSS in MiB (with every child they waited for; see
+    :func:`measured_result`).
+
+    ``ru_maxrss`` from ``wait4`` on a direct child of a big process is wrong on Linux: the
+    child starts by ``vfork`` + ``exec`` (or ``fork``), and ``exec`` records the old address
+    space's high-water mark, i.e. this process's own peak, as the child's.
+    """
+    return [sys.executable, "-c", _MEASURE, *args]
+
+
+def measured_result(stderr: str) -> tuple[int, float, str]:
+    """``(exit code, peak MiB, the command's own standard error)`` from a :func:`measured`
+    run's standard error."""
+    *errors, last = stderr.rstrip().splitlines() or [""]
+    code, peak = json.loads(last)
+    return int(code), float(peak), "\n".join(errors)
 
 
 def peak_rss_mib_of(code: str, env: dict[str, str] | None = None) -> tuple[float, float]:

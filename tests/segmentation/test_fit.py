@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from app.tools.segmentation.fit import largest_fitting_component, printable_piece
+from tests.peak import run_with_peak
 
 SPACING = (1.0, 1.0, 2.0)  # (x, y, z) mm; masks are (z, y, x)
 BUILD = (40.0, 40.0, 40.0)  # 30 mm free per axis once the 10 mm margin is kept
@@ -70,17 +69,12 @@ def test_a_piece_of_a_1000_slice_mask_stays_within_a_few_mask_sizes():
     """A 252 mm ring on 512×512×1,000 voxels (a 250 MiB mask): too wide for the printer, so a
     70 mm block around its centre is cut and an arc of it kept. Measured with ``wait4`` in a
     child process: 1.1 GiB; numpy labelling of the whole grid peaked at 3.7 GiB."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _RIBS],
-        cwd=Path(__file__).resolve().parents[2],
-        stdout=subprocess.PIPE,
-        text=True,
+    code, peak_mib, out = run_with_peak(
+        [sys.executable, "-c", _RIBS], cwd=Path(__file__).resolve().parents[2]
     )
-    out = proc.stdout.read() if proc.stdout else ""
-    _, status, usage = os.wait4(proc.pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert code == 0
     was_cut, voxels, first, last, outside = json.loads(out)
     assert was_cut and not outside
     assert (first, last) == (413, 586)  # 87 slices of 0.4 mm below slice 500, 86 above
     assert 0 < voxels < 1000 * 512 * 512 // 100
-    assert usage.ru_maxrss / 1024 < 1792, f"peak RSS {usage.ru_maxrss / 1024:.0f} MiB"
+    assert peak_mib < 1792, f"peak RSS {peak_mib:.0f} MiB"
