@@ -2,10 +2,12 @@
 
 fast-simplification keeps its working arrays (about 250 bytes a triangle of the input) in
 global C++ vectors that are cleared but never shrunk, so after one call on a 2.5-million
-triangle surface the process holds ~600 MiB until it exits. A big mesh is therefore
-decimated by a child Python that imports only numpy and fast-simplification (arrays in and
-out over its standard streams; a frozen build starts itself with :data:`CHILD_FLAG`). A small
-mesh, or a child that fails, is decimated in this process.
+triangle surface the process holds ~600 MiB until it exits; and it holds the GIL for its
+whole run (~1 ms per 1,000 triangles), which freezes a window whose worker decimates. A mesh
+of more than a few ten thousand triangles is therefore decimated by a child Python that
+imports only numpy and fast-simplification (arrays in and out over its standard streams; a
+frozen build starts itself with :data:`CHILD_FLAG`). A small mesh, or a child that fails, is
+decimated in this process.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import sys
 import numpy as np
 from numpy.lib.format import read_array, write_array
 
-CHILD_FROM_TRIANGLES = 300_000  # below this the kept arrays are < ~75 MiB: not worth a process
+CHILD_FROM_TRIANGLES = 60_000  # below: < 60 ms holding the GIL, < 15 MiB kept; a child costs ~0.2 s
 CHILD_FLAG = "--medprint-decimation-child"  # the frozen launcher's way to run serve()
 
 
