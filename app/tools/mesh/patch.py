@@ -127,20 +127,28 @@ def _cut(patch: np.ndarray, bad: np.ndarray, inner: np.ndarray) -> np.ndarray | 
 def _fan_fill(
     patch: np.ndarray, points: np.ndarray, inner: np.ndarray, first_id: int
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """The patch with each inner hole closed by a fan around its centroid, and the centroids;
-    None when a hole is longer than :data:`MAX_FAN_EDGES`."""
+    """The patch with each inner hole closed by a fan, and the fans' centres; None when a
+    hole is longer than :data:`MAX_FAN_EDGES`."""
     loops = [loop for loop in boundary_loops(patch) if inner[loop[0]]]
-    added, centres = [patch], []
+    if any(len(loop) > MAX_FAN_EDGES for loop in loops):
+        return None
+    return fan_fill(patch, points, loops, first_id)
+
+
+def fan_fill(
+    faces: np.ndarray, points: np.ndarray, loops: list[list[int]], first_id: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``faces`` with each of ``loops`` closed by a fan around its centroid (a triangle closes
+    a loop of three), and the centroids, numbered from ``first_id``. Exact orientation: the
+    faces run u -> v along a loop, its fan runs v -> u."""
+    added, centres = [faces], []
     for loop in loops:
         ring = np.asarray(loop)
-        if len(ring) > MAX_FAN_EDGES:
-            return None
         if len(ring) == 3:
             added.append(ring[::-1][None, :])
             continue
         centre = first_id + len(centres)
         centres.append(points[ring].mean(axis=0))
-        # the patch's faces run u -> v along the loop; the fan runs v -> u
         added.append(np.column_stack([np.roll(ring, -1), ring, np.full(len(ring), centre)]))
     return np.concatenate(added), np.asarray(centres, dtype=np.float64).reshape(-1, 3)
 

@@ -37,7 +37,7 @@ from app.tools.mesh.core import (
     topology,
     vertex_clusters,
 )
-from app.tools.mesh.patch import boundary_loops, fix_locally
+from app.tools.mesh.patch import boundary_loops, fan_fill, fix_locally
 
 TINY_PART_FACES = 64  # a part this small that crosses itself is dropped, not rebuilt
 
@@ -205,19 +205,9 @@ def _fill_holes(mesh: trimesh.Trimesh, max_fan_edges: int = 64) -> trimesh.Trime
         tin.fill_small_boundaries(nbe=0, refine=True)
         vertices, new_faces = tin.return_arrays()
         return make_mesh(vertices, new_faces)
-    vertices = [np.asarray(mesh.vertices)]
-    added = [faces]
-    next_id = len(mesh.vertices)
-    for loop in loops:
-        ring = np.asarray(loop)
-        if len(ring) == 3:
-            added.append(ring[::-1][None, :])
-            continue
-        vertices.append(np.asarray(mesh.vertices)[ring].mean(axis=0)[None, :])
-        # the existing faces run u -> v along the loop; the patch runs v -> u
-        added.append(np.column_stack([np.roll(ring, -1), ring, np.full(len(ring), next_id)]))
-        next_id += 1
-    return make_mesh(np.concatenate(vertices), np.concatenate(added))
+    points = np.asarray(mesh.vertices)
+    faces, centres = fan_fill(faces, points, loops, len(points))
+    return make_mesh(np.concatenate([points, centres]), faces)
 
 
 def _cut_around(mesh: trimesh.Trimesh, vertices: np.ndarray, rings: int) -> trimesh.Trimesh:
