@@ -208,7 +208,12 @@ def add_label(
         surface_high_mm=high,
         text_plane_mm=plane,
     )
-    return from_manifold(result), info
+    labelled = from_manifold(result)
+    # The union is exact, but stored as float32 (an STL) two of its vertices can fall on one
+    # point where letters meet the surface and pinch it: mend that locally
+    if not topology(labelled).closed_manifold:
+        labelled, _ = repair_mesh(labelled, fix_intersections=False)
+    return labelled, info
 
 
 def label_section(mesh: trimesh.Trimesh, info: LabelInfo) -> mf.CrossSection:
@@ -316,8 +321,8 @@ def label_with_pseudonym(
             )  # fmt: skip
         except MeshError:
             continue
-        # The union is exact, but its STL (float32 vertices) can pinch or cross where letters
-        # meet the surface: mend that locally, or try the next site.
+        # add_label mends pinches; a crossing where letters meet the surface is removed
+        # here, or the next site is tried.
         if not _printable(labelled, before):
             labelled, _ = repair_mesh(labelled)
         if _printable(labelled, before):
