@@ -29,9 +29,10 @@ def ball(radius=90.0):
     return make_mesh(s.vertices, s.faces)
 
 
+# a random one, and ones whose Y or K strokes touch at a point (they once pinched the letters)
+@pytest.mark.parametrize("pseudonym", [new_pseudonym(), "C-AKYS-8F", "C-DSYY-YV", "C-KY5E-KA"])
 @pytest.mark.parametrize("mode", ["emboss", "engrave"])
-def test_label_is_the_pseudonym_and_stays_watertight(mode):
-    pseudonym = new_pseudonym()
+def test_label_is_the_pseudonym_and_stays_watertight(mode, pseudonym):
     mesh = slab()
     labelled, info = add_label(mesh, pseudonym, (0, 0, 15), (0, 0, 1), mode=mode)
     assert info.text == pseudonym

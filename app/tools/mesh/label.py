@@ -29,6 +29,7 @@ from app.tools.mesh.repair import count_self_intersections, repair_mesh
 DEFAULT_HEIGHT_MM = 7.5
 DEFAULT_DEPTH_MM = 3.0
 MIN_STROKE_MM = 1.0
+POINT_CONTACT_MM = 0.01  # glyph strokes touching closer than this are joined
 _FONT_FAMILY = "DejaVu Sans"
 # Where an automatic label goes, tried in order: a ray from the front (anterior is -y in LPS),
 # then from the patient's right and left, then from below.
@@ -88,6 +89,11 @@ def text_outline(
     stroke = _stroke_width(scaled)
     if stroke < min_stroke_mm:
         scaled = scaled.offset((min_stroke_mm - stroke) / 2.0, mf.JoinType.Round)
+    # Glyph strokes can touch at one point (the fork of a Y): extruded, such a point pinches the
+    # letter into a non-manifold edge. Closing by 0.01 mm bridges every point contact.
+    scaled = scaled.offset(POINT_CONTACT_MM, mf.JoinType.Round).offset(
+        -POINT_CONTACT_MM, mf.JoinType.Round
+    )
     (x0, y0, x1, y1) = scaled.bounds()
     return scaled.translate((-(x0 + x1) / 2.0, -(y0 + y1) / 2.0))
 
@@ -209,8 +215,8 @@ def add_label(
         text_plane_mm=plane,
     )
     labelled = from_manifold(result)
-    # The union is exact, but stored as float32 (an STL) two of its vertices can fall on one
-    # point where letters meet the surface and pinch it: mend that locally
+    # The union is exact, but stored as float32 (an STL) two of its vertices can still fall on
+    # one point on a curved surface and pinch it: mend that locally
     if not topology(labelled).closed_manifold:
         labelled, _ = repair_mesh(labelled, fix_intersections=False)
     return labelled, info
