@@ -77,6 +77,27 @@ def test_the_loader_runs_waiting_work_once_the_modules_arrive(styled_app, qtbot)
     assert ran[-1] == "now"
 
 
+def test_the_loader_imports_without_collections_and_freezes_what_it_made(
+    styled_app, tmp_path, monkeypatch
+):
+    import gc
+
+    from app.ui.deferred import ModuleLoader
+
+    (tmp_path / "medprint_loader_probe.py").write_text(
+        "import gc\nCOLLECTING = gc.isenabled()\nMADE = [[n] for n in range(1000)]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "medprint_loader_probe", raising=False)
+    ModuleLoader(("medprint_loader_probe",)).load_now()
+    made = sys.modules["medprint_loader_probe"].MADE
+    assert made[0] == [0] and gc.isenabled()
+    assert sys.modules["medprint_loader_probe"].COLLECTING is False
+    # frozen: no collection walks them (get_objects lists the three collected generations)
+    assert not any(o is made for o in gc.get_objects())
+    monkeypatch.delitem(sys.modules, "medprint_loader_probe")
+
+
 def test_the_window_loads_the_mesh_stack_after_it_is_shown(styled_app, qtbot, data_dir,
                                                             keystore_service):  # fmt: skip
     from app.settings import resolve_paths
