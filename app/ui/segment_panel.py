@@ -585,9 +585,15 @@ class SegmentPanel(QtWidgets.QWidget):
         span = self.preview_range() if self.seg is not None else None
         self.preview.setEnabled(span is not None)
         if span is None or not self.preview.isChecked():
-            self.state.set_threshold_preview(None)
+            self._clear_preview()
         else:
             self.state.set_threshold_preview(*span)
+
+    def _clear_preview(self) -> None:
+        """Remove the threshold preview, if one is shown: clearing redraws every slice view's
+        overlay (~50 ms on a 1,000-slice CT, in the same turn as the tool's own redraws)."""
+        if self.state.preview is not None:
+            self.state.set_threshold_preview(None)
 
     def _rebuild_form_segments(self) -> None:
         if self.form is None:
@@ -653,7 +659,7 @@ class SegmentPanel(QtWidgets.QWidget):
             self.message.setText(f"Exported {result.format} to {result.path.name}.")
             return
         assert isinstance(result, ToolResult)
-        self.state.set_threshold_preview(None)
+        self._clear_preview()
         self.message.setText(result.message or "Done.")
         self._refresh_table()
         self.historyChanged.emit()

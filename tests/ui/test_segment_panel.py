@@ -75,8 +75,11 @@ def _rgb_at(view, ijk, volume) -> np.ndarray:
 def test_threshold_tool_through_the_panel_then_undo(editor, qtbot, ct_volume):
     panel, axial, state = editor
     panel.select_tool("threshold")
+    redrawn_for_preview = []
+    state.previewChanged.connect(lambda: redrawn_for_preview.append(1))
     with qtbot.waitSignal(panel.worker.done, timeout=60_000):
         panel.apply_current(preset="bone", segment="")
+    assert redrawn_for_preview == []  # no preview was shown: none is cleared (a redraw each)
     assert [s.name for s in panel.seg.segments] == ["bone"] or panel.seg.segments[
         0
     ].name.startswith("bone")
