@@ -212,8 +212,9 @@ def _window_with_case(app, quick: bool):
 def _row(name: str, meter, label: str) -> dict:
     print(f"{name}: {meter.report(2)}", file=sys.stderr)
     longest = max(meter.stalls, key=lambda s: s.length_s, default=None)
-    if longest is not None:  # the rest of the stall was waiting (GIL, llvmpipe, other processes)
-        label += f"; GUI thread busy {longest.busy_s * 1000:.0f} ms of it"
+    if longest is not None:  # the rest of the stall was blocked (GIL, locks, X, llvmpipe)
+        label += (f"; GUI thread busy {longest.busy_s * 1000:.0f} ms of it, "
+                  f"waiting for a CPU {longest.queued_s * 1000:.0f} ms")  # fmt: skip
     label += f"; load {os.getloadavg()[0]:.1f}"  # on 2 shared cores, a figure at load > 2 is noisy
     return {"name": name, "ours": meter.longest_s, "anchor_name": "the 100 ms goal",
             "anchor": GOAL_STALL_S, "goal": "<= 1.0x", "note": label}  # fmt: skip

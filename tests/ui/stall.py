@@ -15,6 +15,7 @@ Used by ``tests/ui/test_responsiveness.py`` and ``benchmarks/bench_gui.py``.
 from __future__ import annotations
 
 import faulthandler
+import gc
 import sys
 import tempfile
 import threading
@@ -30,6 +31,16 @@ TICK_MS = 10
 _APP = str(Path(__file__).resolve().parents[2] / "app")
 
 
+def _queued_s() -> float:
+    """Seconds this thread has spent ready to run but waiting for a CPU (Linux's schedstat;
+    0 where there is none): how much of a stall the machine's load, not the code, caused."""
+    try:
+        with open("/proc/thread-self/schedstat", encoding="ascii") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 @dataclass
 class Stall:
     """One gap between timer ticks: when it began (s after start), how long, and where."""
@@ -38,6 +49,7 @@ class Stall:
     length_s: float
     stack: str = ""
     busy_s: float = 0.0  # CPU time the GUI thread itself used meanwhile
+    queued_s: float = 0.0  # time it was ready to run but had no CPU (Linux; else 0)
     samples: list[str] = field(default_factory=list)
 
 
@@ -52,6 +64,9 @@ class StallMeter:
     A stall with no stack seen means some thread held the GIL all along (the watcher needs it
     too): ``gil_dump_s`` arms :func:`faulthandler.dump_traceback_later`, which writes every
     thread's stack from C, without the GIL, when a gap outlasts it (``gil_dumps``).
+
+    Garbage collections of at least ``collection_s`` are noted too (``collections``: when,
+    how long, which generation, in which thread): a collection holds the GIL throughout.
     """
 
     threshold_s: float = 0.1
@@ -59,6 +74,8 @@ class StallMeter:
     gil_dump_s: float | None = None
     gil_dumps: str = ""
     stalls: list[Stall] = field(default_factory=list)
+    collection_s: float = 0.02
+    collections: list[str] = field(default_factory=list)
     longest_s: float = 0.0
     ticks: int = 0
 
@@ -67,12 +84,13 @@ class StallMeter:
         self._timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
         self._timer.setInterval(TICK_MS)
         self._timer.timeout.connect(self._tick)
-        self._start = self._last = self._last_cpu = 0.0
+        self._start = self._last = self._last_cpu = self._last_queued = 0.0
         self._gui_thread = threading.get_ident()
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._seen_stack = ""
         self._samples: list[str] = []
+        self._collecting: dict[int, float] = {}
 
     def __enter__(self) -> StallMeter:
         self.start()
@@ -84,8 +102,9 @@ class StallMeter:
     def start(self) -> None:
         self._gui_thread = threading.get_ident()
         self._start = self._last = time.perf_counter()
-        self._last_cpu = time.thread_time()
+        self._last_cpu, self._last_queued = time.thread_time(), _queued_s()
         self._timer.start()
+        gc.callbacks.append(self._collection)
         if self.gil_dump_s is not None:
             self._dump_file = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed in stop)
             self._arm_dump()
@@ -97,6 +116,8 @@ class StallMeter:
     def stop(self) -> None:
         self._tick()  # a stall still open counts
         self._timer.stop()
+        if self._collection in gc.callbacks:
+            gc.callbacks.remove(self._collection)
         if self.gil_dump_s is not None:
             faulthandler.cancel_dump_traceback_later()
             self._dump_file.seek(0)
@@ -108,7 +129,7 @@ class StallMeter:
             self._watcher = None
 
     def _tick(self) -> None:
-        now, cpu = time.perf_counter(), time.thread_time()
+        now, cpu, queued = time.perf_counter(), time.thread_time(), _queued_s()
         gap = now - self._last
         self.ticks += 1
         # The timer's own period is not a stall: count what exceeds it.
@@ -116,13 +137,25 @@ class StallMeter:
         self.longest_s = max(self.longest_s, stalled)
         if stalled >= self.threshold_s:
             at = self._last - self._start
-            busy = cpu - self._last_cpu
-            self.stalls.append(Stall(at, stalled, self._seen_stack, busy, self._samples))
+            busy, waited = cpu - self._last_cpu, queued - self._last_queued
+            self.stalls.append(Stall(at, stalled, self._seen_stack, busy, waited, self._samples))
         self._seen_stack = ""
         self._samples = []
-        self._last, self._last_cpu = now, cpu
+        self._last, self._last_cpu, self._last_queued = now, cpu, queued
         if self.gil_dump_s is not None:
             self._arm_dump()
+
+    def _collection(self, phase: str, info: dict) -> None:
+        now, thread = time.perf_counter(), threading.current_thread()
+        if phase == "start":
+            self._collecting[thread.ident or 0] = now
+            return
+        began = self._collecting.pop(thread.ident or 0, now)
+        if now - began >= self.collection_s:
+            self.collections.append(
+                f"{(now - began) * 1000:.0f} ms at {began - self._start:.2f} s: generation "
+                f"{info['generation']} collected in {thread.name}"
+            )
 
     def _arm_dump(self) -> None:
         faulthandler.dump_traceback_later(self.gil_dump_s, file=self._dump_file)
@@ -166,12 +199,15 @@ class StallMeter:
         lines = [f"longest stall {self.longest_s * 1000:.0f} ms over {self.ticks} ticks"]
         for stall in sorted(self.stalls, key=lambda s: -s.length_s)[:top]:
             lines.append(
-                f"- {stall.length_s * 1000:.0f} ms at {stall.at_s:.2f} s "
-                f"(GUI thread busy {stall.busy_s * 1000:.0f} ms of it):"
+                f"- {stall.length_s * 1000:.0f} ms at {stall.at_s:.2f} s (GUI thread busy "
+                f"{stall.busy_s * 1000:.0f} ms of it, waiting for a CPU "
+                f"{stall.queued_s * 1000:.0f} ms; the rest blocked: GIL, locks, X, OpenGL):"
             )
             lines.append(stall.stack or "  (no stack seen: a thread held the GIL)")
             for sample, count in Counter(stall.samples).most_common(4):
                 lines.append(f"  sampled {count}x: {sample}")
+        if self.collections:
+            lines.append("garbage collections: " + "; ".join(self.collections))
         if self.gil_dumps:
             lines.append("stacks written without the GIL during stalls (faulthandler):")
             lines.append(self.gil_dumps[-30000:])

@@ -65,6 +65,20 @@ def test_stall_meter_sees_a_blocked_event_loop(styled_app, qtbot):
         qtbot.wait(50)
     assert 0.25 < meter.longest_s < 0.6, meter.report()
     assert "test_responsiveness" in meter.stalls[0].stack  # where it blocked
+    assert meter.stalls[0].busy_s < 0.1  # asleep, not computing
+    assert "waiting for a CPU" in meter.report()
+
+
+def test_stall_meter_notes_garbage_collections(styled_app):
+    import gc
+
+    with StallMeter(collection_s=0.0) as meter:
+        gc.collect()
+    assert any("generation 2 collected in MainThread" in c for c in meter.collections)
+    assert "garbage collections: " in meter.report()
+    noted = len(meter.collections)
+    gc.collect()  # the meter has stopped listening
+    assert len(meter.collections) == noted
 
 
 def test_opening_a_case_never_blocks_and_shows_slices_first(window, qtbot, ct_volume, artifacts):
