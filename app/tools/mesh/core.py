@@ -438,17 +438,26 @@ def concatenate(meshes: list[trimesh.Trimesh]) -> trimesh.Trimesh:
 
 
 def self_intersecting_faces(
-    mesh: trimesh.Trimesh, *, only: np.ndarray | None = None, chunk: int = 400_000
+    mesh: trimesh.Trimesh,
+    *,
+    only: np.ndarray | None = None,
+    welded: bool = False,
+    chunk: int = 400_000,
 ) -> np.ndarray:
     """Indices of triangles that properly cross another triangle (sharing no vertex with it).
 
-    Candidate pairs come from a uniform grid over the triangles' bounding boxes, generated and
-    tested ``chunk`` pairs at a time so memory stays bounded (chunks run on every core); each
-    pair whose boxes overlap gets the exact interval-overlap test of Möller (1997). Touching or
-    coplanar contacts are not counted. ``only`` (face indices) restricts the search to
-    crossings involving those faces, e.g. just after a local edit.
+    Candidate pairs come from the triangles' bounding boxes in a grid of columns swept along x
+    (:class:`_BoxGrid`), generated and tested ``chunk`` pairs at a time so memory stays
+    bounded (chunks run on every core); pairs sharing a vertex are dropped, and each pair
+    left gets the exact interval-overlap test of Möller (1997). Touching or coplanar contacts
+    are not counted. ``only`` (face indices) restricts the search to crossings involving those
+    faces, e.g. just after a local edit. ``welded``: ``mesh`` already is merged as float32
+    (see :func:`merge_float32`), so it is not merged again.
     """
-    vertices, faces = merge_float32(mesh.vertices, mesh.faces)
+    if welded:
+        vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.faces, dtype=np.int64)
+    else:
+        vertices, faces = merge_float32(mesh.vertices, mesh.faces)
     if len(faces) < 2:
         return np.zeros(0, dtype=np.int64)
     lo, hi = _face_boxes(vertices, faces)
@@ -458,16 +467,19 @@ def self_intersecting_faces(
         focus = np.zeros(len(faces), dtype=bool)
         focus[only] = True
     grid = _BoxGrid.build(lo, hi, subset)
+    del lo, hi
     if grid is None:
         return np.zeros(0, dtype=np.int64)
+    corners = faces[grid.ids].astype(np.int32)  # the boxes' triangles, in the grid's order
 
-    def crossing(pairs: np.ndarray) -> np.ndarray:
+    def crossing(boxes: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        i, j = _apart(corners, *boxes)
+        pairs = np.column_stack([grid.ids[i], grid.ids[j]])
         return _crossing(pairs, faces, vertices, focus)
 
-    hits = [crossing(p) for p in _huge_pairs(grid.lo, grid.hi, grid.huge, grid.ids, chunk)]
-    ranges = grid.ranges(chunk)
+    hits = [crossing(pair) for pair in grid.huge_pairs()]
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        hits.extend(pool.map(lambda r: crossing(grid.pairs(*r)), ranges))
+        hits.extend(pool.map(lambda r: crossing(grid.pairs(*r)), grid.ranges(chunk)))
     return _sorted_unique(np.concatenate(hits)) if hits else np.zeros(0, dtype=np.int64)
 
 
@@ -481,14 +493,24 @@ def _face_boxes(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np
     return lo, hi
 
 
+def _apart(corners: np.ndarray, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs ``(i, j)`` of triangles (rows of ``corners``) that share no vertex: most
+    overlapping boxes are neighbours'."""
+    a, b = corners[i], corners[j]
+    shared = a[:, 0] == b[:, 0]
+    for p, q in itertools.product(range(3), range(3)):
+        if p or q:
+            shared |= a[:, p] == b[:, q]
+    keep = ~shared
+    return i[keep], j[keep]
+
+
 def _crossing(
     pairs: np.ndarray, faces: np.ndarray, vertices: np.ndarray, focus: np.ndarray | None
 ) -> np.ndarray:
-    """Faces of the ``pairs`` that cross (pairs sharing a vertex never count)."""
+    """Faces of the ``pairs`` (sharing no vertex) that cross."""
     if focus is not None:
         pairs = pairs[focus[pairs[:, 0]] | focus[pairs[:, 1]]]
-    shared = (faces[pairs[:, 0]][:, :, None] == faces[pairs[:, 1]][:, None, :]).any(axis=(1, 2))
-    pairs = pairs[~shared]
     first, second = vertices[faces[pairs[:, 0]]], vertices[faces[pairs[:, 1]]]
     return pairs[_tri_tri(first, second)].ravel()
 
@@ -525,22 +547,26 @@ def _boxes_near(lo: np.ndarray, hi: np.ndarray, only: np.ndarray) -> np.ndarray:
 
 @dataclass
 class _BoxGrid:
-    """Boxes entered in a uniform grid, sorted by cell, for finding overlapping pairs.
+    """Boxes in a uniform grid of columns along x, swept along x, for finding overlapping pairs.
 
-    Every box is entered in the grid cells it covers (cells twice the median box size); two
-    boxes pair in the one cell that holds the lower corner of their intersection. The rare
-    box covering more than 64 cells (``huge``) is tested against all boxes directly.
+    Boxes are numbered by their low x. Every box is entered in the columns it covers (twice
+    the median box size across, in y and z); sorting the entries by column keeps that order
+    within a column, so an entry pairs with the following entries of its column up to the
+    first that starts beyond its high x (``followers``): every such pair overlaps along x, and
+    only y and z are tested (on the 536-slice mesh 7.8M candidates instead of the 12.9M of a
+    3D grid). Two boxes pair in the one column that holds the lower corner of their
+    intersection. The rare box covering more than 64 columns (``huge``) is tested against all
+    boxes directly.
     """
 
-    lo: np.ndarray
-    hi: np.ndarray
-    ids: np.ndarray
+    ids: np.ndarray  # the face of each box
+    reach: np.ndarray  # box b overlaps along x only boxes numbered below reach[b]
+    axes: list[tuple[np.ndarray, np.ndarray]]  # float32 (low, high) along x, y and z
     huge: np.ndarray
-    cell: np.ndarray
-    base: np.ndarray
+    first: np.ndarray  # the first cell of each box along each axis
     dims: np.ndarray
-    key: np.ndarray
-    box: np.ndarray
+    key: np.ndarray  # the cell of each entry, sorted
+    box: np.ndarray  # the box of each entry
     followers: np.ndarray
 
     @classmethod
@@ -548,24 +574,34 @@ class _BoxGrid:
         ids = np.arange(len(lo)) if subset is None else np.asarray(subset, dtype=np.int64)
         if len(ids) < 2:
             return None
-        blo, bhi = (lo, hi) if subset is None else (lo[ids], hi[ids])
+        ids = ids[np.argsort(lo[ids, 0], kind="stable")]
+        blo, bhi = lo[ids], hi[ids]
+        reach = np.searchsorted(blo[:, 0], bhi[:, 0], side="right")
         extent = bhi - blo  # cells follow the typical box's shape (long on thick slices)
         cell = np.maximum(np.median(extent, axis=0) * 2.0, float(np.median(extent.max(axis=1))) / 8)
         cell = np.where(cell > 0, cell, 1.0)
         del extent
         base = blo.min(axis=0)
+        cell[0] = bhi[:, 0].max() - base[0] + 1.0  # one column along x: the sweep sorts it
         first = np.floor((blo - base) / cell).astype(np.int64)
         span = np.floor((bhi - base) / cell).astype(np.int64) - first + 1
         count = span.prod(axis=1)
         huge = count > 64
-        key, box = _cell_entries(first, span, count, ~huge)
-        dims = key[1]
-        key = key[0]
+        (key, dims), box = _cell_entries(first, span, count, ~huge)
+        del span, count
         order = np.argsort(key, kind="stable")
         key, box = key[order], box[order]
         del order
-        followers = np.searchsorted(key, key, side="right") - np.arange(len(key)) - 1
-        return cls(blo, bhi, ids, np.flatnonzero(huge), cell, base, dims, key, box, followers)
+        n = len(ids)
+        rank = np.cumsum(np.concatenate([[0], key[1:] != key[:-1]]))  # cells numbered 0, 1, ...
+        rank *= n
+        packed = rank + box  # sorted: by cell, then by box
+        rank += reach[box]
+        followers = np.searchsorted(packed, rank) - np.arange(len(key)) - 1
+        del rank, packed
+        axes = [_outward_float32(blo[:, k], bhi[:, k]) for k in range(3)]
+        return cls(ids, reach, axes, np.flatnonzero(huge), first.astype(np.int32), dims, key,
+                   box, followers)  # fmt: skip
 
     def ranges(self, chunk: int) -> list[tuple[int, int]]:
         """Runs of entries that pair with about ``chunk`` followers in their cell."""
@@ -578,29 +614,34 @@ class _BoxGrid:
             start = stop
         return out
 
-    def pairs(self, start: int, stop: int) -> np.ndarray:
-        """Face index pairs (i, j) whose boxes overlap, each once, from entries start:stop."""
+    def pairs(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Box pairs (i, j) whose boxes overlap, each once, from entries start:stop."""
         followers = self.followers[start:stop]
         a = np.repeat(np.arange(start, stop), followers)
         b = a + 1 + np.arange(len(a)) - np.repeat(np.cumsum(followers) - followers, followers)
         i, j = self.box[a], self.box[b]
-        for axis in range(3):  # axis by axis, on what is left: most pairs fail the first test
+        del b
+        for axis in (1, 2):  # x overlaps already; most pairs fail the next test
             lo, hi = self.axes[axis]
             keep = (lo[i] <= hi[j]) & (hi[i] >= lo[j])
             i, j, a = i[keep], j[keep], a[keep]
-        corner = np.floor((np.maximum(self.lo[i], self.lo[j]) - self.base) / self.cell)
-        corner = corner.astype(np.int64)
-        dims = self.dims
-        home = (corner[:, 0] * dims[1] + corner[:, 1]) * dims[2] + corner[:, 2] == self.key[a]
-        return np.column_stack([self.ids[i[home]], self.ids[j[home]]])
+        home = np.maximum(self.first[i], self.first[j]).astype(np.int64)  # the intersection's
+        key = (home[:, 0] * self.dims[1] + home[:, 1]) * self.dims[2] + home[:, 2]
+        keep = key == self.key[a]
+        return i[keep], j[keep]
 
-    @property
-    def axes(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(low, high) of the boxes along each axis, contiguous, in float32 rounded outwards
-        (a box never shrinks, so no overlap is missed; the exact test comes after)."""
-        if not hasattr(self, "_axes"):
-            self._axes = [_outward_float32(self.lo[:, k], self.hi[:, k]) for k in range(3)]
-        return self._axes
+    def huge_pairs(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Pairs of each huge box with every box it overlaps (each pair once)."""
+        is_huge = np.zeros(len(self.ids), dtype=bool)
+        is_huge[self.huge] = True
+        for h in self.huge:
+            end = self.reach[h]  # the boxes starting before h ends along x
+            keep = self.axes[0][1][:end] >= self.axes[0][0][h]
+            for lo, hi in self.axes[1:]:
+                keep &= (lo[:end] <= hi[h]) & (hi[:end] >= lo[h])
+            other = np.flatnonzero(keep)
+            other = other[(other != h) & (~is_huge[other] | (other > h))]
+            yield np.full(len(other), h), other
 
 
 def _cell_entries(
@@ -634,21 +675,6 @@ def _outward_float32(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.nda
     lo32 = np.where(lo32 > lo, np.nextafter(lo32, np.float32(-np.inf)), lo32)
     hi32 = np.where(hi32 < hi, np.nextafter(hi32, np.float32(np.inf)), hi32)
     return lo32, hi32
-
-
-def _huge_pairs(
-    lo: np.ndarray, hi: np.ndarray, huge: np.ndarray, ids: np.ndarray, chunk: int
-) -> Iterator[np.ndarray]:
-    """Pairs of each huge box with every box it overlaps (each pair once)."""
-    is_huge = np.zeros(len(lo), dtype=bool)
-    is_huge[huge] = True
-    step = max(1, chunk // max(len(lo), 1))
-    for begin in range(0, len(huge), step):
-        h = huge[begin : begin + step]
-        overlap = np.all(lo[h, None] <= hi[None], axis=2) & np.all(hi[h, None] >= lo[None], axis=2)
-        rows, cols = np.nonzero(overlap)
-        keep = (cols != h[rows]) & (~is_huge[cols] | (cols > h[rows]))
-        yield np.column_stack([ids[h[rows[keep]]], ids[cols[keep]]])
 
 
 def _tri_tri(a: np.ndarray, b: np.ndarray) -> np.ndarray:

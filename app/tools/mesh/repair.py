@@ -75,7 +75,7 @@ def count_self_intersections(mesh: trimesh.Trimesh) -> int:
 
 def _intersecting_vertices(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray]:
     """(vertex ids of intersecting triangles, those triangles) on a welded mesh."""
-    tris = self_intersecting_faces(mesh)
+    tris = self_intersecting_faces(mesh, welded=True)
     return np.unique(np.asarray(mesh.faces)[tris]), tris
 
 
@@ -89,7 +89,7 @@ def remove_self_intersections(
     are searched again. ``welded`` says ``mesh`` already is (as :func:`repair_mesh` leaves it).
     """
     original, mesh = mesh, mesh if welded else weld(mesh)
-    tris = self_intersecting_faces(mesh)
+    tris = self_intersecting_faces(mesh, welded=True)
     if len(tris) == 0:
         return original, 0
     for _ in range(rounds):
@@ -99,7 +99,7 @@ def remove_self_intersections(
         if fixed is None:
             break
         mesh = fixed
-        tris = self_intersecting_faces(mesh, only=new)
+        tris = self_intersecting_faces(mesh, only=new, welded=True)  # patches keep it welded
     return mesh, len(tris)
 
 
