@@ -63,7 +63,10 @@ class StallMeter:
 
     A stall with no stack seen means some thread held the GIL all along (the watcher needs it
     too): ``gil_dump_s`` arms :func:`faulthandler.dump_traceback_later`, which writes every
-    thread's stack from C, without the GIL, when a gap outlasts it (``gil_dumps``).
+    thread's stack from C, without the GIL, once a gap has lasted half to all of it
+    (``gil_dumps``). It is re-armed every half ``gil_dump_s``, not at every tick: re-arming
+    joins the previous watchdog thread while holding the GIL, 20-45 ms at the 99th percentile
+    at load 6 on two cores, which the meter would otherwise add to the stalls it measures.
 
     Garbage collections of at least ``collection_s`` are noted too (``collections``: when,
     how long, which generation, in which thread): a collection holds the GIL throughout.
@@ -84,7 +87,7 @@ class StallMeter:
         self._timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
         self._timer.setInterval(TICK_MS)
         self._timer.timeout.connect(self._tick)
-        self._start = self._last = self._last_cpu = self._last_queued = 0.0
+        self._start = self._last = self._last_cpu = self._last_queued = self._armed = 0.0
         self._gui_thread = threading.get_ident()
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -142,7 +145,7 @@ class StallMeter:
         self._seen_stack = ""
         self._samples = []
         self._last, self._last_cpu, self._last_queued = now, cpu, queued
-        if self.gil_dump_s is not None:
+        if self.gil_dump_s is not None and now - self._armed >= self.gil_dump_s / 2:
             self._arm_dump()
 
     def _collection(self, phase: str, info: dict) -> None:
@@ -159,6 +162,7 @@ class StallMeter:
 
     def _arm_dump(self) -> None:
         faulthandler.dump_traceback_later(self.gil_dump_s, file=self._dump_file)
+        self._armed = time.perf_counter()
 
     def _watch(self) -> None:
         """Note the GUI thread's stack once a gap is half the threshold old, and its innermost

@@ -69,6 +69,19 @@ def test_stall_meter_sees_a_blocked_event_loop(styled_app, qtbot):
     assert "waiting for a CPU" in meter.report()
 
 
+def test_stall_meter_dumps_stacks_only_during_a_stall(styled_app, qtbot):
+    import time
+
+    with StallMeter(gil_dump_s=0.5) as smooth:
+        qtbot.wait(1000)  # re-armed every 250 ms: never fires while the loop runs
+    assert smooth.gil_dumps == ""
+    with StallMeter(gil_dump_s=0.5) as blocked:
+        qtbot.wait(50)
+        time.sleep(0.8)
+        qtbot.wait(50)
+    assert "test_stall_meter_dumps_stacks_only_during_a_stall" in blocked.gil_dumps
+
+
 def test_stall_meter_notes_garbage_collections(styled_app):
     import gc
 
