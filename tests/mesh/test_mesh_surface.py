@@ -222,3 +222,23 @@ def test_the_raw_surface_index_is_built_once_for_smoothing_and_qa(monkeypatch):
     raw.vertices = raw.vertices * 2.0  # a changed surface gets a new index
     far = distances_to_surface(np.array([[0.0, 0.0, 0.0]]), raw)
     assert built[-1] == 5120 and far[0] == pytest.approx(20.0, abs=0.1)
+
+
+def test_the_farthest_distance_is_exact_next_to_large_triangles():
+    import trimesh
+
+    from app.tools.mesh.core import concatenate
+    from app.tools.mesh.surface import farthest_distance
+
+    # 12 large triangles and 5120 small ones: the nearest centres of a point near a box face
+    # are the small sphere's, so many bounds are loose and the exact search must find the face
+    box = trimesh.creation.box(extents=(40.0, 30.0, 20.0))
+    mesh = concatenate([box, trimesh.creation.icosphere(4, radius=3.0)])
+    rng = np.random.default_rng(2)
+    outside = rng.uniform(-25.0, 25.0, size=(3000, 3))
+    inside = rng.uniform(-1.0, 1.0, size=(3000, 3)) * [19.5, 14.5, 9.5]  # loose bounds all over
+    for points in (outside, inside):
+        exact = np.min([trimesh.proximity.closest_point(box, points)[1],
+                        np.abs(np.linalg.norm(points, axis=1) - 3.0)], axis=0)  # fmt: skip
+        assert farthest_distance(points, mesh) == pytest.approx(exact.max(), abs=0.05)
+    assert farthest_distance(outside[:0], mesh) == 0.0

@@ -460,7 +460,7 @@ def self_intersecting_faces(
         vertices, faces = merge_float32(mesh.vertices, mesh.faces)
     if len(faces) < 2:
         return np.zeros(0, dtype=np.int64)
-    lo, hi = _face_boxes(vertices, faces)
+    lo, hi = face_boxes(vertices, faces)
     subset = None if only is None else _boxes_near(lo, hi, np.asarray(only, dtype=np.int64))
     focus = None
     if subset is not None:
@@ -483,7 +483,7 @@ def self_intersecting_faces(
     return _sorted_unique(np.concatenate(hits)) if hits else np.zeros(0, dtype=np.int64)
 
 
-def _face_boxes(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def face_boxes(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each triangle's bounding box, corner by corner (no copy of every triangle)."""
     lo, hi = vertices[faces[:, 0]], vertices[faces[:, 0]]
     for corner in (1, 2):

@@ -36,7 +36,6 @@ from app.tools.mesh.surface import (
     MaskCrop,
     SmoothingReport,
     extract_surface,
-    forget_index,
     measure_smoothing,
     smooth_surface,
 )
@@ -214,8 +213,8 @@ def build_mesh(
         )  # fmt: skip
         with stage(meter, "smooth"):
             progress.update(0.35, "measuring smoothing deviation")
+            # the raw surface keeps its nearest-triangle index: QA measures against it again
             smooth_report = measure_smoothing(smooth_report, mesh, reference, cancel=cancel)
-            forget_index(reference)  # not kept through decimation and repair; QA rebuilds it
         if decimating is not None:
             with stage(meter, "decimate"):
                 progress.update(0.45, "decimating")

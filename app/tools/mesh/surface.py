@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -25,6 +26,7 @@ from app.progress import CancelToken, Progress, check_cancel, ensure
 from app.tools.mesh import _vtk as vtk
 from app.tools.mesh.core import (
     enable_vtk_threads,
+    face_boxes,
     from_polydata,
     make_mesh,
     run_filter,
@@ -360,7 +362,8 @@ def smooth_surface(
 
     Returns the smoothed mesh (same connectivity) and a :class:`SmoothingReport` whose deviation
     is the symmetric point-to-surface distance to the unsmoothed surface (``measure=False``
-    skips that measurement and reports NaN).
+    skips that measurement and the volume after smoothing, and reports NaN for them:
+    :func:`measure_smoothing` fills them in).
     """
     progress = ensure(progress)
     enable_vtk_threads()
@@ -371,14 +374,13 @@ def smooth_surface(
     else:
         vertices = _windowed_sinc(mesh, passband, iterations, progress.sub(0.0, 0.6), cancel)
         out = make_mesh(vertices, np.asarray(mesh.faces))
-    after = signed_volume(out)
     report = SmoothingReport(
         factor=float(factor),
         passband=passband,
         iterations=int(iterations),
         volume_before_mm3=before,
-        volume_after_mm3=after,
-        volume_change_percent=100.0 * (after - before) / before if before else 0.0,
+        volume_after_mm3=float("nan"),
+        volume_change_percent=float("nan"),
         mean_deviation_mm=float("nan"),
         max_deviation_mm=float("nan"),
     )
@@ -396,10 +398,17 @@ def measure_smoothing(
     *,
     cancel: CancelToken | None = None,
 ) -> SmoothingReport:
-    """``report`` with the symmetric deviation between the ``smoothed`` and the ``raw`` surface
-    (the pipeline measures it while the smoothed surface is decimated)."""
+    """``report`` with the volume of the ``smoothed`` surface and its symmetric deviation from
+    the ``raw`` surface (the pipeline measures them while the smoothed surface is decimated)."""
+    before, after = report.volume_before_mm3, signed_volume(smoothed)
     dev = surface_deviation(smoothed, raw, samples=20_000, moved=True, cancel=cancel)
-    return replace(report, mean_deviation_mm=dev.mean_mm, max_deviation_mm=dev.max_mm)
+    return replace(
+        report,
+        volume_after_mm3=after,
+        volume_change_percent=100.0 * (after - before) / before if before else 0.0,
+        mean_deviation_mm=dev.mean_mm,
+        max_deviation_mm=dev.max_mm,
+    )
 
 
 _VOLUME_KEY = "medprint_signed_volume"
@@ -536,13 +545,6 @@ def _nearest_index(
     return index
 
 
-def forget_index(surface: trimesh.Trimesh) -> None:
-    """Drop ``surface``'s cached nearest-triangle index (rebuilt when next needed): a build
-    frees it while it decimates and repairs, and QA builds it again."""
-    if _INDEX_KEY in surface._cache:
-        surface._cache.delete(_INDEX_KEY)
-
-
 def _vtk_distances(points: np.ndarray, surface: trimesh.Trimesh) -> np.ndarray:
     enable_vtk_threads()
     implicit = vtk.vtkImplicitPolyDataDistance()
@@ -607,7 +609,9 @@ def surface_deviation(
     ``exclude(points) -> bool mask`` drops points from both directions, e.g. the region of
     an embossed label, which is meant to differ from the segmentation. ``moved``: ``mesh`` is
     ``reference`` with its vertices moved (smoothed), so the reference's index serves both
-    directions (see ``moved_from`` in :func:`distances_to_surface`).
+    directions (see ``moved_from`` in :func:`distances_to_surface`); otherwise the reference's
+    points are measured to ``mesh`` (:func:`farthest_distance`) on a second thread while
+    ``mesh``'s points are measured to the reference.
     """
     rng = np.random.default_rng(0)
     on_mesh = _area_samples(mesh, samples, rng)
@@ -617,18 +621,93 @@ def surface_deviation(
     if exclude is not None:
         on_mesh = on_mesh[~exclude(on_mesh)]
         ref_points = ref_points[~exclude(ref_points)]
-    forward = distances_to_surface(on_mesh, reference)
-    check_cancel(cancel)
-    backward = distances_to_surface(
-        ref_points, mesh, keep_index=False, moved_from=reference if moved else None
-    )
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        backward = None if moved else pool.submit(farthest_distance, ref_points, mesh)
+        forward = distances_to_surface(on_mesh, reference)
+        check_cancel(cancel)
+        farthest = (
+            float(distances_to_surface(ref_points, mesh, moved_from=reference).max(initial=0.0))
+            if backward is None
+            else backward.result()
+        )
     return Deviation(
         mean_mm=float(forward.mean()),
         p95_mm=float(np.percentile(forward, 95)),
-        max_mm=float(max(forward.max(), backward.max())),
+        max_mm=max(float(forward.max()), farthest),
         samples=len(forward),
         histogram=deviation_histogram(forward),
     )
+
+
+def farthest_distance(points: np.ndarray, surface: trimesh.Trimesh) -> float:
+    """The largest distance (mm) from ``points`` to ``surface``, exact (0 for no points).
+
+    Each point's distance to the best of the triangles with the 8 nearest centres (a k-d
+    tree, all cores) bounds its distance from above, and the 512 largest bounds are tightened
+    over 64 triangles. Points are then measured exactly (:func:`_exact_distance`) by
+    decreasing bound until the next bound cannot beat the largest distance found: most bounds
+    are exact, so few points are measured (1 on the 536-slice TCIA CT, 13 on the 134-slice
+    one with its long thin triangles); after 64 the rest go through VTK's exact locator.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    if len(points) == 0:
+        return 0.0
+    if len(surface.faces) == 0:
+        return float("inf")
+    from scipy.spatial import cKDTree  # noqa: PLC0415
+
+    vertices, faces = np.asarray(surface.vertices), np.asarray(surface.faces)
+    centre = vertices[faces[:, 0]]
+    centre += vertices[faces[:, 1]]
+    centre += vertices[faces[:, 2]]
+    centre /= 3.0
+    tree = cKDTree(centre, leafsize=32, balanced_tree=False, compact_nodes=False)
+    del centre
+    bound = _nearest_of(points, tree, surface, 8)
+    top = np.argsort(bound)[-512:]
+    bound[top] = np.minimum(bound[top], _nearest_of(points[top], tree, surface, 64))
+    del tree
+    boxes = face_boxes(vertices, faces)
+    best = 0.0
+    for count, n in enumerate(np.argsort(bound)[::-1].tolist()):
+        if bound[n] <= best:
+            break
+        if count == 64:
+            left = points[bound > best]
+            return max(best, float(_vtk_distances(left, surface).max()))
+        best = max(best, _exact_distance(points[n], surface, boxes, bound[n]))
+    return best
+
+
+def _nearest_of(points: np.ndarray, tree, surface: trimesh.Trimesh, k: int) -> np.ndarray:
+    """Each point's distance to the nearest of the triangles of ``surface`` with the ``k``
+    nearest centres (``tree``)."""
+    vertices, faces = np.asarray(surface.vertices), np.asarray(surface.faces)
+    k = min(k, tree.n)
+    _, index = tree.query(points, k=k, workers=-1)
+    index = index.reshape(len(points), k)
+    best = np.full(len(points), np.inf)
+    for column in index.T:
+        best = np.minimum(best, _point_triangle(points, vertices[faces[column]]))
+    return best
+
+
+def _exact_distance(
+    point: np.ndarray,
+    surface: trimesh.Trimesh,
+    boxes: tuple[np.ndarray, np.ndarray],
+    limit: float,
+) -> float:
+    """The distance from ``point`` to ``surface`` (its triangles' ``boxes``), given that it is
+    at most ``limit``: only the triangles whose box lies within ``limit`` are measured."""
+    lo, hi = boxes
+    gap = np.maximum(np.maximum(lo - point, point - hi), 0.0)
+    reach = limit * (1.0 + 1e-9) + 1e-12
+    near = np.flatnonzero(np.einsum("ij,ij->i", gap, gap) <= reach * reach)
+    if len(near) == 0:
+        return float(limit)
+    triangles = np.asarray(surface.vertices)[np.asarray(surface.faces)[near]]
+    return float(_point_triangle(np.broadcast_to(point, (len(near), 3)), triangles).min())
 
 
 def sample_distances(
@@ -649,8 +728,9 @@ def deviation_histogram(distances: np.ndarray, bins: int = 40) -> dict:
 
 def _area_samples(mesh: trimesh.Trimesh, count: int, rng: np.random.Generator) -> np.ndarray:
     """``count`` points spread on the surface in proportion to triangle area."""
-    a, b, c = triangle_corners(mesh)
-    ab, ac = b - a, c - a
+    a, ab, ac = triangle_corners(mesh)
+    ab -= a  # the edges in place of the corners: no more copies of every triangle
+    ac -= a
     area = 0.5 * np.linalg.norm(np.cross(ab, ac), axis=1)
     face = rng.choice(len(a), count, p=area / area.sum())
     u, v = rng.random(count), rng.random(count)
