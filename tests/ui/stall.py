@@ -188,13 +188,17 @@ class StallMeter:
 
     def _stacks(self) -> str:
         """The GUI thread's stack, then the last frames of every other thread (a worker that
-        holds the GIL stalls the GUI thread wherever it waits)."""
+        holds the GIL stalls the GUI thread wherever it waits).
+
+        This thread's own frame leaves the snapshot first: kept in a local, it would make a
+        reference cycle holding every thread's frames, and the worker data their finished
+        frames own (a 0.5 GB volume buffer, 1 GB label images), until a garbage collection
+        freed them in whichever thread it ran."""
         frames = sys._current_frames()
+        frames.pop(threading.get_ident(), None)
         gui = frames.pop(self._gui_thread, None)
         parts = ["".join(traceback.format_stack(gui)[-12:])] if gui is not None else []
         for ident, frame in frames.items():
-            if ident == threading.get_ident():
-                continue
             parts.append(f"  [thread {ident}]\n" + "".join(traceback.format_stack(frame)[-4:]))
         return "".join(parts)
 

@@ -82,6 +82,38 @@ def test_stall_meter_dumps_stacks_only_during_a_stall(styled_app, qtbot):
     assert "test_stall_meter_dumps_stacks_only_during_a_stall" in blocked.gil_dumps
 
 
+def test_stall_meter_keeps_no_worker_data_alive(styled_app, qtbot):
+    import gc
+    import threading
+    import time
+    import weakref
+
+    class Data:
+        pass
+
+    held, release = [], threading.Event()
+
+    def worker() -> None:
+        data = Data()  # a local of a frame the meter's watcher snapshots
+        held.append(weakref.ref(data))
+        release.wait(5.0)
+
+    gc.disable()  # only reference counting may free it
+    try:
+        thread = threading.Thread(target=worker)
+        thread.start()
+        with StallMeter(threshold_s=0.05) as meter:
+            qtbot.wait(30)
+            time.sleep(0.2)  # the watcher takes every thread's stack
+            qtbot.wait(30)
+        release.set()
+        thread.join(5.0)
+        assert "worker" in meter.stalls[0].stack
+        assert held[0]() is None
+    finally:
+        gc.enable()
+
+
 def test_stall_meter_notes_garbage_collections(styled_app):
     import gc
 
