@@ -59,6 +59,7 @@ from app.workflow import (
 )
 from app.workflow import slice as slicing
 from app.workflow.actor import Actor
+from tests.conftest import forget_keystore
 from tests.workflow.conftest import ADMIN, NOBODY, REVIEWER, TECH, person, sphere_volume
 from tests.workflow.print_fixtures import sphere_stl
 
@@ -109,7 +110,8 @@ class World:
 def world(tmp_path_factory, dicom_dir) -> World:
     tmp = tmp_path_factory.mktemp("permissions")
     previous = os.environ.get("MEDPRINT_KEYSTORE_SERVICE")
-    os.environ["MEDPRINT_KEYSTORE_SERVICE"] = f"medprint-test-permissions-{uuid.uuid4().hex[:8]}"
+    service = f"medprint-test-permissions-{uuid.uuid4().hex[:8]}"
+    os.environ["MEDPRINT_KEYSTORE_SERVICE"] = service
     founder = Actor.current(resolve_paths(tmp / "data"))
     users.init_vault(founder)
     roles = {TECH: ("technician",), REVIEWER: ("reviewer",), ADMIN: ("administrator",)}
@@ -126,6 +128,7 @@ def world(tmp_path_factory, dicom_dir) -> World:
     image = tmp / "sphere.nrrd"
     write_image_file(case.load_volume(), image)
     yield World(people, case, tmp, dicom, deid_in, seg_file, image)
+    forget_keystore(service)
     if previous is None:
         os.environ.pop("MEDPRINT_KEYSTORE_SERVICE", None)
     else:
