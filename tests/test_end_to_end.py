@@ -5,6 +5,11 @@ Markers go into every identifying attribute of the tilted GE head CT (names, IDs
 institution, physicians, descriptions, UIDs), a private block and nested sequences. The
 pipeline is ``medprint demo --input`` (import, bone, labelled mesh with QA, approval, slicing,
 signed package, verify), then the package's G-code is uploaded to a real OctoPrint.
+
+The series is cut to eight of its 28 slices, where its spacing changes (4.2 mm, a 1.1 mm gap,
+then 7.4 mm), tilt and all: a ring of skull. The whole head made a 500k-triangle part, 840
+layers and a 200 MB G-code (about 3 minutes of demo and 700 MB to scan); the identifiers, not
+the size, are under test here.
 """
 
 from __future__ import annotations
@@ -39,15 +44,18 @@ TEXT_MARKERS = {
 }
 DATE_MARKERS = {"PatientBirthDate": "19230817", "StudyDate": "19870523", "SeriesDate": "19870524"}
 UID_ROOT = "1.2.826.0.1.3680043.10.54321"
+RING_OF_SKULL = slice(10, 18)  # slices 11 to 18 of the head CT: across its change of spacing
 
 
 def _plant(src: Path, out: Path) -> list[str]:
-    """Copy the series with markers in every identifying place; returns every marker string."""
+    """Copy the ring of the series with markers in every identifying place; returns every
+    marker string."""
     out.mkdir()
     markers = [*TEXT_MARKERS.values(), *DATE_MARKERS.values()]
     study_uid, series_uid, frame_uid = (f"{UID_ROOT}.{n}" for n in (1, 2, 3))
     markers += [study_uid, series_uid, frame_uid]
-    for number, path in enumerate(sorted(p for p in src.iterdir() if p.suffix == ".dcm")):
+    paths = sorted(p for p in src.iterdir() if p.suffix == ".dcm")[RING_OF_SKULL]
+    for number, path in enumerate(paths):
         ds = pydicom.dcmread(path)
         for keyword, value in {**TEXT_MARKERS, **DATE_MARKERS}.items():
             setattr(ds, keyword, value)
@@ -133,7 +141,12 @@ def test_pipeline_leaves_no_identifier_anywhere(
     leaks = [
         (where, marker)
         for where, text in outputs.items()
-        for marker in markers
-        if marker in text or marker.lower() in text or where.find(marker) >= 0
+        for marker in _found(markers, f"{where}\n{text}")
     ]
     assert leaks == [], f"identifiers found outside the vault: {leaks[:10]}"
+
+
+def _found(markers: list[str], text: str) -> list[str]:
+    """The markers in ``text``, in any mix of upper and lower case."""
+    text = text.lower()
+    return [marker for marker in markers if marker.lower() in text]

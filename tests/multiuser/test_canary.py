@@ -1,6 +1,9 @@
 """The end-to-end PHI canary with two people: identifiers planted in every identifying place of
 a real CT reach no file outside the vault's encrypted files, wherever the program writes as
-either account (shared data folder, temp folders, output folder, package, standard output)."""
+either account (shared data folder, temp folders, output folder, package, standard output).
+
+The CT is the eight-slice ring of the tilted head CT that ``tests/test_end_to_end.py`` plants
+(every identifying place of every slice); the whole head only made every step slower."""
 
 from __future__ import annotations
 
