@@ -201,3 +201,18 @@ def test_a_big_mesh_is_decimated_in_a_child_and_this_process_keeps_nothing_of_it
     assert report.faces_after == len(small.faces) < 0.11 * len(ball.faces)
     assert topology(small).closed_manifold
     assert len(small.faces) == len(here[1])  # the child gives what this process would
+
+
+def test_a_child_started_ahead_decimates_and_an_unused_one_is_ended(monkeypatch):
+    ball = sphere(radius=30.0, subdivisions=7)  # 327,680 triangles: decimated by a child
+
+    def not_here(*_args):
+        raise AssertionError("decimated in this process")
+
+    monkeypatch.setattr(quadric, "_simplify", not_here)
+    child = quadric.start_child()
+    small, _ = decimate_mesh(ball, reduction=0.9, child=child)
+    assert child.returncode == 0 and len(small.faces) < 0.11 * len(ball.faces)
+    unused = quadric.start_child()
+    quadric.stop_child(unused)
+    assert unused.returncode is not None

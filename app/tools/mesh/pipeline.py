@@ -9,6 +9,7 @@ result); the steps are also public on their own (:mod:`surface`, :mod:`repair`, 
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -27,6 +28,7 @@ from app.tools.mesh.label import (
     label_with_pseudonym,
 )
 from app.tools.mesh.qa import DEFAULT_TOLERANCE_MM, QAReport, qa_report
+from app.tools.mesh.quadric import CHILD_FROM_TRIANGLES, start_child, stop_child
 from app.tools.mesh.repair import DecimationReport, RepairReport, decimate_mesh, repair_mesh
 from app.tools.mesh.stages import StageMeter, stage
 from app.tools.mesh.surface import (
@@ -192,33 +194,16 @@ def build_mesh(
             progress=progress.sub(0.0, 0.15),
             cancel=cancel,
         )
-    with stage(meter, "smooth"):
-        mesh, smooth_report = smooth_surface(
-            reference,
-            smoothing,
-            iterations=iterations,
-            measure=False,
-            progress=progress.sub(0.15, 0.35),
-            cancel=cancel,
-        )
-    check_cancel(cancel)
-    decimation = None
-    # a big surface is decimated by a child process: measure the smoothing meanwhile
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        decimating = (
-            pool.submit(decimate_mesh, mesh, reduction=reduction, target_faces=target_faces,
-                        repair=False, cancel=cancel)
-            if reduction or target_faces
-            else None
+    decimating = bool(reduction or target_faces)
+    # a big surface is decimated by a child process: started now, it loads while we smooth
+    child = start_child() if decimating and len(reference.faces) >= CHILD_FROM_TRIANGLES else None
+    try:
+        mesh, smooth_report, decimation = _smooth_and_decimate(
+            reference, (smoothing, iterations), (reduction, target_faces), child,
+            meter=meter, progress=progress, cancel=cancel,
         )  # fmt: skip
-        with stage(meter, "smooth"):
-            progress.update(0.35, "measuring smoothing deviation")
-            # the raw surface keeps its nearest-triangle index: QA measures against it again
-            smooth_report = measure_smoothing(smooth_report, mesh, reference, cancel=cancel)
-        if decimating is not None:
-            with stage(meter, "decimate"):
-                progress.update(0.45, "decimating")
-                mesh, decimation = decimating.result()
+    finally:
+        stop_child(child)
     with stage(meter, "repair"):
         mesh, repair = repair_mesh(mesh, progress=progress.sub(0.7, 1.0), cancel=cancel)
     return MeshBuild(
@@ -231,6 +216,48 @@ def build_mesh(
         steps={"method": method, "smoothing": smoothing, "iterations": iterations,
                "reduction": reduction, "target_faces": target_faces},
     )  # fmt: skip
+
+
+def _smooth_and_decimate(
+    reference: trimesh.Trimesh,
+    smoothing: tuple[float, int],
+    decimation: tuple[float | None, int | None],
+    child: subprocess.Popen | None,
+    *,
+    meter: StageMeter | None,
+    progress: Progress,
+    cancel: CancelToken | None,
+) -> tuple[trimesh.Trimesh, SmoothingReport, DecimationReport | None]:
+    """Smooth (``factor, iterations``), then decimate (``reduction, target_faces``; by
+    ``child`` for a big surface) while the smoothing is measured against ``reference``."""
+    with stage(meter, "smooth"):
+        mesh, smooth_report = smooth_surface(
+            reference,
+            smoothing[0],
+            iterations=smoothing[1],
+            measure=False,
+            progress=progress.sub(0.15, 0.35),
+            cancel=cancel,
+        )
+    check_cancel(cancel)
+    reduction, target_faces = decimation
+    report = None
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        decimating = (
+            pool.submit(decimate_mesh, mesh, reduction=reduction, target_faces=target_faces,
+                        repair=False, child=child, cancel=cancel)
+            if reduction or target_faces
+            else None
+        )  # fmt: skip
+        with stage(meter, "smooth"):
+            progress.update(0.35, "measuring smoothing deviation")
+            # the raw surface keeps its nearest-triangle index: QA measures against it again
+            smooth_report = measure_smoothing(smooth_report, mesh, reference, cancel=cancel)
+        if decimating is not None:
+            with stage(meter, "decimate"):
+                progress.update(0.45, "decimating")
+                mesh, report = decimating.result()
+    return mesh, smooth_report, report
 
 
 @dataclass

@@ -11,6 +11,7 @@ close goes through MeshFix as a whole. Inner shells (cavities) keep their inward
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -425,6 +426,7 @@ def decimate_mesh(
     target_faces: int | None = None,
     aggressiveness: float = 7.0,
     repair: bool = True,
+    child: subprocess.Popen | None = None,
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
 ) -> tuple[trimesh.Trimesh, DecimationReport]:
@@ -433,7 +435,9 @@ def decimate_mesh(
     Give either ``reduction`` (fraction of triangles removed: 0.8 keeps 20 %) or
     ``target_faces``. The result is re-checked as an STL reader sees it and repaired when the
     collapse pinched a thin region (``repair=False`` leaves that to the caller, who is about
-    to run :func:`repair_mesh` anyway).
+    to run :func:`repair_mesh` anyway). ``child``: a decimation child started ahead
+    (:func:`~app.tools.mesh.quadric.start_child`), used for a big mesh; the caller ends it
+    when this raises (:func:`~app.tools.mesh.quadric.stop_child`).
     """
     progress = ensure(progress)
     n = len(mesh.faces)
@@ -446,6 +450,7 @@ def decimate_mesh(
         msg = f"decimation reduction {reduction} must be in 0..1 (0.8 keeps 20% of triangles)"
         raise MeshError(msg)
     if reduction == 0.0:
+        quadric.stop_child(child)
         return mesh, DecimationReport(n, n, 0.0, False)
     check_cancel(cancel)
     progress.update(0.05, "decimating")
@@ -454,6 +459,7 @@ def decimate_mesh(
         np.asarray(mesh.faces, dtype=np.int32),
         float(reduction),
         float(aggressiveness),
+        child=child,
     )
     out = make_mesh(points, faces)
     check_cancel(cancel)

@@ -505,10 +505,14 @@ def distances_to_surface(
     best = np.full(len(points), np.inf)
     for column in range(k):
         best = np.minimum(best, _point_triangle(points, vertices[faces[index[:, column]]]))
-    for b in big:
-        best = np.minimum(
-            best, _point_triangle(points, np.broadcast_to(vertices[faces[b]], (len(points), 3, 3)))
+    for triangle in vertices[faces[big]]:  # only where its box is nearer than the best yet
+        gap = np.maximum(
+            np.maximum(triangle.min(axis=0) - points, points - triangle.max(axis=0)), 0
         )
+        near = np.flatnonzero(np.einsum("ij,ij->i", gap, gap) < best * best)
+        if len(near):
+            whole = np.broadcast_to(triangle, (len(near), 3, 3))
+            best[near] = np.minimum(best[near], _point_triangle(points[near], whole))
     return best
 
 
