@@ -11,6 +11,7 @@ import hashlib
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,10 @@ def store_gcode(case: Case, version: int | None, text: str) -> int:
 
 @pytest.fixture
 def short_text(tmp_path) -> str:
-    return synthetic_gcode(tmp_path / "short.gcode", lines=400).read_text()
+    """400 lines that set the temperatures without waiting for them (OctoPrint's printer
+    heats in real time: 20 s of a 34 s test)."""
+    path = synthetic_gcode(tmp_path / "short.gcode", lines=400, wait_for_heat=False)
+    return path.read_text()
 
 
 def actions(actor) -> list[str]:
@@ -79,20 +83,22 @@ class Transport:
 
 
 @pytest.fixture(params=["usb", "octoprint", "moonraker"])
-def transport(request, marlin, keystore_service) -> Transport:
+def transport(request, marlin, keystore_service) -> Iterator[Transport]:
     if request.param == "usb":
         sim = marlin(delay=0.0)
-        return Transport("usb", {"port": sim.port}, lambda _name: received(sim) or None)
-    if request.param == "moonraker":
+        yield Transport("usb", {"port": sim.port}, lambda _name: received(sim) or None)
+    elif request.param == "moonraker":
         server = request.getfixturevalue("moonraker")
         Keystore().set(api_key_name(PRINTER), MOONRAKER_KEY.encode())
         where = {"url": server.url, "kind": "moonraker"}
-        return Transport("moonraker", where, lambda name: _text(server.files.get(name)))
-    server = request.getfixturevalue("octoprint_server")
-    server.wait_operational()
-    Keystore().set(api_key_name(PRINTER), server.api_key.encode())
-    where = {"url": server.url, "kind": "octoprint"}
-    return Transport("octoprint", where, lambda name: _octoprint_has(server, name))
+        yield Transport("moonraker", where, lambda name: _text(server.files.get(name)))
+    else:
+        server = request.getfixturevalue("octoprint_server")
+        server.wait_operational()
+        Keystore().set(api_key_name(PRINTER), server.api_key.encode())
+        where = {"url": server.url, "kind": "octoprint"}
+        with server.fast_moves():
+            yield Transport("octoprint", where, lambda name: _octoprint_has(server, name))
 
 
 def _text(data: bytes | None) -> list[str] | None:

@@ -8,15 +8,21 @@ from pathlib import Path
 from app.printing.marlin import clean_command
 
 
-def synthetic_gcode(path: Path, lines: int = 20000, seed: int = 7) -> Path:
-    """Realistic-looking G-code (start, layers of perimeter moves with retracts, end)."""
+def synthetic_gcode(
+    path: Path, lines: int = 20000, seed: int = 7, *, wait_for_heat: bool = True
+) -> Path:
+    """Realistic-looking G-code (start, layers of perimeter moves with retracts, end).
+
+    Without ``wait_for_heat`` the print sets its temperatures but does not wait for them
+    (no M190/M109): OctoPrint's virtual printer heats 10 °C/s in real time, 20 s a print.
+    """
     rng = random.Random(seed)
+    waits = ["M190 S60", "M109 S210"] if wait_for_heat else []
     out = [
         "; synthetic test print",
         "M140 S60",
         "M104 S210",
-        "M190 S60",
-        "M109 S210",
+        *waits,
         "G28",
         "G90",
         "M83",

@@ -26,6 +26,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,6 +93,20 @@ class OctoPrintServer:
         except urllib.error.HTTPError:
             return False
         return "tool0" in printer.get("temperature", {})
+
+    @contextlib.contextmanager
+    def fast_moves(self, percent: int = 1000) -> Iterator[None]:
+        """Meanwhile the virtual printer moves at ``percent`` of the G-code's feed rates (M220):
+        it sleeps a tenth of each move's real duration, 13 s for a 400-line test print."""
+        self.command(f"M220 S{percent}")
+        try:
+            yield
+        finally:
+            self.command("M220 S100")
+
+    def command(self, line: str) -> None:
+        """Send one G-code line to the printer through OctoPrint (queued before any job)."""
+        self.request("POST", "/api/printer/command", {"commands": [line]})
 
     def wait_operational(self, timeout: float = 60.0) -> None:
         """Wait until no job is running (after a test that printed or cancelled)."""
