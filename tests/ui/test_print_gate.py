@@ -73,7 +73,8 @@ def test_approved_gcode_prints_on_octoprint_from_the_gui(request, section, case,
     under the pseudonym and G-code number, and runs to the end."""
     from tests.printing.peers.gcode_samples import synthetic_gcode
 
-    text = synthetic_gcode(tmp_path / "short.gcode", lines=300).read_text()
+    # no waiting for heat, and moves at ten times the feed rates: 2 s of virtual printing, not 30
+    text = synthetic_gcode(tmp_path / "short.gcode", lines=300, wait_for_heat=False).read_text()
     provenance = {"mesh_version": 1, "mesh_sha256": case.mesh_sha256(1), "printer": PRINTER}
     number = case.save_gcode(text, provenance).number
     profile, uploaded = _networked(request, "octoprint")
@@ -81,8 +82,9 @@ def test_approved_gcode_prints_on_octoprint_from_the_gui(request, section, case,
     section.set_printers({profile.id: profile}, profile.id)
     section.set_case(case, select=1)
     section.gcode.setCurrentIndex(section.gcode.findData(number))
-    job = world.start(section, qtbot)
-    qtbot.waitUntil(lambda: section.view.state.text() == "Finished", timeout=120000)
+    with request.getfixturevalue("octoprint_server").fast_moves():
+        job = world.start(section, qtbot)
+        qtbot.waitUntil(lambda: section.view.state.text() == "Finished", timeout=120000)
     assert job.remote_name == f"{case.pseudonym}-g{number}.gcode" in uploaded()
     start = next(r for r in audit.read_records() if r["action"] == "print.start")
     assert start["facts"]["gcode_version"] == number and start["facts"]["transport"] == "octoprint"
