@@ -280,8 +280,10 @@ def vertex_clusters(faces: np.ndarray) -> np.ndarray:
     rows = np.repeat(np.arange(n_faces), 3)
     graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, n_faces + faces.ravel())), (n, n))
     _, labels = connected_components(graph, directed=False)
-    _, labels = np.unique(labels[:n_faces], return_inverse=True)
-    return labels.astype(np.int64)
+    labels = labels[:n_faces]
+    used = np.zeros(int(labels.max()) + 1, dtype=bool)
+    used[labels] = True  # clusters of unused vertices alone are left out: number the rest
+    return (np.cumsum(used) - 1)[labels]
 
 
 def _nonmanifold_vertices(faces: np.ndarray, table: _Edges) -> np.ndarray:
@@ -313,7 +315,9 @@ def _pinches_by_rotation(faces: np.ndarray, pairs: np.ndarray, dirty: np.ndarray
     step = np.arange(n)
     # half-edge h = 3f + i leaves corner h's vertex; its twin's face holds the next corner
     for h, twin in ((pairs[:, 0], pairs[:, 1]), (pairs[:, 1], pairs[:, 0])):
-        step[h] = _corner_of(faces, twin // 3, vertex_of_corner[h])
+        # the twin runs between the same two vertices: h's start is its start or its end
+        end = twin - twin % 3 + (twin % 3 + 1) % 3
+        step[h] = np.where(vertex_of_corner[twin] == vertex_of_corner[h], twin, end)
     label = np.arange(n)
     valence = int(np.bincount(vertex_of_corner).max())
     for _ in range(max(1, int(np.ceil(np.log2(valence + 1))))):
@@ -365,24 +369,29 @@ def defect_vertices(faces: np.ndarray, *, boundary: bool = True) -> np.ndarray:
 
 def signed_volume(mesh: trimesh.Trimesh) -> float:
     """Enclosed volume in mm³ (positive when the triangles face outward)."""
-    (ax, ay, az), (bx, by, bz), (cx, cy, cz) = _corner_columns(mesh)
-    triple = ax * (by * cz - bz * cy) + ay * (bz * cx - bx * cz) + az * (bx * cy - by * cx)
-    return float(triple.sum() / 6.0)
+    return float(triple_products(mesh.vertices, mesh.faces).sum() / 6.0)
+
+
+def triple_products(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """``a · (b × c)`` of each triangle's corners: six times the signed volume of the
+    tetrahedron it spans with the origin."""
+    (ax, ay, az), (bx, by, bz), (cx, cy, cz) = _corner_columns(vertices, faces)
+    return ax * (by * cz - bz * cy) + ay * (bz * cx - bx * cz) + az * (bx * cy - by * cx)
 
 
 def surface_area(mesh: trimesh.Trimesh) -> float:
-    (ax, ay, az), (bx, by, bz), (cx, cy, cz) = _corner_columns(mesh)
+    (ax, ay, az), (bx, by, bz), (cx, cy, cz) = _corner_columns(mesh.vertices, mesh.faces)
     ux, uy, uz, vx, vy, vz = bx - ax, by - ay, bz - az, cx - ax, cy - ay, cz - az
     normal = np.sqrt((uy * vz - uz * vy) ** 2 + (uz * vx - ux * vz) ** 2 + (ux * vy - uy * vx) ** 2)
     return float(0.5 * normal.sum())
 
 
-def _corner_columns(mesh: trimesh.Trimesh) -> list[np.ndarray]:
+def _corner_columns(vertices: np.ndarray, faces: np.ndarray) -> list[np.ndarray]:
     """x, y and z of each triangle's three corners, as contiguous columns (cheaper to gather
     and multiply than a copy of every triangle)."""
-    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    vertices = np.asarray(vertices, dtype=np.float64)
     columns = [np.ascontiguousarray(vertices[:, k]) for k in range(3)]
-    faces = np.asarray(mesh.faces)
+    faces = np.asarray(faces)
     return [[column[faces[:, corner]] for column in columns] for corner in range(3)]
 
 
