@@ -12,7 +12,6 @@ close goes through MeshFix as a whole. Inner shells (cavities) keep their inward
 from __future__ import annotations
 
 import subprocess
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -274,33 +273,21 @@ def repair_mesh(
     if signed_volume(out) < 0:
         out = make_mesh(out.vertices, np.asarray(out.faces)[:, ::-1])
     changed = report.components_removed or report.components_fixed
-    check_cancel(cancel)
-    progress.update(0.6, "removing self-intersections")
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        # the crossings are searched while the topology is measured (both again, in turn,
-        # in the rare case the topology asks for a second pass)
-        crossing = _uncrossing(pool, out, report) if fix_intersections else None
-        after = topology(out) if changed or not before.closed_manifold else before
-        if not after.closed_manifold:
-            out, after = _second_pass(out, report)
-            crossing = _uncrossing(pool, out, report) if fix_intersections else None
-        if crossing is not None:
-            crossed, left = crossing.result()
-            report.self_intersections_left = left
-            if crossed is not out:
-                out, after = crossed, topology(crossed)
+    after = topology(out) if changed or not before.closed_manifold else before
+    if not after.closed_manifold:
+        out, after = _second_pass(out, report)
+    if fix_intersections:
+        check_cancel(cancel)
+        progress.update(0.6, "removing self-intersections")
+        # patches keep the mesh welded; a whole-part repair (it leaves a note) may not
+        crossed, left = remove_self_intersections(out, welded=not report.notes)
+        report.self_intersections_left = left
+        if crossed is not out:
+            out, after = crossed, topology(crossed)
     report.after = after.to_dict()
     report.faces_after = len(out.faces)
     progress.update(1.0, "repaired")
     return out, report
-
-
-def _uncrossing(
-    pool: ThreadPoolExecutor, mesh: trimesh.Trimesh, report: RepairReport
-) -> Future[tuple[trimesh.Trimesh, int]]:
-    """:func:`remove_self_intersections` of ``mesh`` on ``pool``: patches keep the mesh
-    welded; a whole-part repair (it leaves a note) may not."""
-    return pool.submit(remove_self_intersections, mesh, welded=not report.notes)
 
 
 def _weld_and_inspect(
