@@ -18,17 +18,23 @@ AIR_HU, RESIN_HU = -1000.0, 200.0
 PAD = 4  # voxels of air around the part
 
 
-def ct_volume(
-    part: trimesh.Trimesh, *, pitch: float, noise_hu: float = 30.0, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """(HU array (z, y, x), origin of its first voxel in mm) of ``part`` in air: a voxel is
-    resin when its centre is inside the part."""
+def inside_voxels(part: trimesh.Trimesh, *, pitch: float) -> tuple[np.ndarray, np.ndarray]:
+    """(mask (z, y, x), origin of its first voxel in mm) of ``part`` with ``PAD`` voxels of air
+    around: a voxel is in when its centre is inside the part."""
     lo, hi = part.bounds
     origin = lo - PAD * pitch
     dims = np.ceil((hi - lo) / pitch).astype(int) + 2 * PAD + 1
     grid = pv.ImageData(dimensions=dims, spacing=(pitch,) * 3, origin=origin)
     mask = pv.wrap(part).voxelize_binary_mask(reference_volume=grid).point_data["mask"]
-    inside = np.asarray(mask).reshape(dims[::-1]) > 0
+    return np.asarray(mask).reshape(dims[::-1]) > 0, origin
+
+
+def ct_volume(
+    part: trimesh.Trimesh, *, pitch: float, noise_hu: float = 30.0, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(HU array (z, y, x), origin of its first voxel in mm) of ``part`` in air: a voxel is
+    resin when its centre is inside the part."""
+    inside, origin = inside_voxels(part, pitch=pitch)
     values = np.where(inside, RESIN_HU, AIR_HU).astype(np.float32)
     values = ndimage.gaussian_filter(values, 0.6)
     values += np.random.default_rng(seed).normal(0.0, noise_hu, values.shape).astype(np.float32)

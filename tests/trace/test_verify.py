@@ -10,6 +10,7 @@ import trimesh
 from app.imaging.volume import Volume
 from app.tools.mesh import verify
 from app.tools.mesh.phantom import calibration_phantom
+from tests.trace.ct_print import inside_voxels
 from tests.trace.scans import box_with_a_pin, make_scan, printed_phantom, rigid
 
 MOTION = rigid((20.0, -35.0, 50.0), (12.0, -7.0, 30.0))
@@ -83,11 +84,9 @@ def test_ct_of_a_printed_phantom(tmp_path):
     meshed by the pipeline, then verified against the phantom."""
     phantom = calibration_phantom()
     pitch = 0.3
-    grid = phantom.voxelized(pitch).fill()
-    filled = np.pad(grid.matrix, 4)  # (x, y, z) with air around
-    array = np.where(filled.transpose(2, 1, 0), 100, -1000).astype(np.int16)
-    origin = tuple(grid.transform[:3, 3] - 4 * pitch)
-    volume = Volume(array, origin=origin, spacing=(pitch,) * 3, modality="CT")
+    inside, origin = inside_voxels(phantom, pitch=pitch)  # (z, y, x) with air around
+    array = np.where(inside, 100, -1000).astype(np.int16)
+    volume = Volume(array, origin=tuple(origin), spacing=(pitch,) * 3, modality="CT")
     mesh = verify.mesh_from_mask(array > -300, volume)
     moved = mesh.copy().apply_transform(rigid((5.0, -3.0, 30.0), (2.0, 1.0, -4.0)))
     check = verify.check_scan(moved, phantom, tolerance_mm=0.5)
