@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -206,64 +205,6 @@ def qa_report(
     the wall thickness (the label's own text would otherwise decide the verdict).
     """
     progress = ensure(progress)
-    with ThreadPoolExecutor(max_workers=1) as pool:  # the deviation meanwhile, on its own
-        deviating = (
-            pool.submit(surface_deviation, mesh, reference, cancel=cancel,
-                        exclude=_label_regions(labels) if labels else None)
-            if reference is not None
-            else None
-        )  # fmt: skip
-        checks, facts = _checks(
-            mesh, topo=topo, crossings=crossings, build_volume_mm=build_volume_mm,
-            min_wall_mm=min_wall_mm, max_thin_fraction=max_thin_fraction,
-            wall_samples=wall_samples, labels=labels, progress=progress, cancel=cancel,
-        )  # fmt: skip
-        volume, area = signed_volume(mesh), surface_area(mesh)
-        deviation = None
-        if deviating is not None:
-            progress.update(0.7, "measuring deviation from the segmentation")
-            dev = deviating.result()
-            deviation = dev.to_dict()
-            checks.append(
-                Check("deviation from segmentation", dev.p95_mm <= tolerance_mm, dev.p95_mm,
-                      f"95th percentile <= {tolerance_mm:g} mm", "mm",
-                      f"mean {dev.mean_mm:.3f} mm, p95 {dev.p95_mm:.3f} mm, max {dev.max_mm:.3f} mm")
-            )  # fmt: skip
-    progress.update(1.0, "QA done")
-    lo, hi = facts["bbox"]
-    return QAReport(
-        checks=checks,
-        triangles=len(mesh.faces),
-        vertices=len(mesh.vertices),
-        components=facts["topo"].components,
-        volume_mm3=volume,
-        area_mm2=area,
-        bbox_min=lo.tolist(),
-        bbox_max=hi.tolist(),
-        size_mm=(hi - lo).tolist(),
-        self_intersections=facts["crossings"],
-        wall=facts["wall"],
-        deviation=deviation,
-        build_volume_mm=list(build_volume_mm) if build_volume_mm is not None else None,
-        tolerance_mm=tolerance_mm,
-    )
-
-
-def _checks(
-    mesh: trimesh.Trimesh,
-    *,
-    topo: Topology | None,
-    crossings: int | None,
-    build_volume_mm: tuple[float, float, float] | None,
-    min_wall_mm: float,
-    max_thin_fraction: float,
-    wall_samples: int,
-    labels: Sequence[LabelInfo],
-    progress: Progress,
-    cancel: CancelToken | None,
-) -> tuple[list[Check], dict]:
-    """The checks of :func:`qa_report` but the deviation, and the facts behind them
-    (``topo``, ``crossings``, ``bbox`` and ``wall``)."""
     checks: list[Check] = []
     progress.update(0.0, "checking topology")
     if topo is None:
@@ -324,4 +265,32 @@ def _checks(
     else:
         checks.append(Check("minimum wall thickness", False, None, f"{min_wall_mm:g} mm", "mm",
                             "not measurable on an open mesh; repair it first"))  # fmt: skip
-    return checks, {"topo": topo, "crossings": crossings, "bbox": (lo, hi), "wall": wall}
+    deviation = None
+    if reference is not None:
+        check_cancel(cancel)
+        progress.update(0.7, "measuring deviation from the segmentation")  # both ways at once
+        exclude = _label_regions(labels) if labels else None
+        dev = surface_deviation(mesh, reference, exclude=exclude, cancel=cancel)
+        deviation = dev.to_dict()
+        checks.append(
+            Check("deviation from segmentation", dev.p95_mm <= tolerance_mm, dev.p95_mm,
+                  f"95th percentile <= {tolerance_mm:g} mm", "mm",
+                  f"mean {dev.mean_mm:.3f} mm, p95 {dev.p95_mm:.3f} mm, max {dev.max_mm:.3f} mm")
+        )  # fmt: skip
+    progress.update(1.0, "QA done")
+    return QAReport(
+        checks=checks,
+        triangles=len(mesh.faces),
+        vertices=len(mesh.vertices),
+        components=topo.components,
+        volume_mm3=signed_volume(mesh),
+        area_mm2=surface_area(mesh),
+        bbox_min=lo.tolist(),
+        bbox_max=hi.tolist(),
+        size_mm=size.tolist(),
+        self_intersections=crossings,
+        wall=wall,
+        deviation=deviation,
+        build_volume_mm=list(build_volume_mm) if build_volume_mm is not None else None,
+        tolerance_mm=tolerance_mm,
+    )
