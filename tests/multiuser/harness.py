@@ -295,10 +295,12 @@ class Workstation:
         folder.chmod(0o700)
         return folder
 
-    def readable_copy(self, source: Path, name: str) -> Path:
-        """A copy of ``source`` every account can read."""
+    def readable_copy(self, files: list[Path], name: str) -> Path:
+        """Copies of ``files`` in a folder every account can read."""
         target = self.base / name
-        shutil.copytree(source, target)
+        target.mkdir()
+        for path in files:
+            shutil.copy2(path, target / path.name)
         make_readable(target)
         return target
 
