@@ -9,15 +9,21 @@
   the time until the slices show after opening (the stored preview), until the full image is
   in and until the first volume rendering.
 
+Each stall on stderr gives its stacks, the GUI thread's own CPU time and its wait for a CPU,
+and the garbage collections meanwhile; ``MEDPRINT_BENCH_GIL_DUMPS=1`` adds every thread's
+stack written without the GIL (it perturbs the figures a little on a loaded machine).
+
 The GUI parts run in child processes under a display (``xvfb-run`` when there is none) and a
 private keystore session (``scripts/with-keyring.sh``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -28,6 +34,7 @@ from benchmarks.common import REPO, SHARED_DATA, Row
 
 CT = SHARED_DATA / "dicom" / "ct-abdomen-tcia-pancreas-134"
 GOAL_STALL_S = 0.1
+GIL_DUMPS_ENV = "MEDPRINT_BENCH_GIL_DUMPS"  # set: stall stacks of GIL holders on stderr
 BARE_WINDOW = """
 import sys
 from PySide6 import QtCore, QtWidgets
@@ -84,7 +91,8 @@ def _display(command: list[str]) -> list[str]:
 def _until_shown(command: list[str], env: dict[str, str]) -> float:
     """Seconds from starting ``command`` until it prints the window-shown mark."""
     start = time.perf_counter()
-    proc = subprocess.Popen(_display(command), stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    proc = subprocess.Popen(_display(command), stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=REPO, start_new_session=True)  # fmt: skip
     try:
         for line in proc.stderr:
             if "medprint: window shown" in line:
@@ -92,8 +100,21 @@ def _until_shown(command: list[str], env: dict[str, str]) -> float:
         msg = f"no window-shown mark from {command[:3]}"
         raise RuntimeError(msg)
     finally:
-        proc.kill()
+        _end_group(proc)
+
+
+def _end_group(proc: subprocess.Popen) -> None:
+    """Stop ``proc`` and everything it started: killing xvfb-run alone left its Xvfb and the
+    window's process running (~0.7 GB each, six a benchmark run)."""
+    os.killpg(proc.pid, signal.SIGTERM)  # Xvfb removes its lock file on SIGTERM
+    try:
+        proc.wait(10.0)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+    time.sleep(0.5)  # the group's other members exit after their leader
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _window_row(repeat: int = 3) -> Row:
@@ -174,7 +195,10 @@ def _child_main(quick: bool, hide_3d: bool = False) -> None:
         if hide_3d:  # the experiment: do stalls come from the OpenGL-composed window?
             window.set_layout("axial")
             label += ", 3D view hidden"
-        meter = partial(StallMeter, gil_dump_s=0.2)  # stacks of GIL holders on stderr
+        # Stacks written without the GIL during stalls only on request: re-arming faulthandler
+        # blocks the GUI thread on a loaded machine (see tests/ui/stall.py).
+        dumps = 0.2 if os.environ.get(GIL_DUMPS_ENV) else None
+        meter = partial(StallMeter, gil_dump_s=dumps)
         rows = _open_rows(app, window, pseudonym, label, meter)
         rows += _work_rows(app, window, label, meter)
         window.close()
