@@ -376,7 +376,15 @@ def triple_products(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """``a · (b × c)`` of each triangle's corners: six times the signed volume of the
     tetrahedron it spans with the origin."""
     (ax, ay, az), (bx, by, bz), (cx, cy, cz) = _corner_columns(vertices, faces)
-    return ax * (by * cz - bz * cy) + ay * (bz * cx - bx * cz) + az * (bx * cy - by * cx)
+    # ax (by cz - bz cy) + ay (bz cx - bx cz) + az (bx cy - by cx), in that order, in place
+    total = np.zeros(len(ax))
+    for a, (b, c), (d, e) in ((ax, (by, cz), (bz, cy)), (ay, (bz, cx), (bx, cz)),
+                              (az, (bx, cy), (by, cx))):  # fmt: skip
+        term = b * c
+        term -= d * e
+        term *= a
+        total += term
+    return total
 
 
 def surface_area(mesh: trimesh.Trimesh) -> float:
