@@ -211,18 +211,19 @@ def _open_from_vault_s(app, area, volume) -> tuple[float, float] | None:
     import tempfile
 
     from app.case import Case
-    from app.security.vault import Vault
     from app.settings import resolve_paths
-    from app.ui import jobs
+    from app.workflow import intake, users
+    from app.workflow.actor import Actor
 
     with tempfile.TemporaryDirectory() as folder:
         os.environ["MEDPRINT_DATA_DIR"] = folder
         os.environ["MEDPRINT_KEYSTORE_SERVICE"] = f"medprint-bench-ui-{os.getpid()}"
-        vault, _recovery = Vault.init(resolve_paths().ensure())
-        pseudonym = vault.create_case({})
-        Case(vault, pseudonym).save_volume(volume)
+        actor = Actor.current(resolve_paths())
+        users.init_vault(actor)
+        pseudonym = actor.vault.create_case({})
+        Case(actor.vault, pseudonym).save_volume(volume)
         start = time.perf_counter()
-        loaded = jobs.load_case((vault, pseudonym))
+        loaded = intake.load_case(actor, pseudonym)
         read = time.perf_counter() - start
         render = _first_render_s(app, area, loaded.volume)
     return read, render
