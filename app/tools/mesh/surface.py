@@ -132,7 +132,8 @@ def _set_small_components(mask: np.ndarray, limit: int, *, inside: bool) -> tupl
             small[np.unique(face)] = False
     if small.any():
         for k in range(0, labels.shape[0], _SLAB):
-            mask[k : k + _SLAB][small[labels[k : k + _SLAB]]] = not inside
+            flip = np.take(small, labels[k : k + _SLAB])
+            np.copyto(mask[k : k + _SLAB], not inside, where=flip)
     return int(small.sum()), int(sizes[small].sum())
 
 
