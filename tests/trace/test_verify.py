@@ -79,6 +79,31 @@ def test_signed_distance_is_exact_and_signed():
     assert np.allclose(found, [1.0, -1.0, 3.0, np.hypot(1.0, 2.0)])
 
 
+def test_a_flat_faced_part_has_the_analytic_distances():
+    """A plate of twelve large triangles (the long slivers a flat-faced CAD part is made of):
+    points in and around it, near its faces, edges and corners, at the box's exact distance."""
+    half = np.array([40.0, 25.0, 3.0])
+    plate = trimesh.creation.box(extents=2 * half)
+    points = np.random.default_rng(0).uniform(-half - 6.0, half + 6.0, (5000, 3))
+    excess = np.abs(points) - half
+    outside = np.linalg.norm(np.maximum(excess, 0.0), axis=1)
+    expected = outside + np.minimum(excess.max(axis=1), 0.0)
+    assert np.allclose(verify.signed_distance(points, plate), expected, rtol=0, atol=1e-9)
+
+
+def test_the_sign_at_the_corners_of_a_bumpy_surface_is_the_inside_test():
+    """Points near every corner of a bumpy sphere: where faces meet at a corner, the normal of
+    one of them can point the wrong way; the distance is negative exactly for points inside."""
+    rng = np.random.default_rng(3)
+    sphere = trimesh.creation.icosphere(subdivisions=3, radius=10.0)
+    radii = rng.uniform(0.9, 1.1, (len(sphere.vertices), 1))
+    bumpy = trimesh.Trimesh(sphere.vertices * radii, sphere.faces)
+    points = np.repeat(bumpy.vertices, 8, axis=0)
+    points += rng.normal(0.0, 0.2, points.shape)
+    found = verify.signed_distance(points, bumpy)
+    assert np.array_equal(found < 0, bumpy.contains(points))
+
+
 def test_ct_of_a_printed_phantom(tmp_path):
     """A CT of the printed phantom (voxelised at 0.3 mm, plastic 100 HU in air) segmented and
     meshed by the pipeline, then verified against the phantom."""

@@ -36,8 +36,6 @@ COARSE_POINTS, FINE_POINTS = 3000, 20000
 AMBIGUOUS_SPREAD = 0.1  # principal spreads this close leave the turn between them open
 TURN_STEP_DEG = 30  # the extra starts about an ambiguous axis
 ANNEAL_MM = 2.0  # ICP's first inlier limit; it narrows by 0.7 per iteration to the noise
-_CANDIDATES = 24  # nearest piece centres examined per point (enough for a proof on even meshes)
-_CHUNK = 200_000
 
 
 @dataclass(frozen=True)
@@ -471,110 +469,26 @@ def _rotation(vector: np.ndarray) -> np.ndarray:
 def signed_distance(points: np.ndarray, plan: trimesh.Trimesh) -> np.ndarray:
     """Signed distance of each point to the closest point of ``plan`` (positive outside).
 
-    Exact: the plan's long triangles are split into pieces no longer than the median
-    edge (for the search only), the nearest pieces by centre are examined (a KD-tree), and a
-    point whose answer could lie beyond them is searched again among many more.
+    VTK's implicit distance: the exact closest point (a cell locator), signed by the
+    angle-weighted pseudonormal there, which is right at corners too, where the normal of one
+    of the faces meeting there can point the wrong way.
     """
-    pieces = _Pieces.of(plan)
-    out = np.empty(len(points))
-    for lo in range(0, len(points), _CHUNK):
-        chunk = np.asarray(points[lo : lo + _CHUNK], dtype=np.float64)
-        out[lo : lo + len(chunk)] = pieces.signed(chunk)
-    return out
+    from vtkmodules.util import numpy_support  # noqa: PLC0415 (VTK on demand)
 
+    from app.tools.mesh import _vtk as vtk  # noqa: PLC0415
+    from app.tools.mesh.core import to_polydata  # noqa: PLC0415
 
-@dataclass
-class _Pieces:
-    """The plan's triangles split to a bounded size, their normals and a KD-tree of centres."""
-
-    triangles: np.ndarray
-    normals: np.ndarray
-    radius: float  # the farthest a piece's corner is from its centre
-    tree: cKDTree
-
-    @classmethod
-    def of(cls, plan: trimesh.Trimesh) -> _Pieces:
-        longest = float(np.median(plan.edges_unique_length))
-        vertices, faces, index = trimesh.remesh.subdivide_to_size(
-            plan.vertices, plan.faces, max_edge=max(longest, 1e-6), return_index=True
-        )
-        triangles = np.asarray(vertices, dtype=np.float64)[faces]
-        centres = triangles.mean(axis=1)
-        radius = float(np.linalg.norm(triangles - centres[:, None], axis=2).max())
-        return cls(triangles, np.asarray(plan.face_normals)[index], radius, cKDTree(centres))
-
-    def signed(self, points: np.ndarray) -> np.ndarray:
-        k = min(_CANDIDATES, len(self.triangles))
-        distance, vec, face, kth = self._closest(points, k)
-        unsure = kth < distance + self.radius  # a piece beyond the k nearest may be closer
-        wider = min(16 * k, len(self.triangles))
-        while unsure.any() and wider > k:
-            d2, v2, f2, kth2 = self._closest(points[unsure], wider)
-            distance[unsure], vec[unsure], face[unsure] = d2, v2, f2
-            still = kth2 < d2 + self.radius
-            unsure[np.flatnonzero(unsure)[~still]] = False
-            k, wider = wider, min(4 * wider, len(self.triangles))
-        side = np.sign(np.einsum("ij,ij->i", vec, self.normals[face]))
-        return distance * np.where(side == 0, 1.0, side)
-
-    def _closest(
-        self, points: np.ndarray, k: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        near, candidates = self.tree.query(points, k=k, workers=_workers(len(points)))
-        near, candidates = near.reshape(len(points), k), candidates.reshape(len(points), k)
-        best = np.full(len(points), np.inf)
-        best_vec = np.zeros_like(points)
-        best_face = np.zeros(len(points), dtype=np.int64)
-        for j in range(k):
-            faces = candidates[:, j]
-            vec = points - closest_on_triangles(self.triangles[faces], points)
-            d2 = np.einsum("ij,ij->i", vec, vec)
-            closer = d2 < best
-            best[closer], best_vec[closer], best_face[closer] = (
-                d2[closer],
-                vec[closer],
-                faces[closer],
-            )
-        kth = near[:, -1] if k < len(self.triangles) else np.full(len(points), np.inf)
-        return np.sqrt(best), best_vec, best_face, kth
-
-
-def closest_on_triangles(tri: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """The closest point of each triangle ``tri[i]`` (n, 3, 3) to ``p[i]`` (Ericson's regions,
-    vectorised)."""
-    a, b, c = tri[:, 0], tri[:, 1], tri[:, 2]
-    ab, ac, ap = b - a, c - a, p - a
-    d1, d2 = _dot(ab, ap), _dot(ac, ap)
-    bp, cp = p - b, p - c
-    d3, d4, d5, d6 = _dot(ab, bp), _dot(ac, bp), _dot(ab, cp), _dot(ac, cp)
-    va, vb, vc = d3 * d6 - d5 * d4, d5 * d2 - d1 * d6, d1 * d4 - d3 * d2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        denom = va + vb + vc
-        v, w = vb / denom, vc / denom
-        out = a + ab * v[:, None] + ac * w[:, None]  # inside the face
-        t_ab, t_ac = d1 / (d1 - d3), d2 / (d2 - d6)
-        t_bc = (d4 - d3) / ((d4 - d3) + (d5 - d6))
-    regions = [
-        ((va <= 0) & (d4 - d3 >= 0) & (d5 - d6 >= 0), lambda: b + (c - b) * t_bc[:, None]),
-        ((vb <= 0) & (d2 >= 0) & (d6 <= 0), lambda: a + ac * t_ac[:, None]),
-        ((vc <= 0) & (d1 >= 0) & (d3 <= 0), lambda: a + ab * t_ab[:, None]),
-        ((d6 >= 0) & (d5 <= d6), lambda: c),
-        ((d3 >= 0) & (d4 <= d3), lambda: b),
-        ((d1 <= 0) & (d2 <= 0), lambda: a),
-    ]
-    for where, point in regions:  # later regions win: vertices over edges over the face
-        if where.any():
-            out = np.where(where[:, None], point(), out)
-    return out
+    implicit = vtk.vtkImplicitPolyDataDistance()
+    implicit.SetInput(to_polydata(plan))
+    queries = np.ascontiguousarray(np.reshape(points, (-1, 3)), dtype=np.float64)
+    found = vtk.vtkDoubleArray()
+    implicit.FunctionValue(numpy_support.numpy_to_vtk(queries, deep=True), found)
+    return numpy_support.vtk_to_numpy(found).copy()
 
 
 def _workers(count: int) -> int:
     """Threads for a KD-tree query: starting them costs more than small queries take."""
     return -1 if count > 50_000 else 1
-
-
-def _dot(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return np.einsum("ij,ij->i", x, y)
 
 
 def deviation(
