@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 
 MAX_SIDE = 256  # the ray caster never gets more than 256 voxels a side
 COARSE_SIDE = 96  # the copy rendered while the user rotates
-STILL_RATE = 5.0  # frames a second a still frame aims at (the interactive rate is VTK's 15)
+# Frames a second a still frame aims at (the interactive rate is VTK's 15): one frame, volume
+# and meshes, must stay within the GUI's 100 ms, so the ray caster gets about 80 ms of it
+STILL_RATE = 12.0
 _IMPORTED = threading.Event()
 # Volume copies and mask surfaces are made here: long-lived threads, because starting a thread
 # waits until it runs (up to a second on a loaded machine while another thread held the GIL).
