@@ -122,7 +122,8 @@ def test_pipeline_leaves_no_identifier_anywhere(
 
     from app.printing.backends.octoprint import OctoPrintClient
 
-    gcode = next(out.rglob("*.gcode"))
+    # the package's G-code (the demo's vault under the same folder holds its encrypted copy)
+    gcode = next(p for package in packages for p in Path(package).rglob("*.gcode"))
     client = OctoPrintClient(octoprint_server.url, octoprint_server.api_key, connect_printer=False)
     client.upload(gcode.name, gcode.read_bytes())
     uploaded = octoprint_server.basedir / "uploads" / gcode.name
