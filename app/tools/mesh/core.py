@@ -388,10 +388,24 @@ def triple_products(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
 
 
 def surface_area(mesh: trimesh.Trimesh) -> float:
-    (ax, ay, az), (bx, by, bz), (cx, cy, cz) = _corner_columns(mesh.vertices, mesh.faces)
-    ux, uy, uz, vx, vy, vz = bx - ax, by - ay, bz - az, cx - ax, cy - ay, cz - az
-    normal = np.sqrt((uy * vz - uz * vy) ** 2 + (uz * vx - ux * vz) ** 2 + (ux * vy - uy * vx) ** 2)
-    return float(0.5 * normal.sum())
+    vertices, faces = np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.faces)
+    a = vertices[faces[:, 0]]
+    ab, ac = vertices[faces[:, 1]], vertices[faces[:, 2]]
+    ab -= a
+    ac -= a
+    return float(0.5 * np.sqrt(cross_squared(ab, ac)).sum())
+
+
+def cross_squared(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``|u × v|²`` row by row, component by component (as ``np.cross`` and a norm compute
+    it, without their ``(n, 3)`` temporaries)."""
+    total = np.zeros(len(u))
+    for i, j in ((1, 2), (2, 0), (0, 1)):
+        component = u[:, i] * v[:, j]
+        component -= u[:, j] * v[:, i]
+        component *= component
+        total += component
+    return total
 
 
 def _corner_columns(vertices: np.ndarray, faces: np.ndarray) -> list[np.ndarray]:

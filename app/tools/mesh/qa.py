@@ -30,7 +30,7 @@ from app.tools.mesh.core import (
 from app.tools.mesh.export import ORIENTATION
 from app.tools.mesh.label import LabelInfo, label_region
 from app.tools.mesh.repair import count_self_intersections
-from app.tools.mesh.surface import cross_squared, surface_deviation, triangle_corners
+from app.tools.mesh.surface import area_samples, surface_deviation
 
 DEFAULT_TOLERANCE_MM = 0.5
 DEFAULT_MIN_WALL_MM = 1.0
@@ -140,18 +140,8 @@ def wall_thickness(
 
     The rays go through one VTK cell locator over the mesh (built once, on all cores).
     """
-    rng = np.random.default_rng(seed)
-    a, ab, ac = triangle_corners(mesh)
-    ab -= a  # the edges in place of the corners: no more copies of every triangle
-    ac -= a
-    area = np.sqrt(cross_squared(ab, ac))
-    face = rng.choice(len(a), samples, p=area / area.sum())
-    u, v = rng.random(samples), rng.random(samples)
-    flip = u + v > 1
-    u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
-    points = a[face] + u[:, None] * ab[face] + v[:, None] * ac[face]
-    inward = -np.cross(ab[face], ac[face]) / area[face, None]
-    del a, ab, ac, area
+    points, normals = area_samples(mesh, samples, np.random.default_rng(seed))
+    inward = -normals
     if exclude is not None:
         keep = ~exclude(points)
         points, inward = points[keep], inward[keep]

@@ -25,6 +25,7 @@ from app.imaging.volume import Volume
 from app.progress import CancelToken, Progress, check_cancel, ensure
 from app.tools.mesh import _vtk as vtk
 from app.tools.mesh.core import (
+    cross_squared,
     enable_vtk_threads,
     face_boxes,
     from_polydata,
@@ -623,7 +624,7 @@ def surface_deviation(
     ``mesh``'s points are measured to the reference.
     """
     rng = np.random.default_rng(0)
-    on_mesh = _area_samples(mesh, samples, rng)
+    on_mesh, _ = area_samples(mesh, samples, rng)
     ref_points = np.asarray(reference.vertices)
     if len(ref_points) > samples:
         ref_points = ref_points[rng.choice(len(ref_points), samples, replace=False)]
@@ -724,7 +725,7 @@ def sample_distances(
 ) -> np.ndarray:
     """Distances (mm) from ``samples`` points spread evenly (by area, seeded) on ``mesh`` to
     ``reference``: the mesh-to-segmentation half of :func:`surface_deviation`, every value."""
-    points = _area_samples(mesh, samples, np.random.default_rng(0))
+    points, _ = area_samples(mesh, samples, np.random.default_rng(0))
     return distances_to_surface(points, reference)
 
 
@@ -735,29 +736,21 @@ def deviation_histogram(distances: np.ndarray, bins: int = 40) -> dict:
     return {"edges_mm": [round(float(e), 6) for e in edges], "counts": counts.tolist()}
 
 
-def _area_samples(mesh: trimesh.Trimesh, count: int, rng: np.random.Generator) -> np.ndarray:
-    """``count`` points spread on the surface in proportion to triangle area."""
+def area_samples(
+    mesh: trimesh.Trimesh, count: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` points spread on the surface in proportion to triangle area, and the unit
+    (outward) normal of the triangle each lies on."""
     a, ab, ac = triangle_corners(mesh)
     ab -= a  # the edges in place of the corners: no more copies of every triangle
     ac -= a
-    area = 0.5 * np.sqrt(cross_squared(ab, ac))
+    area = np.sqrt(cross_squared(ab, ac))
     face = rng.choice(len(a), count, p=area / area.sum())
     u, v = rng.random(count), rng.random(count)
     flip = u + v > 1
     u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
-    return a[face] + u[:, None] * ab[face] + v[:, None] * ac[face]
-
-
-def cross_squared(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """``|u × v|²`` row by row, component by component (as ``np.cross`` and a norm compute
-    it, without their ``(n, 3)`` temporaries)."""
-    total = np.zeros(len(u))
-    for i, j in ((1, 2), (2, 0), (0, 1)):
-        component = u[:, i] * v[:, j]
-        component -= u[:, j] * v[:, i]
-        component *= component
-        total += component
-    return total
+    points = a[face] + u[:, None] * ab[face] + v[:, None] * ac[face]
+    return points, np.cross(ab[face], ac[face]) / area[face, None]
 
 
 def triangle_corners(mesh: trimesh.Trimesh) -> list[np.ndarray]:
