@@ -95,6 +95,7 @@ def test_the_loader_imports_without_collections_and_freezes_what_it_made(
     assert sys.modules["medprint_loader_probe"].COLLECTING is False
     # frozen: no collection walks them (get_objects lists the three collected generations)
     assert not any(o is made for o in gc.get_objects())
+    gc.unfreeze()  # the rest of the suite's objects are collected as before
     monkeypatch.delitem(sys.modules, "medprint_loader_probe")
 
 
