@@ -115,8 +115,7 @@ class RemoteJob(PrintJob):
                 self._event("cancel", by="printer")
             self._end(PrinterState.CANCELLED, "cancelled")
         elif remote.state == PrinterState.ERROR and state.active:
-            self._event("error", reason=remote.message[:120])
-            self._end(PrinterState.ERROR, remote.message or "the printer reports an error")
+            self._fail(remote.message or "the printer reports an error")
         elif (
             remote.state == PrinterState.IDLE
             and state.active

@@ -349,8 +349,7 @@ class UsbJob(PrintJob, LinkListener):
                 f"command {self._executed_index + 1} once the printer is back",
             )
         else:
-            self._event("error", reason=message[:120])
-            self._end(PrinterState.ERROR, message)
+            self._fail(message)
 
     def _offer_resume(self, reason: str) -> None:
         if self._executed_index >= 0 and self.summary is not None:
