@@ -11,6 +11,7 @@ from app.errors import Cancelled, MeshError
 from app.progress import CancelToken
 from app.tools.mesh.core import signed_volume, topology
 from app.tools.mesh.surface import (
+    area_samples,
     clean_mask,
     extract_surface,
     passband_for,
@@ -242,3 +243,51 @@ def test_the_farthest_distance_is_exact_next_to_large_triangles():
                         np.abs(np.linalg.norm(points, axis=1) - 3.0)], axis=0)  # fmt: skip
         assert farthest_distance(points, mesh) == pytest.approx(exact.max(), abs=0.05)
     assert farthest_distance(outside[:0], mesh) == 0.0
+
+
+def test_the_farthest_distance_equals_the_largest_of_all_exact_distances():
+    import trimesh
+
+    from app.tools.mesh.core import concatenate
+    from app.tools.mesh.surface import _point_triangle, farthest_distance
+
+    # big and small triangles, points inside and outside: bounds, exact step and its tree
+    mesh = concatenate([trimesh.creation.box(extents=(40.0, 30.0, 20.0)),
+                        trimesh.creation.icosphere(3, radius=3.0)])  # fmt: skip
+    triangles = np.asarray(mesh.vertices)[np.asarray(mesh.faces)]
+    points = np.random.default_rng(5).uniform(-25.0, 25.0, size=(300, 3))
+    exact = [_point_triangle(np.broadcast_to(p, (len(triangles), 3)), triangles).min()
+             for p in points]  # fmt: skip
+    assert farthest_distance(points, mesh) == pytest.approx(max(exact), abs=1e-12)
+
+
+def test_the_smoothing_deviation_takes_the_largest_backward_distance():
+    import trimesh
+
+    from app.tools.mesh.surface import distances_to_surface
+
+    raw = trimesh.creation.icosphere(5, radius=10.0)  # 10242 vertices: 5000 sampled
+    smoothed, _ = smooth_surface(raw, 0.9, measure=False)
+    dev = surface_deviation(smoothed, raw, samples=5000, moved=True)
+    rng = np.random.default_rng(0)
+    on_smoothed = distances_to_surface(area_samples(smoothed, 5000, rng)[0], raw)
+    chosen = np.asarray(raw.vertices)[rng.choice(len(raw.vertices), 5000, replace=False)]
+    backward = distances_to_surface(chosen, smoothed, moved_from=raw)
+    assert dev.max_mm == max(on_smoothed.max(), backward.max())  # the very same numbers
+    assert dev.mean_mm == on_smoothed.mean()
+
+
+def test_area_samples_are_the_same_with_the_areas_kept_or_not():
+    import trimesh
+
+    from app.tools.mesh.core import surface_area
+    from app.tools.mesh.surface import doubled_areas
+
+    mesh = trimesh.creation.icosphere(3, radius=7.0)
+    kept = area_samples(mesh, 500, np.random.default_rng(3))
+    again = area_samples(mesh, 500, np.random.default_rng(3), keep=False)
+    assert all(np.array_equal(a, b) for a, b in zip(kept, again, strict=True))
+    area = surface_area(mesh)
+    assert 0.5 * doubled_areas(mesh).sum() == area
+    mesh.vertices = mesh.vertices * 2.0  # a changed mesh: its areas are measured again
+    assert 0.5 * doubled_areas(mesh).sum() == pytest.approx(4.0 * area)

@@ -535,14 +535,7 @@ def _nearest_index(
         return surface._cache[_INDEX_KEY]
     from scipy.spatial import cKDTree  # noqa: PLC0415
 
-    corners = triangle_corners(surface)
-    centre = (corners[0] + corners[1] + corners[2]) / 3.0
-    squared = np.zeros(len(centre))
-    for corner in corners:  # the farthest corner from the centre, one corner at a time
-        np.subtract(corner, centre, out=corner)
-        np.maximum(squared, np.einsum("ij,ij->i", corner, corner), out=squared)
-    del corners
-    radius = np.sqrt(squared)
+    centre, radius = _centres(surface)
     big = np.flatnonzero(radius > 4.0 * np.median(radius))
     # an unbalanced tree without shrunk nodes builds about 3x faster on millions of centres,
     # 32 centres a leaf 1.7x faster again; the queries (exact k nearest) give the same answers
@@ -553,6 +546,18 @@ def _nearest_index(
     if keep:
         surface._cache[_INDEX_KEY] = index
     return index
+
+
+def _centres(surface: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray]:
+    """Each triangle's centre and the distance from it to its farthest corner: every point of
+    the triangle lies within that radius of the centre."""
+    corners = triangle_corners(surface)
+    centre = (corners[0] + corners[1] + corners[2]) / 3.0
+    squared = np.zeros(len(centre))
+    for corner in corners:  # the farthest corner from the centre, one corner at a time
+        np.subtract(corner, centre, out=corner)
+        np.maximum(squared, np.einsum("ij,ij->i", corner, corner), out=squared)
+    return centre, np.sqrt(squared)
 
 
 def _vtk_distances(points: np.ndarray, surface: trimesh.Trimesh) -> np.ndarray:
@@ -624,7 +629,7 @@ def surface_deviation(
     ``mesh``'s points are measured to the reference.
     """
     rng = np.random.default_rng(0)
-    on_mesh, _ = area_samples(mesh, samples, rng)
+    on_mesh, _ = area_samples(mesh, samples, rng, keep=not moved)  # QA samples it again
     ref_points = np.asarray(reference.vertices)
     if len(ref_points) > samples:
         ref_points = ref_points[rng.choice(len(ref_points), samples, replace=False)]
@@ -635,11 +640,7 @@ def surface_deviation(
         backward = None if moved else pool.submit(farthest_distance, ref_points, mesh)
         forward = distances_to_surface(on_mesh, reference)
         check_cancel(cancel)
-        farthest = (
-            float(distances_to_surface(ref_points, mesh, moved_from=reference).max(initial=0.0))
-            if backward is None
-            else backward.result()
-        )
+        farthest = _farthest_moved(ref_points, mesh, reference) if moved else backward.result()
     return Deviation(
         mean_mm=float(forward.mean()),
         p95_mm=float(np.percentile(forward, 95)),
@@ -649,15 +650,36 @@ def surface_deviation(
     )
 
 
+def _farthest_moved(
+    points: np.ndarray, mesh: trimesh.Trimesh, moved_from: trimesh.Trimesh
+) -> float:
+    """The largest of ``distances_to_surface(points, mesh, moved_from=moved_from)``, the same
+    value, measured in full only where it can be the largest: each point's distance to the
+    triangle with the nearest centre bounds it from above, and points go by decreasing bound,
+    in growing batches, until the next bound cannot beat the largest distance found."""
+    tree, _ = _nearest_index(moved_from)
+    if tree is None or len(points) == 0:
+        return float(distances_to_surface(points, mesh, moved_from=moved_from).max(initial=0.0))
+    bound = _nearest_of(points, tree, mesh, 1)
+    order = np.argsort(bound)[::-1]
+    best, done, batch = 0.0, 0, 1024
+    while done < len(order) and bound[order[done]] > best:
+        chosen = points[order[done : done + batch]]
+        best = max(best, float(distances_to_surface(chosen, mesh, moved_from=moved_from).max()))
+        done, batch = done + batch, 2 * batch
+    return best
+
+
 def farthest_distance(points: np.ndarray, surface: trimesh.Trimesh) -> float:
     """The largest distance (mm) from ``points`` to ``surface``, exact (0 for no points).
 
-    Each point's distance to the best of the triangles with the 8 nearest centres (a k-d
-    tree, all cores) bounds its distance from above, and the 512 largest bounds are tightened
-    over 64 triangles. Points are then measured exactly (:func:`_exact_distance`) by
-    decreasing bound until the next bound cannot beat the largest distance found: most bounds
-    are exact, so few points are measured (1 on the 536-slice TCIA CT, 13 on the 134-slice
-    one with its long thin triangles); after 64 the rest go through VTK's exact locator.
+    Each point's distance to the triangle with the nearest centre (a k-d tree, all cores)
+    bounds its distance from above; the 4096 largest bounds are tightened over the triangles
+    with the 8 nearest centres, and the 512 largest then over 64. Points are then measured
+    exactly (:class:`_Near`) by decreasing bound until the next bound cannot beat
+    the largest distance found: most bounds are exact, so few points are measured (1 on the
+    536-slice TCIA CT, 13 on the 134-slice one with its long thin triangles); after 64 the
+    rest go through VTK's exact locator.
     """
     points = np.asarray(points, dtype=np.float64)
     if len(points) == 0:
@@ -666,18 +688,14 @@ def farthest_distance(points: np.ndarray, surface: trimesh.Trimesh) -> float:
         return float("inf")
     from scipy.spatial import cKDTree  # noqa: PLC0415
 
-    vertices, faces = np.asarray(surface.vertices), np.asarray(surface.faces)
-    centre = vertices[faces[:, 0]]
-    centre += vertices[faces[:, 1]]
-    centre += vertices[faces[:, 2]]
-    centre /= 3.0
+    centre, radius = _centres(surface)
     tree = cKDTree(centre, leafsize=32, balanced_tree=False, compact_nodes=False)
     del centre
-    bound = _nearest_of(points, tree, surface, 8)
-    top = np.argsort(bound)[-512:]
-    bound[top] = np.minimum(bound[top], _nearest_of(points[top], tree, surface, 64))
-    del tree
-    boxes = face_boxes(vertices, faces)
+    bound = _nearest_of(points, tree, surface, 1)
+    for count, k in ((4096, 8), (512, 64)):
+        top = np.argsort(bound)[-count:]
+        bound[top] = np.minimum(bound[top], _nearest_of(points[top], tree, surface, k))
+    near = _Near(tree, surface, radius)
     best = 0.0
     for count, n in enumerate(np.argsort(bound)[::-1].tolist()):
         if bound[n] <= best:
@@ -685,7 +703,7 @@ def farthest_distance(points: np.ndarray, surface: trimesh.Trimesh) -> float:
         if count == 64:
             left = points[bound > best]
             return max(best, float(_vtk_distances(left, surface).max()))
-        best = max(best, _exact_distance(points[n], surface, boxes, bound[n]))
+        best = max(best, near.distance(points[n], bound[n]))
     return best
 
 
@@ -702,22 +720,31 @@ def _nearest_of(points: np.ndarray, tree, surface: trimesh.Trimesh, k: int) -> n
     return best
 
 
-def _exact_distance(
-    point: np.ndarray,
-    surface: trimesh.Trimesh,
-    boxes: tuple[np.ndarray, np.ndarray],
-    limit: float,
-) -> float:
-    """The distance from ``point`` to ``surface`` (its triangles' ``boxes``), given that it is
-    at most ``limit``: only the triangles whose box lies within ``limit`` are measured."""
-    lo, hi = boxes
-    gap = np.maximum(np.maximum(lo - point, point - hi), 0.0)
-    reach = limit * (1.0 + 1e-9) + 1e-12
-    near = np.flatnonzero(np.einsum("ij,ij->i", gap, gap) <= reach * reach)
-    if len(near) == 0:
-        return float(limit)
-    triangles = np.asarray(surface.vertices)[np.asarray(surface.faces)[near]]
-    return float(_point_triangle(np.broadcast_to(point, (len(near), 3)), triangles).min())
+class _Near:
+    """Exact distances from single points to ``surface``, each given a bound on it. Measured
+    are the triangles whose centre (``tree``) lies within the bound plus four times the median
+    ``radius`` (centre to farthest corner), and those with a larger radius whose box lies
+    within the bound: no triangle nearer than the bound is left out, and no box is made for
+    the many small triangles."""
+
+    def __init__(self, tree, surface: trimesh.Trimesh, radius: np.ndarray) -> None:
+        self.tree, self.vertices = tree, np.asarray(surface.vertices)
+        self.faces = np.asarray(surface.faces)
+        self.reach = 4.0 * float(np.median(radius))
+        self.big = np.flatnonzero(radius > self.reach)
+        self.lo, self.hi = face_boxes(self.vertices, self.faces[self.big])
+
+    def distance(self, point: np.ndarray, limit: float) -> float:
+        """The distance from ``point`` to the surface, given that it is at most ``limit``."""
+        reach = limit * (1.0 + 1e-9) + 1e-12
+        gap = np.maximum(np.maximum(self.lo - point, point - self.hi), 0.0)
+        big = self.big[np.einsum("ij,ij->i", gap, gap) <= reach * reach]
+        small = self.tree.query_ball_point(point, reach + self.reach * (1.0 + 1e-9))
+        near = np.concatenate([np.asarray(small, dtype=np.int64), big])
+        if len(near) == 0:
+            return float(limit)
+        triangles = self.vertices[self.faces[near]]
+        return float(_point_triangle(np.broadcast_to(point, (len(near), 3)), triangles).min())
 
 
 def sample_distances(
@@ -737,20 +764,40 @@ def deviation_histogram(distances: np.ndarray, bins: int = 40) -> dict:
 
 
 def area_samples(
-    mesh: trimesh.Trimesh, count: int, rng: np.random.Generator
+    mesh: trimesh.Trimesh, count: int, rng: np.random.Generator, *, keep: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """``count`` points spread on the surface in proportion to triangle area, and the unit
-    (outward) normal of the triangle each lies on."""
+    (outward) normal of the triangle each lies on. Only the chosen triangles' corners are
+    gathered; the areas are kept with the mesh (``keep``, see :func:`doubled_areas`)."""
+    area = doubled_areas(mesh, keep=keep)
+    face = rng.choice(len(area), count, p=area / area.sum())
+    u, v = rng.random(count), rng.random(count)
+    flip = u + v > 1
+    u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
+    vertices, corners = np.asarray(mesh.vertices), np.asarray(mesh.faces)[face]
+    a = vertices[corners[:, 0]]
+    ab, ac = vertices[corners[:, 1]] - a, vertices[corners[:, 2]] - a
+    points = a + u[:, None] * ab + v[:, None] * ac
+    return points, np.cross(ab, ac) / area[face, None]
+
+
+_AREA_KEY = "medprint_doubled_areas"
+
+
+def doubled_areas(mesh: trimesh.Trimesh, *, keep: bool = True) -> np.ndarray:
+    """Twice each triangle's area (the length of its edges' cross product), kept (``keep``) in
+    the mesh's cache, which trimesh drops on a change: QA samples the same mesh twice and sums
+    its area. The cache's first use hashes the mesh (0.15 s on 2.5M triangles): a mesh
+    measured once is better not kept."""
+    if keep and _AREA_KEY in mesh._cache:
+        return mesh._cache[_AREA_KEY]
     a, ab, ac = triangle_corners(mesh)
     ab -= a  # the edges in place of the corners: no more copies of every triangle
     ac -= a
     area = np.sqrt(cross_squared(ab, ac))
-    face = rng.choice(len(a), count, p=area / area.sum())
-    u, v = rng.random(count), rng.random(count)
-    flip = u + v > 1
-    u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
-    points = a[face] + u[:, None] * ab[face] + v[:, None] * ac[face]
-    return points, np.cross(ab[face], ac[face]) / area[face, None]
+    if keep:
+        mesh._cache[_AREA_KEY] = area
+    return area
 
 
 def triangle_corners(mesh: trimesh.Trimesh) -> list[np.ndarray]:
