@@ -291,3 +291,18 @@ def test_area_samples_are_the_same_with_the_areas_kept_or_not():
     assert 0.5 * doubled_areas(mesh).sum() == area
     mesh.vertices = mesh.vertices * 2.0  # a changed mesh: its areas are measured again
     assert 0.5 * doubled_areas(mesh).sum() == pytest.approx(4.0 * area)
+
+
+def test_triangle_centres_and_radii_axis_by_axis_match_whole_corners():
+    import trimesh
+
+    from app.tools.mesh.surface import _centres
+
+    mesh = trimesh.creation.icosphere(3, radius=7.0)
+    mesh.vertices = mesh.vertices * [1.0, 2.0, 0.5]  # uneven triangles
+    corners = np.asarray(mesh.vertices)[np.asarray(mesh.faces)]
+    centre, radius = _centres(mesh)
+    assert np.array_equal(centre, (corners[:, 0] + corners[:, 1] + corners[:, 2]) / 3.0)
+    offsets = corners - centre[:, None, :]
+    expected = np.sqrt(np.einsum("ijk,ijk->ij", offsets, offsets).max(axis=1))
+    assert np.allclose(radius, expected, rtol=1e-15, atol=0.0)

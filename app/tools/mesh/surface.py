@@ -12,7 +12,7 @@ edge once an STL reader merges equal vertices (measured on the TCIA CT, see DESI
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 
@@ -551,13 +551,17 @@ def _nearest_index(
 def _centres(surface: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray]:
     """Each triangle's centre and the distance from it to its farthest corner: every point of
     the triangle lies within that radius of the centre."""
-    corners = triangle_corners(surface)
-    centre = (corners[0] + corners[1] + corners[2]) / 3.0
-    squared = np.zeros(len(centre))
-    for corner in corners:  # the farthest corner from the centre, one corner at a time
-        np.subtract(corner, centre, out=corner)
-        np.maximum(squared, np.einsum("ij,ij->i", corner, corner), out=squared)
-    return centre, np.sqrt(squared)
+    centre = np.empty((len(surface.faces), 3))
+    squared = np.zeros((3, len(centre)))  # each corner's squared distance from the centre
+    for axis, corners in enumerate(_axis_corners(surface)):
+        middle = corners[0] + corners[1]
+        middle += corners[2]
+        middle /= 3.0
+        centre[:, axis] = middle
+        for corner, total in zip(corners, squared, strict=True):
+            np.subtract(corner, middle, out=corner)
+            np.add(total, np.multiply(corner, corner, out=corner), out=total)
+    return centre, np.sqrt(squared.max(axis=0))
 
 
 def _vtk_distances(points: np.ndarray, surface: trimesh.Trimesh) -> np.ndarray:
@@ -791,17 +795,21 @@ def doubled_areas(mesh: trimesh.Trimesh, *, keep: bool = True) -> np.ndarray:
     measured once is better not kept."""
     if keep and _AREA_KEY in mesh._cache:
         return mesh._cache[_AREA_KEY]
-    a, ab, ac = triangle_corners(mesh)
-    ab -= a  # the edges in place of the corners: no more copies of every triangle
-    ac -= a
-    area = np.sqrt(cross_squared(ab, ac))
+    edges = np.empty((2, 3, len(mesh.faces)))  # the edges from the first corner, by axis
+    for axis, (a, b, c) in enumerate(_axis_corners(mesh)):
+        np.subtract(b, a, out=edges[0, axis])
+        np.subtract(c, a, out=edges[1, axis])
+    area = np.sqrt(cross_squared(edges[0].T, edges[1].T))
     if keep:
         mesh._cache[_AREA_KEY] = area
     return area
 
 
-def triangle_corners(mesh: trimesh.Trimesh) -> list[np.ndarray]:
-    """The first, second and third corner of every triangle, each ``(faces, 3)``: three
-    gathers cost a quarter of one ``vertices[faces]`` (measured on 2.5M triangles)."""
-    vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.faces)
-    return [vertices[faces[:, n]] for n in range(3)]
+def _axis_corners(mesh: trimesh.Trimesh) -> Iterator[list[np.ndarray]]:
+    """For x, y and z in turn, that coordinate of every triangle's first, second and third
+    corner: gathered from one contiguous column, twice as fast as whole corners (measured
+    on 2.5M triangles), and a third of their memory at a time."""
+    vertices, faces = np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.faces)
+    for axis in range(3):
+        column = np.ascontiguousarray(vertices[:, axis])
+        yield [column[faces[:, corner]] for corner in range(3)]
