@@ -30,17 +30,26 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.commands.progressbar import cli_progress
 from app.errors import MeshError
-from app.tools.mesh.pipeline import PRESETS
-from app.tools.mesh.qa import QAReport
+from app.imaging.load import load_image_file
 from app.tools.mesh.stages import StageMeter
-from app.workflow import intake, mesh
 from app.workflow.actor import Actor
 
+if TYPE_CHECKING:
+    from app.imaging.volume import Volume
+    from app.tools.mesh.qa import QAReport
+
+# The mesh libraries (trimesh, VTK: about a second) are imported by the handlers, not to build
+# the parser: a file build reads its image meanwhile. These are the pipeline's PRESETS;
+# tests/mesh/test_mesh_cli.py checks the two lists agree.
 ACTIONS = ("versions", "export")
+PRESET_NAMES = ("print", "review")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,9 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     build.add_argument(
         "--segment", action="append", help="segment name (repeat for several parts; default first)"
     )
-    build.add_argument(
-        "--settings", choices=sorted(PRESETS), default="print", help="named settings"
-    )
+    build.add_argument("--settings", choices=PRESET_NAMES, default="print", help="named settings")
     build.add_argument("--smooth", type=float, help="smoothing 0..1 instead of the settings'")
     build.add_argument(
         "--decimate", type=float, help="fraction of triangles removed (0.8 keeps 20%%)"
@@ -124,6 +131,8 @@ def _changes(args: argparse.Namespace) -> dict:
 
 
 def _build(case_name: str, args: argparse.Namespace) -> int:
+    from app.workflow import intake, mesh  # noqa: PLC0415 (the mesh libraries, see PRESET_NAMES)
+
     actor = Actor.current()
     case = intake.open_case(actor, case_name)
     with cli_progress("mesh") as progress:
@@ -184,11 +193,14 @@ def _build_file(args: argparse.Namespace) -> int:
     if not args.out:
         msg = "without a case give --out FILE (nothing is stored, no pseudonym names the file)"
         raise MeshError(msg)
+    image = _read_ahead(args.mask or args.volume)
+    from app.workflow import mesh  # noqa: PLC0415 (imported while the image is read)
+
     meter = StageMeter() if args.stages else None
     with cli_progress("mesh") as progress:
         made = mesh.build_file(
             Actor.current(), Path(args.out), volume=args.volume, threshold=args.threshold,
-            mask=args.mask, settings=args.settings, changes=_changes(args),
+            mask=args.mask, image=image, settings=args.settings, changes=_changes(args),
             build_volume_mm=_build_volume(args.build_volume), fmt=args.format, meter=meter,
             progress=progress,
         )  # fmt: skip
@@ -199,11 +211,26 @@ def _build_file(args: argparse.Namespace) -> int:
     return 0 if made.built.qa.passed else 1
 
 
+def _read_ahead(path: str | None) -> Callable[[], Volume] | None:
+    """Start reading the image file on a thread: SimpleITK reads without holding the GIL, so
+    the file is read while the mesh libraries import instead of after them. The function
+    returned waits for the image (or raises the read's error) and can be called once."""
+    if not path:
+        return None
+    pool = ThreadPoolExecutor(max_workers=1)
+    pending = [pool.submit(load_image_file, path)]
+    pool.shutdown(wait=False)  # the thread ends with the read
+    # handed over, not kept: the build frees the pixels once it has thresholded them
+    return lambda: pending.pop().result()
+
+
 # ---------------------------------------------------------------------------------------------
 # versions, export
 
 
 def _versions(case_name: str, args: argparse.Namespace) -> int:
+    from app.workflow import intake, mesh  # noqa: PLC0415 (the mesh libraries, see PRESET_NAMES)
+
     actor = Actor.current()
     case = intake.open_case(actor, case_name)
     found = mesh.versions(actor, case)
@@ -226,6 +253,8 @@ def _export(case_name: str, args: argparse.Namespace) -> int:
     if args.version is None or not args.out:
         msg = "medprint mesh export CASE needs --version N and --out FILE|FOLDER"
         raise MeshError(msg)
+    from app.workflow import intake, mesh  # noqa: PLC0415 (the mesh libraries, see PRESET_NAMES)
+
     actor = Actor.current()
     case = intake.open_case(actor, case_name)
     path = mesh.export(actor, case, args.version, args.out, args.format, part=args.part)

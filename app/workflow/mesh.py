@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -308,6 +308,7 @@ def build_file(
     volume: Path | None = None,
     threshold: str | None = None,
     mask: Path | None = None,
+    image: Callable[[], Volume] | None = None,
     settings: str = "print",
     changes: Mapping[str, Any] | None = None,
     build_volume_mm: tuple[float, float, float] | None = None,
@@ -317,7 +318,8 @@ def build_file(
     cancel: CancelToken | None = None,
 ) -> FileMesh:
     """Mesh a plain image file (``volume`` thresholded at ``threshold`` "LOW[:HIGH]", or the
-    binary ``mask``) with the named ``settings`` and write it to ``out``.
+    binary ``mask``) with the named ``settings`` and write it to ``out``. ``image`` returns that
+    file read already (the CLI starts the read before it imports the mesh libraries).
 
     The user's own files in and out, no case: nothing is stored, labelled (a label is a case
     pseudonym) or audited, and no role is needed. ``meter`` books each stage's time and memory.
@@ -326,7 +328,7 @@ def build_file(
         msg = "without a case give --out FILE (nothing is stored, no pseudonym names the file)"
         raise MeshError(msg)
     with stage(meter, "load"):
-        source, grid = _file_source(volume, threshold, mask)
+        source, grid = _file_source(volume, threshold, mask, pending=image)
     chosen = settings_for(settings, grid, **({**(changes or {}), "label": False}))
     built = build_parts(
         {"part": source}, grid, chosen, build_volume_mm=build_volume_mm, meter=meter,
@@ -342,11 +344,15 @@ def build_file(
 
 
 def _file_source(
-    volume: Path | None, threshold: str | None, mask: Path | None
+    volume: Path | None,
+    threshold: str | None,
+    mask: Path | None,
+    *,
+    pending: Callable[[], Volume] | None,
 ) -> tuple[np.ndarray | MaskCrop, Volume]:
     """The mask to mesh and the grid it lies on."""
     if mask:
-        mask_volume = load_image_file(mask)
+        mask_volume = _read(mask, pending)
         return mask_volume.array > 0, mask_volume
     if not (volume and threshold):
         msg = "give a CASE, or --volume IMAGE with --threshold LOW[:HIGH], or --mask MASK"
@@ -357,13 +363,18 @@ def _file_source(
     except ValueError:
         msg = "--threshold takes LOW or LOW:HIGH, e.g. 226 or 226:3000"
         raise MeshError(msg) from None
-    image = load_image_file(volume)
+    image = _read(volume, pending)
     crop = threshold_crop(image.array, lo, hi)
     if crop is None:
         msg = f"no voxel of the volume lies in {threshold}; lower the threshold"
         raise MeshError(msg)
     # only the grid is needed from here on: the pixels are released before meshing
     return crop, replace(image, array=np.broadcast_to(image.array.dtype.type(0), image.shape))
+
+
+def _read(path: Path, pending: Callable[[], Volume] | None) -> Volume:
+    """The image file at ``path``, from ``pending`` when its read started already."""
+    return pending() if pending is not None else load_image_file(path)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from app.case import Case
 from app.cli import main
+from app.commands.mesh import PRESET_NAMES
 from app.imaging.volume import Volume
 from app.security import audit
 from app.settings import resolve_paths
 from app.tools.mesh.meshio import check_clean, read_mesh_file
+from app.tools.mesh.pipeline import PRESETS
 from app.workflow import users
 from app.workflow.actor import Actor
 
@@ -67,6 +71,34 @@ def test_mesh_errors_are_one_line(phantom_nrrd, tmp_path, capsys):
     assert "--version N" in capsys.readouterr().err
     assert main(["edit", "C-7K3M-Q9", "--version", "1", "--cut", "1,2:0,0,1"]) == 2
     assert "X,Y,Z:NX,NY,NZ" in capsys.readouterr().err
+
+
+def test_an_unreadable_image_file_is_one_line(tmp_path, capsys):
+    garbage = tmp_path / "garbage.nrrd"
+    garbage.write_bytes(b"NRRD0004\nnot a header\n" + bytes(range(256)))
+    out = tmp_path / "x.stl"
+    for option in ("--volume", "--mask"):
+        assert main(["mesh", option, str(garbage), "--threshold", "226", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err == (
+            "medprint: error: the volume file cannot be read; check that it is a valid NIfTI or "
+            "NRRD file\n"
+        )
+    assert not out.exists()
+
+
+def test_the_mesh_parser_loads_no_mesh_library():
+    """The file build reads its image while trimesh and VTK import, so building the parser
+    must not import them; its --settings choices are the pipeline's presets."""
+    code = (
+        "import sys\nfrom app.cli import main\n"
+        "try:\n    main(['mesh', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print(' '.join(sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = {name.split(".")[0] for name in out.stdout.split()}
+    assert not loaded & {"trimesh", "vtkmodules", "SimpleITK", "scipy", "manifold3d"}
+    assert set(PRESET_NAMES) == set(PRESETS)
 
 
 @pytest.fixture
