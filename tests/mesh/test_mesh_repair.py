@@ -10,8 +10,12 @@ from scipy.spatial import cKDTree
 from app.errors import MeshError
 from app.tools.mesh import quadric
 from app.tools.mesh.core import (
+    _tri_tri,
+    clusters_of_components,
     concatenate,
     defect_vertices,
+    examine_faces,
+    first_unique_rows,
     inspect_faces,
     make_mesh,
     merge_float32,
@@ -216,3 +220,118 @@ def test_a_child_started_ahead_decimates_and_an_unused_one_is_ended(monkeypatch)
     unused = quadric.start_child()
     quadric.stop_child(unused)
     assert unused.returncode is not None
+
+
+def crossing_by_brute_force(vertices, faces):
+    """Faces that cross another face sharing no vertex with it, every pair tested."""
+    i, j = np.triu_indices(len(faces), k=1)
+    apart = ~(faces[i][:, :, None] == faces[j][:, None, :]).any(axis=(1, 2))
+    i, j = i[apart], j[apart]
+    crossing = _tri_tri(vertices[faces[i]], vertices[faces[j]])
+    return np.unique(np.concatenate([i[crossing], j[crossing]]))
+
+
+def test_the_crossing_search_finds_every_pair_a_brute_force_search_finds():
+    rng = np.random.default_rng(3)
+    for trial in range(6):
+        points = rng.uniform(0, 10, (150, 3))
+        faces = rng.integers(0, 150, (250, 3))
+        faces = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2])
+                      & (faces[:, 0] != faces[:, 2])]  # fmt: skip
+        # long thin triangles and big ones: boxes spanning many grid columns, or tiny ones
+        faces[:3] = [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+        points[:3] = [[0, 0, 0], [10, 10, 10], [10, 10, 10.5]]
+        points[3:6] = [[-1, -1, 5], [11, -1, 5], [5, 11, 5.2]]
+        if trial % 2:  # not float32 values: the boxes are rounded outward
+            points = points + rng.normal(0, 1e-7, points.shape)
+        else:
+            points = points.astype(np.float32).astype(np.float64)
+        mesh = make_mesh(points, faces)
+        expected = crossing_by_brute_force(points, faces)
+        assert len(expected) > 20
+        assert np.array_equal(self_intersecting_faces(mesh, welded=True), expected)
+        only = np.arange(0, len(faces), 5)
+        near = self_intersecting_faces(mesh, only=only, welded=True)
+        assert set(np.intersect1d(expected, only).tolist()) <= set(near.tolist())
+        assert set(near.tolist()) <= set(expected.tolist())
+
+
+def test_a_crossing_far_from_the_patched_defect_is_still_found_and_removed():
+    holed = submesh(sphere(radius=10.0, subdivisions=3), np.arange(6, 1280))  # a defect here
+    a = sphere(radius=10.0, centre=(100, 0, 0), subdivisions=3)
+    b = sphere(radius=10.0, centre=(112, 0, 0), subdivisions=3)  # crosses a, far from the hole
+    mesh = concatenate([holed, a, b])
+    crossing = self_intersecting_faces(mesh)
+    assert len(crossing) > 0
+    assert np.asarray(mesh.triangles_center)[crossing][:, 0].min() > 80.0
+    fixed, report = repair_mesh(mesh)
+    assert report.closed_manifold and report.self_intersections_left == 0
+    assert len(self_intersecting_faces(fixed)) == 0
+    assert report.after == topology(fixed).to_dict()
+
+
+def test_a_pinch_and_a_shared_edge_far_from_each_other_are_all_found_and_fixed():
+    holed = submesh(sphere(radius=10.0), np.arange(3, 1280))
+    bow = concatenate([box(centre=(60, 0, 0)), box(centre=(70, 10, 10))])  # one shared corner
+    edge = concatenate([fine_box((0, 60, 0)), fine_box((10, 70, 0))])  # one shared edge
+    mesh = concatenate([holed, bow, edge])
+    before = topology(mesh)
+    assert before.nonmanifold_vertices >= 1 and before.boundary_edges > 0
+    fixed, report = repair_mesh(mesh)
+    after = topology(fixed)
+    assert after.closed_manifold and report.after == after.to_dict()
+    assert after.components == 5  # the sphere and both pairs of bodies, now apart
+
+
+def test_the_topology_reported_after_a_patch_is_the_measured_one():
+    # the repair does not measure the whole mesh again where its patches prove it closed:
+    # what it reports must be what a full check of the result finds
+    ball = sphere(radius=20.0, subdivisions=5)
+    centres = np.asarray(ball.triangles_center)
+    flap = np.asarray(ball.faces)[:1]
+    flapped = make_mesh(ball.vertices, np.vstack([ball.faces, flap[:, ::-1], flap]))
+    cases = [
+        concatenate([submesh(ball, np.arange(12, len(ball.faces))), sphere(centre=(60, 0, 0))]),
+        concatenate([box(), box(centre=(10, 10, 10))]),
+        concatenate(
+            [
+                fine_box((0, 0, 0)),
+                fine_box((10, 10, 10)),
+                fine_box((40, 0, 0)),
+                fine_box((50, 10, 0)),
+            ]
+        ),
+        flapped,
+        submesh(ball, np.flatnonzero(centres[:, 2] < 17.0)),  # a whole-part repair
+        concatenate([ball, sphere(radius=0.2, centre=(40, 0, 0), subdivisions=1)]),
+    ]
+    for mesh in cases:
+        fixed, report = repair_mesh(mesh)
+        assert report.after == topology(fixed).to_dict()
+        assert report.closed_manifold
+
+
+def test_copies_of_a_triangle_are_found_from_the_edge_table():
+    s = sphere(subdivisions=3)
+    faces = np.asarray(s.faces)
+    faces = np.vstack([faces, faces[:3], faces[10:12, ::-1], faces[[1, 2, 0]][:, [1, 2, 0]]])
+    found = examine_faces(faces)
+    expected = np.setdiff1d(np.arange(len(faces)), first_unique_rows(np.sort(faces, axis=1)))
+    assert np.array_equal(found.copies(faces), expected) and len(expected) == 8
+    assert len(examine_faces(np.asarray(s.faces)).copies(np.asarray(s.faces))) == 0
+
+
+def test_pinches_round_vertices_of_many_corners():
+    cone = trimesh.creation.cone(5.0, 10.0, sections=100)  # apex and base centre: 100 corners
+    one = make_mesh(cone.vertices, cone.faces)
+    assert topology(one).closed_manifold
+    mirrored = make_mesh(np.asarray(cone.vertices) * [1, 1, -1] + [0, 0, 20], cone.faces[:, ::-1])
+    tips = concatenate([one, mirrored])  # both apexes at z = 10: 200 corners, two fans
+    t = topology(tips)
+    assert t.nonmanifold_vertices == 1 and t.watertight
+    assert clusters_of_components(*_welded_faces_and_components(tips)).max() == 0
+
+
+def _welded_faces_and_components(mesh):
+    _, faces = merge_float32(mesh.vertices, mesh.faces)
+    return faces, examine_faces(faces).components

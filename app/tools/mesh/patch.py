@@ -11,6 +11,8 @@ wider rings or a whole-part repair.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from app.tools.mesh.core import defect_vertices
@@ -23,9 +25,19 @@ def grow(faces: np.ndarray, seeds: np.ndarray, n_vertices: int, rings: int) -> n
     mark = np.zeros(n_vertices, dtype=bool)
     mark[seeds] = True
     for _ in range(rings):
-        touched = mark[faces].any(axis=1)
-        mark[faces[touched].ravel()] = True
+        touched = mark.take(faces).any(axis=1)
+        mark[np.compress(touched, faces, axis=0)] = True
     return mark
+
+
+class Patch(NamedTuple):
+    """A mesh with the neighbourhood of some defects rebuilt (see :func:`patch_locally`)."""
+
+    vertices: np.ndarray  # the input's, then the fans' centres
+    faces: np.ndarray  # the faces kept (the input's outside the patch, in order), then the patch
+    rebuilt: np.ndarray  # indices of the patch's faces
+    replaced: np.ndarray  # mask of the input's faces that the patch replaced
+    inner: np.ndarray  # mask of the vertices within the rings (now no defect), and the centres
 
 
 def fix_locally(
@@ -44,9 +56,25 @@ def fix_locally(
     the crossing triangles' corners are the seeds). New vertices are appended; faces outside
     the patch keep their vertices and come first, in their order.
     """
+    patched = patch_locally(vertices, faces, seeds, rings=rings, rounds=rounds, cut_seeds=cut_seeds)
+    return None if patched is None else patched[:3]
+
+
+def patch_locally(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    seeds: np.ndarray,
+    *,
+    rings: int = 4,
+    rounds: int = 4,
+    cut_seeds: bool = False,
+) -> Patch | None:
+    """:func:`fix_locally`, also telling which of ``faces`` the patch replaced and which
+    vertices it checked. When it is not None, no vertex within the rings is a defect any more
+    (every seed is one of them), and no face outside the patch was changed."""
     inner = grow(faces, seeds, len(vertices), rings)
-    in_patch = inner[faces].any(axis=1)
-    patch = faces[in_patch]
+    in_patch = inner.take(faces).any(axis=1)
+    patch = np.compress(in_patch, faces, axis=0)
     points = [vertices]
     n_points = len(vertices)
     forced = np.asarray(seeds, dtype=np.int64) if cut_seeds else np.zeros(0, dtype=np.int64)
@@ -68,33 +96,39 @@ def fix_locally(
     else:
         if len(_inner_defects(patch, inner)):
             return None
-    kept = faces[~in_patch]
+    kept = np.compress(~in_patch, faces, axis=0)
     out = np.concatenate([kept, patch])
-    return np.concatenate(points), out, np.arange(len(kept), len(out))
+    return Patch(np.concatenate(points), out, np.arange(len(kept), len(out)), in_patch, inner)
 
 
 def _apart_in_float32(centres: np.ndarray, points: np.ndarray) -> np.ndarray:
     """``centres`` moved by a float32 step where one would fall on an existing vertex once the
-    mesh is stored as float32 (an STL reader would merge the two and pinch the surface)."""
+    mesh is stored as float32 (an STL reader would merge the two and pinch the surface).
+    Points are compared by their bits, as :func:`~app.tools.mesh.core.merge_float32` does;
+    only the points sharing a centre's x are compared whole."""
     if len(centres) == 0:
         return centres
-    known = _bits(points)
+    known = _bits32(points)
+    order = np.argsort(known[:, 0])
+    xs = known[:, 0].take(order)
     centres = centres.astype(np.float32)
     for _ in range(8):
-        mine = _bits(centres)
-        maybe = np.flatnonzero(np.isin(mine[:, 0], known[:, 0]))
-        rows = {tuple(r) for r in known[np.isin(known[:, 0], mine[maybe, 0])].tolist()}
-        clash = [i for i in maybe.tolist() if tuple(mine[i].tolist()) in rows]
+        mine = _bits32(centres)
+        first = np.searchsorted(xs, mine[:, 0])
+        last = np.searchsorted(xs, mine[:, 0], side="right")
+        clash = [
+            i for i in np.flatnonzero(last > first).tolist()
+            if (known.take(order[first[i] : last[i]], axis=0) == mine[i]).all(axis=1).any()
+        ]  # fmt: skip
         if not clash:
             break
         centres[clash, 0] = np.nextafter(centres[clash, 0], np.float32(np.inf))
     return centres.astype(np.float64)
 
 
-def _bits(points: np.ndarray) -> np.ndarray:
-    """Each point's float32 coordinates as bits: (x and y in one uint64, z)."""
-    bits = np.ascontiguousarray(points, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    return np.column_stack([(bits[:, 0] << np.uint64(32)) | bits[:, 1], bits[:, 2]])
+def _bits32(points: np.ndarray) -> np.ndarray:
+    """Each point's float32 coordinates as their bits (uint32, n x 3)."""
+    return np.ascontiguousarray(points, dtype=np.float32).view(np.uint32).reshape(-1, 3)
 
 
 def _inner_defects(patch: np.ndarray, inner: np.ndarray, *, boundary: bool = True) -> np.ndarray:

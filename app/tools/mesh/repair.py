@@ -17,18 +17,21 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pymeshfix
 import trimesh
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from app.errors import MeshError
 from app.progress import CancelToken, Progress, check_cancel, ensure
 from app.tools.mesh import quadric
 from app.tools.mesh.core import (
     Topology,
+    clusters_of_components,
     compact,
     component_labels,
     concatenate,
     defect_vertices,
+    examine_faces,
     first_unique_rows,
-    inspect_faces,
     make_mesh,
     merge_float32,
     self_intersecting_faces,
@@ -39,7 +42,7 @@ from app.tools.mesh.core import (
     triple_products,
     vertex_clusters,
 )
-from app.tools.mesh.patch import boundary_loops, fan_fill, fix_locally
+from app.tools.mesh.patch import Patch, boundary_loops, fan_fill, fix_locally, patch_locally
 
 TINY_PART_FACES = 64  # a part this small that crosses itself is dropped, not rebuilt
 
@@ -259,21 +262,33 @@ def repair_mesh(
         decides: a triangle count depends on the decimation, not on what the part is.
     """
     progress = ensure(progress)
-    vertices, faces, before, defects = _weld_and_inspect(mesh)
+    welded = _weld_and_inspect(mesh)
+    vertices, before = welded.vertices, welded.topology
     report = RepairReport(before=before.to_dict(), after={}, faces_before=len(mesh.faces))
     small = _SmallParts(min_component_faces, min_component_mm3)
-    faces, removed, alive, clusters = small.drop(vertices, faces)
-    report.components_removed += removed
-    defects = defects[alive[defects]]
+    parts = small.drop(vertices, welded.faces, welded.clusters)
+    report.components_removed += parts.removed
+    defects = welded.defects[parts.alive[welded.defects]]
+    # every defect left is rebuilt by a patch that proves its region; the rest of the mesh
+    # had none, but for the corners of a dropped copy of a triangle that were no defect with
+    # the copy (a flap of two triangles): proven only if they are gone or in the patch
+    doubtful = welded.doubtful[parts.alive[welded.doubtful]]
     check_cancel(cancel)
     progress.update(0.2, "repairing defects")
+    checked = np.zeros(len(vertices), dtype=bool)
     if len(defects):
-        vertices, faces = _fix_defects(vertices, (faces, clusters), defects, small, report)
-    out = _compact(vertices, faces)
-    if signed_volume(out) < 0:
-        out = make_mesh(out.vertices, np.asarray(out.faces)[:, ::-1])
+        vertices, parts, checked = _fix_defects(vertices, parts, defects, small, report)
+    proven = checked is not None and checked[doubtful].all()
+    faces = parts.faces[:, ::-1] if parts.volume() < 0 else parts.faces  # outward
+    out, n_clusters = _compact(vertices, faces), parts.clusters
+    del welded, parts, vertices, faces  # the search for crossings below needs the memory
     changed = report.components_removed or report.components_fixed
-    after = topology(out) if changed or not before.closed_manifold else before
+    if not changed and before.closed_manifold:
+        after = before
+    elif proven:  # a closed 2-manifold: its vertex-joined clusters are its components
+        after = Topology(len(out.vertices), len(out.faces), n_clusters, 0, 0, 0, 0, 0)
+    else:
+        after = topology(out)
     if not after.closed_manifold:
         out, after = _second_pass(out, report)
     if fix_intersections:
@@ -290,22 +305,60 @@ def repair_mesh(
     return out, report
 
 
-def _weld_and_inspect(
-    mesh: trimesh.Trimesh,
-) -> tuple[np.ndarray, np.ndarray, Topology, np.ndarray]:
-    """``mesh`` welded as :func:`weld` (vertices not yet compacted), its topology as an STL
-    reader sees it and its defect vertices, from one pass over the edges. Copies of a
-    triangle are dropped after that pass: the defects they made are still listed, which only
-    widens the patches around them (a patch checks its own defects exactly)."""
+@dataclass
+class _Welded:
+    """``mesh`` welded as :func:`weld` does (vertices not yet compacted), its topology as an
+    STL reader sees it, its defect vertices, the vertex-joined cluster of each face and the
+    corners of the copies of a triangle that were dropped and are no defect (``doubtful``)."""
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    topology: Topology
+    defects: np.ndarray
+    clusters: np.ndarray
+    doubtful: np.ndarray
+
+
+def _weld_and_inspect(mesh: trimesh.Trimesh) -> _Welded:
+    """:class:`_Welded` from one pass over the edges. Copies of a triangle are dropped after
+    that pass: the defects they made are still listed, which only widens the patches around
+    them (a patch checks its own defects exactly)."""
     vertices, faces = merge_float32(mesh.vertices, mesh.faces)
     degenerate = (
         (faces[:, 0] == faces[:, 1]) | (faces[:, 1] == faces[:, 2]) | (faces[:, 0] == faces[:, 2])
     )
-    faces = faces[~degenerate]
+    faces = np.compress(~degenerate, faces, axis=0)
     if len(faces) == 0:
-        return vertices, faces, topology(mesh), np.zeros(0, dtype=np.int64)
-    before, defects = inspect_faces(faces, degenerate=int(degenerate.sum()))
-    return vertices, faces[first_unique_rows(np.sort(faces, axis=1))], before, defects
+        none = np.zeros(0, dtype=np.int64)
+        return _Welded(vertices, faces, topology(mesh), none, none, none)
+    found = examine_faces(faces, degenerate=int(degenerate.sum()))
+    copies = found.copies(faces)
+    keep = np.ones(len(faces), dtype=bool)
+    keep[copies] = False
+    doubtful = np.setdiff1d(faces.take(copies, axis=0), found.defects)
+    faces = np.compress(keep, faces, axis=0)
+    clusters = clusters_of_components(faces, np.compress(keep, found.components))
+    return _Welded(vertices, faces, found.topology, found.defects, clusters, doubtful)
+
+
+@dataclass
+class _Parts:
+    """Faces, the vertex-joined cluster of each (0, 1, ...; None after a whole-part repair)
+    and the triple product of each (six times its signed volume with the origin)."""
+
+    faces: np.ndarray
+    labels: np.ndarray | None
+    products: np.ndarray
+    removed: int = 0  # clusters removed to leave these
+    alive: np.ndarray | None = None  # vertex mask of what is left
+
+    @property
+    def clusters(self) -> int:
+        return 0 if self.labels is None or len(self.labels) == 0 else int(self.labels.max()) + 1
+
+    def volume(self) -> float:
+        """The enclosed volume, as :func:`signed_volume` of the compacted mesh finds it."""
+        return float(self.products.sum() / 6.0)
 
 
 @dataclass(frozen=True)
@@ -317,65 +370,153 @@ class _SmallParts:
     min_mm3: float
 
     def drop(
-        self, vertices: np.ndarray, faces: np.ndarray
-    ) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+        self,
+        vertices: np.ndarray,
+        faces: np.ndarray,
+        labels: np.ndarray | None = None,
+        products: np.ndarray | None = None,
+    ) -> _Parts:
         """``faces`` without the small clusters, how many clusters went, a vertex mask of
-        what is left and the cluster of each face left (0, 1, ...)."""
+        what is left and the cluster of each face left (0, 1, ...). ``labels`` (any
+        numbering 0, 1, ...) and ``products`` are the clusters and triple products of
+        ``faces`` when the caller knows them."""
         alive = np.zeros(len(vertices), dtype=bool)
         if len(faces) == 0:
-            return faces, 0, alive, np.zeros(0, dtype=np.int64)
-        labels = vertex_clusters(faces)
+            none = np.zeros(0, dtype=np.int64)
+            return _Parts(faces, none, np.zeros(0), 0, alive)
+        labels = vertex_clusters(faces) if labels is None else labels
+        products = triple_products(vertices, faces) if products is None else products
         n = int(labels.max()) + 1
-        volume = triple_products(vertices, faces) / 6.0
         small = (np.bincount(labels, minlength=n) < self.min_faces) | (
-            np.abs(np.bincount(labels, weights=volume, minlength=n)) < self.min_mm3
+            np.abs(np.bincount(labels, weights=products / 6.0, minlength=n)) < self.min_mm3
         )
-        kept = ~small[labels]
-        faces, labels = faces[kept], (np.cumsum(~small) - 1)[labels[kept]]
-        alive[faces.ravel()] = True
-        return faces, int(small.sum()), alive, labels
+        kept = ~small.take(labels)
+        faces, labels = np.compress(kept, faces, axis=0), np.compress(kept, labels)
+        alive[faces] = True
+        renumber = np.cumsum(~small) - 1
+        return _Parts(faces, renumber.take(labels), np.compress(kept, products),
+                      int(small.sum()), alive)  # fmt: skip
 
 
 def _fix_defects(
     vertices: np.ndarray,
-    clustered: tuple[np.ndarray, np.ndarray],
+    parts: _Parts,
     defects: np.ndarray,
     small: _SmallParts,
     report: RepairReport,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, _Parts, np.ndarray | None]:
     """Rebuild the neighbourhood of each defect (wider rings if needed); the clusters a patch
-    cannot close go through the whole-part repair. ``clustered``: the faces and the
-    vertex-joined cluster of each."""
-    faces, labels = clustered
+    cannot close go through the whole-part repair. The vertices, what is left, and the mask of
+    the vertices a patch checked: none is a defect now (None when that is not known: after a
+    whole-part repair, or when two of the patch's new vertices are one in float32)."""
+    faces, labels = parts.faces, parts.labels
     touched = np.zeros(int(labels.max()) + 1, dtype=bool)
     marked = np.zeros(len(vertices), dtype=bool)
     marked[defects] = True
-    touched[labels[marked[faces].any(axis=1)]] = True
+    touched[labels[marked.take(faces).any(axis=1)]] = True
     report.components_fixed += int(touched.sum())
     for rings in (3, 6):
-        patched = fix_locally(vertices, faces, defects, rings=rings)
+        patched = patch_locally(vertices, faces, defects, rings=rings)
         if patched is not None:
-            vertices, faces, _ = patched
-            faces, removed, _, _ = small.drop(vertices, faces)
-            report.components_removed += removed
-            return vertices, faces
+            new = patched.faces.take(patched.rebuilt, axis=0)
+            products = np.concatenate([
+                np.compress(~patched.replaced, parts.products),
+                triple_products(patched.vertices, new),
+            ])  # fmt: skip
+            clusters = _patched_clusters(parts, patched)
+            kept = small.drop(patched.vertices, patched.faces, clusters, products)
+            report.components_removed += kept.removed
+            distinct = _distinct_in_float32(patched.vertices[len(vertices) :])
+            return patched.vertices, kept, patched.inner if distinct else None
     report.notes.append("a defect needed a whole-part repair")
     mesh = make_mesh(vertices, faces)
-    parts = split_by_labels(mesh, labels)
-    kept = [p for p, bad in zip(parts, touched, strict=True) if not bad]
-    for part in (p for p, bad in zip(parts, touched, strict=True) if bad):
+    parts_of = split_by_labels(mesh, labels)
+    kept = [p for p, bad in zip(parts_of, touched, strict=True) if not bad]
+    for part in (p for p, bad in zip(parts_of, touched, strict=True) if bad):
         kept.extend(_fix_part(part, small, report))
     out = concatenate(kept)
-    return np.asarray(out.vertices), np.asarray(out.faces, dtype=np.int64)
+    vertices, faces = np.asarray(out.vertices), np.asarray(out.faces, dtype=np.int64)
+    return vertices, _Parts(faces, None, triple_products(vertices, faces)), None
+
+
+def _patched_clusters(parts: _Parts, patched: Patch) -> np.ndarray:
+    """The vertex-joined cluster of each face of ``patched`` (numbered 0, 1, ... in no
+    particular order), from the clusters of ``parts`` it patched, with a pass over only the
+    clusters whose kept faces may have come apart.
+
+    The faces the patch replaced come in vertex-joined pieces; a kept face meets a piece only
+    at the vertices they share, so the kept faces at a piece's vertices (its ring) link all
+    that the piece linked. Where every piece's ring in an old cluster is vertex-joined by
+    itself, the cluster's kept faces still are; the other clusters' kept faces (a ring in
+    parts: two sheets met in the piece) are joined again. The new clusters are these joined
+    through the patch's faces.
+    """
+    kept_labels = np.compress(~patched.replaced, parts.labels)
+    n_kept = len(kept_labels)
+    removed = np.compress(patched.replaced, parts.faces, axis=0)
+    piece = np.full(len(patched.vertices), -1, dtype=np.int64)
+    if len(removed):
+        piece[removed.ravel()] = np.repeat(vertex_clusters(_local_ids(removed)), 3)
+    ring = np.flatnonzero((piece.take(patched.faces[:n_kept]) >= 0).any(axis=1))
+    ring_faces = patched.faces.take(ring, axis=0)
+    if len(ring):
+        joined = vertex_clusters(_local_ids(ring_faces))
+        touching = piece.take(ring_faces)
+        at = touching >= 0
+        pieces, whose = touching[at], np.repeat(joined, 3)[at.ravel()]
+        ring_parts = np.unique(pieces * (int(joined.max()) + 1) + whose)
+        split = np.flatnonzero(np.bincount(ring_parts // (int(joined.max()) + 1)) > 1)
+        apart = np.zeros(parts.clusters, dtype=bool)
+        apart[kept_labels.take(ring)[np.isin(touching, split).any(axis=1)]] = True
+        if apart.any():  # join those clusters' kept faces again, numbered after the others
+            redo = np.flatnonzero(apart.take(kept_labels))
+            if 2 * len(redo) > n_kept:
+                return vertex_clusters(patched.faces)  # most of the mesh: all of it
+            kept_labels = kept_labels.copy()
+            kept_labels[redo] = parts.clusters + vertex_clusters(
+                _local_ids(patched.faces.take(redo, axis=0))
+            )
+    # nodes: the kept faces' groups, ring faces, new faces, then their vertices
+    n_old = int(kept_labels.max()) + 1 if n_kept else 0
+    new_faces = patched.faces.take(patched.rebuilt, axis=0)
+    local, inverse = np.unique(np.concatenate([ring_faces, new_faces]), return_inverse=True)
+    n_ring, n_new = len(ring), len(new_faces)
+    face_nodes = n_old + np.arange(n_ring + n_new)
+    first_vertex = n_old + n_ring + n_new
+    rows = np.concatenate([n_old + np.arange(n_ring), np.repeat(face_nodes, 3)])
+    cols = np.concatenate([kept_labels.take(ring), first_vertex + inverse.ravel()])
+    n = first_vertex + len(local)
+    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n))
+    _, node_label = connected_components(graph, directed=False)
+    labels = np.concatenate(
+        [node_label.take(kept_labels), node_label[n_old + n_ring : first_vertex]]
+    )
+    used = np.zeros(int(node_label.max()) + 1, dtype=bool)
+    used[labels] = True
+    return (np.cumsum(used) - 1).take(labels)
+
+
+def _local_ids(faces: np.ndarray) -> np.ndarray:
+    """``faces`` with their vertices numbered 0, 1, ... (for a graph of just these)."""
+    used = np.zeros(int(faces.max()) + 1 if len(faces) else 0, dtype=bool)
+    used[faces] = True
+    return (np.cumsum(used) - 1).take(faces)
+
+
+def _distinct_in_float32(points: np.ndarray) -> bool:
+    """Whether ``points`` are all different once stored as float32 (the fans' centres: a
+    patch keeps each apart from the vertices before it, not from the others it adds)."""
+    bits = np.ascontiguousarray(points, dtype=np.float32).view(np.uint32).reshape(-1, 3)
+    return len(first_unique_rows(bits.astype(np.int64))) == len(bits)
 
 
 def _fix_part(part: trimesh.Trimesh, small: _SmallParts, report: RepairReport) -> list:
     fixed = _fix_component(part)
     if np.sign(signed_volume(fixed)) != np.sign(signed_volume(part)):
         fixed = make_mesh(fixed.vertices, np.asarray(fixed.faces)[:, ::-1])
-    faces, removed, _, _ = small.drop(np.asarray(fixed.vertices), np.asarray(fixed.faces))
-    report.components_removed += removed
-    return [make_mesh(np.asarray(fixed.vertices), faces)] if len(faces) else []
+    kept = small.drop(np.asarray(fixed.vertices), np.asarray(fixed.faces))
+    report.components_removed += kept.removed
+    return [make_mesh(np.asarray(fixed.vertices), kept.faces)] if len(kept.faces) else []
 
 
 def _compact(vertices: np.ndarray, faces: np.ndarray) -> trimesh.Trimesh:
