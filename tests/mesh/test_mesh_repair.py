@@ -25,7 +25,7 @@ from app.tools.mesh.core import (
     submesh,
     topology,
 )
-from app.tools.mesh.patch import _apart_in_float32, fix_locally
+from app.tools.mesh.patch import _apart_in_float32, patch_locally
 from app.tools.mesh.repair import decimate_mesh, remove_self_intersections, repair_mesh
 
 
@@ -138,11 +138,11 @@ def test_a_patch_rebuilds_only_the_neighbourhood_of_a_defect():
     holed = submesh(big, np.arange(3, len(big.faces)))
     vertices, faces = np.asarray(holed.vertices), np.asarray(holed.faces)
     seeds = np.unique(faces[:0])  # no seeds: nothing to do, nothing changes
-    out = fix_locally(vertices, faces, seeds)
-    assert out is not None and np.array_equal(out[1], faces) and len(out[2]) == 0
+    out = patch_locally(vertices, faces, seeds)
+    assert out is not None and np.array_equal(out.faces, faces) and len(out.rebuilt) == 0
     bad, defects = inspect_faces(faces)
     assert bad.boundary_edges > 0 and 0 < len(defects) < 20
-    fixed_vertices, fixed_faces, rebuilt = fix_locally(vertices, faces, defects)
+    fixed_vertices, fixed_faces, rebuilt = patch_locally(vertices, faces, defects)[:3]
     assert topology(make_mesh(fixed_vertices, fixed_faces)).closed_manifold
     # the faces outside the patch are the input's, in order; the patch is a few hundred at most
     assert len(rebuilt) < 500

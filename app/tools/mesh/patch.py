@@ -40,26 +40,6 @@ class Patch(NamedTuple):
     inner: np.ndarray  # mask of the vertices within the rings (now no defect), and the centres
 
 
-def fix_locally(
-    vertices: np.ndarray,
-    faces: np.ndarray,
-    seeds: np.ndarray,
-    *,
-    rings: int = 4,
-    rounds: int = 4,
-    cut_seeds: bool = False,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """``(vertices, faces, patch)``: the mesh with the defects around ``seeds`` rebuilt, and
-    the indices of its rebuilt faces; None when this patch cannot be closed inside its border.
-
-    ``cut_seeds`` cuts the triangles around every seed first, defect or not (self-intersections:
-    the crossing triangles' corners are the seeds). New vertices are appended; faces outside
-    the patch keep their vertices and come first, in their order.
-    """
-    patched = patch_locally(vertices, faces, seeds, rings=rings, rounds=rounds, cut_seeds=cut_seeds)
-    return None if patched is None else patched[:3]
-
-
 def patch_locally(
     vertices: np.ndarray,
     faces: np.ndarray,
@@ -69,9 +49,15 @@ def patch_locally(
     rounds: int = 4,
     cut_seeds: bool = False,
 ) -> Patch | None:
-    """:func:`fix_locally`, also telling which of ``faces`` the patch replaced and which
+    """The mesh with the defects around ``seeds`` rebuilt, or None when this patch cannot be
+    closed inside its border; it also tells which of ``faces`` the patch replaced and which
     vertices it checked. When it is not None, no vertex within the rings is a defect any more
-    (every seed is one of them), and no face outside the patch was changed."""
+    (every seed is one of them), and no face outside the patch was changed.
+
+    ``cut_seeds`` cuts the triangles around every seed first, defect or not (self-intersections:
+    the crossing triangles' corners are the seeds). New vertices are appended; faces outside
+    the patch keep their vertices and come first, in their order.
+    """
     inner = grow(faces, seeds, len(vertices), rings)
     in_patch = inner.take(faces).any(axis=1)
     patch = np.compress(in_patch, faces, axis=0)

@@ -42,7 +42,7 @@ from app.tools.mesh.core import (
     triple_products,
     vertex_clusters,
 )
-from app.tools.mesh.patch import Patch, boundary_loops, fan_fill, fix_locally, patch_locally
+from app.tools.mesh.patch import Patch, boundary_loops, fan_fill, patch_locally
 
 TINY_PART_FACES = 64  # a part this small that crosses itself is dropped, not rebuilt
 
@@ -115,10 +115,11 @@ def _uncross(mesh: trimesh.Trimesh, tris: np.ndarray) -> tuple[trimesh.Trimesh |
     faces = np.asarray(mesh.faces, dtype=np.int64)
     seeds = np.unique(faces[tris])
     for rings in (3, 6):
-        patched = fix_locally(np.asarray(mesh.vertices), faces, seeds, rings=rings, cut_seeds=True)
+        patched = patch_locally(
+            np.asarray(mesh.vertices), faces, seeds, rings=rings, cut_seeds=True
+        )
         if patched is not None:
-            vertices, faces, new = patched
-            return _compact(vertices, faces), new
+            return _compact(patched.vertices, patched.faces), patched.rebuilt
     labels = vertex_clusters(faces)
     sizes = np.bincount(labels)
     if (sizes[labels[tris]] <= TINY_PART_FACES).all():
