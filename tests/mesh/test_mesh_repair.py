@@ -16,7 +16,6 @@ from app.tools.mesh.core import (
     defect_vertices,
     examine_faces,
     first_unique_rows,
-    inspect_faces,
     make_mesh,
     merge_float32,
     self_intersecting_faces,
@@ -140,7 +139,8 @@ def test_a_patch_rebuilds_only_the_neighbourhood_of_a_defect():
     seeds = np.unique(faces[:0])  # no seeds: nothing to do, nothing changes
     out = patch_locally(vertices, faces, seeds)
     assert out is not None and np.array_equal(out.faces, faces) and len(out.rebuilt) == 0
-    bad, defects = inspect_faces(faces)
+    found = examine_faces(faces)
+    bad, defects = found.topology, found.defects
     assert bad.boundary_edges > 0 and 0 < len(defects) < 20
     fixed_vertices, fixed_faces, rebuilt = patch_locally(vertices, faces, defects)[:3]
     assert topology(make_mesh(fixed_vertices, fixed_faces)).closed_manifold
@@ -169,7 +169,8 @@ def test_pinch_points_by_rotation_match_the_corner_graph():
     holed = submesh(sphere(), np.arange(1, 1280))
     for mesh, pinches in ((bow, 1), (cones, 1), (holed, 0), (sphere(), 0)):
         _, faces = merge_float32(mesh.vertices, mesh.faces)
-        topo, defects = inspect_faces(faces)
+        found = examine_faces(faces)
+        topo, defects = found.topology, found.defects
         assert topo.nonmanifold_vertices == pinches
         assert set(defect_vertices(faces).tolist()) == set(defects.tolist())
 

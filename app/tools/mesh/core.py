@@ -208,15 +208,7 @@ def topology(mesh: trimesh.Trimesh, *, as_stl: bool = True) -> Topology:
     )
     if degenerate.all():
         return Topology(0, len(faces), 0, 0, 0, 0, 0, int(degenerate.sum()))
-    return inspect_faces(faces[~degenerate], degenerate=int(degenerate.sum()))[0]
-
-
-def inspect_faces(faces: np.ndarray, *, degenerate: int = 0) -> tuple[Topology, np.ndarray]:
-    """The :class:`Topology` of non-degenerate, welded ``faces`` (plus ``degenerate`` faces
-    left out by the caller) and their defect vertices (see :func:`defect_vertices`), from one
-    pass over the edges."""
-    found = examine_faces(faces, degenerate=degenerate)
-    return found.topology, found.defects
+    return examine_faces(faces[~degenerate], degenerate=int(degenerate.sum())).topology
 
 
 @dataclass
@@ -253,7 +245,9 @@ class FaceInspection:
 
 
 def examine_faces(faces: np.ndarray, *, degenerate: int = 0) -> FaceInspection:
-    """:func:`inspect_faces`, with the components and the edge table it found them with."""
+    """The :class:`Topology` of non-degenerate, welded ``faces`` (plus ``degenerate`` faces
+    left out by the caller), their defect vertices (see :func:`defect_vertices`), and the
+    components and edge table found with them, from one pass over the edges."""
     faces = np.asarray(faces, dtype=np.int64)
     table = _Edges.of(faces)
     pinch = _nonmanifold_vertices(faces, table)
