@@ -1,6 +1,6 @@
 import sys
 
-from app.cli import main
+from app.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -1,4 +1,4 @@
-"""Entry point of the frozen MedPrint: the same ``app.cli.main`` as the ``medprint`` command.
+"""Entry point of the frozen MedPrint: the same ``app.cli.run`` as the ``medprint`` command.
 
 Started with :data:`app.tools.mesh.quadric.CHILD_FLAG` alone, it is the decimation child
 (a frozen build has no ``python -c``).
@@ -14,6 +14,6 @@ if __name__ == "__main__":
     if sys.argv[1:] == [quadric.CHILD_FLAG]:
         quadric.serve()
         sys.exit(0)
-    from app.cli import main
+    from app.cli import run
 
-    sys.exit(main())
+    sys.exit(run())
