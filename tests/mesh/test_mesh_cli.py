@@ -87,6 +87,19 @@ def test_an_unreadable_image_file_is_one_line(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_a_wrong_output_format_is_refused_before_the_build(tmp_path, capsys):
+    garbage = tmp_path / "garbage.nrrd"  # the output is refused first: this is never read
+    garbage.write_bytes(b"NRRD0004\nnot a header\n")
+    args = ["mesh", "--volume", str(garbage), "--threshold", "226", "--out"]
+    assert main([*args, str(tmp_path / "bone.xyz")]) == 2
+    assert capsys.readouterr().err == (
+        "medprint: error: .xyz is not a mesh format MedPrint reads; use STL, OBJ, PLY or 3MF\n"
+    )
+    assert main([*args, str(tmp_path / "bone.stl"), "--format", "step"]) == 2
+    assert "unknown mesh format 'step'" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [garbage]
+
+
 def test_the_mesh_parser_loads_no_mesh_library():
     """The file build reads its image while trimesh and VTK import, so building the parser
     must not import them; its --settings choices are the pipeline's presets."""

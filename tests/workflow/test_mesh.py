@@ -194,13 +194,13 @@ def test_several_segments_make_one_version_of_named_parts(sphere_case, people, t
 
 def test_build_meshes_each_segment_cut_to_its_box(bone_case, people, monkeypatch):
     seen = {}
-    real = mesh.build_parts
+    real = mesh.make_parts
 
     def spy(masks, volume, *args, **kwargs):
         seen.update(masks, grid=volume.shape)
         return real(masks, volume, *args, **kwargs)
 
-    monkeypatch.setattr(mesh, "build_parts", spy)
+    monkeypatch.setattr(mesh, "make_parts", spy)
     made = mesh.build(people["tess"], bone_case, settings="review")
     crop, grid = seen["bone"], seen["grid"]
     box = segment.load(people["tess"], bone_case, bone_case.load_volume()).bbox("bone")

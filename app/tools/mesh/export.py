@@ -12,7 +12,13 @@ import trimesh
 
 from app.errors import MeshError
 from app.tools.mesh.core import concatenate, make_mesh
-from app.tools.mesh.meshio import export_name, read_mesh_file, write_mesh_file
+from app.tools.mesh.meshio import (
+    export_name,
+    format_of,
+    mesh_bytes,
+    read_mesh_file,
+    write_mesh_bytes,
+)
 
 ORIENTATION = (
     "units: millimetre; frame: patient LPS as scanned "
@@ -22,10 +28,15 @@ ORIENTATION = (
 
 def export_mesh(mesh: trimesh.Trimesh, path: Path, fmt: str | None = None) -> Path:
     """Write one mesh to ``path`` (format from the extension unless ``fmt``)."""
+    return write_mesh_bytes(Path(path), export_bytes(mesh, fmt or format_of(Path(path))))
+
+
+def export_bytes(mesh: trimesh.Trimesh, fmt: str) -> bytes:
+    """The content :func:`export_mesh` writes in ``fmt`` (made ahead, written later)."""
     if len(mesh.faces) == 0:
         msg = "the mesh is empty; build a surface before exporting"
         raise MeshError(msg)
-    return write_mesh_file(Path(path), mesh.vertices, mesh.faces, fmt)
+    return mesh_bytes(mesh.vertices, mesh.faces, fmt)
 
 
 def export_parts(

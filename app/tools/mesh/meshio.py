@@ -122,9 +122,13 @@ def write_mesh_file(
     path: Path, vertices: np.ndarray, faces: np.ndarray, fmt: str | None = None
 ) -> Path:
     """Write atomically and prove the result clean; returns ``path``."""
+    return write_mesh_bytes(path, mesh_bytes(vertices, faces, fmt or format_of(path)))
+
+
+def write_mesh_bytes(path: Path, data: bytes) -> Path:
+    """Write :func:`mesh_bytes`'s ``data`` atomically and prove the file clean; ``path``."""
     path = Path(path)
-    fmt = fmt or format_of(path)
-    atomic_write_bytes(path, mesh_bytes(vertices, faces, fmt))
+    atomic_write_bytes(path, data)
     problems = check_clean(path)
     if problems:  # cannot happen with our writers; refuse loudly if it ever does
         path.unlink(missing_ok=True)
@@ -133,25 +137,33 @@ def write_mesh_file(
     return path
 
 
-def _normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    tri = vertices[faces]
+def _normals(tri: np.ndarray) -> np.ndarray:
     n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     length = np.linalg.norm(n, axis=1, keepdims=True)
     return np.divide(n, length, out=np.zeros_like(n), where=length > 0)
 
 
+_STL_RECORD = np.dtype([("n", "<f4", 3), ("v", "<f4", (3, 3)), ("attr", "<u2")])
+_STL_CHUNK = 32_768  # triangles filled in at a time: temporaries of a few MiB, not the mesh's
+
+
 def _stl_binary(vertices: np.ndarray, faces: np.ndarray) -> bytes:
-    record = np.dtype([("n", "<f4", 3), ("v", "<f4", (3, 3)), ("attr", "<u2")])
-    data = np.zeros(len(faces), dtype=record)
-    data["n"] = _normals(vertices, faces)
-    data["v"] = vertices[faces]
-    return STL_HEADER + struct.pack("<I", len(faces)) + data.tobytes()
+    out = bytearray(84 + _STL_RECORD.itemsize * len(faces))  # zeros: every attribute is 0
+    out[:84] = STL_HEADER + struct.pack("<I", len(faces))
+    records = np.frombuffer(out, dtype=_STL_RECORD, offset=84)
+    for start in range(0, len(faces), _STL_CHUNK):
+        tri = vertices[faces[start : start + _STL_CHUNK]]
+        chunk = records[start : start + _STL_CHUNK]
+        chunk["n"] = _normals(tri)
+        chunk["v"] = tri
+    return bytes(out)
 
 
 def _stl_ascii(vertices: np.ndarray, faces: np.ndarray) -> bytes:
     out = io.StringIO()
     out.write(f"solid {NEUTRAL_NAME}\n")
-    for n, tri in zip(_normals(vertices, faces), vertices[faces], strict=True):
+    corners = vertices[faces]
+    for n, tri in zip(_normals(corners), corners, strict=True):
         out.write(f"facet normal {n[0]:.7e} {n[1]:.7e} {n[2]:.7e}\nouter loop\n")
         for v in tri:
             out.write(f"vertex {v[0]:.7e} {v[1]:.7e} {v[2]:.7e}\n")

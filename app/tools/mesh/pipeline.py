@@ -349,12 +349,35 @@ def build_parts(
 ) -> Built:
     """Each mask (part name -> mask on ``volume``'s grid, or a crop of it) -> a part; QA over
     all of them. ``meter`` books each stage's time and peak memory, when given."""
+    progress = ensure(progress)
+    parts = make_parts(
+        masks, volume, settings, pseudonym=pseudonym, meter=meter,
+        progress=progress.sub(0.0, 0.75), cancel=cancel,
+    )  # fmt: skip
+    return check_built(
+        parts, settings, build_volume_mm=build_volume_mm, meter=meter,
+        progress=progress.sub(0.75, 1.0), cancel=cancel,
+    )  # fmt: skip
+
+
+def make_parts(
+    masks: Mapping[str, np.ndarray | MaskCrop],
+    volume: Volume,
+    settings: MeshSettings,
+    *,
+    pseudonym: str | None = None,
+    meter: StageMeter | None = None,
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
+) -> list[Part]:
+    """:func:`build_parts` without its QA: each mask -> a part (give them to
+    :func:`check_built`)."""
     if not masks:
         msg = "nothing to build: choose at least one segment"
         raise MeshError(msg)
     progress = ensure(progress)
-    share = 0.75 / len(masks)
-    parts = [
+    share = 1.0 / len(masks)
+    return [
         build_part(
             mask,
             volume,
@@ -367,6 +390,18 @@ def build_parts(
         )
         for n, (name, mask) in enumerate(masks.items())
     ]
+
+
+def check_built(
+    parts: list[Part],
+    settings: MeshSettings,
+    *,
+    build_volume_mm: tuple[float, float, float] | None = None,
+    meter: StageMeter | None = None,
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
+) -> Built:
+    """The parts :func:`make_parts` made, with their one QA report (stage ``qa``)."""
     with stage(meter, "qa"):
         qa = check_parts(
             [p.mesh for p in parts],
@@ -375,7 +410,7 @@ def build_parts(
             build_volume_mm=build_volume_mm,
             tolerance_mm=settings.tolerance_mm,
             known=_known_repair(parts),
-            progress=progress.sub(0.75, 1.0),
+            progress=progress,
             cancel=cancel,
         )
     return Built(parts, qa, settings, dict(meter.stages) if meter else {})
