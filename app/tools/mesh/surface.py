@@ -120,10 +120,12 @@ def _set_small_components(mask: np.ndarray, limit: int, *, inside: bool) -> tupl
     array's border). Returns how many components and voxels were flipped.
 
     One labelling (:func:`_labels`), sizes counted slab by slab, and the small labels
-    looked up slab by slab: no whole-grid temporary besides the labels and their image."""
-    labels, _owner = _labels(mask, inside=inside)
-    sizes = np.zeros(int(labels.max(initial=0)) + 1, dtype=np.int64)
-    for k in range(0, labels.shape[0], _SLAB):
+    looked up slab by slab, on two threads (numpy looks up without the GIL): no whole-grid
+    temporary besides the labels and their image."""
+    labels, count, _owner = _labels(mask, inside=inside)
+    starts = range(0, labels.shape[0], _SLAB)
+    sizes = np.zeros(count + 1, dtype=np.int64)
+    for k in starts:  # one thread: bincount holds the GIL, and its int64 copy of a slab is big
         sizes += np.bincount(labels[k : k + _SLAB].ravel(), minlength=len(sizes))
     small = sizes < limit
     small[0] = False
@@ -131,20 +133,23 @@ def _set_small_components(mask: np.ndarray, limit: int, *, inside: bool) -> tupl
         for face in (labels[0], labels[-1], labels[:, 0], labels[:, -1], labels[..., 0],
                      labels[..., -1]):  # fmt: skip
             small[face] = False  # no unique: numpy's hash-based one is slow on a face
+
+    def flip(k: int) -> None:
+        np.copyto(mask[k : k + _SLAB], not inside, where=np.take(small, labels[k : k + _SLAB]))
+
     if small.any():
-        for k in range(0, labels.shape[0], _SLAB):
-            flip = np.take(small, labels[k : k + _SLAB])
-            np.copyto(mask[k : k + _SLAB], not inside, where=flip)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(flip, starts))
     return int(small.sum()), int(sizes[small].sum())
 
 
-_SLAB = 16
+_SLAB = 4  # slices: a slab of labels as int64 (what bincount and take make of them) is ~5 MiB
 
 
-def _labels(mask: np.ndarray, *, inside: bool) -> tuple[np.ndarray, object]:
-    """Face-connected component labels (0 = not in a component) of the mask's inside
-    (non-zero) voxels, or of its outside voxels; and the object that owns them (keep it while
-    the labels are used).
+def _labels(mask: np.ndarray, *, inside: bool) -> tuple[np.ndarray, int, object]:
+    """Face-connected component labels (0 = not in a component, then 1, 2, ...) of the mask's
+    inside (non-zero) voxels, or of its outside voxels; how many components; and the object
+    that owns the labels (keep it while they are used).
 
     SimpleITK's labelling (all cores, 2.4x less CPU than scipy's on one) when the library is
     loaded already, as it is once an image file was read; scipy's otherwise (uint16 labels when
@@ -156,21 +161,24 @@ def _labels(mask: np.ndarray, *, inside: bool) -> tuple[np.ndarray, object]:
 
     voxels = mask if inside else np.logical_not(mask)
     try:
-        labels, _ = ndimage.label(voxels, output=np.uint16)
+        labels = np.empty(voxels.shape, dtype=np.uint16)
+        count = ndimage.label(voxels, output=labels)
     except RuntimeError:  # more than 65535 components
-        labels, _ = ndimage.label(voxels)
-    return labels, None
+        labels, count = ndimage.label(voxels)
+    return labels, int(count), None
 
 
-def _sitk_labels(mask: np.ndarray, *, inside: bool) -> tuple[np.ndarray, object]:
+def _sitk_labels(mask: np.ndarray, *, inside: bool) -> tuple[np.ndarray, int, object]:
     import SimpleITK as sitk  # noqa: PLC0415 (loaded already, see _labels)
 
     image = sitk.GetImageFromArray(mask.view(np.uint8) if mask.dtype == bool else mask)
     if not inside:
         image = image == 0
-    components = sitk.ConnectedComponent(image, False)  # False: face-connected only
+    labelling = sitk.ConnectedComponentImageFilter()
+    labelling.FullyConnectedOff()  # face-connected only
+    components = labelling.Execute(image)
     del image
-    return sitk.GetArrayViewFromImage(components), components
+    return sitk.GetArrayViewFromImage(components), labelling.GetObjectCount(), components
 
 
 def mask_bounds(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
@@ -195,27 +203,32 @@ def threshold_crop(
 ) -> MaskCrop | None:
     """``low <= array <= high`` cut to the box of its voxels, or None when nothing is inside.
 
-    Works ``slab`` slices at a time: besides the crop, no whole-grid temporary is made.
+    Works ``slab`` slices at a time, on two threads (numpy compares without the GIL): besides
+    the crop, no whole-grid temporary is made.
     """
-    lo_slice = hi_slice = None
-    rows = np.zeros(array.shape[1], dtype=bool)
-    cols = np.zeros(array.shape[2], dtype=bool)
-    for k in range(0, array.shape[0], slab):
-        inside = _between(array[k : k + slab], low, high)
-        planes = np.flatnonzero(inside.any(axis=(1, 2)))
-        if len(planes):
-            lo_slice = k + planes[0] if lo_slice is None else lo_slice
-            hi_slice = k + planes[-1] + 1
-            rows |= inside.any(axis=(0, 2))
-            cols |= inside.any(axis=(0, 1))
-    if lo_slice is None:
+    if array.size == 0:
         return None
-    j, i = np.flatnonzero(rows), np.flatnonzero(cols)
-    box = (slice(int(lo_slice), int(hi_slice)), slice(int(j[0]), int(j[-1]) + 1),
-           slice(int(i[0]), int(i[-1]) + 1))  # fmt: skip
-    crop = np.empty(tuple(b.stop - b.start for b in box), dtype=bool)
-    for k in range(0, crop.shape[0], slab):
-        crop[k : k + slab] = _between(array[box][k : k + slab], low, high)
+    starts = range(0, array.shape[0], slab)
+
+    def extent(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        inside = _between(array[k : k + slab], low, high)
+        return inside.any(axis=(1, 2)), inside.any(axis=(0, 2)), inside.any(axis=(0, 1))
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        planes, rows, cols = zip(*pool.map(extent, starts), strict=True)
+        k = np.flatnonzero(np.concatenate(planes))
+        if len(k) == 0:
+            return None
+        j, i = np.flatnonzero(np.any(rows, axis=0)), np.flatnonzero(np.any(cols, axis=0))
+        box = (slice(int(k[0]), int(k[-1]) + 1), slice(int(j[0]), int(j[-1]) + 1),
+               slice(int(i[0]), int(i[-1]) + 1))  # fmt: skip
+        crop = np.empty(tuple(b.stop - b.start for b in box), dtype=bool)
+        source = array[box]
+
+        def fill(k: int) -> None:
+            crop[k : k + slab] = _between(source[k : k + slab], low, high)
+
+        list(pool.map(fill, range(0, crop.shape[0], slab)))
     return MaskCrop(crop, box)
 
 
