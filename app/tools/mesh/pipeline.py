@@ -40,6 +40,7 @@ from app.tools.mesh.surface import (
     SmoothingReport,
     extract_surface,
     measure_smoothing,
+    query_workers,
     smooth_surface,
 )
 
@@ -255,7 +256,8 @@ def _smooth_and_decimate(
             if reduction or target_faces
             else None
         )  # fmt: skip
-        with stage(meter, "smooth"):
+        # one core for the measure: the decimation child (when there is one) has the other
+        with stage(meter, "smooth"), query_workers(1 if child is not None else -1):
             progress.update(0.35, "measuring smoothing deviation")
             # the raw surface keeps its nearest-triangle index: QA measures against it again
             smooth_report = measure_smoothing(smooth_report, mesh, reference, cancel=cancel)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -515,7 +517,7 @@ def distances_to_surface(
     if tree is None:  # many long thin triangles (thick slices): VTK's exact locator instead
         return _vtk_distances(points, surface)
     k = min(k, len(faces))
-    _, index = tree.query(points, k=k, workers=-1)
+    _, index = tree.query(points, k=k, workers=_QUERY_WORKERS.get())
     index = index.reshape(len(points), k)
     best = np.full(len(points), np.inf)
     for column in range(k):
@@ -532,6 +534,18 @@ def distances_to_surface(
 
 
 _INDEX_KEY = "medprint_nearest_index"
+_QUERY_WORKERS: ContextVar[int] = ContextVar("medprint_query_workers", default=-1)
+
+
+@contextmanager
+def query_workers(count: int) -> Iterator[None]:
+    """The nearest-triangle searches of this thread use ``count`` threads (-1: every core),
+    e.g. one while a decimation child has the other core."""
+    token = _QUERY_WORKERS.set(count)
+    try:
+        yield
+    finally:
+        _QUERY_WORKERS.reset(token)
 
 
 def _nearest_index(
@@ -729,7 +743,7 @@ def _nearest_of(points: np.ndarray, tree, surface: trimesh.Trimesh, k: int) -> n
     nearest centres (``tree``)."""
     vertices, faces = np.asarray(surface.vertices), np.asarray(surface.faces)
     k = min(k, tree.n)
-    _, index = tree.query(points, k=k, workers=-1)
+    _, index = tree.query(points, k=k, workers=_QUERY_WORKERS.get())
     index = index.reshape(len(points), k)
     best = np.full(len(points), np.inf)
     for column in index.T:
