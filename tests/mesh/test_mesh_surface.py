@@ -9,7 +9,7 @@ import pytest
 
 from app.errors import Cancelled, MeshError
 from app.progress import CancelToken
-from app.tools.mesh.core import signed_volume, topology
+from app.tools.mesh.core import signed_volume, split_components, topology
 from app.tools.mesh.surface import (
     area_samples,
     clean_mask,
@@ -46,6 +46,24 @@ def test_sphere_phantom_true_size_and_lps_position():
     assert signed_volume(mesh) == pytest.approx(4 / 3 * np.pi * 30.0**3, rel=0.01)
     assert topology(mesh).closed_manifold
     assert abs(report.volume_change_percent) < 0.1
+
+
+@pytest.mark.parametrize("method", ["flying_edges", "surface_nets"])
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_extracted_surfaces_face_outward_with_their_cavities_inward(method, mirrored):
+    # extract_surface trusts VTK's orientation (no pass over the triangles checks it)
+    direction = oblique_mirrored_direction() if mirrored else np.eye(3)
+    assert (np.linalg.det(direction) < 0) == mirrored
+    spacing = (0.7, 0.8, 1.5)
+    volume = phantom_volume((40, 44, 48), spacing, direction, (5.0, -3.0, 20.0))
+    mask = np.zeros(volume.shape, dtype=bool)
+    mask[5:35, 6:38, 8:40] = True
+    mask[15:20, 15:25, 20:30] = False  # a cavity: its shell faces into it
+    raw, _ = extract_surface(mask, volume, method=method, clean=False)
+    voxels = 30 * 32 * 32 - 5 * 10 * 10
+    assert signed_volume(raw) == pytest.approx(voxels * np.prod(spacing), rel=0.03)
+    shells = split_components(raw)
+    assert len(shells) == 2 and sorted(signed_volume(s) > 0 for s in shells) == [False, True]
 
 
 def test_cube_phantom_faces_in_place():
