@@ -9,7 +9,6 @@ result); the steps are also public on their own (:mod:`surface`, :mod:`repair`, 
 
 from __future__ import annotations
 
-import gc
 import subprocess
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -206,11 +205,6 @@ def build_mesh(
         )  # fmt: skip
     finally:
         stop_child(child)
-    # the meshes smoothing and decimation left behind (two, 67 MiB of arrays on the 134-slice
-    # CT) are held by trimesh's reference cycles (mesh <-> visuals, cache): freed now, not
-    # whenever the collector next runs, maybe past repair's peak. The young generations (made
-    # since extraction) take 1 ms, a full collection 50 ms
-    gc.collect(1)
     with stage(meter, "repair"):
         mesh, repair = repair_mesh(mesh, progress=progress.sub(0.7, 1.0), cancel=cancel)
     return MeshBuild(
