@@ -119,6 +119,24 @@ def test_mesh_sections_match_trimesh(sphere_part) -> None:
         assert regions[i].area == pytest.approx(area, rel=1e-6)
 
 
+def test_an_invalid_outline_is_repaired_where_geos_refuses_it() -> None:
+    # the canary's slice of a labelled skull once ended in GEOS's TopologyException here
+    from app.printing.slicer.regions import _meet, _minus
+
+    bowtie = shapely.Polygon([(0, 0), (2, 2), (2, 0), (0, 2)])  # crosses itself at (1, 1)
+    square = shapely.box(0.5, 0.5, 1.5, 1.5)
+    with pytest.raises(shapely.errors.GEOSException, match="TopologyException"):
+        shapely.difference(square, bowtie)
+    fine = shapely.box(0, 0, 1, 1)
+    a = np.array([square, fine], dtype=object)
+    b = np.array([bowtie, shapely.box(0.5, 0, 2, 1)], dtype=object)
+    left, met = _minus(a, b), _meet(a, b)
+    repaired = shapely.make_valid(bowtie)
+    assert left[0].equals(shapely.difference(square, repaired)) and left[0].area == 0.5
+    assert met[0].equals(shapely.intersection(square, repaired)) and met[0].area == 0.5
+    assert left[1].equals(shapely.box(0, 0, 0.5, 1)) and met[1].equals(shapely.box(0.5, 0, 1, 1))
+
+
 def test_t_shape_supports_arms_not_stem(t_shape_part, generic_printer, pla) -> None:
     settings = SliceSettings(supports=True)
     result = slice_parts([t_shape_part], generic_printer, pla, settings)

@@ -8,6 +8,7 @@ neighbouring extrusions, ``width - height * (1 - pi/4)`` as for a rounded-rectan
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,16 +121,18 @@ def plan_islands(
         # grow the shells into the sparse area so they anchor (PrusaSlicer's external infill margin)
         live = ~shapely.is_empty(solid)
         solid[live] = _clean(
-            shapely.intersection(
-                shapely.buffer(solid[live], settings.solid_margin, **_MITRE), fill[live]
+            _overlay(
+                shapely.intersection,
+                shapely.buffer(solid[live], settings.solid_margin, **_MITRE),
+                fill[live],
             )
         )
     next_layer = np.empty(n, dtype=object)
     next_layer[: n - 1] = regions[1:]
     next_layer[n - 1 :] = EMPTY
-    top = opening(_clean(shapely.difference(solid, next_layer[layer])), s / 2)
-    bottom = _clean(shapely.difference(solid, top))
-    sparse = _clean(shapely.difference(fill, solid))
+    top = opening(_clean(_overlay(shapely.difference, solid, next_layer[layer])), s / 2)
+    bottom = _clean(_overlay(shapely.difference, solid, top))
+    sparse = _clean(_overlay(shapely.difference, fill, solid))
     # like PrusaSlicer's solid_infill_below_area: small sparse pockets print solid
     parts, owner = shapely.get_parts(sparse, return_index=True)
     small = shapely.area(parts) < settings.solid_below_area
@@ -164,7 +167,7 @@ def _both(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         [x is not None and y is not None for x, y in zip(a, b, strict=True)], dtype=bool
     )
     if pairs.any():
-        out[pairs] = shapely.intersection(a[pairs], b[pairs])
+        out[pairs] = _overlay(shapely.intersection, a[pairs], b[pairs])
     return out
 
 
@@ -174,8 +177,34 @@ def _minus(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     out[:] = EMPTY
     has = np.array([x is not None for x in b], dtype=bool)
     if has.any():
-        out[has] = shapely.difference(a[has], b[has])
+        out[has] = _overlay(shapely.difference, a[has], b[has])
     return out
+
+
+def _overlay(op: Callable, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``op(a, b)`` elementwise (``shapely.difference``, ``intersection``). GEOS refuses a
+    pair holding an invalid outline (a TopologyException; its mitred offsets make one now and
+    then from a nearly degenerate island): only the pairs it refuses are done again, on
+    outlines repaired to their polygons."""
+    try:
+        return op(a, b)
+    except shapely.errors.GEOSException:
+        out = np.empty(len(a), dtype=object)
+        out[:] = [_overlay_pair(op, x, y) for x, y in zip(a, b, strict=True)]
+        return out
+
+
+def _overlay_pair(op: Callable, a: shapely.Geometry, b: shapely.Geometry) -> shapely.Geometry:
+    try:
+        return op(a, b)
+    except shapely.errors.GEOSException:
+        return op(_repaired(a), _repaired(b))
+
+
+def _repaired(geom: shapely.Geometry) -> shapely.Geometry:
+    """The polygons of ``geom`` made valid (repair may leave lines and points too)."""
+    fixed = shapely.get_parts(shapely.make_valid(geom))
+    return shapely.union_all([g for g in fixed if g.geom_type in ("Polygon", "MultiPolygon")])
 
 
 def _shift(values: np.ndarray, k: int) -> np.ndarray:
@@ -195,7 +224,7 @@ def _meet(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     out[:] = EMPTY
     live = ~shapely.is_empty(a) & ~shapely.is_empty(b)
     if live.any():
-        out[live] = shapely.intersection(a[live], b[live])
+        out[live] = _overlay(shapely.intersection, a[live], b[live])
     return out
 
 
@@ -254,7 +283,7 @@ def plan_supports(
     below = np.empty(n, dtype=object)
     below[0] = EMPTY
     below[1:] = shapely.buffer(regions[:-1], reach[1:], **_MITRE)
-    overhang = _clean(shapely.difference(regions, below))
+    overhang = _clean(_overlay(shapely.difference, regions, below))
     overhang[0] = EMPTY
     overhang = opening(overhang, width / 2)
     layer_h = float(np.median(heights))
@@ -278,7 +307,9 @@ def plan_supports(
                 outline = shapely.simplify(regions[j], SUPPORT_TOLERANCE)
                 keep_out[j] = shapely.buffer(outline, clearance, **_MITRE)
         blocked = shapely.union_all([keep_out[j] for j in range(max(0, i - gap), i + 1)])
-        carry = shapely.difference(shapely.union(carry, source), blocked)
+        carry = _overlay_pair(
+            shapely.difference, _overlay_pair(shapely.union, carry, source), blocked
+        )
         # supports need no fine detail: keeps the carried outline from growing
         carry = _clean(np.array([shapely.simplify(carry, SUPPORT_TOLERANCE)], dtype=object), 0.05)[
             0
@@ -286,9 +317,9 @@ def plan_supports(
         body[i] = carry
         tops = [w for w in window if not w.is_empty]
         if tops and not carry.is_empty:
-            top = shapely.intersection(carry, shapely.union_all(tops))
+            top = _overlay_pair(shapely.intersection, carry, shapely.union_all(tops))
             interface[i] = _clean(np.array([top], dtype=object), 0.05)[0]
-    body = _clean(shapely.difference(body, interface))
+    body = _clean(_overlay(shapely.difference, body, interface))
     return body, interface
 
 
