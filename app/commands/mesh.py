@@ -30,23 +30,20 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.commands.progressbar import cli_progress
 from app.errors import MeshError
-from app.imaging.load import load_image_file
 from app.tools.mesh.stages import StageMeter
 from app.workflow.actor import Actor
+from app.workflow.mesh_source import surface_ahead
 
 if TYPE_CHECKING:
-    from app.imaging.volume import Volume
     from app.tools.mesh.qa import QAReport
 
 # The mesh libraries (trimesh, VTK: about a second) are imported by the handlers, not to build
-# the parser: a file build reads its image meanwhile. These are the pipeline's PRESETS;
+# the parser: a file build makes its surface meanwhile. These are the pipeline's PRESETS;
 # tests/mesh/test_mesh_cli.py checks the two lists agree.
 ACTIONS = ("versions", "export")
 PRESET_NAMES = ("print", "review")
@@ -193,35 +190,21 @@ def _build_file(args: argparse.Namespace) -> int:
     if not args.out:
         msg = "without a case give --out FILE (nothing is stored, no pseudonym names the file)"
         raise MeshError(msg)
-    image = _read_ahead(args.mask or args.volume)
-    from app.workflow import mesh  # noqa: PLC0415 (imported while the image is read)
-
     meter = StageMeter() if args.stages else None
+    surface = surface_ahead(args.volume, args.threshold, args.mask, meter=meter)
+    from app.workflow import mesh  # noqa: PLC0415 (imported while the surface is made)
+
     with cli_progress("mesh") as progress:
         made = mesh.build_file(
-            Actor.current(), Path(args.out), volume=args.volume, threshold=args.threshold,
-            mask=args.mask, image=image, settings=args.settings, changes=_changes(args),
-            build_volume_mm=_build_volume(args.build_volume), fmt=args.format, meter=meter,
-            progress=progress,
+            Actor.current(), Path(args.out), pending=surface, settings=args.settings,
+            changes=_changes(args), build_volume_mm=_build_volume(args.build_volume),
+            fmt=args.format, meter=meter, progress=progress,
         )  # fmt: skip
     if args.json:
         print(json.dumps(_report(made.built.qa, made.info, made.path), indent=2))
     else:
         _print_build(made.built.qa, made.info, made.path)
     return 0 if made.built.qa.passed else 1
-
-
-def _read_ahead(path: str | None) -> Callable[[], Volume] | None:
-    """Start reading the image file on a thread: SimpleITK reads without holding the GIL, so
-    the file is read while the mesh libraries import instead of after them. The function
-    returned waits for the image (or raises the read's error) and can be called once."""
-    if not path:
-        return None
-    pool = ThreadPoolExecutor(max_workers=1)
-    pending = [pool.submit(load_image_file, path)]
-    pool.shutdown(wait=False)  # the thread ends with the read
-    # handed over, not kept: the build frees the pixels once it has thresholded them
-    return lambda: pending.pop().result()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ This package is the only place that decides, stores or audits.
 Modules: ``actor`` and ``policy`` (who may do what), ``users`` (set-up, vault, roles),
 ``migration`` (an old-format vault, on its founder's first open),
 ``keys`` (signing key, trust, recipients), ``intake`` (scan, import, de-identify, cases),
-``segment``, ``mesh`` (build, edit, export),
+``segment``, ``mesh`` (build, edit, export), ``mesh_source`` (a file build's surface, started
+early),
 ``review`` (approve, reject, override, release), ``slice``, ``printing`` (start, pause, resume,
 cancel, recover), ``package`` (build, verify, extract), ``records`` (the audit log), ``demo``.
 """

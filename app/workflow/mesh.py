@@ -23,7 +23,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,6 @@ import trimesh
 
 from app.case import Case, StoredMesh
 from app.errors import MeshError, SegmentationError
-from app.imaging.load import load_image_file
 from app.imaging.volume import Volume
 from app.progress import CancelToken, Progress, check_cancel, ensure
 from app.tools.mesh.core import concatenate, make_mesh
@@ -59,10 +58,11 @@ from app.tools.mesh.pipeline import (
 )
 from app.tools.mesh.qa import QAReport
 from app.tools.mesh.stages import StageMeter, stage
-from app.tools.mesh.surface import MaskCrop, threshold_crop
+from app.tools.mesh.surface import MaskCrop
 from app.tools.segmentation import Segment, Segmentation
 from app.workflow import names, policy, review, segment
 from app.workflow.actor import Actor
+from app.workflow.mesh_source import FileSurface, surface_ahead
 from app.workflow.parts import export_parts
 
 
@@ -323,7 +323,7 @@ def build_file(
     volume: Path | None = None,
     threshold: str | None = None,
     mask: Path | None = None,
-    image: Callable[[], Volume] | None = None,
+    pending: Callable[[], FileSurface] | None = None,
     settings: str = "print",
     changes: Mapping[str, Any] | None = None,
     build_volume_mm: tuple[float, float, float] | None = None,
@@ -333,8 +333,9 @@ def build_file(
     cancel: CancelToken | None = None,
 ) -> FileMesh:
     """Mesh a plain image file (``volume`` thresholded at ``threshold`` "LOW[:HIGH]", or the
-    binary ``mask``) with the named ``settings`` and write it to ``out``. ``image`` returns that
-    file read already (the CLI starts the read before it imports the mesh libraries).
+    binary ``mask``) with the named ``settings`` and write it to ``out``. ``pending`` returns
+    its surface made already (:func:`~app.workflow.mesh_source.surface_ahead`: the CLI starts it
+    before it imports the mesh libraries).
 
     The user's own files in and out, no case: nothing is stored, labelled (a label is a case
     pseudonym) or audited, and no role is needed. ``meter`` books each stage's time and memory.
@@ -344,14 +345,14 @@ def build_file(
         raise MeshError(msg)
     fmt = _file_format(Path(out), fmt)  # refused now, not after the build
     progress = ensure(progress)
-    with stage(meter, "load"):
-        source, grid = _file_source(volume, threshold, mask, pending=image)
+    made = (pending or surface_ahead(volume, threshold, mask, meter=meter))()
+    grid = made.grid
     chosen = settings_for(settings, grid, **({**(changes or {}), "label": False}))
     parts = make_parts(
-        {"part": source}, grid, chosen, meter=meter, progress=progress.sub(0.0, 0.75),
+        {"part": made.source}, grid, chosen, meter=meter, progress=progress.sub(0.0, 0.75),
         cancel=cancel,
     )  # fmt: skip
-    del source
+    del made
     built, data = _checked(
         parts, chosen, lambda m: export_bytes(m, fmt), build_volume_mm=build_volume_mm,
         meter=meter, progress=progress.sub(0.75, 1.0), cancel=cancel,
@@ -372,40 +373,6 @@ def _file_format(out: Path, fmt: str | None) -> str:
         msg = f"unknown mesh format {fmt!r}; use one of {', '.join(FORMATS)}"
         raise MeshError(msg)
     return fmt
-
-
-def _file_source(
-    volume: Path | None,
-    threshold: str | None,
-    mask: Path | None,
-    *,
-    pending: Callable[[], Volume] | None,
-) -> tuple[np.ndarray | MaskCrop, Volume]:
-    """The mask to mesh and the grid it lies on."""
-    if mask:
-        mask_volume = _read(mask, pending)
-        return mask_volume.array > 0, mask_volume
-    if not (volume and threshold):
-        msg = "give a CASE, or --volume IMAGE with --threshold LOW[:HIGH], or --mask MASK"
-        raise MeshError(msg)
-    low, _, high = threshold.partition(":")
-    try:
-        lo, hi = float(low), float(high) if high else np.inf
-    except ValueError:
-        msg = "--threshold takes LOW or LOW:HIGH, e.g. 226 or 226:3000"
-        raise MeshError(msg) from None
-    image = _read(volume, pending)
-    crop = threshold_crop(image.array, lo, hi)
-    if crop is None:
-        msg = f"no voxel of the volume lies in {threshold}; lower the threshold"
-        raise MeshError(msg)
-    # only the grid is needed from here on: the pixels are released before meshing
-    return crop, replace(image, array=np.broadcast_to(image.array.dtype.type(0), image.shape))
-
-
-def _read(path: Path, pending: Callable[[], Volume] | None) -> Volume:
-    """The image file at ``path``, from ``pending`` when its read started already."""
-    return pending() if pending is not None else load_image_file(path)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 from app.case import Case
 from app.cli import main
 from app.commands.mesh import PRESET_NAMES
+from app.errors import MeshError
 from app.imaging.volume import Volume
 from app.security import audit
 from app.settings import resolve_paths
@@ -98,6 +99,24 @@ def test_a_wrong_output_format_is_refused_before_the_build(tmp_path, capsys):
     assert main([*args, str(tmp_path / "bone.stl"), "--format", "step"]) == 2
     assert "unknown mesh format 'step'" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == [garbage]
+
+
+def test_a_file_surface_is_refused_at_once_or_made_on_a_thread(phantom_nrrd):
+    from app.tools.mesh.core import signed_volume
+    from app.workflow.mesh_source import surface_ahead
+
+    with pytest.raises(MeshError, match="--threshold takes LOW or LOW:HIGH"):
+        surface_ahead(phantom_nrrd, "bone", None)
+    with pytest.raises(MeshError, match="give a CASE, or --volume IMAGE with --threshold"):
+        surface_ahead(phantom_nrrd, None, None)
+    nothing = surface_ahead(phantom_nrrd, "5000", None)  # the error comes with the result
+    with pytest.raises(MeshError, match="no voxel of the volume lies in 5000; lower"):
+        nothing()
+    made = surface_ahead(phantom_nrrd, "226:800", None)()
+    assert made.grid.shape == block_phantom().shape
+    assert made.grid.array.strides == (0, 0, 0)  # the grid only: the pixels are gone
+    assert signed_volume(made.source.reference) == pytest.approx(96 * 48 * 32, rel=0.02)
+    assert made.source.cleaning.islands_removed == 0
 
 
 def test_the_mesh_parser_loads_no_mesh_library():

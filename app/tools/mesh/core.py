@@ -12,9 +12,9 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import trimesh
 from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import connected_components
 from vtkmodules.util import numpy_support
@@ -22,6 +22,9 @@ from vtkmodules.util import numpy_support
 from app.errors import Cancelled, MeshError
 from app.progress import CancelToken, Progress
 from app.tools.mesh import _vtk as vtk
+
+if TYPE_CHECKING:
+    import trimesh
 
 _SMP_LOCK = threading.Lock()
 _SMP_READY = False
@@ -38,7 +41,13 @@ def enable_vtk_threads() -> None:
 
 
 def make_mesh(vertices: np.ndarray, faces: np.ndarray) -> trimesh.Trimesh:
-    """A Trimesh over float64 vertices and int64 faces, without any processing."""
+    """A Trimesh over float64 vertices and int64 faces, without any processing.
+
+    trimesh (0.7 s to import) is loaded by the first mesh made, not with this module: a file
+    build extracts its surface while the mesh libraries load (see app.workflow.mesh_source).
+    """
+    import trimesh  # noqa: PLC0415
+
     return trimesh.Trimesh(
         vertices=np.asarray(vertices, dtype=np.float64),
         faces=np.asarray(faces, dtype=np.int64).reshape(-1, 3),

@@ -34,6 +34,7 @@ from app.tools.mesh.stages import StageMeter, stage
 from app.tools.mesh.surface import (
     DEFAULT_ITERATIONS,
     DEFAULT_SMOOTHING,
+    Extracted,
     MaskCleanReport,
     MaskCrop,
     SmoothingReport,
@@ -154,7 +155,7 @@ class MeshBuild:
 
 
 def build_mesh(
-    mask: np.ndarray | MaskCrop,
+    mask: np.ndarray | MaskCrop | Extracted,
     volume: Volume,
     *,
     smoothing: float = DEFAULT_SMOOTHING,
@@ -174,7 +175,7 @@ def build_mesh(
     ----------
     mask
         On ``volume``'s grid, or a :class:`MaskCrop` of it (only the geometry of ``volume``
-        is read, never its pixels).
+        is read, never its pixels), or its surface :class:`Extracted` already.
     smoothing
         0..1, 3D Slicer's factor (0.5 = passband 0.01); 0 keeps the voxel staircase.
     reduction, target_faces
@@ -185,16 +186,19 @@ def build_mesh(
         ``repair``), when given.
     """
     progress = ensure(progress)
-    with stage(meter, "extract"):
-        reference, cleaning = extract_surface(
-            mask,
-            volume,
-            method=method,
-            min_island_voxels=min_island_voxels,
-            max_cavity_voxels=max_cavity_voxels,
-            progress=progress.sub(0.0, 0.15),
-            cancel=cancel,
-        )
+    if isinstance(mask, Extracted):
+        reference, cleaning = mask.reference, mask.cleaning
+    else:
+        with stage(meter, "extract"):
+            reference, cleaning = extract_surface(
+                mask,
+                volume,
+                method=method,
+                min_island_voxels=min_island_voxels,
+                max_cavity_voxels=max_cavity_voxels,
+                progress=progress.sub(0.0, 0.15),
+                cancel=cancel,
+            )
     decimating = bool(reduction or target_faces)
     # a big surface is decimated by a child process: started now, it loads while we smooth
     child = start_child() if decimating and len(reference.faces) >= CHILD_FROM_TRIANGLES else None
@@ -291,7 +295,7 @@ class Built:
 
 
 def build_part(
-    mask: np.ndarray | MaskCrop,
+    mask: np.ndarray | MaskCrop | Extracted,
     volume: Volume,
     settings: MeshSettings,
     *,
@@ -333,7 +337,7 @@ def build_part(
 
 
 def build_parts(
-    masks: Mapping[str, np.ndarray | MaskCrop],
+    masks: Mapping[str, np.ndarray | MaskCrop | Extracted],
     volume: Volume,
     settings: MeshSettings,
     *,
@@ -357,7 +361,7 @@ def build_parts(
 
 
 def make_parts(
-    masks: Mapping[str, np.ndarray | MaskCrop],
+    masks: Mapping[str, np.ndarray | MaskCrop | Extracted],
     volume: Volume,
     settings: MeshSettings,
     *,

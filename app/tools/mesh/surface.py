@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-import trimesh
 from vtkmodules.util import numpy_support
 
 from app.errors import MeshError
@@ -36,6 +36,9 @@ from app.tools.mesh.core import (
     signed_volume,
     to_polydata,
 )
+
+if TYPE_CHECKING:
+    import trimesh
 
 METHODS = ("flying_edges", "surface_nets")
 DEFAULT_SMOOTHING = 0.5  # 3D Slicer's default: passband 0.01
@@ -54,6 +57,15 @@ class MaskCleanReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """A segment's raw surface and its mask cleaning, made already (:func:`extract_surface`'s
+    result): a build takes it in place of the mask."""
+
+    reference: trimesh.Trimesh
+    cleaning: MaskCleanReport
 
 
 @dataclass
