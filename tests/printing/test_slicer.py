@@ -119,7 +119,7 @@ def test_mesh_sections_match_trimesh(sphere_part) -> None:
         assert regions[i].area == pytest.approx(area, rel=1e-6)
 
 
-def test_an_invalid_outline_is_repaired_where_geos_refuses_it() -> None:
+def test_an_invalid_outline_is_repaired_where_geos_refuses_it(caplog) -> None:
     # the canary's slice of a labelled skull once ended in GEOS's TopologyException here
     from app.printing.slicer.regions import _meet, _minus
 
@@ -135,6 +135,8 @@ def test_an_invalid_outline_is_repaired_where_geos_refuses_it() -> None:
     assert left[0].equals(shapely.difference(square, repaired)) and left[0].area == 0.5
     assert met[0].equals(shapely.intersection(square, repaired)) and met[0].area == 0.5
     assert left[1].equals(shapely.box(0, 0, 0.5, 1)) and met[1].equals(shapely.box(0.5, 0, 1, 1))
+    refusals = [r.getMessage() for r in caplog.records if "GEOS refused" in r.getMessage()]
+    assert len(refusals) == 2 and all("Self-intersection[1 1]" in m for m in refusals)
 
 
 def test_t_shape_supports_arms_not_stem(t_shape_part, generic_printer, pla) -> None:

@@ -7,6 +7,7 @@ neighbouring extrusions, ``width - height * (1 - pi/4)`` as for a rounded-rectan
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import shapely
 from app.printing.slicer.settings import SliceSettings
 from app.progress import CancelToken, check_cancel
 
+_log = logging.getLogger(__name__)
 EMPTY = shapely.MultiPolygon()
 SUPPORT_TOLERANCE = 0.1  # mm: outlines of support areas are simplified this much
 _MITRE = {"join_style": "mitre", "mitre_limit": 3.0}
@@ -197,7 +199,12 @@ def _overlay(op: Callable, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _overlay_pair(op: Callable, a: shapely.Geometry, b: shapely.Geometry) -> shapely.Geometry:
     try:
         return op(a, b)
-    except shapely.errors.GEOSException:
+    except shapely.errors.GEOSException as exc:
+        # why, for whoever finds the step that made the outline (geometry only, no names)
+        _log.warning(
+            "slicer: GEOS refused %s (%s); outlines repaired: %s / %s", op.__name__, exc,
+            shapely.is_valid_reason(a), shapely.is_valid_reason(b),
+        )  # fmt: skip
         return op(_repaired(a), _repaired(b))
 
 
