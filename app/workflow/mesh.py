@@ -38,10 +38,9 @@ from app.progress import CancelToken, Progress, check_cancel, ensure
 from app.tools.mesh.core import concatenate, make_mesh
 from app.tools.mesh.export import export_bytes, export_mesh
 from app.tools.mesh.meshio import (
-    FORMATS,
     export_name,
-    format_of,
     mesh_bytes,
+    output_format,
     part_name,
     read_mesh_bytes,
     write_mesh_bytes,
@@ -343,7 +342,7 @@ def build_file(
     if Path(out).is_dir():
         msg = "without a case give --out FILE (nothing is stored, no pseudonym names the file)"
         raise MeshError(msg)
-    fmt = _file_format(Path(out), fmt)  # refused now, not after the build
+    fmt = output_format(Path(out), fmt)  # refused now, not after the build
     progress = ensure(progress)
     made = (pending or surface_ahead(volume, threshold, mask, meter=meter))()
     grid = made.grid
@@ -363,16 +362,6 @@ def build_file(
     if meter:
         info["stages"] = meter.stages | {"volume": {"int16_mib": 2 * np.prod(grid.shape) / 2**20}}
     return FileMesh(built, path, info)
-
-
-def _file_format(out: Path, fmt: str | None) -> str:
-    """The format ``out`` is written in: ``fmt``, or its extension's."""
-    if fmt is None:
-        return format_of(out)
-    if fmt not in FORMATS:
-        msg = f"unknown mesh format {fmt!r}; use one of {', '.join(FORMATS)}"
-        raise MeshError(msg)
-    return fmt
 
 
 # ---------------------------------------------------------------------------------------------
@@ -407,10 +396,11 @@ def export(
         target = target / export_name(case.pseudonym, name, fmt)
     else:
         names.check_outgoing(actor, case, target.name, what="file name", action="mesh.export")
-    path = export_mesh(mesh, target, fmt or format_of(target))
+    fmt = output_format(target, fmt)
+    path = export_mesh(mesh, target, fmt)
     policy.record(
         actor, "mesh.export", case.pseudonym, version=version, mesh_sha256=made.sha256,
-        format=fmt or format_of(target), sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        format=fmt, sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
     )  # fmt: skip
     return path
 

@@ -14,8 +14,8 @@ from app.errors import MeshError
 from app.tools.mesh.core import concatenate, make_mesh
 from app.tools.mesh.meshio import (
     export_name,
-    format_of,
     mesh_bytes,
+    output_format,
     read_mesh_file,
     write_mesh_bytes,
 )
@@ -28,7 +28,7 @@ ORIENTATION = (
 
 def export_mesh(mesh: trimesh.Trimesh, path: Path, fmt: str | None = None) -> Path:
     """Write one mesh to ``path`` (format from the extension unless ``fmt``)."""
-    return write_mesh_bytes(Path(path), export_bytes(mesh, fmt or format_of(Path(path))))
+    return write_mesh_bytes(Path(path), export_bytes(mesh, output_format(Path(path), fmt)))
 
 
 def export_bytes(mesh: trimesh.Trimesh, fmt: str) -> bytes:

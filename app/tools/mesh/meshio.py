@@ -79,11 +79,21 @@ def export_name(pseudonym: str, part: str, fmt: str) -> str:
         msg = "mesh files are named by the case pseudonym only (like C-7K3M-Q9); pass the pseudonym"
         raise MeshError(msg)
     part = part_name(part)
-    ext = "stl" if fmt == "stl-ascii" else fmt
+    ext = "stl" if check_format(fmt) == "stl-ascii" else fmt
+    return f"{pseudonym}_{part}.{ext}"
+
+
+def check_format(fmt: str) -> str:
+    """``fmt`` if MeshPrint writes it (one of :data:`FORMATS`)."""
     if fmt not in FORMATS:
         msg = f"unknown mesh format {fmt!r}; use one of {', '.join(FORMATS)}"
         raise MeshError(msg)
-    return f"{pseudonym}_{part}.{ext}"
+    return fmt
+
+
+def output_format(path: Path, fmt: str | None = None) -> str:
+    """The format a file at ``path`` is written in: ``fmt``, or its extension's."""
+    return format_of(path) if fmt is None else check_format(fmt)
 
 
 def part_name(text: str) -> str:
@@ -112,17 +122,14 @@ def mesh_bytes(vertices: np.ndarray, faces: np.ndarray, fmt: str) -> bytes:
         "ply": _ply,
         "3mf": _3mf,
     }
-    if fmt not in writers:
-        msg = f"unknown mesh format {fmt!r}; use one of {', '.join(FORMATS)}"
-        raise MeshError(msg)
-    return writers[fmt](vertices, faces)
+    return writers[check_format(fmt)](vertices, faces)
 
 
 def write_mesh_file(
     path: Path, vertices: np.ndarray, faces: np.ndarray, fmt: str | None = None
 ) -> Path:
     """Write atomically and prove the result clean; returns ``path``."""
-    return write_mesh_bytes(path, mesh_bytes(vertices, faces, fmt or format_of(path)))
+    return write_mesh_bytes(path, mesh_bytes(vertices, faces, output_format(path, fmt)))
 
 
 def write_mesh_bytes(path: Path, data: bytes) -> Path:
